@@ -1,0 +1,4 @@
+fn main() {
+    // refinery embeds migrations at compile time.
+    println!("cargo:rerun-if-changed=migrations");
+}

@@ -1,0 +1,158 @@
+//! Authenticating HTTP requests: `X-Auth-Token`, or AK/SK signatures verified with
+//! the same [`signing`](crate::signing) module that signs upstream requests.
+
+use actix_web::{HttpMessage, HttpRequest};
+use chrono::Utc;
+
+use crate::credentials::{self, Credential};
+use crate::domain::AuthMethod;
+use crate::error::SmsError;
+use crate::signing::{self, AuthorizationHeader, ReceivedRequest};
+use crate::startup::AppState;
+
+pub const MAX_TOKEN_LEN: usize = 16384;
+
+/// The credential name of an authenticated request, kept in the request's
+/// extensions for the rejection log.
+#[derive(Clone, Debug)]
+pub struct CredentialName(pub String);
+
+/// What the caller presented, before any database lookup.
+#[derive(Clone)]
+pub enum Presented {
+    Token(String),
+    Aksk(AuthorizationHeader),
+}
+
+impl Presented {
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Presented::Token(_) => AuthMethod::Token,
+            Presented::Aksk(_) => AuthMethod::Aksk,
+        }
+    }
+}
+
+pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn unauthenticated(msg: impl Into<String>) -> SmsError {
+    SmsError::Unauthenticated(msg.into())
+}
+
+/// Reads the credentials from the headers; checks everything that needs no lookup
+/// (token length, Authorization syntax, signed headers, X-Sdk-Date window).
+pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsError> {
+    if let Some(token) = req.headers().get("x-auth-token") {
+        let token = token
+            .to_str()
+            .map_err(|_| unauthenticated("X-Auth-Token is not a valid token"))?;
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(unauthenticated(format!(
+                "X-Auth-Token must be 1 to {MAX_TOKEN_LEN} characters"
+            )));
+        }
+        return Ok(Presented::Token(token.to_string()));
+    }
+    let Some(authorization) = header(req, "authorization").filter(|_| allow_aksk) else {
+        return Err(unauthenticated(if allow_aksk {
+            "no credentials: send X-Auth-Token or an SDK-HMAC-SHA256 Authorization header"
+        } else {
+            "no credentials: send the X-Auth-Token of an auditor or operator"
+        }));
+    };
+    let auth = AuthorizationHeader::parse(&authorization)
+        .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    let lookup = |name: &str| header(req, name);
+    let received = received_request(req, &lookup, &[]);
+    signing::check_date(&received, Utc::now())
+        .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    Ok(Presented::Aksk(auth))
+}
+
+fn received_request<'a>(
+    req: &'a HttpRequest,
+    header: &'a dyn Fn(&str) -> Option<String>,
+    body: &'a [u8],
+) -> ReceivedRequest<'a> {
+    ReceivedRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        raw_query: req.query_string(),
+        header,
+        body,
+    }
+}
+
+/// A credential looked up for what was presented, with the AK's secret key.
+pub struct Found {
+    pub credential: Credential,
+    secret_key: Option<String>,
+}
+
+/// Looks the presented credential up. Blocking: run it on a blocking thread.
+pub fn lookup(
+    conn: &rusqlite::Connection,
+    presented: &Presented,
+) -> Result<Option<Found>, crate::storage::StorageError> {
+    Ok(match presented {
+        Presented::Token(token) => credentials::find_by_token(conn, token)?.map(|credential| Found {
+            credential,
+            secret_key: None,
+        }),
+        Presented::Aksk(auth) => credentials::find_by_access_key(conn, &auth.access_key)?.map(
+            |(credential, sk)| Found {
+                credential,
+                secret_key: Some(sk),
+            },
+        ),
+    })
+}
+
+/// Finishes authentication once the body is known: unknown or revoked credentials
+/// and bad signatures are 401. `body` is `None` when it was too large to read, in
+/// which case the signature cannot be checked and the caller answers 413.
+pub fn authenticate(
+    req: &HttpRequest,
+    presented: &Presented,
+    found: Option<Found>,
+    body: Option<&[u8]>,
+) -> Result<Credential, SmsError> {
+    let Some(found) = found else {
+        return Err(unauthenticated(match presented {
+            Presented::Token(_) => "X-Auth-Token is not a known token",
+            Presented::Aksk(_) => "the access key is not known",
+        }));
+    };
+    if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
+        let lookup = |name: &str| header(req, name);
+        let received = received_request(req, &lookup, body);
+        signing::verify(auth, &received, sk)
+            .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    }
+    if found.credential.revoked {
+        return Err(unauthenticated("the credential has been revoked"));
+    }
+    req.extensions_mut()
+        .insert(CredentialName(found.credential.name.clone()));
+    Ok(found.credential)
+}
+
+/// Authenticates a reader of the JSON API: an auditor's or operator's token.
+pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<Credential, SmsError> {
+    let presented = presented(req, false)?;
+    let p = presented.clone();
+    let found = state.read(move |c| lookup(c, &p)).await?;
+    let credential = authenticate(req, &presented, found, None)?;
+    if !credential.role.may_read() {
+        return Err(SmsError::Forbidden(format!(
+            "credential {:?} is an {} credential; reading needs an auditor or operator",
+            credential.name, credential.role
+        )));
+    }
+    Ok(credential)
+}

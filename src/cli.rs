@@ -1,0 +1,309 @@
+//! The command line: flags (with environment fallbacks) and what each command does.
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::credentials::{self, KeyPair, NewCredential};
+use crate::domain::{Role, TaskId};
+use crate::ledger;
+use crate::startup::{Application, ServeConfig, TaskPolicy};
+use crate::storage::{self, queries, SyncMode};
+
+#[derive(Parser, Debug)]
+#[command(name = "sms-audit", version, about = "Append-only, hash-chained receiver for Huawei Cloud SMS consistency-verification uploads")]
+pub struct Cli {
+    /// SQLite database file (created on first use).
+    #[arg(long, global = true, env = "SMS_AUDIT_DB", default_value = "./sms-audit.db")]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Manage credentials (tokens and AK/SK pairs).
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Manage the task registry.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry.
+    Verify,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "SMS_AUDIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// `open`: the first upload of a task registers it; `registered`: only tasks
+    /// added with `tasks add` accept uploads.
+    #[arg(long, env = "SMS_AUDIT_TASK_POLICY", value_enum, default_value = "open")]
+    pub task_policy: TaskPolicy,
+    /// Largest accepted upload body, in bytes.
+    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Most `consistency_result` items in one upload.
+    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30)]
+    pub max_results: usize,
+    /// `full`: fsync every commit (survives power loss); `normal`: survives a
+    /// crash of the process only.
+    #[arg(long, env = "SMS_AUDIT_SYNC", value_enum, default_value = "full")]
+    pub sync: SyncMode,
+    /// Peer address whose X-Forwarded-For header is stored (repeatable).
+    #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<IpAddr>,
+    /// Uploads per second allowed per credential (429 APIGW.0308 beyond); unlimited
+    /// when absent.
+    #[arg(long, env = "SMS_AUDIT_RATE_LIMIT")]
+    pub rate_limit: Option<NonZeroU32>,
+    /// Uploads waiting for the writer before new ones get 503 SMS.0201.
+    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = 4096)]
+    pub queue_capacity: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SMS_AUDIT_WORKERS")]
+    pub workers: Option<usize>,
+    /// Benchmarks only: answer uploads without storing them.
+    #[arg(long, hide = true)]
+    pub null_store: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCommand {
+    /// Create a credential and show its secrets once.
+    Add(AddCredentialArgs),
+    /// List credentials (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential: its token and AK/SK stop working at once.
+    Revoke { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct AddCredentialArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// Task ids this credential may upload to (comma-separated); any task if absent.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<String>>,
+    /// Also generate an AK/SK pair for SDK-HMAC-SHA256 signing.
+    #[arg(long, conflicts_with = "access_key")]
+    pub aksk: bool,
+    /// Register an existing access key; its secret key is read from stdin.
+    #[arg(long, requires = "secret_key_stdin")]
+    pub access_key: Option<String>,
+    /// Read the secret key for --access-key from stdin (never from the command line).
+    #[arg(long, requires = "access_key")]
+    pub secret_key_stdin: bool,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCommand {
+    /// Register a task (or rename a registered one).
+    Add {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tasks with their upload counts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl ServeArgs {
+    pub fn into_config(self, db: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            task_policy: self.task_policy,
+            max_body_bytes: self.max_body_bytes,
+            max_results: self.max_results,
+            sync: self.sync,
+            trusted_proxies: self.trusted_proxy,
+            rate_limit: self.rate_limit,
+            queue_capacity: self.queue_capacity.max(1),
+            null_store: self.null_store,
+            workers: self.workers,
+            handle_signals: true,
+            ..ServeConfig::new(db)
+        }
+    }
+}
+
+/// A failure a command reports on stderr, with exit status 2 (1 means "ledger broken").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(String);
+
+fn fail(e: impl std::fmt::Display) -> CliError {
+    CliError(e.to_string())
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(args.into_config(cli.db)).await,
+        Command::Credentials(cmd) => credentials_command(&cli.db, cmd),
+        Command::Tasks(cmd) => tasks_command(&cli.db, cmd),
+        Command::Verify => verify(&cli.db),
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<ExitCode, CliError> {
+    let db = config.db.clone();
+    let app = Application::build(config).await.map_err(fail)?;
+    if let Some(token) = app.admin_token() {
+        // Printed once, on stderr, never logged.
+        eprintln!(
+            "Created operator credential \"admin\". Its token, shown only this once:\n\n    {token}\n\n\
+             Make more with: sms-audit --db {} credentials add --name NAME --role agent|auditor|operator [--aksk]\n",
+            db.display()
+        );
+    }
+    tracing::info!(address = %app.address(), db = %db.display(), "listening on http://{}", app.address());
+    app.run_until_stopped().await.map_err(fail)?;
+    tracing::info!("stopped; every accepted upload is committed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(db: &std::path::Path) -> Result<rusqlite::Connection, CliError> {
+    storage::prepare(db, SyncMode::Full).map_err(fail)
+}
+
+fn credentials_command(db: &std::path::Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    match cmd {
+        CredentialsCommand::Add(args) => {
+            let tasks = args
+                .tasks
+                .map(|ids| ids.iter().map(|t| TaskId::parse(t.trim())).collect::<Result<Vec<_>, _>>())
+                .transpose()
+                .map_err(fail)?;
+            let key_pair = match (args.aksk, args.access_key) {
+                (true, _) => KeyPair::Generate,
+                (false, Some(access_key)) => {
+                    let mut secret = String::new();
+                    std::io::stdin().read_to_string(&mut secret).map_err(fail)?;
+                    KeyPair::Existing {
+                        access_key,
+                        secret_key: secret.trim_end_matches(['\r', '\n']).to_string(),
+                    }
+                }
+                (false, None) => KeyPair::None,
+            };
+            let issued = credentials::add(
+                &conn,
+                NewCredential {
+                    name: &args.name,
+                    role: args.role,
+                    tasks,
+                    key_pair,
+                },
+            )
+            .map_err(fail)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&issued).map_err(fail)?);
+            } else {
+                println!("name:       {}", issued.name);
+                println!("role:       {}", issued.role);
+                println!("token:      {}", issued.token);
+                if let Some(ak) = &issued.access_key {
+                    println!("access key: {ak}");
+                }
+                if let Some(sk) = &issued.secret_key {
+                    println!("secret key: {sk}");
+                }
+                eprintln!("These secrets are shown only now; sms-audit keeps only the token's hash.");
+            }
+        }
+        CredentialsCommand::List { json } => {
+            let all = credentials::list(&conn).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string(&all).map_err(fail)?);
+            } else {
+                println!("{:<24} {:<9} {:<22} {:<25} STATUS", "NAME", "ROLE", "ACCESS KEY", "CREATED");
+                for c in all {
+                    println!(
+                        "{:<24} {:<9} {:<22} {:<25} {}",
+                        c.name,
+                        c.role,
+                        c.access_key.as_deref().unwrap_or("-"),
+                        c.created_at,
+                        c.revoked_at.map_or("active".to_string(), |t| format!("revoked {t}"))
+                    );
+                }
+            }
+        }
+        CredentialsCommand::Revoke { name } => {
+            credentials::revoke(&conn, &name).map_err(fail)?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tasks_command(db: &std::path::Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    match cmd {
+        TasksCommand::Add { id, name } => {
+            let task_id = TaskId::parse(&id).map_err(fail)?;
+            let created = queries::register_task(&conn, &task_id, name.as_deref()).map_err(fail)?;
+            println!("{} task {task_id}", if created { "registered" } else { "updated" });
+        }
+        TasksCommand::List { json } => {
+            let tasks = queries::list_tasks(&conn).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string(&tasks).map_err(fail)?);
+            } else {
+                println!("{:<38} {:>8} {:<25} NAME", "TASK", "UPLOADS", "LAST UPLOAD");
+                for t in tasks {
+                    println!(
+                        "{:<38} {:>8} {:<25} {}",
+                        t.task_id,
+                        t.upload_count,
+                        t.last_received_at.as_deref().unwrap_or("-"),
+                        t.name.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(db: &std::path::Path) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    let result = ledger::verify(&conn, |n| {
+        if n > 0 && n % 100_000 == 0 {
+            eprintln!("checked {n} entries");
+        }
+    })
+    .map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    match &result.first_bad {
+        None => {
+            writeln!(out, "ledger intact: {} entries, head {} (id {})", result.entries, result.head_hash, result.head_id).map_err(fail)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(bad) => {
+            writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem).map_err(fail)?;
+            writeln!(out, "{} entries before it are intact; last good head {}", result.entries, result.head_hash).map_err(fail)?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}

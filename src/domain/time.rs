@@ -1,0 +1,46 @@
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+
+/// Milliseconds since the Unix epoch, UTC: how times are stored.
+pub type Timestamp = i64;
+
+/// RFC 3339 with milliseconds and `Z`, e.g. `2026-11-27T10:00:00.000Z`.
+pub fn format_timestamp(ms: Timestamp) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A time on the command line or in a query string: RFC 3339, or a plain date
+/// meaning 00:00 UTC.
+pub fn parse_time_arg(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis());
+    }
+    Err(format!(
+        "{s:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_forms_and_round_trips() {
+        let t = parse_time_arg("2026-11-27T10:00:00Z").unwrap();
+        assert_eq!(format_timestamp(t), "2026-11-27T10:00:00.000Z");
+        assert_eq!(
+            parse_time_arg("2026-11-27").unwrap(),
+            parse_time_arg("2026-11-27T00:00:00+00:00").unwrap()
+        );
+        assert!(parse_time_arg("yesterday").is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! The upload body: `{"consistency_result": [...], "finished_time": N, ...}`.
+//!
+//! Parsed strictly (UTF-8, one JSON object, no duplicate keys, integers that are
+//! integers) into types that cannot hold an out-of-range value. Unknown fields are
+//! allowed; they stay in the stored raw body.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// Default cap on `consistency_result` items (`--max-results` raises it).
+pub const DEFAULT_MAX_RESULTS: usize = 30;
+pub const MAX_COUNT: u64 = 1_000_000;
+pub const MAX_FINISHED_TIME: u64 = 100_000_000_000;
+pub const MAX_DIR_CHECK_CHARS: usize = 1024;
+
+pub const COUNT_FIELDS: [&str; 4] = [
+    "num_total_files",
+    "num_different_files",
+    "num_target_miss_files",
+    "num_target_more_files",
+];
+
+/// A file count from 0 to 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Count(u32);
+
+impl Count {
+    pub fn new(n: u64) -> Option<Self> {
+        (n <= MAX_COUNT).then_some(Self(n as u32))
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// The checked directory: a string of at most 1024 characters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct DirCheck(String);
+
+impl DirCheck {
+    pub fn new(s: &str) -> Option<Self> {
+        (s.chars().count() <= MAX_DIR_CHECK_CHARS).then(|| Self(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One item of `consistency_result`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsistencyResult {
+    pub dir_check: DirCheck,
+    pub num_total_files: Count,
+    pub num_different_files: Count,
+    pub num_target_miss_files: Count,
+    pub num_target_more_files: Count,
+}
+
+impl ConsistencyResult {
+    pub fn counts(&self) -> [Count; 4] {
+        [
+            self.num_total_files,
+            self.num_different_files,
+            self.num_target_miss_files,
+            self.num_target_more_files,
+        ]
+    }
+}
+
+/// A parsed, valid upload body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBody {
+    pub results: Vec<ConsistencyResult>,
+    pub finished_time: Option<i64>,
+}
+
+impl UploadBody {
+    /// Sums of the four counts over all items.
+    pub fn totals(&self) -> [i64; 4] {
+        let mut t = [0i64; 4];
+        for r in &self.results {
+            for (sum, c) in t.iter_mut().zip(r.counts()) {
+                *sum += i64::from(c.get());
+            }
+        }
+        t
+    }
+
+    pub fn parse(bytes: &[u8], max_results: usize) -> Result<Self, BodyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
+        let json: Json =
+            serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
+        let Json::Object(fields) = &json else {
+            return Err(BodyError::NotObject);
+        };
+        let mut problems = Problems::default();
+        find_duplicate_keys(&json, "", &mut problems);
+
+        let mut results = Vec::new();
+        match field(fields, "consistency_result") {
+            None | Some(Json::Null) => {}
+            Some(Json::Array(items)) if items.len() > max_results => problems.push(
+                "consistency_result",
+                format!(
+                    "must have at most {max_results} items (got {})",
+                    items.len()
+                ),
+            ),
+            Some(Json::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(r) = parse_item(item, &format!("consistency_result[{i}]"), &mut problems)
+                    {
+                        results.push(r);
+                    }
+                }
+            }
+            Some(_) => problems.push(
+                "consistency_result",
+                format!("must be an array of at most {max_results} items, or null"),
+            ),
+        }
+
+        let finished_time = match field(fields, "finished_time") {
+            None | Some(Json::Null) => None,
+            Some(Json::Uint(n)) if *n <= MAX_FINISHED_TIME => Some(*n as i64),
+            Some(_) => {
+                problems.push(
+                    "finished_time",
+                    format!("must be an integer from 0 to {MAX_FINISHED_TIME}"),
+                );
+                None
+            }
+        };
+
+        if problems.0.is_empty() {
+            Ok(Self {
+                results,
+                finished_time,
+            })
+        } else {
+            Err(BodyError::Fields(problems.0))
+        }
+    }
+}
+
+fn parse_item(item: &Json, path: &str, problems: &mut Problems) -> Option<ConsistencyResult> {
+    let Json::Object(fields) = item else {
+        problems.push(path, "must be an object".into());
+        return None;
+    };
+    let dir_check = match field(fields, "dir_check") {
+        None => {
+            problems.push(&format!("{path}.dir_check"), "is required".into());
+            None
+        }
+        Some(Json::Str(s)) => DirCheck::new(s).or_else(|| {
+            problems.push(
+                &format!("{path}.dir_check"),
+                format!("must be a string of at most {MAX_DIR_CHECK_CHARS} characters"),
+            );
+            None
+        }),
+        Some(_) => {
+            problems.push(
+                &format!("{path}.dir_check"),
+                format!("must be a string of at most {MAX_DIR_CHECK_CHARS} characters"),
+            );
+            None
+        }
+    };
+    let mut counts = [None; 4];
+    for (slot, name) in counts.iter_mut().zip(COUNT_FIELDS) {
+        let p = format!("{path}.{name}");
+        *slot = match field(fields, name) {
+            None => {
+                problems.push(&p, "is required".into());
+                None
+            }
+            Some(Json::Uint(n)) if Count::new(*n).is_some() => Count::new(*n),
+            Some(_) => {
+                problems.push(&p, format!("must be an integer from 0 to {MAX_COUNT}"));
+                None
+            }
+        };
+    }
+    let [Some(t), Some(d), Some(m), Some(x)] = counts else {
+        return None;
+    };
+    Some(ConsistencyResult {
+        dir_check: dir_check?,
+        num_total_files: t,
+        num_different_files: d,
+        num_target_miss_files: m,
+        num_target_more_files: x,
+    })
+}
+
+/// Why a body was refused. Every variant is a client error (400 `SMS.9001`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    NotUtf8,
+    NotJson(String),
+    NotObject,
+    /// (path, problem) for every bad path, in document order.
+    Fields(Vec<(String, String)>),
+}
+
+impl BodyError {
+    /// The message naming the first problem.
+    pub fn message(&self) -> String {
+        match self {
+            BodyError::NotUtf8 => "body: must be UTF-8 encoded JSON".into(),
+            BodyError::NotJson(e) => format!("body: not valid JSON: {e}"),
+            BodyError::NotObject => "body: must be a JSON object".into(),
+            BodyError::Fields(p) => format!("{}: {}", p[0].0, p[0].1),
+        }
+    }
+
+    /// Every bad path (field rules only).
+    pub fn params(&self) -> Option<Vec<String>> {
+        match self {
+            BodyError::Fields(p) => Some(p.iter().map(|(path, _)| path.clone()).collect()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn push(&mut self, path: &str, problem: String) {
+        self.0.push((path.to_string(), problem));
+    }
+}
+
+fn field<'a>(fields: &'a [(String, Json)], name: &str) -> Option<&'a Json> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn find_duplicate_keys(json: &Json, path: &str, problems: &mut Problems) {
+    match json {
+        Json::Object(fields) => {
+            for (i, (key, value)) in fields.iter().enumerate() {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if fields[..i].iter().any(|(k, _)| k == key) {
+                    problems.push(&child, "duplicate key".into());
+                }
+                find_duplicate_keys(value, &child, problems);
+            }
+        }
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_duplicate_keys(item, &format!("{path}[{i}]"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A JSON value that keeps every key of an object (so duplicates can be refused)
+/// and tells integers from other numbers.
+#[derive(Debug)]
+enum Json {
+    Null,
+    Bool,
+    Uint(u64),
+    OtherNumber,
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+        Ok(Json::Uint(n))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+        Ok(u64::try_from(n).map_or(Json::OtherNumber, Json::Uint))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::OtherNumber)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::Str(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Json, E> {
+        Ok(Json::Str(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut fields = Vec::new();
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            fields.push((k, v));
+        }
+        Ok(Json::Object(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<UploadBody, BodyError> {
+        UploadBody::parse(s.as_bytes(), DEFAULT_MAX_RESULTS)
+    }
+
+    #[test]
+    fn example_fixture_parses() {
+        let body = parse(include_str!("../../tests/fixtures/example-upload.json")).unwrap();
+        assert_eq!(body.results.len(), 2);
+        assert_eq!(body.results[0].dir_check.as_str(), "/root/data");
+        assert_eq!(body.totals(), [2470, 24, 24, 24]);
+    }
+
+    #[test]
+    fn optional_fields() {
+        assert_eq!(parse("{}").unwrap().results.len(), 0);
+        assert_eq!(parse(r#"{"consistency_result": null}"#).unwrap().results.len(), 0);
+        assert_eq!(
+            parse(r#"{"finished_time": 1700000000, "x": [1.5]}"#)
+                .unwrap()
+                .finished_time,
+            Some(1_700_000_000)
+        );
+    }
+
+    #[test]
+    fn number_forms_are_refused() {
+        for bad in ["1.0", "1e3", "\"5\"", "-1", "true", "1000001", "-0", "null"] {
+            let body = format!(
+                r#"{{"consistency_result":[{{"dir_check":"/","num_total_files":{bad},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#
+            );
+            let err = parse(&body).unwrap_err();
+            assert_eq!(
+                err.message(),
+                "consistency_result[0].num_total_files: must be an integer from 0 to 1000000",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_path_is_listed() {
+        let err = parse(
+            r#"{"consistency_result":[{"dir_check":1},{"dir_check":"/"}], "finished_time": -1}"#,
+        )
+        .unwrap_err();
+        let params = err.params().unwrap();
+        assert_eq!(params[0], "consistency_result[0].dir_check");
+        assert!(params.contains(&"consistency_result[1].num_target_more_files".to_string()));
+        assert_eq!(params.last().unwrap(), "finished_time");
+        assert_eq!(params.len(), 10);
+    }
+
+    #[test]
+    fn duplicates_and_shapes() {
+        let err = parse(r#"{"a":1,"a":2}"#).unwrap_err();
+        assert_eq!(err.message(), "a: duplicate key");
+        assert_eq!(parse("[]").unwrap_err(), BodyError::NotObject);
+        assert_eq!(UploadBody::parse(b"\xff", 30).unwrap_err(), BodyError::NotUtf8);
+        assert!(matches!(parse("{").unwrap_err(), BodyError::NotJson(_)));
+        assert!(matches!(parse("{} x").unwrap_err(), BodyError::NotJson(_)));
+        let items = vec![r#"{"dir_check":"/","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}"#; 31].join(",");
+        let err = parse(&format!(r#"{{"consistency_result":[{items}]}}"#)).unwrap_err();
+        assert_eq!(err.message(), "consistency_result: must have at most 30 items (got 31)");
+        assert!(UploadBody::parse(format!(r#"{{"consistency_result":[{items}]}}"#).as_bytes(), 31).is_ok());
+    }
+
+    #[test]
+    fn dir_check_limit_counts_characters() {
+        let ok = "é".repeat(1024);
+        let body = format!(
+            r#"{{"consistency_result":[{{"dir_check":"{ok}","num_total_files":0,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#
+        );
+        assert!(parse(&body).is_ok());
+        let body = body.replace(&ok, &format!("{ok}x"));
+        assert!(parse(&body).is_err());
+    }
+}

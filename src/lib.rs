@@ -1,0 +1,20 @@
+//! sms-audit: an append-only, hash-chained receiver for Huawei Cloud SMS
+//! consistency-verification uploads.
+//!
+//! Where to look: the upload path is [`routes`] (`ingest`) → [`auth`] →
+//! [`domain::upload_body`] → [`storage::writer`]; the chain is [`ledger`]; reads are
+//! [`storage::queries`]; the process is put together in [`startup`].
+
+pub mod auth;
+pub mod cli;
+pub mod credentials;
+pub mod domain;
+pub mod error;
+pub mod ledger;
+pub mod middleware;
+pub mod routes;
+pub mod signing;
+pub mod startup;
+pub mod storage;
+
+pub use startup::{Application, ServeConfig, TaskPolicy};

@@ -1,0 +1,55 @@
+//! Per-request context: an `X-Request-Id` on every response, and a rejection-log
+//! entry for every refused request.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage};
+use uuid::Uuid;
+
+use crate::auth::CredentialName;
+use crate::error::ErrorCode;
+use crate::startup::AppState;
+use crate::storage::writer::{now_ms, Rejection};
+
+/// The request's id, in the request's extensions for handlers to store.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let request_id = Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+
+    let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let code = res.response().extensions().get::<ErrorCode>().copied();
+    if let (Some(ErrorCode(code)), Some(state)) = (code, state) {
+        let req = res.request();
+        state.writer.log_rejection(Rejection {
+            at: now_ms(),
+            peer_addr: req
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            method: req.method().to_string(),
+            path: req.path().chars().take(512).collect(),
+            status: res.status().as_u16(),
+            error_code: code.to_string(),
+            credential_name: req
+                .extensions()
+                .get::<CredentialName>()
+                .map(|c| c.0.clone()),
+            request_id,
+        });
+    }
+    Ok(res)
+}

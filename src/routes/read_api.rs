@@ -1,0 +1,128 @@
+//! The JSON read API under `/api/v1`, for auditors and operators.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::get_resource;
+use crate::auth;
+use crate::domain::{parse_time_arg, TaskId, Timestamp};
+use crate::error::SmsError;
+use crate::ledger;
+use crate::startup::AppState;
+use crate::storage::queries::{self, UploadPageQuery};
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource("/api/v1/tasks", tasks))
+        .service(get_resource("/api/v1/tasks/{task_id}/uploads", task_uploads))
+        .service(get_resource("/api/v1/uploads/{id}", upload))
+        .service(get_resource("/api/v1/ledger", ledger_status))
+        .service(get_resource("/api/v1/rejections", rejections));
+}
+
+async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, SmsError> {
+    auth::reader(&req, &state).await?;
+    let tasks = state.read(queries::list_tasks).await?;
+    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks })))
+}
+
+#[derive(Deserialize)]
+struct UploadsQuery {
+    limit: Option<u32>,
+    before_id: Option<i64>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
+    value
+        .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+async fn task_uploads(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<UploadsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
+    auth::reader(&req, &state).await?;
+    let task_id = TaskId::parse(&path).map_err(SmsError::bad_request)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(SmsError::bad_request(format!(
+            "limit: must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    let page = UploadPageQuery {
+        limit,
+        before_id: query.before_id,
+        since: time_param("since", query.since.as_deref())?,
+        until: time_param("until", query.until.as_deref())?,
+    };
+    let id = task_id.clone();
+    let result = state
+        .read(move |conn| {
+            if !queries::task_exists(conn, id.as_str())? {
+                return Ok(None);
+            }
+            queries::task_uploads(conn, id.as_str(), &page).map(Some)
+        })
+        .await?;
+    let Some((uploads, next_before_id)) = result else {
+        return Err(SmsError::TaskNotFound(format!("task {task_id} is unknown")));
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "task_id": task_id.as_str(),
+        "uploads": uploads,
+        "next_before_id": next_before_id,
+    })))
+}
+
+async fn upload(
+    req: HttpRequest,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
+    auth::reader(&req, &state).await?;
+    let id = path.into_inner();
+    let record = state.read(move |conn| queries::upload(conn, id)).await?;
+    let record = record.ok_or_else(|| SmsError::NotFound(format!("no upload with id {id}")))?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn ledger_status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
+    auth::reader(&req, &state).await?;
+    let verification = state.read(|conn| ledger::verify(conn, |_| {})).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": if verification.intact() { "intact" } else { "broken" },
+        "entries": verification.entries,
+        "head_id": verification.head_id,
+        "head_hash": verification.head_hash,
+        "first_bad": verification.first_bad,
+    })))
+}
+
+#[derive(Deserialize)]
+struct RejectionsQuery {
+    limit: Option<u32>,
+}
+
+async fn rejections(
+    req: HttpRequest,
+    query: web::Query<RejectionsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
+    auth::reader(&req, &state).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let rows = state
+        .read(move |conn| queries::recent_rejections(conn, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+}

@@ -1,0 +1,213 @@
+//! Building and running the HTTP service.
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rusqlite::Connection;
+
+use crate::credentials::{self, KeyPair, NewCredential};
+use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role};
+use crate::error::SmsError;
+use crate::routes;
+use crate::storage::writer::{self, WriterHandle, WriterThread};
+use crate::storage::{prepare, ReadPool, StorageError, SyncMode};
+
+/// Whether an upload may register its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskPolicy {
+    /// The first upload of a task registers it.
+    Open,
+    /// Only tasks registered with `tasks add` accept uploads.
+    Registered,
+}
+
+/// Everything `serve` needs, resolved from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db: PathBuf,
+    pub listen: String,
+    pub task_policy: TaskPolicy,
+    pub max_body_bytes: usize,
+    pub max_results: usize,
+    pub sync: SyncMode,
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Uploads per second per credential; `None` is unlimited.
+    pub rate_limit: Option<NonZeroU32>,
+    pub queue_capacity: usize,
+    /// Accept and answer uploads without storing them (benchmark ceiling only).
+    pub null_store: bool,
+    pub workers: Option<usize>,
+    /// Stop on SIGINT/SIGTERM (off for in-process tests).
+    pub handle_signals: bool,
+}
+
+impl ServeConfig {
+    pub fn new(db: impl Into<PathBuf>) -> Self {
+        Self {
+            db: db.into(),
+            listen: "127.0.0.1:8080".into(),
+            task_policy: TaskPolicy::Open,
+            max_body_bytes: 65536,
+            max_results: DEFAULT_MAX_RESULTS,
+            sync: SyncMode::Full,
+            trusted_proxies: Vec::new(),
+            rate_limit: None,
+            queue_capacity: 4096,
+            null_store: false,
+            workers: None,
+            handle_signals: true,
+        }
+    }
+}
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub config: ServeConfig,
+    pub reads: ReadPool,
+    pub writer: WriterHandle,
+    pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AppState {
+    /// Runs a read on a blocking thread with a pooled read-only connection.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, SmsError> {
+        let pool = self.reads.clone();
+        web::block(move || pool.with(f))
+            .await
+            .map_err(|e| SmsError::Storage(e.to_string()))?
+            .map_err(|e| SmsError::Storage(e.to_string()))
+    }
+}
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    writer: WriterHandle,
+    writer_thread: WriterThread,
+    admin_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot create the admin credential: {0}")]
+    Admin(#[from] credentials::CredentialError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Opens (and migrates) the database, starts the writer and binds the listener.
+    /// On a database without credentials, creates the `admin` operator credential.
+    pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
+        let conn = prepare(&config.db, config.sync)?;
+        let admin_token = if credentials::is_empty(&conn)? {
+            let issued = credentials::add(
+                &conn,
+                NewCredential {
+                    name: "admin",
+                    role: Role::Operator,
+                    tasks: None,
+                    key_pair: KeyPair::None,
+                },
+            )?;
+            Some(issued.token)
+        } else {
+            None
+        };
+        drop(conn);
+
+        let (writer, writer_thread) = if config.null_store {
+            writer::spawn_null(config.queue_capacity)
+        } else {
+            writer::spawn(&config.db, config.sync, config.queue_capacity)?
+        };
+        let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+
+        let state = web::Data::new(AppState {
+            reads: ReadPool::new(&config.db),
+            writer: writer.clone(),
+            limiter: config
+                .rate_limit
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            config: config.clone(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .wrap(middleware::from_fn(crate::middleware::request_context))
+        })
+        .shutdown_timeout(30);
+        if !config.handle_signals {
+            server = server.disable_signals();
+        }
+        if let Some(n) = config.workers {
+            server = server.workers(n);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: config.listen.clone(),
+                source,
+            })?
+            .run();
+
+        Ok(Self {
+            server,
+            address,
+            writer,
+            writer_thread,
+            admin_token,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The token of the `admin` credential created by this start, if it made one.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (signal or [`ServerHandle::stop`]); in-flight requests
+    /// finish, then everything queued is committed before this returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        let Application {
+            writer,
+            writer_thread,
+            ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            writer.shutdown();
+            writer_thread.join();
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        served
+    }
+}

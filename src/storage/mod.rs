@@ -1,0 +1,136 @@
+//! The embedded SQLite database: opening connections (pragmas on every one),
+//! migrations, and a small pool of read-only connections.
+//!
+//! Every write of the running service goes through [`writer`]; reads use
+//! [`ReadPool`] from blocking threads, never from an actix worker.
+
+pub mod queries;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// How hard a commit waits for the disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// fsync on every commit: a committed upload survives power loss.
+    Full,
+    /// WAL-safe against crashes of the process, may lose the last commits on power loss.
+    Normal,
+}
+
+impl SyncMode {
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("cannot create database file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Creates the database file readable by its owner only (before SQLite does, so it
+/// never exists with looser permissions), and applies pending migrations.
+pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> {
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StorageError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    let mut conn = open_write(path, sync)?;
+    embedded::migrations::runner().run(&mut conn)?;
+    Ok(conn)
+}
+
+/// A read-write connection with the per-connection pragmas set.
+pub fn open_write(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// A read-only connection (WAL lets it read while the writer commits).
+pub fn open_read(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+/// Read-only connections kept for reuse by blocking tasks.
+#[derive(Clone)]
+pub struct ReadPool {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+const MAX_IDLE_READERS: usize = 16;
+
+impl ReadPool {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: Arc::new(path.to_path_buf()),
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` with a read connection. Blocking: call from a blocking thread.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => open_read(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}

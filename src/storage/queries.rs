@@ -1,0 +1,277 @@
+//! Read queries behind the JSON API and the CLI, plus the task registry.
+//! Every query here is served by an index; none scans all uploads.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::domain::{format_timestamp, TaskId, Timestamp};
+use crate::storage::writer::now_ms;
+use crate::storage::StorageError;
+
+/// Sums of the four counts over an upload's results.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub num_total_files: i64,
+    pub num_different_files: i64,
+    pub num_target_miss_files: i64,
+    pub num_target_more_files: i64,
+}
+
+impl Totals {
+    fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(Totals {
+            num_total_files: r.get(first)?,
+            num_different_files: r.get(first + 1)?,
+            num_target_miss_files: r.get(first + 2)?,
+            num_target_more_files: r.get(first + 3)?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskSummary {
+    pub task_id: String,
+    pub name: Option<String>,
+    pub registered_at: String,
+    pub registered_by: String,
+    pub upload_count: i64,
+    pub first_received_at: Option<String>,
+    pub last_received_at: Option<String>,
+    pub last_upload_id: Option<i64>,
+    /// Totals of the latest upload.
+    pub latest_totals: Option<Totals>,
+}
+
+pub fn list_tasks(conn: &Connection) -> Result<Vec<TaskSummary>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.task_id, t.name, t.registered_at, t.registered_by, t.upload_count,
+                t.first_upload_at, t.last_upload_at, t.last_upload_id,
+                u.total_files, u.different_files, u.target_miss_files, u.target_more_files
+         FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
+         ORDER BY t.task_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let last_upload_id: Option<i64> = r.get(7)?;
+        Ok(TaskSummary {
+            task_id: r.get(0)?,
+            name: r.get(1)?,
+            registered_at: format_timestamp(r.get(2)?),
+            registered_by: r.get(3)?,
+            upload_count: r.get(4)?,
+            first_received_at: r.get::<_, Option<i64>>(5)?.map(format_timestamp),
+            last_received_at: r.get::<_, Option<i64>>(6)?.map(format_timestamp),
+            last_upload_id,
+            latest_totals: match last_upload_id {
+                Some(_) => Some(Totals::from_row(r, 8)?),
+                None => None,
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn task_exists(conn: &Connection, task_id: &str) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1)")?
+        .query_row(params![task_id], |r| r.get(0))?)
+}
+
+/// Registers a task (`tasks add`); naming an existing task renames it.
+pub fn register_task(
+    conn: &Connection,
+    task_id: &TaskId,
+    name: Option<&str>,
+) -> Result<bool, StorageError> {
+    let existed = task_exists(conn, task_id.as_str())?;
+    conn.execute(
+        "INSERT INTO tasks (task_id, name, registered_at, registered_by) VALUES (?1, ?2, ?3, 'cli')
+         ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name)",
+        params![task_id.as_str(), name, now_ms()],
+    )?;
+    Ok(!existed)
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadSummary {
+    pub id: i64,
+    pub received_at: String,
+    pub result_count: i64,
+    pub totals: Totals,
+    pub duplicate_of: Option<i64>,
+    pub finished_time: Option<i64>,
+}
+
+pub struct UploadPageQuery {
+    pub limit: u32,
+    pub before_id: Option<i64>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// One page of a task's uploads, newest first, and the `before_id` of the next page.
+pub fn task_uploads(
+    conn: &Connection,
+    task_id: &str,
+    q: &UploadPageQuery,
+) -> Result<(Vec<UploadSummary>, Option<i64>), StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_at, result_count, total_files, different_files,
+                target_miss_files, target_more_files, duplicate_of, finished_time
+         FROM uploads
+         WHERE task_id = ?1 AND id < ?2 AND received_at >= ?3 AND received_at < ?4
+         ORDER BY id DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            task_id,
+            q.before_id.unwrap_or(i64::MAX),
+            q.since.unwrap_or(i64::MIN),
+            q.until.unwrap_or(i64::MAX),
+            i64::from(q.limit) + 1
+        ],
+        |r| {
+            Ok(UploadSummary {
+                id: r.get(0)?,
+                received_at: format_timestamp(r.get(1)?),
+                result_count: r.get(2)?,
+                totals: Totals::from_row(r, 3)?,
+                duplicate_of: r.get(7)?,
+                finished_time: r.get(8)?,
+            })
+        },
+    )?;
+    let mut uploads: Vec<UploadSummary> = rows.collect::<Result<_, _>>()?;
+    let next = if uploads.len() > q.limit as usize {
+        uploads.truncate(q.limit as usize);
+        uploads.last().map(|u| u.id)
+    } else {
+        None
+    };
+    Ok((uploads, next))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResultRow {
+    pub ordinal: i64,
+    pub dir_check: String,
+    pub num_total_files: i64,
+    pub num_different_files: i64,
+    pub num_target_miss_files: i64,
+    pub num_target_more_files: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadRecord {
+    pub id: i64,
+    pub request_id: String,
+    pub task_id: String,
+    pub received_at: String,
+    pub credential_name: String,
+    pub auth_method: String,
+    pub project_id: Option<String>,
+    pub peer_addr: String,
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
+    pub body_sha256: String,
+    pub finished_time: Option<i64>,
+    pub result_count: i64,
+    pub totals: Totals,
+    pub duplicate_of: Option<i64>,
+    pub prev_hash: String,
+    pub entry_hash: String,
+    pub results: Vec<ResultRow>,
+    /// The stored bytes as a string (lossy only if they were not UTF-8, which the
+    /// ingest path never accepts).
+    pub raw_body: String,
+}
+
+pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, StorageError> {
+    let record = conn
+        .prepare_cached(
+            "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
+                    project_id, peer_addr, forwarded_for, user_agent, body_sha256,
+                    finished_time, result_count, total_files, different_files,
+                    target_miss_files, target_more_files, duplicate_of, prev_hash,
+                    entry_hash, raw_body
+             FROM uploads WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            let raw: Vec<u8> = r.get(20)?;
+            Ok(UploadRecord {
+                id: r.get(0)?,
+                request_id: r.get(1)?,
+                task_id: r.get(2)?,
+                received_at: format_timestamp(r.get(3)?),
+                credential_name: r.get(4)?,
+                auth_method: r.get(5)?,
+                project_id: r.get(6)?,
+                peer_addr: r.get(7)?,
+                forwarded_for: r.get(8)?,
+                user_agent: r.get(9)?,
+                body_sha256: r.get(10)?,
+                finished_time: r.get(11)?,
+                result_count: r.get(12)?,
+                totals: Totals::from_row(r, 13)?,
+                duplicate_of: r.get(17)?,
+                prev_hash: r.get(18)?,
+                entry_hash: r.get(19)?,
+                results: Vec::new(),
+                raw_body: String::from_utf8_lossy(&raw).into_owned(),
+            })
+        })
+        .optional()?;
+    let Some(mut record) = record else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT ordinal, dir_check, num_total_files, num_different_files,
+                num_target_miss_files, num_target_more_files
+         FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal",
+    )?;
+    record.results = stmt
+        .query_map(params![id], |r| {
+            Ok(ResultRow {
+                ordinal: r.get(0)?,
+                dir_check: r.get(1)?,
+                num_total_files: r.get(2)?,
+                num_different_files: r.get(3)?,
+                num_target_miss_files: r.get(4)?,
+                num_target_more_files: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(record))
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectionRow {
+    pub at: String,
+    pub peer_addr: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub error_code: String,
+    pub credential_name: Option<String>,
+    pub request_id: String,
+}
+
+/// The newest rejections first.
+pub fn recent_rejections(conn: &Connection, limit: u32) -> Result<Vec<RejectionRow>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, peer_addr, method, path, status, error_code, credential_name, request_id
+         FROM rejections ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok(RejectionRow {
+            at: format_timestamp(r.get(0)?),
+            peer_addr: r.get(1)?,
+            method: r.get(2)?,
+            path: r.get(3)?,
+            status: r.get(4)?,
+            error_code: r.get(5)?,
+            credential_name: r.get(6)?,
+            request_id: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
