@@ -100,16 +100,18 @@ pub fn lookup(
     presented: &Presented,
 ) -> Result<Option<Found>, crate::storage::StorageError> {
     Ok(match presented {
-        Presented::Token(token) => credentials::find_by_token(conn, token)?.map(|credential| Found {
-            credential,
-            secret_key: None,
-        }),
-        Presented::Aksk(auth) => credentials::find_by_access_key(conn, &auth.access_key)?.map(
-            |(credential, sk)| Found {
+        Presented::Token(token) => {
+            credentials::find_by_token(conn, token)?.map(|credential| Found {
+                credential,
+                secret_key: None,
+            })
+        }
+        Presented::Aksk(auth) => {
+            credentials::find_by_access_key(conn, &auth.access_key)?.map(|(credential, sk)| Found {
                 credential,
                 secret_key: Some(sk),
-            },
-        ),
+            })
+        }
     })
 }
 
@@ -128,6 +130,10 @@ pub fn authenticate(
             Presented::Aksk(_) => "the access key is not known",
         }));
     };
+    // Known from here on, even if the signature turns out bad: the rejection log
+    // then shows whose key was used.
+    req.extensions_mut()
+        .insert(CredentialName(found.credential.name.clone()));
     if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
         let lookup = |name: &str| header(req, name);
         let received = received_request(req, &lookup, body);
@@ -137,8 +143,6 @@ pub fn authenticate(
     if found.credential.revoked {
         return Err(unauthenticated("the credential has been revoked"));
     }
-    req.extensions_mut()
-        .insert(CredentialName(found.credential.name.clone()));
     Ok(found.credential)
 }
 

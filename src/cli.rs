@@ -15,10 +15,19 @@ use crate::startup::{Application, ServeConfig, TaskPolicy};
 use crate::storage::{self, queries, SyncMode};
 
 #[derive(Parser, Debug)]
-#[command(name = "sms-audit", version, about = "Append-only, hash-chained receiver for Huawei Cloud SMS consistency-verification uploads")]
+#[command(
+    name = "sms-audit",
+    version,
+    about = "Append-only, hash-chained receiver for Huawei Cloud SMS consistency-verification uploads"
+)]
 pub struct Cli {
     /// SQLite database file (created on first use).
-    #[arg(long, global = true, env = "SMS_AUDIT_DB", default_value = "./sms-audit.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "SMS_AUDIT_DB",
+        default_value = "./sms-audit.db"
+    )]
     pub db: PathBuf,
 
     #[command(subcommand)]
@@ -46,7 +55,12 @@ pub struct ServeArgs {
     pub listen: String,
     /// `open`: the first upload of a task registers it; `registered`: only tasks
     /// added with `tasks add` accept uploads.
-    #[arg(long, env = "SMS_AUDIT_TASK_POLICY", value_enum, default_value = "open")]
+    #[arg(
+        long,
+        env = "SMS_AUDIT_TASK_POLICY",
+        value_enum,
+        default_value = "open"
+    )]
     pub task_policy: TaskPolicy,
     /// Largest accepted upload body, in bytes.
     #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536)]
@@ -185,13 +199,20 @@ fn open(db: &std::path::Path) -> Result<rusqlite::Connection, CliError> {
     storage::prepare(db, SyncMode::Full).map_err(fail)
 }
 
-fn credentials_command(db: &std::path::Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
+fn credentials_command(
+    db: &std::path::Path,
+    cmd: CredentialsCommand,
+) -> Result<ExitCode, CliError> {
     let conn = open(db)?;
     match cmd {
         CredentialsCommand::Add(args) => {
             let tasks = args
                 .tasks
-                .map(|ids| ids.iter().map(|t| TaskId::parse(t.trim())).collect::<Result<Vec<_>, _>>())
+                .map(|ids| {
+                    ids.iter()
+                        .map(|t| TaskId::parse(t.trim()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .transpose()
                 .map_err(fail)?;
             let key_pair = match (args.aksk, args.access_key) {
@@ -228,7 +249,9 @@ fn credentials_command(db: &std::path::Path, cmd: CredentialsCommand) -> Result<
                 if let Some(sk) = &issued.secret_key {
                     println!("secret key: {sk}");
                 }
-                eprintln!("These secrets are shown only now; sms-audit keeps only the token's hash.");
+                eprintln!(
+                    "These secrets are shown only now; sms-audit keeps only the token's hash."
+                );
             }
         }
         CredentialsCommand::List { json } => {
@@ -236,7 +259,10 @@ fn credentials_command(db: &std::path::Path, cmd: CredentialsCommand) -> Result<
             if json {
                 println!("{}", serde_json::to_string(&all).map_err(fail)?);
             } else {
-                println!("{:<24} {:<9} {:<22} {:<25} STATUS", "NAME", "ROLE", "ACCESS KEY", "CREATED");
+                println!(
+                    "{:<24} {:<9} {:<22} {:<25} STATUS",
+                    "NAME", "ROLE", "ACCESS KEY", "CREATED"
+                );
                 for c in all {
                     println!(
                         "{:<24} {:<9} {:<22} {:<25} {}",
@@ -244,7 +270,8 @@ fn credentials_command(db: &std::path::Path, cmd: CredentialsCommand) -> Result<
                         c.role,
                         c.access_key.as_deref().unwrap_or("-"),
                         c.created_at,
-                        c.revoked_at.map_or("active".to_string(), |t| format!("revoked {t}"))
+                        c.revoked_at
+                            .map_or("active".to_string(), |t| format!("revoked {t}"))
                     );
                 }
             }
@@ -263,7 +290,10 @@ fn tasks_command(db: &std::path::Path, cmd: TasksCommand) -> Result<ExitCode, Cl
         TasksCommand::Add { id, name } => {
             let task_id = TaskId::parse(&id).map_err(fail)?;
             let created = queries::register_task(&conn, &task_id, name.as_deref()).map_err(fail)?;
-            println!("{} task {task_id}", if created { "registered" } else { "updated" });
+            println!(
+                "{} task {task_id}",
+                if created { "registered" } else { "updated" }
+            );
         }
         TasksCommand::List { json } => {
             let tasks = queries::list_tasks(&conn).map_err(fail)?;
@@ -297,12 +327,22 @@ fn verify(db: &std::path::Path) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     match &result.first_bad {
         None => {
-            writeln!(out, "ledger intact: {} entries, head {} (id {})", result.entries, result.head_hash, result.head_id).map_err(fail)?;
+            writeln!(
+                out,
+                "ledger intact: {} entries, head {} (id {})",
+                result.entries, result.head_hash, result.head_id
+            )
+            .map_err(fail)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(bad) => {
             writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem).map_err(fail)?;
-            writeln!(out, "{} entries before it are intact; last good head {}", result.entries, result.head_hash).map_err(fail)?;
+            writeln!(
+                out,
+                "{} entries before it are intact; last good head {}",
+                result.entries, result.head_hash
+            )
+            .map_err(fail)?;
             Ok(ExitCode::from(1))
         }
     }

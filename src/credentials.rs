@@ -70,7 +70,8 @@ pub fn find_by_token(conn: &Connection, token: &str) -> Result<Option<Credential
             Ok((credential_from_row(r)?, r.get::<_, String>(4)?))
         })
         .optional()?;
-    Ok(found.and_then(|(c, stored)| bool::from(stored.as_bytes().ct_eq(hash.as_bytes())).then_some(c)))
+    Ok(found
+        .and_then(|(c, stored)| bool::from(stored.as_bytes().ct_eq(hash.as_bytes())).then_some(c)))
 }
 
 /// Finds the credential owning an access key, with its secret key.
@@ -112,7 +113,10 @@ impl From<rusqlite::Error> for CredentialError {
 pub enum KeyPair {
     None,
     Generate,
-    Existing { access_key: String, secret_key: String },
+    Existing {
+        access_key: String,
+        secret_key: String,
+    },
 }
 
 pub struct NewCredential<'a> {
@@ -142,13 +146,18 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
         ));
     }
     let token = random_hex(32);
-    let (access_key, secret_key) = match new.key_pair {
-        KeyPair::None => (None, None),
+    // `shown_secret` is what the caller sees once: only a secret generated here.
+    let (access_key, secret_key, shown_secret) = match new.key_pair {
+        KeyPair::None => (None, None, None),
         // 20 upper-case characters, like Huawei Cloud access keys; 256-bit secret.
-        KeyPair::Generate => (
-            Some(random_hex(10).to_ascii_uppercase()),
-            Some(random_hex(32)),
-        ),
+        KeyPair::Generate => {
+            let sk = random_hex(32);
+            (
+                Some(random_hex(10).to_ascii_uppercase()),
+                Some(sk.clone()),
+                Some(sk),
+            )
+        }
         KeyPair::Existing {
             access_key,
             secret_key,
@@ -158,7 +167,7 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
                     "access key and secret key must not be empty".into(),
                 ));
             }
-            (Some(access_key), Some(secret_key))
+            (Some(access_key), Some(secret_key), None)
         }
     };
     let scope = new.tasks.map(|t| {
@@ -201,7 +210,7 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
         role: new.role,
         token,
         access_key,
-        secret_key,
+        secret_key: shown_secret,
     })
 }
 
@@ -247,7 +256,9 @@ pub fn revoke(conn: &Connection, name: &str) -> Result<(), CredentialError> {
 }
 
 pub fn is_empty(conn: &Connection) -> Result<bool, StorageError> {
-    Ok(conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM credentials)", [], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM credentials)", [], |r| {
+            r.get(0)
+        })?,
+    )
 }

@@ -162,11 +162,18 @@ pub fn verify(
 
         let bad = |problem: String| Some(BadEntry { id, problem });
         let problem = if id != prev.id + 1 {
-            bad(format!("entry {} is missing (ids jump from {} to {id})", prev.id + 1, prev.id))
+            bad(format!(
+                "entry {} is missing (ids jump from {} to {id})",
+                prev.id + 1,
+                prev.id
+            ))
         } else if sha256_hex(&raw_body) != body_sha256 {
             bad("raw body does not match its stored SHA-256".into())
         } else if prev_hash != prev.hash {
-            bad(format!("prev_hash does not match the hash of entry {}", prev.id))
+            bad(format!(
+                "prev_hash does not match the hash of entry {}",
+                prev.id
+            ))
         } else if (EntryFields {
             id,
             request_id: &request_id,
@@ -194,7 +201,7 @@ pub fn verify(
             received_at,
         };
         entries += 1;
-        if entries % 10_000 == 0 {
+        if entries.is_multiple_of(10_000) {
             progress(entries);
         }
     }

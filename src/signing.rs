@@ -56,11 +56,7 @@ impl CanonicalRequest<'_> {
 
     pub fn to_text(&self) -> String {
         let decoded = percent_decode_str(self.path).decode_utf8_lossy();
-        let mut uri = decoded
-            .split('/')
-            .map(encode)
-            .collect::<Vec<_>>()
-            .join("/");
+        let mut uri = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
         if !uri.ends_with('/') {
             uri.push('/');
         }
@@ -173,7 +169,9 @@ pub struct AuthorizationHeader {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
-    #[error("Authorization header is not SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=...")]
+    #[error(
+        "Authorization header is not SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=..."
+    )]
     Malformed,
     #[error("SignedHeaders must include host and x-sdk-date")]
     RequiredHeaderNotSigned,
@@ -196,7 +194,10 @@ impl AuthorizationHeader {
             .ok_or(SignatureError::Malformed)?;
         let (mut access, mut signed, mut sig) = (None, None, None);
         for part in rest.split(',') {
-            let (key, val) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+            let (key, val) = part
+                .trim()
+                .split_once('=')
+                .ok_or(SignatureError::Malformed)?;
             let slot = match key.trim() {
                 "Access" => &mut access,
                 "SignedHeaders" => &mut signed,
@@ -213,7 +214,8 @@ impl AuthorizationHeader {
         if access_key.is_empty() || signed.is_empty() || signature.is_empty() {
             return Err(SignatureError::Malformed);
         }
-        let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
+        let signed_headers: Vec<String> =
+            signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
         if !signed_headers.iter().any(|h| h == "host")
             || !signed_headers.iter().any(|h| h == "x-sdk-date")
         {
@@ -363,7 +365,12 @@ mod tests {
             assert_eq!(sts, v.string_to_sign, "{}", v.name);
             assert_eq!(signature(&v.sk, &sts), v.signature, "{}", v.name);
             let signer = Signer::new(&v.ak, &v.sk);
-            assert_eq!(signer.authorization(&request, date), v.authorization, "{}", v.name);
+            assert_eq!(
+                signer.authorization(&request, date),
+                v.authorization,
+                "{}",
+                v.name
+            );
         }
     }
 
@@ -428,11 +435,15 @@ mod tests {
     #[test]
     fn authorization_header_must_sign_host_and_date() {
         assert_eq!(
-            AuthorizationHeader::parse("SDK-HMAC-SHA256 Access=A, SignedHeaders=host, Signature=ab"),
+            AuthorizationHeader::parse(
+                "SDK-HMAC-SHA256 Access=A, SignedHeaders=host, Signature=ab"
+            ),
             Err(SignatureError::RequiredHeaderNotSigned)
         );
         assert_eq!(
-            AuthorizationHeader::parse("SDK-HMAC-SHA256 Access=A, SignedHeaders=x-sdk-date, Signature=ab"),
+            AuthorizationHeader::parse(
+                "SDK-HMAC-SHA256 Access=A, SignedHeaders=x-sdk-date, Signature=ab"
+            ),
             Err(SignatureError::RequiredHeaderNotSigned)
         );
         assert_eq!(

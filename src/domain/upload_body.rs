@@ -110,7 +110,8 @@ impl UploadBody {
             ),
             Some(Json::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(r) = parse_item(item, &format!("consistency_result[{i}]"), &mut problems)
+                    if let Some(r) =
+                        parse_item(item, &format!("consistency_result[{i}]"), &mut problems)
                     {
                         results.push(r);
                     }
@@ -350,7 +351,13 @@ mod tests {
     #[test]
     fn optional_fields() {
         assert_eq!(parse("{}").unwrap().results.len(), 0);
-        assert_eq!(parse(r#"{"consistency_result": null}"#).unwrap().results.len(), 0);
+        assert_eq!(
+            parse(r#"{"consistency_result": null}"#)
+                .unwrap()
+                .results
+                .len(),
+            0
+        );
         assert_eq!(
             parse(r#"{"finished_time": 1700000000, "x": [1.5]}"#)
                 .unwrap()
@@ -392,13 +399,23 @@ mod tests {
         let err = parse(r#"{"a":1,"a":2}"#).unwrap_err();
         assert_eq!(err.message(), "a: duplicate key");
         assert_eq!(parse("[]").unwrap_err(), BodyError::NotObject);
-        assert_eq!(UploadBody::parse(b"\xff", 30).unwrap_err(), BodyError::NotUtf8);
+        assert_eq!(
+            UploadBody::parse(b"\xff", 30).unwrap_err(),
+            BodyError::NotUtf8
+        );
         assert!(matches!(parse("{").unwrap_err(), BodyError::NotJson(_)));
         assert!(matches!(parse("{} x").unwrap_err(), BodyError::NotJson(_)));
         let items = vec![r#"{"dir_check":"/","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}"#; 31].join(",");
         let err = parse(&format!(r#"{{"consistency_result":[{items}]}}"#)).unwrap_err();
-        assert_eq!(err.message(), "consistency_result: must have at most 30 items (got 31)");
-        assert!(UploadBody::parse(format!(r#"{{"consistency_result":[{items}]}}"#).as_bytes(), 31).is_ok());
+        assert_eq!(
+            err.message(),
+            "consistency_result: must have at most 30 items (got 31)"
+        );
+        assert!(UploadBody::parse(
+            format!(r#"{{"consistency_result":[{items}]}}"#).as_bytes(),
+            31
+        )
+        .is_ok());
     }
 
     #[test]

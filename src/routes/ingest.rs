@@ -26,7 +26,8 @@ async fn read_body(
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Ok(None);
         }
@@ -78,7 +79,10 @@ pub async fn upload(
     let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
     if !credential.may_upload_to(task_name) {
         return Err(SmsError::Forbidden(if credential.role.may_upload() {
-            format!("credential {:?} may not upload to task {task_name:?}", credential.name)
+            format!(
+                "credential {:?} may not upload to task {task_name:?}",
+                credential.name
+            )
         } else {
             format!(
                 "credential {:?} is an {} credential; uploading needs an agent or operator",

@@ -21,9 +21,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         );
     }
-    cfg.app_data(web::PathConfig::default().error_handler(|e, req| {
-        SmsError::NotFound(format!("{}: {e}", req.path())).into()
-    }))
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|e, req| SmsError::NotFound(format!("{}: {e}", req.path())).into()),
+    )
     .app_data(
         web::QueryConfig::default()
             .error_handler(|e, _| SmsError::bad_request(format!("query: {e}")).into()),

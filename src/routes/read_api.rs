@@ -17,7 +17,10 @@ pub const MAX_PAGE: u32 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/tasks", tasks))
-        .service(get_resource("/api/v1/tasks/{task_id}/uploads", task_uploads))
+        .service(get_resource(
+            "/api/v1/tasks/{task_id}/uploads",
+            task_uploads,
+        ))
         .service(get_resource("/api/v1/uploads/{id}", upload))
         .service(get_resource("/api/v1/ledger", ledger_status))
         .service(get_resource("/api/v1/rejections", rejections));

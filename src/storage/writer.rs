@@ -4,7 +4,7 @@
 //! callers get [`SubmitError::Full`] at once.
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -57,8 +57,10 @@ pub struct Rejection {
     pub request_id: String,
 }
 
+type UploadReply = oneshot::Sender<Result<Receipt, String>>;
+
 enum Job {
-    Upload(Box<NewUpload>, oneshot::Sender<Result<Receipt, String>>),
+    Upload(Box<NewUpload>, UploadReply),
     Rejection(Rejection),
     /// Answers whether a write transaction can be opened right now.
     Ping(oneshot::Sender<Result<(), String>>),
@@ -204,10 +206,7 @@ impl Writer {
                 }
                 batch.push(job);
                 if batch.len() < MAX_BATCH {
-                    next = match rx.try_recv() {
-                        Ok(job) => Some(job),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                    };
+                    next = rx.try_recv().ok();
                 }
             }
             if !batch.is_empty() {
@@ -219,8 +218,7 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let start_head = self.head.clone();
-        let mut outcomes: Vec<(oneshot::Sender<Result<Receipt, String>>, Result<Receipt, String>)> =
-            Vec::new();
+        let mut outcomes: Vec<(UploadReply, Result<Receipt, String>)> = Vec::new();
         let mut pings = Vec::new();
         let result = (|| -> Result<(), rusqlite::Error> {
             let mut tx = self
@@ -305,7 +303,9 @@ fn insert_upload(
         )?
         .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let duplicate_of = previous.filter(|(_, h)| *h == body_sha256).map(|(id, _)| id);
+    let duplicate_of = previous
+        .filter(|(_, h)| *h == body_sha256)
+        .map(|(id, _)| id);
 
     let entry_hash = EntryFields {
         id,
@@ -359,7 +359,15 @@ fn insert_upload(
     )?;
     for (ordinal, r) in upload.body.results.iter().enumerate() {
         let [t, d, m, x] = r.counts().map(|c| c.get());
-        insert_result.execute(params![id, ordinal as i64, r.dir_check.as_str(), t, d, m, x])?;
+        insert_result.execute(params![
+            id,
+            ordinal as i64,
+            r.dir_check.as_str(),
+            t,
+            d,
+            m,
+            x
+        ])?;
     }
 
     conn.prepare_cached(

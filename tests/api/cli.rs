@@ -1,0 +1,389 @@
+//! The real binary: serve (first start, port 0, graceful stop), credentials, tasks.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::helpers::{TestApp, EXAMPLE, TASK};
+
+fn sms_audit(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(TestApp::binary())
+        .args(args)
+        .env("SMS_AUDIT_DB", db)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+struct Served {
+    child: Child,
+    address: String,
+    token: Option<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --listen 127.0.0.1:0` and reads the bound address (and the admin
+/// token, on a first start) from stderr.
+fn serve(db: &std::path::Path) -> Served {
+    let (tx, rx) = mpsc::channel();
+    let mut served = Served {
+        child: Command::new(TestApp::binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        address: String::new(),
+        token: None,
+        stderr: rx,
+    };
+    let stderr = served.child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut expect_token = false;
+    loop {
+        let line = served
+            .stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve printed its address");
+        if expect_token && !line.trim().is_empty() {
+            served.token = Some(line.trim().to_string());
+            expect_token = false;
+        }
+        if line.contains("shown only this once") {
+            expect_token = true;
+        }
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let address = rest.split_whitespace().next().unwrap();
+            served.address = format!("http://{address}");
+            return served;
+        }
+    }
+}
+
+fn terminate(served: &mut Served) -> i32 {
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    served
+        .child
+        .wait()
+        .unwrap()
+        .code()
+        .expect("exited, not killed")
+}
+
+#[tokio::test]
+async fn serve_creates_admin_once_stops_gracefully_and_keeps_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut first = serve(&db);
+    let token = first
+        .token
+        .clone()
+        .expect("first start prints the admin token");
+    assert_eq!(token.len(), 64, "256-bit token");
+
+    let client = reqwest::Client::new();
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        pending.push(
+            client
+                .post(format!("{}{}", first.address, TestApp::upload_path(TASK)))
+                .header("X-Auth-Token", &token)
+                .header("Content-Type", "application/json")
+                .body(EXAMPLE)
+                .send(),
+        );
+    }
+    for p in futures_util::future::join_all(pending).await {
+        assert_eq!(p.unwrap().status(), 200);
+    }
+    assert_eq!(terminate(&mut first), 0);
+    let rest: Vec<String> = first.stderr.try_iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("every accepted upload is committed")),
+        "{rest:?}"
+    );
+    assert!(!rest.iter().any(|l| l.contains(&token)), "token logged");
+
+    let (code, out) = {
+        let out = sms_audit(&db, &["verify"]);
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("20 entries"), "{out}");
+
+    let mut second = serve(&db);
+    assert!(
+        second.token.is_none(),
+        "the admin token is printed only once"
+    );
+    let tasks = client
+        .get(format!("{}/api/v1/tasks", second.address))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    let tasks: serde_json::Value = tasks.json().await.unwrap();
+    assert_eq!(tasks["tasks"][0]["upload_count"], 20);
+    assert_eq!(terminate(&mut second), 0);
+}
+
+#[test]
+fn credentials_add_json_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+
+    let out = stdout(&sms_audit(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "agent-7",
+            "--role",
+            "agent",
+            "--aksk",
+            "--tasks",
+            "t-1,t-2",
+            "--json",
+        ],
+    ));
+    assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
+    let issued: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let keys: Vec<&str> = issued.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["access_key", "name", "role", "secret_key", "token"]);
+    let positions: Vec<usize> = [
+        "\"name\"",
+        "\"role\"",
+        "\"token\"",
+        "\"access_key\"",
+        "\"secret_key\"",
+    ]
+    .iter()
+    .map(|k| out.find(k).unwrap())
+    .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys in the spec's order: {out}"
+    );
+    assert_eq!(issued["name"], "agent-7");
+    assert_eq!(issued["role"], "agent");
+    assert!(
+        issued["secret_key"].as_str().unwrap().len() >= 32,
+        "≥128-bit secret"
+    );
+
+    let out = stdout(&sms_audit(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "reader",
+            "--role",
+            "auditor",
+            "--json",
+        ],
+    ));
+    let reader: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        reader.get("access_key").is_none() && reader.get("secret_key").is_none(),
+        "{out}"
+    );
+
+    // Global --db accepted after the subcommand too.
+    let list = Command::new(TestApp::binary())
+        .args(["credentials", "list", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let list = stdout(&list);
+    assert!(
+        list.contains("agent-7") && list.contains("reader"),
+        "{list}"
+    );
+    for secret in [&issued["token"], &issued["secret_key"], &reader["token"]] {
+        assert!(
+            !list.contains(secret.as_str().unwrap()),
+            "list shows a secret"
+        );
+    }
+    let json_list = stdout(&sms_audit(&db, &["credentials", "list", "--json"]));
+    let json_list: serde_json::Value = serde_json::from_str(&json_list).unwrap();
+    assert_eq!(json_list[0]["tasks"], serde_json::json!(["t-1", "t-2"]));
+    assert!(!json_list
+        .to_string()
+        .contains(issued["token"].as_str().unwrap()));
+
+    let duplicate = sms_audit(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "reader",
+            "--role",
+            "auditor",
+        ],
+    );
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    stdout(&sms_audit(&db, &["credentials", "revoke", "reader"]));
+    let list = stdout(&sms_audit(&db, &["credentials", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("reader") && l.contains("revoked")),
+        "{list}"
+    );
+    assert!(!sms_audit(&db, &["credentials", "revoke", "nobody"])
+        .status
+        .success());
+}
+
+#[tokio::test]
+async fn existing_access_key_is_registered_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut child = Command::new(TestApp::binary())
+        .args([
+            "credentials",
+            "add",
+            "--name",
+            "legacy",
+            "--role",
+            "agent",
+            "--access-key",
+            "MYEXISTINGAK",
+            "--secret-key-stdin",
+            "--json",
+        ])
+        .env("SMS_AUDIT_DB", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"my-existing-secret\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = stdout(&out);
+    let issued: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(issued["access_key"], "MYEXISTINGAK");
+    assert!(
+        issued.get("secret_key").is_none(),
+        "a secret given on stdin is not echoed: {out}"
+    );
+
+    let mut served = serve(&db);
+    let app_like = SignedUploader {
+        address: served.address.clone(),
+    };
+    assert_eq!(
+        app_like.upload("MYEXISTINGAK", "my-existing-secret").await,
+        200
+    );
+    assert_eq!(app_like.upload("MYEXISTINGAK", "other-secret").await, 401);
+    assert_eq!(terminate(&mut served), 0);
+}
+
+struct SignedUploader {
+    address: String,
+}
+
+impl SignedUploader {
+    async fn upload(&self, ak: &str, sk: &str) -> u16 {
+        use sms_audit::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+        let host = self.address.trim_start_matches("http://").to_string();
+        let date = format_sdk_date(chrono::Utc::now());
+        let path = TestApp::upload_path(TASK);
+        let headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("host".to_string(), host),
+            ("x-sdk-date".to_string(), date.clone()),
+        ];
+        let hash = sha256_hex(EXAMPLE.as_bytes());
+        let authorization = Signer::new(ak, sk).authorization(
+            &CanonicalRequest {
+                method: "POST",
+                path: &path,
+                query: &[],
+                headers: &headers,
+                payload_hash: &hash,
+            },
+            &date,
+        );
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.address))
+            .header("Content-Type", "application/json")
+            .header("X-Sdk-Date", date)
+            .header("Authorization", authorization)
+            .body(EXAMPLE)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[test]
+fn tasks_add_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let out = stdout(&sms_audit(
+        &db,
+        &["tasks", "add", TASK, "--name", "web server 01"],
+    ));
+    assert!(out.contains("registered"), "{out}");
+    let out = stdout(&sms_audit(&db, &["tasks", "add", TASK, "--name", "web-01"]));
+    assert!(out.contains("updated"), "{out}");
+    let bad = sms_audit(&db, &["tasks", "add", "bad id!"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("task_id"));
+
+    let list = stdout(&sms_audit(&db, &["tasks", "list", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["task_id"], TASK);
+    assert_eq!(list[0]["name"], "web-01");
+    assert_eq!(list[0]["upload_count"], 0);
+    let text = stdout(&sms_audit(&db, &["tasks", "list"]));
+    assert!(text.contains(TASK) && text.contains("web-01"), "{text}");
+}

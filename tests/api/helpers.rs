@@ -1,0 +1,300 @@
+//! Starts the real application on port 0 with a temporary database and talks HTTP
+//! to it.
+
+use std::path::PathBuf;
+
+use actix_web::dev::ServerHandle;
+use reqwest::header::HeaderMap;
+use rusqlite::Connection;
+use sms_audit::credentials::{self, IssuedCredential, KeyPair, NewCredential};
+use sms_audit::domain::{Role, TaskId};
+use sms_audit::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+use sms_audit::{Application, ServeConfig};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+pub const TASK: &str = "137224b7-8d7c-4919-b33e-ed1597780000";
+pub const EXAMPLE: &str = include_str!("../fixtures/example-upload.json");
+
+pub struct TestApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    dir: TempDir,
+    config: ServeConfig,
+    handle: ServerHandle,
+    running: JoinHandle<std::io::Result<()>>,
+}
+
+/// A response with its body already read.
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    /// Asserts an SMS error response and returns its body.
+    pub fn assert_error(&self, status: u16, code: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        let body = self.json();
+        assert_eq!(body["error_code"], code, "body: {}", self.text);
+        assert!(
+            body["error_msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "error_msg missing: {}",
+            self.text
+        );
+        body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig::new(dir.path().join("audit.db"));
+        config.listen = "127.0.0.1:0".into();
+        config.handle_signals = false;
+        config.workers = Some(2);
+        configure(&mut config);
+        Self::start(dir, config, None).await
+    }
+
+    async fn start(dir: TempDir, config: ServeConfig, admin_token: Option<String>) -> Self {
+        let app = Application::build(config.clone())
+            .await
+            .expect("the application starts");
+        let admin_token = app
+            .admin_token()
+            .map(str::to_string)
+            .or(admin_token)
+            .expect("a fresh database gets an admin token");
+        let address = format!("http://{}", app.address());
+        let handle = app.handle();
+        let running = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            db_path: config.db.clone(),
+            admin_token,
+            client: reqwest::Client::new(),
+            dir,
+            config,
+            handle,
+            running,
+        }
+    }
+
+    /// Stops gracefully (waiting for the writer to commit) and starts again on the
+    /// same database.
+    pub async fn restart(self) -> Self {
+        let TestApp {
+            dir,
+            config,
+            handle,
+            running,
+            admin_token,
+            ..
+        } = self;
+        handle.stop(true).await;
+        running.await.unwrap().unwrap();
+        Self::start(dir, config, Some(admin_token)).await
+    }
+
+    pub fn write_conn(&self) -> Connection {
+        let conn = Connection::open(&self.db_path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn
+    }
+
+    pub fn add_credential(
+        &self,
+        name: &str,
+        role: Role,
+        tasks: Option<&[&str]>,
+        aksk: bool,
+    ) -> IssuedCredential {
+        credentials::add(
+            &self.write_conn(),
+            NewCredential {
+                name,
+                role,
+                tasks: tasks.map(|t| t.iter().map(|id| TaskId::parse(id).unwrap()).collect()),
+                key_pair: if aksk {
+                    KeyPair::Generate
+                } else {
+                    KeyPair::None
+                },
+            },
+        )
+        .unwrap()
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.write_conn()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Nothing of an upload was stored (rejections are logged elsewhere).
+    pub fn assert_nothing_stored(&self) {
+        assert_eq!(self.count("uploads"), 0, "an upload was stored");
+        assert_eq!(self.count("upload_results"), 0, "result rows were stored");
+        let with_uploads: i64 = self
+            .write_conn()
+            .query_row(
+                "SELECT count(*) FROM tasks WHERE upload_count > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(with_uploads, 0, "a task summary was changed");
+    }
+
+    pub fn upload_path(task: &str) -> String {
+        format!("/v3/tasks/{task}/consistency-result")
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let request_id = headers
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("no X-Request-Id on a {status} response"));
+        uuid::Uuid::parse_str(request_id.to_str().unwrap()).expect("X-Request-Id is a UUID");
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn upload(&self, task: &str, token: &str, body: &str) -> Reply {
+        self.send(
+            self.client
+                .post(format!("{}{}", self.address, Self::upload_path(task)))
+                .header("X-Auth-Token", token)
+                .header("Content-Type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// An upload signed with AK/SK as the SDK signs it, `adjust` may tamper with
+    /// the pieces before sending.
+    pub async fn upload_signed(
+        &self,
+        task: &str,
+        ak: &str,
+        sk: &str,
+        body: &str,
+        adjust: impl FnOnce(&mut SignedParts),
+    ) -> Reply {
+        let host = self.address.trim_start_matches("http://").to_string();
+        let mut parts = SignedParts {
+            path: Self::upload_path(task),
+            date: chrono::Utc::now(),
+            signed_body: body.to_string(),
+            sent_body: body.to_string(),
+            headers: vec![
+                (
+                    "Content-Type".into(),
+                    "application/json;charset=UTF-8".into(),
+                ),
+                ("Host".into(), host),
+                (
+                    "X-Project-Id".into(),
+                    "0123456789abcdef0123456789abcdef".into(),
+                ),
+            ],
+            signed: vec![
+                "content-type".into(),
+                "host".into(),
+                "x-project-id".into(),
+                "x-sdk-date".into(),
+            ],
+            secret_key: sk.to_string(),
+            unsent: Vec::new(),
+        };
+        adjust(&mut parts);
+        let date = format_sdk_date(parts.date);
+        let mut headers = parts.headers.clone();
+        headers.push(("X-Sdk-Date".into(), date.clone()));
+        let signed_headers: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| parts.signed.contains(&n.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+        let payload_hash = sha256_hex(parts.signed_body.as_bytes());
+        let authorization = Signer::new(ak, &parts.secret_key).authorization(
+            &CanonicalRequest {
+                method: "POST",
+                path: &parts.path,
+                query: &[],
+                headers: &signed_headers,
+                payload_hash: &payload_hash,
+            },
+            &date,
+        );
+        let mut request = self
+            .client
+            .post(format!("{}{}", self.address, parts.path))
+            .header("Authorization", authorization)
+            .body(parts.sent_body.clone());
+        let skipped = |n: &str| n == "Host" || parts.unsent.contains(&n.to_ascii_lowercase());
+        for (name, value) in headers.iter().filter(|(n, _)| !skipped(n)) {
+            request = request.header(name, value);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(
+            self.client
+                .get(format!("{}{}", self.address, path))
+                .header("X-Auth-Token", token),
+        )
+        .await
+    }
+
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_sms-audit")
+    }
+}
+
+pub struct SignedParts {
+    pub path: String,
+    pub date: chrono::DateTime<chrono::Utc>,
+    pub signed_body: String,
+    pub sent_body: String,
+    pub headers: Vec<(String, String)>,
+    pub signed: Vec<String>,
+    pub secret_key: String,
+    /// Headers signed but then left out of the request.
+    pub unsent: Vec<String>,
+}
+
+/// An upload body with `n` result items.
+pub fn body_with_items(n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"dir_check":"/data/{i}","num_total_files":{},"num_different_files":{},"num_target_miss_files":0,"num_target_more_files":1}}"#,
+                100 + i,
+                i % 3
+            )
+        })
+        .collect();
+    format!(r#"{{"consistency_result":[{}]}}"#, items.join(","))
+}

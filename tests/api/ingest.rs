@@ -1,0 +1,184 @@
+use sms_audit::domain::Role;
+
+use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
+
+#[tokio::test]
+async fn example_upload_is_accepted_and_read_back() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent-1", Role::Agent, None, false);
+
+    let reply = app.upload(TASK, &agent.token, EXAMPLE).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.text, "{}");
+    assert!(reply.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_string();
+
+    let record = app.get("/api/v1/uploads/1", &app.admin_token).await;
+    assert_eq!(record.status, 200, "{}", record.text);
+    let record = record.json();
+    assert_eq!(record["id"], 1);
+    assert_eq!(record["request_id"], request_id.as_str());
+    assert_eq!(record["task_id"], TASK);
+    assert_eq!(record["credential_name"], "agent-1");
+    assert_eq!(record["auth_method"], "token");
+    assert_eq!(record["raw_body"], EXAMPLE, "raw body kept byte for byte");
+    assert_eq!(
+        record["body_sha256"],
+        sms_audit::signing::sha256_hex(EXAMPLE.as_bytes())
+    );
+    assert_eq!(record["prev_hash"], sms_audit::ledger::GENESIS_HASH);
+    assert_eq!(record["entry_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(record["results"].as_array().unwrap().len(), 2);
+    assert_eq!(record["results"][0]["dir_check"], "/root/data");
+    assert_eq!(record["results"][1]["dir_check"], "/var");
+    assert_eq!(record["results"][1]["num_total_files"], 1235);
+    assert_eq!(record["totals"]["num_different_files"], 24);
+    assert!(record["peer_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1"));
+    assert!(record["received_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(record["duplicate_of"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn legacy_path_and_optional_fields_are_stored_identically() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let body =
+        r#"{"finished_time": 1764270000, "consistency_result": null, "agent_version": "2.1"}"#;
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/v3/{TASK}/consistency-result", app.address))
+                .header("X-Auth-Token", &agent.token)
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header("User-Agent", "migration-agent/2.1")
+                .header("X-Project-Id", "p-123")
+                .body(body),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let record = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
+    assert_eq!(record["task_id"], TASK);
+    assert_eq!(record["finished_time"], 1_764_270_000i64);
+    assert_eq!(record["raw_body"], body);
+    assert_eq!(record["results"].as_array().unwrap().len(), 0);
+    assert_eq!(record["user_agent"], "migration-agent/2.1");
+    assert_eq!(record["project_id"], "p-123");
+}
+
+#[tokio::test]
+async fn aksk_signed_upload_is_accepted() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("sdk-agent", Role::Agent, None, true);
+    let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
+    let reply = app.upload_signed(TASK, &ak, &sk, EXAMPLE, |_| {}).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let record = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
+    assert_eq!(record["auth_method"], "aksk");
+    assert_eq!(record["credential_name"], "sdk-agent");
+    assert_eq!(record["project_id"], "0123456789abcdef0123456789abcdef");
+
+    // The Go SDK leaves content-type unsigned: also fine.
+    let reply = app
+        .upload_signed(TASK, &ak, &sk, EXAMPLE, |p| {
+            p.signed.retain(|h| h != "content-type");
+        })
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    // A token-only credential has no AK/SK, and the token of an AK/SK credential
+    // works too.
+    let reply = app.upload(TASK, &agent.token, EXAMPLE).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn identical_body_is_marked_duplicate_of_previous_upload() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    assert_eq!(app.upload(TASK, &t, EXAMPLE).await.status, 200);
+    assert_eq!(app.upload(TASK, &t, EXAMPLE).await.status, 200);
+    assert_eq!(app.upload(TASK, &t, &body_with_items(1)).await.status, 200);
+    assert_eq!(app.upload("other-task", &t, EXAMPLE).await.status, 200);
+    assert_eq!(
+        app.get("/api/v1/uploads/2", &t).await.json()["duplicate_of"],
+        1
+    );
+    assert_eq!(
+        app.get("/api/v1/uploads/3", &t).await.json()["duplicate_of"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        app.get("/api/v1/uploads/4", &t).await.json()["duplicate_of"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn uploads_survive_a_restart_and_the_chain_continues() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    for _ in 0..3 {
+        assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
+    }
+    let before = app.get("/api/v1/uploads/3", &app.admin_token).await.json();
+
+    let app = app.restart().await;
+    let after = app.get("/api/v1/uploads/3", &app.admin_token).await.json();
+    assert_eq!(before, after);
+    assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
+    let fourth = app.get("/api/v1/uploads/4", &app.admin_token).await.json();
+    assert_eq!(fourth["prev_hash"], before["entry_hash"]);
+    let ledger = app.get("/api/v1/ledger", &app.admin_token).await.json();
+    assert_eq!(ledger["status"], "intact");
+    assert_eq!(ledger["entries"], 4);
+    assert_eq!(ledger["head_hash"], fourth["entry_hash"]);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let mode = std::fs::metadata(&app.db_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let health = app
+        .send(app.client.get(format!("{}/healthz", app.address)))
+        .await;
+    assert_eq!(health.status, 200);
+    let ready = app
+        .send(app.client.get(format!("{}/readyz", app.address)))
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+
+    // While another connection holds the write lock, the database is not writable.
+    let conn = app.write_conn();
+    conn.busy_timeout(std::time::Duration::from_millis(1))
+        .unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let ready = app
+        .send(app.client.get(format!("{}/readyz", app.address)))
+        .await;
+    ready.assert_error(503, "SMS.0201");
+    conn.execute_batch("ROLLBACK").unwrap();
+    let ready = app
+        .send(app.client.get(format!("{}/readyz", app.address)))
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+}

@@ -1,0 +1,129 @@
+//! `verify` recomputes the chain and names the first entry changed behind its back.
+
+use std::process::Command;
+
+use sms_audit::domain::Role;
+
+use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
+
+async fn app_with_uploads(n: usize) -> TestApp {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    for i in 0..n {
+        let body = if i % 2 == 0 {
+            EXAMPLE.to_string()
+        } else {
+            body_with_items(i)
+        };
+        assert_eq!(app.upload(TASK, &agent.token, &body).await.status, 200);
+    }
+    app
+}
+
+fn verify(app: &TestApp) -> (i32, String) {
+    let out = Command::new(TestApp::binary())
+        .arg("verify")
+        .arg("--db")
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn tamper(app: &TestApp, sql: &str) {
+    let conn = app.write_conn();
+    conn.execute_batch(
+        "DROP TRIGGER uploads_no_update; DROP TRIGGER uploads_no_delete;
+         DROP TRIGGER upload_results_no_update; DROP TRIGGER upload_results_no_delete;",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[tokio::test]
+async fn intact_ledger_verifies_with_count_and_head() {
+    let app = app_with_uploads(5).await;
+    let head = app.get("/api/v1/uploads/5", &app.admin_token).await.json()["entry_hash"].clone();
+    let (code, out) = verify(&app);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 entries"), "{out}");
+    assert!(out.contains(head.as_str().unwrap()), "{out}");
+}
+
+#[tokio::test]
+async fn ledger_tables_refuse_updates_and_deletes() {
+    let app = app_with_uploads(2).await;
+    let conn = app.write_conn();
+    for sql in [
+        "UPDATE uploads SET task_id = 'x' WHERE id = 1",
+        "DELETE FROM uploads WHERE id = 2",
+        "UPDATE upload_results SET num_total_files = 0",
+        "DELETE FROM upload_results",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(verify(&app).0, 0);
+}
+
+#[tokio::test]
+async fn verify_detects_a_changed_result_row() {
+    let app = app_with_uploads(4).await;
+    tamper(
+        &app,
+        "UPDATE upload_results SET num_different_files = 0 WHERE upload_id = 3 AND ordinal = 0",
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3"), "{out}");
+    assert!(out.contains("result rows"), "{out}");
+    let api = app.get("/api/v1/ledger", &app.admin_token).await.json();
+    assert_eq!(api["status"], "broken");
+    assert_eq!(api["first_bad"]["id"], 3);
+}
+
+#[tokio::test]
+async fn verify_detects_a_changed_raw_body() {
+    let app = app_with_uploads(4).await;
+    tamper(&app, "UPDATE uploads SET raw_body = CAST(replace(CAST(raw_body AS TEXT), '1235', '1236') AS BLOB) WHERE id = 3");
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3"), "{out}");
+    assert!(out.contains("SHA-256"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_deleted_upload() {
+    let app = app_with_uploads(5).await;
+    tamper(&app, "PRAGMA foreign_keys = OFF; DELETE FROM upload_results WHERE upload_id = 3; DELETE FROM uploads WHERE id = 3;");
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3 is missing"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_deleted_last_upload() {
+    let app = app_with_uploads(3).await;
+    tamper(
+        &app,
+        "DELETE FROM upload_results WHERE upload_id = 3; DELETE FROM uploads WHERE id = 3;",
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3 is missing"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_detects_a_rewritten_chain_field() {
+    let app = app_with_uploads(3).await;
+    tamper(
+        &app,
+        "UPDATE uploads SET credential_name = 'someone-else' WHERE id = 2",
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 2: entry_hash"), "{out}");
+}

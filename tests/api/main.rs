@@ -1,0 +1,10 @@
+//! Integration tests: the real application on port 0, a temporary database, HTTP.
+
+mod helpers;
+
+mod cli;
+mod concurrency;
+mod errors;
+mod ingest;
+mod ledger;
+mod read_api;
