@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Uploads through the official Huawei Cloud Python SDK (huaweicloudsdksms from PyPI)
+# against the built sms-audit binary: accepted with the right AK/SK, 401 with a
+# wrong one, and the stored record says so.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+SDK_VERSION=${SDK_VERSION:-3.1.219}
+venv="$root/target/interop-venv"
+
+cargo build --locked --quiet
+bin="$root/target/debug/sms-audit"
+
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import huaweicloudsdksms" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "huaweicloudsdksms==$SDK_VERSION"
+fi
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export SMS_AUDIT_DB="$work/audit.db"
+
+creds=$("$bin" credentials add --name sdk-agent --role agent --aksk --json)
+reader=$("$bin" credentials add --name interop-auditor --role auditor --json)
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+ak=$(field "$creds" access_key)
+sk=$(field "$creds" secret_key)
+reader_token=$(field "$reader" token)
+
+"$bin" serve --listen 127.0.0.1:0 2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do
+  grep -q "listening on http://" "$work/serve.log" && break
+  sleep 0.1
+done
+address=$(grep -o "listening on http://[0-9.:]*" "$work/serve.log" | head -1 | sed 's/listening on //')
+[ -n "$address" ] || { cat "$work/serve.log"; echo "serve did not start" >&2; exit 1; }
+echo "sms-audit at $address"
+
+task=137224b7-8d7c-4919-b33e-ed1597780000
+project=0123456789abcdef0123456789abcdef
+"$venv/bin/python" tests/interop/sdk_upload.py "$address" "$task" "$ak" "$sk" "$project"
+"$venv/bin/python" tests/interop/sdk_upload.py "$address" "$task" "$ak" "wrong-secret" "$project" --expect-status 401
+
+record=$(curl -sf -H "X-Auth-Token: $reader_token" "$address/api/v1/uploads/1")
+python3 - "$record" "$project" <<'PY'
+import json, sys
+record, project = json.loads(sys.argv[1]), sys.argv[2]
+assert record["auth_method"] == "aksk", record
+assert record["credential_name"] == "sdk-agent", record
+assert record["project_id"] == project, record
+assert [r["dir_check"] for r in record["results"]] == ["/root/data", "/var"], record
+print("stored:", record["id"], record["entry_hash"])
+PY
+count=$(curl -sf -H "X-Auth-Token: $reader_token" "$address/api/v1/ledger" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"])')
+[ "$count" = 1 ] || { echo "expected exactly 1 stored upload, found $count" >&2; exit 1; }
+
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=
+"$bin" verify
+echo "interop OK: the official SDK uploads with the right key and gets 401 with a wrong one"
