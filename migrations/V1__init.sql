@@ -52,10 +52,11 @@ CREATE TABLE uploads (
     target_more_files INTEGER NOT NULL,
     duplicate_of     INTEGER REFERENCES uploads (id),
     prev_hash        TEXT    NOT NULL,
-    entry_hash       TEXT    NOT NULL UNIQUE
+    entry_hash       TEXT    NOT NULL
 );
 CREATE INDEX uploads_by_task ON uploads (task_id, id);
-CREATE INDEX uploads_by_time ON uploads (received_at);
+-- No index on received_at: it never decreases as id grows (the writer makes sure
+-- and verify checks), so time ranges are found as id ranges by binary search.
 
 CREATE TABLE upload_results (
     upload_id              INTEGER NOT NULL REFERENCES uploads (id),

@@ -1,6 +1,10 @@
 //! Authenticating HTTP requests: `X-Auth-Token`, or AK/SK signatures verified with
 //! the same [`signing`](crate::signing) module that signs upstream requests.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::Utc;
 
@@ -89,6 +93,7 @@ fn received_request<'a>(
 }
 
 /// A credential looked up for what was presented, with the AK's secret key.
+#[derive(Clone)]
 pub struct Found {
     pub credential: Credential,
     secret_key: Option<String>,
@@ -149,8 +154,15 @@ pub fn authenticate(
 /// Authenticates a reader of the JSON API: an auditor's or operator's token.
 pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<Credential, SmsError> {
     let presented = presented(req, false)?;
-    let p = presented.clone();
-    let found = state.read(move |c| lookup(c, &p)).await?;
+    let found = match state.auth_cache.credential(&presented) {
+        Some(found) => Some(found),
+        None => {
+            let p = presented.clone();
+            let found = state.read(move |c| lookup(c, &p)).await?;
+            state.auth_cache.remember(&presented, found.as_ref());
+            found
+        }
+    };
     let credential = authenticate(req, &presented, found, None)?;
     if !credential.role.may_read() {
         return Err(SmsError::Forbidden(format!(
@@ -159,4 +171,71 @@ pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<Credential, S
         )));
     }
     Ok(credential)
+}
+
+/// Remembers credentials found (for `ttl`) and registered tasks (for good: tasks are
+/// never removed), so most requests need no database read before the body is
+/// checked. A revocation therefore takes effect within `ttl`.
+pub struct AuthCache {
+    ttl: Duration,
+    credentials: Mutex<HashMap<String, (Instant, Found)>>,
+    tasks: Mutex<HashSet<String>>,
+}
+
+/// Entries kept before a cache starts over.
+const CACHE_ENTRIES: usize = 10_000;
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            credentials: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn key(presented: &Presented) -> String {
+        match presented {
+            Presented::Token(t) => credentials::token_hash(t),
+            Presented::Aksk(a) => format!("ak:{}", a.access_key),
+        }
+    }
+
+    pub fn credential(&self, presented: &Presented) -> Option<Found> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&Self::key(presented))
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, found)| found.clone())
+    }
+
+    /// Only credentials that exist are remembered; unknown ones are looked up
+    /// every time.
+    pub fn remember(&self, presented: &Presented, found: Option<&Found>) {
+        let Some(found) = found.filter(|_| !self.ttl.is_zero()) else {
+            return;
+        };
+        let mut map = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(Self::key(presented), (Instant::now(), found.clone()));
+    }
+
+    pub fn task_known(&self, task_id: &str) -> bool {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(task_id)
+    }
+
+    pub fn remember_task(&self, task_id: &str) {
+        let mut set = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= CACHE_ENTRIES {
+            set.clear();
+        }
+        set.insert(task_id.to_string());
+    }
 }

@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SMS_AUDIT_WORKERS")]
     pub workers: Option<usize>,
+    /// How long, in milliseconds, a credential once looked up is trusted without
+    /// reading it again: a revocation takes effect within this time (0: every
+    /// request reads its credential).
+    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
+    pub credential_cache_ms: u64,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
@@ -155,6 +160,7 @@ impl ServeArgs {
             null_store: self.null_store,
             workers: self.workers,
             handle_signals: true,
+            credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
             ..ServeConfig::new(db)
         }
     }

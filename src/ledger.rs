@@ -167,6 +167,8 @@ pub fn verify(
                 prev.id + 1,
                 prev.id
             ))
+        } else if received_at < prev.received_at {
+            bad(format!("received_at is earlier than entry {}'s", prev.id))
         } else if sha256_hex(&raw_body) != body_sha256 {
             bad("raw body does not match its stored SHA-256".into())
         } else if prev_hash != prev.hash {

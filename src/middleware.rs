@@ -23,7 +23,8 @@ pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let request_id = Uuid::new_v4().to_string();
+    // Time-ordered (v7), so the unique index on stored request ids grows at its end.
+    let request_id = Uuid::now_v7().to_string();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
 

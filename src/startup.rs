@@ -3,12 +3,14 @@
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rusqlite::Connection;
 
+use crate::auth::AuthCache;
 use crate::credentials::{self, KeyPair, NewCredential};
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role};
 use crate::error::SmsError;
@@ -43,6 +45,9 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
     /// Stop on SIGINT/SIGTERM (off for in-process tests).
     pub handle_signals: bool,
+    /// How long a looked-up credential is trusted without reading it again (so a
+    /// revocation takes effect within this time).
+    pub credential_cache_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -60,6 +65,7 @@ impl ServeConfig {
             null_store: false,
             workers: None,
             handle_signals: true,
+            credential_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -70,6 +76,7 @@ pub struct AppState {
     pub reads: ReadPool,
     pub writer: WriterHandle,
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+    pub auth_cache: AuthCache,
 }
 
 impl AppState {
@@ -148,6 +155,7 @@ impl Application {
             limiter: config
                 .rate_limit
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            auth_cache: AuthCache::new(config.credential_cache_ttl),
             config: config.clone(),
         });
         let mut server = HttpServer::new(move || {

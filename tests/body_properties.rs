@@ -202,5 +202,8 @@ fn generator_covers_accepted_and_refused_bodies() {
     let accepted = (0..1000)
         .filter(|_| oracle_accepts(&strategy.new_tree(&mut runner).unwrap().current()))
         .count();
-    assert!((100..=900).contains(&accepted), "accepted {accepted} of 1000");
+    assert!(
+        (100..=900).contains(&accepted),
+        "accepted {accepted} of 1000"
+    );
 }

@@ -61,19 +61,40 @@ pub async fn upload(
     let body = read_body(&req, payload, config.max_body_bytes).await?;
     let task_id = TaskId::parse(&task_id);
 
-    let check_task = config.task_policy == TaskPolicy::Registered;
-    let lookup_presented = presented.clone();
-    let lookup_task = task_id.clone().ok().filter(|_| check_task);
-    let (found, task_known) = state
-        .read(move |conn| {
-            let found = auth::lookup(conn, &lookup_presented)?;
-            let known = match (&found, lookup_task) {
-                (Some(_), Some(t)) => queries::task_exists(conn, t.as_str())?,
-                _ => true,
-            };
-            Ok((found, known))
+    // Under `registered`, the task must exist; known tasks and recently seen
+    // credentials are cached, so usually no read is needed here.
+    let task_to_check = task_id
+        .as_ref()
+        .ok()
+        .filter(|t| {
+            config.task_policy == TaskPolicy::Registered && !state.auth_cache.task_known(t.as_str())
         })
-        .await?;
+        .cloned();
+    let cached = state.auth_cache.credential(&presented);
+    let (found, task_known) = if cached.is_some() && task_to_check.is_none() {
+        (cached, true)
+    } else {
+        let lookup_presented = presented.clone();
+        let task = task_to_check.clone();
+        let (found, known) = state
+            .read(move |conn| {
+                let found = match cached {
+                    Some(found) => Some(found),
+                    None => auth::lookup(conn, &lookup_presented)?,
+                };
+                let known = match (&found, task) {
+                    (Some(_), Some(t)) => queries::task_exists(conn, t.as_str())?,
+                    _ => true,
+                };
+                Ok((found, known))
+            })
+            .await?;
+        state.auth_cache.remember(&presented, found.as_ref());
+        if let (Some(t), true) = (&task_to_check, known) {
+            state.auth_cache.remember_task(t.as_str());
+        }
+        (found, known)
+    };
 
     let credential = auth::authenticate(&req, &presented, found, body.as_deref())?;
     let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
@@ -131,7 +152,7 @@ pub async fn upload(
         SubmitError::Full | SubmitError::Closed => SmsError::Unavailable(e.to_string()),
         SubmitError::Failed(msg) => SmsError::Storage(msg),
     })?;
-    tracing::info!(task_id = %task, id = receipt.id, duplicate_of = receipt.duplicate_of, "upload stored");
+    tracing::debug!(task_id = %task, id = receipt.id, duplicate_of = receipt.duplicate_of, "upload stored");
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("{}"))

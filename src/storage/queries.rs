@@ -108,25 +108,62 @@ pub struct UploadPageQuery {
     pub until: Option<Timestamp>,
 }
 
+/// The smallest upload id received at or after `t` (one past the last id when
+/// none is). `received_at` never decreases as ids grow, so this is a binary search
+/// over the primary key instead of an index on time.
+pub fn first_id_at_or_after(conn: &Connection, t: Timestamp) -> Result<i64, StorageError> {
+    let mut probe = conn
+        .prepare_cached("SELECT id, received_at FROM uploads WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM uploads")?
+        .query_row([], |r| r.get(0))?;
+    let (mut lo, mut hi) = (1, last.unwrap_or(0) + 1);
+    // Invariant: every id < lo is before t; every id >= hi is at or after t.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe
+            .query_row(params![mid], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?
+        {
+            Some((id, at)) if at < t => lo = id + 1,
+            Some(_) | None => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+/// `since` (inclusive) and `until` (exclusive) as an id range `[lo, hi)`.
+pub fn id_range(
+    conn: &Connection,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<(i64, i64), StorageError> {
+    let lo = since.map_or(Ok(i64::MIN), |t| first_id_at_or_after(conn, t))?;
+    let hi = until.map_or(Ok(i64::MAX), |t| first_id_at_or_after(conn, t))?;
+    Ok((lo, hi))
+}
+
 /// One page of a task's uploads, newest first, and the `before_id` of the next page.
 pub fn task_uploads(
     conn: &Connection,
     task_id: &str,
     q: &UploadPageQuery,
 ) -> Result<(Vec<UploadSummary>, Option<i64>), StorageError> {
+    let (lo, hi) = id_range(conn, q.since, q.until)?;
     let mut stmt = conn.prepare_cached(
         "SELECT id, received_at, result_count, total_files, different_files,
                 target_miss_files, target_more_files, duplicate_of, finished_time
          FROM uploads
-         WHERE task_id = ?1 AND id < ?2 AND received_at >= ?3 AND received_at < ?4
-         ORDER BY id DESC LIMIT ?5",
+         WHERE task_id = ?1 AND id >= ?2 AND id < ?3
+         ORDER BY id DESC LIMIT ?4",
     )?;
     let rows = stmt.query_map(
         params![
             task_id,
-            q.before_id.unwrap_or(i64::MAX),
-            q.since.unwrap_or(i64::MIN),
-            q.until.unwrap_or(i64::MAX),
+            lo,
+            hi.min(q.before_id.unwrap_or(i64::MAX)),
             i64::from(q.limit) + 1
         ],
         |r| {
@@ -274,4 +311,40 @@ pub fn recent_rejections(conn: &Connection, limit: u32) -> Result<Vec<RejectionR
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bounds_become_id_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn =
+            crate::storage::prepare(&dir.path().join("t.db"), crate::storage::SyncMode::Normal)
+                .unwrap();
+        // ids with a gap at 4; times never decrease.
+        for (id, at) in [(1i64, 10i64), (2, 10), (3, 20), (5, 30), (6, 30), (7, 40)] {
+            conn.execute(
+                "INSERT INTO uploads (id, request_id, task_id, received_at, credential_name,
+                    auth_method, peer_addr, raw_body, body_sha256, result_count, total_files,
+                    different_files, target_miss_files, target_more_files, prev_hash, entry_hash)
+                 VALUES (?1, ?1, 't', ?2, 'c', 'token', 'p', x'', '', 0, 0, 0, 0, 0, '', '')",
+                params![id, at],
+            )
+            .unwrap();
+        }
+        let rows = [(1, 10), (2, 10), (3, 20), (5, 30), (6, 30), (7, 40)];
+        for t in 0..=45 {
+            let bound = first_id_at_or_after(&conn, t).unwrap();
+            for (id, at) in rows {
+                assert_eq!(id >= bound, at >= t, "t={t} bound={bound} id={id}");
+            }
+        }
+        assert_eq!(first_id_at_or_after(&conn, 41).unwrap(), 8);
+        assert_eq!(
+            id_range(&conn, None, Some(30)).unwrap(),
+            (i64::MIN, first_id_at_or_after(&conn, 30).unwrap())
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! only after that commit. A bounded queue keeps memory bounded: when it is full,
 //! callers get [`SubmitError::Full`] at once.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -13,10 +14,14 @@ use tokio::sync::oneshot;
 use crate::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
 use crate::ledger::{EntryFields, Head};
 use crate::signing::sha256_hex;
-use crate::storage::{prepare, StorageError, SyncMode};
+use crate::storage::{open_write, prepare, StorageError, SyncMode};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the writer waits for more jobs before committing, at most
+/// `LINGER_TIMES` times per batch.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
+const LINGER_TIMES: u32 = 1;
 /// Rejection-log rows kept; older ones are trimmed.
 pub const REJECTIONS_KEPT: i64 = 10_000;
 
@@ -40,6 +45,7 @@ pub struct NewUpload {
 pub struct Receipt {
     pub id: i64,
     pub entry_hash: String,
+    pub body_sha256: String,
     pub received_at: Timestamp,
     pub duplicate_of: Option<i64>,
 }
@@ -84,16 +90,46 @@ pub struct WriterHandle {
     tx: SyncSender<Job>,
 }
 
-/// Joins the writer thread once every handle is dropped.
-pub struct WriterThread(Option<JoinHandle<()>>);
+/// The writer thread and its checkpointer.
+pub struct WriterThread {
+    writer: JoinHandle<()>,
+    checkpointer: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
 
 impl WriterThread {
-    /// Waits until the queue is drained and the thread has exited.
-    pub fn join(mut self) {
-        if let Some(h) = self.0.take() {
-            let _ = h.join();
+    /// Waits until the writer has committed its queue and exited (after
+    /// [`WriterHandle::shutdown`], or once every handle is dropped).
+    pub fn join(self) {
+        if let Some((stop, thread)) = self.checkpointer {
+            drop(stop);
+            let _ = thread.join();
         }
+        let _ = self.writer.join();
     }
+}
+
+/// How often WAL frames are copied back into the database file. Done off the
+/// writer thread so that commits never wait for a checkpoint.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn spawn_checkpointer(
+    path: &Path,
+    sync: SyncMode,
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>), StorageError> {
+    let conn = open_write(path, sync)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("sms-audit-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
+            }
+        })
+        .expect("spawning the checkpoint thread");
+    Ok((stop, thread))
 }
 
 impl WriterHandle {
@@ -143,13 +179,21 @@ pub fn spawn(
     queue_capacity: usize,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
     let conn = prepare(path, sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let head = Head::load(&conn)?;
+    let checkpointer = spawn_checkpointer(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
-        .spawn(move || Writer { conn, head }.run(rx))
+        .spawn(move || Writer::new(conn, head).run(rx))
         .expect("spawning the writer thread");
-    Ok((WriterHandle { tx }, WriterThread(Some(thread))))
+    Ok((
+        WriterHandle { tx },
+        WriterThread {
+            writer: thread,
+            checkpointer: Some(checkpointer),
+        },
+    ))
 }
 
 /// A writer that stores nothing: the ceiling in benchmarks (`serve --null-store`).
@@ -163,9 +207,11 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
                 match job {
                     Job::Upload(upload, reply) => {
                         id += 1;
+                        let hash = sha256_hex(&upload.raw_body);
                         let _ = reply.send(Ok(Receipt {
                             id,
-                            entry_hash: sha256_hex(&upload.raw_body),
+                            entry_hash: hash.clone(),
+                            body_sha256: hash,
                             received_at: now_ms(),
                             duplicate_of: None,
                         }));
@@ -179,25 +225,73 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
             }
         })
         .expect("spawning the null writer thread");
-    (WriterHandle { tx }, WriterThread(Some(thread)))
+    (
+        WriterHandle { tx },
+        WriterThread {
+            writer: thread,
+            checkpointer: None,
+        },
+    )
 }
 
 pub fn now_ms() -> Timestamp {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The latest upload of a task, as the writer last stored it.
+#[derive(Clone)]
+struct LastUpload {
+    id: i64,
+    body_sha256: String,
+}
+
+/// Upload-count and time changes to one task's summary row within a batch.
+struct TaskDelta {
+    count: i64,
+    first_at: Timestamp,
+    last_at: Timestamp,
+    last_id: i64,
+}
+
+/// Tasks whose latest upload the writer remembers; cleared when it grows past this.
+const LAST_UPLOAD_CACHE: usize = 100_000;
+
 struct Writer {
     conn: Connection,
     head: Head,
+    /// The writer is the only one that adds uploads, so this never goes stale.
+    last_upload: HashMap<String, LastUpload>,
+}
+
+/// The result of storing one batch: an outcome per upload, in order.
+type Outcomes = Vec<Result<Receipt, String>>;
+
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    /// Storing one of the uploads failed: worth retrying them one by one.
+    #[error("{0}")]
+    Upload(rusqlite::Error),
+    /// The transaction itself failed (locked, disk full, ...).
+    #[error("{0}")]
+    Transaction(#[from] rusqlite::Error),
 }
 
 impl Writer {
+    fn new(conn: Connection, head: Head) -> Self {
+        Self {
+            conn,
+            head,
+            last_upload: HashMap::new(),
+        }
+    }
+
     fn run(mut self, rx: Receiver<Job>) {
         // Ends on Shutdown, or when every handle is dropped and the queue is empty.
         let mut stopping = false;
         while !stopping {
             let Ok(first) = rx.recv() else { break };
             let mut batch = Vec::new();
+            let mut lingered = 0;
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 if matches!(job, Job::Shutdown) {
@@ -207,64 +301,50 @@ impl Writer {
                 batch.push(job);
                 if batch.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
+                    if next.is_none() && lingered < LINGER_TIMES {
+                        // More uploads are usually on their way under load; a short
+                        // wait makes each commit (and its fsync) serve more of them.
+                        lingered += 1;
+                        next = rx.recv_timeout(LINGER).ok();
+                    }
                 }
             }
             if !batch.is_empty() {
                 self.commit_batch(batch);
             }
         }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
         tracing::debug!("writer stopped with its queue committed");
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        let start_head = self.head.clone();
-        let mut outcomes: Vec<(UploadReply, Result<Receipt, String>)> = Vec::new();
+        let mut uploads = Vec::new();
+        let mut replies = Vec::new();
+        let mut rejections = Vec::new();
         let mut pings = Vec::new();
-        let result = (|| -> Result<(), rusqlite::Error> {
-            let mut tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut logged_rejection = false;
-            for job in batch {
-                match job {
-                    Job::Upload(upload, reply) => {
-                        // A savepoint per upload: one bad upload fails alone.
-                        let mut sp = tx.savepoint()?;
-                        let outcome = insert_upload(&sp, &mut self.head, &upload);
-                        match outcome {
-                            Ok(receipt) => {
-                                sp.commit()?;
-                                outcomes.push((reply, Ok(receipt)));
-                            }
-                            Err(e) => {
-                                sp.rollback()?;
-                                drop(sp);
-                                tracing::error!(error = %e, task_id = %upload.task_id, "storing an upload failed");
-                                outcomes.push((reply, Err(e.to_string())));
-                            }
-                        }
-                    }
-                    Job::Rejection(r) => {
-                        insert_rejection(&tx, &r)?;
-                        logged_rejection = true;
-                    }
-                    Job::Ping(reply) => pings.push(reply),
-                    // run() stops at Shutdown instead of batching it.
-                    Job::Shutdown => {}
+        for job in batch {
+            match job {
+                Job::Upload(upload, reply) => {
+                    uploads.push(upload);
+                    replies.push(reply);
                 }
+                Job::Rejection(r) => rejections.push(r),
+                Job::Ping(reply) => pings.push(reply),
+                // run() stops at Shutdown instead of batching it.
+                Job::Shutdown => {}
             }
-            if logged_rejection {
-                tx.execute(
-                    "DELETE FROM rejections WHERE id <= (SELECT max(id) FROM rejections) - ?1",
-                    params![REJECTIONS_KEPT],
-                )?;
-            }
-            tx.commit()
-        })();
-
+        }
+        // Fast path: the whole batch in one go. Should any upload fail, store the
+        // batch again with a savepoint per upload, so that one fails alone.
+        let result = match self.store(&uploads, &rejections, false) {
+            Err(StoreError::Upload(_)) => self.store(&uploads, &rejections, true),
+            other => other,
+        };
         match result {
-            Ok(()) => {
-                for (reply, outcome) in outcomes {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
                 for reply in pings {
@@ -273,8 +353,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
-                self.head = start_head;
-                for (reply, _) in outcomes {
+                for reply in replies {
                     let _ = reply.send(Err(format!("commit failed: {e}")));
                 }
                 for reply in pings {
@@ -283,11 +362,138 @@ impl Writer {
             }
         }
     }
+
+    /// Stores a batch in one transaction. On error nothing is kept, in the database
+    /// or in the writer's memory.
+    fn store(
+        &mut self,
+        uploads: &[Box<NewUpload>],
+        rejections: &[Rejection],
+        isolate: bool,
+    ) -> Result<Outcomes, StoreError> {
+        let start_head = self.head.clone();
+        let result = self.try_store(uploads, rejections, isolate);
+        if result.is_err() {
+            self.head = start_head;
+            self.last_upload.clear();
+        }
+        result
+    }
+
+    fn try_store(
+        &mut self,
+        uploads: &[Box<NewUpload>],
+        rejections: &[Rejection],
+        isolate: bool,
+    ) -> Result<Outcomes, StoreError> {
+        if self.last_upload.len() > LAST_UPLOAD_CACHE {
+            self.last_upload.clear();
+        }
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(uploads.len());
+        let mut deltas: HashMap<&str, TaskDelta> = HashMap::new();
+        for upload in uploads {
+            let task_id = upload.task_id.as_str();
+            let previous = match self.last_upload.get(task_id) {
+                Some(last) => Some(last.clone()),
+                None => last_upload_of(&tx, task_id)?,
+            };
+            let stored = if isolate {
+                let sp = tx.savepoint()?;
+                match insert_upload(&sp, &self.head, previous.as_ref(), upload) {
+                    Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
+                    Err(e) => {
+                        drop(sp); // rolls back to the savepoint
+                        tracing::error!(error = %e, task_id, "storing an upload failed");
+                        Err(e.to_string())
+                    }
+                }
+            } else {
+                Ok(insert_upload(&tx, &self.head, previous.as_ref(), upload)
+                    .map_err(StoreError::Upload)?)
+            };
+            if let Ok(receipt) = &stored {
+                self.head = Head {
+                    id: receipt.id,
+                    hash: receipt.entry_hash.clone(),
+                    received_at: receipt.received_at,
+                };
+                self.last_upload.insert(
+                    task_id.to_string(),
+                    LastUpload {
+                        id: receipt.id,
+                        body_sha256: receipt.body_sha256.clone(),
+                    },
+                );
+                let delta = deltas.entry(task_id).or_insert(TaskDelta {
+                    count: 0,
+                    first_at: receipt.received_at,
+                    last_at: receipt.received_at,
+                    last_id: receipt.id,
+                });
+                delta.count += 1;
+                delta.last_at = receipt.received_at;
+                delta.last_id = receipt.id;
+            }
+            outcomes.push(stored);
+        }
+        for (task_id, delta) in &deltas {
+            update_task_summary(&tx, task_id, delta)?;
+        }
+        for r in rejections {
+            insert_rejection(&tx, r)?;
+        }
+        if !rejections.is_empty() {
+            tx.execute(
+                "DELETE FROM rejections WHERE id <= (SELECT max(id) FROM rejections) - ?1",
+                params![REJECTIONS_KEPT],
+            )?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
 }
 
+fn last_upload_of(conn: &Connection, task_id: &str) -> Result<Option<LastUpload>, rusqlite::Error> {
+    conn.prepare_cached(
+        "SELECT u.id, u.body_sha256 FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
+         WHERE t.task_id = ?1",
+    )?
+    .query_row(params![task_id], |r| {
+        Ok(LastUpload {
+            id: r.get(0)?,
+            body_sha256: r.get(1)?,
+        })
+    })
+    .optional()
+}
+
+fn update_task_summary(
+    conn: &Connection,
+    task_id: &str,
+    d: &TaskDelta,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO tasks (task_id, registered_at, registered_by, upload_count,
+            first_upload_at, last_upload_at, last_upload_id)
+         VALUES (?1, ?2, 'upload', ?3, ?2, ?4, ?5)
+         ON CONFLICT (task_id) DO UPDATE SET
+            upload_count = upload_count + excluded.upload_count,
+            first_upload_at = coalesce(first_upload_at, excluded.first_upload_at),
+            last_upload_at = excluded.last_upload_at,
+            last_upload_id = excluded.last_upload_id",
+    )?
+    .execute(params![task_id, d.first_at, d.count, d.last_at, d.last_id])?;
+    Ok(())
+}
+
+/// Inserts one upload and its result rows as the entry after `head`.
 fn insert_upload(
     conn: &Connection,
-    head: &mut Head,
+    head: &Head,
+    previous: Option<&LastUpload>,
     upload: &NewUpload,
 ) -> Result<Receipt, rusqlite::Error> {
     let id = head.id + 1;
@@ -295,17 +501,9 @@ fn insert_upload(
     let received_at = now_ms().max(head.received_at);
     let body_sha256 = sha256_hex(&upload.raw_body);
     let task_id = upload.task_id.as_str();
-
-    let previous: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT u.id, u.body_sha256 FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
-             WHERE t.task_id = ?1",
-        )?
-        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
     let duplicate_of = previous
-        .filter(|(_, h)| *h == body_sha256)
-        .map(|(id, _)| id);
+        .filter(|p| p.body_sha256 == body_sha256)
+        .map(|p| p.id);
 
     let entry_hash = EntryFields {
         id,
@@ -370,26 +568,10 @@ fn insert_upload(
         ])?;
     }
 
-    conn.prepare_cached(
-        "INSERT INTO tasks (task_id, registered_at, registered_by, upload_count,
-            first_upload_at, last_upload_at, last_upload_id)
-         VALUES (?1, ?2, 'upload', 1, ?2, ?2, ?3)
-         ON CONFLICT (task_id) DO UPDATE SET
-            upload_count = upload_count + 1,
-            first_upload_at = coalesce(first_upload_at, excluded.first_upload_at),
-            last_upload_at = excluded.last_upload_at,
-            last_upload_id = excluded.last_upload_id",
-    )?
-    .execute(params![task_id, received_at, id])?;
-
-    *head = Head {
-        id,
-        hash: entry_hash.clone(),
-        received_at,
-    };
     Ok(Receipt {
         id,
         entry_hash,
+        body_sha256,
         received_at,
         duplicate_of,
     })

@@ -127,7 +127,8 @@ async fn serve_creates_admin_once_stops_gracefully_and_keeps_uploads() {
         assert_eq!(p.unwrap().status(), 200);
     }
     assert_eq!(terminate(&mut first), 0);
-    let rest: Vec<String> = first.stderr.try_iter().collect();
+    // The process has exited: read its stderr to the end.
+    let rest: Vec<String> = first.stderr.iter().collect();
     assert!(
         rest.iter()
             .any(|l| l.contains("every accepted upload is committed")),

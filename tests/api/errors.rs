@@ -107,7 +107,9 @@ async fn bad_signatures_get_401() {
         .await;
     missing.assert_error(401, "APIGW.0301");
 
+    // A credential in use is trusted for up to a second after it was looked up.
     sms_audit::credentials::revoke(&app.write_conn(), "sdk").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let revoked = app.upload_signed(TASK, &ak, &sk, EXAMPLE, |_| {}).await;
     revoked.assert_error(401, "APIGW.0301");
     stored = app.count("uploads");

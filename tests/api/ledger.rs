@@ -127,3 +127,15 @@ async fn verify_detects_a_rewritten_chain_field() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("entry 2: entry_hash"), "{out}");
 }
+
+#[tokio::test]
+async fn verify_detects_time_going_backwards() {
+    let app = app_with_uploads(3).await;
+    tamper(
+        &app,
+        "UPDATE uploads SET received_at = received_at - 1000 WHERE id = 3",
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3: received_at is earlier"), "{out}");
+}
