@@ -151,19 +151,35 @@ pub fn authenticate(
     Ok(found.credential)
 }
 
-/// Authenticates a reader of the JSON API: an auditor's or operator's token.
+/// Authenticates a reader of the JSON API: an auditor's or operator's token, or
+/// the session cookie of the HTML pages.
 pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<Credential, SmsError> {
-    let presented = presented(req, false)?;
-    let found = match state.auth_cache.credential(&presented) {
-        Some(found) => Some(found),
-        None => {
-            let p = presented.clone();
-            let found = state.read(move |c| lookup(c, &p)).await?;
-            state.auth_cache.remember(&presented, found.as_ref());
-            found
+    let cookie = req.cookie(crate::sessions::COOKIE);
+    let credential = match cookie {
+        Some(cookie) if req.headers().get("x-auth-token").is_none() => {
+            let value = cookie.value().to_string();
+            let session = state
+                .read(move |c| crate::sessions::find(c, &value))
+                .await?
+                .ok_or_else(|| unauthenticated("the session has expired; log in again"))?;
+            req.extensions_mut()
+                .insert(CredentialName(session.credential.name.clone()));
+            session.credential
+        }
+        _ => {
+            let presented = presented(req, false)?;
+            let found = match state.auth_cache.credential(&presented) {
+                Some(found) => Some(found),
+                None => {
+                    let p = presented.clone();
+                    let found = state.read(move |c| lookup(c, &p)).await?;
+                    state.auth_cache.remember(&presented, found.as_ref());
+                    found
+                }
+            };
+            authenticate(req, &presented, found, None)?
         }
     };
-    let credential = authenticate(req, &presented, found, None)?;
     if !credential.role.may_read() {
         return Err(SmsError::Forbidden(format!(
             "credential {:?} is an {} credential; reading needs an auditor or operator",

@@ -32,7 +32,7 @@ impl Credential {
 }
 
 /// `len` random bytes from the OS, hex encoded.
-fn random_hex(len: usize) -> String {
+pub fn random_hex(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).expect("the OS random number generator failed");
     hex::encode(bytes)

@@ -6,13 +6,17 @@
 //! [`storage::queries`]; the process is put together in [`startup`].
 
 pub mod auth;
+pub mod charts;
 pub mod cli;
+pub mod compare;
 pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod ledger;
 pub mod middleware;
+pub mod pages;
 pub mod routes;
+pub mod sessions;
 pub mod signing;
 pub mod startup;
 pub mod storage;

@@ -48,6 +48,8 @@ pub struct ServeConfig {
     /// How long a looked-up credential is trusted without reading it again (so a
     /// revocation takes effect within this time).
     pub credential_cache_ttl: Duration,
+    /// How long a login lasts.
+    pub session_lifetime: Duration,
 }
 
 impl ServeConfig {
@@ -66,6 +68,7 @@ impl ServeConfig {
             workers: None,
             handle_signals: true,
             credential_cache_ttl: Duration::from_secs(1),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -77,6 +80,7 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub auth_cache: AuthCache,
+    pub verification: crate::pages::VerificationJob,
 }
 
 impl AppState {
@@ -156,13 +160,16 @@ impl Application {
                 .rate_limit
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
             auth_cache: AuthCache::new(config.credential_cache_ttl),
+            verification: Default::default(),
             config: config.clone(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .configure(crate::pages::configure)
                 .configure(routes::configure)
                 .wrap(middleware::from_fn(crate::middleware::request_context))
+                .wrap(crate::middleware::security_headers())
         })
         .shutdown_timeout(30);
         if !config.handle_signals {

@@ -38,6 +38,7 @@ struct UploadsQuery {
     before_id: Option<i64>,
     since: Option<String>,
     until: Option<String>,
+    regressed: Option<bool>,
 }
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
@@ -65,6 +66,7 @@ async fn task_uploads(
         before_id: query.before_id,
         since: time_param("since", query.since.as_deref())?,
         until: time_param("until", query.until.as_deref())?,
+        regressed_only: query.regressed.unwrap_or(false),
     };
     let id = task_id.clone();
     let result = state
@@ -101,8 +103,16 @@ async fn ledger_status(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, SmsError> {
-    auth::reader(&req, &state).await?;
+    let reader = auth::reader(&req, &state).await?;
+    let started = crate::storage::writer::now_ms();
     let verification = state.read(|conn| ledger::verify(conn, |_| {})).await?;
+    let record = verification.clone();
+    let by = format!("api:{}", reader.name);
+    // Best effort: the answer does not depend on the record being kept.
+    let _ = state
+        .writer
+        .execute(move |conn| crate::storage::history::record_verification(conn, &record, started, &by))
+        .await;
     Ok(HttpResponse::Ok().json(json!({
         "status": if verification.intact() { "intact" } else { "broken" },
         "entries": verification.entries,
@@ -115,6 +125,9 @@ async fn ledger_status(
 #[derive(Deserialize)]
 struct RejectionsQuery {
     limit: Option<u32>,
+    status: Option<u16>,
+    error_code: Option<String>,
+    credential: Option<String>,
 }
 
 async fn rejections(
@@ -124,8 +137,13 @@ async fn rejections(
 ) -> Result<HttpResponse, SmsError> {
     auth::reader(&req, &state).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let filter = queries::RejectionFilter {
+        status: query.status,
+        error_code: query.error_code.clone(),
+        credential_name: query.credential.clone(),
+    };
     let rows = state
-        .read(move |conn| queries::recent_rejections(conn, limit))
+        .read(move |conn| queries::recent_rejections(conn, limit, &filter))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
 }

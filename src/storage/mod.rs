@@ -4,6 +4,7 @@
 //! Every write of the running service goes through [`writer`]; reads use
 //! [`ReadPool`] from blocking threads, never from an actix worker.
 
+pub mod history;
 pub mod queries;
 pub mod writer;
 

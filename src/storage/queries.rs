@@ -99,13 +99,17 @@ pub struct UploadSummary {
     pub totals: Totals,
     pub duplicate_of: Option<i64>,
     pub finished_time: Option<i64>,
+    /// More problems (different + missing + extra files) than the previous upload.
+    pub regressed: bool,
 }
 
+#[derive(Default)]
 pub struct UploadPageQuery {
     pub limit: u32,
     pub before_id: Option<i64>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    pub regressed_only: bool,
 }
 
 /// The smallest upload id received at or after `t` (one past the last id when
@@ -152,13 +156,20 @@ pub fn task_uploads(
     q: &UploadPageQuery,
 ) -> Result<(Vec<UploadSummary>, Option<i64>), StorageError> {
     let (lo, hi) = id_range(conn, q.since, q.until)?;
-    let mut stmt = conn.prepare_cached(
+    // Two statements so that each has its index (the regressed one is partial).
+    let mut stmt = conn.prepare_cached(if q.regressed_only {
         "SELECT id, received_at, result_count, total_files, different_files,
-                target_miss_files, target_more_files, duplicate_of, finished_time
+                target_miss_files, target_more_files, duplicate_of, finished_time, regressed
+         FROM uploads
+         WHERE task_id = ?1 AND id >= ?2 AND id < ?3 AND regressed = 1
+         ORDER BY id DESC LIMIT ?4"
+    } else {
+        "SELECT id, received_at, result_count, total_files, different_files,
+                target_miss_files, target_more_files, duplicate_of, finished_time, regressed
          FROM uploads
          WHERE task_id = ?1 AND id >= ?2 AND id < ?3
-         ORDER BY id DESC LIMIT ?4",
-    )?;
+         ORDER BY id DESC LIMIT ?4"
+    })?;
     let rows = stmt.query_map(
         params![
             task_id,
@@ -174,6 +185,7 @@ pub fn task_uploads(
                 totals: Totals::from_row(r, 3)?,
                 duplicate_of: r.get(7)?,
                 finished_time: r.get(8)?,
+                regressed: r.get(9)?,
             })
         },
     )?;
@@ -292,24 +304,42 @@ pub struct RejectionRow {
     pub request_id: String,
 }
 
-/// The newest rejections first.
-pub fn recent_rejections(conn: &Connection, limit: u32) -> Result<Vec<RejectionRow>, StorageError> {
+/// Which rejections to show; `None` fields match anything.
+#[derive(Debug, Default, Clone)]
+pub struct RejectionFilter {
+    pub status: Option<u16>,
+    pub error_code: Option<String>,
+    pub credential_name: Option<String>,
+}
+
+/// The newest matching rejections first (the log is bounded, so this scan is too).
+pub fn recent_rejections(
+    conn: &Connection,
+    limit: u32,
+    filter: &RejectionFilter,
+) -> Result<Vec<RejectionRow>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT at, peer_addr, method, path, status, error_code, credential_name, request_id
-         FROM rejections ORDER BY id DESC LIMIT ?1",
+         FROM rejections
+         WHERE (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR error_code = ?3)
+           AND (?4 IS NULL OR credential_name = ?4)
+         ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![limit], |r| {
-        Ok(RejectionRow {
-            at: format_timestamp(r.get(0)?),
-            peer_addr: r.get(1)?,
-            method: r.get(2)?,
-            path: r.get(3)?,
-            status: r.get(4)?,
-            error_code: r.get(5)?,
-            credential_name: r.get(6)?,
-            request_id: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![limit, filter.status, filter.error_code, filter.credential_name],
+        |r| {
+            Ok(RejectionRow {
+                at: format_timestamp(r.get(0)?),
+                peer_addr: r.get(1)?,
+                method: r.get(2)?,
+                path: r.get(3)?,
+                status: r.get(4)?,
+                error_code: r.get(5)?,
+                credential_name: r.get(6)?,
+                request_id: r.get(7)?,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -48,6 +48,10 @@ pub struct Receipt {
     pub body_sha256: String,
     pub received_at: Timestamp,
     pub duplicate_of: Option<i64>,
+    /// Different + missing + extra files over all results.
+    pub problems: i64,
+    /// More problems than the task's previous upload.
+    pub regressed: bool,
 }
 
 /// A refused request, for the bounded rejection log.
@@ -64,12 +68,17 @@ pub struct Rejection {
 }
 
 type UploadReply = oneshot::Sender<Result<Receipt, String>>;
+/// A write other than an upload (sessions, verification results), run inside the
+/// writer's transaction. `Fn`, not `FnOnce`: a failed batch is stored again.
+pub type WriteFn = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
+type ExecReply = oneshot::Sender<Result<(), String>>;
 
 enum Job {
     Upload(Box<NewUpload>, UploadReply),
     Rejection(Rejection),
     /// Answers whether a write transaction can be opened right now.
     Ping(oneshot::Sender<Result<(), String>>),
+    Exec(WriteFn, ExecReply),
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -153,6 +162,39 @@ impl WriterHandle {
         let _ = self.tx.try_send(Job::Rejection(rejection));
     }
 
+    /// Runs `write` in the writer's next transaction; answers after the commit.
+    pub async fn execute(
+        &self,
+        write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .try_send(Job::Exec(Box::new(write), tx))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => SubmitError::Full,
+                TrySendError::Disconnected(_) => SubmitError::Closed,
+            })?;
+        match rx.await {
+            Ok(result) => result.map_err(SubmitError::Failed),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// [`execute`](Self::execute) for threads outside the async runtime; waits for
+    /// room in the queue.
+    pub fn execute_blocking(
+        &self,
+        write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Exec(Box::new(write), tx))
+            .map_err(|_| SubmitError::Closed)?;
+        rx.blocking_recv()
+            .map_err(|_| SubmitError::Closed)?
+            .map_err(SubmitError::Failed)
+    }
+
     /// Asks the writer to commit everything queued so far and stop. Blocks while
     /// the queue is full.
     pub fn shutdown(&self) {
@@ -214,12 +256,17 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
                             body_sha256: hash,
                             received_at: now_ms(),
                             duplicate_of: None,
+                            problems: 0,
+                            regressed: false,
                         }));
                     }
                     Job::Ping(reply) => {
                         let _ = reply.send(Ok(()));
                     }
                     Job::Rejection(_) => {}
+                    Job::Exec(_, reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
                     Job::Shutdown => break,
                 }
             }
@@ -243,6 +290,7 @@ pub fn now_ms() -> Timestamp {
 struct LastUpload {
     id: i64,
     body_sha256: String,
+    problems: i64,
 }
 
 /// Upload-count and time changes to one task's summary row within a batch.
@@ -251,6 +299,8 @@ struct TaskDelta {
     first_at: Timestamp,
     last_at: Timestamp,
     last_id: i64,
+    last_problems: i64,
+    last_regressed: bool,
 }
 
 /// Tasks whose latest upload the writer remembers; cleared when it grows past this.
@@ -265,6 +315,7 @@ struct Writer {
 
 /// The result of storing one batch: an outcome per upload, in order.
 type Outcomes = Vec<Result<Receipt, String>>;
+type ExecOutcomes = Vec<Result<(), String>>;
 
 #[derive(Debug, thiserror::Error)]
 enum StoreError {
@@ -324,6 +375,8 @@ impl Writer {
         let mut replies = Vec::new();
         let mut rejections = Vec::new();
         let mut pings = Vec::new();
+        let mut execs = Vec::new();
+        let mut exec_replies = Vec::new();
         for job in batch {
             match job {
                 Job::Upload(upload, reply) => {
@@ -332,19 +385,26 @@ impl Writer {
                 }
                 Job::Rejection(r) => rejections.push(r),
                 Job::Ping(reply) => pings.push(reply),
+                Job::Exec(write, reply) => {
+                    execs.push(write);
+                    exec_replies.push(reply);
+                }
                 // run() stops at Shutdown instead of batching it.
                 Job::Shutdown => {}
             }
         }
         // Fast path: the whole batch in one go. Should any upload fail, store the
         // batch again with a savepoint per upload, so that one fails alone.
-        let result = match self.store(&uploads, &rejections, false) {
-            Err(StoreError::Upload(_)) => self.store(&uploads, &rejections, true),
+        let result = match self.store(&uploads, &execs, &rejections, false) {
+            Err(StoreError::Upload(_)) => self.store(&uploads, &execs, &rejections, true),
             other => other,
         };
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, exec_outcomes)) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                for (reply, outcome) in exec_replies.into_iter().zip(exec_outcomes) {
                     let _ = reply.send(outcome);
                 }
                 for reply in pings {
@@ -354,6 +414,9 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
                 for reply in replies {
+                    let _ = reply.send(Err(format!("commit failed: {e}")));
+                }
+                for reply in exec_replies {
                     let _ = reply.send(Err(format!("commit failed: {e}")));
                 }
                 for reply in pings {
@@ -368,11 +431,12 @@ impl Writer {
     fn store(
         &mut self,
         uploads: &[Box<NewUpload>],
+        execs: &[WriteFn],
         rejections: &[Rejection],
         isolate: bool,
-    ) -> Result<Outcomes, StoreError> {
+    ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
         let start_head = self.head.clone();
-        let result = self.try_store(uploads, rejections, isolate);
+        let result = self.try_store(uploads, execs, rejections, isolate);
         if result.is_err() {
             self.head = start_head;
             self.last_upload.clear();
@@ -383,9 +447,10 @@ impl Writer {
     fn try_store(
         &mut self,
         uploads: &[Box<NewUpload>],
+        execs: &[WriteFn],
         rejections: &[Rejection],
         isolate: bool,
-    ) -> Result<Outcomes, StoreError> {
+    ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
         if self.last_upload.len() > LAST_UPLOAD_CACHE {
             self.last_upload.clear();
         }
@@ -425,6 +490,7 @@ impl Writer {
                     LastUpload {
                         id: receipt.id,
                         body_sha256: receipt.body_sha256.clone(),
+                        problems: receipt.problems,
                     },
                 );
                 let delta = deltas.entry(task_id).or_insert(TaskDelta {
@@ -432,15 +498,30 @@ impl Writer {
                     first_at: receipt.received_at,
                     last_at: receipt.received_at,
                     last_id: receipt.id,
+                    last_problems: receipt.problems,
+                    last_regressed: receipt.regressed,
                 });
                 delta.count += 1;
                 delta.last_at = receipt.received_at;
                 delta.last_id = receipt.id;
+                delta.last_problems = receipt.problems;
+                delta.last_regressed = receipt.regressed;
             }
             outcomes.push(stored);
         }
         for (task_id, delta) in &deltas {
             update_task_summary(&tx, task_id, delta)?;
+        }
+        let mut exec_outcomes = Vec::with_capacity(execs.len());
+        for write in execs {
+            let sp = tx.savepoint()?;
+            match write(&sp) {
+                Ok(()) => {
+                    sp.commit()?;
+                    exec_outcomes.push(Ok(()));
+                }
+                Err(e) => exec_outcomes.push(Err(e.to_string())),
+            }
         }
         for r in rejections {
             insert_rejection(&tx, r)?;
@@ -452,19 +533,21 @@ impl Writer {
             )?;
         }
         tx.commit()?;
-        Ok(outcomes)
+        Ok((outcomes, exec_outcomes))
     }
 }
 
 fn last_upload_of(conn: &Connection, task_id: &str) -> Result<Option<LastUpload>, rusqlite::Error> {
     conn.prepare_cached(
-        "SELECT u.id, u.body_sha256 FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
+        "SELECT u.id, u.body_sha256, u.different_files + u.target_miss_files + u.target_more_files
+         FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
          WHERE t.task_id = ?1",
     )?
     .query_row(params![task_id], |r| {
         Ok(LastUpload {
             id: r.get(0)?,
             body_sha256: r.get(1)?,
+            problems: r.get(2)?,
         })
     })
     .optional()
@@ -477,15 +560,25 @@ fn update_task_summary(
 ) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO tasks (task_id, registered_at, registered_by, upload_count,
-            first_upload_at, last_upload_at, last_upload_id)
-         VALUES (?1, ?2, 'upload', ?3, ?2, ?4, ?5)
+            first_upload_at, last_upload_at, last_upload_id, last_problems, last_regressed)
+         VALUES (?1, ?2, 'upload', ?3, ?2, ?4, ?5, ?6, ?7)
          ON CONFLICT (task_id) DO UPDATE SET
             upload_count = upload_count + excluded.upload_count,
             first_upload_at = coalesce(first_upload_at, excluded.first_upload_at),
             last_upload_at = excluded.last_upload_at,
-            last_upload_id = excluded.last_upload_id",
+            last_upload_id = excluded.last_upload_id,
+            last_problems = excluded.last_problems,
+            last_regressed = excluded.last_regressed",
     )?
-    .execute(params![task_id, d.first_at, d.count, d.last_at, d.last_id])?;
+    .execute(params![
+        task_id,
+        d.first_at,
+        d.count,
+        d.last_at,
+        d.last_id,
+        d.last_problems,
+        d.last_regressed
+    ])?;
     Ok(())
 }
 
@@ -518,13 +611,16 @@ fn insert_upload(
     .entry_hash();
 
     let totals = upload.body.totals();
+    let problems = totals[1] + totals[2] + totals[3];
+    let regressed = previous.is_some_and(|p| problems > p.problems);
     conn.prepare_cached(
         "INSERT INTO uploads (id, request_id, task_id, received_at, credential_name,
             auth_method, project_id, peer_addr, forwarded_for, user_agent, raw_body,
             body_sha256, finished_time, result_count, total_files, different_files,
-            target_miss_files, target_more_files, duplicate_of, prev_hash, entry_hash)
+            target_miss_files, target_more_files, duplicate_of, prev_hash, entry_hash,
+            regressed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21)",
+            ?17, ?18, ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         id,
@@ -548,6 +644,7 @@ fn insert_upload(
         duplicate_of,
         head.hash,
         entry_hash,
+        regressed,
     ])?;
 
     let mut insert_result = conn.prepare_cached(
@@ -574,6 +671,8 @@ fn insert_upload(
         body_sha256,
         received_at,
         duplicate_of,
+        problems,
+        regressed,
     })
 }
 

@@ -1,0 +1,165 @@
+//! Comparing two uploads directory by directory (also across tasks).
+//!
+//! "Problems" are different + missing-on-target + extra-on-target files: a
+//! directory whose problems went down from a to b improved, up regressed.
+
+use serde::Serialize;
+
+use crate::storage::queries::{ResultRow, UploadRecord};
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Improved,
+    Regressed,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub num_total_files: i64,
+    pub num_different_files: i64,
+    pub num_target_miss_files: i64,
+    pub num_target_more_files: i64,
+}
+
+impl Counts {
+    fn of(r: &ResultRow) -> Self {
+        Counts {
+            num_total_files: r.num_total_files,
+            num_different_files: r.num_different_files,
+            num_target_miss_files: r.num_target_miss_files,
+            num_target_more_files: r.num_target_more_files,
+        }
+    }
+
+    pub fn problems(&self) -> i64 {
+        self.num_different_files + self.num_target_miss_files + self.num_target_more_files
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.num_total_files += o.num_total_files;
+        self.num_different_files += o.num_different_files;
+        self.num_target_miss_files += o.num_target_miss_files;
+        self.num_target_more_files += o.num_target_more_files;
+    }
+
+    fn minus(&self, o: &Counts) -> Counts {
+        Counts {
+            num_total_files: self.num_total_files - o.num_total_files,
+            num_different_files: self.num_different_files - o.num_different_files,
+            num_target_miss_files: self.num_target_miss_files - o.num_target_miss_files,
+            num_target_more_files: self.num_target_more_files - o.num_target_more_files,
+        }
+    }
+}
+
+/// One directory present in both uploads.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirComparison {
+    pub dir_check: String,
+    pub a: Counts,
+    pub b: Counts,
+    pub change: Counts,
+    pub verdict: Verdict,
+}
+
+/// A directory present in one upload only.
+#[derive(Debug, Clone, Serialize)]
+pub struct OneSided {
+    pub dir_check: String,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub id: i64,
+    pub task_id: String,
+    pub received_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: Side,
+    pub b: Side,
+    pub directories: Vec<DirComparison>,
+    pub only_in_a: Vec<OneSided>,
+    pub only_in_b: Vec<OneSided>,
+    pub totals: DirComparison,
+}
+
+fn verdict(a: &Counts, b: &Counts) -> Verdict {
+    match b.problems().cmp(&a.problems()) {
+        std::cmp::Ordering::Less => Verdict::Improved,
+        std::cmp::Ordering::Greater => Verdict::Regressed,
+        std::cmp::Ordering::Equal => Verdict::Unchanged,
+    }
+}
+
+/// Directories keyed by `dir_check`; a name repeated within one upload gets `#2`,
+/// `#3`, ... so that nothing is silently merged.
+fn keyed(rows: &[ResultRow]) -> Vec<(String, Counts)> {
+    let mut out: Vec<(String, Counts)> = Vec::new();
+    for r in rows {
+        let mut key = r.dir_check.clone();
+        let mut n = 1;
+        while out.iter().any(|(k, _)| *k == key) {
+            n += 1;
+            key = format!("{}#{n}", r.dir_check);
+        }
+        out.push((key, Counts::of(r)));
+    }
+    out
+}
+
+pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
+    let (ka, kb) = (keyed(&a.results), keyed(&b.results));
+    let mut directories = Vec::new();
+    let mut only_in_a = Vec::new();
+    let (mut total_a, mut total_b) = (Counts::default(), Counts::default());
+    for (dir, ca) in &ka {
+        total_a.add(ca);
+        match kb.iter().find(|(d, _)| d == dir) {
+            Some((_, cb)) => directories.push(DirComparison {
+                dir_check: dir.clone(),
+                a: *ca,
+                b: *cb,
+                change: cb.minus(ca),
+                verdict: verdict(ca, cb),
+            }),
+            None => only_in_a.push(OneSided {
+                dir_check: dir.clone(),
+                counts: *ca,
+            }),
+        }
+    }
+    let mut only_in_b = Vec::new();
+    for (dir, cb) in &kb {
+        total_b.add(cb);
+        if !ka.iter().any(|(d, _)| d == dir) {
+            only_in_b.push(OneSided {
+                dir_check: dir.clone(),
+                counts: *cb,
+            });
+        }
+    }
+    let side = |u: &UploadRecord| Side {
+        id: u.id,
+        task_id: u.task_id.clone(),
+        received_at: u.received_at.clone(),
+    };
+    Comparison {
+        a: side(a),
+        b: side(b),
+        directories,
+        only_in_a,
+        only_in_b,
+        totals: DirComparison {
+            dir_check: "(all directories)".into(),
+            a: total_a,
+            b: total_b,
+            change: total_b.minus(&total_a),
+            verdict: verdict(&total_a, &total_b),
+        },
+    }
+}

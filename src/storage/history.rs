@@ -1,0 +1,306 @@
+//! Queries behind the history pages. Each is served by an index or a summary
+//! table; none scans all uploads.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::charts::ChartPoint;
+use crate::domain::Timestamp;
+use crate::ledger::Verification;
+use crate::storage::queries::{first_id_at_or_after, Totals};
+use crate::storage::writer::now_ms;
+use crate::storage::StorageError;
+
+/// The last verification run.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationRecord {
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub requested_by: String,
+    pub entries: i64,
+    pub head_id: i64,
+    pub head_hash: String,
+    pub first_bad_id: Option<i64>,
+    pub problem: Option<String>,
+}
+
+pub fn record_verification(
+    conn: &Connection,
+    v: &Verification,
+    started_at: Timestamp,
+    requested_by: &str,
+) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO verifications (started_at, finished_at, requested_by, entries, head_id,
+            head_hash, first_bad_id, problem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            started_at,
+            now_ms(),
+            requested_by,
+            v.entries as i64,
+            v.head_id,
+            v.head_hash,
+            v.first_bad.as_ref().map(|b| b.id),
+            v.first_bad.as_ref().map(|b| b.problem.clone()),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn last_verification(conn: &Connection) -> Result<Option<VerificationRecord>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT started_at, finished_at, requested_by, entries, head_id, head_hash,
+                    first_bad_id, problem
+             FROM verifications ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([], |r| {
+            Ok(VerificationRecord {
+                started_at: r.get(0)?,
+                finished_at: r.get(1)?,
+                requested_by: r.get(2)?,
+                entries: r.get(3)?,
+                head_id: r.get(4)?,
+                head_hash: r.get(5)?,
+                first_bad_id: r.get(6)?,
+                problem: r.get(7)?,
+            })
+        })
+        .optional()?)
+}
+
+pub struct Overview {
+    pub tasks: i64,
+    pub uploads: i64,
+    pub uploads_24h: i64,
+    pub head_id: i64,
+    pub head_hash: Option<String>,
+    pub last_verification: Option<VerificationRecord>,
+}
+
+pub fn overview(conn: &Connection) -> Result<Overview, StorageError> {
+    let tasks: i64 = conn
+        .prepare_cached("SELECT count(*) FROM tasks")?
+        .query_row([], |r| r.get(0))?;
+    let head: Option<(i64, String)> = conn
+        .prepare_cached("SELECT id, entry_hash FROM uploads ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let head_id = head.as_ref().map_or(0, |h| h.0);
+    // Ids have no gaps and times never decrease, so counts are id differences.
+    let first_recent = first_id_at_or_after(conn, now_ms() - 86_400_000)?;
+    Ok(Overview {
+        tasks,
+        uploads: head_id,
+        uploads_24h: (head_id - first_recent + 1).max(0),
+        head_id,
+        head_hash: head.map(|h| h.1),
+        last_verification: last_verification(conn)?,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSort {
+    LastUpload,
+    TaskId,
+    Uploads,
+    Problems,
+}
+
+impl TaskSort {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("task") => TaskSort::TaskId,
+            Some("uploads") => TaskSort::Uploads,
+            Some("problems") => TaskSort::Problems,
+            _ => TaskSort::LastUpload,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            TaskSort::LastUpload => "last",
+            TaskSort::TaskId => "task",
+            TaskSort::Uploads => "uploads",
+            TaskSort::Problems => "problems",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            TaskSort::LastUpload => "t.last_upload_at",
+            TaskSort::TaskId => "t.task_id",
+            TaskSort::Uploads => "t.upload_count",
+            TaskSort::Problems => "t.last_problems",
+        }
+    }
+}
+
+pub struct TaskListQuery {
+    pub search: String,
+    pub sort: TaskSort,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+pub struct TaskRow {
+    pub task_id: String,
+    pub name: Option<String>,
+    pub last_upload_at: Option<Timestamp>,
+    pub upload_count: i64,
+    pub last_upload_id: Option<i64>,
+    pub latest: Option<Totals>,
+    pub problems: Option<i64>,
+    pub regressed: bool,
+    /// Problems per upload, oldest first, over the latest uploads.
+    pub trend: Vec<i64>,
+}
+
+/// How many uploads a sparkline covers.
+pub const TREND_UPLOADS: i64 = 20;
+
+fn like_pattern(search: &str) -> String {
+    let escaped = search
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const TASK_COLUMNS: &str = "t.task_id, t.name, t.last_upload_at, t.upload_count, t.last_upload_id,
+    t.last_problems, t.last_regressed, u.total_files, u.different_files, u.target_miss_files,
+    u.target_more_files";
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let last_upload_id: Option<i64> = r.get(4)?;
+    Ok(TaskRow {
+        task_id: r.get(0)?,
+        name: r.get(1)?,
+        last_upload_at: r.get(2)?,
+        upload_count: r.get(3)?,
+        last_upload_id,
+        problems: r.get(5)?,
+        regressed: r.get(6)?,
+        latest: match last_upload_id {
+            Some(_) => Some(Totals {
+                num_total_files: r.get(7)?,
+                num_different_files: r.get(8)?,
+                num_target_miss_files: r.get(9)?,
+                num_target_more_files: r.get(10)?,
+            }),
+            None => None,
+        },
+        trend: Vec::new(),
+    })
+}
+
+/// One page of the dashboard's task table and the number of matching tasks.
+pub fn task_rows(conn: &Connection, q: &TaskListQuery) -> Result<(Vec<TaskRow>, i64), StorageError> {
+    let filter = "(?1 = '' OR t.task_id LIKE ?2 ESCAPE '\\' OR t.name LIKE ?2 ESCAPE '\\')";
+    let matching: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
+        .query_row(params![q.search, like_pattern(&q.search)], |r| r.get(0))?;
+    let direction = if q.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
+         WHERE {filter} ORDER BY {} {direction} NULLS LAST, t.task_id LIMIT ?3 OFFSET ?4",
+        q.sort.column()
+    );
+    let mut rows: Vec<TaskRow> = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![q.search, like_pattern(&q.search), q.limit, q.offset],
+            task_row,
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut trend = conn.prepare_cached(
+        "SELECT different_files + target_miss_files + target_more_files FROM uploads
+         WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    for row in &mut rows {
+        let mut values: Vec<i64> = trend
+            .query_map(params![row.task_id, TREND_UPLOADS], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        values.reverse();
+        row.trend = values;
+    }
+    Ok((rows, matching))
+}
+
+pub fn task(conn: &Connection, task_id: &str) -> Result<Option<TaskRow>, StorageError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
+             WHERE t.task_id = ?1"
+        ))?
+        .query_row(params![task_id], task_row)
+        .optional()?)
+}
+
+/// The four counts of a task's latest `limit` uploads (oldest first), totals or of
+/// one directory.
+pub fn chart_points(
+    conn: &Connection,
+    task_id: &str,
+    dir: Option<&str>,
+    range: (i64, i64),
+    limit: i64,
+) -> Result<Vec<ChartPoint>, StorageError> {
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(ChartPoint {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            values: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+        })
+    };
+    let mut points: Vec<ChartPoint> = match dir {
+        None => conn
+            .prepare_cached(
+                "SELECT id, received_at, total_files, different_files, target_miss_files,
+                        target_more_files
+                 FROM uploads WHERE task_id = ?1 AND id >= ?2 AND id < ?3
+                 ORDER BY id DESC LIMIT ?4",
+            )?
+            .query_map(params![task_id, range.0, range.1, limit], map)?
+            .collect::<Result<_, _>>()?,
+        Some(dir) => conn
+            .prepare_cached(
+                "SELECT u.id, u.received_at, sum(r.num_total_files), sum(r.num_different_files),
+                        sum(r.num_target_miss_files), sum(r.num_target_more_files)
+                 FROM uploads u JOIN upload_results r ON r.upload_id = u.id
+                 WHERE u.task_id = ?1 AND u.id >= ?2 AND u.id < ?3 AND r.dir_check = ?5
+                 GROUP BY u.id ORDER BY u.id DESC LIMIT ?4",
+            )?
+            .query_map(params![task_id, range.0, range.1, limit, dir], map)?
+            .collect::<Result<_, _>>()?,
+    };
+    points.reverse();
+    Ok(points)
+}
+
+/// Directory names of an upload, in order, without repeats.
+pub fn upload_dirs(conn: &Connection, upload_id: i64) -> Result<Vec<String>, StorageError> {
+    let mut dirs: Vec<String> = conn
+        .prepare_cached("SELECT dir_check FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal")?
+        .query_map(params![upload_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    Ok(dirs)
+}
+
+/// The previous and next upload of the same task.
+pub fn neighbours(
+    conn: &Connection,
+    task_id: &str,
+    id: i64,
+) -> Result<(Option<i64>, Option<i64>), StorageError> {
+    let previous = conn
+        .prepare_cached("SELECT max(id) FROM uploads WHERE task_id = ?1 AND id < ?2")?
+        .query_row(params![task_id, id], |r| r.get(0))?;
+    let next = conn
+        .prepare_cached("SELECT min(id) FROM uploads WHERE task_id = ?1 AND id > ?2")?
+        .query_row(params![task_id, id], |r| r.get(0))?;
+    Ok((previous, next))
+}
