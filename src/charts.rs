@@ -6,7 +6,12 @@ use std::fmt::Write;
 use crate::domain::format_timestamp;
 
 pub const SERIES_COLORS: [&str; 4] = ["#1f4e79", "#cf222e", "#9a6700", "#8250df"];
-pub const SERIES_NAMES: [&str; 4] = ["total files", "different", "missing on target", "extra on target"];
+pub const SERIES_NAMES: [&str; 4] = [
+    "total files",
+    "different",
+    "missing on target",
+    "extra on target",
+];
 
 /// A small line of `values` (oldest first), e.g. problems per upload.
 pub fn sparkline(values: &[i64]) -> String {
@@ -16,7 +21,11 @@ pub fn sparkline(values: &[i64]) -> String {
         return String::new();
     }
     let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let step = if values.len() > 1 { W / (values.len() - 1) as f64 } else { 0.0 };
+    let step = if values.len() > 1 {
+        W / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
     let mut points = String::new();
     for (i, v) in values.iter().enumerate() {
         let x = i as f64 * step;
@@ -24,7 +33,11 @@ pub fn sparkline(values: &[i64]) -> String {
         let _ = write!(points, "{x:.1},{y:.1} ");
     }
     let last = values[values.len() - 1];
-    let color = if last > 0 { SERIES_COLORS[1] } else { "#1a7f37" };
+    let color = if last > 0 {
+        SERIES_COLORS[1]
+    } else {
+        "#1a7f37"
+    };
     format!(
         r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="problems over the last {n} uploads, latest {last}"><polyline points="{p}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>"#,
         n = values.len(),
@@ -54,10 +67,17 @@ pub fn counts_chart(points: &[ChartPoint]) -> String {
         points.len()
     );
     if points.is_empty() {
-        svg.push_str(r##"<text x="20" y="40" fill="#5d6670">No uploads in this range.</text></svg>"##);
+        svg.push_str(
+            r##"<text x="20" y="40" fill="#5d6670">No uploads in this range.</text></svg>"##,
+        );
         return svg;
     }
-    let max = points.iter().flat_map(|p| p.values).max().unwrap_or(0).max(1) as f64;
+    let max = points
+        .iter()
+        .flat_map(|p| p.values)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let (t0, t1) = (points[0].at, points[points.len() - 1].at);
     let span = (t1 - t0).max(1) as f64;
     let plot_w = W - LEFT - RIGHT;

@@ -46,6 +46,27 @@ pub enum Command {
     Tasks(TasksCommand),
     /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry.
     Verify,
+    /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
+    /// object per upload with its raw body).
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// Only this task's uploads.
+    #[arg(long = "task")]
+    pub task: Option<String>,
+    /// From this time on (RFC 3339 or a date), inclusive.
+    #[arg(long, value_parser = crate::domain::parse_time_arg)]
+    pub since: Option<i64>,
+    /// Up to this time, exclusive.
+    #[arg(long, value_parser = crate::domain::parse_time_arg)]
+    pub until: Option<i64>,
+    /// Write to this file (with a progress bar) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +202,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Credentials(cmd) => credentials_command(&cli.db, cmd),
         Command::Tasks(cmd) => tasks_command(&cli.db, cmd),
         Command::Verify => verify(&cli.db),
+        Command::Export(args) => export(&cli.db, args),
     }
 }
 
@@ -322,14 +344,59 @@ fn tasks_command(db: &std::path::Path, cmd: TasksCommand) -> Result<ExitCode, Cl
     Ok(ExitCode::SUCCESS)
 }
 
+fn export(db: &std::path::Path, args: ExportArgs) -> Result<ExitCode, CliError> {
+    use crate::export::{self, ExportFilter};
+    let conn = open(db)?;
+    let filter = ExportFilter {
+        task_id: args
+            .task
+            .as_deref()
+            .map(TaskId::parse)
+            .transpose()
+            .map_err(fail)?,
+        since: args.since,
+        until: args.until,
+    };
+    let written = match &args.out {
+        None => export::write(
+            &conn,
+            &filter,
+            args.format,
+            std::io::stdout().lock(),
+            |_| {},
+        )
+        .map_err(fail)?,
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            let bar = indicatif::ProgressBar::new(export::estimate(&conn, &filter).map_err(fail)?);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} uploads, {per_sec}, {eta} left",
+                )
+                .map_err(fail)?,
+            );
+            let n = export::write(&conn, &filter, args.format, file, |n| bar.set_position(n))
+                .map_err(fail)?;
+            bar.finish_and_clear();
+            eprintln!("exported {n} uploads to {}", path.display());
+            n
+        }
+    };
+    tracing::debug!(written, "export done");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn verify(db: &std::path::Path) -> Result<ExitCode, CliError> {
     let conn = open(db)?;
+    let started = crate::storage::writer::now_ms();
     let result = ledger::verify(&conn, |n| {
         if n > 0 && n % 100_000 == 0 {
             eprintln!("checked {n} entries");
         }
     })
     .map_err(fail)?;
+    crate::storage::history::record_verification(&conn, &result, started, "cli").map_err(fail)?;
     let mut out = std::io::stdout().lock();
     match &result.first_bad {
         None => {

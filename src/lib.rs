@@ -12,6 +12,7 @@ pub mod compare;
 pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod ledger;
 pub mod middleware;
 pub mod pages;

@@ -61,7 +61,10 @@ pub async fn delete(writer: &WriterHandle, cookie: &str) -> Result<(), SubmitErr
     let id_hash = token_hash(cookie);
     writer
         .execute(move |conn| {
-            conn.execute("DELETE FROM sessions WHERE id_sha256 = ?1", params![id_hash])?;
+            conn.execute(
+                "DELETE FROM sessions WHERE id_sha256 = ?1",
+                params![id_hash],
+            )?;
             Ok(())
         })
         .await

@@ -39,7 +39,11 @@ impl VerificationJob {
     /// is recorded in the `verifications` table.
     pub fn start(state: web::Data<AppState>, total: i64, requested_by: String) {
         let progress = {
-            let mut running = state.verification.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut running = state
+                .verification
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if running.is_some() {
                 return;
             }
@@ -68,7 +72,11 @@ impl VerificationJob {
                     }
                     Err(e) => tracing::error!(error = %e, "ledger verification failed to run"),
                 }
-                *state.verification.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *state
+                    .verification
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start a verification");
@@ -100,13 +108,22 @@ struct AuditPage {
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
-pub async fn page(req: HttpRequest, query: web::Query<AuditQuery>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn page(
+    req: HttpRequest,
+    query: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     let status = match non_empty(&query.status) {
-        Some(s) => Some(s.parse::<u16>().map_err(|_| PageError::BadRequest("status: must be an HTTP status such as 401".into()))?),
+        Some(s) => Some(s.parse::<u16>().map_err(|_| {
+            PageError::BadRequest("status: must be an HTTP status such as 401".into())
+        })?),
         None => None,
     };
     let filter = RejectionFilter {
@@ -115,7 +132,12 @@ pub async fn page(req: HttpRequest, query: web::Query<AuditQuery>, state: web::D
         credential_name: non_empty(&query.credential),
     };
     let (overview, rejections) = state
-        .read(move |conn| Ok((history::overview(conn)?, queries::recent_rejections(conn, 200, &filter)?)))
+        .read(move |conn| {
+            Ok((
+                history::overview(conn)?,
+                queries::recent_rejections(conn, 200, &filter)?,
+            ))
+        })
         .await?;
     let body = AuditPage {
         nav: Some(Nav::from(&session)),
@@ -134,12 +156,22 @@ pub async fn page(req: HttpRequest, query: web::Query<AuditQuery>, state: web::D
     Ok(html(body))
 }
 
-pub async fn start_verification(req: HttpRequest, form: web::Form<CsrfForm>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn start_verification(
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     if !session.csrf_matches(&form.csrf_token) {
-        return Err(PageError::Forbidden("the form's CSRF token does not match your session".into()));
+        return Err(PageError::Forbidden(
+            "the form's CSRF token does not match your session".into(),
+        ));
     }
-    let total = state.read(|conn| Ok(history::overview(conn)?.head_id)).await?;
+    let total = state
+        .read(|conn| Ok(history::overview(conn)?.head_id))
+        .await?;
     VerificationJob::start(state, total, format!("page:{}", session.credential.name));
-    Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/audit")).finish())
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/audit"))
+        .finish())
 }

@@ -30,8 +30,12 @@ fn ids(q: &CompareQuery) -> Result<(i64, i64), String> {
 async fn load(state: &AppState, a: i64, b: i64) -> Result<Result<Comparison, i64>, SmsError> {
     state
         .read(move |conn| {
-            let Some(ua) = queries::upload(conn, a)? else { return Ok(Err(a)) };
-            let Some(ub) = queries::upload(conn, b)? else { return Ok(Err(b)) };
+            let Some(ua) = queries::upload(conn, a)? else {
+                return Ok(Err(a));
+            };
+            let Some(ub) = queries::upload(conn, b)? else {
+                return Ok(Err(b));
+            };
             Ok(Ok(compare(&ua, &ub)))
         })
         .await
@@ -63,14 +67,25 @@ impl ComparePage {
 
     fn cells(&self, d: &DirComparison) -> Vec<(i64, i64, String)> {
         let pick = |c: &crate::compare::Counts| {
-            [c.num_total_files, c.num_different_files, c.num_target_miss_files, c.num_target_more_files]
+            [
+                c.num_total_files,
+                c.num_different_files,
+                c.num_target_miss_files,
+                c.num_target_more_files,
+            ]
         };
         let (a, b, ch) = (pick(&d.a), pick(&d.b), pick(&d.change));
-        (0..4).map(|i| (a[i], b[i], format!("{:+}", ch[i]))).collect()
+        (0..4)
+            .map(|i| (a[i], b[i], format!("{:+}", ch[i])))
+            .collect()
     }
 }
 
-pub async fn page(req: HttpRequest, query: web::Query<CompareQuery>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn page(
+    req: HttpRequest,
+    query: web::Query<CompareQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     let (a, b) = ids(&query).map_err(PageError::BadRequest)?;
     let c = load(&state, a, b)
@@ -85,7 +100,11 @@ pub async fn page(req: HttpRequest, query: web::Query<CompareQuery>, state: web:
 }
 
 /// `GET /api/v1/compare?a=ID&b=ID`
-pub async fn api(req: HttpRequest, query: web::Query<CompareQuery>, state: web::Data<AppState>) -> Result<HttpResponse, SmsError> {
+pub async fn api(
+    req: HttpRequest,
+    query: web::Query<CompareQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
     auth::reader(&req, &state).await?;
     let (a, b) = ids(&query).map_err(SmsError::bad_request)?;
     let c = load(&state, a, b)

@@ -38,7 +38,11 @@ struct DashboardPage {
 impl DashboardPage {
     fn sort_link(&self, key: &str) -> String {
         let key = key.trim_start_matches('n');
-        let dir = if self.sort == key && self.direction == "desc" { "asc" } else { "desc" };
+        let dir = if self.sort == key && self.direction == "desc" {
+            "asc"
+        } else {
+            "desc"
+        };
         format!("/?q={}&sort={key}&dir={dir}", urlencode(&self.search))
     }
 
@@ -53,7 +57,11 @@ impl DashboardPage {
     }
 }
 
-pub async fn page(req: HttpRequest, query: web::Query<DashboardQuery>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn page(
+    req: HttpRequest,
+    query: web::Query<DashboardQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     let search = query.q.clone().unwrap_or_default().trim().to_string();
     let sort = TaskSort::parse(query.sort.as_deref());
@@ -71,7 +79,11 @@ pub async fn page(req: HttpRequest, query: web::Query<DashboardQuery>, state: we
         .await?;
     let info = req.connection_info();
     let base_url = format!("{}://{}", info.scheme(), info.host());
-    let first_shown = if rows.is_empty() { 0 } else { i64::from((page - 1) * PER_PAGE) + 1 };
+    let first_shown = if rows.is_empty() {
+        0
+    } else {
+        i64::from((page - 1) * PER_PAGE) + 1
+    };
     let last_shown = i64::from((page - 1) * PER_PAGE) + rows.len() as i64;
     let body = DashboardPage {
         nav: Some(Nav::from(&session)),
@@ -80,7 +92,12 @@ pub async fn page(req: HttpRequest, query: web::Query<DashboardQuery>, state: we
         search,
         sort: sort.key(),
         direction: if descending { "desc" } else { "asc" },
-        columns: [("task", "Task"), ("last", "Last upload"), ("nuploads", "Uploads"), ("nproblems", "Problems")],
+        columns: [
+            ("task", "Task"),
+            ("last", "Last upload"),
+            ("nuploads", "Uploads"),
+            ("nproblems", "Problems"),
+        ],
         prev_page: (page > 1).then(|| page - 1),
         next_page: (last_shown < matching).then_some(page + 1),
         rows,

@@ -37,7 +37,12 @@ fn secure(req: &HttpRequest) -> bool {
     req.connection_info().scheme() == "https"
 }
 
-fn login_page(req: &HttpRequest, next: String, error: Option<String>, status: StatusCode) -> Result<HttpResponse, PageError> {
+fn login_page(
+    req: &HttpRequest,
+    next: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
     let csrf_token = random_hex(16);
     let body = LoginPage {
         nav: None,
@@ -54,7 +59,9 @@ fn login_page(req: &HttpRequest, next: String, error: Option<String>, status: St
         .finish();
     let mut response = html(body);
     *response.status_mut() = status;
-    response.add_cookie(&cookie).map_err(|e| PageError::Internal(e.to_string()))?;
+    response
+        .add_cookie(&cookie)
+        .map_err(|e| PageError::Internal(e.to_string()))?;
     if status == StatusCode::UNAUTHORIZED {
         response.extensions_mut().insert(ErrorCode("APIGW.0301"));
     } else if status == StatusCode::FORBIDDEN {
@@ -63,10 +70,16 @@ fn login_page(req: &HttpRequest, next: String, error: Option<String>, status: St
     Ok(response)
 }
 
-pub async fn form(req: HttpRequest, query: web::Query<NextQuery>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn form(
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let next = safe_next(query.next.as_deref());
     if viewer(&req, &state).await.is_ok() {
-        return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, next)).finish());
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, next))
+            .finish());
     }
     login_page(&req, next, None, StatusCode::OK)
 }
@@ -78,22 +91,46 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn submit(req: HttpRequest, form: web::Form<LoginForm>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn submit(
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let next = safe_next(form.next.as_deref());
-    let expected = req.cookie(sessions::LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    let expected = req
+        .cookie(sessions::LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
     if !csrf_equal(&expected, &form.csrf_token) {
-        return login_page(&req, next, Some("The form expired; please try again.".into()), StatusCode::FORBIDDEN);
+        return login_page(
+            &req,
+            next,
+            Some("The form expired; please try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
     }
     let token = form.token.trim().to_string();
     if token.is_empty() || token.len() > auth::MAX_TOKEN_LEN {
-        return login_page(&req, next, Some("Enter a token.".into()), StatusCode::UNAUTHORIZED);
+        return login_page(
+            &req,
+            next,
+            Some("Enter a token.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
     }
     let presented = Presented::Token(token);
     let p = presented.clone();
     let found = state.read(move |c| auth::lookup(c, &p)).await?;
     let credential = match auth::authenticate(&req, &presented, found, None) {
         Ok(c) => c,
-        Err(_) => return login_page(&req, next, Some("That token is not valid (unknown or revoked).".into()), StatusCode::UNAUTHORIZED),
+        Err(_) => {
+            return login_page(
+                &req,
+                next,
+                Some("That token is not valid (unknown or revoked).".into()),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
     };
     if !credential.role.may_read() {
         return login_page(
@@ -104,9 +141,10 @@ pub async fn submit(req: HttpRequest, form: web::Form<LoginForm>, state: web::Da
         );
     }
     let lifetime = state.config.session_lifetime;
-    let cookie_value = sessions::create(&state.writer, &credential.name, lifetime.as_millis() as i64)
-        .await
-        .map_err(|e| PageError::Internal(e.to_string()))?;
+    let cookie_value =
+        sessions::create(&state.writer, &credential.name, lifetime.as_millis() as i64)
+            .await
+            .map_err(|e| PageError::Internal(e.to_string()))?;
     let cookie = Cookie::build(sessions::COOKIE, cookie_value)
         .path("/")
         .http_only(true)
@@ -114,7 +152,9 @@ pub async fn submit(req: HttpRequest, form: web::Form<LoginForm>, state: web::Da
         .secure(secure(&req))
         .max_age(CookieDuration::seconds(lifetime.as_secs() as i64))
         .finish();
-    let mut clear = Cookie::build(sessions::LOGIN_CSRF_COOKIE, "").path("/login").finish();
+    let mut clear = Cookie::build(sessions::LOGIN_CSRF_COOKIE, "")
+        .path("/login")
+        .finish();
     clear.make_removal();
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))
@@ -128,10 +168,16 @@ pub struct CsrfForm {
     pub csrf_token: String,
 }
 
-pub async fn logout(req: HttpRequest, form: web::Form<CsrfForm>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn logout(
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     if !session.csrf_matches(&form.csrf_token) {
-        return Err(PageError::Forbidden("the form's CSRF token does not match your session".into()));
+        return Err(PageError::Forbidden(
+            "the form's CSRF token does not match your session".into(),
+        ));
     }
     if let Some(cookie) = req.cookie(sessions::COOKIE) {
         sessions::delete(&state.writer, cookie.value())

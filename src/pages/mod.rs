@@ -149,7 +149,9 @@ impl ResponseError for PageError {
             status: status.as_u16(),
             heading,
             message: match self {
-                PageError::Internal(_) => "The page could not be shown; the log has details.".into(),
+                PageError::Internal(_) => {
+                    "The page could not be shown; the log has details.".into()
+                }
                 other => other.to_string(),
             },
         };

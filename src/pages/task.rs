@@ -46,13 +46,21 @@ impl TaskPage {
             urlencode(self.dir.as_deref().unwrap_or("")),
             urlencode(&self.since),
             urlencode(&self.until),
-            if self.regressed_only { "&regressed=true" } else { "" }
+            if self.regressed_only {
+                "&regressed=true"
+            } else {
+                ""
+            }
         )
     }
 
     fn older_link(&self, before: impl super::Int) -> String {
         let before = before.int();
-        format!("/tasks/{}?{}&before_id={before}", self.task.task_id, self.filters())
+        format!(
+            "/tasks/{}?{}&before_id={before}",
+            self.task.task_id,
+            self.filters()
+        )
     }
 
     fn newest_link(&self) -> String {
@@ -67,10 +75,14 @@ pub async fn page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
-    let task_id = TaskId::parse(&path).map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
+    let task_id = TaskId::parse(&path)
+        .map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
     let since = time_field("since", &query.since)?;
     let until = time_field("until", &query.until)?;
-    let regressed_only = query.regressed.as_deref().is_some_and(|v| v == "true" || v == "on");
+    let regressed_only = query
+        .regressed
+        .as_deref()
+        .is_some_and(|v| v == "true" || v == "on");
     let dir = query.dir.clone().filter(|d| !d.is_empty());
     let before_id = query.before_id;
     let id = task_id.clone();
@@ -85,7 +97,13 @@ pub async fn page(
                 None => Vec::new(),
             };
             let range = queries::id_range(conn, since, until)?;
-            let points = history::chart_points(conn, id.as_str(), chart_dir.as_deref(), range, CHART_UPLOADS)?;
+            let points = history::chart_points(
+                conn,
+                id.as_str(),
+                chart_dir.as_deref(),
+                range,
+                CHART_UPLOADS,
+            )?;
             let page = UploadPageQuery {
                 limit: PER_PAGE,
                 before_id,

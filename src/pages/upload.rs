@@ -17,7 +17,11 @@ struct UploadPage {
     next: Option<i64>,
 }
 
-pub async fn page(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+pub async fn page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
     let id: i64 = path
         .parse()
@@ -31,7 +35,8 @@ pub async fn page(req: HttpRequest, path: web::Path<String>, state: web::Data<Ap
             Ok(Some((u, previous, next)))
         })
         .await?;
-    let (u, previous, next) = found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
+    let (u, previous, next) =
+        found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
     let pretty_body = serde_json::from_str::<serde_json::Value>(&u.raw_body)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| u.raw_body.clone());

@@ -23,7 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ))
         .service(get_resource("/api/v1/uploads/{id}", upload))
         .service(get_resource("/api/v1/ledger", ledger_status))
-        .service(get_resource("/api/v1/rejections", rejections));
+        .service(get_resource("/api/v1/rejections", rejections))
+        .service(get_resource("/api/v1/export", export));
 }
 
 async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, SmsError> {
@@ -111,7 +112,9 @@ async fn ledger_status(
     // Best effort: the answer does not depend on the record being kept.
     let _ = state
         .writer
-        .execute(move |conn| crate::storage::history::record_verification(conn, &record, started, &by))
+        .execute(move |conn| {
+            crate::storage::history::record_verification(conn, &record, started, &by)
+        })
         .await;
     Ok(HttpResponse::Ok().json(json!({
         "status": if verification.intact() { "intact" } else { "broken" },
@@ -146,4 +149,95 @@ async fn rejections(
         .read(move |conn| queries::recent_rejections(conn, limit, &filter))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+    task_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// An `io::Write` that hands its bytes to the HTTP response as they are written.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<web::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(web::Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /api/v1/export?format=csv|jsonl&task_id=&since=&until=`, streamed.
+async fn export(
+    req: HttpRequest,
+    query: web::Query<ExportQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SmsError> {
+    use crate::export::{self, ExportFilter, Format};
+    auth::reader(&req, &state).await?;
+    let format = match query.format.as_deref() {
+        Some("csv") | None => Format::Csv,
+        Some("jsonl") => Format::Jsonl,
+        Some(other) => {
+            return Err(SmsError::bad_request(format!(
+                "format: must be csv or jsonl, not {other:?}"
+            )))
+        }
+    };
+    let task_id = query
+        .task_id
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(TaskId::parse)
+        .transpose()
+        .map_err(SmsError::bad_request)?;
+    let filter = ExportFilter {
+        task_id,
+        since: time_param("since", query.since.as_deref())?,
+        until: time_param("until", query.until.as_deref())?,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let pool = state.reads.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let failed = tx.clone();
+        let result = pool
+            .with(|conn| {
+                Ok(export::write(
+                    conn,
+                    &filter,
+                    format,
+                    ChannelWriter(tx),
+                    |_| {},
+                ))
+            })
+            .map_err(export::ExportError::from)
+            .and_then(|written| written);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "export stopped early");
+            let _ = failed.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"sms-audit-export.{}\"",
+                format.extension()
+            ),
+        ))
+        .streaming(body))
 }

@@ -196,7 +196,10 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
 }
 
 /// One page of the dashboard's task table and the number of matching tasks.
-pub fn task_rows(conn: &Connection, q: &TaskListQuery) -> Result<(Vec<TaskRow>, i64), StorageError> {
+pub fn task_rows(
+    conn: &Connection,
+    q: &TaskListQuery,
+) -> Result<(Vec<TaskRow>, i64), StorageError> {
     let filter = "(?1 = '' OR t.task_id LIKE ?2 ESCAPE '\\' OR t.name LIKE ?2 ESCAPE '\\')";
     let matching: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
@@ -282,7 +285,9 @@ pub fn chart_points(
 /// Directory names of an upload, in order, without repeats.
 pub fn upload_dirs(conn: &Connection, upload_id: i64) -> Result<Vec<String>, StorageError> {
     let mut dirs: Vec<String> = conn
-        .prepare_cached("SELECT dir_check FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal")?
+        .prepare_cached(
+            "SELECT dir_check FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal",
+        )?
         .query_map(params![upload_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut seen = std::collections::HashSet::new();

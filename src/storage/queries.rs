@@ -326,7 +326,12 @@ pub fn recent_rejections(
          ORDER BY id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map(
-        params![limit, filter.status, filter.error_code, filter.credential_name],
+        params![
+            limit,
+            filter.status,
+            filter.error_code,
+            filter.credential_name
+        ],
         |r| {
             Ok(RejectionRow {
                 at: format_timestamp(r.get(0)?),

@@ -185,7 +185,11 @@ fn credentials_add_json_list_and_revoke() {
     assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
     let issued: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&out).unwrap();
     let keys: Vec<&str> = issued.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["name", "role", "token", "access_key", "secret_key"], "the spec's keys, in its order");
+    assert_eq!(
+        keys,
+        ["name", "role", "token", "access_key", "secret_key"],
+        "the spec's keys, in its order"
+    );
     let positions: Vec<usize> = [
         "\"name\"",
         "\"role\"",

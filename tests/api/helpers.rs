@@ -298,3 +298,131 @@ pub fn body_with_items(n: usize) -> String {
         .collect();
     format!(r#"{{"consistency_result":[{}]}}"#, items.join(","))
 }
+
+/// A logged-in browser: the session cookie and the page's CSRF token.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub address: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of `name="NAME" value="..."` in a page.
+pub fn form_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// `name=value` of a Set-Cookie header for `name`.
+pub fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+impl TestApp {
+    /// Logs in through the form, as a person would.
+    pub async fn login(&self, token: &str) -> Result<Browser, Reply> {
+        let client = no_redirects();
+        let form = self
+            .send(client.get(format!("{}/login", self.address)))
+            .await;
+        assert_eq!(form.status, 200, "{}", form.text);
+        let csrf = form_value(&form.text, "csrf_token").expect("login form has a CSRF token");
+        let login_cookie =
+            set_cookie(&form.headers, "sms_audit_login_csrf").expect("login CSRF cookie");
+        let login_cookie = login_cookie.split(';').next().unwrap().to_string();
+        let reply = self
+            .send(
+                client
+                    .post(format!("{}/login", self.address))
+                    .header("Cookie", login_cookie)
+                    .form(&[
+                        ("token", token),
+                        ("csrf_token", csrf.as_str()),
+                        ("next", "/"),
+                    ]),
+            )
+            .await;
+        if reply.status != 303 {
+            return Err(reply);
+        }
+        let session = set_cookie(&reply.headers, "sms_audit_session").expect("session cookie");
+        let cookie = session.split(';').next().unwrap().to_string();
+        let page = self
+            .send(
+                client
+                    .get(format!("{}/audit", self.address))
+                    .header("Cookie", &cookie),
+            )
+            .await;
+        let csrf =
+            form_value(&page.text, "csrf_token").expect("pages carry the session CSRF token");
+        Ok(Browser {
+            client,
+            address: self.address.clone(),
+            cookie,
+            csrf,
+        })
+    }
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .header("Cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Reply {
+            status,
+            headers,
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("Cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Reply {
+            status,
+            headers,
+            text: response.text().await.unwrap(),
+        }
+    }
+}
+
+/// A body whose first directory has `different` different files.
+pub fn body_with_problems(dir: &str, different: u32) -> String {
+    serde_json::json!({"consistency_result": [
+        {"dir_check": dir, "num_total_files": 100, "num_different_files": different,
+         "num_target_miss_files": 1, "num_target_more_files": 0},
+        {"dir_check": "/var", "num_total_files": 50, "num_different_files": 0,
+         "num_target_miss_files": 0, "num_target_more_files": 0}
+    ]})
+    .to_string()
+}

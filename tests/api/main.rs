@@ -7,4 +7,5 @@ mod concurrency;
 mod errors;
 mod ingest;
 mod ledger;
+mod pages;
 mod read_api;

@@ -1,0 +1,628 @@
+//! The HTML pages: login, every page's key content, escaping, auth and CSRF
+//! refusals, paging and filters, export.
+
+use sms_audit::domain::Role;
+
+use crate::helpers::{
+    body_with_problems, form_value, no_redirects, set_cookie, TestApp, EXAMPLE, TASK,
+};
+
+const XSS: &str = "<script>alert(1)</script>";
+
+#[tokio::test]
+async fn pages_need_a_login_and_agents_cannot_log_in() {
+    let app = TestApp::spawn().await;
+    let client = no_redirects();
+    for path in [
+        "/",
+        &format!("/tasks/{TASK}"),
+        "/uploads/1",
+        "/compare?a=1&b=2",
+        "/audit",
+    ] {
+        let reply = app.send(client.get(format!("{}{path}", app.address))).await;
+        assert_eq!(reply.status, 303, "{path}");
+        let location = reply.headers["location"].to_str().unwrap();
+        assert!(
+            location.starts_with("/login?next=%2F"),
+            "{path}: {location}"
+        );
+    }
+
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let refused = app
+        .login(&agent.token)
+        .await
+        .err()
+        .expect("agents cannot log in");
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.text.contains("agents upload but cannot log in"),
+        "{}",
+        refused.text
+    );
+    assert!(set_cookie(&refused.headers, "sms_audit_session").is_none());
+
+    let wrong = app
+        .login("not-a-token")
+        .await
+        .err()
+        .expect("unknown token refused");
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("not valid"));
+
+    // A login form posted without its CSRF cookie is refused.
+    let form = app.send(client.get(format!("{}/login", app.address))).await;
+    let csrf = form_value(&form.text, "csrf_token").unwrap();
+    let forged = app
+        .send(client.post(format!("{}/login", app.address)).form(&[
+            ("token", app.admin_token.as_str()),
+            ("csrf_token", csrf.as_str()),
+        ]))
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(set_cookie(&forged.headers, "sms_audit_session").is_none());
+
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    let browser = app
+        .login(&auditor.token)
+        .await
+        .ok()
+        .expect("auditors log in");
+    let reply = browser.get("/").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text.contains("auditor <small>(auditor)</small>"));
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_strict_and_logout_needs_csrf() {
+    let app = TestApp::spawn().await;
+    let client = no_redirects();
+    let form = app.send(client.get(format!("{}/login", app.address))).await;
+    let csrf = form_value(&form.text, "csrf_token").unwrap();
+    let login_cookie = set_cookie(&form.headers, "sms_audit_login_csrf").unwrap();
+    let reply = app
+        .send(
+            client
+                .post(format!("{}/login", app.address))
+                .header("Cookie", login_cookie.split(';').next().unwrap())
+                .form(&[
+                    ("token", app.admin_token.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                    ("next", "/audit"),
+                ]),
+        )
+        .await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.headers["location"], "/audit");
+    let cookie = set_cookie(&reply.headers, "sms_audit_session").unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
+    let stored: i64 = app
+        .write_conn()
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE id_sha256 = ?1",
+            [sms_audit::signing::sha256_hex(
+                cookie
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .split('=')
+                    .nth(1)
+                    .unwrap()
+                    .as_bytes(),
+            )],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1, "only the cookie's hash is stored");
+
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let refused = browser.post("/logout", &[("csrf_token", "forged")]).await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.text.contains("<header class=\"top\">"),
+        "403 page in the site's layout"
+    );
+    assert_eq!(browser.get("/").await.status, 200, "still logged in");
+    let out = browser
+        .post("/logout", &[("csrf_token", &browser.csrf)])
+        .await;
+    assert_eq!(out.status, 303);
+    assert_eq!(browser.get("/").await.status, 303, "logged out");
+}
+
+#[tokio::test]
+async fn revoking_a_credential_ends_its_sessions() {
+    let app = TestApp::spawn().await;
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    let browser = app.login(&auditor.token).await.ok().unwrap();
+    assert_eq!(browser.get("/").await.status, 200);
+    sms_audit::credentials::revoke(&app.write_conn(), "auditor").unwrap();
+    assert_eq!(browser.get("/").await.status, 303);
+}
+
+#[tokio::test]
+async fn fresh_dashboard_explains_how_to_point_an_agent_here() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("point an agent here"));
+    let host = app.address.trim_start_matches("http://");
+    assert!(
+        page.text.contains(&format!(
+            "http://{host}/v3/tasks/TASK_ID/consistency-result"
+        )),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("curl -X POST"));
+    assert!(!page.text.contains("id=\"tasks\""));
+    for header in [
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert!(page.headers.contains_key(header), "{header}");
+    }
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
+            && !csp.contains("script-src")
+    );
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert!(!page.text.contains("<script"), "no script at all");
+}
+
+#[tokio::test]
+async fn dashboard_lists_tasks_with_totals_trend_regressions_search_sort_and_paging() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    // web-01 gets better, db-02 gets worse.
+    for (task, different) in [("web-01", 5), ("db-02", 1), ("web-01", 2), ("db-02", 7)] {
+        assert_eq!(
+            app.upload(task, &t, &body_with_problems("/data", different))
+                .await
+                .status,
+            200
+        );
+    }
+    let task = sms_audit::domain::TaskId::parse("db-02").unwrap();
+    sms_audit::storage::queries::register_task(&app.write_conn(), &task, Some("Database server"))
+        .unwrap();
+    let browser = app.login(&t).await.ok().unwrap();
+
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"total-tasks\">2<"), "totals");
+    assert!(page.text.contains("id=\"total-uploads\">4<"));
+    assert!(page.text.contains("Database server"));
+    let db_row = row_of(&page.text, "db-02");
+    assert!(db_row.contains("regressed"), "{db_row}");
+    assert!(db_row.contains("<svg class=\"spark\""), "sparkline");
+    assert!(
+        db_row.contains("latest 8"),
+        "7 different + 1 missing: {db_row}"
+    );
+    assert!(!row_of(&page.text, "web-01").contains("badge bad"));
+    // Default order: latest upload first.
+    assert!(page.text.find("db-02").unwrap() < page.text.find("web-01").unwrap());
+
+    let sorted = browser.get("/?sort=task&dir=asc").await;
+    assert!(sorted.text.find(">db-02<").unwrap() < sorted.text.find(">web-01<").unwrap());
+    let sorted = browser.get("/?sort=task&dir=desc").await;
+    assert!(sorted.text.find(">web-01<").unwrap() < sorted.text.find(">db-02<").unwrap());
+
+    let search = browser.get("/?q=database").await;
+    assert!(search.text.contains(">db-02<") && !search.text.contains(">web-01<"));
+    let search = browser.get("/?q=web").await;
+    assert!(!search.text.contains(">db-02<") && search.text.contains(">web-01<"));
+    let none = browser.get("/?q=%25").await;
+    assert!(
+        none.text.contains("No task matches"),
+        "LIKE wildcards are literal"
+    );
+
+    // 50 tasks a page.
+    for i in 0..50 {
+        assert_eq!(
+            app.upload(&format!("bulk-{i:02}"), &t, EXAMPLE)
+                .await
+                .status,
+            200
+        );
+    }
+    let first = browser.get("/?sort=task&dir=asc").await;
+    assert!(first.text.contains("1–50 of 52"), "{}", first.text);
+    assert!(first.text.contains("rel=\"next\""));
+    let second = browser.get("/?sort=task&dir=asc&page=2").await;
+    assert!(second.text.contains("51–52 of 52"));
+    assert!(second.text.contains(">web-01<") && second.text.contains("rel=\"prev\""));
+}
+
+/// The table row holding `needle`.
+fn row_of<'a>(html: &'a str, needle: &str) -> &'a str {
+    let at = html
+        .find(&format!(">{needle}<"))
+        .unwrap_or_else(|| panic!("{needle} not on the page"));
+    let start = html[..at].rfind("<tr").unwrap();
+    let end = at + html[at..].find("</tr>").unwrap();
+    &html[start..end]
+}
+
+#[tokio::test]
+async fn task_page_charts_pages_and_filters_its_history() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    let differents = [
+        3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4, 6, 2, 6, 4, 3, 3, 8, 3,
+    ];
+    for d in differents {
+        assert_eq!(
+            app.upload(TASK, &t, &body_with_problems("/data", d))
+                .await
+                .status,
+            200
+        );
+    }
+    let browser = app.login(&t).await.ok().unwrap();
+    let page = browser.get(&format!("/tasks/{TASK}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<svg class=\"chart\""));
+    assert_eq!(page.text.matches("<polyline").count(), 4, "four series");
+    assert!(page.text.contains("latest 28 uploads"));
+    assert!(
+        page.text.contains("option value=\"/data\""),
+        "directory choice"
+    );
+    // Newest first, 25 a page.
+    let first_row = page.text.find("href=\"/uploads/28\"").unwrap();
+    assert!(first_row < page.text.find("href=\"/uploads/27\"").unwrap());
+    assert!(!page.text.contains("href=\"/uploads/3\""));
+    assert!(page.text.contains("before_id=4"), "next page link");
+    let older = browser.get(&format!("/tasks/{TASK}?before_id=4")).await;
+    assert!(
+        older.text.contains("href=\"/uploads/3\"") && older.text.contains("href=\"/uploads/1\"")
+    );
+    assert!(!older.text.contains("href=\"/uploads/4\""));
+
+    // Regressed only: each upload with more different files than the one before.
+    let regressions = differents.windows(2).filter(|w| w[1] > w[0]).count();
+    let only = browser.get(&format!("/tasks/{TASK}?regressed=true")).await;
+    assert_eq!(
+        only.text.matches("class=\"regressed\"").count(),
+        regressions
+    );
+    assert_eq!(only.text.matches("name=\"a\"").count(), regressions);
+
+    // One directory's chart.
+    let dir = browser.get(&format!("/tasks/{TASK}?dir=%2Fvar")).await;
+    assert!(dir.text.contains("in <span class=\"mono\">/var</span>"));
+    // Time filter: nothing before 2000, everything since.
+    let none = browser
+        .get(&format!("/tasks/{TASK}?until=2000-01-01"))
+        .await;
+    assert!(
+        none.text.contains("No uploads match") && none.text.contains("No uploads in this range")
+    );
+    let bad = browser.get(&format!("/tasks/{TASK}?since=yesterday")).await;
+    assert_eq!(bad.status, 400);
+    let unknown = browser.get("/tasks/no-such-task").await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.text.contains("<header class=\"top\">") && unknown.text.contains("Not found"));
+}
+
+#[tokio::test]
+async fn upload_page_shows_metadata_results_body_hashes_and_neighbours() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent-9", Role::Agent, None, false);
+    for _ in 0..2 {
+        assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
+    }
+    assert_eq!(
+        app.upload(TASK, &agent.token, &body_with_problems("/x", 1))
+            .await
+            .status,
+        200
+    );
+    let record = app.get("/api/v1/uploads/2", &app.admin_token).await.json();
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/uploads/2").await;
+    assert_eq!(page.status, 200);
+    for expected in [
+        "agent-9",
+        "token",
+        record["request_id"].as_str().unwrap(),
+        record["body_sha256"].as_str().unwrap(),
+        record["prev_hash"].as_str().unwrap(),
+        record["entry_hash"].as_str().unwrap(),
+        record["received_at"].as_str().unwrap(),
+        "href=\"/uploads/1\">#1</a> (identical body)",
+        "rel=\"prev\"",
+        "rel=\"next\"",
+        "/root/data",
+        "1,235",
+    ] {
+        assert!(page.text.contains(expected), "missing {expected}");
+    }
+    assert!(
+        page.text
+            .contains("{\n  &#34;consistency_result&#34;: [\n    {\n"),
+        "pretty-printed raw body"
+    );
+    let missing = browser.get("/uploads/999").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text.contains("<header class=\"top\">"));
+}
+
+#[tokio::test]
+async fn compare_marks_each_directory_and_works_across_tasks() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    let a = serde_json::json!({"consistency_result": [
+        {"dir_check": "/better", "num_total_files": 10, "num_different_files": 5, "num_target_miss_files": 0, "num_target_more_files": 0},
+        {"dir_check": "/worse", "num_total_files": 10, "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0},
+        {"dir_check": "/same", "num_total_files": 10, "num_different_files": 1, "num_target_miss_files": 0, "num_target_more_files": 0},
+        {"dir_check": "/gone", "num_total_files": 3, "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0}]});
+    let b = serde_json::json!({"consistency_result": [
+        {"dir_check": "/better", "num_total_files": 10, "num_different_files": 1, "num_target_miss_files": 0, "num_target_more_files": 0},
+        {"dir_check": "/worse", "num_total_files": 12, "num_different_files": 0, "num_target_miss_files": 2, "num_target_more_files": 1},
+        {"dir_check": "/same", "num_total_files": 11, "num_different_files": 1, "num_target_miss_files": 0, "num_target_more_files": 0},
+        {"dir_check": "/new", "num_total_files": 4, "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0}]});
+    assert_eq!(app.upload("task-a", &t, &a.to_string()).await.status, 200);
+    assert_eq!(app.upload("task-b", &t, &b.to_string()).await.status, 200);
+
+    let json = app.get("/api/v1/compare?a=1&b=2", &t).await.json();
+    let verdict = |dir: &str| {
+        json["directories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dir_check"] == dir)
+            .unwrap()["verdict"]
+            .clone()
+    };
+    assert_eq!(verdict("/better"), "improved");
+    assert_eq!(verdict("/worse"), "regressed");
+    assert_eq!(verdict("/same"), "unchanged");
+    let worse = json["directories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dir_check"] == "/worse")
+        .unwrap();
+    assert_eq!(worse["change"]["num_total_files"], 2);
+    assert_eq!(worse["a"]["num_target_miss_files"], 0);
+    assert_eq!(worse["b"]["num_target_miss_files"], 2);
+    assert_eq!(json["only_in_a"][0]["dir_check"], "/gone");
+    assert_eq!(json["only_in_b"][0]["dir_check"], "/new");
+    assert_eq!(json["a"]["task_id"], "task-a");
+    assert_eq!(json["b"]["task_id"], "task-b");
+    assert_eq!(json["totals"]["a"]["num_different_files"], 6);
+    assert_eq!(json["totals"]["b"]["num_target_more_files"], 1);
+    assert_eq!(
+        json["totals"]["verdict"], "improved",
+        "6 problems before, 5 after: {json}"
+    );
+
+    app.get("/api/v1/compare?a=1&b=99", &t)
+        .await
+        .assert_error(404, "APIGW.0101");
+    app.get("/api/v1/compare?a=x&b=1", &t)
+        .await
+        .assert_error(400, "SMS.9001");
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    app.get("/api/v1/compare?a=1&b=2", &agent.token)
+        .await
+        .assert_error(403, "SMS.9004");
+
+    let browser = app.login(&t).await.ok().unwrap();
+    let page = browser.get("/compare?a=1&b=2").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("<tr class=\"improved\">")
+            && page.text.contains("<tr class=\"regressed\">")
+            && page.text.contains("<tr class=\"unchanged\">")
+    );
+    assert!(
+        page.text.contains("Only in A")
+            && page.text.contains("/gone")
+            && page.text.contains("Only in B")
+            && page.text.contains("/new")
+    );
+    assert!(page.text.contains("+2"), "changes are signed");
+    assert_eq!(browser.get("/compare?a=1").await.status, 400);
+    assert_eq!(browser.get("/compare?a=1&b=77").await.status, 404);
+}
+
+#[tokio::test]
+async fn task_names_and_directories_are_escaped_everywhere() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    let body = body_with_problems(XSS, 1);
+    assert_eq!(app.upload(TASK, &t, &body).await.status, 200);
+    assert_eq!(
+        app.upload(TASK, &t, &body_with_problems(XSS, 2))
+            .await
+            .status,
+        200
+    );
+    let task = sms_audit::domain::TaskId::parse(TASK).unwrap();
+    sms_audit::storage::queries::register_task(&app.write_conn(), &task, Some(XSS)).unwrap();
+    let browser = app.login(&t).await.ok().unwrap();
+    for path in [
+        "/".to_string(),
+        format!("/tasks/{TASK}"),
+        format!("/tasks/{TASK}?dir={}", sms_audit::pages::urlencode(XSS)),
+        "/uploads/1".into(),
+        "/compare?a=1&b=2".into(),
+        format!("/?q={}", sms_audit::pages::urlencode(XSS)),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(!page.text.contains(XSS), "{path} renders markup from data");
+        assert!(
+            page.text
+                .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{path} shows it as text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_page_verifies_on_demand_and_filters_rejections() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    for _ in 0..3 {
+        assert_eq!(app.upload(TASK, &t, EXAMPLE).await.status, 200);
+    }
+    app.upload(TASK, "bad-token", EXAMPLE)
+        .await
+        .assert_error(401, "APIGW.0301");
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    app.upload(TASK, &auditor.token, EXAMPLE)
+        .await
+        .assert_error(403, "SMS.9004");
+    let browser = app.login(&t).await.ok().unwrap();
+
+    let page = browser.get("/audit").await;
+    assert!(page.text.contains("never verified"));
+    let head = app.get("/api/v1/uploads/3", &t).await.json()["entry_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(page.text.contains(&format!("id=\"head-hash\">{head}<")));
+
+    let forged = browser
+        .post("/audit/verify", &[("csrf_token", "nope")])
+        .await;
+    assert_eq!(forged.status, 403);
+    let started = browser
+        .post("/audit/verify", &[("csrf_token", &browser.csrf)])
+        .await;
+    assert_eq!(started.status, 303);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = browser.get("/audit").await.text;
+        if text.contains("badge good") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains("<span class=\"badge good\">intact</span> 3 entries up to #3"),
+        "{text}"
+    );
+    assert!(text.contains("page:admin"));
+    let dashboard = browser.get("/").await;
+    assert!(dashboard.text.contains("badge good\">intact"));
+
+    let all = browser.get("/audit").await.text;
+    assert!(all.contains("APIGW.0301") && all.contains("SMS.9004"));
+    let only_403 = browser.get("/audit?status=403").await.text;
+    let table = &only_403[only_403.find("id=\"rejections\"").unwrap()..];
+    assert!(
+        table.contains("SMS.9004") && !table.contains("APIGW.0301"),
+        "{table}"
+    );
+    let by_credential = browser.get("/audit?credential=auditor").await.text;
+    let table = &by_credential[by_credential.find("id=\"rejections\"").unwrap()..];
+    assert!(table.contains("SMS.9004") && !table.contains("APIGW.0301"));
+    assert_eq!(browser.get("/audit?status=abc").await.status, 400);
+}
+
+#[tokio::test]
+async fn export_streams_csv_and_jsonl_with_filters() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    assert_eq!(app.upload(TASK, &t, EXAMPLE).await.status, 200);
+    assert_eq!(app.upload("other", &t, "{}").await.status, 200);
+    assert_eq!(
+        app.upload(TASK, &t, &body_with_problems("/a,\"quoted\"", 1))
+            .await
+            .status,
+        200
+    );
+
+    let csv = app.get("/api/v1/export?format=csv", &t).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("sms-audit-export.csv"));
+    let mut reader = csv::Reader::from_reader(csv.text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        sms_audit::export::CSV_HEADER
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(
+        rows.len(),
+        2 + 1 + 2,
+        "a row per result item, one for an upload without results"
+    );
+    assert_eq!(&rows[0][0], "1");
+    assert_eq!(&rows[0][13], "/root/data");
+    assert_eq!(&rows[2][0], "2");
+    assert_eq!(&rows[2][13], "", "no results");
+    assert_eq!(&rows[3][13], "/a,\"quoted\"", "CSV quoting round-trips");
+
+    let jsonl = app
+        .get(&format!("/api/v1/export?format=jsonl&task_id={TASK}"), &t)
+        .await;
+    assert_eq!(jsonl.status, 200);
+    let lines: Vec<serde_json::Value> = jsonl
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[1]["id"], 3);
+    for line in &lines {
+        let raw = line["raw_body"].as_str().unwrap();
+        assert_eq!(
+            line["body_sha256"],
+            sms_audit::signing::sha256_hex(raw.as_bytes())
+        );
+    }
+    assert_eq!(lines[0]["results"].as_array().unwrap().len(), 2);
+
+    let none = app
+        .get("/api/v1/export?format=jsonl&until=2000-01-01", &t)
+        .await;
+    assert_eq!(none.status, 200);
+    assert_eq!(none.text, "");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let since = app
+        .get(&format!("/api/v1/export?format=jsonl&since={today}"), &t)
+        .await;
+    assert_eq!(since.text.lines().count(), 3);
+    app.get("/api/v1/export?format=xml", &t)
+        .await
+        .assert_error(400, "SMS.9001");
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    app.get("/api/v1/export?format=csv", &agent.token)
+        .await
+        .assert_error(403, "SMS.9004");
+
+    // The CLI writes the same to a file.
+    let out = app.db_path.with_file_name("export.jsonl");
+    let status = std::process::Command::new(TestApp::binary())
+        .args(["export", "--format", "jsonl", "--task", TASK, "--out"])
+        .arg(&out)
+        .arg("--db")
+        .arg(&app.db_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), jsonl.text);
+}
