@@ -52,8 +52,13 @@ pub struct ChartPoint {
     pub values: [i64; 4],
 }
 
-/// A line chart of the four counts over time (points oldest first).
-pub fn counts_chart(points: &[ChartPoint]) -> String {
+/// Which of the four counts a chart draws: total files dwarf the problem counts,
+/// so they get a chart (and a scale) of their own.
+pub const TOTAL_SERIES: &[usize] = &[0];
+pub const PROBLEM_SERIES: &[usize] = &[1, 2, 3];
+
+/// A line chart of some of the four counts over time (points oldest first).
+pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
     const W: f64 = 760.0;
     const H: f64 = 260.0;
     const LEFT: f64 = 64.0;
@@ -74,7 +79,7 @@ pub fn counts_chart(points: &[ChartPoint]) -> String {
     }
     let max = points
         .iter()
-        .flat_map(|p| p.values)
+        .flat_map(|p| series.iter().map(|s| p.values[*s]))
         .max()
         .unwrap_or(0)
         .max(1) as f64;
@@ -117,7 +122,8 @@ pub fn counts_chart(points: &[ChartPoint]) -> String {
         &last[..16]
     );
 
-    for (s, color) in SERIES_COLORS.iter().enumerate() {
+    for &s in series {
+        let color = SERIES_COLORS[s];
         let mut line = String::new();
         for (i, p) in points.iter().enumerate() {
             let _ = write!(line, "{:.1},{:.1} ", x(i, p.at), y(p.values[s]));
@@ -159,12 +165,18 @@ mod tests {
                 values: [100, i, 0, 2],
             })
             .collect();
-        let svg = counts_chart(&points);
+        let svg = counts_chart(&points, PROBLEM_SERIES);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert_eq!(
+            counts_chart(&points, TOTAL_SERIES)
+                .matches("<polyline")
+                .count(),
+            1
+        );
         assert!(svg.contains("upload 4 at 2025-11-24T16:04:00.000Z: 4 different"));
         assert!(sparkline(&[3, 2, 0]).contains("latest 0"));
         assert_eq!(sparkline(&[]), "");
-        assert!(counts_chart(&[]).contains("No uploads"));
+        assert!(counts_chart(&[], TOTAL_SERIES).contains("No uploads"));
     }
 }

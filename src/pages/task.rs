@@ -3,7 +3,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{html, time_field, urlencode, viewer, Nav, PageError};
-use crate::charts::{counts_chart, SERIES_NAMES};
+use crate::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
 use crate::domain::TaskId;
 use crate::startup::AppState;
 use crate::storage::history::{self, TaskRow};
@@ -32,7 +32,8 @@ struct TaskPage {
     until: String,
     regressed_only: bool,
     series: Vec<(usize, &'static str)>,
-    chart: String,
+    problems_chart: String,
+    totals_chart: String,
     chart_points: usize,
     uploads: Vec<UploadSummary>,
     before_id: Option<i64>,
@@ -132,7 +133,8 @@ pub async fn page(
         until: query.until.clone().unwrap_or_default(),
         regressed_only,
         series: SERIES_NAMES.iter().copied().enumerate().collect(),
-        chart: counts_chart(&points),
+        problems_chart: counts_chart(&points, PROBLEM_SERIES),
+        totals_chart: counts_chart(&points, TOTAL_SERIES),
         chart_points: points.len(),
         uploads,
         before_id,
