@@ -31,4 +31,7 @@ CREATE INDEX uploads_regressed_by_task ON uploads (task_id, id) WHERE regressed 
 
 ALTER TABLE tasks ADD COLUMN last_problems INTEGER;
 ALTER TABLE tasks ADD COLUMN last_regressed INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX tasks_by_last_upload ON tasks (last_upload_at);
+-- The dashboard sorts tasks by these; task_id breaks ties so paging is stable.
+CREATE INDEX tasks_by_last_upload ON tasks (last_upload_at, task_id);
+CREATE INDEX tasks_by_upload_count ON tasks (upload_count, task_id);
+CREATE INDEX tasks_by_problems ON tasks (last_problems, task_id);

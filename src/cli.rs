@@ -49,6 +49,21 @@ pub enum Command {
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(ExportArgs),
+    /// Developer tools (benchmarks).
+    #[command(subcommand, hide = true)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Stores synthetic uploads through the real writer (group commit, ledger,
+    /// summaries), for benchmarks.
+    Seed {
+        #[arg(long, default_value_t = 1_000_000)]
+        uploads: u64,
+        #[arg(long, default_value_t = 10_000)]
+        tasks: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tasks(cmd) => tasks_command(&cli.db, cmd),
         Command::Verify => verify(&cli.db),
         Command::Export(args) => export(&cli.db, args),
+        Command::Dev(DevCommand::Seed { uploads, tasks }) => seed(&cli.db, uploads, tasks).await,
     }
 }
 
@@ -384,6 +400,69 @@ fn export(db: &std::path::Path, args: ExportArgs) -> Result<ExitCode, CliError> 
         }
     };
     tracing::debug!(written, "export done");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode, CliError> {
+    use crate::domain::{AuthMethod, UploadBody};
+    use crate::storage::writer::{self, NewUpload};
+    use futures_util::stream::{self, StreamExt};
+
+    // Seeding trades power-loss safety for speed; the data is synthetic.
+    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192).map_err(fail)?;
+    let bar = indicatif::ProgressBar::new(uploads);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} uploads, {per_sec}, {eta} left",
+        )
+        .map_err(fail)?,
+    );
+    let tasks = tasks.max(1);
+    let results = stream::iter(0..uploads)
+        .map(|i| {
+            let handle = handle.clone();
+            async move {
+                // A deterministic spread of counts: most uploads clean, some not.
+                let task = i % tasks;
+                let round = i / tasks;
+                let noise = (i.wrapping_mul(2_654_435_761) >> 7) % 50;
+                let different = if noise < 35 { 0 } else { noise - 35 };
+                let body = format!(
+                    r#"{{"consistency_result":[{{"dir_check":"/srv/data","num_total_files":{},"num_different_files":{different},"num_target_miss_files":{},"num_target_more_files":0}},{{"dir_check":"/etc","num_total_files":420,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":{}}},{{"dir_check":"/var/lib/app","num_total_files":{},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#,
+                    10_000 + round * 3,
+                    noise % 3,
+                    noise % 2,
+                    5_000 + task % 1000
+                );
+                let parsed = UploadBody::parse(body.as_bytes(), 30).expect("seed bodies are valid");
+                handle
+                    .submit(NewUpload {
+                        request_id: uuid::Uuid::now_v7().to_string(),
+                        task_id: TaskId::parse(&format!("task-{task:05}")).expect("valid id"),
+                        credential_name: "seed".into(),
+                        auth_method: AuthMethod::Token,
+                        project_id: None,
+                        peer_addr: "127.0.0.1".into(),
+                        forwarded_for: None,
+                        user_agent: Some("sms-audit-seed".into()),
+                        raw_body: body.into_bytes(),
+                        body: parsed,
+                    })
+                    .await
+            }
+        })
+        .buffer_unordered(2048);
+    let mut results = std::pin::pin!(results);
+    while let Some(result) = results.next().await {
+        result.map_err(fail)?;
+        bar.inc(1);
+    }
+    bar.finish();
+    drop(results);
+    handle.shutdown();
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(fail)?;
     Ok(ExitCode::SUCCESS)
 }
 

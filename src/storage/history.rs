@@ -200,22 +200,31 @@ pub fn task_rows(
     conn: &Connection,
     q: &TaskListQuery,
 ) -> Result<(Vec<TaskRow>, i64), StorageError> {
-    let filter = "(?1 = '' OR t.task_id LIKE ?2 ESCAPE '\\' OR t.name LIKE ?2 ESCAPE '\\')";
-    let matching: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
-        .query_row(params![q.search, like_pattern(&q.search)], |r| r.get(0))?;
+    // Without a search the statements have no WHERE clause, so that SQLite counts
+    // from an index and walks the sort index instead of sorting all tasks.
+    let pattern = like_pattern(&q.search);
+    let filter = if q.search.is_empty() {
+        "?1 IS NULL"
+    } else {
+        "(t.task_id LIKE ?1 ESCAPE '\\' OR t.name LIKE ?1 ESCAPE '\\')"
+    };
+    let search = (!q.search.is_empty()).then_some(pattern);
+    let matching: i64 = if q.search.is_empty() {
+        conn.prepare_cached("SELECT count(*) FROM tasks")?
+            .query_row([], |r| r.get(0))?
+    } else {
+        conn.prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
+            .query_row(params![search], |r| r.get(0))?
+    };
     let direction = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
-         WHERE {filter} ORDER BY {} {direction} NULLS LAST, t.task_id LIMIT ?3 OFFSET ?4",
-        q.sort.column()
+         WHERE {filter} ORDER BY {column} {direction}, t.task_id {direction} LIMIT ?2 OFFSET ?3",
+        column = q.sort.column()
     );
     let mut rows: Vec<TaskRow> = conn
         .prepare_cached(&sql)?
-        .query_map(
-            params![q.search, like_pattern(&q.search), q.limit, q.offset],
-            task_row,
-        )?
+        .query_map(params![search, q.limit, q.offset], task_row)?
         .collect::<Result<_, _>>()?;
     let mut trend = conn.prepare_cached(
         "SELECT different_files + target_miss_files + target_more_files FROM uploads
