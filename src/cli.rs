@@ -418,7 +418,8 @@ async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode
         .map_err(fail)?,
     );
     let tasks = tasks.max(1);
-    let results = stream::iter(0..uploads)
+    {
+        let results = stream::iter(0..uploads)
         .map(|i| {
             let handle = handle.clone();
             async move {
@@ -426,7 +427,7 @@ async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode
                 let task = i % tasks;
                 let round = i / tasks;
                 let noise = (i.wrapping_mul(2_654_435_761) >> 7) % 50;
-                let different = if noise < 35 { 0 } else { noise - 35 };
+                let different = noise.saturating_sub(35);
                 let body = format!(
                     r#"{{"consistency_result":[{{"dir_check":"/srv/data","num_total_files":{},"num_different_files":{different},"num_target_miss_files":{},"num_target_more_files":0}},{{"dir_check":"/etc","num_total_files":420,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":{}}},{{"dir_check":"/var/lib/app","num_total_files":{},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#,
                     10_000 + round * 3,
@@ -452,13 +453,13 @@ async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode
             }
         })
         .buffer_unordered(2048);
-    let mut results = std::pin::pin!(results);
-    while let Some(result) = results.next().await {
-        result.map_err(fail)?;
-        bar.inc(1);
+        let mut results = std::pin::pin!(results);
+        while let Some(result) = results.next().await {
+            result.map_err(fail)?;
+            bar.inc(1);
+        }
     }
     bar.finish();
-    drop(results);
     handle.shutdown();
     tokio::task::spawn_blocking(move || thread.join())
         .await
