@@ -126,6 +126,9 @@ pub struct ServeArgs {
     /// request reads its credential).
     #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
     pub credential_cache_ms: u64,
+    /// How long a login to the pages lasts, in hours.
+    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
@@ -197,6 +200,7 @@ impl ServeArgs {
             workers: self.workers,
             handle_signals: true,
             credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
+            session_lifetime: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
             ..ServeConfig::new(db)
         }
     }
