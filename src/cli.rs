@@ -11,8 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::credentials::{self, KeyPair, NewCredential};
 use crate::domain::{Role, TaskId};
 use crate::ledger;
-use crate::startup::{Application, ServeConfig, TaskPolicy};
+use crate::outbox::RetryPolicy;
+use crate::startup::{Application, ServeConfig, TaskPolicy, UpstreamSettings};
 use crate::storage::{self, queries, SyncMode};
+use crate::upstream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,12 +128,84 @@ pub struct ServeArgs {
     /// request reads its credential).
     #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
     pub credential_cache_ms: u64,
+    /// Forward every upload to SMS as it is stored (needs an upstream endpoint or
+    /// region and credentials).
+    #[arg(long, env = "SMS_AUDIT_FORWARD")]
+    pub forward: bool,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    /// Send every upload, not only each task's newest (SMS keeps only the newest).
+    #[arg(long, env = "SMS_AUDIT_DELIVER_ALL")]
+    pub deliver_all: bool,
+    /// Give a delivery up (`dead`) when it is still failing after this long
+    /// (e.g. 72h, 30m, 3d).
+    #[arg(long, env = "SMS_AUDIT_MAX_DELIVERY_AGE", default_value = "72h", value_parser = parse_duration)]
+    pub max_delivery_age: std::time::Duration,
+    /// Deliveries sent at the same time.
+    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = 16)]
+    pub forward_concurrency: usize,
     /// How long a login to the pages lasts, in hours.
     #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
+}
+
+/// The real SMS endpoint; credentials come from the environment
+/// (HUAWEICLOUD_SDK_AK / _SK / _PROJECT_ID, CLOUD_SDK_AK / _SK, or
+/// SMS_AUDIT_UPSTREAM_TOKEN).
+#[derive(Args, Debug, Clone)]
+pub struct UpstreamArgs {
+    /// SMS endpoint URL, e.g. https://sms.ap-southeast-3.myhuaweicloud.com
+    #[arg(
+        long,
+        env = "SMS_AUDIT_UPSTREAM_ENDPOINT",
+        conflicts_with = "upstream_region"
+    )]
+    pub upstream_endpoint: Option<String>,
+    /// SMS region from the SDK's table (cn-north-4, ap-southeast-3, my-kualalumpur-1,
+    /// ru-moscow-1, ap-southeast-1).
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_REGION")]
+    pub upstream_region: Option<String>,
+    /// Seconds before a request to SMS is given up (and retried later).
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", default_value_t = 30)]
+    pub upstream_timeout: u64,
+}
+
+impl UpstreamArgs {
+    pub fn configured(&self) -> bool {
+        self.upstream_endpoint.is_some() || self.upstream_region.is_some()
+    }
+
+    pub fn endpoint(&self) -> Result<String, CliError> {
+        upstream::endpoint(
+            self.upstream_endpoint.as_deref(),
+            self.upstream_region.as_deref(),
+        )
+        .map_err(fail)
+    }
+
+    pub fn auth(&self) -> Result<upstream::UpstreamAuth, CliError> {
+        upstream::UpstreamAuth::from_env(|k| std::env::var(k).ok()).map_err(fail)
+    }
+}
+
+/// `72h`, `30m`, `45s`, `3d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 72h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,8 +260,30 @@ pub enum TasksCommand {
 }
 
 impl ServeArgs {
-    pub fn into_config(self, db: PathBuf) -> ServeConfig {
-        ServeConfig {
+    pub fn into_config(self, db: PathBuf) -> Result<ServeConfig, CliError> {
+        if self.forward && !self.upstream.configured() {
+            return Err(fail(
+                "--forward needs --upstream-endpoint URL or --upstream-region R",
+            ));
+        }
+        let upstream = if self.upstream.configured() {
+            Some(UpstreamSettings {
+                endpoint: self.upstream.endpoint()?,
+                auth: self.upstream.auth()?,
+                timeout: std::time::Duration::from_secs(self.upstream.upstream_timeout.max(1)),
+                concurrency: self.forward_concurrency.max(1),
+                forward: self.forward,
+                deliver_all: self.deliver_all,
+                policy: RetryPolicy {
+                    max_age: self.max_delivery_age,
+                    ..RetryPolicy::default()
+                },
+            })
+        } else {
+            None
+        };
+        Ok(ServeConfig {
+            upstream,
             listen: self.listen,
             task_policy: self.task_policy,
             max_body_bytes: self.max_body_bytes,
@@ -202,7 +298,7 @@ impl ServeArgs {
             credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
             session_lifetime: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
             ..ServeConfig::new(db)
-        }
+        })
     }
 }
 
@@ -217,7 +313,7 @@ fn fail(e: impl std::fmt::Display) -> CliError {
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Serve(args) => serve(args.into_config(cli.db)).await,
+        Command::Serve(args) => serve(args.into_config(cli.db)?).await,
         Command::Credentials(cmd) => credentials_command(&cli.db, cmd),
         Command::Tasks(cmd) => tasks_command(&cli.db, cmd),
         Command::Verify => verify(&cli.db),
@@ -413,7 +509,7 @@ async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode
     use futures_util::stream::{self, StreamExt};
 
     // Seeding trades power-loss safety for speed; the data is synthetic.
-    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192).map_err(fail)?;
+    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, None).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -15,11 +15,13 @@ pub mod error;
 pub mod export;
 pub mod ledger;
 pub mod middleware;
+pub mod outbox;
 pub mod pages;
 pub mod routes;
 pub mod sessions;
 pub mod signing;
 pub mod startup;
 pub mod storage;
+pub mod upstream;
 
 pub use startup::{Application, ServeConfig, TaskPolicy};

@@ -3,7 +3,11 @@
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
@@ -14,9 +18,11 @@ use crate::auth::AuthCache;
 use crate::credentials::{self, KeyPair, NewCredential};
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role};
 use crate::error::SmsError;
+use crate::outbox::{RetryPolicy, Runner, Sender, SenderConfig};
 use crate::routes;
 use crate::storage::writer::{self, WriterHandle, WriterThread};
 use crate::storage::{prepare, ReadPool, StorageError, SyncMode};
+use crate::upstream::{Upstream, UpstreamAuth};
 
 /// Whether an upload may register its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +56,27 @@ pub struct ServeConfig {
     pub credential_cache_ttl: Duration,
     /// How long a login lasts.
     pub session_lifetime: Duration,
+    /// The real SMS endpoint, for forwarding and web replays.
+    pub upstream: Option<UpstreamSettings>,
+}
+
+/// Where and how uploads go to SMS.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub endpoint: String,
+    pub auth: UpstreamAuth,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    /// Add a delivery for every upload as it is stored (`serve --forward`).
+    pub forward: bool,
+    pub deliver_all: bool,
+    pub policy: RetryPolicy,
+}
+
+impl UpstreamSettings {
+    pub fn client_for(&self, endpoint: &str) -> Upstream {
+        Upstream::new(endpoint.to_string(), self.auth.clone(), self.timeout)
+    }
 }
 
 impl ServeConfig {
@@ -69,6 +96,7 @@ impl ServeConfig {
             handle_signals: true,
             credential_cache_ttl: Duration::from_secs(1),
             session_lifetime: Duration::from_secs(12 * 3600),
+            upstream: None,
         }
     }
 }
@@ -81,6 +109,8 @@ pub struct AppState {
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
     pub auth_cache: AuthCache,
     pub verification: crate::pages::VerificationJob,
+    /// Wakes the delivery sender (new uploads, new web replays).
+    pub outbox_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -99,6 +129,7 @@ impl AppState {
 
 pub struct Application {
     server: Server,
+    sender: Option<(Arc<AtomicBool>, Arc<Notify>, tokio::task::JoinHandle<()>)>,
     address: SocketAddr,
     writer: WriterHandle,
     writer_thread: WriterThread,
@@ -139,11 +170,50 @@ impl Application {
         };
         drop(conn);
 
+        let outbox_wake = Arc::new(Notify::new());
+        let forwarding =
+            config
+                .upstream
+                .as_ref()
+                .filter(|u| u.forward)
+                .map(|u| writer::Forwarding {
+                    target: u.endpoint.clone(),
+                    wake: outbox_wake.clone(),
+                });
         let (writer, writer_thread) = if config.null_store {
             writer::spawn_null(config.queue_capacity)
         } else {
-            writer::spawn(&config.db, config.sync, config.queue_capacity)?
+            writer::spawn(&config.db, config.sync, config.queue_capacity, forwarding)?
         };
+        let reads = ReadPool::new(&config.db);
+        let sender = config
+            .upstream
+            .clone()
+            .filter(|_| !config.null_store)
+            .map(|settings| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let sender = Sender {
+                    reads: reads.clone(),
+                    recorder: Arc::new(writer.clone()),
+                    upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
+                    config: SenderConfig {
+                        runner: Runner::Server,
+                        concurrency: config.upstream.as_ref().map_or(16, |u| u.concurrency),
+                        deliver_all: config.upstream.as_ref().is_some_and(|u| u.deliver_all),
+                        policy: config
+                            .upstream
+                            .as_ref()
+                            .map(|u| u.policy.clone())
+                            .unwrap_or_default(),
+                        rate: None,
+                    },
+                    wake: outbox_wake.clone(),
+                    stop: stop.clone(),
+                    tally: Default::default(),
+                };
+                let task = tokio::spawn(sender.run(false));
+                (stop, outbox_wake.clone(), task)
+            });
         let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
             addr: config.listen.clone(),
             source,
@@ -154,7 +224,8 @@ impl Application {
         })?;
 
         let state = web::Data::new(AppState {
-            reads: ReadPool::new(&config.db),
+            outbox_wake,
+            reads,
             writer: writer.clone(),
             limiter: config
                 .rate_limit
@@ -188,6 +259,7 @@ impl Application {
 
         Ok(Self {
             server,
+            sender,
             address,
             writer,
             writer_thread,
@@ -215,8 +287,15 @@ impl Application {
         let Application {
             writer,
             writer_thread,
+            sender,
             ..
         } = self;
+        // Sends in flight finish and are recorded before the writer stops.
+        if let Some((stop, wake, task)) = sender {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            wake.notify_one();
+            let _ = task.await;
+        }
         tokio::task::spawn_blocking(move || {
             writer.shutdown();
             writer_thread.join();

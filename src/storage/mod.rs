@@ -42,6 +42,8 @@ pub enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    #[error("a background task failed: {0}")]
+    Background(String),
     #[error("cannot create database file {path}: {source}")]
     Create {
         path: PathBuf,
@@ -119,6 +121,16 @@ impl ReadPool {
             path: Arc::new(path.to_path_buf()),
             idle: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// [`with`](Self::with) on a blocking thread, for async callers.
+    pub async fn with_blocking<T: Send + 'static>(
+        self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        tokio::task::spawn_blocking(move || self.with(f))
+            .await
+            .map_err(|e| StorageError::Background(e.to_string()))?
     }
 
     /// Runs `f` with a read connection. Blocking: call from a blocking thread.

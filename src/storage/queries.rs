@@ -229,6 +229,8 @@ pub struct UploadRecord {
     pub prev_hash: String,
     pub entry_hash: String,
     pub results: Vec<ResultRow>,
+    /// Deliveries to SMS (live and replays), each with its attempts.
+    pub deliveries: Vec<DeliveryRecord>,
     /// The stored bytes as a string (lossy only if they were not UTF-8, which the
     /// ingest path never accepts).
     pub raw_body: String,
@@ -265,6 +267,7 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
                 prev_hash: r.get(18)?,
                 entry_hash: r.get(19)?,
                 results: Vec::new(),
+                deliveries: Vec::new(),
                 raw_body: String::from_utf8_lossy(&raw).into_owned(),
             })
         })
@@ -289,7 +292,90 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
             })
         })?
         .collect::<Result<_, _>>()?;
+    record.deliveries = deliveries_of(conn, id)?;
     Ok(Some(record))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptRow {
+    pub at: String,
+    pub target_url: String,
+    pub trigger: String,
+    pub http_status: Option<u16>,
+    pub upstream_request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub transport_error: Option<String>,
+    pub response_head: Option<String>,
+    pub latency_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub target: String,
+    pub trigger: String,
+    pub replay_id: Option<i64>,
+    pub state: String,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: Vec<AttemptRow>,
+}
+
+pub fn deliveries_of(
+    conn: &Connection,
+    upload_id: i64,
+) -> Result<Vec<DeliveryRecord>, StorageError> {
+    let mut deliveries: Vec<DeliveryRecord> = conn
+        .prepare_cached(
+            "SELECT id, target, trigger, replay_id, state, created_at, next_attempt_at,
+                    finished_at, last_error
+             FROM deliveries WHERE upload_id = ?1 ORDER BY id",
+        )?
+        .query_map(params![upload_id], |r| {
+            let state: String = r.get(4)?;
+            Ok(DeliveryRecord {
+                id: r.get(0)?,
+                target: r.get(1)?,
+                trigger: r.get(2)?,
+                replay_id: r.get(3)?,
+                next_attempt_at: (state == "pending")
+                    .then(|| r.get(6).map(format_timestamp))
+                    .transpose()?,
+                state,
+                created_at: format_timestamp(r.get(5)?),
+                finished_at: r.get::<_, Option<i64>>(7)?.map(format_timestamp),
+                last_error: r.get(8)?,
+                attempts: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut attempts = conn.prepare_cached(
+        "SELECT at, target_url, trigger, http_status, upstream_request_id, error_code, error_msg,
+                transport_error, response_head, latency_ms
+         FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
+    )?;
+    for d in &mut deliveries {
+        d.attempts = attempts
+            .query_map(params![d.id], |r| {
+                Ok(AttemptRow {
+                    at: format_timestamp(r.get(0)?),
+                    target_url: r.get(1)?,
+                    trigger: r.get(2)?,
+                    http_status: r.get(3)?,
+                    upstream_request_id: r.get(4)?,
+                    error_code: r.get(5)?,
+                    error_msg: r.get(6)?,
+                    transport_error: r.get(7)?,
+                    response_head: r.get(8)?,
+                    latency_ms: r.get(9)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(deliveries)
 }
 
 #[derive(Debug, Serialize)]

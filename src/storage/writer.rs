@@ -214,11 +214,20 @@ impl WriterHandle {
     }
 }
 
+/// Live forwarding: every stored upload gets a delivery to `target` in the same
+/// transaction, and the sender is woken after the commit.
+#[derive(Clone)]
+pub struct Forwarding {
+    pub target: String,
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
 /// Starts the writer on `path` (already migrated by [`prepare`]).
 pub fn spawn(
     path: &Path,
     sync: SyncMode,
     queue_capacity: usize,
+    forwarding: Option<Forwarding>,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -227,7 +236,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
-        .spawn(move || Writer::new(conn, head).run(rx))
+        .spawn(move || Writer::new(conn, head, forwarding).run(rx))
         .expect("spawning the writer thread");
     Ok((
         WriterHandle { tx },
@@ -311,6 +320,7 @@ struct Writer {
     head: Head,
     /// The writer is the only one that adds uploads, so this never goes stale.
     last_upload: HashMap<String, LastUpload>,
+    forwarding: Option<Forwarding>,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -328,11 +338,12 @@ enum StoreError {
 }
 
 impl Writer {
-    fn new(conn: Connection, head: Head) -> Self {
+    fn new(conn: Connection, head: Head, forwarding: Option<Forwarding>) -> Self {
         Self {
             conn,
             head,
             last_upload: HashMap::new(),
+            forwarding,
         }
     }
 
@@ -399,6 +410,11 @@ impl Writer {
             Err(StoreError::Upload(_)) => self.store(&uploads, &execs, &rejections, true),
             other => other,
         };
+        if let (Ok(_), Some(f)) = (&result, &self.forwarding) {
+            if !uploads.is_empty() {
+                f.wake.notify_one();
+            }
+        }
         match result {
             Ok((outcomes, exec_outcomes)) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -479,6 +495,20 @@ impl Writer {
                 Ok(insert_upload(&tx, &self.head, previous.as_ref(), upload)
                     .map_err(StoreError::Upload)?)
             };
+            if let (Ok(receipt), Some(f)) = (&stored, &self.forwarding) {
+                let queued = crate::outbox::enqueue_live(
+                    &tx,
+                    receipt.id,
+                    task_id,
+                    &f.target,
+                    receipt.received_at,
+                );
+                if isolate {
+                    queued?;
+                } else {
+                    queued.map_err(StoreError::Upload)?;
+                }
+            }
             if let Ok(receipt) = &stored {
                 self.head = Head {
                     id: receipt.id,

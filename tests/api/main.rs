@@ -1,10 +1,12 @@
 //! Integration tests: the real application on port 0, a temporary database, HTTP.
 
+mod fake_upstream;
 mod helpers;
 
 mod cli;
 mod concurrency;
 mod errors;
+mod forwarding;
 mod ingest;
 mod ledger;
 mod pages;

@@ -1,0 +1,542 @@
+//! The durable outbox: deliveries of stored uploads to SMS, sent by a background
+//! worker with bounded concurrency, in order per task, retried with backoff, every
+//! attempt recorded. A delivery is only marked done after its attempt is committed,
+//! so one in flight during a crash is simply sent again after the restart.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::domain::Timestamp;
+use crate::storage::writer::{now_ms, WriterHandle};
+use crate::storage::{ReadPool, StorageError};
+use crate::upstream::{AttemptResult, Upstream, Verdict};
+
+/// Retry policy: about 5 s doubling to a 1 h cap, with ±20 % jitter; give up
+/// (`dead`) once a delivery is older than `max_age`.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub first: Duration,
+    pub cap: Duration,
+    pub max_age: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(5),
+            cap: Duration::from_secs(3600),
+            max_age: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured.
+pub const RETRY_AFTER_LIMIT: Duration = Duration::from_secs(3600);
+
+impl RetryPolicy {
+    /// The wait before attempt `attempts + 1`, `attempts` (≥ 1) having failed.
+    pub fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            // SMS's word counts, but not beyond an hour.
+            return after.min(RETRY_AFTER_LIMIT);
+        }
+        let exp = self
+            .first
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
+            .min(self.cap);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        exp.mul_f64(jitter).min(self.cap)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+    Dead,
+    Superseded,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "failed" => DeliveryState::Failed,
+            "dead" => DeliveryState::Dead,
+            "superseded" => DeliveryState::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// A delivery ready to be attempted.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub upload_id: i64,
+    pub task_id: String,
+    pub target: String,
+    pub trigger: String,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// Inserts a live delivery for a just-stored upload (inside the writer's
+/// transaction).
+pub fn enqueue_live(
+    conn: &Connection,
+    upload_id: i64,
+    task_id: &str,
+    target: &str,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (upload_id, task_id, target, trigger, state, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, 'live', 'pending', ?4, ?4)",
+    )?
+    .execute(params![upload_id, task_id, target, now])?;
+    Ok(())
+}
+
+/// Due deliveries the given runner should send, oldest first. `newest_live` and
+/// `oldest_pending` let the caller apply latest-wins and per-task order.
+pub struct DueRow {
+    pub due: Due,
+    /// The newest upload of this task with a live delivery to the same target.
+    pub newest_live: i64,
+    /// The oldest pending upload of this task in the same group (live, or the
+    /// same replay) and target.
+    pub oldest_pending: i64,
+}
+
+pub fn fetch_due(
+    conn: &Connection,
+    now: Timestamp,
+    runner: Runner,
+    limit: u32,
+) -> Result<Vec<DueRow>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts, d.created_at,
+           (SELECT max(n.upload_id) FROM deliveries n
+             WHERE n.task_id = d.task_id AND n.target = d.target AND n.trigger = 'live'),
+           (SELECT min(n.upload_id) FROM deliveries n
+             WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
+               AND n.replay_id IS d.replay_id)
+         FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
+         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
+           AND CASE WHEN ?2 IS NULL THEN (d.replay_id IS NULL OR r.runner = 'server')
+                    ELSE d.replay_id = ?2 END
+         ORDER BY d.next_attempt_at, d.id LIMIT ?3",
+    )?;
+    let replay = match runner {
+        Runner::Server => None,
+        Runner::Replay(id) => Some(id),
+    };
+    let rows = stmt.query_map(params![now, replay, limit], |r| {
+        Ok(DueRow {
+            due: Due {
+                id: r.get(0)?,
+                upload_id: r.get(1)?,
+                task_id: r.get(2)?,
+                target: r.get(3)?,
+                trigger: r.get(4)?,
+                attempts: r.get(5)?,
+                created_at: r.get(6)?,
+            },
+            newest_live: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+            oldest_pending: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Which deliveries a sender handles: the service's (live and web replays) or one
+/// command-line replay's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    Server,
+    Replay(i64),
+}
+
+pub fn raw_body(conn: &Connection, upload_id: i64) -> Result<Vec<u8>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT raw_body FROM uploads WHERE id = ?1")?
+        .query_row(params![upload_id], |r| r.get(0))?)
+}
+
+/// What an attempt changes: the attempt row and the delivery's new state.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: i64,
+    pub at: Timestamp,
+    pub attempt_trigger: &'static str,
+    pub result: AttemptResult,
+    pub state: DeliveryState,
+    pub next_attempt_at: Timestamp,
+}
+
+/// Decides what an attempt means for the delivery.
+pub fn outcome(due: &Due, result: AttemptResult, policy: &RetryPolicy) -> Outcome {
+    let now = now_ms();
+    let attempts = due.attempts + 1;
+    let attempt_trigger = match (due.attempts, due.trigger.as_str()) {
+        (0, "replay") => "replay",
+        (0, _) => "live",
+        _ => "retry",
+    };
+    let (state, next_attempt_at) = match result.verdict() {
+        Verdict::Delivered => (DeliveryState::Delivered, now),
+        Verdict::Failed => (DeliveryState::Failed, now),
+        Verdict::Retry => {
+            let wait = policy.backoff(attempts, result.retry_after);
+            let next = now + wait.as_millis() as i64;
+            if next - due.created_at > policy.max_age.as_millis() as i64 {
+                (DeliveryState::Dead, now)
+            } else {
+                (DeliveryState::Pending, next)
+            }
+        }
+    };
+    Outcome {
+        delivery_id: due.id,
+        at: now,
+        attempt_trigger,
+        result,
+        state,
+        next_attempt_at,
+    }
+}
+
+/// Stores an attempt and the delivery's new state (one transaction with others).
+pub fn record(conn: &Connection, o: &Outcome) -> rusqlite::Result<()> {
+    let r = &o.result;
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, at, target_url, trigger, http_status,
+            upstream_request_id, error_code, error_msg, transport_error, response_head, latency_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        o.delivery_id,
+        o.at,
+        r.url,
+        o.attempt_trigger,
+        r.status,
+        r.upstream_request_id,
+        r.error_code,
+        r.error_msg,
+        r.transport_error,
+        r.response_head,
+        r.latency.as_millis() as i64
+    ])?;
+    let last_error = r
+        .transport_error
+        .clone()
+        .or_else(|| {
+            r.error_code
+                .as_ref()
+                .map(|c| format!("{c}: {}", r.error_msg.clone().unwrap_or_default()))
+        })
+        .or_else(|| {
+            r.status
+                .filter(|s| !(200..300).contains(s))
+                .map(|s| format!("HTTP {s}"))
+        });
+    let finished = (o.state != DeliveryState::Pending).then_some(o.at);
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+            last_status = ?4, last_error = ?5, finished_at = ?6
+         WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![
+        o.delivery_id,
+        o.state.as_str(),
+        o.next_attempt_at,
+        r.status,
+        last_error,
+        finished
+    ])?;
+    Ok(())
+}
+
+pub fn supersede(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let now = now_ms();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET state = 'superseded', finished_at = ?2,
+            last_error = 'a newer upload of the task was delivered instead'
+         WHERE id = ?1 AND state = 'pending'",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, now])?;
+    }
+    Ok(())
+}
+
+/// Where recorded outcomes go: the service's writer thread, or the replay
+/// command's own connection.
+pub trait Recorder: Send + Sync + 'static {
+    fn record(
+        &self,
+        outcome: Outcome,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn supersede(
+        &self,
+        ids: Vec<i64>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+impl Recorder for WriterHandle {
+    async fn record(&self, outcome: Outcome) -> Result<(), String> {
+        self.execute(move |conn| record(conn, &outcome))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn supersede(&self, ids: Vec<i64>) -> Result<(), String> {
+        self.execute(move |conn| supersede(conn, &ids))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Options of one sender.
+#[derive(Clone)]
+pub struct SenderConfig {
+    pub runner: Runner,
+    pub concurrency: usize,
+    /// Send every upload instead of only each task's newest (live deliveries).
+    pub deliver_all: bool,
+    pub policy: RetryPolicy,
+    /// Most attempts started per second (replays); `None` is unlimited.
+    pub rate: Option<std::num::NonZeroU32>,
+}
+
+/// Counts of what a sender did, for progress bars and summaries.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub retrying: std::sync::atomic::AtomicU64,
+}
+
+/// Sends due deliveries until `stop` is set (or, with `until_idle`, until none are
+/// left pending).
+pub struct Sender<R: Recorder> {
+    pub reads: ReadPool,
+    pub recorder: Arc<R>,
+    pub upstream: Arc<dyn Fn(&str) -> Upstream + Send + Sync>,
+    pub config: SenderConfig,
+    pub wake: Arc<Notify>,
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    pub tally: Arc<Tally>,
+}
+
+impl<R: Recorder> Sender<R> {
+    /// Runs until stopped; with `until_idle`, also returns once nothing it handles
+    /// is pending. Waits for sends in flight before returning.
+    pub async fn run(self, until_idle: bool) {
+        use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let busy_tasks: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let limiter = self
+            .config
+            .rate
+            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+        let mut upstreams: std::collections::HashMap<String, Upstream> = Default::default();
+        while !self.stop.load(SeqCst) {
+            let runner = self.config.runner;
+            let rows = match self
+                .reads
+                .clone()
+                .with_blocking(move |c| fetch_due(c, now_ms(), runner, 512))
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut superseded = Vec::new();
+            let mut started = 0;
+            for row in rows {
+                let due = row.due;
+                if in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&due.id)
+                {
+                    continue;
+                }
+                if due.trigger == "live"
+                    && !self.config.deliver_all
+                    && row.newest_live > due.upload_id
+                {
+                    superseded.push(due.id);
+                    continue;
+                }
+                if row.oldest_pending < due.upload_id {
+                    continue; // an older upload of this task goes first
+                }
+                let key = (due.task_id.clone(), due.target.clone());
+                if !busy_tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone())
+                {
+                    continue;
+                }
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(due.id);
+                if let Some(l) = &limiter {
+                    l.until_ready().await;
+                }
+                let permit = permits.clone().acquire_owned().await.expect("never closed");
+                let upstream = upstreams
+                    .entry(due.target.clone())
+                    .or_insert_with(|| (self.upstream)(&due.target))
+                    .clone();
+                let (reads, recorder, policy, tally) = (
+                    self.reads.clone(),
+                    self.recorder.clone(),
+                    self.config.policy.clone(),
+                    self.tally.clone(),
+                );
+                let (busy_tasks, in_flight, wake) =
+                    (busy_tasks.clone(), in_flight.clone(), self.wake.clone());
+                started += 1;
+                tokio::spawn(async move {
+                    let upload_id = due.upload_id;
+                    let result = match reads.with_blocking(move |c| raw_body(c, upload_id)).await {
+                        Ok(body) => Some(upstream.send(&due.task_id, body).await),
+                        Err(e) => {
+                            tracing::error!(error = %e, delivery = due.id, "reading an upload to forward failed");
+                            None
+                        }
+                    };
+                    if let Some(result) = result {
+                        tally.sent.fetch_add(1, Relaxed);
+                        let o = outcome(&due, result, &policy);
+                        match o.state {
+                            DeliveryState::Delivered => tally.delivered.fetch_add(1, Relaxed),
+                            DeliveryState::Pending => tally.retrying.fetch_add(1, Relaxed),
+                            _ => tally.failed.fetch_add(1, Relaxed),
+                        };
+                        if o.state != DeliveryState::Delivered {
+                            tracing::warn!(delivery = due.id, task_id = %due.task_id, state = o.state.as_str(),
+                                status = o.result.status, error = o.result.transport_error.as_deref().or(o.result.error_code.as_deref()),
+                                "delivery attempt did not succeed");
+                        }
+                        if let Err(e) = recorder.record(o).await {
+                            tracing::error!(error = %e, delivery = due.id, "recording a delivery attempt failed");
+                        }
+                    }
+                    busy_tasks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(due.task_id.clone(), due.target.clone()));
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&due.id);
+                    drop(permit);
+                    wake.notify_one();
+                });
+            }
+            if !superseded.is_empty() {
+                started += superseded.len();
+                if let Err(e) = self.recorder.supersede(superseded).await {
+                    tracing::error!(error = %e, "marking superseded deliveries failed");
+                }
+            }
+            if started == 0 {
+                let idle = in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if until_idle && idle {
+                    let runner = self.config.runner;
+                    let pending = self
+                        .reads
+                        .clone()
+                        .with_blocking(move |c| count_pending(c, runner))
+                        .await
+                        .unwrap_or(1);
+                    if pending == 0 {
+                        break;
+                    }
+                }
+                // Woken by new uploads or finished sends; otherwise poll for retries.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+            }
+        }
+        // Let sends in flight finish and record their outcome.
+        let _ = permits
+            .acquire_many(self.config.concurrency.max(1) as u32)
+            .await;
+    }
+}
+
+pub fn count_pending(conn: &Connection, runner: Runner) -> Result<i64, StorageError> {
+    Ok(match runner {
+        Runner::Server => conn
+            .prepare_cached(
+                "SELECT count(*) FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
+                 WHERE d.state = 'pending' AND (d.replay_id IS NULL OR r.runner = 'server')",
+            )?
+            .query_row([], |r| r.get(0))?,
+        Runner::Replay(id) => conn
+            .prepare_cached(
+                "SELECT count(*) FROM deliveries WHERE replay_id = ?1 AND state = 'pending'",
+            )?
+            .query_row(params![id], |r| r.get(0))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_an_hour_with_jitter() {
+        let p = RetryPolicy::default();
+        for (attempts, base) in [(1u32, 5.0), (2, 10.0), (3, 20.0), (6, 160.0)] {
+            let d = p.backoff(attempts, None).as_secs_f64();
+            assert!(d >= base * 0.8 && d <= base * 1.2, "{attempts}: {d}");
+        }
+        assert!(p.backoff(30, None) <= Duration::from_secs(3600));
+        assert!(p.backoff(30, None) >= Duration::from_secs(2880));
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(99_999))),
+            Duration::from_secs(3600)
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! Live forwarding to a fake SMS endpoint: exact bodies and signatures, order,
+//! latest-wins, every retry rule, outages and restarts.
+
+use std::time::Duration;
+
+use sms_audit::domain::Role;
+use sms_audit::outbox::RetryPolicy;
+use sms_audit::signing::Signer;
+use sms_audit::startup::UpstreamSettings;
+use sms_audit::upstream::UpstreamAuth;
+
+use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
+use crate::helpers::{body_with_problems, TestApp, EXAMPLE, TASK};
+
+pub fn settings(fake: &FakeUpstream) -> UpstreamSettings {
+    UpstreamSettings {
+        endpoint: fake.url.clone(),
+        auth: UpstreamAuth::Aksk {
+            signer: Signer::new(AK, SK),
+            project_id: Some(PROJECT.into()),
+        },
+        timeout: Duration::from_secs(1),
+        concurrency: 4,
+        forward: true,
+        deliver_all: false,
+        // Fast retries for tests; the default starts at 5 s.
+        policy: RetryPolicy {
+            first: Duration::from_millis(100),
+            cap: Duration::from_millis(400),
+            max_age: Duration::from_secs(3600),
+        },
+    }
+}
+
+pub async fn forwarding_app(
+    fake: &FakeUpstream,
+    adjust: impl FnOnce(&mut UpstreamSettings),
+) -> TestApp {
+    let mut s = settings(fake);
+    adjust(&mut s);
+    TestApp::spawn_with(move |c| c.upstream = Some(s)).await
+}
+
+/// The deliveries of an upload, as the API shows them.
+async fn deliveries(app: &TestApp, id: i64) -> serde_json::Value {
+    app.get(&format!("/api/v1/uploads/{id}"), &app.admin_token)
+        .await
+        .json()["deliveries"]
+        .clone()
+}
+
+async fn wait_state(app: &TestApp, id: i64, state: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let d = deliveries(app, id).await;
+        if d[0]["state"] == state {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "upload {id} never became {state}: {}",
+        deliveries(app, id).await
+    );
+}
+
+#[tokio::test]
+async fn uploads_are_forwarded_byte_for_byte_and_signed() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let odd_body = "{ \"consistency_result\" : [ ] , \"note\" : \"spacing kept\"\n}";
+    assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
+    assert_eq!(
+        app.upload("task-2", &agent.token, odd_body).await.status,
+        200
+    );
+
+    let got = fake.wait_for("two deliveries", |r| r.len() >= 2).await;
+    let by_task = |t: &str| got.iter().find(|c| c.task() == t).unwrap().clone();
+    let first = by_task(TASK);
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.path, format!("/v3/tasks/{TASK}/consistency-result"));
+    assert_eq!(first.body, EXAMPLE.as_bytes(), "byte for byte");
+    assert_eq!(by_task("task-2").body, odd_body.as_bytes());
+    assert!(first.signature_ok, "valid SDK-HMAC-SHA256 signature");
+    assert_eq!(
+        first.headers["content-type"],
+        "application/json;charset=UTF-8"
+    );
+    assert_eq!(first.headers["x-project-id"], PROJECT);
+    assert_eq!(
+        first.headers["user-agent"],
+        format!("sms-audit/{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(
+        !first.headers.contains_key("x-auth-token"),
+        "the agent's token is never forwarded"
+    );
+    assert!(!format!("{:?}", first.headers).contains(&agent.token));
+
+    let d = wait_state(&app, 1, "delivered").await;
+    assert_eq!(d[0]["trigger"], "live");
+    let attempt = &d[0]["attempts"][0];
+    assert_eq!(attempt["http_status"], 200);
+    assert_eq!(attempt["trigger"], "live");
+    assert_eq!(
+        attempt["target_url"],
+        format!("{}/v3/tasks/{TASK}/consistency-result", fake.url)
+    );
+    assert!(attempt["upstream_request_id"]
+        .as_str()
+        .is_some_and(|s| s.len() == 36));
+    assert_eq!(attempt["response_head"], "{}");
+}
+
+#[tokio::test]
+async fn a_static_token_can_be_used_instead_of_aksk() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |s| {
+        s.auth = UpstreamAuth::Token("static-upstream-token".into())
+    })
+    .await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let got = fake.wait_for("one request", |r| !r.is_empty()).await;
+    assert_eq!(got[0].headers["x-auth-token"], "static-upstream-token");
+    assert!(!got[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn latest_wins_after_an_outage_and_uploads_keep_being_accepted() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Status(503));
+    let app = forwarding_app(&fake, |_| {}).await;
+    let t = app.admin_token.clone();
+    // During the outage every upload still gets its 200.
+    for d in [1, 2, 3] {
+        assert_eq!(
+            app.upload(TASK, &t, &body_with_problems("/data", d))
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(app.upload("other-task", &t, EXAMPLE).await.status, 200);
+    fake.wait_for("attempts during the outage", |r| r.len() >= 2)
+        .await;
+    assert!(fake.delivered().is_empty());
+
+    fake.set_default(Answer::Ok);
+    fake.wait_for("delivery after recovery", |_| fake.delivered().len() >= 2)
+        .await;
+    let ok = fake.delivered();
+    let ours: Vec<_> = ok.iter().filter(|c| c.task() == TASK).collect();
+    assert_eq!(ours.len(), 1, "only the newest upload of the task goes out");
+    assert_eq!(ours[0].body, body_with_problems("/data", 3).as_bytes());
+    assert_eq!(
+        wait_state(&app, 3, "delivered").await[0]["state"],
+        "delivered"
+    );
+    let older = wait_state(&app, 1, "superseded").await;
+    assert!(older[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("newer upload"));
+    assert_eq!(
+        wait_state(&app, 2, "superseded").await[0]["state"],
+        "superseded"
+    );
+    assert_eq!(
+        wait_state(&app, 4, "delivered").await[0]["state"],
+        "delivered"
+    );
+}
+
+#[tokio::test]
+async fn deliver_all_sends_every_upload_in_order_per_task() {
+    let fake = FakeUpstream::start().await;
+    // The first attempt fails: the later uploads of the task must wait for it.
+    fake.script([Answer::Status(500)]);
+    let app = forwarding_app(&fake, |s| s.deliver_all = true).await;
+    for d in 0..5 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, &body_with_problems("/data", d))
+                .await
+                .status,
+            200
+        );
+    }
+    fake.wait_for("five deliveries", |_| fake.delivered().len() >= 5)
+        .await;
+    let bodies: Vec<Vec<u8>> = fake.delivered().into_iter().map(|c| c.body).collect();
+    let expected: Vec<Vec<u8>> = (0..5)
+        .map(|d| body_with_problems("/data", d).into_bytes())
+        .collect();
+    assert_eq!(bodies, expected, "in upload order");
+    let d = wait_state(&app, 1, "delivered").await;
+    assert_eq!(d[0]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(d[0]["attempts"][0]["http_status"], 500);
+    assert_eq!(d[0]["attempts"][1]["trigger"], "retry");
+}
+
+#[tokio::test]
+async fn each_retry_rule() {
+    let fake = FakeUpstream::start().await;
+    fake.script([
+        Answer::Drop,
+        Answer::Hang(Duration::from_secs(3)),
+        Answer::Status(500),
+        Answer::RetryAfter(429, 1),
+        Answer::RetryAfter(503, 1),
+        Answer::Ok,
+    ]);
+    let app = forwarding_app(&fake, |_| {}).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let d = wait_state(&app, 1, "delivered").await;
+    let attempts = d[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 6, "{d}");
+    assert!(
+        attempts[0]["transport_error"].is_string() && attempts[0]["http_status"].is_null(),
+        "dropped connection"
+    );
+    assert!(
+        attempts[1]["transport_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{}",
+        attempts[1]
+    );
+    assert_eq!(attempts[2]["http_status"], 500);
+    assert_eq!(attempts[3]["http_status"], 429);
+    assert_eq!(attempts[4]["http_status"], 503);
+    assert_eq!(attempts[5]["http_status"], 200);
+    assert_eq!(attempts[0]["trigger"], "live");
+    assert!(attempts[1..].iter().all(|a| a["trigger"] == "retry"));
+    // Retry-After: 1 was honoured after the 429 and the 503.
+    let got = fake.received();
+    assert!(
+        got[4].at - got[3].at >= Duration::from_millis(950),
+        "{:?}",
+        got[4].at - got[3].at
+    );
+    assert!(got[5].at - got[4].at >= Duration::from_millis(950));
+}
+
+#[tokio::test]
+async fn client_errors_fail_at_once_keeping_the_sms_error() {
+    let fake = FakeUpstream::start().await;
+    fake.script([
+        Answer::SmsError(400, "SMS.9001"),
+        Answer::SmsError(404, "SMS.7703"),
+    ]);
+    let app = forwarding_app(&fake, |_| {}).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    assert_eq!(
+        app.upload("other", &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let a = wait_state(&app, 1, "failed").await;
+    let b = wait_state(&app, 2, "failed").await;
+    for d in [&a, &b] {
+        assert_eq!(
+            d[0]["attempts"].as_array().unwrap().len(),
+            1,
+            "no retry: {d}"
+        );
+        assert_eq!(d[0]["attempts"][0]["error_msg"], "refused by the fake SMS");
+    }
+    let codes = [
+        a[0]["attempts"][0]["error_code"].clone(),
+        b[0]["attempts"][0]["error_code"].clone(),
+    ];
+    assert!(
+        codes.contains(&"SMS.9001".into()) && codes.contains(&"SMS.7703".into()),
+        "{codes:?}"
+    );
+    assert!(a[0]["last_error"].as_str().unwrap().starts_with("SMS."));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.received().len(), 2);
+}
+
+#[tokio::test]
+async fn deliveries_older_than_the_max_age_are_dead() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Status(500));
+    let app = forwarding_app(&fake, |s| s.policy.max_age = Duration::from_millis(700)).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let d = wait_state(&app, 1, "dead").await;
+    assert!(d[0]["attempts"].as_array().unwrap().len() >= 2, "{d}");
+    let n = fake.received().len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fake.received().len(), n, "no more attempts once dead");
+}
+
+#[tokio::test]
+async fn pending_deliveries_resume_after_a_restart() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Status(503));
+    let app = forwarding_app(&fake, |s| s.deliver_all = true).await;
+    for task in ["t-1", "t-2", "t-3"] {
+        assert_eq!(
+            app.upload(task, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    fake.wait_for("attempts before the restart", |r| r.len() >= 3)
+        .await;
+    let app = app.restart().await;
+    fake.set_default(Answer::Ok);
+    fake.wait_for("all three after the restart", |_| {
+        fake.delivered().len() >= 3
+    })
+    .await;
+    let mut tasks: Vec<String> = fake
+        .delivered()
+        .iter()
+        .map(|c| c.task().to_string())
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, ["t-1", "t-2", "t-3"]);
+    for id in 1..=3 {
+        wait_state(&app, id, "delivered").await;
+    }
+}
+
+#[tokio::test]
+async fn without_forward_nothing_is_queued() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |s| s.forward = false).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.received().is_empty());
+    assert_eq!(deliveries(&app, 1).await, serde_json::json!([]));
+}
