@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod middleware;
 pub mod outbox;
 pub mod pages;
+pub mod replay;
 pub mod routes;
 pub mod sessions;
 pub mod signing;

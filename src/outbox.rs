@@ -358,13 +358,24 @@ impl<R: Recorder> Sender<R> {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let busy_tasks: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        // Attempts recorded while a fetch may already have read its snapshot: such a
+        // fetch still shows the delivery as due, and must not send it again.
+        let finished: Arc<Mutex<std::collections::HashMap<i64, std::time::Instant>>> =
+            Arc::default();
         let limiter = self
             .config
             .rate
-            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+            // Evenly spaced, no bursts: SMS sees a steady rate.
+            .map(|n| {
+                governor::RateLimiter::direct(
+                    governor::Quota::per_second(n).allow_burst(std::num::NonZeroU32::MIN),
+                )
+            });
         let mut upstreams: std::collections::HashMap<String, Upstream> = Default::default();
         while !self.stop.load(SeqCst) {
             let runner = self.config.runner;
+            let fetched_at = std::time::Instant::now();
+            lock(&finished).retain(|_, at| *at >= fetched_at);
             let rows = match self
                 .reads
                 .clone()
@@ -382,11 +393,7 @@ impl<R: Recorder> Sender<R> {
             let mut started = 0;
             for row in rows {
                 let due = row.due;
-                if in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&due.id)
-                {
+                if lock(&in_flight).contains(&due.id) || lock(&finished).contains_key(&due.id) {
                     continue;
                 }
                 if due.trigger == "live"
@@ -425,8 +432,12 @@ impl<R: Recorder> Sender<R> {
                     self.config.policy.clone(),
                     self.tally.clone(),
                 );
-                let (busy_tasks, in_flight, wake) =
-                    (busy_tasks.clone(), in_flight.clone(), self.wake.clone());
+                let (busy_tasks, in_flight, finished, wake) = (
+                    busy_tasks.clone(),
+                    in_flight.clone(),
+                    finished.clone(),
+                    self.wake.clone(),
+                );
                 started += 1;
                 tokio::spawn(async move {
                     let upload_id = due.upload_id;
@@ -454,10 +465,8 @@ impl<R: Recorder> Sender<R> {
                             tracing::error!(error = %e, delivery = due.id, "recording a delivery attempt failed");
                         }
                     }
-                    busy_tasks
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&(due.task_id.clone(), due.target.clone()));
+                    lock(&finished).insert(due.id, std::time::Instant::now());
+                    lock(&busy_tasks).remove(&(due.task_id.clone(), due.target.clone()));
                     in_flight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -499,6 +508,10 @@ impl<R: Recorder> Sender<R> {
             .acquire_many(self.config.concurrency.max(1) as u32)
             .await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn count_pending(conn: &Connection, runner: Runner) -> Result<i64, StorageError> {

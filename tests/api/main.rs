@@ -11,3 +11,4 @@ mod ingest;
 mod ledger;
 mod pages;
 mod read_api;
+mod replay;

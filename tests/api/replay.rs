@@ -1,0 +1,241 @@
+//! `sms-audit replay`, the real binary, next to a running service, against the
+//! fake SMS endpoint: filters, dry run, confirmation, rate, `--to`, failures, and a
+//! crash in the middle followed by `--resume`.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
+use crate::helpers::{body_with_problems, TestApp};
+
+fn replay_command(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> Command {
+    let mut cmd = Command::new(TestApp::binary());
+    cmd.arg("replay")
+        .args(args)
+        .arg("--db")
+        .arg(&app.db_path)
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK)
+        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url)
+        .stdin(Stdio::null());
+    cmd
+}
+
+async fn run(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> (i32, String) {
+    let mut cmd = replay_command(app, fake, args);
+    let out: Output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Six uploads: tasks a (3), b (2), c (1); ids 1..=6 in that order a,b,a,c,a,b.
+async fn seeded() -> TestApp {
+    let app = TestApp::spawn().await;
+    for (task, d) in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("a", 5), ("b", 6)] {
+        assert_eq!(
+            app.upload(task, &app.admin_token, &body_with_problems("/d", d))
+                .await
+                .status,
+            200
+        );
+    }
+    app
+}
+
+fn delivered_bodies(fake: &FakeUpstream) -> Vec<Vec<u8>> {
+    fake.delivered().into_iter().map(|c| c.body).collect()
+}
+
+#[tokio::test]
+async fn dry_run_counts_and_sends_nothing() {
+    let fake = FakeUpstream::start().await;
+    let app = seeded().await;
+    let (code, out) = run(&app, &fake, &["--dry-run"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 uploads of 3 tasks would be sent"), "{out}");
+    assert!(
+        out.contains("  a: 3") && out.contains("  b: 2") && out.contains("  c: 1"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing sent"));
+    let (code, out) = run(
+        &app,
+        &fake,
+        &["--dry-run", "--task", "a", "--latest-per-task"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("1 uploads of 1 tasks"), "{out}");
+    // Without --yes and nobody to say yes, nothing is sent either.
+    let (code, out) = run(&app, &fake, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing sent"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.received().is_empty());
+    assert_eq!(app.count("replays"), 0);
+}
+
+#[tokio::test]
+async fn filters_select_the_uploads_sent_in_order() {
+    let fake = FakeUpstream::start().await;
+    let app = seeded().await;
+    let (code, out) = run(&app, &fake, &["--task", "a", "--task", "c", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("4 delivered, 0 failed, 0 dead, 0 pending"),
+        "{out}"
+    );
+    let got = fake.received();
+    assert!(got.iter().all(|c| c.signature_ok));
+    let a: Vec<Vec<u8>> = got
+        .iter()
+        .filter(|c| c.task() == "a")
+        .map(|c| c.body.clone())
+        .collect();
+    assert_eq!(
+        a,
+        [1, 3, 5].map(|d| body_with_problems("/d", d).into_bytes()),
+        "task a in upload order"
+    );
+    assert_eq!(got.iter().filter(|c| c.task() == "c").count(), 1);
+
+    // The latest of each task only.
+    let fake2 = FakeUpstream::start().await;
+    let (code, out) = run(&app, &fake2, &["--latest-per-task", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    let mut latest = delivered_bodies(&fake2);
+    latest.sort();
+    let mut expected = [5, 6, 4]
+        .map(|d| body_with_problems("/d", d).into_bytes())
+        .to_vec();
+    expected.sort();
+    assert_eq!(latest, expected);
+
+    // By the state of each upload's last delivery: b's first upload (2) was never sent.
+    let fake3 = FakeUpstream::start().await;
+    let (_, out) = run(&app, &fake3, &["--state", "delivered", "--dry-run"]).await;
+    assert!(
+        out.contains("5 uploads of 3 tasks") && out.contains("  b: 1"),
+        "{out}"
+    );
+    let (_, out) = run(&app, &fake3, &["--state", "failed", "--dry-run"]).await;
+    assert!(out.contains("0 uploads of 0 tasks"), "{out}");
+    // Time filters.
+    let (_, out) = run(&app, &fake3, &["--until", "2000-01-01", "--dry-run"]).await;
+    assert!(out.contains("0 uploads of 0 tasks"), "{out}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (_, out) = run(&app, &fake3, &["--since", &today, "--dry-run"]).await;
+    assert!(out.contains("6 uploads of 3 tasks"), "{out}");
+}
+
+#[tokio::test]
+async fn to_sends_elsewhere_and_failures_give_a_non_zero_exit() {
+    let configured = FakeUpstream::start().await;
+    let elsewhere = FakeUpstream::start().await;
+    elsewhere.script([Answer::SmsError(400, "SMS.9001")]);
+    let app = seeded().await;
+    let (code, out) = run(
+        &app,
+        &configured,
+        &[
+            "--task",
+            "b",
+            "--to",
+            &elsewhere.url,
+            "--yes",
+            "--concurrency",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 delivered, 1 failed"), "{out}");
+    assert!(configured.received().is_empty());
+    assert_eq!(elsewhere.received().len(), 2);
+    let record = app.get("/api/v1/uploads/2", &app.admin_token).await.json();
+    assert_eq!(record["deliveries"][0]["trigger"], "replay");
+    assert_eq!(record["deliveries"][0]["state"], "failed");
+    assert_eq!(record["deliveries"][0]["target"], elsewhere.url);
+    assert_eq!(record["deliveries"][0]["attempts"][0]["trigger"], "replay");
+    assert_eq!(
+        record["deliveries"][0]["attempts"][0]["error_code"],
+        "SMS.9001"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_the_sending() {
+    let fake = FakeUpstream::start().await;
+    let app = seeded().await;
+    let (code, out) = run(&app, &fake, &["--rate", "4", "--yes"]).await;
+    assert_eq!(code, 0, "{out}");
+    let got = fake.received();
+    assert_eq!(got.len(), 6);
+    let first = got.iter().map(|c| c.at).min().unwrap();
+    let last = got.iter().map(|c| c.at).max().unwrap();
+    // 6 sends at 4 per second: at least 5 intervals of 250 ms after the first.
+    assert!(
+        last - first >= Duration::from_millis(1150),
+        "{:?}",
+        last - first
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_replay_resumes_without_sending_twice() {
+    let fake = FakeUpstream::start().await;
+    // The third upload hangs (past the client timeout) while we crash the replay.
+    fake.script([
+        Answer::Ok,
+        Answer::Ok,
+        Answer::Hang(Duration::from_secs(20)),
+    ]);
+    let app = seeded().await;
+    let mut child = replay_command(
+        &app,
+        &fake,
+        &["--yes", "--concurrency", "1", "--upstream-timeout", "30"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    fake.wait_for("the third request", |r| r.len() >= 3).await;
+    // Both successes are recorded before the third is sent (concurrency 1).
+    let delivered: i64 = app
+        .write_conn()
+        .query_row(
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(delivered, 2);
+    child.kill().unwrap(); // a crash: no chance to clean up
+    child.wait().unwrap();
+
+    let (code, out) = run(&app, &fake, &["--resume"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("6 delivered, 0 failed, 0 dead, 0 pending"),
+        "{out}"
+    );
+    let delivered = delivered_bodies(&fake);
+    assert_eq!(delivered.len(), 6, "every upload delivered exactly once");
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6);
+    let (code, out) = run(&app, &fake, &["--resume"]).await;
+    assert_eq!(code, 2, "nothing left to resume: {out}");
+    assert!(out.contains("no interrupted replay"));
+}
