@@ -5,6 +5,7 @@
 mod audit;
 mod compare;
 mod dashboard;
+mod deliveries;
 mod login;
 mod task;
 mod upload;
@@ -37,6 +38,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/uploads/{id}", upload::page))
         .service(get_resource("/compare", compare::page))
         .service(get_resource("/audit", audit::page))
+        .service(get_resource("/deliveries", deliveries::page))
+        .service(
+            web::resource("/deliveries/replay")
+                .route(web::get().to(deliveries::preview))
+                .route(web::post().to(deliveries::confirm)),
+        )
         .service(web::resource("/audit/verify").route(web::post().to(audit::start_verification)))
         .service(get_resource("/assets/app.css", stylesheet))
         .service(get_resource("/assets/icon.svg", icon))

@@ -15,6 +15,7 @@ struct UploadPage {
     pretty_body: String,
     previous: Option<i64>,
     next: Option<i64>,
+    forwarding: bool,
 }
 
 pub async fn page(
@@ -48,6 +49,7 @@ pub async fn page(
         pretty_body,
         previous,
         next,
+        forwarding: state.config.upstream.as_ref().is_some_and(|u| u.forward),
     }
     .render()?;
     Ok(html(body))

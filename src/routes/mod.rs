@@ -4,6 +4,7 @@
 mod health;
 mod ingest;
 mod read_api;
+pub mod replays;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -30,6 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| SmsError::bad_request(format!("query: {e}")).into()),
     );
     read_api::configure(cfg);
+    cfg.service(
+        web::resource("/api/v1/replays")
+            .route(web::post().to(replays::create))
+            .default_service(web::to(method_not_allowed)),
+    );
     cfg.service(get_resource("/healthz", health::healthz))
         .service(get_resource("/readyz", health::readyz));
     cfg.default_service(web::to(unknown_path));

@@ -318,3 +318,124 @@ pub fn neighbours(
         .query_row(params![task_id, id], |r| r.get(0))?;
     Ok((previous, next))
 }
+
+/// A delivery as the deliveries page lists it.
+#[derive(Debug, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub upload_id: i64,
+    pub task_id: String,
+    pub target: String,
+    pub trigger: String,
+    pub replay_id: Option<i64>,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub state: Option<String>,
+    pub task_id: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub before_id: Option<i64>,
+}
+
+/// The newest matching deliveries (at most `limit`), and the next page's `before_id`.
+pub fn deliveries(
+    conn: &Connection,
+    f: &DeliveryFilter,
+    limit: u32,
+) -> Result<(Vec<DeliveryRow>, Option<i64>), StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, upload_id, task_id, target, trigger, replay_id, state, created_at, attempts,
+                next_attempt_at, last_status, last_error
+         FROM deliveries
+         WHERE id < ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR task_id = ?3)
+           AND created_at >= ?4 AND created_at < ?5
+         ORDER BY id DESC LIMIT ?6",
+    )?;
+    let mut rows: Vec<DeliveryRow> = stmt
+        .query_map(
+            params![
+                f.before_id.unwrap_or(i64::MAX),
+                f.state,
+                f.task_id,
+                f.since.unwrap_or(i64::MIN),
+                f.until.unwrap_or(i64::MAX),
+                i64::from(limit) + 1
+            ],
+            |r| {
+                Ok(DeliveryRow {
+                    id: r.get(0)?,
+                    upload_id: r.get(1)?,
+                    task_id: r.get(2)?,
+                    target: r.get(3)?,
+                    trigger: r.get(4)?,
+                    replay_id: r.get(5)?,
+                    state: r.get(6)?,
+                    created_at: r.get(7)?,
+                    attempts: r.get(8)?,
+                    next_attempt_at: r.get(9)?,
+                    last_status: r.get(10)?,
+                    last_error: r.get(11)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// How forwarding is doing.
+#[derive(Debug, Serialize)]
+pub struct OutboxHealth {
+    /// Deliveries per state.
+    pub counts: Vec<(String, i64)>,
+    pub oldest_pending_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: i64,
+}
+
+pub fn outbox_health(conn: &Connection) -> Result<OutboxHealth, StorageError> {
+    let mut counts = Vec::new();
+    let mut count = conn.prepare_cached("SELECT count(*) FROM deliveries WHERE state = ?1")?;
+    for state in ["pending", "delivered", "failed", "dead", "superseded"] {
+        counts.push((
+            state.to_string(),
+            count.query_row(params![state], |r| r.get(0))?,
+        ));
+    }
+    let oldest_pending_at = conn
+        .prepare_cached(
+            "SELECT created_at FROM deliveries WHERE state = 'pending' ORDER BY id LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let last_success_at: Option<Timestamp> = conn
+        .prepare_cached(
+            "SELECT at FROM delivery_attempts WHERE http_status BETWEEN 200 AND 299
+             ORDER BY at DESC LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let consecutive_failures = conn
+        .prepare_cached("SELECT count(*) FROM delivery_attempts WHERE at > ?1")?
+        .query_row(params![last_success_at.unwrap_or(i64::MIN)], |r| r.get(0))?;
+    Ok(OutboxHealth {
+        counts,
+        oldest_pending_at,
+        last_success_at,
+        consecutive_failures,
+    })
+}

@@ -347,3 +347,160 @@ async fn without_forward_nothing_is_queued() {
     assert!(fake.received().is_empty());
     assert_eq!(deliveries(&app, 1).await, serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn operators_start_replays_through_the_api() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |s| s.forward = false).await;
+    let t = app.admin_token.clone();
+    for (task, d) in [("a", 1), ("a", 2), ("b", 3)] {
+        assert_eq!(
+            app.upload(task, &t, &body_with_problems("/d", d))
+                .await
+                .status,
+            200
+        );
+    }
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    let url = format!("{}/api/v1/replays", app.address);
+    let post = |token: String, body: serde_json::Value| {
+        app.send(
+            app.client
+                .post(&url)
+                .header("X-Auth-Token", token)
+                .json(&body),
+        )
+    };
+    post(auditor.token.clone(), serde_json::json!({}))
+        .await
+        .assert_error(403, "SMS.9004");
+    post(t.clone(), serde_json::json!({"state": "bogus"}))
+        .await
+        .assert_error(400, "SMS.9001");
+    post(t.clone(), serde_json::json!({"since": "yesterday"}))
+        .await
+        .assert_error(400, "SMS.9001");
+
+    let preview = post(
+        t.clone(),
+        serde_json::json!({"dry_run": true, "latest_per_task": true}),
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    let preview = preview.json();
+    assert_eq!(preview["count"], 2);
+    assert_eq!(preview["tasks"], serde_json::json!({"a": 1, "b": 1}));
+    assert_eq!(preview["replay_id"], serde_json::Value::Null);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.received().is_empty(), "a dry run sends nothing");
+
+    let started = post(t.clone(), serde_json::json!({"tasks": ["a"]})).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    assert_eq!(started.json()["count"], 2);
+    fake.wait_for("the replay", |_| fake.delivered().len() >= 2)
+        .await;
+    let bodies: Vec<Vec<u8>> = fake.delivered().into_iter().map(|c| c.body).collect();
+    assert_eq!(
+        bodies,
+        [1, 2].map(|d| body_with_problems("/d", d).into_bytes()),
+        "in order"
+    );
+    let record = wait_state(&app, 1, "delivered").await;
+    assert_eq!(record[0]["trigger"], "replay");
+    assert_eq!(record[0]["attempts"][0]["trigger"], "replay");
+
+    // Without an upstream there is nothing to replay to.
+    let plain = TestApp::spawn().await;
+    let reply = plain
+        .send(
+            plain
+                .client
+                .post(format!("{}/api/v1/replays", plain.address))
+                .header("X-Auth-Token", &plain.admin_token)
+                .json(&serde_json::json!({})),
+        )
+        .await;
+    reply.assert_error(400, "SMS.9001");
+}
+
+#[tokio::test]
+async fn deliveries_page_shows_health_and_offers_replays_to_operators_only() {
+    let fake = FakeUpstream::start().await;
+    fake.script([Answer::SmsError(400, "SMS.9001")]);
+    let app = forwarding_app(&fake, |_| {}).await;
+    let t = app.admin_token.clone();
+    assert_eq!(app.upload("a", &t, EXAMPLE).await.status, 200);
+    wait_state(&app, 1, "failed").await;
+    assert_eq!(app.upload("b", &t, EXAMPLE).await.status, 200);
+    wait_state(&app, 2, "delivered").await;
+
+    let browser = app.login(&t).await.ok().unwrap();
+    let page = browser.get("/deliveries").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains(&fake.url) && page.text.contains("forwarding every upload"));
+    assert!(
+        page.text
+            .contains("<span class=\"badge good\">healthy</span>"),
+        "the last attempt succeeded"
+    );
+    assert!(page.text.contains("SMS.9001"));
+    assert!(
+        page.text.contains("id=\"replay\""),
+        "operators get the replay form"
+    );
+    let failed_only = browser.get("/deliveries?state=failed").await;
+    let table = &failed_only.text[failed_only.text.find("id=\"deliveries\"").unwrap()..];
+    assert!(table.contains("href=\"/uploads/1\"") && !table.contains("href=\"/uploads/2\""));
+
+    let upload_page = browser.get("/uploads/1").await;
+    assert!(
+        upload_page.text.contains("Deliveries to SMS")
+            && upload_page.text.contains("refused by the fake SMS")
+    );
+
+    let preview = browser
+        .get("/deliveries/replay?state=failed&latest_per_task=true")
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    assert!(
+        preview
+            .text
+            .contains("<strong>1</strong> uploads of <strong>1</strong> tasks"),
+        "{}",
+        preview.text
+    );
+    let forged = browser
+        .post(
+            "/deliveries/replay",
+            &[
+                ("csrf_token", "forged"),
+                ("state", "failed"),
+                ("latest_per_task", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let confirmed = browser
+        .post(
+            "/deliveries/replay",
+            &[
+                ("csrf_token", &browser.csrf),
+                ("state", "failed"),
+                ("latest_per_task", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(confirmed.status, 303);
+    fake.wait_for("the replayed upload", |_| fake.delivered().len() >= 2)
+        .await;
+
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    let reader = app.login(&auditor.token).await.ok().unwrap();
+    let page = reader.get("/deliveries").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.text.contains("id=\"replay\""),
+        "no replay form for auditors"
+    );
+    assert_eq!(reader.get("/deliveries/replay?state=any").await.status, 403);
+}
