@@ -19,8 +19,10 @@ fi
 
 work=$(mktemp -d)
 server_pid=
+capture_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -33,7 +35,14 @@ ak=$(field "$creds" access_key)
 sk=$(field "$creds" secret_key)
 reader_token=$(field "$reader" token)
 
-"$bin" serve --listen 127.0.0.1:0 2>"$work/serve.log" &
+# A stand-in SMS endpoint that records what sms-audit forwards to it.
+"$venv/bin/python" tests/interop/capture_upstream.py "$work/upstream.port" "$work/forwarded.jsonl" &
+capture_pid=$!
+for _ in $(seq 1 50); do [ -s "$work/upstream.port" ] && break; sleep 0.1; done
+upstream_ak=UPSTREAMINTEROPAK01
+upstream_sk=upstream-interop-secret
+HUAWEICLOUD_SDK_AK=$upstream_ak HUAWEICLOUD_SDK_SK=$upstream_sk HUAWEICLOUD_SDK_PROJECT_ID=0123456789abcdef0123456789abcdef \
+  "$bin" serve --listen 127.0.0.1:0 --forward --upstream-endpoint "http://127.0.0.1:$(cat "$work/upstream.port")" 2>"$work/serve.log" &
 server_pid=$!
 for _ in $(seq 1 100); do
   grep -q "listening on http://" "$work/serve.log" && break
@@ -61,8 +70,13 @@ PY
 count=$(curl -sf -H "X-Auth-Token: $reader_token" "$address/api/v1/ledger" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"])')
 [ "$count" = 1 ] || { echo "expected exactly 1 stored upload, found $count" >&2; exit 1; }
 
+# The upload was forwarded: check the outbound signature with the SDK's own signer.
+for _ in $(seq 1 100); do [ -s "$work/forwarded.jsonl" ] && break; sleep 0.1; done
+python3 -c 'import json,sys; sys.stdout.buffer.write(json.loads(sys.argv[1])["raw_body"].encode())' "$record" >"$work/raw_body"
+"$venv/bin/python" tests/interop/verify_forwarded.py "$work/forwarded.jsonl" "$upstream_ak" "$upstream_sk" "$work/raw_body"
+
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=
 "$bin" verify
-echo "interop OK: the official SDK uploads with the right key and gets 401 with a wrong one"
+echo "interop OK: the official SDK uploads with the right key, gets 401 with a wrong one, and its signer accepts what sms-audit forwards"
