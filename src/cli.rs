@@ -107,6 +107,14 @@ pub enum DevCommand {
         uploads: u64,
         #[arg(long, default_value_t = 10_000)]
         tasks: u64,
+        /// Also queue a live delivery of each upload to this endpoint.
+        #[arg(long)]
+        forward_to: Option<String>,
+    },
+    /// A stand-in SMS endpoint that answers every request 200 (drain benchmark).
+    FakeUpstream {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
     },
 }
 
@@ -361,7 +369,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Verify => verify(&cli.db),
         Command::Export(args) => export(&cli.db, args),
         Command::Replay(args) => replay(&cli.db, args).await,
-        Command::Dev(DevCommand::Seed { uploads, tasks }) => seed(&cli.db, uploads, tasks).await,
+        Command::Dev(DevCommand::Seed {
+            uploads,
+            tasks,
+            forward_to,
+        }) => seed(&cli.db, uploads, tasks, forward_to).await,
+        Command::Dev(DevCommand::FakeUpstream { listen }) => fake_upstream(&listen).await,
     }
 }
 
@@ -696,13 +709,44 @@ fn confirm(question: &str) -> Result<bool, CliError> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-async fn seed(db: &std::path::Path, uploads: u64, tasks: u64) -> Result<ExitCode, CliError> {
+async fn fake_upstream(listen: &str) -> Result<ExitCode, CliError> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .insert_header(("X-Request-Id", uuid::Uuid::now_v7().to_string()))
+                .body("{}")
+        }))
+    })
+    .bind(listen)
+    .map_err(fail)?;
+    for addr in server.addrs() {
+        eprintln!("fake upstream listening on http://{addr}");
+    }
+    server.run().await.map_err(fail)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed(
+    db: &std::path::Path,
+    uploads: u64,
+    tasks: u64,
+    forward_to: Option<String>,
+) -> Result<ExitCode, CliError> {
     use crate::domain::{AuthMethod, UploadBody};
     use crate::storage::writer::{self, NewUpload};
     use futures_util::stream::{self, StreamExt};
 
     // Seeding trades power-loss safety for speed; the data is synthetic.
-    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, None).map_err(fail)?;
+    let forwarding = forward_to
+        .map(|url| upstream::normalize_endpoint(&url).map_err(fail))
+        .transpose()?
+        .map(|target| writer::Forwarding {
+            target,
+            wake: Default::default(),
+        });
+    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, forwarding).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

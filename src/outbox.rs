@@ -126,12 +126,16 @@ pub struct DueRow {
     /// The oldest pending upload of this task in the same group (live, or the
     /// same replay) and target.
     pub oldest_pending: i64,
+    /// The stored bytes to send.
+    pub raw_body: Vec<u8>,
 }
 
+/// Due deliveries with an id above `after`, oldest first.
 pub fn fetch_due(
     conn: &Connection,
     now: Timestamp,
     runner: Runner,
+    after: i64,
     limit: u32,
 ) -> Result<Vec<DueRow>, StorageError> {
     let mut stmt = conn.prepare_cached(
@@ -140,18 +144,20 @@ pub fn fetch_due(
              WHERE n.task_id = d.task_id AND n.target = d.target AND n.trigger = 'live'),
            (SELECT min(n.upload_id) FROM deliveries n
              WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
-               AND n.replay_id IS d.replay_id)
+               AND n.replay_id IS d.replay_id),
+           u.raw_body
          FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
-         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
+           JOIN uploads u ON u.id = d.upload_id
+         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.id > ?4
            AND CASE WHEN ?2 IS NULL THEN (d.replay_id IS NULL OR r.runner = 'server')
                     ELSE d.replay_id = ?2 END
-         ORDER BY d.next_attempt_at, d.id LIMIT ?3",
+         ORDER BY d.id LIMIT ?3",
     )?;
     let replay = match runner {
         Runner::Server => None,
         Runner::Replay(id) => Some(id),
     };
-    let rows = stmt.query_map(params![now, replay, limit], |r| {
+    let rows = stmt.query_map(params![now, replay, limit, after], |r| {
         Ok(DueRow {
             due: Due {
                 id: r.get(0)?,
@@ -164,6 +170,7 @@ pub fn fetch_due(
             },
             newest_live: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
             oldest_pending: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+            raw_body: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -175,12 +182,6 @@ pub fn fetch_due(
 pub enum Runner {
     Server,
     Replay(i64),
-}
-
-pub fn raw_body(conn: &Connection, upload_id: i64) -> Result<Vec<u8>, StorageError> {
-    Ok(conn
-        .prepare_cached("SELECT raw_body FROM uploads WHERE id = ?1")?
-        .query_row(params![upload_id], |r| r.get(0))?)
 }
 
 /// What an attempt changes: the attempt row and the delivery's new state.
@@ -293,9 +294,10 @@ pub fn supersede(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
 /// Where recorded outcomes go: the service's writer thread, or the replay
 /// command's own connection.
 pub trait Recorder: Send + Sync + 'static {
+    /// Stores outcomes, all in one transaction.
     fn record(
         &self,
-        outcome: Outcome,
+        outcomes: Vec<Outcome>,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
     fn supersede(
         &self,
@@ -304,8 +306,8 @@ pub trait Recorder: Send + Sync + 'static {
 }
 
 impl Recorder for WriterHandle {
-    async fn record(&self, outcome: Outcome) -> Result<(), String> {
-        self.execute(move |conn| record(conn, &outcome))
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
+        self.execute(move |conn| outcomes.iter().try_for_each(|o| record(conn, o)))
             .await
             .map_err(|e| e.to_string())
     }
@@ -362,6 +364,39 @@ impl<R: Recorder> Sender<R> {
         // fetch still shows the delivery as due, and must not send it again.
         let finished: Arc<Mutex<std::collections::HashMap<i64, std::time::Instant>>> =
             Arc::default();
+        // Outcomes are stored in batches by one task: fewer, larger transactions.
+        let (recordings, mut to_record) = tokio::sync::mpsc::unbounded_channel::<(Outcome, Due)>();
+        let recording = {
+            let (recorder, busy_tasks, in_flight, finished, wake) = (
+                self.recorder.clone(),
+                busy_tasks.clone(),
+                in_flight.clone(),
+                finished.clone(),
+                self.wake.clone(),
+            );
+            tokio::spawn(async move {
+                while let Some(first) = to_record.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match to_record.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (outcomes, dues): (Vec<Outcome>, Vec<Due>) = batch.into_iter().unzip();
+                    if let Err(e) = recorder.record(outcomes).await {
+                        tracing::error!(error = %e, "recording delivery attempts failed");
+                    }
+                    let now = std::time::Instant::now();
+                    for due in dues {
+                        lock(&finished).insert(due.id, now);
+                        lock(&busy_tasks).remove(&(due.task_id.clone(), due.target.clone()));
+                        lock(&in_flight).remove(&due.id);
+                    }
+                    wake.notify_one();
+                }
+            })
+        };
         let limiter = self
             .config
             .rate
@@ -372,14 +407,23 @@ impl<R: Recorder> Sender<R> {
                 )
             });
         let mut upstreams: std::collections::HashMap<String, Upstream> = Default::default();
+        // New deliveries come with growing ids: read on from a cursor, and look
+        // at everything due (retries) only every FULL_SCAN_EVERY.
+        let mut cursor = 0i64;
+        let mut last_full_scan: Option<std::time::Instant> = None;
         while !self.stop.load(SeqCst) {
             let runner = self.config.runner;
             let fetched_at = std::time::Instant::now();
             lock(&finished).retain(|_, at| *at >= fetched_at);
+            if last_full_scan.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY) {
+                last_full_scan = Some(fetched_at);
+                cursor = 0;
+            }
+            let after = cursor;
             let rows = match self
                 .reads
                 .clone()
-                .with_blocking(move |c| fetch_due(c, now_ms(), runner, 512))
+                .with_blocking(move |c| fetch_due(c, now_ms(), runner, after, FETCH_BATCH))
                 .await
             {
                 Ok(rows) => rows,
@@ -391,6 +435,12 @@ impl<R: Recorder> Sender<R> {
             };
             let mut superseded = Vec::new();
             let mut started = 0;
+            // A row that must wait (its task is busy, or an older upload goes first)
+            // is read again: the cursor stops before it.
+            let mut revisit: Option<i64> = None;
+            if let Some(last) = rows.last() {
+                cursor = last.due.id;
+            }
             for row in rows {
                 let due = row.due;
                 if lock(&in_flight).contains(&due.id) || lock(&finished).contains_key(&due.id) {
@@ -404,14 +454,13 @@ impl<R: Recorder> Sender<R> {
                     continue;
                 }
                 if row.oldest_pending < due.upload_id {
-                    continue; // an older upload of this task goes first
+                    // An older upload of this task goes first.
+                    revisit = Some(revisit.map_or(due.id, |r| r.min(due.id)));
+                    continue;
                 }
                 let key = (due.task_id.clone(), due.target.clone());
-                if !busy_tasks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.clone())
-                {
+                if !lock(&busy_tasks).insert(key.clone()) {
+                    revisit = Some(revisit.map_or(due.id, |r| r.min(due.id)));
                     continue;
                 }
                 in_flight
@@ -426,29 +475,18 @@ impl<R: Recorder> Sender<R> {
                     .entry(due.target.clone())
                     .or_insert_with(|| (self.upstream)(&due.target))
                     .clone();
-                let (reads, recorder, policy, tally) = (
-                    self.reads.clone(),
-                    self.recorder.clone(),
+                let body = row.raw_body;
+                let (policy, tally, recordings) = (
                     self.config.policy.clone(),
                     self.tally.clone(),
-                );
-                let (busy_tasks, in_flight, finished, wake) = (
-                    busy_tasks.clone(),
-                    in_flight.clone(),
-                    finished.clone(),
-                    self.wake.clone(),
+                    recordings.clone(),
                 );
                 started += 1;
                 tokio::spawn(async move {
-                    let upload_id = due.upload_id;
-                    let result = match reads.with_blocking(move |c| raw_body(c, upload_id)).await {
-                        Ok(body) => Some(upstream.send(&due.task_id, body).await),
-                        Err(e) => {
-                            tracing::error!(error = %e, delivery = due.id, "reading an upload to forward failed");
-                            None
-                        }
-                    };
-                    if let Some(result) = result {
+                    {
+                        let result = upstream.send(&due.task_id, body).await;
+                        // The next send need not wait for this one's commit.
+                        drop(permit);
                         tally.sent.fetch_add(1, Relaxed);
                         let o = outcome(&due, result, &policy);
                         match o.state {
@@ -461,19 +499,12 @@ impl<R: Recorder> Sender<R> {
                                 status = o.result.status, error = o.result.transport_error.as_deref().or(o.result.error_code.as_deref()),
                                 "delivery attempt did not succeed");
                         }
-                        if let Err(e) = recorder.record(o).await {
-                            tracing::error!(error = %e, delivery = due.id, "recording a delivery attempt failed");
-                        }
+                        let _ = recordings.send((o, due));
                     }
-                    lock(&finished).insert(due.id, std::time::Instant::now());
-                    lock(&busy_tasks).remove(&(due.task_id.clone(), due.target.clone()));
-                    in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&due.id);
-                    drop(permit);
-                    wake.notify_one();
                 });
+            }
+            if let Some(r) = revisit {
+                cursor = cursor.min(r - 1);
             }
             if !superseded.is_empty() {
                 started += superseded.len();
@@ -504,11 +535,18 @@ impl<R: Recorder> Sender<R> {
             }
         }
         // Let sends in flight finish and record their outcome.
-        let _ = permits
-            .acquire_many(self.config.concurrency.max(1) as u32)
-            .await;
+        while !lock(&in_flight).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(recordings);
+        let _ = recording.await;
     }
 }
+
+/// Deliveries read from the outbox at a time.
+const FETCH_BATCH: u32 = 512;
+/// How often the sender looks at every due delivery, not only new ones.
+const FULL_SCAN_EVERY: Duration = Duration::from_millis(250);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -196,8 +196,13 @@ impl DirectRecorder {
 }
 
 impl Recorder for DirectRecorder {
-    async fn record(&self, outcome: Outcome) -> Result<(), String> {
-        self.run(move |c| outbox::record(c, &outcome)).await
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
+        self.run(move |c| {
+            let tx = c.unchecked_transaction()?;
+            outcomes.iter().try_for_each(|o| outbox::record(&tx, o))?;
+            tx.commit()
+        })
+        .await
     }
 
     async fn supersede(&self, ids: Vec<i64>) -> Result<(), String> {

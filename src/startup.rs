@@ -129,7 +129,7 @@ impl AppState {
 
 pub struct Application {
     server: Server,
-    sender: Option<(Arc<AtomicBool>, Arc<Notify>, tokio::task::JoinHandle<()>)>,
+    sender: Option<(Arc<AtomicBool>, Arc<Notify>, std::thread::JoinHandle<()>)>,
     address: SocketAddr,
     writer: WriterHandle,
     writer_thread: WriterThread,
@@ -211,7 +211,20 @@ impl Application {
                     stop: stop.clone(),
                     tally: Default::default(),
                 };
-                let task = tokio::spawn(sender.run(false));
+                // Its own runtime on two threads: sending and recording deliveries
+                // must not compete with the HTTP workers' event loops.
+                let task = std::thread::Builder::new()
+                    .name("sms-audit-outbox".into())
+                    .spawn(move || {
+                        tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(2)
+                            .thread_name("sms-audit-outbox")
+                            .enable_all()
+                            .build()
+                            .expect("a runtime for the outbox")
+                            .block_on(sender.run(false))
+                    })
+                    .expect("spawning the outbox thread");
                 (stop, outbox_wake.clone(), task)
             });
         let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
@@ -294,7 +307,7 @@ impl Application {
         if let Some((stop, wake, task)) = sender {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             wake.notify_one();
-            let _ = task.await;
+            let _ = tokio::task::spawn_blocking(move || task.join()).await;
         }
         tokio::task::spawn_blocking(move || {
             writer.shutdown();

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Forwarding: drains N pending deliveries to a local stand-in SMS endpoint that
+# answers 200 (`sms-audit dev fake-upstream`), and measures ingest with forwarding
+# on against forwarding off in the same run.
+# Needs wrk. Usage: scripts/bench-forward.sh [PENDING] [INGEST_SECONDS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+pending=${1:-100000}
+duration=${2:-15}
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
+cargo build --release --locked --quiet
+bin="$root/target/release/sms-audit"
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
+
+address_of() { # log file
+  for _ in $(seq 1 100); do
+    a=$(grep -o "listening on http://[0-9.:]*" "$1" | head -1 | sed 's/.*listening on //') || true
+    [ -n "$a" ] && { echo "$a"; return; }
+    sleep 0.1
+  done
+  cat "$1" >&2; exit 1
+}
+
+"$bin" dev fake-upstream 2>"$work/fake.log" &
+pids+=($!)
+fake=$(address_of "$work/fake.log")
+export HUAWEICLOUD_SDK_AK=BENCHAK000000000000 HUAWEICLOUD_SDK_SK=bench-secret HUAWEICLOUD_SDK_PROJECT_ID=0123456789abcdef0123456789abcdef
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+
+# 1. Drain: PENDING uploads of distinct tasks, each with a queued delivery.
+"$bin" --db "$work/drain.db" dev seed --uploads "$pending" --tasks "$pending" --forward-to "$fake" 2>/dev/null
+start=$(date +%s.%N)
+"$bin" --db "$work/drain.db" serve --listen 127.0.0.1:0 --forward --upstream-endpoint "$fake" --forward-concurrency 64 2>"$work/drain.log" &
+pids+=($!)
+drain_pid=$!
+address_of "$work/drain.log" >/dev/null
+while :; do
+  left=$(python3 -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro', uri=True); print(c.execute(\"select count(*) from deliveries where state='pending'\").fetchone()[0])" "$work/drain.db")
+  [ "$left" = 0 ] && break
+  sleep 0.2
+done
+end=$(date +%s.%N)
+kill -TERM $drain_pid; wait $drain_pid || true
+delivered=$(python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"select count(*) from deliveries where state='delivered'\").fetchone()[0])" "$work/drain.db")
+python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[3]); print(f'drain: {n} deliveries delivered in {s:.2f} s = {n/s:,.0f}/s (from service start, 64 at a time)')" "$start" "$end" "$delivered"
+
+# 2. Ingest with and without forwarding (durable, --sync full), same body and load.
+export SMS_AUDIT_BENCH_BODY="$root/tests/fixtures/example-upload.json"
+ingest() { # name, extra flags
+  local name=$1; shift
+  local db="$work/$name.db"
+  export SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$db" credentials add --name bench --role agent --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  "$bin" --db "$db" serve --listen 127.0.0.1:0 "$@" 2>"$work/$name.log" &
+  local pid=$!
+  local address
+  address=$(address_of "$work/$name.log")
+  wrk -t2 -c64 -d2s -s scripts/bench/upload.lua "http://${address#http://}" >/dev/null
+  local line
+  line=$(wrk -t2 -c64 -d"${duration}s" --latency -s scripts/bench/upload.lua "http://${address#http://}" | grep '^BENCH')
+  kill -TERM $pid; wait $pid || true
+  echo "$name $line"
+}
+off=$(ingest forwarding-off)
+on=$(ingest forwarding-on --forward --upstream-endpoint "$fake" --forward-concurrency 16)
+echo "$off"; echo "$on"
+rps() { echo "$1" | grep -o 'rps=[0-9.]*' | cut -d= -f2; }
+python3 -c "import sys; off,on=map(float,sys.argv[1:]); print(f'ingest with forwarding on / off = {on/off:.1%}')" "$(rps "$off")" "$(rps "$on")"
