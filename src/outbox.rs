@@ -126,8 +126,20 @@ pub struct DueRow {
     /// The oldest pending upload of this task in the same group (live, or the
     /// same replay) and target.
     pub oldest_pending: i64,
-    /// The stored bytes to send.
-    pub raw_body: Vec<u8>,
+}
+
+/// The stored bodies of the given uploads (only of those about to be sent: most
+/// due rows of a busy task end up superseded).
+pub fn raw_bodies(
+    conn: &Connection,
+    upload_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<u8>>, StorageError> {
+    let mut stmt = conn.prepare_cached("SELECT raw_body FROM uploads WHERE id = ?1")?;
+    let mut bodies = std::collections::HashMap::with_capacity(upload_ids.len());
+    for id in upload_ids {
+        bodies.insert(*id, stmt.query_row(params![id], |r| r.get(0))?);
+    }
+    Ok(bodies)
 }
 
 /// Due deliveries with an id above `after`, oldest first.
@@ -144,10 +156,8 @@ pub fn fetch_due(
              WHERE n.task_id = d.task_id AND n.target = d.target AND n.trigger = 'live'),
            (SELECT min(n.upload_id) FROM deliveries n
              WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
-               AND n.replay_id IS d.replay_id),
-           u.raw_body
+               AND n.replay_id IS d.replay_id)
          FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
-           JOIN uploads u ON u.id = d.upload_id
          WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.id > ?4
            AND CASE WHEN ?2 IS NULL THEN (d.replay_id IS NULL OR r.runner = 'server')
                     ELSE d.replay_id = ?2 END
@@ -170,7 +180,6 @@ pub fn fetch_due(
             },
             newest_live: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
             oldest_pending: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
-            raw_body: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -441,6 +450,7 @@ impl<R: Recorder> Sender<R> {
             if let Some(last) = rows.last() {
                 cursor = last.due.id;
             }
+            let mut chosen = Vec::new();
             for row in rows {
                 let due = row.due;
                 if lock(&in_flight).contains(&due.id) || lock(&finished).contains_key(&due.id) {
@@ -463,10 +473,32 @@ impl<R: Recorder> Sender<R> {
                     revisit = Some(revisit.map_or(due.id, |r| r.min(due.id)));
                     continue;
                 }
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(due.id);
+                lock(&in_flight).insert(due.id);
+                chosen.push(due);
+            }
+            let ids: Vec<i64> = chosen.iter().map(|d| d.upload_id).collect();
+            let mut bodies = if ids.is_empty() {
+                Default::default()
+            } else {
+                match self
+                    .reads
+                    .clone()
+                    .with_blocking(move |c| raw_bodies(c, &ids))
+                    .await
+                {
+                    Ok(bodies) => bodies,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading uploads to forward failed");
+                        for due in &chosen {
+                            lock(&in_flight).remove(&due.id);
+                            lock(&busy_tasks).remove(&(due.task_id.clone(), due.target.clone()));
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            };
+            for due in chosen {
                 if let Some(l) = &limiter {
                     l.until_ready().await;
                 }
@@ -475,7 +507,7 @@ impl<R: Recorder> Sender<R> {
                     .entry(due.target.clone())
                     .or_insert_with(|| (self.upstream)(&due.target))
                     .clone();
-                let body = row.raw_body;
+                let body = bodies.remove(&due.upload_id).unwrap_or_default();
                 let (policy, tally, recordings) = (
                     self.config.policy.clone(),
                     self.tally.clone(),
