@@ -745,6 +745,7 @@ async fn seed(
         .map(|target| writer::Forwarding {
             target,
             wake: Default::default(),
+            latest_wins: true,
         });
     let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, forwarding).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);

@@ -287,6 +287,25 @@ pub fn record(conn: &Connection, o: &Outcome) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Marks a task's live deliveries still waiting (never attempted, or between
+/// retries) superseded by the upload `newer_upload_id`.
+pub fn supersede_older(
+    conn: &Connection,
+    task_id: &str,
+    target: &str,
+    newer_upload_id: i64,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 'superseded', finished_at = ?4,
+            last_error = 'a newer upload of the task was delivered instead'
+         WHERE task_id = ?1 AND target = ?2 AND upload_id < ?3 AND trigger = 'live'
+           AND state = 'pending'",
+    )?
+    .execute(params![task_id, target, newer_upload_id, now])?;
+    Ok(())
+}
+
 pub fn supersede(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
     let now = now_ms();
     let mut stmt = conn.prepare_cached(

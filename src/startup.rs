@@ -179,6 +179,7 @@ impl Application {
                 .map(|u| writer::Forwarding {
                     target: u.endpoint.clone(),
                     wake: outbox_wake.clone(),
+                    latest_wins: !u.deliver_all,
                 });
         let (writer, writer_thread) = if config.null_store {
             writer::spawn_null(config.queue_capacity)

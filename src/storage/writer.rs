@@ -220,6 +220,9 @@ impl WriterHandle {
 pub struct Forwarding {
     pub target: String,
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Latest wins: a task's undelivered live delivery is superseded by the next
+    /// upload of the task, in the same transaction.
+    pub latest_wins: bool,
 }
 
 /// Starts the writer on `path` (already migrated by [`prepare`]).
@@ -496,13 +499,13 @@ impl Writer {
                     .map_err(StoreError::Upload)?)
             };
             if let (Ok(receipt), Some(f)) = (&stored, &self.forwarding) {
-                let queued = crate::outbox::enqueue_live(
-                    &tx,
-                    receipt.id,
-                    task_id,
-                    &f.target,
-                    receipt.received_at,
-                );
+                let (id, at) = (receipt.id, receipt.received_at);
+                let queued = if f.latest_wins {
+                    crate::outbox::supersede_older(&tx, task_id, &f.target, id, at)
+                } else {
+                    Ok(())
+                }
+                .and_then(|()| crate::outbox::enqueue_live(&tx, id, task_id, &f.target, at));
                 if isolate {
                     queued?;
                 } else {
