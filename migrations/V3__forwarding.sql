@@ -34,7 +34,6 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX deliveries_by_upload ON deliveries (upload_id);
-CREATE INDEX deliveries_by_task ON deliveries (task_id, target, upload_id);
 -- A task's waiting deliveries, without walking past all its delivered ones.
 CREATE INDEX deliveries_pending_by_task ON deliveries (task_id, target, upload_id)
     WHERE state = 'pending';

@@ -117,19 +117,17 @@ pub fn enqueue_live(
     Ok(())
 }
 
-/// Due deliveries the given runner should send, oldest first. `newest_live` and
-/// `oldest_pending` let the caller apply latest-wins and per-task order.
+/// Due deliveries the given runner should send, oldest first. `oldest_pending`
+/// keeps each task's uploads in order. (Latest wins is applied by the writer: an
+/// overtaken live delivery is already superseded.)
 pub struct DueRow {
     pub due: Due,
-    /// The newest upload of this task with a live delivery to the same target.
-    pub newest_live: i64,
     /// The oldest pending upload of this task in the same group (live, or the
     /// same replay) and target.
     pub oldest_pending: i64,
 }
 
-/// The stored bodies of the given uploads (only of those about to be sent: most
-/// due rows of a busy task end up superseded).
+/// The stored bodies of the given uploads (only of those about to be sent).
 pub fn raw_bodies(
     conn: &Connection,
     upload_ids: &[i64],
@@ -152,8 +150,6 @@ pub fn fetch_due(
 ) -> Result<Vec<DueRow>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts, d.created_at,
-           (SELECT max(n.upload_id) FROM deliveries n
-             WHERE n.task_id = d.task_id AND n.target = d.target AND n.trigger = 'live'),
            (SELECT min(n.upload_id) FROM deliveries n
              WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
                AND n.replay_id IS d.replay_id)
@@ -178,8 +174,7 @@ pub fn fetch_due(
                 attempts: r.get(5)?,
                 created_at: r.get(6)?,
             },
-            newest_live: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-            oldest_pending: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+            oldest_pending: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -306,19 +301,6 @@ pub fn supersede_older(
     Ok(())
 }
 
-pub fn supersede(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
-    let now = now_ms();
-    let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET state = 'superseded', finished_at = ?2,
-            last_error = 'a newer upload of the task was delivered instead'
-         WHERE id = ?1 AND state = 'pending'",
-    )?;
-    for id in ids {
-        stmt.execute(params![id, now])?;
-    }
-    Ok(())
-}
-
 /// Where recorded outcomes go: the service's writer thread, or the replay
 /// command's own connection.
 pub trait Recorder: Send + Sync + 'static {
@@ -327,21 +309,11 @@ pub trait Recorder: Send + Sync + 'static {
         &self,
         outcomes: Vec<Outcome>,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
-    fn supersede(
-        &self,
-        ids: Vec<i64>,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
 impl Recorder for WriterHandle {
     async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
         self.execute(move |conn| outcomes.iter().try_for_each(|o| record(conn, o)))
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn supersede(&self, ids: Vec<i64>) -> Result<(), String> {
-        self.execute(move |conn| supersede(conn, &ids))
             .await
             .map_err(|e| e.to_string())
     }
@@ -461,7 +433,6 @@ impl<R: Recorder> Sender<R> {
                     continue;
                 }
             };
-            let mut superseded = Vec::new();
             let mut started = 0;
             // A row that must wait (its task is busy, or an older upload goes first)
             // is read again: the cursor stops before it.
@@ -473,13 +444,6 @@ impl<R: Recorder> Sender<R> {
             for row in rows {
                 let due = row.due;
                 if lock(&in_flight).contains(&due.id) || lock(&finished).contains_key(&due.id) {
-                    continue;
-                }
-                if due.trigger == "live"
-                    && !self.config.deliver_all
-                    && row.newest_live > due.upload_id
-                {
-                    superseded.push(due.id);
                     continue;
                 }
                 if row.oldest_pending < due.upload_id {
@@ -556,12 +520,6 @@ impl<R: Recorder> Sender<R> {
             }
             if let Some(r) = revisit {
                 cursor = cursor.min(r - 1);
-            }
-            if !superseded.is_empty() {
-                started += superseded.len();
-                if let Err(e) = self.recorder.supersede(superseded).await {
-                    tracing::error!(error = %e, "marking superseded deliveries failed");
-                }
             }
             if started == 0 {
                 let idle = in_flight

@@ -204,8 +204,4 @@ impl Recorder for DirectRecorder {
         })
         .await
     }
-
-    async fn supersede(&self, ids: Vec<i64>) -> Result<(), String> {
-        self.run(move |c| outbox::supersede(c, &ids)).await
-    }
 }
