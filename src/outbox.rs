@@ -269,7 +269,9 @@ pub fn record(conn: &Connection, o: &Outcome) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3,
             last_status = ?4, last_error = ?5, finished_at = ?6
-         WHERE id = ?1 AND state = 'pending'",
+         WHERE id = ?1 AND (state = 'pending'
+           -- Overtaken while in flight, but it did reach SMS: say so.
+           OR (state = 'superseded' AND ?2 = 'delivered'))",
     )?
     .execute(params![
         o.delivery_id,
