@@ -101,19 +101,24 @@ pub struct Due {
 }
 
 /// Inserts a live delivery for a just-stored upload (inside the writer's
-/// transaction).
+/// transaction); one already overtaken by a newer upload of its task is stored
+/// as superseded.
 pub fn enqueue_live(
     conn: &Connection,
     upload_id: i64,
     task_id: &str,
     target: &str,
     now: Timestamp,
+    overtaken: bool,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO deliveries (upload_id, task_id, target, trigger, state, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, 'live', 'pending', ?4, ?4)",
+        "INSERT INTO deliveries (upload_id, task_id, target, trigger, state, created_at,
+            next_attempt_at, finished_at, last_error)
+         VALUES (?1, ?2, ?3, 'live', CASE WHEN ?5 THEN 'superseded' ELSE 'pending' END, ?4, ?4,
+            CASE WHEN ?5 THEN ?4 END,
+            CASE WHEN ?5 THEN 'a newer upload of the task was delivered instead' END)",
     )?
-    .execute(params![upload_id, task_id, target, now])?;
+    .execute(params![upload_id, task_id, target, now, overtaken])?;
     Ok(())
 }
 

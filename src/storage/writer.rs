@@ -478,6 +478,7 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(uploads.len());
         let mut deltas: HashMap<&str, TaskDelta> = HashMap::new();
+        let mut queued: Vec<(i64, &str, Timestamp)> = Vec::new();
         for upload in uploads {
             let task_id = upload.task_id.as_str();
             let previous = match self.last_upload.get(task_id) {
@@ -498,19 +499,8 @@ impl Writer {
                 Ok(insert_upload(&tx, &self.head, previous.as_ref(), upload)
                     .map_err(StoreError::Upload)?)
             };
-            if let (Ok(receipt), Some(f)) = (&stored, &self.forwarding) {
-                let (id, at) = (receipt.id, receipt.received_at);
-                let queued = if f.latest_wins {
-                    crate::outbox::supersede_older(&tx, task_id, &f.target, id, at)
-                } else {
-                    Ok(())
-                }
-                .and_then(|()| crate::outbox::enqueue_live(&tx, id, task_id, &f.target, at));
-                if isolate {
-                    queued?;
-                } else {
-                    queued.map_err(StoreError::Upload)?;
-                }
+            if let Ok(receipt) = &stored {
+                queued.push((receipt.id, task_id, receipt.received_at));
             }
             if let Ok(receipt) = &stored {
                 self.head = Head {
@@ -541,6 +531,27 @@ impl Writer {
                 delta.last_regressed = receipt.regressed;
             }
             outcomes.push(stored);
+        }
+        if let Some(f) = &self.forwarding {
+            // Latest wins once per task per batch: earlier batches' waiting
+            // deliveries are superseded by one UPDATE, and this batch's older uploads
+            // are queued as superseded from the start.
+            if f.latest_wins {
+                for (task_id, delta) in &deltas {
+                    crate::outbox::supersede_older(
+                        &tx,
+                        task_id,
+                        &f.target,
+                        delta.last_id,
+                        delta.last_at,
+                    )?;
+                }
+            }
+            for (id, task_id, at) in &queued {
+                let overtaken =
+                    f.latest_wins && deltas.get(task_id).is_some_and(|d| d.last_id != *id);
+                crate::outbox::enqueue_live(&tx, *id, task_id, &f.target, *at, overtaken)?;
+            }
         }
         for (task_id, delta) in &deltas {
             update_task_summary(&tx, task_id, delta)?;
