@@ -105,11 +105,7 @@ pub async fn start(
     state
         .writer
         .execute(move |conn| {
-            let selection = replay::select(conn, &filter).map_err(|e| {
-                rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
-                    e.to_string(),
-                )))
-            })?;
+            let selection = replay::select(conn, &filter)?;
             let id = replay::create(conn, &selection, &filter, &to, ReplayRunner::Server, &by)?;
             *out.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, selection));
             Ok(())

@@ -51,6 +51,19 @@ pub enum StorageError {
     },
 }
 
+/// For reads inside the writer's transaction (which speaks `rusqlite::Error`).
+impl From<StorageError> for rusqlite::Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Sqlite(e) => e,
+            // Not raised by reads; carried as an opaque error all the same.
+            other => rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
+                other.to_string(),
+            ))),
+        }
+    }
+}
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates the database file readable by its owner only (before SQLite does, so it

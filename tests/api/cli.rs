@@ -24,11 +24,11 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-struct Served {
-    child: Child,
-    address: String,
-    token: Option<String>,
-    stderr: mpsc::Receiver<String>,
+pub struct Served {
+    pub child: Child,
+    pub address: String,
+    pub token: Option<String>,
+    pub stderr: mpsc::Receiver<String>,
 }
 
 impl Drop for Served {
@@ -42,11 +42,18 @@ impl Drop for Served {
 /// Starts `serve --listen 127.0.0.1:0` and reads the bound address (and the admin
 /// token, on a first start) from stderr.
 fn serve(db: &std::path::Path) -> Served {
+    serve_with(db, &[], &[])
+}
+
+/// `serve` with more flags and environment.
+pub fn serve_with(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Served {
     let (tx, rx) = mpsc::channel();
     let mut served = Served {
         child: Command::new(TestApp::binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

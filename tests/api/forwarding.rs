@@ -504,3 +504,58 @@ async fn deliveries_page_shows_health_and_offers_replays_to_operators_only() {
     );
     assert_eq!(reader.get("/deliveries/replay?state=any").await.status, 403);
 }
+
+#[tokio::test]
+async fn a_delivery_in_flight_during_a_crash_is_sent_after_the_restart() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Hang(Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let envs = [
+        ("HUAWEICLOUD_SDK_AK", AK),
+        ("HUAWEICLOUD_SDK_SK", SK),
+        ("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT),
+    ];
+    let args = ["--forward", "--upstream-endpoint", fake.url.as_str()];
+    let mut first = crate::cli::serve_with(&db, &args, &envs);
+    let token = first.token.clone().unwrap();
+    let client = reqwest::Client::new();
+    let status = client
+        .post(format!("{}{}", first.address, TestApp::upload_path(TASK)))
+        .header("X-Auth-Token", &token)
+        .header("Content-Type", "application/json")
+        .body(EXAMPLE)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    fake.wait_for("the delivery in flight", |r| !r.is_empty())
+        .await;
+    first.child.kill().unwrap(); // SIGKILL: a crash, nothing recorded
+    first.child.wait().unwrap();
+
+    fake.set_default(Answer::Ok);
+    let second = crate::cli::serve_with(&db, &args, &envs);
+    fake.wait_for("the delivery after the restart", |_| {
+        !fake.delivered().is_empty()
+    })
+    .await;
+    assert_eq!(fake.delivered()[0].body, EXAMPLE.as_bytes());
+    let record: serde_json::Value = client
+        .get(format!("{}/api/v1/uploads/1", second.address))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delivery = &record["deliveries"][0];
+    assert_eq!(delivery["state"], "delivered", "{record}");
+    assert_eq!(
+        delivery["attempts"].as_array().unwrap().len(),
+        1,
+        "the crashed attempt left no record"
+    );
+}
