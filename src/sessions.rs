@@ -26,6 +26,17 @@ impl Session {
     pub fn csrf_matches(&self, submitted: &str) -> bool {
         csrf_equal(&self.csrf_token, submitted)
     }
+
+    /// The refusal for a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), crate::pages::PageError> {
+        if self.csrf_matches(submitted) {
+            Ok(())
+        } else {
+            Err(crate::pages::PageError::Forbidden(
+                "the form's CSRF token does not match your session".into(),
+            ))
+        }
+    }
 }
 
 pub fn csrf_equal(expected: &str, submitted: &str) -> bool {

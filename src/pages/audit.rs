@@ -162,11 +162,7 @@ pub async fn start_verification(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
-    if !session.csrf_matches(&form.csrf_token) {
-        return Err(PageError::Forbidden(
-            "the form's CSRF token does not match your session".into(),
-        ));
-    }
+    session.check_csrf(&form.csrf_token)?;
     let total = state
         .read(|conn| Ok(history::overview(conn)?.head_id))
         .await?;

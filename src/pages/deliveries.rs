@@ -178,11 +178,7 @@ pub async fn confirm(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = operator(&req, &state).await?;
-    if !session.csrf_matches(&form.csrf_token) {
-        return Err(PageError::Forbidden(
-            "the form's CSRF token does not match your session".into(),
-        ));
-    }
+    session.check_csrf(&form.csrf_token)?;
     let answer = replays::start(
         &state,
         form.request(false),

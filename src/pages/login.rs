@@ -174,11 +174,7 @@ pub async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let session = viewer(&req, &state).await?;
-    if !session.csrf_matches(&form.csrf_token) {
-        return Err(PageError::Forbidden(
-            "the form's CSRF token does not match your session".into(),
-        ));
-    }
+    session.check_csrf(&form.csrf_token)?;
     if let Some(cookie) = req.cookie(sessions::COOKIE) {
         sessions::delete(&state.writer, cookie.value())
             .await

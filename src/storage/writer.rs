@@ -143,16 +143,23 @@ fn spawn_checkpointer(
 
 impl WriterHandle {
     pub async fn submit(&self, upload: NewUpload) -> Result<Receipt, SubmitError> {
+        self.request(|reply| Job::Upload(Box::new(upload), reply))
+            .await
+    }
+
+    /// Queues a job without waiting for room, then waits for its answer.
+    async fn request<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
+    ) -> Result<T, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .try_send(Job::Upload(Box::new(upload), tx))
-            .map_err(|e| match e {
-                TrySendError::Full(_) => SubmitError::Full,
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            })?;
+        self.tx.try_send(job(tx)).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })?;
         match rx.await {
             Ok(result) => result.map_err(SubmitError::Failed),
-            Err(_) => Err(SubmitError::Failed("the writer stopped".into())),
+            Err(_) => Err(SubmitError::Closed),
         }
     }
 
@@ -167,17 +174,8 @@ impl WriterHandle {
         &self,
         write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     ) -> Result<(), SubmitError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .try_send(Job::Exec(Box::new(write), tx))
-            .map_err(|e| match e {
-                TrySendError::Full(_) => SubmitError::Full,
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            })?;
-        match rx.await {
-            Ok(result) => result.map_err(SubmitError::Failed),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        self.request(|reply| Job::Exec(Box::new(write), reply))
+            .await
     }
 
     /// [`execute`](Self::execute) for threads outside the async runtime; waits for
@@ -202,15 +200,7 @@ impl WriterHandle {
     }
 
     pub async fn ping(&self) -> Result<(), SubmitError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.try_send(Job::Ping(tx)).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Full,
-            TrySendError::Disconnected(_) => SubmitError::Closed,
-        })?;
-        match rx.await {
-            Ok(result) => result.map_err(SubmitError::Failed),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        self.request(Job::Ping).await
     }
 }
 
