@@ -380,6 +380,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 async fn serve(config: ServeConfig) -> Result<ExitCode, CliError> {
     let db = config.db.clone();
+    if let Some(u) = &config.upstream {
+        // The endpoint and how we sign in, never the secrets.
+        tracing::info!(endpoint = %u.endpoint, auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
+            "upstream SMS configured{}", if u.forward { ": forwarding every upload" } else { " for replays" });
+    }
     let app = Application::build(config).await.map_err(fail)?;
     if let Some(token) = app.admin_token() {
         // Printed once, on stderr, never logged.
