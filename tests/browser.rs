@@ -101,6 +101,14 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+async fn count(client: &Client, css: &str) -> usize {
+    client.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+async fn click(client: &Client, locator: Locator<'_>) {
+    client.find(locator).await.unwrap().click().await.unwrap();
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -183,13 +191,7 @@ async fn a_person_logs_in_and_reads_the_history() {
         .send_keys(&auditor.token)
         .await
         .unwrap();
-    client
-        .find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("form[action='/login'] button")).await;
     client
         .wait()
         .for_element(Locator::Id("tasks"))
@@ -208,69 +210,24 @@ async fn a_person_logs_in_and_reads_the_history() {
         tasks.contains("db-02") && tasks.contains("regressed"),
         "{tasks}"
     );
-    assert_eq!(
-        client
-            .find_all(Locator::Css("#tasks svg.spark"))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(count(&client, "#tasks svg.spark").await, 2);
     screenshot(&client, "dashboard").await;
 
     // Task page, reached by clicking.
-    client
-        .find(Locator::LinkText("web-01"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("web-01")).await;
     client
         .wait()
         .for_element(Locator::Css("svg.chart"))
         .await
         .unwrap();
-    assert_eq!(
-        client
-            .find_all(Locator::Css("svg.chart polyline"))
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
-    assert_eq!(
-        client
-            .find_all(Locator::Css("#uploads tbody tr"))
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(count(&client, "svg.chart polyline").await, 4);
+    assert_eq!(count(&client, "#uploads tbody tr").await, 4);
     screenshot(&client, "task").await;
 
     // Pick two uploads and compare them.
-    client
-        .find(Locator::Css("input[name='a'][value='1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name='b'][value='4']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#compare-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("input[name='a'][value='1']")).await;
+    click(&client, Locator::Css("input[name='b'][value='4']")).await;
+    click(&client, Locator::Css("#compare-form button")).await;
     client
         .wait()
         .for_element(Locator::Id("comparison"))

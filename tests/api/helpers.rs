@@ -381,31 +381,22 @@ impl TestApp {
 
 impl Browser {
     pub async fn get(&self, path: &str) -> Reply {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .header("Cookie", &self.cookie)
-            .send()
+        self.send(self.client.get(format!("{}{path}", self.address)))
             .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        Reply {
-            status,
-            headers,
-            text: response.text().await.unwrap(),
-        }
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.address))
-            .header("Cookie", &self.cookie)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.address))
+                .form(form),
+        )
+        .await
+    }
+
+    /// Sends with the session cookie; redirects are not followed.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.header("Cookie", &self.cookie).send().await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         Reply {
