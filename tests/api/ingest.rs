@@ -182,3 +182,39 @@ async fn health_and_readiness() {
         .await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 }
+
+async fn upload_via_proxy(app: &TestApp) -> crate::helpers::Reply {
+    app.send(
+        app.client
+            .post(format!("{}{}", app.address, TestApp::upload_path(TASK)))
+            .header("X-Auth-Token", &app.admin_token)
+            .header("Content-Type", "application/json")
+            .header("X-Forwarded-For", "203.0.113.7")
+            .body(EXAMPLE),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn forwarded_for_is_stored_only_from_a_trusted_proxy() {
+    let untrusted = TestApp::spawn().await;
+    assert_eq!(upload_via_proxy(&untrusted).await.status, 200);
+    let record = untrusted
+        .get("/api/v1/uploads/1", &untrusted.admin_token)
+        .await
+        .json();
+    assert_eq!(record["forwarded_for"], serde_json::Value::Null);
+
+    let trusted =
+        TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    assert_eq!(upload_via_proxy(&trusted).await.status, 200);
+    let record = trusted
+        .get("/api/v1/uploads/1", &trusted.admin_token)
+        .await
+        .json();
+    assert_eq!(record["forwarded_for"], "203.0.113.7");
+    assert!(record["peer_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1"));
+}

@@ -626,3 +626,43 @@ async fn export_streams_csv_and_jsonl_with_filters() {
     assert!(status.success());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), jsonl.text);
 }
+
+#[tokio::test]
+async fn sessions_expire_and_cookies_are_secure_behind_https() {
+    let app = TestApp::spawn_with(|c| c.session_lifetime = std::time::Duration::from_secs(1)).await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    assert_eq!(browser.get("/").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(browser.get("/").await.status, 303, "the session expired");
+
+    // Behind a TLS-terminating proxy the cookies get `Secure`.
+    let client = no_redirects();
+    let form = app
+        .send(
+            client
+                .get(format!("{}/login", app.address))
+                .header("X-Forwarded-Proto", "https"),
+        )
+        .await;
+    let login_cookie = set_cookie(&form.headers, "sms_audit_login_csrf").unwrap();
+    assert!(login_cookie.contains("Secure"), "{login_cookie}");
+    let csrf = form_value(&form.text, "csrf_token").unwrap();
+    let reply = app
+        .send(
+            client
+                .post(format!("{}/login", app.address))
+                .header("X-Forwarded-Proto", "https")
+                .header("Cookie", login_cookie.split(';').next().unwrap())
+                .form(&[
+                    ("token", app.admin_token.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                ]),
+        )
+        .await;
+    assert_eq!(reply.status, 303);
+    let session = set_cookie(&reply.headers, "sms_audit_session").unwrap();
+    assert!(
+        session.contains("Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+}
