@@ -151,24 +151,42 @@ pub fn fetch_due(
     now: Timestamp,
     runner: Runner,
     after: i64,
-    limit: u32,
 ) -> Result<Vec<DueRow>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts, d.created_at,
-           (SELECT min(n.upload_id) FROM deliveries n
-             WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
-               AND n.replay_id IS d.replay_id)
-         FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
-         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND d.id > ?4
-           AND CASE WHEN ?2 IS NULL THEN (d.replay_id IS NULL OR r.runner = 'server')
-                    ELSE d.replay_id = ?2 END
-         ORDER BY d.id LIMIT ?3",
-    )?;
-    let replay = match runner {
-        Runner::Server => None,
-        Runner::Replay(id) => Some(id),
+    // The batch size is written into the SQL, and there is one statement per runner
+    // rather than `CASE WHEN :replay IS NULL`: SQLite plans around a bound LIMIT or
+    // such a parameter, and then re-prepares the statement on every use.
+    let (sql, replay) = match runner {
+        Runner::Server => (
+            "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts,
+               d.created_at,
+               (SELECT min(n.upload_id) FROM deliveries n
+                 WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
+                   AND n.replay_id IS d.replay_id)
+             FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
+             WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
+               AND (d.replay_id IS NULL OR r.runner = 'server')
+             ORDER BY d.id LIMIT 512",
+            None,
+        ),
+        Runner::Replay(id) => (
+            "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts,
+               d.created_at,
+               (SELECT min(n.upload_id) FROM deliveries n
+                 WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
+                   AND n.replay_id = d.replay_id)
+             FROM deliveries d
+             WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
+               AND d.replay_id = :replay
+             ORDER BY d.id LIMIT 512",
+            Some(id),
+        ),
     };
-    let rows = stmt.query_map(params![now, replay, limit, after], |r| {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut args: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":now", &now), (":after", &after)];
+    if let Some(id) = &replay {
+        args.push((":replay", id));
+    }
+    let rows = stmt.query_map(args.as_slice(), |r| {
         Ok(DueRow {
             due: Due {
                 id: r.get(0)?,
@@ -430,7 +448,7 @@ impl<R: Recorder> Sender<R> {
             let rows = match self
                 .reads
                 .clone()
-                .with_blocking(move |c| fetch_due(c, now_ms(), runner, after, FETCH_BATCH))
+                .with_blocking(move |c| fetch_due(c, now_ms(), runner, after))
                 .await
             {
                 Ok(rows) => rows,
@@ -447,6 +465,7 @@ impl<R: Recorder> Sender<R> {
             if let Some(last) = rows.last() {
                 cursor = last.due.id;
             }
+            let more_due = rows.len() == FETCH_BATCH;
             let mut chosen = Vec::new();
             for row in rows {
                 let due = row.due;
@@ -528,6 +547,9 @@ impl<R: Recorder> Sender<R> {
             if let Some(r) = revisit {
                 cursor = cursor.min(r - 1);
             }
+            if more_due {
+                continue;
+            }
             if started == 0 {
                 let idle = in_flight
                     .lock()
@@ -545,10 +567,12 @@ impl<R: Recorder> Sender<R> {
                         break;
                     }
                 }
-                // Woken by new uploads or finished sends; otherwise poll for retries.
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
             }
+            // Woken by new uploads or finished sends; otherwise poll for retries.
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+            // Commits come many a second: one read after a short pause serves them
+            // all, and leaves the CPU to ingest.
+            tokio::time::sleep(GATHER).await;
         }
         // Let sends in flight finish and record their outcome.
         while !lock(&in_flight).is_empty() {
@@ -559,10 +583,12 @@ impl<R: Recorder> Sender<R> {
     }
 }
 
-/// Deliveries read from the outbox at a time.
-const FETCH_BATCH: u32 = 512;
 /// How often the sender looks at every due delivery, not only new ones.
 const FULL_SCAN_EVERY: Duration = Duration::from_millis(250);
+/// Deliveries read from the outbox at a time (also in `fetch_due`'s SQL).
+const FETCH_BATCH: usize = 512;
+/// The pause between being woken and reading the outbox.
+const GATHER: Duration = Duration::from_millis(10);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,5 @@
+-- The sender reads pending deliveries in id order from a cursor. With only an
+-- index on next_attempt_at it walked the table itself (every delivery ever made);
+-- this index holds only the pending ones, in id order, with what decides if one is due.
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_pending ON deliveries (id, next_attempt_at) WHERE state = 'pending';
