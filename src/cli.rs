@@ -717,7 +717,9 @@ fn confirm(question: &str) -> Result<bool, CliError> {
 async fn fake_upstream(listen: &str) -> Result<ExitCode, CliError> {
     use actix_web::{web, App, HttpResponse, HttpServer};
     let server = HttpServer::new(|| {
-        App::new().default_service(web::to(|| async {
+        // The body is read so that the connection is kept alive, as SMS does (actix
+        // closes a connection whose request body was left unread).
+        App::new().default_service(web::to(|_body: web::Bytes| async {
             HttpResponse::Ok()
                 .content_type("application/json")
                 .insert_header(("X-Request-Id", uuid::Uuid::now_v7().to_string()))
