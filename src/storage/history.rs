@@ -426,16 +426,18 @@ pub fn outbox_health(conn: &Connection) -> Result<OutboxHealth, StorageError> {
         )?
         .query_row([], |r| r.get::<_, Timestamp>(0))
         .optional()?;
-    let last_success_at: Option<Timestamp> = conn
+    // Attempts are recorded in order: the newest success is the last one by id.
+    let last_success: Option<(i64, Timestamp)> = conn
         .prepare_cached(
-            "SELECT at FROM delivery_attempts WHERE http_status BETWEEN 200 AND 299
-             ORDER BY at DESC LIMIT 1",
+            "SELECT id, at FROM delivery_attempts WHERE http_status BETWEEN 200 AND 299
+             ORDER BY id DESC LIMIT 1",
         )?
-        .query_row([], |r| r.get(0))
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let consecutive_failures = conn
-        .prepare_cached("SELECT count(*) FROM delivery_attempts WHERE at > ?1")?
-        .query_row(params![last_success_at.unwrap_or(i64::MIN)], |r| r.get(0))?;
+        .prepare_cached("SELECT count(*) FROM delivery_attempts WHERE id > ?1")?
+        .query_row(params![last_success.map_or(0, |(id, _)| id)], |r| r.get(0))?;
+    let last_success_at = last_success.map(|(_, at)| at);
     Ok(OutboxHealth {
         counts,
         oldest_pending_at,

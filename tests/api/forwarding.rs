@@ -506,6 +506,48 @@ async fn deliveries_page_shows_health_and_offers_replays_to_operators_only() {
 }
 
 #[tokio::test]
+async fn deliveries_page_counts_failures_since_the_last_success_during_an_outage() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    let t = app.admin_token.clone();
+    let browser = app.login(&t).await.ok().unwrap();
+    let health = |page: &str| {
+        let start = page.find("Oldest pending").expect("the health cards");
+        page[start..start + page[start..].find("id=\"deliveries\"").unwrap_or(600)].to_string()
+    };
+    assert_eq!(app.upload("a", &t, EXAMPLE).await.status, 200);
+    wait_state(&app, 1, "delivered").await;
+
+    fake.set_default(Answer::Status(503));
+    assert_eq!(app.upload("b", &t, EXAMPLE).await.status, 200);
+    assert_eq!(app.upload("c", &t, EXAMPLE).await.status, 200);
+    fake.wait_for("failed attempts", |r| r.len() >= 4).await;
+    let during = health(&browser.get("/deliveries").await.text);
+    let failures: u64 = during
+        .split("<span class=\"badge bad\">")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failure count in {during}"));
+    assert!(failures >= 2, "{during}");
+    assert!(!during.contains("last success never"), "{during}");
+    assert!(
+        !during.contains("Oldest pending</div><div class=\"value\">none"),
+        "{during}"
+    );
+
+    fake.set_default(Answer::Ok);
+    wait_state(&app, 2, "delivered").await;
+    wait_state(&app, 3, "delivered").await;
+    let after = health(&browser.get("/deliveries").await.text);
+    assert!(after.contains("badge good\">healthy"), "{after}");
+    assert!(
+        after.contains("Oldest pending</div><div class=\"value\">none"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
 async fn a_delivery_in_flight_during_a_crash_is_sent_after_the_restart() {
     let fake = FakeUpstream::start().await;
     fake.set_default(Answer::Hang(Duration::from_secs(30)));
