@@ -7,6 +7,17 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Auth-Token"] = os.getenv("SMS_AUDIT_BENCH_TOKEN")
 wrk.path = "/v3/tasks/137224b7-8d7c-4919-b33e-ed1597780000/consistency-result"
 
+-- SMS_AUDIT_BENCH_TASKS=N spreads the uploads over N tasks, in turn.
+local tasks = tonumber(os.getenv("SMS_AUDIT_BENCH_TASKS") or "1")
+if tasks > 1 then
+  local n = 0
+  request = function()
+    n = n + 1
+    local path = string.format("/v3/tasks/137224b7-8d7c-4919-b33e-ed15977%05d/consistency-result", n % tasks)
+    return wrk.format(nil, path)
+  end
+end
+
 local non200 = 0
 response = function(status, headers, body)
   if status ~= 200 then non200 = non200 + 1 end
