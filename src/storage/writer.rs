@@ -468,7 +468,8 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(uploads.len());
         let mut deltas: HashMap<&str, TaskDelta> = HashMap::new();
-        let mut queued: Vec<(i64, &str, Timestamp)> = Vec::new();
+        // Ids are given in order and only to stored uploads: one contiguous range.
+        let mut stored_ids: Option<(i64, i64)> = None;
         for upload in uploads {
             let task_id = upload.task_id.as_str();
             let previous = match self.last_upload.get(task_id) {
@@ -490,9 +491,10 @@ impl Writer {
                     .map_err(StoreError::Upload)?)
             };
             if let Ok(receipt) = &stored {
-                queued.push((receipt.id, task_id, receipt.received_at));
-            }
-            if let Ok(receipt) = &stored {
+                stored_ids = Some((
+                    stored_ids.map_or(receipt.id, |(first, _)| first),
+                    receipt.id,
+                ));
                 self.head = Head {
                     id: receipt.id,
                     hash: receipt.entry_hash.clone(),
@@ -522,7 +524,10 @@ impl Writer {
             }
             outcomes.push(stored);
         }
-        if let Some(f) = &self.forwarding {
+        for (task_id, delta) in &deltas {
+            update_task_summary(&tx, task_id, delta)?;
+        }
+        if let (Some(f), Some((first, last))) = (&self.forwarding, stored_ids) {
             // Latest wins once per task per batch: earlier batches' waiting
             // deliveries are superseded by one UPDATE, and this batch's older uploads
             // are queued as superseded from the start.
@@ -537,14 +542,7 @@ impl Writer {
                     )?;
                 }
             }
-            for (id, task_id, at) in &queued {
-                let overtaken =
-                    f.latest_wins && deltas.get(task_id).is_some_and(|d| d.last_id != *id);
-                crate::outbox::enqueue_live(&tx, *id, task_id, &f.target, *at, overtaken)?;
-            }
-        }
-        for (task_id, delta) in &deltas {
-            update_task_summary(&tx, task_id, delta)?;
+            crate::outbox::enqueue_live(&tx, first, last, &f.target, f.latest_wins)?;
         }
         let mut exec_outcomes = Vec::with_capacity(execs.len());
         for write in execs {

@@ -175,6 +175,89 @@ async fn latest_wins_after_an_outage_and_uploads_keep_being_accepted() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_committed_together_go_out_latest_wins_in_order_per_task() {
+    const TASKS: u32 = 3;
+    const EACH: u32 = 20;
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    let t = app.admin_token.clone();
+    // All at once, so that many are stored by the same group commit.
+    let sends = (0..TASKS).flat_map(|task| {
+        let (app, t) = (&app, &t);
+        (0..EACH).map(move |d| async move {
+            app.upload(&format!("task-{task}"), t, &body_with_problems("/data", d))
+                .await
+                .status
+        })
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    let total = i64::from(TASKS * EACH);
+    let mut uploads = Vec::new();
+    for id in 1..=total {
+        let mut record = serde_json::Value::Null;
+        for _ in 0..200 {
+            record = app.get(&format!("/api/v1/uploads/{id}"), &t).await.json();
+            if record["deliveries"][0]["state"] != "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            record["deliveries"].as_array().unwrap().len(),
+            1,
+            "{record}"
+        );
+        uploads.push(record);
+    }
+    let state = |u: &serde_json::Value| u["deliveries"][0]["state"].as_str().unwrap().to_string();
+    assert!(
+        uploads.iter().any(|u| state(u) == "superseded"),
+        "some uploads were overtaken before they could be sent"
+    );
+    for task in 0..TASKS {
+        let task_id = format!("task-{task}");
+        let ours: Vec<_> = uploads.iter().filter(|u| u["task_id"] == task_id).collect();
+        assert_eq!(ours.len(), EACH as usize);
+        let newest = ours.iter().max_by_key(|u| u["id"].as_i64()).unwrap();
+        assert_eq!(
+            state(newest),
+            "delivered",
+            "the newest upload of {task_id} goes out"
+        );
+        // What SMS got for the task: each delivered upload once, oldest first.
+        let sent: Vec<i64> = fake
+            .received()
+            .iter()
+            .filter(|c| c.task() == task_id)
+            .map(|c| {
+                let body = String::from_utf8(c.body.clone()).unwrap();
+                ours.iter().find(|u| u["raw_body"] == body).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        let mut delivered: Vec<i64> = ours
+            .iter()
+            .filter(|u| state(u) == "delivered")
+            .map(|u| u["id"].as_i64().unwrap())
+            .collect();
+        delivered.sort();
+        assert_eq!(
+            sent, delivered,
+            "{task_id}: sent once each, in upload order"
+        );
+        for u in &ours {
+            assert!(
+                matches!(state(u).as_str(), "delivered" | "superseded"),
+                "{u}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn deliver_all_sends_every_upload_in_order_per_task() {
     let fake = FakeUpstream::start().await;
