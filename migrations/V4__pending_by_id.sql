@@ -9,3 +9,11 @@ CREATE INDEX deliveries_pending ON deliveries (id, next_attempt_at) WHERE state 
 -- Attempts are read in id order (recording order) instead: the upstream health
 -- on /deliveries is "since the last success".
 DROP INDEX delivery_attempts_by_time;
+
+-- A task's waiting deliveries per group (live: replay_id NULL, or one replay): the
+-- sender asks for the oldest one of a group, which without replay_id in the key
+-- meant walking every other group's (a replay of many uploads of one task read
+-- them all for each upload).
+DROP INDEX deliveries_pending_by_task;
+CREATE INDEX deliveries_pending_by_task ON deliveries (task_id, target, replay_id, upload_id)
+    WHERE state = 'pending';

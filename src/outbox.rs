@@ -330,8 +330,8 @@ pub fn supersede_older(
     conn.prepare_cached(
         "UPDATE deliveries SET state = 'superseded', finished_at = ?4,
             last_error = 'a newer upload of the task was delivered instead'
-         WHERE task_id = ?1 AND target = ?2 AND upload_id < ?3 AND trigger = 'live'
-           AND state = 'pending'",
+         WHERE task_id = ?1 AND target = ?2 AND replay_id IS NULL AND upload_id < ?3
+           AND trigger = 'live' AND state = 'pending'",
     )?
     .execute(params![task_id, target, newer_upload_id, now])?;
     Ok(())
