@@ -402,14 +402,20 @@ impl<R: Recorder> Sender<R> {
             Arc::default();
         // Outcomes are stored in batches by one task: fewer, larger transactions.
         let (recordings, mut to_record) = tokio::sync::mpsc::unbounded_channel::<(Outcome, Due)>();
+        // Set when a finished send may free the next upload of its task in a
+        // sequence that must all go out (replays, `--deliver-all`): that one is read
+        // at once. Live latest-wins deliveries wait for the gathering pause instead.
+        let hurry = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let recording = {
-            let (recorder, busy_tasks, in_flight, finished, wake) = (
+            let (recorder, busy_tasks, in_flight, finished, wake, hurry) = (
                 self.recorder.clone(),
                 busy_tasks.clone(),
                 in_flight.clone(),
                 finished.clone(),
                 self.wake.clone(),
+                hurry.clone(),
             );
+            let deliver_all = self.config.deliver_all;
             tokio::spawn(async move {
                 while let Some(first) = to_record.recv().await {
                     let mut batch = vec![first];
@@ -424,6 +430,9 @@ impl<R: Recorder> Sender<R> {
                         tracing::error!(error = %e, "recording delivery attempts failed");
                     }
                     let now = std::time::Instant::now();
+                    if deliver_all || dues.iter().any(|d| d.trigger == "replay") {
+                        hurry.store(true, SeqCst);
+                    }
                     for due in dues {
                         lock(&finished).insert(due.id, now);
                         lock(&busy_tasks).remove(&(due.task_id.clone(), due.target.clone()));
@@ -555,11 +564,14 @@ impl<R: Recorder> Sender<R> {
                     }
                 });
             }
+            // A full batch may have more due behind it: read on at once, unless some
+            // rows must wait (then the next read starts at them, after a wake-up,
+            // instead of reading the same rows again and again).
+            if more_due && revisit.is_none() {
+                continue;
+            }
             if let Some(r) = revisit {
                 cursor = cursor.min(r - 1);
-            }
-            if more_due {
-                continue;
             }
             if started == 0 {
                 let idle = in_flight
@@ -583,7 +595,9 @@ impl<R: Recorder> Sender<R> {
             let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
             // Commits come many a second: one read after a short pause serves them
             // all, and leaves the CPU to ingest.
-            tokio::time::sleep(GATHER).await;
+            if !hurry.swap(false, SeqCst) {
+                tokio::time::sleep(GATHER).await;
+            }
         }
         // Let sends in flight finish and record their outcome.
         while !lock(&in_flight).is_empty() {
@@ -599,7 +613,7 @@ const FULL_SCAN_EVERY: Duration = Duration::from_millis(250);
 /// Deliveries read from the outbox at a time (also in `fetch_due`'s SQL).
 const FETCH_BATCH: usize = 512;
 /// The pause between being woken and reading the outbox.
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(25);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
