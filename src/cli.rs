@@ -607,6 +607,8 @@ async fn replay(db: &std::path::Path, args: ReplayArgs) -> Result<ExitCode, CliE
         if selection.uploads.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
+        // Before asking or storing anything: a replay that cannot be sent is no use.
+        args.upstream.auth()?;
         if !args.yes && !confirm("Send them? [y/N] ")? {
             println!("nothing sent");
             return Ok(ExitCode::from(1));

@@ -85,6 +85,29 @@ async fn dry_run_counts_and_sends_nothing() {
 }
 
 #[tokio::test]
+async fn without_upstream_credentials_a_replay_stores_nothing() {
+    let fake = FakeUpstream::start().await;
+    let app = seeded().await;
+    let without_credentials = |args: &[&str]| {
+        let mut cmd = replay_command(&app, &fake, args);
+        cmd.env_remove("HUAWEICLOUD_SDK_AK")
+            .env_remove("HUAWEICLOUD_SDK_SK")
+            .env_remove("SMS_AUDIT_UPSTREAM_TOKEN");
+        cmd.output().unwrap()
+    };
+    // Counting needs no credentials.
+    let dry = without_credentials(&["--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let out = without_credentials(&["--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no upstream credentials"), "{stderr}");
+    assert_eq!(app.count("replays"), 0);
+    assert_eq!(app.count("deliveries"), 0);
+    assert!(fake.received().is_empty());
+}
+
+#[tokio::test]
 async fn filters_select_the_uploads_sent_in_order() {
     let fake = FakeUpstream::start().await;
     let app = seeded().await;
