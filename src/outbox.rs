@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use rusqlite::{params, Connection};
+use rusqlite::{named_params, params, Connection};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 
@@ -100,17 +100,35 @@ pub struct Due {
     pub created_at: Timestamp,
 }
 
-/// Inserts the live deliveries of the uploads `first..=last` just stored (inside
-/// the writer's transaction, after the task summaries). With latest wins, an upload
-/// already overtaken by a newer one of its task is stored as superseded. One
-/// statement for the whole batch: the writer pays for rows, not for statements.
+/// Queues the live deliveries of the uploads `first..=last` just stored (inside the
+/// writer's transaction, after the task summaries). Latest wins, once per batch: the
+/// waiting live deliveries of these tasks from earlier batches are superseded, and an
+/// upload of this batch already overtaken by a newer one of its task is queued as
+/// superseded. A statement each for the whole batch: the writer pays for rows, not
+/// for statements.
 pub fn enqueue_live(
     conn: &Connection,
     first: i64,
     last: i64,
     target: &str,
     latest_wins: bool,
+    now: Timestamp,
 ) -> rusqlite::Result<()> {
+    if latest_wins {
+        conn.prepare_cached(
+            "UPDATE deliveries SET state = 'superseded', finished_at = :now,
+                last_error = 'a newer upload of the task was delivered instead'
+             WHERE state = 'pending' AND trigger = 'live' AND replay_id IS NULL
+               AND target = :target AND upload_id < :first
+               AND task_id IN (SELECT task_id FROM uploads WHERE id BETWEEN :first AND :last)",
+        )?
+        .execute(named_params! {
+            ":now": now,
+            ":target": target,
+            ":first": first,
+            ":last": last,
+        })?;
+    }
     conn.prepare_cached(
         "INSERT INTO deliveries (upload_id, task_id, target, trigger, state, created_at,
             next_attempt_at, finished_at, last_error)
@@ -124,7 +142,7 @@ pub fn enqueue_live(
                WHERE u.id BETWEEN :first AND :last)
          ORDER BY id",
     )?
-    .execute(rusqlite::named_params! {
+    .execute(named_params! {
         ":target": target,
         ":latest_wins": latest_wins,
         ":first": first,
@@ -156,6 +174,50 @@ pub fn raw_bodies(
     Ok(bodies)
 }
 
+/// A due delivery and the oldest pending upload of its task in its group (live, or
+/// the same replay): the start of both of `fetch_due`'s statements.
+macro_rules! select_due {
+    () => {
+        "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts, d.created_at,
+           (SELECT min(n.upload_id) FROM deliveries n
+             WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
+               AND n.replay_id IS d.replay_id)
+         FROM deliveries d "
+    };
+}
+
+// The batch size (FETCH_BATCH) is written into the SQL, and there is one statement
+// per runner rather than `CASE WHEN :replay IS NULL`: SQLite plans around a bound
+// LIMIT or such a parameter, and then re-prepares the statement on every use.
+const DUE_FOR_SERVER: &str = concat!(
+    select_due!(),
+    "LEFT JOIN replays r ON r.id = d.replay_id
+     WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
+       AND (d.replay_id IS NULL OR r.runner = 'server')
+     ORDER BY d.id LIMIT 512"
+);
+const DUE_FOR_REPLAY: &str = concat!(
+    select_due!(),
+    "WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
+       AND d.replay_id = :replay
+     ORDER BY d.id LIMIT 512"
+);
+
+fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueRow> {
+    Ok(DueRow {
+        due: Due {
+            id: r.get(0)?,
+            upload_id: r.get(1)?,
+            task_id: r.get(2)?,
+            target: r.get(3)?,
+            trigger: r.get(4)?,
+            attempts: r.get(5)?,
+            created_at: r.get(6)?,
+        },
+        oldest_pending: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+    })
+}
+
 /// Due deliveries with an id above `after`, oldest first.
 pub fn fetch_due(
     conn: &Connection,
@@ -163,55 +225,20 @@ pub fn fetch_due(
     runner: Runner,
     after: i64,
 ) -> Result<Vec<DueRow>, StorageError> {
-    // The batch size is written into the SQL, and there is one statement per runner
-    // rather than `CASE WHEN :replay IS NULL`: SQLite plans around a bound LIMIT or
-    // such a parameter, and then re-prepares the statement on every use.
-    let (sql, replay) = match runner {
-        Runner::Server => (
-            "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts,
-               d.created_at,
-               (SELECT min(n.upload_id) FROM deliveries n
-                 WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
-                   AND n.replay_id IS d.replay_id)
-             FROM deliveries d LEFT JOIN replays r ON r.id = d.replay_id
-             WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
-               AND (d.replay_id IS NULL OR r.runner = 'server')
-             ORDER BY d.id LIMIT 512",
-            None,
-        ),
-        Runner::Replay(id) => (
-            "SELECT d.id, d.upload_id, d.task_id, d.target, d.trigger, d.attempts,
-               d.created_at,
-               (SELECT min(n.upload_id) FROM deliveries n
-                 WHERE n.task_id = d.task_id AND n.target = d.target AND n.state = 'pending'
-                   AND n.replay_id = d.replay_id)
-             FROM deliveries d
-             WHERE d.state = 'pending' AND d.next_attempt_at <= :now AND d.id > :after
-               AND d.replay_id = :replay
-             ORDER BY d.id LIMIT 512",
-            Some(id),
-        ),
+    let rows = match runner {
+        Runner::Server => conn
+            .prepare_cached(DUE_FOR_SERVER)?
+            .query_map(named_params! { ":now": now, ":after": after }, due_row)?
+            .collect::<Result<_, _>>(),
+        Runner::Replay(id) => conn
+            .prepare_cached(DUE_FOR_REPLAY)?
+            .query_map(
+                named_params! { ":now": now, ":after": after, ":replay": id },
+                due_row,
+            )?
+            .collect::<Result<_, _>>(),
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut args: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":now", &now), (":after", &after)];
-    if let Some(id) = &replay {
-        args.push((":replay", id));
-    }
-    let rows = stmt.query_map(args.as_slice(), |r| {
-        Ok(DueRow {
-            due: Due {
-                id: r.get(0)?,
-                upload_id: r.get(1)?,
-                task_id: r.get(2)?,
-                target: r.get(3)?,
-                trigger: r.get(4)?,
-                attempts: r.get(5)?,
-                created_at: r.get(6)?,
-            },
-            oldest_pending: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows?)
 }
 
 /// Which deliveries a sender handles: the service's (live and web replays) or one
@@ -315,25 +342,6 @@ pub fn record(conn: &Connection, o: &Outcome) -> rusqlite::Result<()> {
         last_error,
         finished
     ])?;
-    Ok(())
-}
-
-/// Marks a task's live deliveries still waiting (never attempted, or between
-/// retries) superseded by the upload `newer_upload_id`.
-pub fn supersede_older(
-    conn: &Connection,
-    task_id: &str,
-    target: &str,
-    newer_upload_id: i64,
-    now: Timestamp,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET state = 'superseded', finished_at = ?4,
-            last_error = 'a newer upload of the task was delivered instead'
-         WHERE task_id = ?1 AND target = ?2 AND replay_id IS NULL AND upload_id < ?3
-           AND trigger = 'live' AND state = 'pending'",
-    )?
-    .execute(params![task_id, target, newer_upload_id, now])?;
     Ok(())
 }
 

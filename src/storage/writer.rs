@@ -528,21 +528,14 @@ impl Writer {
             update_task_summary(&tx, task_id, delta)?;
         }
         if let (Some(f), Some((first, last))) = (&self.forwarding, stored_ids) {
-            // Latest wins once per task per batch: earlier batches' waiting
-            // deliveries are superseded by one UPDATE, and this batch's older uploads
-            // are queued as superseded from the start.
-            if f.latest_wins {
-                for (task_id, delta) in &deltas {
-                    crate::outbox::supersede_older(
-                        &tx,
-                        task_id,
-                        &f.target,
-                        delta.last_id,
-                        delta.last_at,
-                    )?;
-                }
-            }
-            crate::outbox::enqueue_live(&tx, first, last, &f.target, f.latest_wins)?;
+            crate::outbox::enqueue_live(
+                &tx,
+                first,
+                last,
+                &f.target,
+                f.latest_wins,
+                self.head.received_at,
+            )?;
         }
         let mut exec_outcomes = Vec::with_capacity(execs.len());
         for write in execs {
