@@ -571,10 +571,11 @@ async fn replay(db: &std::path::Path, args: ReplayArgs) -> Result<ExitCode, CliE
     use std::sync::{Arc, Mutex};
 
     let conn = open(db)?;
-    let (replay_id, target) = if args.resume {
-        replay::resumable(&conn)
+    let (replay_id, target, auth) = if args.resume {
+        let (id, target) = replay::resumable(&conn)
             .map_err(fail)?
-            .ok_or_else(|| fail("no interrupted replay to resume"))?
+            .ok_or_else(|| fail("no interrupted replay to resume"))?;
+        (id, target, args.upstream.auth()?)
     } else {
         let target = match &args.to {
             Some(url) => upstream::normalize_endpoint(url).map_err(fail)?,
@@ -608,7 +609,7 @@ async fn replay(db: &std::path::Path, args: ReplayArgs) -> Result<ExitCode, CliE
             return Ok(ExitCode::SUCCESS);
         }
         // Before asking or storing anything: a replay that cannot be sent is no use.
-        args.upstream.auth()?;
+        let auth = args.upstream.auth()?;
         if !args.yes && !confirm("Send them? [y/N] ")? {
             println!("nothing sent");
             return Ok(ExitCode::from(1));
@@ -622,9 +623,8 @@ async fn replay(db: &std::path::Path, args: ReplayArgs) -> Result<ExitCode, CliE
             "cli",
         )
         .map_err(fail)?;
-        (id, target)
+        (id, target, auth)
     };
-    let auth = args.upstream.auth()?;
     let timeout = std::time::Duration::from_secs(args.upstream.upstream_timeout.max(1));
     let total = replay::states(&conn, replay_id)
         .map_err(fail)?
