@@ -1,28 +1,24 @@
 //! sms-audit: an append-only, hash-chained receiver for Huawei Cloud SMS
 //! consistency-verification uploads.
 //!
-//! Where to look: the upload path is [`routes`] (`ingest`) → [`auth`] →
-//! [`domain::upload_body`] → [`storage::writer`]; the chain is [`ledger`]; reads are
-//! [`storage::queries`]; the process is put together in [`startup`].
+//! The layers, each importing only from those above it in this list (checked by
+//! `tests/layering.rs`; ARCHITECTURE.md tells the whole story):
+//!
+//! - [`domain`]: validated types, the clock, the chain's hashing, request signing;
+//! - [`storage`]: SQLite: connections, migrations, the writer thread, every statement;
+//! - [`services`]: ledger verification, the outbox, replays, compare, export, the SMS client;
+//! - [`http`]: the upload endpoint, the JSON API and the pages;
+//! - [`cli`] and [`startup`]: the command line, and putting the process together.
+//!
+//! The upload path: `http::routes::ingest` → `http::auth` →
+//! `domain::upload_body` → `storage::writer` (group commit) → `storage::uploads`.
 
-pub mod auth;
-pub mod charts;
 pub mod cli;
-pub mod compare;
-pub mod credentials;
 pub mod domain;
-pub mod error;
-pub mod export;
-pub mod ledger;
-pub mod middleware;
-pub mod outbox;
-pub mod pages;
-pub mod replay;
-pub mod routes;
-pub mod sessions;
-pub mod signing;
+pub mod http;
+pub mod services;
 pub mod startup;
 pub mod storage;
-pub mod upstream;
 
-pub use startup::{Application, ServeConfig, TaskPolicy};
+pub use domain::TaskPolicy;
+pub use startup::{Application, ServeConfig};

@@ -1,3 +1,5 @@
+//! The `sms-audit` binary: logging set up, then the command line in `cli`.
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

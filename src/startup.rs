@@ -1,4 +1,6 @@
-//! Building and running the HTTP service.
+//! Putting the process together: the writer, the outbox sender, the shared state
+//! each handler takes, and the HTTP server; [`Application::build`] binds (port 0
+//! in tests) and reports its address.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
@@ -11,27 +13,17 @@ use tokio::sync::Notify;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use rusqlite::Connection;
+use governor::{Quota, RateLimiter};
 
-use crate::auth::AuthCache;
-use crate::credentials::{self, KeyPair, NewCredential};
-use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role};
-use crate::error::SmsError;
-use crate::outbox::{RetryPolicy, Runner, Sender, SenderConfig};
-use crate::routes;
+use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, Runner, TaskPolicy};
+use crate::http::auth::AuthCache;
+use crate::http::{ConfiguredUpstream, IngestSettings, SessionLifetime};
+use crate::services::outbox::{Sender, SenderConfig, UpstreamSettings};
+use crate::services::replay::ServerReplays;
+use crate::services::verification::VerificationJob;
+use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
 use crate::storage::{prepare, ReadPool, StorageError, SyncMode};
-use crate::upstream::{Upstream, UpstreamAuth};
-
-/// Whether an upload may register its task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TaskPolicy {
-    /// The first upload of a task registers it.
-    Open,
-    /// Only tasks registered with `tasks add` accept uploads.
-    Registered,
-}
 
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -60,25 +52,6 @@ pub struct ServeConfig {
     pub upstream: Option<UpstreamSettings>,
 }
 
-/// Where and how uploads go to SMS.
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    pub endpoint: String,
-    pub auth: UpstreamAuth,
-    pub timeout: Duration,
-    pub concurrency: usize,
-    /// Add a delivery for every upload as it is stored (`serve --forward`).
-    pub forward: bool,
-    pub deliver_all: bool,
-    pub policy: RetryPolicy,
-}
-
-impl UpstreamSettings {
-    pub fn client_for(&self, endpoint: &str) -> Upstream {
-        Upstream::new(endpoint.to_string(), self.auth.clone(), self.timeout)
-    }
-}
-
 impl ServeConfig {
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Self {
@@ -101,29 +74,29 @@ impl ServeConfig {
     }
 }
 
-/// Shared by every request handler.
-pub struct AppState {
-    pub config: ServeConfig,
-    pub reads: ReadPool,
-    pub writer: WriterHandle,
-    pub limiter: Option<DefaultKeyedRateLimiter<String>>,
-    pub auth_cache: AuthCache,
-    pub verification: crate::pages::VerificationJob,
-    /// Wakes the delivery sender (new uploads, new web replays).
-    pub outbox_wake: Arc<Notify>,
+/// The pieces of state handlers take, each as `web::Data` of its own.
+#[derive(Clone)]
+struct SharedState {
+    reads: web::Data<ReadPool>,
+    writer: web::Data<WriterHandle>,
+    ingest: web::Data<IngestSettings>,
+    auth_cache: web::Data<AuthCache>,
+    verification: web::Data<VerificationJob>,
+    replays: web::Data<ServerReplays>,
+    upstream: web::Data<ConfiguredUpstream>,
+    session_lifetime: web::Data<SessionLifetime>,
 }
 
-impl AppState {
-    /// Runs a read on a blocking thread with a pooled read-only connection.
-    pub async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, SmsError> {
-        let pool = self.reads.clone();
-        web::block(move || pool.with(f))
-            .await
-            .map_err(|e| SmsError::Storage(e.to_string()))?
-            .map_err(|e| SmsError::Storage(e.to_string()))
+impl SharedState {
+    fn register(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.reads.clone())
+            .app_data(self.writer.clone())
+            .app_data(self.ingest.clone())
+            .app_data(self.auth_cache.clone())
+            .app_data(self.verification.clone())
+            .app_data(self.replays.clone())
+            .app_data(self.upstream.clone())
+            .app_data(self.session_lifetime.clone());
     }
 }
 
@@ -193,21 +166,18 @@ impl Application {
             .filter(|_| !config.null_store)
             .map(|settings| {
                 let stop = Arc::new(AtomicBool::new(false));
+                let sender_config = SenderConfig {
+                    runner: Runner::Server,
+                    concurrency: settings.concurrency,
+                    deliver_all: settings.deliver_all,
+                    policy: settings.policy.clone(),
+                    rate: None,
+                };
                 let sender = Sender {
                     reads: reads.clone(),
                     recorder: Arc::new(writer.clone()),
                     upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
-                    config: SenderConfig {
-                        runner: Runner::Server,
-                        concurrency: config.upstream.as_ref().map_or(16, |u| u.concurrency),
-                        deliver_all: config.upstream.as_ref().is_some_and(|u| u.deliver_all),
-                        policy: config
-                            .upstream
-                            .as_ref()
-                            .map(|u| u.policy.clone())
-                            .unwrap_or_default(),
-                        rate: None,
-                    },
+                    config: sender_config,
                     wake: outbox_wake.clone(),
                     stop: stop.clone(),
                     tally: Default::default(),
@@ -237,24 +207,36 @@ impl Application {
             source,
         })?;
 
-        let state = web::Data::new(AppState {
-            outbox_wake,
-            reads,
-            writer: writer.clone(),
-            limiter: config
-                .rate_limit
-                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
-            auth_cache: AuthCache::new(config.credential_cache_ttl),
-            verification: Default::default(),
-            config: config.clone(),
-        });
+        let state = SharedState {
+            ingest: web::Data::new(IngestSettings {
+                task_policy: config.task_policy,
+                max_body_bytes: config.max_body_bytes,
+                max_results: config.max_results,
+                trusted_proxies: config.trusted_proxies.clone(),
+                rate_limiter: config
+                    .rate_limit
+                    .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            }),
+            auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
+            verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
+            replays: web::Data::new(ServerReplays {
+                reads: reads.clone(),
+                writer: writer.clone(),
+                wake: outbox_wake,
+            }),
+            upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
+            session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
+            reads: web::Data::new(reads),
+            writer: web::Data::new(writer.clone()),
+        };
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
-                .configure(crate::pages::configure)
-                .configure(routes::configure)
-                .wrap(middleware::from_fn(crate::middleware::request_context))
-                .wrap(crate::middleware::security_headers())
+                .configure(|cfg| state.register(cfg))
+                .configure(crate::http::configure)
+                .wrap(middleware::from_fn(
+                    crate::http::middleware::request_context,
+                ))
+                .wrap(crate::http::middleware::security_headers())
         })
         .shutdown_timeout(30);
         if !config.handle_signals {

@@ -5,7 +5,7 @@ use actix_web::ResponseError;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sms_audit::domain::upload_body::{UploadBody, DEFAULT_MAX_RESULTS};
-use sms_audit::error::SmsError;
+use sms_audit::http::error::SmsError;
 
 /// The spec's rules, written against serde_json's model independently of the parser.
 fn oracle_accepts(v: &Value) -> bool {

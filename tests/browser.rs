@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use sms_audit::credentials::{self, KeyPair, NewCredential};
 use sms_audit::domain::{Role, TaskId};
+use sms_audit::storage::credentials::{self, KeyPair, NewCredential};
 use sms_audit::{Application, ServeConfig};
 
 struct Driver(Child);

@@ -1,11 +1,27 @@
-//! Types that can only hold valid values: parse once at the edge, trust afterwards.
+//! The domain layer: types that can only hold valid values (parse once at the
+//! edge, trust afterwards), the clock, the chain's hashing and request signing.
+//! Nothing here touches the database or HTTP.
 
+pub mod chain;
+mod credential;
+mod delivery;
+mod replay_filter;
 mod role;
+pub mod signing;
 mod task_id;
 mod time;
 pub mod upload_body;
 
+pub use credential::{csrf_equal, random_hex, token_hash, Credential, Session, TaskPolicy};
+pub use delivery::{AttemptResult, DeliveryState, Outcome, ReplayRunner, Runner, Trigger};
+pub use replay_filter::{RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
 pub use task_id::TaskId;
-pub use time::{format_timestamp, parse_time_arg, Timestamp};
+pub use time::{format_timestamp, now_ms, parse_time_arg, Timestamp};
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: every
+/// mutex in this crate guards data that stays consistent between statements.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,3 +1,5 @@
+//! Roles of credentials and how a request was authenticated.
+
 use std::fmt;
 use std::str::FromStr;
 

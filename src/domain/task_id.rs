@@ -1,3 +1,5 @@
+//! Task ids as SMS accepts them.
+
 use std::fmt;
 
 /// An SMS task id: 1 to 36 characters of `[A-Za-z0-9_-]`.
@@ -28,6 +30,12 @@ impl TaskId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl serde::Serialize for TaskId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

@@ -1,7 +1,14 @@
+//! Times: stored as UTC milliseconds, shown and parsed as RFC 3339.
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 
 /// Milliseconds since the Unix epoch, UTC: how times are stored.
 pub type Timestamp = i64;
+
+/// Now, as stored.
+pub fn now_ms() -> Timestamp {
+    Utc::now().timestamp_millis()
+}
 
 /// RFC 3339 with milliseconds and `Z`, e.g. `2026-11-27T10:00:00.000Z`.
 pub fn format_timestamp(ms: Timestamp) -> String {

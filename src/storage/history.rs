@@ -4,12 +4,17 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::charts::ChartPoint;
-use crate::domain::Timestamp;
-use crate::ledger::Verification;
-use crate::storage::queries::{first_id_at_or_after, Totals};
-use crate::storage::writer::now_ms;
-use crate::storage::StorageError;
+use super::queries::{first_id_at_or_after, Totals};
+use super::StorageError;
+use crate::domain::chain::Verification;
+use crate::domain::{now_ms, DeliveryState, Timestamp, Trigger};
+
+/// One upload in a chart: when, and the four counts.
+pub struct ChartPoint {
+    pub id: i64,
+    pub at: i64,
+    pub values: [i64; 4],
+}
 
 /// The last verification run.
 #[derive(Debug, Clone, Serialize)]
@@ -326,9 +331,9 @@ pub struct DeliveryRow {
     pub upload_id: i64,
     pub task_id: String,
     pub target: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub replay_id: Option<i64>,
-    pub state: String,
+    pub state: DeliveryState,
     pub created_at: Timestamp,
     pub attempts: i64,
     pub next_attempt_at: Timestamp,
@@ -338,7 +343,7 @@ pub struct DeliveryRow {
 
 #[derive(Debug, Default, Clone)]
 pub struct DeliveryFilter {
-    pub state: Option<String>,
+    pub state: Option<DeliveryState>,
     pub task_id: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
@@ -400,7 +405,7 @@ pub fn deliveries(
 #[derive(Debug, Serialize)]
 pub struct OutboxHealth {
     /// Deliveries per state (pending, failed, dead).
-    pub counts: Vec<(String, i64)>,
+    pub counts: Vec<(DeliveryState, i64)>,
     pub oldest_pending_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     /// Failed attempts since the last success.
@@ -412,11 +417,12 @@ pub fn outbox_health(conn: &Connection) -> Result<OutboxHealth, StorageError> {
     let mut count = conn.prepare_cached("SELECT count(*) FROM deliveries WHERE state = ?1")?;
     // Pending, failed and dead are few and indexed; delivered and superseded
     // deliveries are not counted (that would read them all).
-    for state in ["pending", "failed", "dead"] {
-        counts.push((
-            state.to_string(),
-            count.query_row(params![state], |r| r.get(0))?,
-        ));
+    for state in [
+        DeliveryState::Pending,
+        DeliveryState::Failed,
+        DeliveryState::Dead,
+    ] {
+        counts.push((state, count.query_row(params![state], |r| r.get(0))?));
     }
     let oldest_pending_at = conn
         // The first queued is the oldest: ids grow with time. Read from the index of

@@ -1,11 +1,19 @@
-//! The embedded SQLite database: opening connections (pragmas on every one),
-//! migrations, and a small pool of read-only connections.
+//! The storage layer: the embedded SQLite database. Opening connections (pragmas
+//! on every one), migrations, a small pool of read-only connections, the writer
+//! thread, and every SQL statement the service runs, one module per concern.
 //!
 //! Every write of the running service goes through [`writer`]; reads use
 //! [`ReadPool`] from blocking threads, never from an actix worker.
 
+pub mod credentials;
+pub mod export;
 pub mod history;
+pub mod ledger;
+pub mod outbox;
 pub mod queries;
+pub mod replays;
+pub mod sessions;
+pub mod uploads;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+
+use crate::domain::lock;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -138,10 +148,11 @@ impl ReadPool {
 
     /// [`with`](Self::with) on a blocking thread, for async callers.
     pub async fn with_blocking<T: Send + 'static>(
-        self,
+        &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        tokio::task::spawn_blocking(move || self.with(f))
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
             .await
             .map_err(|e| StorageError::Background(e.to_string()))?
     }
@@ -151,13 +162,13 @@ impl ReadPool {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let taken = lock(&self.idle).pop();
         let conn = match taken {
             Some(c) => c,
             None => open_read(&self.path)?,
         };
         let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
         }

@@ -4,9 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::domain::{format_timestamp, TaskId, Timestamp};
-use crate::storage::writer::now_ms;
-use crate::storage::StorageError;
+use super::StorageError;
+use crate::domain::{format_timestamp, now_ms, DeliveryState, TaskId, Timestamp, Trigger};
 
 /// Sums of the four counts over an upload's results.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -300,7 +299,7 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
 pub struct AttemptRow {
     pub at: String,
     pub target_url: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub http_status: Option<u16>,
     pub upstream_request_id: Option<String>,
     pub error_code: Option<String>,
@@ -314,9 +313,9 @@ pub struct AttemptRow {
 pub struct DeliveryRecord {
     pub id: i64,
     pub target: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub replay_id: Option<i64>,
-    pub state: String,
+    pub state: DeliveryState,
     pub created_at: String,
     pub next_attempt_at: Option<String>,
     pub finished_at: Option<String>,
@@ -335,13 +334,13 @@ pub fn deliveries_of(
              FROM deliveries WHERE upload_id = ?1 ORDER BY id",
         )?
         .query_map(params![upload_id], |r| {
-            let state: String = r.get(4)?;
+            let state: DeliveryState = r.get(4)?;
             Ok(DeliveryRecord {
                 id: r.get(0)?,
                 target: r.get(1)?,
                 trigger: r.get(2)?,
                 replay_id: r.get(3)?,
-                next_attempt_at: (state == "pending")
+                next_attempt_at: (state == DeliveryState::Pending)
                     .then(|| r.get(6).map(format_timestamp))
                     .transpose()?,
                 state,

@@ -341,7 +341,7 @@ struct SignedUploader {
 
 impl SignedUploader {
     async fn upload(&self, ak: &str, sk: &str) -> u16 {
-        use sms_audit::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+        use sms_audit::domain::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
         let host = self.address.trim_start_matches("http://").to_string();
         let date = format_sdk_date(chrono::Utc::now());
         let path = TestApp::upload_path(TASK);

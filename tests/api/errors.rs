@@ -39,7 +39,7 @@ async fn unauthenticated_requests_get_401() {
     bearer.assert_error(401, "APIGW.0301");
 
     let agent = app.add_credential("agent", Role::Agent, None, false);
-    sms_audit::credentials::revoke(&app.write_conn(), "agent").unwrap();
+    sms_audit::storage::credentials::revoke(&app.write_conn(), "agent").unwrap();
     let revoked = app.upload(TASK, &agent.token, EXAMPLE).await;
     let body = revoked.assert_error(401, "APIGW.0301");
     assert!(body["error_msg"].as_str().unwrap().contains("revoked"));
@@ -108,7 +108,7 @@ async fn bad_signatures_get_401() {
     missing.assert_error(401, "APIGW.0301");
 
     // A credential in use is trusted for up to a second after it was looked up.
-    sms_audit::credentials::revoke(&app.write_conn(), "sdk").unwrap();
+    sms_audit::storage::credentials::revoke(&app.write_conn(), "sdk").unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let revoked = app.upload_signed(TASK, &ak, &sk, EXAMPLE, |_| {}).await;
     revoked.assert_error(401, "APIGW.0301");
@@ -357,7 +357,7 @@ async fn storage_failure_gets_500_and_stores_nothing() {
         200
     );
     let record = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
-    assert_eq!(record["prev_hash"], sms_audit::ledger::GENESIS_HASH);
+    assert_eq!(record["prev_hash"], sms_audit::domain::chain::GENESIS_HASH);
 }
 
 #[tokio::test]

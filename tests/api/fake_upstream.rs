@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sms_audit::signing::{self, AuthorizationHeader, ReceivedRequest};
+use sms_audit::domain::signing::{self, AuthorizationHeader, ReceivedRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

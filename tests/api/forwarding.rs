@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use sms_audit::domain::signing::Signer;
 use sms_audit::domain::Role;
-use sms_audit::outbox::RetryPolicy;
-use sms_audit::signing::Signer;
-use sms_audit::startup::UpstreamSettings;
-use sms_audit::upstream::UpstreamAuth;
+use sms_audit::services::outbox::RetryPolicy;
+use sms_audit::services::outbox::UpstreamSettings;
+use sms_audit::services::upstream::UpstreamAuth;
 
 use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
 use crate::helpers::{body_with_problems, TestApp, EXAMPLE, TASK};

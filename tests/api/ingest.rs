@@ -27,9 +27,9 @@ async fn example_upload_is_accepted_and_read_back() {
     assert_eq!(record["raw_body"], EXAMPLE, "raw body kept byte for byte");
     assert_eq!(
         record["body_sha256"],
-        sms_audit::signing::sha256_hex(EXAMPLE.as_bytes())
+        sms_audit::domain::signing::sha256_hex(EXAMPLE.as_bytes())
     );
-    assert_eq!(record["prev_hash"], sms_audit::ledger::GENESIS_HASH);
+    assert_eq!(record["prev_hash"], sms_audit::domain::chain::GENESIS_HASH);
     assert_eq!(record["entry_hash"].as_str().unwrap().len(), 64);
     assert_eq!(record["results"].as_array().unwrap().len(), 2);
     assert_eq!(record["results"][0]["dir_check"], "/root/data");

@@ -103,7 +103,7 @@ async fn session_cookie_is_http_only_strict_and_logout_needs_csrf() {
         .write_conn()
         .query_row(
             "SELECT count(*) FROM sessions WHERE id_sha256 = ?1",
-            [sms_audit::signing::sha256_hex(
+            [sms_audit::domain::signing::sha256_hex(
                 cookie
                     .split(';')
                     .next()
@@ -139,7 +139,7 @@ async fn revoking_a_credential_ends_its_sessions() {
     let auditor = app.add_credential("auditor", Role::Auditor, None, false);
     let browser = app.login(&auditor.token).await.ok().unwrap();
     assert_eq!(browser.get("/").await.status, 200);
-    sms_audit::credentials::revoke(&app.write_conn(), "auditor").unwrap();
+    sms_audit::storage::credentials::revoke(&app.write_conn(), "auditor").unwrap();
     assert_eq!(browser.get("/").await.status, 303);
 }
 
@@ -457,10 +457,13 @@ async fn task_names_and_directories_are_escaped_everywhere() {
     for path in [
         "/".to_string(),
         format!("/tasks/{TASK}"),
-        format!("/tasks/{TASK}?dir={}", sms_audit::pages::urlencode(XSS)),
+        format!(
+            "/tasks/{TASK}?dir={}",
+            sms_audit::http::pages::urlencode(XSS)
+        ),
         "/uploads/1".into(),
         "/compare?a=1&b=2".into(),
-        format!("/?q={}", sms_audit::pages::urlencode(XSS)),
+        format!("/?q={}", sms_audit::http::pages::urlencode(XSS)),
     ] {
         let page = browser.get(&path).await;
         assert_eq!(page.status, 200, "{path}");
@@ -561,7 +564,7 @@ async fn export_streams_csv_and_jsonl_with_filters() {
     let mut reader = csv::Reader::from_reader(csv.text.as_bytes());
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        sms_audit::export::CSV_HEADER
+        sms_audit::services::export::CSV_HEADER
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(
@@ -591,7 +594,7 @@ async fn export_streams_csv_and_jsonl_with_filters() {
         let raw = line["raw_body"].as_str().unwrap();
         assert_eq!(
             line["body_sha256"],
-            sms_audit::signing::sha256_hex(raw.as_bytes())
+            sms_audit::domain::signing::sha256_hex(raw.as_bytes())
         );
     }
     assert_eq!(lines[0]["results"].as_array().unwrap().len(), 2);

@@ -1,0 +1,129 @@
+//! `credentials add|list|revoke`.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::{fail, open, CliError};
+use crate::domain::{Role, TaskId};
+use crate::storage::credentials::{self, KeyPair, NewCredential};
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCommand {
+    /// Create a credential and show its secrets once.
+    Add(AddCredentialArgs),
+    /// List credentials (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential: its token and AK/SK stop working at once.
+    Revoke { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct AddCredentialArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// Task ids this credential may upload to (comma-separated); any task if absent.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<String>>,
+    /// Also generate an AK/SK pair for SDK-HMAC-SHA256 signing.
+    #[arg(long, conflicts_with = "access_key")]
+    pub aksk: bool,
+    /// Register an existing access key; its secret key is read from stdin.
+    #[arg(long, requires = "secret_key_stdin")]
+    pub access_key: Option<String>,
+    /// Read the secret key for --access-key from stdin (never from the command line).
+    #[arg(long, requires = "access_key")]
+    pub secret_key_stdin: bool,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    match cmd {
+        CredentialsCommand::Add(args) => {
+            let tasks = args
+                .tasks
+                .map(|ids| {
+                    ids.iter()
+                        .map(|t| TaskId::parse(t.trim()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(fail)?;
+            let key_pair = match (args.aksk, args.access_key) {
+                (true, _) => KeyPair::Generate,
+                (false, Some(access_key)) => {
+                    let mut secret = String::new();
+                    std::io::stdin().read_to_string(&mut secret).map_err(fail)?;
+                    KeyPair::Existing {
+                        access_key,
+                        secret_key: secret.trim_end_matches(['\r', '\n']).to_string(),
+                    }
+                }
+                (false, None) => KeyPair::None,
+            };
+            let issued = credentials::add(
+                &conn,
+                NewCredential {
+                    name: &args.name,
+                    role: args.role,
+                    tasks,
+                    key_pair,
+                },
+            )
+            .map_err(fail)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&issued).map_err(fail)?);
+            } else {
+                println!("name:       {}", issued.name);
+                println!("role:       {}", issued.role);
+                println!("token:      {}", issued.token);
+                if let Some(ak) = &issued.access_key {
+                    println!("access key: {ak}");
+                }
+                if let Some(sk) = &issued.secret_key {
+                    println!("secret key: {sk}");
+                }
+                eprintln!(
+                    "These secrets are shown only now; sms-audit keeps only the token's hash."
+                );
+            }
+        }
+        CredentialsCommand::List { json } => {
+            let all = credentials::list(&conn).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string(&all).map_err(fail)?);
+            } else {
+                println!(
+                    "{:<24} {:<9} {:<22} {:<25} STATUS",
+                    "NAME", "ROLE", "ACCESS KEY", "CREATED"
+                );
+                for c in all {
+                    println!(
+                        "{:<24} {:<9} {:<22} {:<25} {}",
+                        c.name,
+                        c.role,
+                        c.access_key.as_deref().unwrap_or("-"),
+                        c.created_at,
+                        c.revoked_at
+                            .map_or("active".to_string(), |t| format!("revoked {t}"))
+                    );
+                }
+            }
+        }
+        CredentialsCommand::Revoke { name } => {
+            credentials::revoke(&conn, &name).map_err(fail)?;
+            println!("revoked {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,143 @@
+//! Developer tools for the benchmark scripts, built only with `--features dev`:
+//! `dev seed` stores synthetic uploads through the real writer, `dev
+//! fake-upstream` is a stand-in SMS that answers every request 200.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{fail, CliError};
+use crate::domain::TaskId;
+use crate::services::upstream;
+use crate::storage::SyncMode;
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Stores synthetic uploads through the real writer (group commit, ledger,
+    /// summaries), for benchmarks.
+    Seed {
+        #[arg(long, default_value_t = 1_000_000)]
+        uploads: u64,
+        #[arg(long, default_value_t = 10_000)]
+        tasks: u64,
+        /// Also queue a live delivery of each upload to this endpoint.
+        #[arg(long)]
+        forward_to: Option<String>,
+    },
+    /// A stand-in SMS endpoint that answers every request 200 (drain benchmark).
+    FakeUpstream {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
+    match cmd {
+        DevCommand::Seed {
+            uploads,
+            tasks,
+            forward_to,
+        } => seed(db, uploads, tasks, forward_to).await,
+        DevCommand::FakeUpstream { listen } => fake_upstream(&listen).await,
+    }
+}
+
+async fn fake_upstream(listen: &str) -> Result<ExitCode, CliError> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        // The body is read so that the connection is kept alive, as SMS does (actix
+        // closes a connection whose request body was left unread).
+        App::new().default_service(web::to(|_body: web::Bytes| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .insert_header(("X-Request-Id", uuid::Uuid::now_v7().to_string()))
+                .body("{}")
+        }))
+    })
+    .bind(listen)
+    .map_err(fail)?;
+    for addr in server.addrs() {
+        eprintln!("fake upstream listening on http://{addr}");
+    }
+    server.run().await.map_err(fail)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed(
+    db: &Path,
+    uploads: u64,
+    tasks: u64,
+    forward_to: Option<String>,
+) -> Result<ExitCode, CliError> {
+    use crate::domain::{AuthMethod, UploadBody};
+    use crate::storage::uploads::NewUpload;
+    use crate::storage::writer;
+    use futures_util::stream::{self, StreamExt};
+
+    // Seeding trades power-loss safety for speed; the data is synthetic.
+    let forwarding = forward_to
+        .map(|url| upstream::normalize_endpoint(&url).map_err(fail))
+        .transpose()?
+        .map(|target| writer::Forwarding {
+            target,
+            wake: Default::default(),
+            latest_wins: true,
+        });
+    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, forwarding).map_err(fail)?;
+    let bar = indicatif::ProgressBar::new(uploads);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} uploads, {per_sec}, {eta} left",
+        )
+        .map_err(fail)?,
+    );
+    let tasks = tasks.max(1);
+    {
+        let results = stream::iter(0..uploads)
+        .map(|i| {
+            let handle = handle.clone();
+            async move {
+                // A deterministic spread of counts: most uploads clean, some not.
+                let task = i % tasks;
+                let round = i / tasks;
+                let noise = (i.wrapping_mul(2_654_435_761) >> 7) % 50;
+                let different = noise.saturating_sub(35);
+                let body = format!(
+                    r#"{{"consistency_result":[{{"dir_check":"/srv/data","num_total_files":{},"num_different_files":{different},"num_target_miss_files":{},"num_target_more_files":0}},{{"dir_check":"/etc","num_total_files":420,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":{}}},{{"dir_check":"/var/lib/app","num_total_files":{},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#,
+                    10_000 + round * 3,
+                    noise % 3,
+                    noise % 2,
+                    5_000 + task % 1000
+                );
+                let parsed = UploadBody::parse(body.as_bytes(), 30).expect("seed bodies are valid");
+                handle
+                    .submit(NewUpload {
+                        request_id: uuid::Uuid::now_v7().to_string(),
+                        task_id: TaskId::parse(&format!("task-{task:05}")).expect("valid id"),
+                        credential_name: "seed".into(),
+                        auth_method: AuthMethod::Token,
+                        project_id: None,
+                        peer_addr: "127.0.0.1".into(),
+                        forwarded_for: None,
+                        user_agent: Some("sms-audit-seed".into()),
+                        raw_body: body.into_bytes(),
+                        body: parsed,
+                    })
+                    .await
+            }
+        })
+        .buffer_unordered(2048);
+        let mut results = std::pin::pin!(results);
+        while let Some(result) = results.next().await {
+            result.map_err(fail)?;
+            bar.inc(1);
+        }
+    }
+    bar.finish();
+    handle.shutdown();
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(fail)?;
+    Ok(ExitCode::SUCCESS)
+}

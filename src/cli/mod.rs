@@ -1,0 +1,150 @@
+//! The command line: one module per command, each with its clap arguments next
+//! to its code. `run` dispatches; every command reports failures as [`CliError`]
+//! (exit status 2).
+
+mod credentials;
+#[cfg(feature = "dev")]
+mod dev;
+mod export;
+mod replay;
+mod serve;
+mod tasks;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::services::upstream;
+use crate::storage::{self, SyncMode};
+
+pub use serve::ServeArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sms-audit",
+    version,
+    about = "Append-only, hash-chained receiver for Huawei Cloud SMS consistency-verification uploads"
+)]
+pub struct Cli {
+    /// SQLite database file (created on first use).
+    #[arg(
+        long,
+        global = true,
+        env = "SMS_AUDIT_DB",
+        default_value = "./sms-audit.db"
+    )]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service.
+    Serve(serve::ServeArgs),
+    /// Manage credentials (tokens and AK/SK pairs).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+    /// Manage the task registry.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry.
+    Verify,
+    /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
+    /// object per upload with its raw body).
+    Export(export::ExportArgs),
+    /// Send stored uploads to SMS again (after an outage, or to another region or
+    /// account). Credentials come from the environment as for `serve`.
+    Replay(replay::ReplayArgs),
+    /// Developer tools for the benchmarks (built with `--features dev`).
+    #[cfg(feature = "dev")]
+    #[command(subcommand, hide = true)]
+    Dev(dev::DevCommand),
+}
+
+/// The real SMS endpoint; credentials come from the environment
+/// (HUAWEICLOUD_SDK_AK / _SK / _PROJECT_ID, CLOUD_SDK_AK / _SK, or
+/// SMS_AUDIT_UPSTREAM_TOKEN).
+#[derive(Args, Debug, Clone)]
+#[allow(rustdoc::bare_urls)] // the text is `--help` output, where a bare URL reads best
+pub struct UpstreamArgs {
+    /// SMS endpoint URL, e.g. https://sms.ap-southeast-3.myhuaweicloud.com
+    #[arg(
+        long,
+        env = "SMS_AUDIT_UPSTREAM_ENDPOINT",
+        conflicts_with = "upstream_region"
+    )]
+    pub upstream_endpoint: Option<String>,
+    /// SMS region from the SDK's table (cn-north-4, ap-southeast-3, my-kualalumpur-1,
+    /// ru-moscow-1, ap-southeast-1).
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_REGION")]
+    pub upstream_region: Option<String>,
+    /// Seconds before a request to SMS is given up (and retried later).
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", default_value_t = 30)]
+    pub upstream_timeout: u64,
+}
+
+impl UpstreamArgs {
+    pub fn configured(&self) -> bool {
+        self.upstream_endpoint.is_some() || self.upstream_region.is_some()
+    }
+
+    pub fn endpoint(&self) -> Result<String, CliError> {
+        upstream::endpoint(
+            self.upstream_endpoint.as_deref(),
+            self.upstream_region.as_deref(),
+        )
+        .map_err(fail)
+    }
+
+    pub fn auth(&self) -> Result<upstream::UpstreamAuth, CliError> {
+        upstream::UpstreamAuth::from_env(|k| std::env::var(k).ok()).map_err(fail)
+    }
+}
+
+/// `72h`, `30m`, `45s`, `3d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 72h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// A failure a command reports on stderr, with exit status 2 (1 means "ledger broken").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(String);
+
+pub(crate) fn fail(e: impl std::fmt::Display) -> CliError {
+    CliError(e.to_string())
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args.into_config(cli.db)?).await,
+        Command::Credentials(cmd) => credentials::run(&cli.db, cmd),
+        Command::Tasks(cmd) => tasks::run(&cli.db, cmd),
+        Command::Verify => verify::run(&cli.db),
+        Command::Export(args) => export::run(&cli.db, args),
+        Command::Replay(args) => replay::run(&cli.db, args).await,
+        #[cfg(feature = "dev")]
+        Command::Dev(cmd) => dev::run(&cli.db, cmd).await,
+    }
+}
+
+/// Opens (creating and migrating if needed) the database for a command.
+fn open(db: &Path) -> Result<rusqlite::Connection, CliError> {
+    storage::prepare(db, SyncMode::Full).map_err(fail)
+}

@@ -1,0 +1,203 @@
+//! `replay`: send stored uploads to SMS again, from this process, with a
+//! progress bar; `--resume` continues an interrupted one.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+
+use super::{fail, open, CliError, UpstreamArgs};
+use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
+use crate::services::outbox::{DirectRecorder, RetryPolicy, Sender, SenderConfig, Tally};
+use crate::services::upstream;
+use crate::storage::{self, replays};
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Only this task's uploads (repeatable).
+    #[arg(long = "task")]
+    pub tasks: Vec<String>,
+    /// Uploads received from this time on (RFC 3339 or a date).
+    #[arg(long, value_parser = crate::domain::parse_time_arg)]
+    pub since: Option<i64>,
+    /// Uploads received before this time.
+    #[arg(long, value_parser = crate::domain::parse_time_arg)]
+    pub until: Option<i64>,
+    /// Only uploads whose latest delivery is in this state.
+    #[arg(long, default_value = "any", value_parser = ["pending", "failed", "dead", "delivered", "superseded", "any"])]
+    pub state: String,
+    /// Only the newest selected upload of each task (what SMS keeps).
+    #[arg(long)]
+    pub latest_per_task: bool,
+    /// Send to this endpoint instead of the configured one.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    /// Most uploads sent per second.
+    #[arg(long)]
+    pub rate: Option<std::num::NonZeroU32>,
+    /// Uploads sent at the same time (each task's in order).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Show how many uploads of which tasks would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before sending.
+    #[arg(long)]
+    pub yes: bool,
+    /// Continue the last interrupted replay (what was delivered is not sent again).
+    #[arg(long, conflicts_with_all = ["tasks", "since", "until", "latest_per_task", "dry_run"])]
+    pub resume: bool,
+}
+
+pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    let (replay_id, target, auth) = if args.resume {
+        let (id, target) = replays::resumable(&conn)
+            .map_err(fail)?
+            .ok_or_else(|| fail("no interrupted replay to resume"))?;
+        (id, target, args.upstream.auth()?)
+    } else {
+        let target = match &args.to {
+            Some(url) => upstream::normalize_endpoint(url).map_err(fail)?,
+            None => args.upstream.endpoint()?,
+        };
+        let filter = ReplayFilter::new(
+            &args.tasks,
+            args.since,
+            args.until,
+            Some(&args.state),
+            args.latest_per_task,
+        )
+        .map_err(fail)?;
+        let selection = replays::select(&conn, &filter).map_err(fail)?;
+        println!(
+            "{} uploads of {} tasks would be sent to {target}",
+            selection.uploads.len(),
+            selection.per_task.len()
+        );
+        for (task, n) in selection.per_task.iter().take(20) {
+            println!("  {task}: {n}");
+        }
+        if selection.per_task.len() > 20 {
+            println!("  … and {} more tasks", selection.per_task.len() - 20);
+        }
+        if args.dry_run {
+            println!("dry run: nothing sent");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if selection.uploads.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Before asking or storing anything: a replay that cannot be sent is no use.
+        let auth = args.upstream.auth()?;
+        if !args.yes && !confirm("Send them? [y/N] ")? {
+            println!("nothing sent");
+            return Ok(ExitCode::from(1));
+        }
+        let id = replays::create(
+            &conn,
+            &selection,
+            &filter,
+            &target,
+            ReplayRunner::Cli,
+            "cli",
+        )
+        .map_err(fail)?;
+        (id, target, auth)
+    };
+    let timeout = std::time::Duration::from_secs(args.upstream.upstream_timeout.max(1));
+    let total = replays::states(&conn, replay_id)
+        .map_err(fail)?
+        .get(DeliveryState::Pending);
+    println!("replay {replay_id}: sending {total} uploads to {target}");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tally: Arc<Tally> = Arc::default();
+    let sender = Sender {
+        reads: storage::ReadPool::new(db),
+        recorder: Arc::new(DirectRecorder(Arc::new(Mutex::new(conn)))),
+        upstream: Arc::new(move |endpoint: &str| {
+            upstream::Upstream::new(endpoint.to_string(), auth.clone(), timeout)
+        }),
+        config: SenderConfig {
+            runner: Runner::Replay(replay_id),
+            concurrency: args.concurrency.max(1),
+            deliver_all: true,
+            // A replay runs while someone watches: retry briefly, then report.
+            policy: RetryPolicy {
+                first: std::time::Duration::from_secs(1),
+                cap: std::time::Duration::from_secs(30),
+                max_age: std::time::Duration::from_secs(600),
+            },
+            rate: args.rate,
+        },
+        wake: Arc::default(),
+        stop: stop.clone(),
+        tally: tally.clone(),
+    };
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} {per_sec}")
+            .map_err(fail)?,
+    );
+    let mut run = tokio::spawn(sender.run(true));
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            _ = &mut run => break,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                stop.store(true, SeqCst);
+                bar.println("interrupted: letting the uploads in flight finish…");
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                let (ok, failed) = (tally.delivered.load(Relaxed), tally.failed.load(Relaxed));
+                bar.set_position(ok + failed);
+                bar.set_message(format!("sent {} · ok {ok} · failed {failed} · retrying {}", tally.sent.load(Relaxed), tally.retrying.load(Relaxed)));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let conn = open(db)?;
+    let states = replays::states(&conn, replay_id).map_err(fail)?;
+    let count = |state| states.get(state);
+    println!(
+        "replay {replay_id}: {} delivered, {} failed, {} dead, {} pending ({} attempts this run)",
+        count(DeliveryState::Delivered),
+        count(DeliveryState::Failed),
+        count(DeliveryState::Dead),
+        count(DeliveryState::Pending),
+        tally.sent.load(Relaxed)
+    );
+    if count(DeliveryState::Pending) == 0 {
+        replays::finish(&conn, replay_id).map_err(fail)?;
+    } else {
+        println!("continue with: sms-audit replay --resume");
+    }
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else if count(DeliveryState::Failed)
+        + count(DeliveryState::Dead)
+        + count(DeliveryState::Pending)
+        > 0
+    {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn confirm(question: &str) -> Result<bool, CliError> {
+    use std::io::BufRead;
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(fail)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}

@@ -1,0 +1,145 @@
+//! `serve`: run the service.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{fail, parse_duration, CliError, UpstreamArgs};
+use crate::domain::TaskPolicy;
+use crate::services::outbox::{RetryPolicy, UpstreamSettings};
+use crate::startup::{Application, ServeConfig};
+use crate::storage::SyncMode;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "SMS_AUDIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// `open`: the first upload of a task registers it; `registered`: only tasks
+    /// added with `tasks add` accept uploads.
+    #[arg(
+        long,
+        env = "SMS_AUDIT_TASK_POLICY",
+        value_enum,
+        default_value = "open"
+    )]
+    pub task_policy: TaskPolicy,
+    /// Largest accepted upload body, in bytes.
+    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Most `consistency_result` items in one upload.
+    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30)]
+    pub max_results: usize,
+    /// `full`: fsync every commit (survives power loss); `normal`: survives a
+    /// crash of the process only.
+    #[arg(long, env = "SMS_AUDIT_SYNC", value_enum, default_value = "full")]
+    pub sync: SyncMode,
+    /// Peer address whose X-Forwarded-For header is stored (repeatable).
+    #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<IpAddr>,
+    /// Uploads per second allowed per credential (429 APIGW.0308 beyond); unlimited
+    /// when absent.
+    #[arg(long, env = "SMS_AUDIT_RATE_LIMIT")]
+    pub rate_limit: Option<NonZeroU32>,
+    /// Uploads waiting for the writer before new ones get 503 SMS.0201.
+    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = 4096)]
+    pub queue_capacity: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SMS_AUDIT_WORKERS")]
+    pub workers: Option<usize>,
+    /// How long, in milliseconds, a credential once looked up is trusted without
+    /// reading it again: a revocation takes effect within this time (0: every
+    /// request reads its credential).
+    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
+    pub credential_cache_ms: u64,
+    /// Forward every upload to SMS as it is stored (needs an upstream endpoint or
+    /// region and credentials).
+    #[arg(long, env = "SMS_AUDIT_FORWARD")]
+    pub forward: bool,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+    /// Send every upload, not only each task's newest (SMS keeps only the newest).
+    #[arg(long, env = "SMS_AUDIT_DELIVER_ALL")]
+    pub deliver_all: bool,
+    /// Give a delivery up (`dead`) when it is still failing after this long
+    /// (e.g. 72h, 30m, 3d).
+    #[arg(long, env = "SMS_AUDIT_MAX_DELIVERY_AGE", default_value = "72h", value_parser = parse_duration)]
+    pub max_delivery_age: std::time::Duration,
+    /// Deliveries sent at the same time.
+    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = 16)]
+    pub forward_concurrency: usize,
+    /// How long a login to the pages lasts, in hours.
+    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
+    /// Benchmarks only: answer uploads without storing them.
+    #[arg(long, hide = true)]
+    pub null_store: bool,
+}
+
+impl ServeArgs {
+    pub fn into_config(self, db: PathBuf) -> Result<ServeConfig, CliError> {
+        if self.forward && !self.upstream.configured() {
+            return Err(fail(
+                "--forward needs --upstream-endpoint URL or --upstream-region R",
+            ));
+        }
+        let upstream = if self.upstream.configured() {
+            Some(UpstreamSettings {
+                endpoint: self.upstream.endpoint()?,
+                auth: self.upstream.auth()?,
+                timeout: std::time::Duration::from_secs(self.upstream.upstream_timeout.max(1)),
+                concurrency: self.forward_concurrency.max(1),
+                forward: self.forward,
+                deliver_all: self.deliver_all,
+                policy: RetryPolicy {
+                    max_age: self.max_delivery_age,
+                    ..RetryPolicy::default()
+                },
+            })
+        } else {
+            None
+        };
+        Ok(ServeConfig {
+            upstream,
+            listen: self.listen,
+            task_policy: self.task_policy,
+            max_body_bytes: self.max_body_bytes,
+            max_results: self.max_results,
+            sync: self.sync,
+            trusted_proxies: self.trusted_proxy,
+            rate_limit: self.rate_limit,
+            queue_capacity: self.queue_capacity.max(1),
+            null_store: self.null_store,
+            workers: self.workers,
+            handle_signals: true,
+            credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
+            session_lifetime: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
+            ..ServeConfig::new(db)
+        })
+    }
+}
+
+pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
+    let db = config.db.clone();
+    if let Some(u) = &config.upstream {
+        // The endpoint and how we sign in, never the secrets.
+        tracing::info!(endpoint = %u.endpoint, auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
+            "upstream SMS configured{}", if u.forward { ": forwarding every upload" } else { " for replays" });
+    }
+    let app = Application::build(config).await.map_err(fail)?;
+    if let Some(token) = app.admin_token() {
+        // Printed once, on stderr, never logged.
+        eprintln!(
+            "Created operator credential \"admin\". Its token, shown only this once:\n\n    {token}\n\n\
+             Make more with: sms-audit --db {} credentials add --name NAME --role agent|auditor|operator [--aksk]\n",
+            db.display()
+        );
+    }
+    tracing::info!(address = %app.address(), db = %db.display(), "listening on http://{}", app.address());
+    app.run_until_stopped().await.map_err(fail)?;
+    tracing::info!("stopped; every accepted upload is committed");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,44 @@
+//! `verify`: check the whole ledger.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{fail, open, CliError};
+use crate::domain::now_ms;
+use crate::services::ledger;
+use crate::storage::history;
+
+pub fn run(db: &Path) -> Result<ExitCode, CliError> {
+    let conn = open(db)?;
+    let started = now_ms();
+    let result = ledger::verify(&conn, |n| {
+        if n > 0 && n % 100_000 == 0 {
+            eprintln!("checked {n} entries");
+        }
+    })
+    .map_err(fail)?;
+    history::record_verification(&conn, &result, started, "cli").map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    match &result.first_bad {
+        None => {
+            writeln!(
+                out,
+                "ledger intact: {} entries, head {} (id {})",
+                result.entries, result.head_hash, result.head_id
+            )
+            .map_err(fail)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(bad) => {
+            writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem).map_err(fail)?;
+            writeln!(
+                out,
+                "{} entries before it are intact; last good head {}",
+                result.entries, result.head_hash
+            )
+            .map_err(fail)?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}

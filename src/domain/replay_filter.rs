@@ -1,0 +1,176 @@
+//! Which stored uploads a replay sends: one filter for the command line, the JSON
+//! API and the deliveries page's form.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use super::{parse_time_arg, DeliveryState, TaskId, Timestamp};
+
+/// A checked replay filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayFilter {
+    pub tasks: Vec<TaskId>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Only uploads whose latest delivery is in this state; `None` is any upload.
+    pub state: Option<DeliveryState>,
+    pub latest_per_task: bool,
+}
+
+impl ReplayFilter {
+    /// Checks task ids and the state (`any` or empty: every state).
+    pub fn new(
+        tasks: &[String],
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        state: Option<&str>,
+        latest_per_task: bool,
+    ) -> Result<Self, String> {
+        let tasks = tasks
+            .iter()
+            .map(|t| TaskId::parse(t))
+            .collect::<Result<_, _>>()?;
+        let state = match state.unwrap_or("") {
+            "" | "any" => None,
+            s => Some(DeliveryState::parse(s).ok_or_else(|| {
+                format!(
+                    "state: must be pending, failed, dead, delivered, superseded or any, not {s:?}"
+                )
+            })?),
+        };
+        Ok(Self {
+            tasks,
+            since,
+            until,
+            state,
+            latest_per_task,
+        })
+    }
+}
+
+/// A replay filter as a person typed it, in a JSON body or a form: tasks as a list
+/// or comma-separated (`tasks`, or the form's `task`), times as RFC 3339 or dates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RawReplayFilter {
+    #[serde(default, alias = "task", deserialize_with = "list_or_commas")]
+    pub tasks: Vec<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    pub latest_per_task: bool,
+}
+
+impl RawReplayFilter {
+    /// Blank values mean "not given"; errors name the field.
+    pub fn parse(&self) -> Result<ReplayFilter, String> {
+        let time = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => parse_time_arg(v)
+                .map(Some)
+                .map_err(|e| format!("{name}: {e}")),
+        };
+        let tasks: Vec<String> = self
+            .tasks
+            .iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        ReplayFilter::new(
+            &tasks,
+            time("since", &self.since)?,
+            time("until", &self.until)?,
+            self.state.as_deref(),
+            self.latest_per_task,
+        )
+    }
+
+    /// The tasks as the form's one text field shows them.
+    pub fn tasks_text(&self) -> String {
+        self.tasks.join(",")
+    }
+}
+
+fn list_or_commas<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Tasks;
+    impl<'de> Visitor<'de> for Tasks {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of task ids or a comma-separated string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',').map(str::to_string).collect())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(t) = seq.next_element::<String>()? {
+                out.push(t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Tasks)
+}
+
+/// A JSON boolean, or a form's `true` (anything else is false, as an unticked box).
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl<'de> Visitor<'de> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(v == "true")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    d.deserialize_any(Flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_form_shapes_give_the_same_filter() {
+        let json: RawReplayFilter = serde_json::from_str(
+            r#"{"tasks": [" a ", "b", ""], "since": "2026-11-27", "state": "failed", "latest_per_task": true}"#,
+        )
+        .unwrap();
+        let form: RawReplayFilter =
+            serde_json::from_str(r#"{"task": "a,b", "since": "2026-11-27", "until": "", "state": "failed", "latest_per_task": "true"}"#)
+                .unwrap();
+        assert_eq!(json.parse().unwrap(), form.parse().unwrap());
+        let filter = json.parse().unwrap();
+        assert_eq!(filter.tasks.len(), 2);
+        assert_eq!(filter.state, Some(DeliveryState::Failed));
+        assert!(filter.latest_per_task);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let bad = |json: &str| {
+            serde_json::from_str::<RawReplayFilter>(json)
+                .unwrap()
+                .parse()
+                .unwrap_err()
+        };
+        assert!(bad(r#"{"since": "yesterday"}"#).starts_with("since:"));
+        assert!(bad(r#"{"state": "bogus"}"#).starts_with("state:"));
+        assert!(bad(r#"{"tasks": ["bad id!"]}"#).starts_with("task_id:"));
+        let any: RawReplayFilter = serde_json::from_str(r#"{"state": "any"}"#).unwrap();
+        assert_eq!(any.parse().unwrap().state, None);
+    }
+}

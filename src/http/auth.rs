@@ -1,0 +1,215 @@
+//! Authenticating HTTP requests: `X-Auth-Token`, or AK/SK signatures verified with
+//! the same [`crate::domain::signing`] module that signs upstream requests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpMessage, HttpRequest};
+use chrono::Utc;
+
+use super::error::SmsError;
+use crate::domain::signing::{self, AuthorizationHeader, ReceivedRequest};
+use crate::domain::{lock, token_hash, AuthMethod, Credential};
+use crate::storage::credentials;
+
+pub const MAX_TOKEN_LEN: usize = 16384;
+
+/// The credential name of an authenticated request, kept in the request's
+/// extensions for the rejection log.
+#[derive(Clone, Debug)]
+pub struct CredentialName(pub String);
+
+/// What the caller presented, before any database lookup.
+#[derive(Clone)]
+pub enum Presented {
+    Token(String),
+    Aksk(AuthorizationHeader),
+}
+
+impl Presented {
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Presented::Token(_) => AuthMethod::Token,
+            Presented::Aksk(_) => AuthMethod::Aksk,
+        }
+    }
+}
+
+pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn unauthenticated(msg: impl Into<String>) -> SmsError {
+    SmsError::Unauthenticated(msg.into())
+}
+
+/// Reads the credentials from the headers; checks everything that needs no lookup
+/// (token length, Authorization syntax, signed headers, X-Sdk-Date window).
+pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsError> {
+    if let Some(token) = req.headers().get("x-auth-token") {
+        let token = token
+            .to_str()
+            .map_err(|_| unauthenticated("X-Auth-Token is not a valid token"))?;
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(unauthenticated(format!(
+                "X-Auth-Token must be 1 to {MAX_TOKEN_LEN} characters"
+            )));
+        }
+        return Ok(Presented::Token(token.to_string()));
+    }
+    let Some(authorization) = header(req, "authorization").filter(|_| allow_aksk) else {
+        return Err(unauthenticated(if allow_aksk {
+            "no credentials: send X-Auth-Token or an SDK-HMAC-SHA256 Authorization header"
+        } else {
+            "no credentials: send the X-Auth-Token of an auditor or operator"
+        }));
+    };
+    let auth = AuthorizationHeader::parse(&authorization)
+        .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    let lookup = |name: &str| header(req, name);
+    let received = received_request(req, &lookup, &[]);
+    signing::check_date(&received, Utc::now())
+        .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    Ok(Presented::Aksk(auth))
+}
+
+fn received_request<'a>(
+    req: &'a HttpRequest,
+    header: &'a dyn Fn(&str) -> Option<String>,
+    body: &'a [u8],
+) -> ReceivedRequest<'a> {
+    ReceivedRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        raw_query: req.query_string(),
+        header,
+        body,
+    }
+}
+
+/// A credential looked up for what was presented, with the AK's secret key.
+#[derive(Clone)]
+pub struct Found {
+    pub credential: Credential,
+    secret_key: Option<String>,
+}
+
+/// Looks the presented credential up. Blocking: run it on a blocking thread.
+pub fn lookup(
+    conn: &rusqlite::Connection,
+    presented: &Presented,
+) -> Result<Option<Found>, crate::storage::StorageError> {
+    Ok(match presented {
+        Presented::Token(token) => {
+            credentials::find_by_token(conn, token)?.map(|credential| Found {
+                credential,
+                secret_key: None,
+            })
+        }
+        Presented::Aksk(auth) => {
+            credentials::find_by_access_key(conn, &auth.access_key)?.map(|(credential, sk)| Found {
+                credential,
+                secret_key: Some(sk),
+            })
+        }
+    })
+}
+
+/// Finishes authentication once the body is known: unknown or revoked credentials
+/// and bad signatures are 401. `body` is `None` when it was too large to read, in
+/// which case the signature cannot be checked and the caller answers 413.
+pub fn authenticate(
+    req: &HttpRequest,
+    presented: &Presented,
+    found: Option<Found>,
+    body: Option<&[u8]>,
+) -> Result<Credential, SmsError> {
+    let Some(found) = found else {
+        return Err(unauthenticated(match presented {
+            Presented::Token(_) => "X-Auth-Token is not a known token",
+            Presented::Aksk(_) => "the access key is not known",
+        }));
+    };
+    // Known from here on, even if the signature turns out bad: the rejection log
+    // then shows whose key was used.
+    req.extensions_mut()
+        .insert(CredentialName(found.credential.name.clone()));
+    if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
+        let lookup = |name: &str| header(req, name);
+        let received = received_request(req, &lookup, body);
+        signing::verify(auth, &received, sk)
+            .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+    }
+    if found.credential.revoked {
+        return Err(unauthenticated("the credential has been revoked"));
+    }
+    Ok(found.credential)
+}
+
+/// Remembers credentials found (for `ttl`) and registered tasks (for good: tasks are
+/// never removed), so most requests need no database read before the body is
+/// checked. A revocation therefore takes effect within `ttl`.
+pub struct AuthCache {
+    ttl: Duration,
+    credentials: Mutex<HashMap<String, (Instant, Found)>>,
+    tasks: Mutex<HashSet<String>>,
+}
+
+/// Entries kept before a cache starts over.
+const CACHE_ENTRIES: usize = 10_000;
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            credentials: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn key(presented: &Presented) -> String {
+        match presented {
+            Presented::Token(t) => token_hash(t),
+            Presented::Aksk(a) => format!("ak:{}", a.access_key),
+        }
+    }
+
+    pub fn credential(&self, presented: &Presented) -> Option<Found> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = lock(&self.credentials);
+        map.get(&Self::key(presented))
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, found)| found.clone())
+    }
+
+    /// Only credentials that exist are remembered; unknown ones are looked up
+    /// every time.
+    pub fn remember(&self, presented: &Presented, found: Option<&Found>) {
+        let Some(found) = found.filter(|_| !self.ttl.is_zero()) else {
+            return;
+        };
+        let mut map = lock(&self.credentials);
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(Self::key(presented), (Instant::now(), found.clone()));
+    }
+
+    pub fn task_known(&self, task_id: &str) -> bool {
+        lock(&self.tasks).contains(task_id)
+    }
+
+    pub fn remember_task(&self, task_id: &str) {
+        let mut set = lock(&self.tasks);
+        if set.len() >= CACHE_ENTRIES {
+            set.clear();
+        }
+        set.insert(task_id.to_string());
+    }
+}

@@ -1,0 +1,278 @@
+//! The two error types: [`SmsError`], which every API handler returns, rendered
+//! as SMS renders errors (`{"error_code": "...", "error_msg": "..."}`), and
+//! [`PageError`], shown as a page in the site's layout.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+use serde::Serialize;
+
+use crate::domain::{BodyError, Session};
+use crate::services::replay::ReplayError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmsError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{msg}")]
+    BadRequest {
+        msg: String,
+        params: Option<Vec<String>>,
+    },
+    #[error("{0}")]
+    TaskNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Content-Type is missing; send application/json")]
+    ContentTypeMissing,
+    #[error("Content-Type {0:?} is not application/json")]
+    ContentTypeWrong(String),
+    #[error("body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("too many requests for this credential; slow down")]
+    Throttled,
+    #[error("no such path: {0}")]
+    UnknownPath(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+}
+
+impl SmsError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        SmsError::BadRequest {
+            msg: msg.into(),
+            params: None,
+        }
+    }
+
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            SmsError::Unauthenticated(_) => "APIGW.0301",
+            SmsError::Forbidden(_) => "SMS.9004",
+            SmsError::BadRequest { .. } => "SMS.9001",
+            SmsError::TaskNotFound(_) => "SMS.7703",
+            SmsError::ContentTypeMissing => "SMS.2005",
+            SmsError::ContentTypeWrong(_) => "SMS.2006",
+            SmsError::BodyTooLarge(_) => "SMS.2004",
+            SmsError::Storage(_) => "SMS.2007",
+            SmsError::Unavailable(_) => "SMS.0201",
+            SmsError::Throttled => "APIGW.0308",
+            SmsError::UnknownPath(_) | SmsError::NotFound(_) => "APIGW.0101",
+            SmsError::MethodNotAllowed(_) => "SMS.2003",
+        }
+    }
+}
+
+impl From<BodyError> for SmsError {
+    fn from(e: BodyError) -> Self {
+        SmsError::BadRequest {
+            msg: e.message(),
+            params: e.params(),
+        }
+    }
+}
+
+impl From<StorageError> for SmsError {
+    fn from(e: StorageError) -> Self {
+        SmsError::Storage(e.to_string())
+    }
+}
+
+impl From<ReplayError> for SmsError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Invalid(msg) => SmsError::bad_request(msg),
+            ReplayError::Storage(msg) => SmsError::Storage(msg),
+        }
+    }
+}
+
+/// Marks an error response with its code so the rejection log can record it.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode(pub &'static str);
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    error_msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_param: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoded_authorization_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Vec<Detail<'a>>>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    error_code: &'a str,
+    error_msg: String,
+}
+
+impl ResponseError for SmsError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            SmsError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            SmsError::Forbidden(_) => StatusCode::FORBIDDEN,
+            SmsError::BadRequest { .. }
+            | SmsError::ContentTypeMissing
+            | SmsError::ContentTypeWrong(_) => StatusCode::BAD_REQUEST,
+            SmsError::TaskNotFound(_) | SmsError::NotFound(_) | SmsError::UnknownPath(_) => {
+                StatusCode::NOT_FOUND
+            }
+            SmsError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SmsError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SmsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SmsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            SmsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = self.error_code();
+        let empty: &[String] = &[];
+        let forbidden = matches!(self, SmsError::Forbidden(_));
+        let body = ErrorBody {
+            error_code: code,
+            error_msg: self.to_string(),
+            error_param: match self {
+                SmsError::BadRequest { params, .. } => params.as_deref(),
+                SmsError::Forbidden(_) => Some(empty),
+                _ => None,
+            },
+            encoded_authorization_message: forbidden.then_some(""),
+            details: forbidden.then(|| {
+                vec![Detail {
+                    error_code: code,
+                    error_msg: self.to_string(),
+                }]
+            }),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, SmsError::Throttled | SmsError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        let mut response = response.json(body);
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}
+
+/// What the layout shows of the logged-in user.
+pub struct Nav {
+    pub user: String,
+    pub role: String,
+    pub csrf_token: String,
+}
+
+impl From<&Session> for Nav {
+    fn from(s: &Session) -> Self {
+        Nav {
+            user: s.credential.name.clone(),
+            role: s.credential.role.to_string(),
+            csrf_token: s.csrf_token.clone(),
+        }
+    }
+}
+
+/// An error shown as a page in the site's layout.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("log in first")]
+    LoginRequired(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<SmsError> for PageError {
+    fn from(e: SmsError) -> Self {
+        match e.status_code().as_u16() {
+            401 => PageError::LoginRequired("/".into()),
+            403 => PageError::Forbidden(e.to_string()),
+            404 => PageError::NotFound(e.to_string()),
+            400..=499 => PageError::BadRequest(e.to_string()),
+            _ => PageError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for PageError {
+    fn from(e: StorageError) -> Self {
+        SmsError::from(e).into()
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(e: askama::Error) -> Self {
+        PageError::Internal(format!("rendering failed: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    nav: Option<Nav>,
+    status: u16,
+    heading: &'a str,
+    message: String,
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::LoginRequired(_) => StatusCode::SEE_OTHER,
+            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let PageError::LoginRequired(next) = self {
+            let location = format!("/login?next={}", super::urlencode(next));
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .finish();
+        }
+        let status = self.status_code();
+        let (heading, code) = match self {
+            PageError::Forbidden(_) => ("Forbidden", "SMS.9004"),
+            PageError::NotFound(_) => ("Not found", "APIGW.0101"),
+            PageError::BadRequest(_) => ("Bad request", "SMS.9001"),
+            _ => ("Something went wrong", "SMS.2007"),
+        };
+        if let PageError::Internal(msg) = self {
+            tracing::error!(error = %msg, "page failed");
+        }
+        let page = ErrorPage {
+            nav: None,
+            status: status.as_u16(),
+            heading,
+            message: match self {
+                PageError::Internal(_) => {
+                    "The page could not be shown; the log has details.".into()
+                }
+                other => other.to_string(),
+            },
+        };
+        let mut response = HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(page.render().unwrap_or_else(|_| heading.to_string()));
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}

@@ -1,0 +1,54 @@
+//! The HTTP layer: the SMS upload endpoint, the JSON API and the HTML pages, with
+//! authentication, extractors, middleware and the one error type.
+//!
+//! Handlers take the shared state they use as `web::Data` of each piece (the read
+//! pool, the writer handle, the settings below), registered by `startup`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod pages;
+pub mod routes;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix_web::web;
+use governor::DefaultKeyedRateLimiter;
+
+use crate::domain::TaskPolicy;
+use crate::services::outbox::UpstreamSettings;
+
+/// What the upload endpoint needs of the configuration.
+pub struct IngestSettings {
+    pub task_policy: TaskPolicy,
+    pub max_body_bytes: usize,
+    pub max_results: usize,
+    /// Peers whose X-Forwarded-For header is stored.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Uploads per second per credential; `None` is unlimited.
+    pub rate_limiter: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+/// How long a login to the pages lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLifetime(pub Duration);
+
+/// The real SMS endpoint, if `serve` was given one.
+#[derive(Debug, Clone)]
+pub struct ConfiguredUpstream(pub Option<UpstreamSettings>);
+
+/// Shown in every page's footer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Percent-encodes everything but letters and digits, for query values.
+pub fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Every route: pages first, then the SMS endpoint, the API and health checks.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    pages::configure(cfg);
+    routes::configure(cfg);
+}

@@ -1,0 +1,105 @@
+//! The audit page: the ledger's head and last verification, starting a new one,
+//! and the rejection log.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::login::CsrfOnly;
+use super::{html, Nav, PageError};
+use crate::http::extract::{CsrfForm, PageUser};
+use crate::services::verification::VerificationJob;
+use crate::storage::history::{self, VerificationRecord};
+use crate::storage::queries::{self, RejectionFilter, RejectionRow};
+use crate::storage::writer::REJECTIONS_KEPT;
+use crate::storage::ReadPool;
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    status: Option<String>,
+    error_code: Option<String>,
+    credential: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    head_id: i64,
+    head_hash: Option<String>,
+    last: Option<VerificationRecord>,
+    running: Option<(u64, i64)>,
+    kept: i64,
+    filter_status: String,
+    filter_code: String,
+    filter_credential: String,
+    rejections: Vec<RejectionRow>,
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+pub async fn page(
+    query: web::Query<AuditQuery>,
+    reads: web::Data<ReadPool>,
+    verification: web::Data<VerificationJob>,
+    PageUser(session): PageUser,
+) -> Result<HttpResponse, PageError> {
+    let status = match non_empty(&query.status) {
+        Some(s) => Some(s.parse::<u16>().map_err(|_| {
+            PageError::BadRequest("status: must be an HTTP status such as 401".into())
+        })?),
+        None => None,
+    };
+    let filter = RejectionFilter {
+        status,
+        error_code: non_empty(&query.error_code),
+        credential_name: non_empty(&query.credential),
+    };
+    let (overview, rejections) = reads
+        .with_blocking(move |conn| {
+            Ok((
+                history::overview(conn)?,
+                queries::recent_rejections(conn, 200, &filter)?,
+            ))
+        })
+        .await?;
+    let body = AuditPage {
+        nav: Some(Nav::from(&session)),
+        csrf_token: session.csrf_token.clone(),
+        head_id: overview.head_id,
+        head_hash: overview.head_hash,
+        last: overview.last_verification,
+        running: verification.progress(),
+        kept: REJECTIONS_KEPT,
+        filter_status: query.status.clone().unwrap_or_default(),
+        filter_code: query.error_code.clone().unwrap_or_default(),
+        filter_credential: query.credential.clone().unwrap_or_default(),
+        rejections,
+    }
+    .render()?;
+    Ok(html(body))
+}
+
+pub async fn start_verification(
+    reads: web::Data<ReadPool>,
+    verification: web::Data<VerificationJob>,
+    form: CsrfForm<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    let PageUser(session) = form.who;
+    let total = reads
+        .with_blocking(|conn| Ok(history::overview(conn)?.head_id))
+        .await?;
+    verification
+        .into_inner()
+        .start(total, format!("page:{}", session.credential.name));
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/audit"))
+        .finish())
+}

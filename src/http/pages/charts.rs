@@ -1,0 +1,176 @@
+//! Server-side SVG charts: no JavaScript, nothing fetched. Only numbers and
+//! formatted dates go into the markup, so the output is safe to embed as is.
+
+use std::fmt::Write;
+
+use crate::domain::format_timestamp;
+use crate::storage::history::ChartPoint;
+
+pub const SERIES_COLORS: [&str; 4] = ["#1f4e79", "#cf222e", "#9a6700", "#8250df"];
+pub const SERIES_NAMES: [&str; 4] = [
+    "total files",
+    "different",
+    "missing on target",
+    "extra on target",
+];
+
+/// A small line of `values` (oldest first), e.g. problems per upload.
+pub fn sparkline(values: &[i64]) -> String {
+    const W: f64 = 100.0;
+    const H: f64 = 22.0;
+    if values.is_empty() {
+        return String::new();
+    }
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = if values.len() > 1 {
+        W / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut points = String::new();
+    for (i, v) in values.iter().enumerate() {
+        let x = i as f64 * step;
+        let y = H - 2.0 - (*v as f64 / max) * (H - 4.0);
+        let _ = write!(points, "{x:.1},{y:.1} ");
+    }
+    let last = values[values.len() - 1];
+    let color = if last > 0 {
+        SERIES_COLORS[1]
+    } else {
+        "#1a7f37"
+    };
+    format!(
+        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="problems over the last {n} uploads, latest {last}"><polyline points="{p}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>"#,
+        n = values.len(),
+        p = points.trim_end()
+    )
+}
+
+/// Which of the four counts a chart draws: total files dwarf the problem counts,
+/// so they get a chart (and a scale) of their own.
+pub const TOTAL_SERIES: &[usize] = &[0];
+pub const PROBLEM_SERIES: &[usize] = &[1, 2, 3];
+
+/// A line chart of some of the four counts over time (points oldest first).
+pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
+    const W: f64 = 760.0;
+    const H: f64 = 260.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 36.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="counts over {} uploads">"#,
+        points.len()
+    );
+    if points.is_empty() {
+        svg.push_str(
+            r##"<text x="20" y="40" fill="#5d6670">No uploads in this range.</text></svg>"##,
+        );
+        return svg;
+    }
+    let max = points
+        .iter()
+        .flat_map(|p| series.iter().map(|s| p.values[*s]))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let (t0, t1) = (points[0].at, points[points.len() - 1].at);
+    let span = (t1 - t0).max(1) as f64;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let x = |i: usize, at: i64| {
+        if t1 > t0 {
+            LEFT + (at - t0) as f64 / span * plot_w
+        } else if points.len() > 1 {
+            LEFT + i as f64 / (points.len() - 1) as f64 * plot_w
+        } else {
+            LEFT + plot_w / 2.0
+        }
+    };
+    let y = |v: i64| TOP + plot_h - (v as f64 / max) * plot_h;
+
+    // Axes, grid and labels.
+    for k in 0..=4 {
+        let v = (max * k as f64 / 4.0).round() as i64;
+        let yy = y(v);
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#d8dee4" stroke-width="1"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#5d6670">{v}</text>"##,
+            W - RIGHT,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+    }
+    let first = format_timestamp(t0);
+    let last = format_timestamp(t1);
+    let _ = write!(
+        svg,
+        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#5d6670">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#5d6670">{}</text>"##,
+        H - 12.0,
+        &first[..16],
+        W - RIGHT,
+        H - 12.0,
+        &last[..16]
+    );
+
+    for &s in series {
+        let color = SERIES_COLORS[s];
+        let mut line = String::new();
+        for (i, p) in points.iter().enumerate() {
+            let _ = write!(line, "{:.1},{:.1} ", x(i, p.at), y(p.values[s]));
+        }
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            line.trim_end()
+        );
+        if points.len() <= 120 {
+            for (i, p) in points.iter().enumerate() {
+                let _ = write!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>upload {} at {}: {} {}</title></circle>"#,
+                    x(i, p.at),
+                    y(p.values[s]),
+                    p.id,
+                    format_timestamp(p.at),
+                    p.values[s],
+                    SERIES_NAMES[s]
+                );
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_hold_only_numbers_and_dates() {
+        let points: Vec<ChartPoint> = (0..5)
+            .map(|i| ChartPoint {
+                id: i,
+                at: 1_764_000_000_000 + i * 60_000,
+                values: [100, i, 0, 2],
+            })
+            .collect();
+        let svg = counts_chart(&points, PROBLEM_SERIES);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert_eq!(
+            counts_chart(&points, TOTAL_SERIES)
+                .matches("<polyline")
+                .count(),
+            1
+        );
+        assert!(svg.contains("upload 4 at 2025-11-24T16:04:00.000Z: 4 different"));
+        assert!(sparkline(&[3, 2, 0]).contains("latest 0"));
+        assert_eq!(sparkline(&[]), "");
+        assert!(counts_chart(&[], TOTAL_SERIES).contains("No uploads"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The deliveries page: forwarding's health, every delivery with filters, and the
+//! replay form (preview, then confirm) for operators.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, time_field, urlencode, Nav, PageError};
+use crate::domain::{DeliveryState, RawReplayFilter, Role};
+use crate::http::error::SmsError;
+use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
+use crate::http::ConfiguredUpstream;
+use crate::services::replay::{self, ReplayAnswer, ServerReplays};
+use crate::storage::history::{self, DeliveryFilter, DeliveryRow, OutboxHealth};
+use crate::storage::ReadPool;
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    state: Option<String>,
+    task_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before_id: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "deliveries.html")]
+struct DeliveriesPage {
+    nav: Option<Nav>,
+    upstream: Option<String>,
+    forwarding: bool,
+    operator: bool,
+    health: OutboxHealth,
+    states: [&'static str; 5],
+    state: String,
+    task_id: String,
+    since: String,
+    until: String,
+    rows: Vec<DeliveryRow>,
+    next_before_id: Option<i64>,
+}
+
+impl DeliveriesPage {
+    fn older_link(&self, before: impl super::Int) -> String {
+        format!(
+            "/deliveries?state={}&task_id={}&since={}&until={}&before_id={}",
+            urlencode(&self.state),
+            urlencode(&self.task_id),
+            urlencode(&self.since),
+            urlencode(&self.until),
+            before.int()
+        )
+    }
+}
+
+pub async fn page(
+    query: web::Query<DeliveriesQuery>,
+    reads: web::Data<ReadPool>,
+    upstream: web::Data<ConfiguredUpstream>,
+    PageUser(session): PageUser,
+) -> Result<HttpResponse, PageError> {
+    // An unknown state filters nothing, as the form's "any" does.
+    let state_filter = query.state.as_deref().and_then(DeliveryState::parse);
+    let filter = DeliveryFilter {
+        state: state_filter,
+        task_id: query.task_id.clone().filter(|t| !t.trim().is_empty()),
+        since: time_field("since", &query.since)?,
+        until: time_field("until", &query.until)?,
+        before_id: query.before_id,
+    };
+    let (health, (rows, next_before_id)) = reads
+        .with_blocking(move |conn| {
+            Ok((
+                history::outbox_health(conn)?,
+                history::deliveries(conn, &filter, 100)?,
+            ))
+        })
+        .await?;
+    let upstream = upstream.0.as_ref();
+    let body = DeliveriesPage {
+        nav: Some(Nav::from(&session)),
+        upstream: upstream.map(|u| u.endpoint.clone()),
+        forwarding: upstream.is_some_and(|u| u.forward),
+        operator: session.credential.role == Role::Operator,
+        health,
+        states: DeliveryState::ALL.map(DeliveryState::as_str),
+        state: state_filter
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        task_id: query.task_id.clone().unwrap_or_default(),
+        since: query.since.clone().unwrap_or_default(),
+        until: query.until.clone().unwrap_or_default(),
+        rows,
+        next_before_id,
+    }
+    .render()?;
+    Ok(html(body))
+}
+
+/// The replay form's fields, carried from the preview to the confirmation.
+#[derive(Deserialize, Default)]
+pub struct ReplayForm {
+    #[serde(flatten)]
+    filter: RawReplayFilter,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl CarriesCsrf for ReplayForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+impl ReplayForm {
+    /// Selects (and unless `dry_run`, creates) the replay the form describes.
+    async fn start(
+        &self,
+        upstream: &ConfiguredUpstream,
+        replays: &ServerReplays,
+        dry_run: bool,
+        requested_by: &str,
+    ) -> Result<ReplayAnswer, SmsError> {
+        let target = replay::target(upstream.0.as_ref(), Some(&self.to))?;
+        let filter = self.filter.parse().map_err(SmsError::bad_request)?;
+        Ok(replays.start(filter, target, dry_run, requested_by).await?)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "replay_preview.html")]
+struct PreviewPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    answer: ReplayAnswer,
+    form: ReplayForm,
+}
+
+impl PreviewPage {
+    fn field<'a>(&self, value: &'a Option<String>) -> &'a str {
+        value.as_deref().unwrap_or_default()
+    }
+}
+
+pub async fn preview(
+    form: web::Query<ReplayForm>,
+    upstream: web::Data<ConfiguredUpstream>,
+    replays: web::Data<ServerReplays>,
+    PageOperator(session): PageOperator,
+) -> Result<HttpResponse, PageError> {
+    let answer = form
+        .start(&upstream, &replays, true, &session.credential.name)
+        .await?;
+    let body = PreviewPage {
+        nav: Some(Nav::from(&session)),
+        csrf_token: session.csrf_token.clone(),
+        answer,
+        form: form.into_inner(),
+    }
+    .render()?;
+    Ok(html(body))
+}
+
+pub async fn confirm(
+    upstream: web::Data<ConfiguredUpstream>,
+    replays: web::Data<ServerReplays>,
+    submitted: CsrfForm<ReplayForm, PageOperator>,
+) -> Result<HttpResponse, PageError> {
+    let PageOperator(session) = &submitted.who;
+    let answer = submitted
+        .form
+        .start(
+            &upstream,
+            &replays,
+            false,
+            &format!("page:{}", session.credential.name),
+        )
+        .await?;
+    let location = format!(
+        "/deliveries?state=pending&replay={}",
+        answer.replay_id.unwrap_or_default()
+    );
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish())
+}

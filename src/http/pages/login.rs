@@ -1,0 +1,198 @@
+//! Logging in (a token exchanged for a session cookie) and out.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{html, Nav, PageError};
+use crate::domain::{csrf_equal, random_hex};
+use crate::http::auth::{self, Presented};
+use crate::http::error::ErrorCode;
+use crate::http::extract::{
+    page_session, CarriesCsrf, CsrfForm, PageUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
+};
+use crate::http::SessionLifetime;
+use crate::storage::writer::WriterHandle;
+use crate::storage::{sessions, ReadPool};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    nav: Option<Nav>,
+    csrf_token: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only local paths, so a login link cannot send anyone elsewhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+fn secure(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+}
+
+fn login_page(
+    req: &HttpRequest,
+    next: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let csrf_token = random_hex(16);
+    let body = LoginPage {
+        nav: None,
+        csrf_token: csrf_token.clone(),
+        next,
+        error,
+    }
+    .render()?;
+    let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf_token)
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(req))
+        .finish();
+    let mut response = html(body);
+    *response.status_mut() = status;
+    response
+        .add_cookie(&cookie)
+        .map_err(|e| PageError::Internal(e.to_string()))?;
+    if status == StatusCode::UNAUTHORIZED {
+        response.extensions_mut().insert(ErrorCode("APIGW.0301"));
+    } else if status == StatusCode::FORBIDDEN {
+        response.extensions_mut().insert(ErrorCode("SMS.9004"));
+    }
+    Ok(response)
+}
+
+pub async fn form(
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(query.next.as_deref());
+    if page_session(&req).await.is_ok() {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, next))
+            .finish());
+    }
+    login_page(&req, next, None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    csrf_token: String,
+    next: Option<String>,
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+    reads: web::Data<ReadPool>,
+    writer: web::Data<WriterHandle>,
+    lifetime: web::Data<SessionLifetime>,
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(form.next.as_deref());
+    let expected = req
+        .cookie(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    if !csrf_equal(&expected, &form.csrf_token) {
+        return login_page(
+            &req,
+            next,
+            Some("The form expired; please try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let token = form.token.trim().to_string();
+    if token.is_empty() || token.len() > auth::MAX_TOKEN_LEN {
+        return login_page(
+            &req,
+            next,
+            Some("Enter a token.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let presented = Presented::Token(token);
+    let p = presented.clone();
+    let found = reads.with_blocking(move |c| auth::lookup(c, &p)).await?;
+    let credential = match auth::authenticate(&req, &presented, found, None) {
+        Ok(c) => c,
+        Err(_) => {
+            return login_page(
+                &req,
+                next,
+                Some("That token is not valid (unknown or revoked).".into()),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+    };
+    if !credential.role.may_read() {
+        return login_page(
+            &req,
+            next,
+            Some(format!("{} is an {} credential: agents upload but cannot log in. Use an auditor or operator token.", credential.name, credential.role)),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let lifetime = lifetime.0;
+    let cookie_value = sessions::create(&writer, &credential.name, lifetime.as_millis() as i64)
+        .await
+        .map_err(|e| PageError::Internal(e.to_string()))?;
+    let cookie = Cookie::build(SESSION_COOKIE, cookie_value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure(&req))
+        .max_age(CookieDuration::seconds(lifetime.as_secs() as i64))
+        .finish();
+    let mut clear = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
+    clear.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, next))
+        .cookie(cookie)
+        .cookie(clear)
+        .finish())
+}
+
+/// A form that carries nothing but its CSRF token.
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    pub csrf_token: String,
+}
+
+impl CarriesCsrf for CsrfOnly {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+pub async fn logout(
+    req: HttpRequest,
+    writer: web::Data<WriterHandle>,
+    _: CsrfForm<CsrfOnly, PageUser>,
+) -> Result<HttpResponse, PageError> {
+    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+        sessions::delete(&writer, cookie.value())
+            .await
+            .map_err(|e| PageError::Internal(e.to_string()))?;
+    }
+    let mut clear = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    clear.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login"))
+        .cookie(clear)
+        .finish())
+}

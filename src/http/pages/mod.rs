@@ -1,0 +1,168 @@
+//! The HTML pages for auditors: askama templates from `templates/`, every asset
+//! embedded, no JavaScript, charts drawn on the server ([`charts`]). Every page needs a login (an auditor or operator token
+//! exchanged for a session cookie); every POST form carries the session's CSRF token.
+
+mod audit;
+pub mod charts;
+mod compare;
+mod dashboard;
+mod deliveries;
+mod login;
+mod task;
+mod upload;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use crate::domain::{format_timestamp, now_ms, DeliveryState, Timestamp};
+pub use crate::http::error::{Nav, PageError};
+pub use crate::http::urlencode;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::http::routes::get_resource;
+    cfg.service(get_resource("/", dashboard::page))
+        .service(
+            web::resource("/login")
+                .route(web::get().to(login::form))
+                .route(web::post().to(login::submit)),
+        )
+        .service(web::resource("/logout").route(web::post().to(login::logout)))
+        .service(get_resource("/tasks/{task_id}", task::page))
+        .service(get_resource("/uploads/{id}", upload::page))
+        .service(get_resource("/compare", compare::page))
+        .service(get_resource("/audit", audit::page))
+        .service(get_resource("/deliveries", deliveries::page))
+        .service(
+            web::resource("/deliveries/replay")
+                .route(web::get().to(deliveries::preview))
+                .route(web::post().to(deliveries::confirm)),
+        )
+        .service(web::resource("/audit/verify").route(web::post().to(audit::start_verification)))
+        .service(get_resource("/assets/app.css", stylesheet))
+        .service(get_resource("/assets/icon.svg", icon))
+        .service(get_resource("/api/v1/compare", compare::api));
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../../assets/app.css"))
+}
+
+async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../../assets/icon.svg"))
+}
+
+/// The badge colour of a delivery state.
+pub fn state_class(state: &DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Delivered => "good",
+        DeliveryState::Failed | DeliveryState::Dead => "bad",
+        _ => "same",
+    }
+}
+
+pub fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+/// A UTC time as ISO 8601 with a relative hint.
+pub struct When {
+    pub iso: String,
+    pub relative: String,
+}
+
+/// An integer behind any number of references, as templates hand them over.
+pub trait Int {
+    fn int(&self) -> i64;
+}
+
+impl Int for i64 {
+    fn int(&self) -> i64 {
+        *self
+    }
+}
+
+impl Int for u32 {
+    fn int(&self) -> i64 {
+        i64::from(*self)
+    }
+}
+
+impl<T: Int + ?Sized> Int for &T {
+    fn int(&self) -> i64 {
+        (**self).int()
+    }
+}
+
+pub fn when(ms: impl Int) -> When {
+    let ms = ms.int();
+    When {
+        iso: format_timestamp(ms),
+        relative: relative(now_ms() - ms),
+    }
+}
+
+pub fn relative(ago_ms: i64) -> String {
+    let s = ago_ms / 1000;
+    match s {
+        i64::MIN..=-1 => "in the future".into(),
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// RFC 3339 UTC text of a stored time.
+pub fn iso(ms: impl Int) -> String {
+    format_timestamp(ms.int())
+}
+
+/// Thousands separators for counts.
+pub fn num(n: impl std::fmt::Display) -> String {
+    let text = n.to_string();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d.to_string()),
+        None => (false, text),
+    };
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if negative {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Parses an optional form/query time (RFC 3339 or a date); empty means none.
+pub fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp>, PageError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => crate::domain::parse_time_arg(v)
+            .map(Some)
+            .map_err(|e| PageError::BadRequest(format!("{name}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_get_separators() {
+        assert_eq!(super::num(0), "0");
+        assert_eq!(super::num(1234567), "1,234,567");
+        assert_eq!(super::num(-1000), "-1,000");
+        assert_eq!(super::relative(90_000), "1 min ago");
+    }
+}

@@ -1,0 +1,147 @@
+//! A task's page: its uploads over time, charts, filters.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
+use super::{html, time_field, urlencode, Nav, PageError};
+use crate::domain::TaskId;
+use crate::http::extract::PageUser;
+use crate::storage::history::{self, TaskRow};
+use crate::storage::queries::{self, UploadPageQuery, UploadSummary};
+use crate::storage::ReadPool;
+
+const PER_PAGE: u32 = 25;
+const CHART_UPLOADS: i64 = 200;
+
+#[derive(Deserialize)]
+pub struct TaskQuery {
+    dir: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    regressed: Option<String>,
+    before_id: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    nav: Option<Nav>,
+    task: TaskRow,
+    dirs: Vec<String>,
+    dir: Option<String>,
+    since: String,
+    until: String,
+    regressed_only: bool,
+    series: Vec<(usize, &'static str)>,
+    problems_chart: String,
+    totals_chart: String,
+    chart_points: usize,
+    uploads: Vec<UploadSummary>,
+    before_id: Option<i64>,
+    next_before_id: Option<i64>,
+}
+
+impl TaskPage {
+    fn filters(&self) -> String {
+        format!(
+            "dir={}&since={}&until={}{}",
+            urlencode(self.dir.as_deref().unwrap_or("")),
+            urlencode(&self.since),
+            urlencode(&self.until),
+            if self.regressed_only {
+                "&regressed=true"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn older_link(&self, before: impl super::Int) -> String {
+        let before = before.int();
+        format!(
+            "/tasks/{}?{}&before_id={before}",
+            self.task.task_id,
+            self.filters()
+        )
+    }
+
+    fn newest_link(&self) -> String {
+        format!("/tasks/{}?{}", self.task.task_id, self.filters())
+    }
+}
+
+pub async fn page(
+    path: web::Path<String>,
+    query: web::Query<TaskQuery>,
+    reads: web::Data<ReadPool>,
+    PageUser(session): PageUser,
+) -> Result<HttpResponse, PageError> {
+    let task_id = TaskId::parse(&path)
+        .map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
+    let since = time_field("since", &query.since)?;
+    let until = time_field("until", &query.until)?;
+    let regressed_only = query
+        .regressed
+        .as_deref()
+        .is_some_and(|v| v == "true" || v == "on");
+    let dir = query.dir.clone().filter(|d| !d.is_empty());
+    let before_id = query.before_id;
+    let id = task_id.clone();
+    let chart_dir = dir.clone();
+    let found = reads
+        .with_blocking(move |conn| {
+            let Some(task) = history::task(conn, id.as_str())? else {
+                return Ok(None);
+            };
+            let dirs = match task.last_upload_id {
+                Some(last) => history::upload_dirs(conn, last)?,
+                None => Vec::new(),
+            };
+            let range = queries::id_range(conn, since, until)?;
+            let points = history::chart_points(
+                conn,
+                id.as_str(),
+                chart_dir.as_deref(),
+                range,
+                CHART_UPLOADS,
+            )?;
+            let page = UploadPageQuery {
+                limit: PER_PAGE,
+                before_id,
+                since,
+                until,
+                regressed_only,
+            };
+            let (uploads, next) = queries::task_uploads(conn, id.as_str(), &page)?;
+            Ok(Some((task, dirs, points, uploads, next)))
+        })
+        .await?;
+    let Some((task, mut dirs, points, uploads, next_before_id)) = found else {
+        return Err(PageError::NotFound(format!("no task {task_id}")));
+    };
+    if let Some(d) = &dir {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    let body = TaskPage {
+        nav: Some(Nav::from(&session)),
+        task,
+        dirs,
+        dir,
+        since: query.since.clone().unwrap_or_default(),
+        until: query.until.clone().unwrap_or_default(),
+        regressed_only,
+        series: SERIES_NAMES.iter().copied().enumerate().collect(),
+        problems_chart: counts_chart(&points, PROBLEM_SERIES),
+        totals_chart: counts_chart(&points, TOTAL_SERIES),
+        chart_points: points.len(),
+        uploads,
+        before_id,
+        next_before_id,
+    }
+    .render()?;
+    Ok(html(body))
+}

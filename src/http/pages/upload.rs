@@ -1,0 +1,60 @@
+//! One upload: its fields, raw body, results, and deliveries.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::{html, Nav, PageError, When};
+use crate::http::extract::PageUser;
+use crate::http::ConfiguredUpstream;
+use crate::storage::history;
+use crate::storage::queries::{self, UploadRecord};
+use crate::storage::ReadPool;
+
+#[derive(Template)]
+#[template(path = "upload.html")]
+struct UploadPage {
+    nav: Option<Nav>,
+    u: UploadRecord,
+    received: When,
+    pretty_body: String,
+    previous: Option<i64>,
+    next: Option<i64>,
+    forwarding: bool,
+}
+
+pub async fn page(
+    path: web::Path<String>,
+    reads: web::Data<ReadPool>,
+    upstream: web::Data<ConfiguredUpstream>,
+    PageUser(session): PageUser,
+) -> Result<HttpResponse, PageError> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| PageError::NotFound(format!("no upload {:?}", path.as_str())))?;
+    let found = reads
+        .with_blocking(move |conn| {
+            let Some(u) = queries::upload(conn, id)? else {
+                return Ok(None);
+            };
+            let (previous, next) = history::neighbours(conn, &u.task_id, id)?;
+            Ok(Some((u, previous, next)))
+        })
+        .await?;
+    let (u, previous, next) =
+        found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
+    let pretty_body = serde_json::from_str::<serde_json::Value>(&u.raw_body)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| u.raw_body.clone());
+    let received = super::when(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
+    let body = UploadPage {
+        nav: Some(Nav::from(&session)),
+        u,
+        received,
+        pretty_body,
+        previous,
+        next,
+        forwarding: upstream.0.as_ref().is_some_and(|u| u.forward),
+    }
+    .render()?;
+    Ok(html(body))
+}

@@ -1,0 +1,21 @@
+//! Health checks: `/healthz` (the process runs) and `/readyz` (it can write).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::http::error::SmsError;
+use crate::storage::writer::WriterHandle;
+
+/// 200 while the process runs.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// 200 only when the writer can open a write transaction right now.
+pub async fn readyz(writer: web::Data<WriterHandle>) -> Result<HttpResponse, SmsError> {
+    writer
+        .ping()
+        .await
+        .map_err(|e| SmsError::Unavailable(format!("database is not writable: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}

@@ -1,0 +1,161 @@
+//! The SMS upload endpoint: `POST /v3/tasks/{task_id}/consistency-result`.
+//! Checks run in the order of the README's error table ("The upload endpoint");
+//! nothing is stored unless every check passes, and the 200 is sent only after
+//! the commit.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use crate::domain::{TaskId, TaskPolicy, UploadBody};
+use crate::http::auth::{self, header as header_value, AuthCache};
+use crate::http::error::SmsError;
+use crate::http::middleware::RequestId;
+use crate::http::IngestSettings;
+use crate::storage::uploads::NewUpload;
+use crate::storage::writer::{SubmitError, WriterHandle};
+use crate::storage::{queries, ReadPool};
+
+/// The body as read: its bytes, or `None` when it exceeded the limit.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, SmsError> {
+    let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .ok_or(SmsError::ContentTypeMissing)?;
+    let text = value.to_str().unwrap_or("(not text)");
+    let essence = text.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(SmsError::ContentTypeWrong(text.to_string()))
+    }
+}
+
+pub async fn upload(
+    req: HttpRequest,
+    task_id: web::Path<String>,
+    payload: web::Payload,
+    config: web::Data<IngestSettings>,
+    cache: web::Data<AuthCache>,
+    reads: web::Data<ReadPool>,
+    writer: web::Data<WriterHandle>,
+) -> Result<HttpResponse, SmsError> {
+    let presented = auth::presented(&req, true)?;
+    let body = read_body(&req, payload, config.max_body_bytes).await?;
+    let task_id = TaskId::parse(&task_id);
+
+    // Under `registered`, the task must exist; known tasks and recently seen
+    // credentials are cached, so usually no read is needed here.
+    let task_to_check = task_id
+        .as_ref()
+        .ok()
+        .filter(|t| config.task_policy == TaskPolicy::Registered && !cache.task_known(t.as_str()))
+        .cloned();
+    let cached = cache.credential(&presented);
+    let (found, task_known) = if cached.is_some() && task_to_check.is_none() {
+        (cached, true)
+    } else {
+        let lookup_presented = presented.clone();
+        let task = task_to_check.clone();
+        let (found, known) = reads
+            .with_blocking(move |conn| {
+                let found = match cached {
+                    Some(found) => Some(found),
+                    None => auth::lookup(conn, &lookup_presented)?,
+                };
+                let known = match (&found, task) {
+                    (Some(_), Some(t)) => queries::task_exists(conn, t.as_str())?,
+                    _ => true,
+                };
+                Ok((found, known))
+            })
+            .await?;
+        cache.remember(&presented, found.as_ref());
+        if let (Some(t), true) = (&task_to_check, known) {
+            cache.remember_task(t.as_str());
+        }
+        (found, known)
+    };
+
+    let credential = auth::authenticate(&req, &presented, found, body.as_deref())?;
+    let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
+    if !credential.may_upload_to(task_name) {
+        return Err(SmsError::Forbidden(if credential.role.may_upload() {
+            format!(
+                "credential {:?} may not upload to task {task_name:?}",
+                credential.name
+            )
+        } else {
+            format!(
+                "credential {:?} is an {} credential; uploading needs an agent or operator",
+                credential.name, credential.role
+            )
+        }));
+    }
+    if let Some(limiter) = &config.rate_limiter {
+        if limiter.check_key(&credential.name).is_err() {
+            return Err(SmsError::Throttled);
+        }
+    }
+    let task_id = task_id.map_err(SmsError::bad_request)?;
+    if !task_known {
+        return Err(SmsError::TaskNotFound(format!(
+            "task {task_id} is not registered (the service runs with --task-policy registered)"
+        )));
+    }
+    check_content_type(&req)?;
+    let raw_body = body.ok_or(SmsError::BodyTooLarge(config.max_body_bytes))?;
+    let parsed = UploadBody::parse(&raw_body, config.max_results)?;
+
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let peer = req.peer_addr();
+    let forwarded_for = peer
+        .filter(|p| config.trusted_proxies.contains(&p.ip()))
+        .and_then(|_| header_value(&req, "x-forwarded-for"));
+    let upload = NewUpload {
+        request_id,
+        task_id,
+        credential_name: credential.name,
+        auth_method: presented.method(),
+        project_id: header_value(&req, "x-project-id"),
+        peer_addr: peer.map(|p| p.to_string()).unwrap_or_default(),
+        forwarded_for,
+        user_agent: header_value(&req, "user-agent"),
+        raw_body,
+        body: parsed,
+    };
+    let task = upload.task_id.clone();
+    let receipt = writer.submit(upload).await.map_err(|e| match e {
+        SubmitError::Full | SubmitError::Closed => SmsError::Unavailable(e.to_string()),
+        SubmitError::Failed(msg) => SmsError::Storage(msg),
+    })?;
+    tracing::debug!(task_id = %task, id = receipt.id, duplicate_of = receipt.duplicate_of, "upload stored");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{}"))
+}

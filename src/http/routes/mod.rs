@@ -1,0 +1,62 @@
+//! The JSON side's URL map: the SMS upload endpoint, the read API, replays, health
+//! checks, and JSON errors for unknown paths and wrong methods.
+
+mod health;
+mod ingest;
+mod read_api;
+mod replays;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::error::SmsError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // `[^/]*` lets an empty task id reach the handler and get its 400.
+    for path in [
+        "/v3/tasks/{task_id:[^/]*}/consistency-result",
+        "/v3/{task_id:[^/]*}/consistency-result",
+    ] {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(ingest::upload))
+                .default_service(web::to(method_not_allowed)),
+        );
+    }
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|e, req| SmsError::NotFound(format!("{}: {e}", req.path())).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| SmsError::bad_request(format!("query: {e}")).into()),
+    );
+    read_api::configure(cfg);
+    cfg.service(
+        web::resource("/api/v1/replays")
+            .route(web::post().to(replays::create))
+            .default_service(web::to(method_not_allowed)),
+    );
+    cfg.service(get_resource("/healthz", health::healthz))
+        .service(get_resource("/readyz", health::readyz));
+    cfg.default_service(web::to(unknown_path));
+}
+
+/// Wraps GET handlers of the read API with a JSON 405 for other methods.
+pub fn get_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, SmsError> {
+    Err(SmsError::MethodNotAllowed(req.method().to_string()))
+}
+
+async fn unknown_path(req: HttpRequest) -> Result<HttpResponse, SmsError> {
+    Err(SmsError::UnknownPath(req.path().to_string()))
+}

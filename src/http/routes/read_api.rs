@@ -1,0 +1,240 @@
+//! The JSON read API under `/api/v1`, for auditors and operators.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::get_resource;
+use crate::domain::{now_ms, parse_time_arg, TaskId, Timestamp};
+use crate::http::error::SmsError;
+use crate::http::extract::ApiReader;
+use crate::services::ledger;
+use crate::storage::queries::{self, UploadPageQuery};
+use crate::storage::writer::WriterHandle;
+use crate::storage::{history, ReadPool};
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource("/api/v1/tasks", tasks))
+        .service(get_resource(
+            "/api/v1/tasks/{task_id}/uploads",
+            task_uploads,
+        ))
+        .service(get_resource("/api/v1/uploads/{id}", upload))
+        .service(get_resource("/api/v1/ledger", ledger_status))
+        .service(get_resource("/api/v1/rejections", rejections))
+        .service(get_resource("/api/v1/export", export));
+}
+
+async fn tasks(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
+    let tasks = reads.with_blocking(queries::list_tasks).await?;
+    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks })))
+}
+
+#[derive(Deserialize)]
+struct UploadsQuery {
+    limit: Option<u32>,
+    before_id: Option<i64>,
+    since: Option<String>,
+    until: Option<String>,
+    regressed: Option<bool>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
+    value
+        .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+async fn task_uploads(
+    path: web::Path<String>,
+    query: web::Query<UploadsQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let task_id = TaskId::parse(&path).map_err(SmsError::bad_request)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(SmsError::bad_request(format!(
+            "limit: must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    let page = UploadPageQuery {
+        limit,
+        before_id: query.before_id,
+        since: time_param("since", query.since.as_deref())?,
+        until: time_param("until", query.until.as_deref())?,
+        regressed_only: query.regressed.unwrap_or(false),
+    };
+    let id = task_id.clone();
+    let result = reads
+        .with_blocking(move |conn| {
+            if !queries::task_exists(conn, id.as_str())? {
+                return Ok(None);
+            }
+            queries::task_uploads(conn, id.as_str(), &page).map(Some)
+        })
+        .await?;
+    let Some((uploads, next_before_id)) = result else {
+        return Err(SmsError::TaskNotFound(format!("task {task_id} is unknown")));
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "task_id": task_id.as_str(),
+        "uploads": uploads,
+        "next_before_id": next_before_id,
+    })))
+}
+
+async fn upload(
+    path: web::Path<i64>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let id = path.into_inner();
+    let record = reads
+        .with_blocking(move |conn| queries::upload(conn, id))
+        .await?;
+    let record = record.ok_or_else(|| SmsError::NotFound(format!("no upload with id {id}")))?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn ledger_status(
+    reads: web::Data<ReadPool>,
+    writer: web::Data<WriterHandle>,
+    ApiReader(reader): ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let started = now_ms();
+    let verification = reads
+        .with_blocking(|conn| ledger::verify(conn, |_| {}))
+        .await?;
+    let record = verification.clone();
+    let by = format!("api:{}", reader.name);
+    // Best effort: the answer does not depend on the record being kept.
+    let _ = writer
+        .execute(move |conn| history::record_verification(conn, &record, started, &by))
+        .await;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": if verification.intact() { "intact" } else { "broken" },
+        "entries": verification.entries,
+        "head_id": verification.head_id,
+        "head_hash": verification.head_hash,
+        "first_bad": verification.first_bad,
+    })))
+}
+
+#[derive(Deserialize)]
+struct RejectionsQuery {
+    limit: Option<u32>,
+    status: Option<u16>,
+    error_code: Option<String>,
+    credential: Option<String>,
+}
+
+async fn rejections(
+    query: web::Query<RejectionsQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let filter = queries::RejectionFilter {
+        status: query.status,
+        error_code: query.error_code.clone(),
+        credential_name: query.credential.clone(),
+    };
+    let rows = reads
+        .with_blocking(move |conn| queries::recent_rejections(conn, limit, &filter))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+    task_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// An `io::Write` that hands its bytes to the HTTP response as they are written.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<web::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(web::Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /api/v1/export?format=csv|jsonl&task_id=&since=&until=`, streamed.
+async fn export(
+    query: web::Query<ExportQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    use crate::services::export::{self, ExportFilter, Format};
+    let format = match query.format.as_deref() {
+        Some("csv") | None => Format::Csv,
+        Some("jsonl") => Format::Jsonl,
+        Some(other) => {
+            return Err(SmsError::bad_request(format!(
+                "format: must be csv or jsonl, not {other:?}"
+            )))
+        }
+    };
+    let task_id = query
+        .task_id
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(TaskId::parse)
+        .transpose()
+        .map_err(SmsError::bad_request)?;
+    let filter = ExportFilter {
+        task_id,
+        since: time_param("since", query.since.as_deref())?,
+        until: time_param("until", query.until.as_deref())?,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let pool = reads.get_ref().clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let failed = tx.clone();
+        let result = pool
+            .with(|conn| {
+                Ok(export::write(
+                    conn,
+                    &filter,
+                    format,
+                    ChannelWriter(tx),
+                    |_| {},
+                ))
+            })
+            .map_err(export::ExportError::from)
+            .and_then(|written| written);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "export stopped early");
+            let _ = failed.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"sms-audit-export.{}\"",
+                format.extension()
+            ),
+        ))
+        .streaming(body))
+}

@@ -1,0 +1,41 @@
+//! `POST /api/v1/replays`: operators ask the running service to send stored uploads
+//! to SMS again.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use crate::domain::RawReplayFilter;
+use crate::http::error::SmsError;
+use crate::http::extract::ApiOperator;
+use crate::http::ConfiguredUpstream;
+use crate::services::replay::{self, ServerReplays};
+
+/// The body of `POST /api/v1/replays`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayRequest {
+    #[serde(flatten)]
+    pub filter: RawReplayFilter,
+    /// Another endpoint than the configured one.
+    pub to: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+pub async fn create(
+    body: web::Json<ReplayRequest>,
+    upstream: web::Data<ConfiguredUpstream>,
+    replays: web::Data<ServerReplays>,
+    ApiOperator(credential): ApiOperator,
+) -> Result<HttpResponse, SmsError> {
+    let target = replay::target(upstream.0.as_ref(), body.to.as_deref())?;
+    let filter = body.filter.parse().map_err(SmsError::bad_request)?;
+    let dry_run = body.dry_run;
+    let answer = replays
+        .start(filter, target, dry_run, &format!("api:{}", credential.name))
+        .await?;
+    Ok(if dry_run {
+        HttpResponse::Ok().json(answer)
+    } else {
+        HttpResponse::Created().json(answer)
+    })
+}

@@ -1,0 +1,11 @@
+//! The services layer: what the service does with stored data, independent of
+//! HTTP. Verifying the ledger, sending the outbox, replays, comparing uploads,
+//! exports, the SMS client, and the background verification job.
+
+pub mod compare;
+pub mod export;
+pub mod ledger;
+pub mod outbox;
+pub mod replay;
+pub mod upstream;
+pub mod verification;

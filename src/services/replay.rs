@@ -1,0 +1,117 @@
+//! Replays: sending stored uploads to SMS again, after an outage or to another
+//! region or account. A replay is a set of deliveries created in one transaction;
+//! whoever runs it (the command line, or the service for web replays) sends them
+//! with the same sender as live forwarding. Delivered ones are never sent again,
+//! so an interrupted replay is continued with `--resume`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::outbox::UpstreamSettings;
+use super::upstream;
+use crate::domain::{lock, ReplayFilter, ReplayRunner};
+use crate::storage::replays::{self, Selection};
+use crate::storage::writer::WriterHandle;
+use crate::storage::{ReadPool, StorageError};
+
+/// What a replay request selected, and, unless it was a dry run, the replay made.
+#[derive(Debug, Serialize)]
+pub struct ReplayAnswer {
+    pub replay_id: Option<i64>,
+    pub target: String,
+    pub count: usize,
+    pub tasks: BTreeMap<String, usize>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The request cannot be served as asked (the caller's mistake).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl From<StorageError> for ReplayError {
+    fn from(e: StorageError) -> Self {
+        ReplayError::Storage(e.to_string())
+    }
+}
+
+/// Where the service's replays go: `to`, or the configured upstream.
+pub fn target(
+    upstream: Option<&UpstreamSettings>,
+    to: Option<&str>,
+) -> Result<String, ReplayError> {
+    let settings = upstream.ok_or_else(|| {
+        ReplayError::Invalid(
+            "no upstream is configured: start serve with --upstream-endpoint or --upstream-region"
+                .into(),
+        )
+    })?;
+    match to.filter(|t| !t.trim().is_empty()) {
+        Some(url) => {
+            upstream::normalize_endpoint(url).map_err(|e| ReplayError::Invalid(format!("to: {e}")))
+        }
+        None => Ok(settings.endpoint.clone()),
+    }
+}
+
+/// The service's replays: selected on a read connection for a dry run, else
+/// selected and created in the writer's transaction (what is counted is sent),
+/// then handed to the service's sender.
+pub struct ServerReplays {
+    pub reads: ReadPool,
+    pub writer: WriterHandle,
+    pub wake: Arc<Notify>,
+}
+
+impl ServerReplays {
+    pub async fn start(
+        &self,
+        filter: ReplayFilter,
+        target: String,
+        dry_run: bool,
+        requested_by: &str,
+    ) -> Result<ReplayAnswer, ReplayError> {
+        if dry_run {
+            let selection = self
+                .reads
+                .with_blocking(move |conn| replays::select(conn, &filter))
+                .await?;
+            return Ok(answer(None, target, selection, true));
+        }
+        let created: Arc<Mutex<Option<(i64, Selection)>>> = Arc::default();
+        let (out, by, to) = (created.clone(), requested_by.to_string(), target.clone());
+        self.writer
+            .execute(move |conn| {
+                let selection = replays::select(conn, &filter)?;
+                let id =
+                    replays::create(conn, &selection, &filter, &to, ReplayRunner::Server, &by)?;
+                *lock(&out) = Some((id, selection));
+                Ok(())
+            })
+            .await
+            .map_err(|e| ReplayError::Storage(e.to_string()))?;
+        let (id, selection) = lock(&created)
+            .take()
+            .ok_or_else(|| ReplayError::Storage("the replay was not created".into()))?;
+        self.wake.notify_one();
+        tracing::info!(replay = id, count = selection.uploads.len(), target = %target, by = requested_by, "replay started");
+        Ok(answer(Some(id), target, selection, false))
+    }
+}
+
+fn answer(id: Option<i64>, target: String, s: Selection, dry_run: bool) -> ReplayAnswer {
+    ReplayAnswer {
+        replay_id: id,
+        target,
+        count: s.uploads.len(),
+        tasks: s.per_task,
+        dry_run,
+    }
+}

@@ -1,0 +1,336 @@
+//! The real SMS endpoint: where it is, how requests to it are authenticated, and
+//! sending one stored upload to it byte for byte.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::domain::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+use crate::domain::AttemptResult;
+
+/// The SDK's region table (README, "Forwarding to SMS and replays").
+pub const REGIONS: &[(&str, &str)] = &[
+    ("cn-north-4", "https://sms.cn-north-4.myhuaweicloud.com"),
+    (
+        "ap-southeast-3",
+        "https://sms.ap-southeast-3.myhuaweicloud.com",
+    ),
+    (
+        "my-kualalumpur-1",
+        "https://sms.my-kualalumpur-1.myhuaweicloud.com",
+    ),
+    (
+        "ru-moscow-1",
+        "https://sms-api.ru-moscow-1.myhuaweicloud.com",
+    ),
+    (
+        "ap-southeast-1",
+        "https://sms.ap-southeast-1.myhuaweicloud.com",
+    ),
+];
+
+pub fn region_endpoint(region: &str) -> Option<&'static str> {
+    REGIONS.iter().find(|(r, _)| *r == region).map(|(_, e)| *e)
+}
+
+/// How sms-audit authenticates to SMS: never with the agent's own credentials.
+#[derive(Clone)]
+pub enum UpstreamAuth {
+    Aksk {
+        signer: Signer,
+        project_id: Option<String>,
+    },
+    Token(String),
+}
+
+impl std::fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAuth::Aksk { signer, project_id } => f
+                .debug_struct("Aksk")
+                .field("access_key", &signer.access_key)
+                .field("project_id", project_id)
+                .finish(),
+            UpstreamAuth::Token(_) => f.write_str("Token(..)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamConfigError {
+    #[error("unknown region {0:?}; known: cn-north-4, ap-southeast-3, my-kualalumpur-1, ru-moscow-1, ap-southeast-1")]
+    UnknownRegion(String),
+    #[error("upstream endpoint {0:?} must be an http:// or https:// URL")]
+    BadEndpoint(String),
+    #[error("no upstream credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (and HUAWEICLOUD_SDK_PROJECT_ID), or SMS_AUDIT_UPSTREAM_TOKEN")]
+    NoCredentials,
+    #[error("an upstream endpoint is needed: --upstream-endpoint URL or --upstream-region R")]
+    NoEndpoint,
+}
+
+impl UpstreamAuth {
+    /// From the environment, by the SDK's own names.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, UpstreamConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        let ak = get("HUAWEICLOUD_SDK_AK").or_else(|| get("CLOUD_SDK_AK"));
+        let sk = get("HUAWEICLOUD_SDK_SK").or_else(|| get("CLOUD_SDK_SK"));
+        match (ak, sk, get("SMS_AUDIT_UPSTREAM_TOKEN")) {
+            (Some(ak), Some(sk), _) => Ok(UpstreamAuth::Aksk {
+                signer: Signer::new(ak, sk),
+                project_id: get("HUAWEICLOUD_SDK_PROJECT_ID"),
+            }),
+            (_, _, Some(token)) => Ok(UpstreamAuth::Token(token)),
+            _ => Err(UpstreamConfigError::NoCredentials),
+        }
+    }
+}
+
+pub fn normalize_endpoint(url: &str) -> Result<String, UpstreamConfigError> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let parsed =
+        reqwest::Url::parse(trimmed).map_err(|_| UpstreamConfigError::BadEndpoint(url.into()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(UpstreamConfigError::BadEndpoint(url.into()));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Endpoint from `--upstream-endpoint` or `--upstream-region`.
+pub fn endpoint(url: Option<&str>, region: Option<&str>) -> Result<String, UpstreamConfigError> {
+    match (url, region) {
+        (Some(url), _) => normalize_endpoint(url),
+        (None, Some(region)) => region_endpoint(region)
+            .map(str::to_string)
+            .ok_or_else(|| UpstreamConfigError::UnknownRegion(region.into())),
+        (None, None) => Err(UpstreamConfigError::NoEndpoint),
+    }
+}
+
+/// Sends stored uploads to one SMS endpoint.
+#[derive(Clone)]
+pub struct Upstream {
+    pub endpoint: String,
+    auth: UpstreamAuth,
+    client: reqwest::Client,
+}
+
+pub const RESPONSE_HEAD_BYTES: usize = 4096;
+
+#[derive(Deserialize)]
+struct SmsErrorBody {
+    error_code: Option<String>,
+    error_msg: Option<String>,
+}
+
+impl Upstream {
+    pub fn new(endpoint: String, auth: UpstreamAuth, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .user_agent(concat!("sms-audit/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls");
+        Self {
+            endpoint,
+            auth,
+            client,
+        }
+    }
+
+    pub fn url_for(&self, task_id: &str) -> String {
+        format!("{}/v3/tasks/{task_id}/consistency-result", self.endpoint)
+    }
+
+    /// POSTs `raw_body` exactly as stored, signed (or with the static token).
+    pub async fn send(&self, task_id: &str, raw_body: Vec<u8>) -> AttemptResult {
+        let url = self.url_for(task_id);
+        let started = Instant::now();
+        let mut request = self
+            .client
+            .post(&url)
+            .header("Content-Type", "application/json;charset=UTF-8");
+        match &self.auth {
+            UpstreamAuth::Token(token) => request = request.header("X-Auth-Token", token),
+            UpstreamAuth::Aksk { signer, project_id } => {
+                let parsed = reqwest::Url::parse(&url).expect("endpoint was validated");
+                let host = match parsed.port() {
+                    Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+                    None => parsed.host_str().unwrap_or_default().to_string(),
+                };
+                let date = format_sdk_date(Utc::now());
+                let mut headers = vec![
+                    (
+                        "content-type".to_string(),
+                        "application/json;charset=UTF-8".to_string(),
+                    ),
+                    ("host".to_string(), host),
+                    ("x-sdk-date".to_string(), date.clone()),
+                ];
+                if let Some(p) = project_id {
+                    headers.push(("x-project-id".to_string(), p.clone()));
+                    request = request.header("X-Project-Id", p);
+                }
+                let payload_hash = sha256_hex(&raw_body);
+                let authorization = signer.authorization(
+                    &CanonicalRequest {
+                        method: "POST",
+                        path: parsed.path(),
+                        query: &[],
+                        headers: &headers,
+                        payload_hash: &payload_hash,
+                    },
+                    &date,
+                );
+                request = request
+                    .header("X-Sdk-Date", date)
+                    .header("Authorization", authorization);
+            }
+        }
+        let mut result = AttemptResult {
+            url,
+            status: None,
+            upstream_request_id: None,
+            error_code: None,
+            error_msg: None,
+            transport_error: None,
+            response_head: None,
+            retry_after: None,
+            latency: Duration::ZERO,
+        };
+        match request.body(raw_body).send().await {
+            Err(e) => result.transport_error = Some(describe(&e)),
+            Ok(response) => {
+                result.status = Some(response.status().as_u16());
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                result.upstream_request_id = header("x-request-id");
+                result.retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
+                match response.bytes().await {
+                    Ok(bytes) => {
+                        let head = &bytes[..bytes.len().min(RESPONSE_HEAD_BYTES)];
+                        result.response_head = Some(String::from_utf8_lossy(head).into_owned());
+                        if let Ok(err) = serde_json::from_slice::<SmsErrorBody>(&bytes) {
+                            result.error_code = err.error_code;
+                            result.error_msg = err.error_msg;
+                        }
+                    }
+                    Err(e) => result.transport_error = Some(describe(&e)),
+                }
+            }
+        }
+        result.latency = started.elapsed();
+        result
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "transport error".to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_and_regions() {
+        assert_eq!(
+            endpoint(None, Some("ru-moscow-1")).unwrap(),
+            "https://sms-api.ru-moscow-1.myhuaweicloud.com"
+        );
+        assert_eq!(
+            endpoint(None, Some("ap-southeast-1")).unwrap(),
+            "https://sms.ap-southeast-1.myhuaweicloud.com"
+        );
+        assert!(matches!(
+            endpoint(None, Some("mars-1")),
+            Err(UpstreamConfigError::UnknownRegion(_))
+        ));
+        assert_eq!(
+            endpoint(Some("http://127.0.0.1:9/"), Some("cn-north-4")).unwrap(),
+            "http://127.0.0.1:9"
+        );
+        assert!(endpoint(Some("ftp://x"), None).is_err());
+        assert!(matches!(
+            endpoint(None, None),
+            Err(UpstreamConfigError::NoEndpoint)
+        ));
+    }
+
+    #[test]
+    fn credentials_from_the_sdk_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let auth = UpstreamAuth::from_env(env(&[
+            ("HUAWEICLOUD_SDK_AK", "A"),
+            ("HUAWEICLOUD_SDK_SK", "s3cr3t"),
+            ("HUAWEICLOUD_SDK_PROJECT_ID", "P"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(auth, UpstreamAuth::Aksk { ref project_id, .. } if project_id.as_deref() == Some("P"))
+        );
+        assert!(matches!(
+            UpstreamAuth::from_env(env(&[("CLOUD_SDK_AK", "A"), ("CLOUD_SDK_SK", "S")])).unwrap(),
+            UpstreamAuth::Aksk { .. }
+        ));
+        assert!(matches!(
+            UpstreamAuth::from_env(env(&[("SMS_AUDIT_UPSTREAM_TOKEN", "T")])).unwrap(),
+            UpstreamAuth::Token(_)
+        ));
+        assert!(UpstreamAuth::from_env(env(&[("HUAWEICLOUD_SDK_AK", "A")])).is_err());
+        assert!(
+            !format!("{auth:?}").contains("s3cr3t"),
+            "secrets are not printed"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! The credentials table: who may upload and read. Tokens are random (256 bits)
+//! and stored only as SHA-256 hashes; AK/SK pairs keep the secret key, which HMAC
+//! verification needs (the database file is readable by its owner only).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::StorageError;
+use crate::domain::{format_timestamp, now_ms, random_hex, token_hash, Credential, Role, TaskId};
+
+const CREDENTIAL_COLUMNS: &str = "name, role, task_scope, revoked_at";
+
+fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
+    let role: String = r.get(1)?;
+    let scope: Option<String> = r.get(2)?;
+    Ok(Credential {
+        name: r.get(0)?,
+        role: role.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        })?,
+        task_scope: scope.and_then(|s| serde_json::from_str(&s).ok()),
+        revoked: r.get::<_, Option<i64>>(3)?.is_some(),
+    })
+}
+
+/// Finds the credential whose token this is. The lookup goes by SHA-256 of the token
+/// (its timing reveals nothing usable about the token); the hashes are then compared
+/// in constant time.
+pub fn find_by_token(conn: &Connection, token: &str) -> Result<Option<Credential>, StorageError> {
+    let hash = token_hash(token);
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, token_sha256 FROM credentials WHERE token_sha256 = ?1"
+        ))?
+        .query_row(params![hash], |r| {
+            Ok((credential_from_row(r)?, r.get::<_, String>(4)?))
+        })
+        .optional()?;
+    Ok(found
+        .and_then(|(c, stored)| bool::from(stored.as_bytes().ct_eq(hash.as_bytes())).then_some(c)))
+}
+
+/// Finds the credential owning an access key, with its secret key.
+pub fn find_by_access_key(
+    conn: &Connection,
+    access_key: &str,
+) -> Result<Option<(Credential, String)>, StorageError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CREDENTIAL_COLUMNS}, secret_key FROM credentials WHERE access_key = ?1"
+        ))?
+        .query_row(params![access_key], |r| {
+            Ok((credential_from_row(r)?, r.get::<_, String>(4)?))
+        })
+        .optional()?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("a credential named {0:?} already exists")]
+    NameTaken(String),
+    #[error("access key {0:?} is already registered")]
+    AccessKeyTaken(String),
+    #[error("no credential named {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<rusqlite::Error> for CredentialError {
+    fn from(e: rusqlite::Error) -> Self {
+        CredentialError::Storage(e.into())
+    }
+}
+
+/// How a new credential gets an AK/SK pair, if at all.
+pub enum KeyPair {
+    None,
+    Generate,
+    Existing {
+        access_key: String,
+        secret_key: String,
+    },
+}
+
+pub struct NewCredential<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    pub tasks: Option<Vec<TaskId>>,
+    pub key_pair: KeyPair,
+}
+
+/// The secrets of a new credential, shown once.
+#[derive(Debug, Serialize)]
+pub struct IssuedCredential {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+}
+
+pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential, CredentialError> {
+    let name = new.name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(CredentialError::Invalid(
+            "name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let token = random_hex(32);
+    // `shown_secret` is what the caller sees once: only a secret generated here.
+    let (access_key, secret_key, shown_secret) = match new.key_pair {
+        KeyPair::None => (None, None, None),
+        // 20 upper-case characters, like Huawei Cloud access keys; 256-bit secret.
+        KeyPair::Generate => {
+            let sk = random_hex(32);
+            (
+                Some(random_hex(10).to_ascii_uppercase()),
+                Some(sk.clone()),
+                Some(sk),
+            )
+        }
+        KeyPair::Existing {
+            access_key,
+            secret_key,
+        } => {
+            if access_key.is_empty() || secret_key.is_empty() {
+                return Err(CredentialError::Invalid(
+                    "access key and secret key must not be empty".into(),
+                ));
+            }
+            (Some(access_key), Some(secret_key), None)
+        }
+    };
+    let scope = new.tasks.map(|t| {
+        serde_json::to_string(&t.iter().map(TaskId::as_str).collect::<Vec<_>>())
+            .expect("strings serialize")
+    });
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM credentials WHERE name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )?;
+    if exists {
+        return Err(CredentialError::NameTaken(name.to_string()));
+    }
+    if let Some(ak) = &access_key {
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM credentials WHERE access_key = ?1)",
+            params![ak],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(CredentialError::AccessKeyTaken(ak.clone()));
+        }
+    }
+    conn.execute(
+        "INSERT INTO credentials (name, role, token_sha256, access_key, secret_key, task_scope, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            name,
+            new.role.as_str(),
+            token_hash(&token),
+            access_key,
+            secret_key,
+            scope,
+            now_ms()
+        ],
+    )?;
+    Ok(IssuedCredential {
+        name: name.to_string(),
+        role: new.role,
+        token,
+        access_key,
+        secret_key: shown_secret,
+    })
+}
+
+/// A credential as listed: never its secrets.
+#[derive(Debug, Serialize)]
+pub struct CredentialSummary {
+    pub name: String,
+    pub role: String,
+    pub access_key: Option<String>,
+    pub tasks: Option<Vec<String>>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
+    let mut stmt = conn.prepare(
+        "SELECT name, role, access_key, task_scope, created_at, revoked_at
+         FROM credentials ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let scope: Option<String> = r.get(3)?;
+        Ok(CredentialSummary {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            access_key: r.get(2)?,
+            tasks: scope.and_then(|s| serde_json::from_str(&s).ok()),
+            created_at: format_timestamp(r.get(4)?),
+            revoked_at: r.get::<_, Option<i64>>(5)?.map(format_timestamp),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn revoke(conn: &Connection, name: &str) -> Result<(), CredentialError> {
+    let changed = conn.execute(
+        "UPDATE credentials SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
+        params![name, now_ms()],
+    )?;
+    if changed == 0 {
+        return Err(CredentialError::NotFound(name.to_string()));
+    }
+    Ok(())
+}
+
+pub fn is_empty(conn: &Connection) -> Result<bool, StorageError> {
+    Ok(
+        conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM credentials)", [], |r| {
+            r.get(0)
+        })?,
+    )
+}

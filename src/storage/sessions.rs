@@ -1,0 +1,72 @@
+//! The sessions table: browser logins to the HTML pages. A session is a random
+//! cookie value (only its SHA-256 is stored), an expiry, and a CSRF token.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::writer::{SubmitError, WriterHandle};
+use super::StorageError;
+use crate::domain::{now_ms, random_hex, token_hash, Credential, Role, Session};
+
+/// Creates a session for `credential_name`; returns the cookie value.
+pub async fn create(
+    writer: &WriterHandle,
+    credential_name: &str,
+    lifetime_ms: i64,
+) -> Result<String, SubmitError> {
+    let cookie = random_hex(32);
+    let id_hash = token_hash(&cookie);
+    let csrf = random_hex(16);
+    let name = credential_name.to_string();
+    let now = now_ms();
+    writer
+        .execute(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
+            conn.execute(
+                "INSERT INTO sessions (id_sha256, credential_name, csrf_token, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id_hash, name, csrf, now, now + lifetime_ms],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(cookie)
+}
+
+pub async fn delete(writer: &WriterHandle, cookie: &str) -> Result<(), SubmitError> {
+    let id_hash = token_hash(cookie);
+    writer
+        .execute(move |conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE id_sha256 = ?1",
+                params![id_hash],
+            )?;
+            Ok(())
+        })
+        .await
+}
+
+/// The live session for a cookie value: not expired, credential not revoked.
+pub fn find(conn: &Connection, cookie: &str) -> Result<Option<Session>, StorageError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT c.name, c.role, c.task_scope, c.revoked_at, s.csrf_token, s.expires_at
+             FROM sessions s JOIN credentials c ON c.name = s.credential_name
+             WHERE s.id_sha256 = ?1",
+        )?
+        .query_row(params![token_hash(cookie)], |r| {
+            let role: String = r.get(1)?;
+            let scope: Option<String> = r.get(2)?;
+            Ok(Session {
+                credential: Credential {
+                    name: r.get(0)?,
+                    role: role.parse().unwrap_or(Role::Agent),
+                    task_scope: scope.and_then(|s| serde_json::from_str(&s).ok()),
+                    revoked: r.get::<_, Option<i64>>(3)?.is_some(),
+                },
+                csrf_token: r.get(4)?,
+                expires_at: r.get(5)?,
+            })
+        })
+        .optional()?;
+    Ok(found.filter(|s| !s.credential.revoked && s.expires_at > now_ms()))
+}

@@ -1,0 +1,240 @@
+//! The statements the writer runs to store an upload: the chain entry, its result
+//! rows, the task summary, and the rejection log.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::domain::chain::{EntryFields, Head};
+use crate::domain::signing::sha256_hex;
+use crate::domain::{now_ms, AuthMethod, TaskId, Timestamp, UploadBody};
+
+/// An upload that passed every check, ready to be stored.
+#[derive(Debug)]
+pub struct NewUpload {
+    pub request_id: String,
+    pub task_id: TaskId,
+    pub credential_name: String,
+    pub auth_method: AuthMethod,
+    pub project_id: Option<String>,
+    pub peer_addr: String,
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
+    pub raw_body: Vec<u8>,
+    pub body: UploadBody,
+}
+
+/// What the writer answers for a stored upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: i64,
+    pub entry_hash: String,
+    pub body_sha256: String,
+    pub received_at: Timestamp,
+    pub duplicate_of: Option<i64>,
+    /// Different + missing + extra files over all results.
+    pub problems: i64,
+    /// More problems than the task's previous upload.
+    pub regressed: bool,
+}
+
+/// A refused request, for the bounded rejection log.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub at: Timestamp,
+    pub peer_addr: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub error_code: String,
+    pub credential_name: Option<String>,
+    pub request_id: String,
+}
+
+/// Upload-count and time changes to one task's summary row within a batch.
+pub struct TaskDelta {
+    pub count: i64,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    pub last_id: i64,
+    pub last_problems: i64,
+    pub last_regressed: bool,
+}
+
+/// The latest upload of a task, as the writer last stored it.
+#[derive(Clone)]
+pub struct LastUpload {
+    pub id: i64,
+    pub body_sha256: String,
+    pub problems: i64,
+}
+
+/// The latest upload of a task, from its summary row.
+pub fn last_upload_of(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<Option<LastUpload>, rusqlite::Error> {
+    conn.prepare_cached(
+        "SELECT u.id, u.body_sha256, u.different_files + u.target_miss_files + u.target_more_files
+         FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
+         WHERE t.task_id = ?1",
+    )?
+    .query_row(params![task_id], |r| {
+        Ok(LastUpload {
+            id: r.get(0)?,
+            body_sha256: r.get(1)?,
+            problems: r.get(2)?,
+        })
+    })
+    .optional()
+}
+
+/// Adds a batch's uploads of one task to its summary row.
+pub fn update_task_summary(
+    conn: &Connection,
+    task_id: &str,
+    d: &TaskDelta,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO tasks (task_id, registered_at, registered_by, upload_count,
+            first_upload_at, last_upload_at, last_upload_id, last_problems, last_regressed)
+         VALUES (?1, ?2, 'upload', ?3, ?2, ?4, ?5, ?6, ?7)
+         ON CONFLICT (task_id) DO UPDATE SET
+            upload_count = upload_count + excluded.upload_count,
+            first_upload_at = coalesce(first_upload_at, excluded.first_upload_at),
+            last_upload_at = excluded.last_upload_at,
+            last_upload_id = excluded.last_upload_id,
+            last_problems = excluded.last_problems,
+            last_regressed = excluded.last_regressed",
+    )?
+    .execute(params![
+        task_id,
+        d.first_at,
+        d.count,
+        d.last_at,
+        d.last_id,
+        d.last_problems,
+        d.last_regressed
+    ])?;
+    Ok(())
+}
+
+/// Inserts one upload and its result rows as the entry after `head`.
+pub fn insert_upload(
+    conn: &Connection,
+    head: &Head,
+    previous: Option<&LastUpload>,
+    upload: &NewUpload,
+) -> Result<Receipt, rusqlite::Error> {
+    let id = head.id + 1;
+    // Never earlier than the previous entry, so the chain reads in time order.
+    let received_at = now_ms().max(head.received_at);
+    let body_sha256 = sha256_hex(&upload.raw_body);
+    let task_id = upload.task_id.as_str();
+    let duplicate_of = previous
+        .filter(|p| p.body_sha256 == body_sha256)
+        .map(|p| p.id);
+
+    let entry_hash = EntryFields {
+        id,
+        request_id: &upload.request_id,
+        task_id,
+        received_at,
+        credential_name: &upload.credential_name,
+        auth_method: upload.auth_method.as_str(),
+        body_sha256: &body_sha256,
+        prev_hash: &head.hash,
+    }
+    .entry_hash();
+
+    let totals = upload.body.totals();
+    let problems = totals[1] + totals[2] + totals[3];
+    let regressed = previous.is_some_and(|p| problems > p.problems);
+    conn.prepare_cached(
+        "INSERT INTO uploads (id, request_id, task_id, received_at, credential_name,
+            auth_method, project_id, peer_addr, forwarded_for, user_agent, raw_body,
+            body_sha256, finished_time, result_count, total_files, different_files,
+            target_miss_files, target_more_files, duplicate_of, prev_hash, entry_hash,
+            regressed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21, ?22)",
+    )?
+    .execute(params![
+        id,
+        upload.request_id,
+        task_id,
+        received_at,
+        upload.credential_name,
+        upload.auth_method.as_str(),
+        upload.project_id,
+        upload.peer_addr,
+        upload.forwarded_for,
+        upload.user_agent,
+        upload.raw_body,
+        body_sha256,
+        upload.body.finished_time,
+        upload.body.results.len() as i64,
+        totals[0],
+        totals[1],
+        totals[2],
+        totals[3],
+        duplicate_of,
+        head.hash,
+        entry_hash,
+        regressed,
+    ])?;
+
+    let mut insert_result = conn.prepare_cached(
+        "INSERT INTO upload_results (upload_id, ordinal, dir_check, num_total_files,
+            num_different_files, num_target_miss_files, num_target_more_files)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (ordinal, r) in upload.body.results.iter().enumerate() {
+        let [t, d, m, x] = r.counts().map(|c| c.get());
+        insert_result.execute(params![
+            id,
+            ordinal as i64,
+            r.dir_check.as_str(),
+            t,
+            d,
+            m,
+            x
+        ])?;
+    }
+
+    Ok(Receipt {
+        id,
+        entry_hash,
+        body_sha256,
+        received_at,
+        duplicate_of,
+        problems,
+        regressed,
+    })
+}
+
+/// Adds a row to the rejection log.
+pub fn insert_rejection(conn: &Connection, r: &Rejection) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO rejections (at, peer_addr, method, path, status, error_code,
+            credential_name, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.at,
+        r.peer_addr,
+        r.method,
+        r.path,
+        r.status,
+        r.error_code,
+        r.credential_name,
+        r.request_id
+    ])?;
+    Ok(())
+}
+
+/// Keeps the newest `kept` rows of the rejection log.
+pub fn trim_rejections(conn: &Connection, kept: i64) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "DELETE FROM rejections WHERE id <= (SELECT max(id) FROM rejections) - ?1",
+    )?
+    .execute(params![kept])?;
+    Ok(())
+}

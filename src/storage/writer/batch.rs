@@ -1,0 +1,274 @@
+//! The writer's loop: gather waiting jobs into a batch, store them in one
+//! transaction, answer each after the commit.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{Forwarding, Job, WriteFn, REJECTIONS_KEPT};
+use crate::domain::chain::Head;
+use crate::storage::uploads::{self, LastUpload};
+use crate::storage::uploads::{NewUpload, Receipt, Rejection};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// How long the writer waits for more jobs before committing, at most
+/// `LINGER_TIMES` times per batch.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
+const LINGER_TIMES: u32 = 1;
+/// Tasks whose latest upload the writer remembers; cleared when it grows past this.
+const LAST_UPLOAD_CACHE: usize = 100_000;
+
+pub(super) struct Writer {
+    conn: Connection,
+    head: Head,
+    /// The writer is the only one that adds uploads, so this never goes stale.
+    last_upload: HashMap<String, LastUpload>,
+    forwarding: Option<Forwarding>,
+}
+
+/// The result of storing one batch: an outcome per upload, in order.
+type Outcomes = Vec<Result<Receipt, String>>;
+type ExecOutcomes = Vec<Result<(), String>>;
+
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    /// Storing one of the uploads failed: worth retrying them one by one.
+    #[error("{0}")]
+    Upload(rusqlite::Error),
+    /// The transaction itself failed (locked, disk full, ...).
+    #[error("{0}")]
+    Transaction(#[from] rusqlite::Error),
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, head: Head, forwarding: Option<Forwarding>) -> Self {
+        Self {
+            conn,
+            head,
+            last_upload: HashMap::new(),
+            forwarding,
+        }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Job>) {
+        // Ends on Shutdown, or when every handle is dropped and the queue is empty.
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = rx.recv() else { break };
+            let mut batch = Vec::new();
+            let mut lingered = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                if matches!(job, Job::Shutdown) {
+                    stopping = true;
+                    break;
+                }
+                batch.push(job);
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                    if next.is_none() && lingered < LINGER_TIMES {
+                        // More uploads are usually on their way under load; a short
+                        // wait makes each commit (and its fsync) serve more of them.
+                        lingered += 1;
+                        next = rx.recv_timeout(LINGER).ok();
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        tracing::debug!("writer stopped with its queue committed");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        let mut uploads = Vec::new();
+        let mut replies = Vec::new();
+        let mut rejections = Vec::new();
+        let mut pings = Vec::new();
+        let mut execs = Vec::new();
+        let mut exec_replies = Vec::new();
+        for job in batch {
+            match job {
+                Job::Upload(upload, reply) => {
+                    uploads.push(upload);
+                    replies.push(reply);
+                }
+                Job::Rejection(r) => rejections.push(r),
+                Job::Ping(reply) => pings.push(reply),
+                Job::Exec(write, reply) => {
+                    execs.push(write);
+                    exec_replies.push(reply);
+                }
+                // run() stops at Shutdown instead of batching it.
+                Job::Shutdown => {}
+            }
+        }
+        // Fast path: the whole batch in one go. Should any upload fail, store the
+        // batch again with a savepoint per upload, so that one fails alone.
+        let result = match self.store(&uploads, &execs, &rejections, false) {
+            Err(StoreError::Upload(_)) => self.store(&uploads, &execs, &rejections, true),
+            other => other,
+        };
+        if let (Ok(_), Some(f)) = (&result, &self.forwarding) {
+            if !uploads.is_empty() {
+                f.wake.notify_one();
+            }
+        }
+        match result {
+            Ok((outcomes, exec_outcomes)) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                for (reply, outcome) in exec_replies.into_iter().zip(exec_outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                for reply in pings {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(format!("commit failed: {e}")));
+                }
+                for reply in exec_replies {
+                    let _ = reply.send(Err(format!("commit failed: {e}")));
+                }
+                for reply in pings {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Stores a batch in one transaction. On error nothing is kept, in the database
+    /// or in the writer's memory.
+    fn store(
+        &mut self,
+        uploads: &[Box<NewUpload>],
+        execs: &[WriteFn],
+        rejections: &[Rejection],
+        isolate: bool,
+    ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
+        let start_head = self.head.clone();
+        let result = self.try_store(uploads, execs, rejections, isolate);
+        if result.is_err() {
+            self.head = start_head;
+            self.last_upload.clear();
+        }
+        result
+    }
+
+    fn try_store(
+        &mut self,
+        uploads: &[Box<NewUpload>],
+        execs: &[WriteFn],
+        rejections: &[Rejection],
+        isolate: bool,
+    ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
+        if self.last_upload.len() > LAST_UPLOAD_CACHE {
+            self.last_upload.clear();
+        }
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(uploads.len());
+        let mut deltas: HashMap<&str, uploads::TaskDelta> = HashMap::new();
+        // Ids are given in order and only to stored uploads: one contiguous range.
+        let mut stored_ids: Option<(i64, i64)> = None;
+        for upload in uploads {
+            let task_id = upload.task_id.as_str();
+            let previous = match self.last_upload.get(task_id) {
+                Some(last) => Some(last.clone()),
+                None => uploads::last_upload_of(&tx, task_id)?,
+            };
+            let stored = if isolate {
+                let sp = tx.savepoint()?;
+                match uploads::insert_upload(&sp, &self.head, previous.as_ref(), upload) {
+                    Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
+                    Err(e) => {
+                        drop(sp); // rolls back to the savepoint
+                        tracing::error!(error = %e, task_id, "storing an upload failed");
+                        Err(e.to_string())
+                    }
+                }
+            } else {
+                Ok(
+                    uploads::insert_upload(&tx, &self.head, previous.as_ref(), upload)
+                        .map_err(StoreError::Upload)?,
+                )
+            };
+            if let Ok(receipt) = &stored {
+                stored_ids = Some((
+                    stored_ids.map_or(receipt.id, |(first, _)| first),
+                    receipt.id,
+                ));
+                self.head = Head {
+                    id: receipt.id,
+                    hash: receipt.entry_hash.clone(),
+                    received_at: receipt.received_at,
+                };
+                self.last_upload.insert(
+                    task_id.to_string(),
+                    LastUpload {
+                        id: receipt.id,
+                        body_sha256: receipt.body_sha256.clone(),
+                        problems: receipt.problems,
+                    },
+                );
+                let delta = deltas.entry(task_id).or_insert(uploads::TaskDelta {
+                    count: 0,
+                    first_at: receipt.received_at,
+                    last_at: receipt.received_at,
+                    last_id: receipt.id,
+                    last_problems: receipt.problems,
+                    last_regressed: receipt.regressed,
+                });
+                delta.count += 1;
+                delta.last_at = receipt.received_at;
+                delta.last_id = receipt.id;
+                delta.last_problems = receipt.problems;
+                delta.last_regressed = receipt.regressed;
+            }
+            outcomes.push(stored);
+        }
+        for (task_id, delta) in &deltas {
+            uploads::update_task_summary(&tx, task_id, delta)?;
+        }
+        if let (Some(f), Some((first, last))) = (&self.forwarding, stored_ids) {
+            crate::storage::outbox::enqueue_live(
+                &tx,
+                first,
+                last,
+                &f.target,
+                f.latest_wins,
+                self.head.received_at,
+            )?;
+        }
+        let mut exec_outcomes = Vec::with_capacity(execs.len());
+        for write in execs {
+            let sp = tx.savepoint()?;
+            match write(&sp) {
+                Ok(()) => {
+                    sp.commit()?;
+                    exec_outcomes.push(Ok(()));
+                }
+                Err(e) => exec_outcomes.push(Err(e.to_string())),
+            }
+        }
+        for r in rejections {
+            uploads::insert_rejection(&tx, r)?;
+        }
+        if !rejections.is_empty() {
+            uploads::trim_rejections(&tx, REJECTIONS_KEPT)?;
+        }
+        tx.commit()?;
+        Ok((outcomes, exec_outcomes))
+    }
+}

@@ -1,0 +1,174 @@
+//! The one writer thread. It owns the write connection and commits every job
+//! waiting in its queue in one transaction (group commit), answering each upload
+//! only after that commit. A bounded queue keeps memory bounded: when it is full,
+//! callers get [`SubmitError::Full`] at once.
+//!
+//! [`WriterHandle`] is what the rest of the service holds; the batching loop is in
+//! `batch`, the statements it runs in `storage::uploads`.
+
+mod batch;
+mod checkpoint;
+mod null;
+
+use std::path::Path;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::uploads::{NewUpload, Receipt, Rejection};
+use super::{prepare, StorageError, SyncMode};
+
+pub use null::spawn_null;
+
+/// Rejection-log rows kept; older ones are trimmed.
+pub const REJECTIONS_KEPT: i64 = 10_000;
+
+pub(super) type UploadReply = oneshot::Sender<Result<Receipt, String>>;
+/// A write other than an upload (sessions, verification results), run inside the
+/// writer's transaction. `Fn`, not `FnOnce`: a failed batch is stored again.
+pub type WriteFn = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
+pub(super) type ExecReply = oneshot::Sender<Result<(), String>>;
+
+pub(super) enum Job {
+    Upload(Box<NewUpload>, UploadReply),
+    Rejection(Rejection),
+    /// Answers whether a write transaction can be opened right now.
+    Ping(oneshot::Sender<Result<(), String>>),
+    Exec(WriteFn, ExecReply),
+    /// Commit what came before, then stop.
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the write queue is full; retry shortly")]
+    Full,
+    #[error("the service is shutting down")]
+    Closed,
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+/// The handle request handlers use; cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Job>,
+}
+
+/// The writer thread and its checkpointer.
+pub struct WriterThread {
+    writer: JoinHandle<()>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+impl WriterThread {
+    /// Waits until the writer has committed its queue and exited (after
+    /// [`WriterHandle::shutdown`], or once every handle is dropped).
+    pub fn join(self) {
+        if let Some(checkpointer) = self.checkpointer {
+            checkpointer.stop();
+        }
+        let _ = self.writer.join();
+    }
+}
+
+impl WriterHandle {
+    pub async fn submit(&self, upload: NewUpload) -> Result<Receipt, SubmitError> {
+        self.request(|reply| Job::Upload(Box::new(upload), reply))
+            .await
+    }
+
+    /// Queues a job without waiting for room, then waits for its answer.
+    async fn request<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
+    ) -> Result<T, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(job(tx)).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })?;
+        match rx.await {
+            Ok(result) => result.map_err(SubmitError::Failed),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Records a rejection without waiting; dropped when the queue is full, since
+    /// the log is best effort and must never slow the service down.
+    pub fn log_rejection(&self, rejection: Rejection) {
+        let _ = self.tx.try_send(Job::Rejection(rejection));
+    }
+
+    /// Runs `write` in the writer's next transaction; answers after the commit.
+    pub async fn execute(
+        &self,
+        write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        self.request(|reply| Job::Exec(Box::new(write), reply))
+            .await
+    }
+
+    /// [`execute`](Self::execute) for threads outside the async runtime; waits for
+    /// room in the queue.
+    pub fn execute_blocking(
+        &self,
+        write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Exec(Box::new(write), tx))
+            .map_err(|_| SubmitError::Closed)?;
+        rx.blocking_recv()
+            .map_err(|_| SubmitError::Closed)?
+            .map_err(SubmitError::Failed)
+    }
+
+    /// Asks the writer to commit everything queued so far and stop. Blocks while
+    /// the queue is full.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Job::Shutdown);
+    }
+
+    pub async fn ping(&self) -> Result<(), SubmitError> {
+        self.request(Job::Ping).await
+    }
+}
+
+/// Live forwarding: every stored upload gets a delivery to `target` in the same
+/// transaction, and the sender is woken after the commit.
+#[derive(Clone)]
+pub struct Forwarding {
+    pub target: String,
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Latest wins: a task's undelivered live delivery is superseded by the next
+    /// upload of the task, in the same transaction.
+    pub latest_wins: bool,
+}
+
+/// Starts the writer on `path` (already migrated by [`prepare`]).
+pub fn spawn(
+    path: &Path,
+    sync: SyncMode,
+    queue_capacity: usize,
+    forwarding: Option<Forwarding>,
+) -> Result<(WriterHandle, WriterThread), StorageError> {
+    let conn = prepare(path, sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let head = super::ledger::head(&conn)?;
+    let checkpointer = checkpoint::spawn(path, sync)?;
+    let (tx, rx) = mpsc::sync_channel(queue_capacity);
+    let thread = std::thread::Builder::new()
+        .name("sms-audit-writer".into())
+        .spawn(move || batch::Writer::new(conn, head, forwarding).run(rx))
+        .expect("spawning the writer thread");
+    Ok((
+        WriterHandle { tx },
+        WriterThread {
+            writer: thread,
+            checkpointer: Some(checkpointer),
+        },
+    ))
+}
