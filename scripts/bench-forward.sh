@@ -9,7 +9,7 @@ cd "$root"
 pending=${1:-100000}
 duration=${2:-15}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --features dev
 bin="$root/target/release/sms-audit"
 work=$(mktemp -d)
 pids=()

@@ -8,7 +8,7 @@ cd "$root"
 duration=${1:-20}
 connections=${2:-64}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --features dev
 bin="$root/target/release/sms-audit"
 work=$(mktemp -d)
 pid=

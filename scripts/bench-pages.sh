@@ -10,7 +10,7 @@ uploads=${1:-1000000}
 tasks=${2:-10000}
 duration=${3:-10}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --features dev
 bin="$root/target/release/sms-audit"
 db="$root/target/bench/pages-$uploads-$tasks.db"
 mkdir -p "$(dirname "$db")"

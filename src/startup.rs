@@ -5,7 +5,6 @@
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +14,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use governor::{Quota, RateLimiter};
 
-use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, Runner, TaskPolicy};
+use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
 use crate::http::auth::AuthCache;
 use crate::http::{ConfiguredUpstream, IngestSettings, SessionLifetime};
-use crate::services::outbox::{Sender, SenderConfig, UpstreamSettings};
+use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::replay::ServerReplays;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
@@ -102,7 +101,7 @@ impl SharedState {
 
 pub struct Application {
     server: Server,
-    sender: Option<(Arc<AtomicBool>, Arc<Notify>, std::thread::JoinHandle<()>)>,
+    sender: Option<ServiceSender>,
     address: SocketAddr,
     writer: WriterHandle,
     writer_thread: WriterThread,
@@ -165,38 +164,7 @@ impl Application {
             .clone()
             .filter(|_| !config.null_store)
             .map(|settings| {
-                let stop = Arc::new(AtomicBool::new(false));
-                let sender_config = SenderConfig {
-                    runner: Runner::Server,
-                    concurrency: settings.concurrency,
-                    deliver_all: settings.deliver_all,
-                    policy: settings.policy.clone(),
-                    rate: None,
-                };
-                let sender = Sender {
-                    reads: reads.clone(),
-                    recorder: Arc::new(writer.clone()),
-                    upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
-                    config: sender_config,
-                    wake: outbox_wake.clone(),
-                    stop: stop.clone(),
-                    tally: Default::default(),
-                };
-                // Its own runtime on two threads: sending and recording deliveries
-                // must not compete with the HTTP workers' event loops.
-                let task = std::thread::Builder::new()
-                    .name("sms-audit-outbox".into())
-                    .spawn(move || {
-                        tokio::runtime::Builder::new_multi_thread()
-                            .worker_threads(2)
-                            .thread_name("sms-audit-outbox")
-                            .enable_all()
-                            .build()
-                            .expect("a runtime for the outbox")
-                            .block_on(sender.run(false))
-                    })
-                    .expect("spawning the outbox thread");
-                (stop, outbox_wake.clone(), task)
+                ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
         let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
             addr: config.listen.clone(),
@@ -287,10 +255,8 @@ impl Application {
             ..
         } = self;
         // Sends in flight finish and are recorded before the writer stops.
-        if let Some((stop, wake, task)) = sender {
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            wake.notify_one();
-            let _ = tokio::task::spawn_blocking(move || task.join()).await;
+        if let Some(sender) = sender {
+            let _ = tokio::task::spawn_blocking(move || sender.stop()).await;
         }
         tokio::task::spawn_blocking(move || {
             writer.shutdown();

@@ -1,5 +1,5 @@
 //! Property tests of the upload body parser: arbitrary input never panics and never
-//! maps to a 5xx, and it accepts exactly what the spec's rules accept.
+//! maps to a 5xx, and it accepts exactly what the README's body rules accept.
 
 use actix_web::ResponseError;
 use proptest::prelude::*;
@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 use sms_audit::domain::upload_body::{UploadBody, DEFAULT_MAX_RESULTS};
 use sms_audit::http::error::SmsError;
 
-/// The spec's rules, written against serde_json's model independently of the parser.
+/// The README's body rules ("The upload endpoint"), written against serde_json's
+/// model independently of the parser.
 fn oracle_accepts(v: &Value) -> bool {
     let Value::Object(top) = v else { return false };
     let count_ok = |v: Option<&Value>| v.and_then(Value::as_u64).is_some_and(|n| n <= 1_000_000);

@@ -17,7 +17,7 @@ pub use delivery::{AttemptResult, DeliveryState, Outcome, ReplayRunner, Runner, 
 pub use replay_filter::{RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
 pub use task_id::TaskId;
-pub use time::{format_timestamp, now_ms, parse_time_arg, Timestamp};
+pub use time::{format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp};
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every

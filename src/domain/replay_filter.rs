@@ -4,7 +4,7 @@
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{parse_time_arg, DeliveryState, TaskId, Timestamp};
+use super::{parse_time_field, DeliveryState, TaskId, Timestamp};
 
 /// A checked replay filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,12 +67,6 @@ pub struct RawReplayFilter {
 impl RawReplayFilter {
     /// Blank values mean "not given"; errors name the field.
     pub fn parse(&self) -> Result<ReplayFilter, String> {
-        let time = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(v) => parse_time_arg(v)
-                .map(Some)
-                .map_err(|e| format!("{name}: {e}")),
-        };
         let tasks: Vec<String> = self
             .tasks
             .iter()
@@ -81,8 +75,8 @@ impl RawReplayFilter {
             .collect();
         ReplayFilter::new(
             &tasks,
-            time("since", &self.since)?,
-            time("until", &self.until)?,
+            parse_time_field("since", self.since.as_deref())?,
+            parse_time_field("until", self.until.as_deref())?,
             self.state.as_deref(),
             self.latest_per_task,
         )

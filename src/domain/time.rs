@@ -36,6 +36,17 @@ pub fn parse_time_arg(s: &str) -> Result<Timestamp, String> {
     ))
 }
 
+/// A form or query field holding a time: blank means "not given"; an error names
+/// the field.
+pub fn parse_time_field(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => parse_time_arg(v)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

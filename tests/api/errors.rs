@@ -1,4 +1,5 @@
-//! Every row of the spec's error table, and that nothing is stored for any of them.
+//! Every row of the README's error table ("The upload endpoint"), and that nothing
+//! is stored for any of them.
 
 use std::time::Duration;
 

@@ -148,12 +148,7 @@ pub fn num(n: impl std::fmt::Display) -> String {
 
 /// Parses an optional form/query time (RFC 3339 or a date); empty means none.
 pub fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp>, PageError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => crate::domain::parse_time_arg(v)
-            .map(Some)
-            .map_err(|e| PageError::BadRequest(format!("{name}: {e}"))),
-    }
+    crate::domain::parse_time_field(name, value.as_deref()).map_err(PageError::BadRequest)
 }
 
 #[cfg(test)]

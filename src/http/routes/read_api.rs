@@ -42,6 +42,8 @@ struct UploadsQuery {
     regressed: Option<bool>,
 }
 
+/// A time in the API's query. Unlike the pages' form fields
+/// ([`crate::domain::parse_time_field`]), a blank value is an error.
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
     value
         .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))

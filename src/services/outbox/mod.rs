@@ -9,18 +9,21 @@
 pub mod policy;
 pub mod sender;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
+use tokio::sync::Notify;
 
 pub use policy::RetryPolicy;
 pub use sender::Sender;
 
 use crate::domain::{lock, Outcome, Runner};
+use crate::services::upstream::{Upstream, UpstreamAuth};
 use crate::storage::outbox::{record, record_all};
 use crate::storage::writer::WriterHandle;
+use crate::storage::ReadPool;
 
 /// Where recorded outcomes go: the service's writer thread, or the replay
 /// command's own connection.
@@ -76,11 +79,67 @@ pub struct Tally {
     pub retrying: AtomicU64,
 }
 
+/// The service's own sender (live deliveries and web replays), on a runtime of
+/// its own with two threads: sending and recording deliveries must not compete
+/// with the HTTP workers' event loops.
+pub struct ServiceSender {
+    stop: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ServiceSender {
+    pub fn spawn(
+        settings: UpstreamSettings,
+        reads: ReadPool,
+        writer: WriterHandle,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = Sender {
+            reads,
+            recorder: Arc::new(writer),
+            config: SenderConfig {
+                runner: Runner::Server,
+                concurrency: settings.concurrency,
+                deliver_all: settings.deliver_all,
+                policy: settings.policy.clone(),
+                rate: None,
+            },
+            upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
+            wake: wake.clone(),
+            stop: stop.clone(),
+            tally: Default::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sms-audit-outbox".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("sms-audit-outbox")
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the outbox")
+                    .block_on(sender.run(false))
+            })
+            .expect("spawning the outbox thread");
+        Self { stop, wake, thread }
+    }
+
+    /// Stops reading the outbox and waits until the sends in flight are recorded.
+    /// Blocking.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let _ = self.thread.join();
+    }
+}
+
 /// Where and how uploads go to SMS, as the person running `serve` configured it.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub endpoint: String,
-    pub auth: crate::services::upstream::UpstreamAuth,
+    pub auth: UpstreamAuth,
     pub timeout: Duration,
     pub concurrency: usize,
     /// Add a delivery for every upload as it is stored (`serve --forward`).
@@ -90,11 +149,7 @@ pub struct UpstreamSettings {
 }
 
 impl UpstreamSettings {
-    pub fn client_for(&self, endpoint: &str) -> crate::services::upstream::Upstream {
-        crate::services::upstream::Upstream::new(
-            endpoint.to_string(),
-            self.auth.clone(),
-            self.timeout,
-        )
+    pub fn client_for(&self, endpoint: &str) -> Upstream {
+        Upstream::new(endpoint.to_string(), self.auth.clone(), self.timeout)
     }
 }
