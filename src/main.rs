@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sms_audit::cli::{run, Cli};
+use sms_audit::cli::{run, Cli, CliError};
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         .init();
     match run(Cli::parse()).await {
         Ok(code) => code,
+        Err(CliError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

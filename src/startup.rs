@@ -21,6 +21,7 @@ use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::replay::ServerReplays;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
+use crate::storage::lock::{LockError, LockKind, ProcessLock};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
 use crate::storage::{prepare, ReadPool, StorageError, SyncMode};
 
@@ -106,12 +107,16 @@ pub struct Application {
     writer: WriterHandle,
     writer_thread: WriterThread,
     admin_token: Option<String>,
+    /// Released once the writer has stopped.
+    lock: Option<ProcessLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Locked(#[from] LockError),
     #[error("cannot create the admin credential: {0}")]
     Admin(#[from] credentials::CredentialError),
     #[error("cannot listen on {addr}: {source}")]
@@ -125,6 +130,10 @@ impl Application {
     /// Opens (and migrates) the database, starts the writer and binds the listener.
     /// On a database without credentials, creates the `admin` operator credential.
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
+        // Before the database is touched: a second writer must change nothing.
+        let lock = (!config.null_store)
+            .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
+            .transpose()?;
         let conn = prepare(&config.db, config.sync)?;
         let admin_token = if credentials::is_empty(&conn)? {
             let issued = credentials::add(
@@ -228,6 +237,7 @@ impl Application {
             writer,
             writer_thread,
             admin_token,
+            lock,
         })
     }
 
@@ -252,6 +262,7 @@ impl Application {
             writer,
             writer_thread,
             sender,
+            lock,
             ..
         } = self;
         // Sends in flight finish and are recorded before the writer stops.
@@ -264,6 +275,7 @@ impl Application {
         })
         .await
         .map_err(std::io::Error::other)?;
+        drop(lock);
         served
     }
 }

@@ -82,16 +82,16 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
             )
             .map_err(fail)?;
             if args.json {
-                println!("{}", serde_json::to_string(&issued).map_err(fail)?);
+                say!("{}", serde_json::to_string(&issued).map_err(fail)?)?;
             } else {
-                println!("name:       {}", issued.name);
-                println!("role:       {}", issued.role);
-                println!("token:      {}", issued.token);
+                say!("name:       {}", issued.name)?;
+                say!("role:       {}", issued.role)?;
+                say!("token:      {}", issued.token)?;
                 if let Some(ak) = &issued.access_key {
-                    println!("access key: {ak}");
+                    say!("access key: {ak}")?;
                 }
                 if let Some(sk) = &issued.secret_key {
-                    println!("secret key: {sk}");
+                    say!("secret key: {sk}")?;
                 }
                 eprintln!(
                     "These secrets are shown only now; sms-audit keeps only the token's hash."
@@ -101,14 +101,17 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
         CredentialsCommand::List { json } => {
             let all = credentials::list(&conn).map_err(fail)?;
             if json {
-                println!("{}", serde_json::to_string(&all).map_err(fail)?);
+                say!("{}", serde_json::to_string(&all).map_err(fail)?)?;
             } else {
-                println!(
+                say!(
                     "{:<24} {:<9} {:<22} {:<25} STATUS",
-                    "NAME", "ROLE", "ACCESS KEY", "CREATED"
-                );
+                    "NAME",
+                    "ROLE",
+                    "ACCESS KEY",
+                    "CREATED"
+                )?;
                 for c in all {
-                    println!(
+                    say!(
                         "{:<24} {:<9} {:<22} {:<25} {}",
                         c.name,
                         c.role,
@@ -116,13 +119,13 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
                         c.created_at,
                         c.revoked_at
                             .map_or("active".to_string(), |t| format!("revoked {t}"))
-                    );
+                    )?;
                 }
             }
         }
         CredentialsCommand::Revoke { name } => {
             credentials::revoke(&conn, &name).map_err(fail)?;
-            println!("revoked {name}");
+            say!("revoked {name}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

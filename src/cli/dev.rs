@@ -10,6 +10,7 @@ use clap::Subcommand;
 use super::{fail, CliError};
 use crate::domain::TaskId;
 use crate::services::upstream;
+use crate::storage::lock::{LockKind, ProcessLock};
 use crate::storage::SyncMode;
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +85,7 @@ async fn seed(
             wake: Default::default(),
             latest_wins: true,
         });
+    let _lock = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
     let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, forwarding).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(

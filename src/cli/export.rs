@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{fail, open, CliError};
+use super::{fail, open, output_error, CliError};
 use crate::domain::TaskId;
 use crate::services::export::{self, ExportFilter};
 
@@ -47,7 +47,10 @@ pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
             std::io::stdout().lock(),
             |_| {},
         )
-        .map_err(fail)?,
+        .map_err(|e| match e {
+            export::ExportError::Write(e) => output_error(e),
+            other => fail(other),
+        })?,
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;

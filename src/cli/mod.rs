@@ -2,6 +2,15 @@
 //! to its code. `run` dispatches; every command reports failures as [`CliError`]
 //! (exit status 2).
 
+/// `println!` for a command's output: a reader that went away (`| head`) ends
+/// the command quietly instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::output_error)
+    }};
+}
+
 mod credentials;
 #[cfg(feature = "dev")]
 mod dev;
@@ -83,7 +92,8 @@ pub struct UpstreamArgs {
     #[arg(long, env = "SMS_AUDIT_UPSTREAM_REGION")]
     pub upstream_region: Option<String>,
     /// Seconds before a request to SMS is given up (and retried later).
-    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upstream_timeout: u64,
 }
 
@@ -105,6 +115,9 @@ impl UpstreamArgs {
     }
 }
 
+/// The longest duration a flag takes: 100 years.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
 /// `72h`, `30m`, `45s`, `3d`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
@@ -112,23 +125,42 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 72h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    n.checked_mul(unit_secs)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is longer than 100 years"))
 }
 
-/// A failure a command reports on stderr, with exit status 2 (1 means "ledger broken").
+/// Why a command stopped early.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CliError(String);
+pub enum CliError {
+    /// Reported on stderr, with exit status 2 (1 means "ledger broken").
+    #[error("{0}")]
+    Failed(String),
+    /// Whoever read the output went away (`| head -c 0`): the command ends quietly
+    /// with exit status 0, as its reader wanted no more.
+    #[error("the output was closed")]
+    OutputClosed,
+}
 
 pub(crate) fn fail(e: impl std::fmt::Display) -> CliError {
-    CliError(e.to_string())
+    CliError::Failed(e.to_string())
+}
+
+/// A failed write of a command's output: a closed pipe ends the command quietly.
+pub(crate) fn output_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        CliError::OutputClosed
+    } else {
+        fail(e)
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {

@@ -11,7 +11,8 @@ use clap::Args;
 use super::{fail, open, CliError, UpstreamArgs};
 use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
 use crate::services::outbox::{DirectRecorder, RetryPolicy, Sender, SenderConfig, Tally};
-use crate::services::upstream;
+use crate::services::upstream::{self, ReplayTargets};
+use crate::storage::lock::{LockKind, ProcessLock};
 use crate::storage::{self, replays};
 
 #[derive(Args, Debug)]
@@ -31,16 +32,21 @@ pub struct ReplayArgs {
     /// Only the newest selected upload of each task (what SMS keeps).
     #[arg(long)]
     pub latest_per_task: bool,
-    /// Send to this endpoint instead of the configured one.
+    /// Send to this endpoint instead of the configured one: a region's endpoint,
+    /// or a URL also given with --replay-target.
     #[arg(long)]
     pub to: Option<String>,
+    /// A URL --to may name besides the upstream and the SDK's regions (repeatable;
+    /// HTTPS, or plain HTTP on loopback).
+    #[arg(long, env = "SMS_AUDIT_REPLAY_TARGET", value_delimiter = ',')]
+    pub replay_target: Vec<String>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     /// Most uploads sent per second.
     #[arg(long)]
     pub rate: Option<std::num::NonZeroU32>,
     /// Uploads sent at the same time (each task's in order).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub concurrency: usize,
     /// Show how many uploads of which tasks would be sent, and send nothing.
     #[arg(long)]
@@ -54,6 +60,11 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
+    // Two replays sending from one database would send twice.
+    let _lock = (!args.dry_run)
+        .then(|| ProcessLock::acquire(db, LockKind::Replay))
+        .transpose()
+        .map_err(fail)?;
     let conn = open(db)?;
     let (replay_id, target, auth) = if args.resume {
         let (id, target) = replays::resumable(&conn)
@@ -62,7 +73,17 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         (id, target, args.upstream.auth()?)
     } else {
         let target = match &args.to {
-            Some(url) => upstream::normalize_endpoint(url).map_err(fail)?,
+            Some(url) => {
+                let upstream = args
+                    .upstream
+                    .configured()
+                    .then(|| args.upstream.endpoint())
+                    .transpose()?;
+                ReplayTargets::new(upstream.as_deref(), &args.replay_target)
+                    .map_err(fail)?
+                    .check(url)
+                    .map_err(fail)?
+            }
             None => args.upstream.endpoint()?,
         };
         let filter = ReplayFilter::new(
@@ -74,19 +95,19 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         )
         .map_err(fail)?;
         let selection = replays::select(&conn, &filter).map_err(fail)?;
-        println!(
+        say!(
             "{} uploads of {} tasks would be sent to {target}",
             selection.uploads.len(),
             selection.per_task.len()
-        );
+        )?;
         for (task, n) in selection.per_task.iter().take(20) {
-            println!("  {task}: {n}");
+            say!("  {task}: {n}")?;
         }
         if selection.per_task.len() > 20 {
-            println!("  … and {} more tasks", selection.per_task.len() - 20);
+            say!("  … and {} more tasks", selection.per_task.len() - 20)?;
         }
         if args.dry_run {
-            println!("dry run: nothing sent");
+            say!("dry run: nothing sent")?;
             return Ok(ExitCode::SUCCESS);
         }
         if selection.uploads.is_empty() {
@@ -95,7 +116,7 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         // Before asking or storing anything: a replay that cannot be sent is no use.
         let auth = args.upstream.auth()?;
         if !args.yes && !confirm("Send them? [y/N] ")? {
-            println!("nothing sent");
+            say!("nothing sent")?;
             return Ok(ExitCode::from(1));
         }
         let id = replays::create(
@@ -113,7 +134,7 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     let total = replays::states(&conn, replay_id)
         .map_err(fail)?
         .get(DeliveryState::Pending);
-    println!("replay {replay_id}: sending {total} uploads to {target}");
+    say!("replay {replay_id}: sending {total} uploads to {target}")?;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tally: Arc<Tally> = Arc::default();
@@ -165,18 +186,18 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     let conn = open(db)?;
     let states = replays::states(&conn, replay_id).map_err(fail)?;
     let count = |state| states.get(state);
-    println!(
+    say!(
         "replay {replay_id}: {} delivered, {} failed, {} dead, {} pending ({} attempts this run)",
         count(DeliveryState::Delivered),
         count(DeliveryState::Failed),
         count(DeliveryState::Dead),
         count(DeliveryState::Pending),
         tally.sent.load(Relaxed)
-    );
+    )?;
     if count(DeliveryState::Pending) == 0 {
         replays::finish(&conn, replay_id).map_err(fail)?;
     } else {
-        println!("continue with: sms-audit replay --resume");
+        say!("continue with: sms-audit replay --resume")?;
     }
     Ok(if interrupted {
         ExitCode::from(130)

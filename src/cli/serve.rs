@@ -10,6 +10,7 @@ use clap::Args;
 use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
+use crate::services::upstream::ReplayTargets;
 use crate::startup::{Application, ServeConfig};
 use crate::storage::SyncMode;
 
@@ -28,10 +29,12 @@ pub struct ServeArgs {
     )]
     pub task_policy: TaskPolicy,
     /// Largest accepted upload body, in bytes.
-    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536)]
+    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 * 1024 * 1024))]
     pub max_body_bytes: usize,
     /// Most `consistency_result` items in one upload.
-    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30)]
+    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_results: usize,
     /// `full`: fsync every commit (survives power loss); `normal`: survives a
     /// crash of the process only.
@@ -45,15 +48,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_RATE_LIMIT")]
     pub rate_limit: Option<NonZeroU32>,
     /// Uploads waiting for the writer before new ones get 503 SMS.0201.
-    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = 4096)]
+    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = 4096,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub queue_capacity: usize,
     /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "SMS_AUDIT_WORKERS")]
+    #[arg(long, env = "SMS_AUDIT_WORKERS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub workers: Option<usize>,
     /// How long, in milliseconds, a credential once looked up is trusted without
     /// reading it again: a revocation takes effect within this time (0: every
     /// request reads its credential).
-    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
+    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub credential_cache_ms: u64,
     /// Forward every upload to SMS as it is stored (needs an upstream endpoint or
     /// region and credentials).
@@ -69,11 +74,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_MAX_DELIVERY_AGE", default_value = "72h", value_parser = parse_duration)]
     pub max_delivery_age: std::time::Duration,
     /// Deliveries sent at the same time.
-    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = 16,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub forward_concurrency: usize,
     /// How long a login to the pages lasts, in hours.
-    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12)]
+    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12,
+        value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_hours: u64,
+    /// A URL web replays may also send to, besides the upstream and the SDK's
+    /// regions (repeatable; HTTPS, or plain HTTP on loopback).
+    #[arg(long, env = "SMS_AUDIT_REPLAY_TARGET", value_delimiter = ',')]
+    pub replay_target: Vec<String>,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
@@ -98,6 +109,11 @@ impl ServeArgs {
                     max_age: self.max_delivery_age,
                     ..RetryPolicy::default()
                 },
+                replay_targets: ReplayTargets::new(
+                    Some(&self.upstream.endpoint()?),
+                    &self.replay_target,
+                )
+                .map_err(fail)?,
             })
         } else {
             None

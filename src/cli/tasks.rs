@@ -30,25 +30,25 @@ pub fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
         TasksCommand::Add { id, name } => {
             let task_id = TaskId::parse(&id).map_err(fail)?;
             let created = queries::register_task(&conn, &task_id, name.as_deref()).map_err(fail)?;
-            println!(
+            say!(
                 "{} task {task_id}",
                 if created { "registered" } else { "updated" }
-            );
+            )?;
         }
         TasksCommand::List { json } => {
             let tasks = queries::list_tasks(&conn).map_err(fail)?;
             if json {
-                println!("{}", serde_json::to_string(&tasks).map_err(fail)?);
+                say!("{}", serde_json::to_string(&tasks).map_err(fail)?)?;
             } else {
-                println!("{:<38} {:>8} {:<25} NAME", "TASK", "UPLOADS", "LAST UPLOAD");
+                say!("{:<38} {:>8} {:<25} NAME", "TASK", "UPLOADS", "LAST UPLOAD")?;
                 for t in tasks {
-                    println!(
+                    say!(
                         "{:<38} {:>8} {:<25} {}",
                         t.task_id,
                         t.upload_count,
                         t.last_received_at.as_deref().unwrap_or("-"),
                         t.name.as_deref().unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }

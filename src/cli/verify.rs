@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{fail, open, CliError};
+use super::{fail, open, output_error, CliError};
 use crate::domain::now_ms;
 use crate::services::ledger;
 use crate::storage::history;
@@ -27,17 +27,18 @@ pub fn run(db: &Path) -> Result<ExitCode, CliError> {
                 "ledger intact: {} entries, head {} (id {})",
                 result.entries, result.head_hash, result.head_id
             )
-            .map_err(fail)?;
+            .map_err(output_error)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(bad) => {
-            writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem).map_err(fail)?;
+            writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem)
+                .map_err(output_error)?;
             writeln!(
                 out,
                 "{} entries before it are intact; last good head {}",
                 result.entries, result.head_hash
             )
-            .map_err(fail)?;
+            .map_err(output_error)?;
             Ok(ExitCode::from(1))
         }
     }

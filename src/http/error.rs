@@ -3,7 +3,7 @@
 //! [`PageError`], shown as a page in the site's layout.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Serialize;
 
@@ -193,6 +193,8 @@ pub enum PageError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -237,6 +239,7 @@ impl ResponseError for PageError {
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -253,6 +256,7 @@ impl ResponseError for PageError {
             PageError::Forbidden(_) => ("Forbidden", "SMS.9004"),
             PageError::NotFound(_) => ("Not found", "APIGW.0101"),
             PageError::BadRequest(_) => ("Bad request", "SMS.9001"),
+            PageError::MethodNotAllowed(_) => ("Method not allowed", "SMS.2003"),
             _ => ("Something went wrong", "SMS.2007"),
         };
         if let PageError::Internal(msg) = self {
@@ -274,5 +278,67 @@ impl ResponseError for PageError {
             .body(page.render().unwrap_or_else(|_| heading.to_string()));
         response.extensions_mut().insert(ErrorCode(code));
         response
+    }
+}
+
+/// The pages' paths; every other path (the SMS API, the read API, health checks,
+/// and paths that name nothing) belongs to the JSON side, whose errors are
+/// SMS-shaped, as SMS itself answers an unknown path.
+const PAGE_PREFIXES: [&str; 8] = [
+    "/tasks",
+    "/uploads",
+    "/compare",
+    "/audit",
+    "/deliveries",
+    "/login",
+    "/logout",
+    "/assets",
+];
+
+/// Whether errors on this path are answered in JSON rather than with a page.
+pub fn is_api_path(path: &str) -> bool {
+    let page = path == "/"
+        || PAGE_PREFIXES.iter().any(|p| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+    !page
+}
+
+/// A request actix's extractors could not read (`what`: query, form, body), in
+/// the shape of the side it was sent to, so it is also in the rejection log.
+pub fn bad_input(req: &HttpRequest, what: &str, e: impl std::fmt::Display) -> actix_web::Error {
+    let msg = format!("{what}: {e}");
+    if is_api_path(req.path()) {
+        SmsError::bad_request(msg).into()
+    } else {
+        PageError::BadRequest(msg).into()
+    }
+}
+
+/// A path that names nothing here (or a path parameter that cannot be one).
+pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> actix_web::Error {
+    let path = req.path().to_string();
+    let what = match detail {
+        Some(d) => format!("{path}: {d}"),
+        None => path,
+    };
+    if is_api_path(req.path()) {
+        match detail {
+            Some(_) => SmsError::NotFound(what).into(),
+            None => SmsError::UnknownPath(what).into(),
+        }
+    } else {
+        PageError::NotFound(format!("no such page: {what}")).into()
+    }
+}
+
+/// A method the path does not take.
+pub fn method_not_allowed(req: &HttpRequest) -> actix_web::Error {
+    let method = req.method().to_string();
+    if is_api_path(req.path()) {
+        SmsError::MethodNotAllowed(method).into()
+    } else {
+        PageError::MethodNotAllowed(method).into()
     }
 }

@@ -48,7 +48,15 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// Every route: pages first, then the SMS endpoint, the API and health checks.
+/// Input that actix's own extractors refuse is answered like every other error:
+/// SMS-shaped JSON on the API's paths, the site's error page elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::PathConfig::default().error_handler(|e, req| error::not_found(req, Some(&e))),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|e, req| error::bad_input(req, "query", e)))
+    .app_data(web::FormConfig::default().error_handler(|e, req| error::bad_input(req, "form", e)))
+    .app_data(web::JsonConfig::default().error_handler(|e, req| error::bad_input(req, "body", e)));
     pages::configure(cfg);
     routes::configure(cfg);
 }

@@ -43,15 +43,22 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
 }
 
+/// Write errors keep their I/O kind, so that a closed pipe is told apart.
 impl From<csv::Error> for ExportError {
     fn from(e: csv::Error) -> Self {
-        ExportError::Write(std::io::Error::other(e))
+        ExportError::Write(match e.into_kind() {
+            csv::ErrorKind::Io(io) => io,
+            other => std::io::Error::other(format!("{other:?}")),
+        })
     }
 }
 
 impl From<serde_json::Error> for ExportError {
     fn from(e: serde_json::Error) -> Self {
-        ExportError::Write(std::io::Error::other(e))
+        ExportError::Write(match e.io_error_kind() {
+            Some(kind) => std::io::Error::new(kind, e),
+            None => std::io::Error::other(e),
+        })
     }
 }
 
@@ -181,28 +188,40 @@ pub fn write(
 }
 
 /// A CSV row: the upload's fields and one result item (empty without results).
+/// Text that agents or operators chose goes through [`cell`].
 fn csv_record(u: &ExportedUpload, r: Option<&ExportedResult>) -> [String; 18] {
     let int = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
     [
         u.id.to_string(),
-        u.request_id.clone(),
-        u.task_id.clone(),
+        cell(&u.request_id),
+        cell(&u.task_id),
         format_timestamp(u.received_at),
-        u.credential_name.clone(),
-        u.auth_method.clone(),
-        u.project_id.clone().unwrap_or_default(),
-        u.peer_addr.clone(),
-        u.body_sha256.clone(),
-        u.entry_hash.clone(),
+        cell(&u.credential_name),
+        cell(&u.auth_method),
+        cell(u.project_id.as_deref().unwrap_or_default()),
+        cell(&u.peer_addr),
+        cell(&u.body_sha256),
+        cell(&u.entry_hash),
         int(u.duplicate_of),
         int(u.finished_time),
         int(r.map(|r| r.ordinal)),
-        r.map(|r| r.dir_check.clone()).unwrap_or_default(),
+        cell(r.map(|r| r.dir_check.as_str()).unwrap_or_default()),
         int(r.map(|r| r.counts[0])),
         int(r.map(|r| r.counts[1])),
         int(r.map(|r| r.counts[2])),
         int(r.map(|r| r.counts[3])),
     ]
+}
+
+/// A text cell that a spreadsheet would run as a formula (it begins with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`: spreadsheets show
+/// it as text and do not run it. JSON lines keep every value as stored.
+pub fn cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
 }
 
 impl JsonUpload {

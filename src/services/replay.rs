@@ -11,7 +11,6 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::outbox::UpstreamSettings;
-use super::upstream;
 use crate::domain::{lock, ReplayFilter, ReplayRunner};
 use crate::storage::replays::{self, Selection};
 use crate::storage::writer::WriterHandle;
@@ -42,7 +41,8 @@ impl From<StorageError> for ReplayError {
     }
 }
 
-/// Where the service's replays go: `to`, or the configured upstream.
+/// Where the service's replays go: `to` when it is one of the allowed replay
+/// targets, or the configured upstream.
 pub fn target(
     upstream: Option<&UpstreamSettings>,
     to: Option<&str>,
@@ -54,9 +54,10 @@ pub fn target(
         )
     })?;
     match to.filter(|t| !t.trim().is_empty()) {
-        Some(url) => {
-            upstream::normalize_endpoint(url).map_err(|e| ReplayError::Invalid(format!("to: {e}")))
-        }
+        Some(url) => settings
+            .replay_targets
+            .check(url)
+            .map_err(|e| ReplayError::Invalid(format!("to: {e}"))),
         None => Ok(settings.endpoint.clone()),
     }
 }

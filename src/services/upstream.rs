@@ -67,6 +67,8 @@ pub enum UpstreamConfigError {
     NoCredentials,
     #[error("an upstream endpoint is needed: --upstream-endpoint URL or --upstream-region R")]
     NoEndpoint,
+    #[error("replay target {0:?} must be an https:// URL (plain http:// only on loopback)")]
+    InsecureTarget(String),
 }
 
 impl UpstreamAuth {
@@ -94,6 +96,68 @@ pub fn normalize_endpoint(url: &str) -> Result<String, UpstreamConfigError> {
         return Err(UpstreamConfigError::BadEndpoint(url.into()));
     }
     Ok(trimmed.to_string())
+}
+
+/// Where replays may send the service's SMS credentials: the configured upstream,
+/// the SDK's regions, and the URLs the person running the service listed
+/// (`--replay-target`). Anything else would hand those credentials to whoever
+/// asked for the replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayTargets {
+    /// As configured (normalized), with their parsed form for comparison.
+    allowed: Vec<(String, reqwest::Url)>,
+}
+
+fn parsed(url: &str) -> Result<(String, reqwest::Url), UpstreamConfigError> {
+    let normalized = normalize_endpoint(url)?;
+    let parsed = reqwest::Url::parse(&normalized)
+        .map_err(|_| UpstreamConfigError::BadEndpoint(url.into()))?;
+    Ok((normalized, parsed))
+}
+
+/// Loopback hosts may be reached over plain HTTP (a stand-in SMS, a tunnel).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl ReplayTargets {
+    /// The upstream (if any), every region, and `listed`, each of which must be
+    /// HTTPS or on loopback.
+    pub fn new(upstream: Option<&str>, listed: &[String]) -> Result<Self, UpstreamConfigError> {
+        let mut allowed = Vec::new();
+        for url in upstream.into_iter().chain(REGIONS.iter().map(|(_, e)| *e)) {
+            allowed.push(parsed(url)?);
+        }
+        for url in listed {
+            let (normalized, url) = parsed(url)?;
+            if url.scheme() != "https" && !is_loopback(&url) {
+                return Err(UpstreamConfigError::InsecureTarget(normalized));
+            }
+            allowed.push((normalized, url));
+        }
+        Ok(Self { allowed })
+    }
+
+    /// The allowed target `to` names, as configured; or why it is refused.
+    pub fn check(&self, to: &str) -> Result<String, String> {
+        let (_, wanted) = parsed(to).map_err(|e| e.to_string())?;
+        self.allowed
+            .iter()
+            .find(|(_, url)| *url == wanted)
+            .map(|(normalized, _)| normalized.clone())
+            .ok_or_else(|| {
+                format!(
+                    "{to:?} is not a replay target of this service: use the configured upstream, \
+                     a region's endpoint, or a URL the service was started with \
+                     (--replay-target)"
+                )
+            })
+    }
 }
 
 /// Endpoint from `--upstream-endpoint` or `--upstream-region`.

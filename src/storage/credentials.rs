@@ -11,16 +11,27 @@ use crate::domain::{format_timestamp, now_ms, random_hex, token_hash, Credential
 
 const CREDENTIAL_COLUMNS: &str = "name, role, task_scope, revoked_at";
 
-fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
+/// A credential from `name, role, task_scope, revoked_at` at the start of a row.
+pub(super) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credential> {
+    let name: String = r.get(0)?;
     let role: String = r.get(1)?;
     let scope: Option<String> = r.get(2)?;
     Ok(Credential {
-        name: r.get(0)?,
         role: role.parse().map_err(|e: String| {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
         })?,
-        task_scope: scope.and_then(|s| serde_json::from_str(&s).ok()),
+        task_scope: scope.map(|s| parse_scope(&name, &s)),
         revoked: r.get::<_, Option<i64>>(3)?.is_some(),
+        name,
+    })
+}
+
+/// A stored task scope. One that cannot be read allows no task at all (fail
+/// closed), and says so in the log.
+fn parse_scope(name: &str, stored: &str) -> Vec<String> {
+    serde_json::from_str(stored).unwrap_or_else(|e| {
+        tracing::error!(credential = name, error = %e, "the stored task scope cannot be read; the credential may upload to no task");
+        Vec::new()
     })
 }
 
@@ -198,12 +209,13 @@ pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
          FROM credentials ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
+        let name: String = r.get(0)?;
         let scope: Option<String> = r.get(3)?;
         Ok(CredentialSummary {
-            name: r.get(0)?,
+            tasks: scope.map(|s| parse_scope(&name, &s)),
+            name,
             role: r.get(1)?,
             access_key: r.get(2)?,
-            tasks: scope.and_then(|s| serde_json::from_str(&s).ok()),
             created_at: format_timestamp(r.get(4)?),
             revoked_at: r.get::<_, Option<i64>>(5)?.map(format_timestamp),
         })

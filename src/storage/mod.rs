@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod export;
 pub mod history;
 pub mod ledger;
+pub mod lock;
 pub mod outbox;
 pub mod queries;
 pub mod replays;

@@ -3,9 +3,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::credentials::credential_from_row;
 use super::writer::{SubmitError, WriterHandle};
 use super::StorageError;
-use crate::domain::{now_ms, random_hex, token_hash, Credential, Role, Session};
+use crate::domain::{now_ms, random_hex, token_hash, Session};
 
 /// Creates a session for `credential_name`; returns the cookie value.
 pub async fn create(
@@ -54,15 +55,8 @@ pub fn find(conn: &Connection, cookie: &str) -> Result<Option<Session>, StorageE
              WHERE s.id_sha256 = ?1",
         )?
         .query_row(params![token_hash(cookie)], |r| {
-            let role: String = r.get(1)?;
-            let scope: Option<String> = r.get(2)?;
             Ok(Session {
-                credential: Credential {
-                    name: r.get(0)?,
-                    role: role.parse().unwrap_or(Role::Agent),
-                    task_scope: scope.and_then(|s| serde_json::from_str(&s).ok()),
-                    revoked: r.get::<_, Option<i64>>(3)?.is_some(),
-                },
+                credential: credential_from_row(r)?,
                 csrf_token: r.get(4)?,
                 expires_at: r.get(5)?,
             })

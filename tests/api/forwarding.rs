@@ -7,7 +7,7 @@ use sms_audit::domain::signing::Signer;
 use sms_audit::domain::Role;
 use sms_audit::services::outbox::RetryPolicy;
 use sms_audit::services::outbox::UpstreamSettings;
-use sms_audit::services::upstream::UpstreamAuth;
+use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
 
 use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
 use crate::helpers::{body_with_problems, TestApp, EXAMPLE, TASK};
@@ -29,6 +29,7 @@ pub fn settings(fake: &FakeUpstream) -> UpstreamSettings {
             cap: Duration::from_millis(400),
             max_age: Duration::from_secs(3600),
         },
+        replay_targets: ReplayTargets::new(Some(&fake.url), &[]).unwrap(),
     }
 }
 

@@ -12,3 +12,4 @@ mod ledger;
 mod pages;
 mod read_api;
 mod replay;
+mod security;

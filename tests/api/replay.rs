@@ -174,6 +174,8 @@ async fn to_sends_elsewhere_and_failures_give_a_non_zero_exit() {
             "b",
             "--to",
             &elsewhere.url,
+            "--replay-target",
+            &elsewhere.url,
             "--yes",
             "--concurrency",
             "1",

@@ -10,6 +10,8 @@ use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
 use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 50;
+/// The last page number accepted (50 million tasks).
+const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Deserialize)]
 pub struct DashboardQuery {
@@ -69,7 +71,12 @@ pub async fn page(
     let search = query.q.clone().unwrap_or_default().trim().to_string();
     let sort = TaskSort::parse(query.sort.as_deref());
     let descending = query.dir.as_deref() != Some("asc");
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(PageError::BadRequest(format!(
+            "page: must be a number from 1 to {MAX_PAGE}"
+        )));
+    }
     let list = TaskListQuery {
         search: search.clone(),
         sort,
@@ -85,9 +92,9 @@ pub async fn page(
     let first_shown = if rows.is_empty() {
         0
     } else {
-        i64::from((page - 1) * PER_PAGE) + 1
+        i64::from(page - 1) * i64::from(PER_PAGE) + 1
     };
-    let last_shown = i64::from((page - 1) * PER_PAGE) + rows.len() as i64;
+    let last_shown = i64::from(page - 1) * i64::from(PER_PAGE) + rows.len() as i64;
     let body = DashboardPage {
         nav: Some(Nav::from(&session)),
         overview,

@@ -31,11 +31,26 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths, so a login link cannot send anyone elsewhere.
+/// Where to go after logging in: only a path on this site, so a login link cannot
+/// send anyone elsewhere. `next` is resolved as a browser would (tabs and newlines
+/// dropped, `\\` read as `/`) against a fixed base; anything that leaves that
+/// origin, or whose path a browser would read as `//host`, becomes `/`.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/".to_string(),
+    let base = url::Url::parse("http://sms-audit.invalid/").expect("a valid base");
+    let Some(resolved) = next
+        .filter(|n| n.starts_with('/'))
+        .and_then(|n| base.join(n).ok())
+        .filter(|u| u.origin() == base.origin())
+    else {
+        return "/".into();
+    };
+    let path = resolved.path();
+    if path.starts_with("//") || path.starts_with("/\\") {
+        return "/".into();
+    }
+    match resolved.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
     }
 }
 
@@ -168,6 +183,32 @@ pub async fn submit(
 }
 
 /// A form that carries nothing but its CSRF token.
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for hostile in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "/.//evil.example",
+            "",
+            "\r",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/", "{hostile:?}");
+        }
+        assert_eq!(safe_next(Some("/tasks/t?page=2")), "/tasks/t?page=2");
+        assert_eq!(safe_next(Some("/%2F%2Fx")), "/%2F%2Fx");
+        assert_eq!(safe_next(Some("/%5Cx")), "/%5Cx");
+        assert_eq!(safe_next(None), "/");
+    }
+}
+
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     pub csrf_token: String,

@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-use crate::domain::{TaskId, TaskPolicy, UploadBody};
+use crate::domain::{AuthMethod, TaskId, TaskPolicy, UploadBody};
 use crate::http::auth::{self, header as header_value, AuthCache};
 use crate::http::error::SmsError;
 use crate::http::middleware::RequestId;
@@ -113,7 +113,10 @@ pub async fn upload(
             )
         }));
     }
-    if let Some(limiter) = &config.rate_limiter {
+    // Only a caller whose identity is proven is charged: a signed body too large
+    // to read has an unchecked signature, and must not use up the key's budget.
+    let proven = body.is_some() || presented.method() == AuthMethod::Token;
+    if let (Some(limiter), true) = (&config.rate_limiter, proven) {
         if limiter.check_key(&credential.name).is_err() {
             return Err(SmsError::Throttled);
         }

@@ -8,7 +8,7 @@ mod replays;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::SmsError;
+use super::error;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `[^/]*` lets an empty task id reach the handler and get its 400.
@@ -22,14 +22,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         );
     }
-    cfg.app_data(
-        web::PathConfig::default()
-            .error_handler(|e, req| SmsError::NotFound(format!("{}: {e}", req.path())).into()),
-    )
-    .app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| SmsError::bad_request(format!("query: {e}")).into()),
-    );
     read_api::configure(cfg);
     cfg.service(
         web::resource("/api/v1/replays")
@@ -41,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(unknown_path));
 }
 
-/// Wraps GET handlers of the read API with a JSON 405 for other methods.
+/// A GET route that answers other methods 405 (JSON or a page, by path).
 pub fn get_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
@@ -53,10 +45,11 @@ where
         .default_service(web::to(method_not_allowed))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, SmsError> {
-    Err(SmsError::MethodNotAllowed(req.method().to_string()))
+/// 405 in the shape of the path's side (JSON or a page).
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    Err(error::method_not_allowed(&req))
 }
 
-async fn unknown_path(req: HttpRequest) -> Result<HttpResponse, SmsError> {
-    Err(SmsError::UnknownPath(req.path().to_string()))
+async fn unknown_path(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    Err(error::not_found(&req, None))
 }

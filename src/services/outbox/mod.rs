@@ -20,7 +20,7 @@ pub use policy::RetryPolicy;
 pub use sender::Sender;
 
 use crate::domain::{lock, Outcome, Runner};
-use crate::services::upstream::{Upstream, UpstreamAuth};
+use crate::services::upstream::{ReplayTargets, Upstream, UpstreamAuth};
 use crate::storage::outbox::{record, record_all};
 use crate::storage::writer::WriterHandle;
 use crate::storage::ReadPool;
@@ -37,8 +37,9 @@ pub trait Recorder: Send + Sync + 'static {
 
 impl Recorder for WriterHandle {
     async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
-        // Inside the writer's own transaction.
-        self.execute(move |conn| outcomes.iter().try_for_each(|o| record(conn, o)))
+        // Inside the writer's own transaction. An outcome is never dropped for a
+        // full queue: it would be sent again.
+        self.execute_when_room(move |conn| outcomes.iter().try_for_each(|o| record(conn, o)))
             .await
             .map_err(|e| e.to_string())
     }
@@ -146,6 +147,8 @@ pub struct UpstreamSettings {
     pub forward: bool,
     pub deliver_all: bool,
     pub policy: RetryPolicy,
+    /// Where web replays may go.
+    pub replay_targets: ReplayTargets,
 }
 
 impl UpstreamSettings {

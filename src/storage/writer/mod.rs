@@ -102,6 +102,30 @@ impl WriterHandle {
         let _ = self.tx.try_send(Job::Rejection(rejection));
     }
 
+    /// [`execute`](Self::execute) for writes that must not be lost: when the queue
+    /// is full, waits for room (checking every millisecond) instead of failing.
+    pub async fn execute_when_room(
+        &self,
+        write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        let mut job = Job::Exec(Box::new(write), tx);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Closed),
+            }
+        }
+        match rx.await {
+            Ok(result) => result.map_err(SubmitError::Failed),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+
     /// Runs `write` in the writer's next transaction; answers after the commit.
     pub async fn execute(
         &self,

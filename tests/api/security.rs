@@ -1,0 +1,514 @@
+//! Holes found by trying to break the service, each closed: open redirects, fail-open
+//! scopes, rate limits an attacker can use up, formulas in CSV, two writers on one
+//! database, and framework errors that skipped the error shapes.
+
+use sms_audit::domain::Role;
+use sms_audit::storage::lock::{LockKind, ProcessLock};
+use sms_audit::{Application, ServeConfig};
+
+use crate::helpers::{no_redirects, TestApp, EXAMPLE, TASK};
+
+#[tokio::test]
+async fn login_next_is_always_a_path_on_this_site() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    for (next, expected) in [
+        ("/%09/evil.example", "/"),
+        ("/%0A/evil.example", "/"),
+        ("%0A", "/"),
+        ("%0D", "/"),
+        ("//evil.example", "/"),
+        ("/%5C/evil.example", "/"),
+        ("%5C%5Cevil.example", "/"),
+        ("https://evil.example", "/"),
+        ("", "/"),
+        ("%2F%2Fx", "/"),
+        ("/%252F%252Fx", "/%2F%2Fx"),
+        ("/%255Cx", "/%5Cx"),
+        ("/tasks/t%3Fpage%3D2", "/tasks/t?page=2"),
+    ] {
+        let reply = browser.get(&format!("/login?next={next}")).await;
+        assert_eq!(reply.status, 303, "{next}: {}", reply.text);
+        let location = reply.headers["location"].to_str().unwrap();
+        assert_eq!(location, expected, "next={next}");
+    }
+    // Logged out, the form carries a safe `next` too.
+    let client = no_redirects();
+    let form = app
+        .send(client.get(format!("{}/login?next=%2F%09%2Fevil.example", app.address)))
+        .await;
+    assert_eq!(form.status, 200);
+    assert!(
+        form.text.contains(r#"name="next" value="/""#),
+        "{}",
+        form.text
+    );
+}
+
+#[tokio::test]
+async fn deliveries_page_says_when_no_upstream_is_configured() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/deliveries").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("not configured"), "{}", page.text);
+    assert!(!page.text.contains(">healthy<"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn a_task_scope_that_cannot_be_read_allows_no_task() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("scoped", Role::Agent, Some(&[TASK]), false);
+    assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
+    app.write_conn()
+        .execute(
+            "UPDATE credentials SET task_scope = '[not json' WHERE name = 'scoped'",
+            [],
+        )
+        .unwrap();
+    // Past the credential cache.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.upload(TASK, &agent.token, EXAMPLE)
+        .await
+        .assert_error(403, "SMS.9004");
+    app.upload("another-task", &agent.token, EXAMPLE)
+        .await
+        .assert_error(403, "SMS.9004");
+    assert_eq!(app.count("uploads"), 1);
+}
+
+#[tokio::test]
+async fn oversize_bodies_with_a_bad_signature_do_not_use_up_the_key_rate_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limit = std::num::NonZeroU32::new(5);
+        c.max_body_bytes = 2048;
+    })
+    .await;
+    let agent = app.add_credential("signer", Role::Agent, None, true);
+    let (ak, sk) = (
+        agent.access_key.clone().unwrap(),
+        agent.secret_key.clone().unwrap(),
+    );
+    let oversize = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4096));
+    for _ in 0..30 {
+        app.upload_signed(TASK, &ak, "a wrong secret", &oversize, |_| {})
+            .await
+            .assert_error(413, "SMS.2004");
+    }
+    let ok = app.upload_signed(TASK, &ak, &sk, EXAMPLE, |_| {}).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+}
+
+#[tokio::test]
+async fn csv_export_neutralises_formulas_and_jsonl_keeps_the_bytes() {
+    let app = TestApp::spawn().await;
+    let dirs = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "/plain"];
+    let items: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            format!(
+                r#"{{"dir_check":{},"num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}"#,
+                serde_json::to_string(d).unwrap()
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"consistency_result":[{}]}}"#, items.join(","));
+    assert_eq!(app.upload(TASK, &app.admin_token, &body).await.status, 200);
+
+    let csv = app.get("/api/v1/export?format=csv", &app.admin_token).await;
+    assert_eq!(csv.status, 200);
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv.text.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "dir_check")
+        .unwrap();
+    let cells: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[column].to_string())
+        .collect();
+    let expected: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            if d.starts_with('/') {
+                d.to_string()
+            } else {
+                format!("'{d}")
+            }
+        })
+        .collect();
+    assert_eq!(cells, expected);
+
+    let jsonl = app
+        .get("/api/v1/export?format=jsonl", &app.admin_token)
+        .await;
+    let line: serde_json::Value = serde_json::from_str(jsonl.text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["raw_body"], body, "JSON lines keep the body as stored");
+    assert_eq!(line["results"][0]["dir_check"], "=1+1");
+}
+
+#[tokio::test]
+async fn a_second_writer_on_one_database_is_refused_naming_the_holder() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let pid = std::process::id().to_string();
+
+    // In this process: a second Application on the same file.
+    let mut config = ServeConfig::new(&app.db_path);
+    config.listen = "127.0.0.1:0".into();
+    config.handle_signals = false;
+    let refused = Application::build(config).await.err().expect("refused");
+    assert!(refused.to_string().contains(&pid), "{refused}");
+
+    // Another process: `serve` exits 2, naming this process.
+    let out = std::process::Command::new(TestApp::binary())
+        .args(["--db"])
+        .arg(&app.db_path)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("PID {pid}")), "{stderr}");
+
+    // A replay being sent holds its own lock.
+    let held = ProcessLock::acquire(&app.db_path, LockKind::Replay).unwrap();
+    let out = std::process::Command::new(TestApp::binary())
+        .arg("--db")
+        .arg(&app.db_path)
+        .args([
+            "replay",
+            "--upstream-endpoint",
+            "http://127.0.0.1:9",
+            "--yes",
+        ])
+        .env("SMS_AUDIT_UPSTREAM_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("PID {pid}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(held);
+
+    // The running service was not disturbed.
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    assert_eq!(app.count("uploads"), 2);
+}
+
+#[tokio::test]
+async fn framework_errors_answer_in_the_shape_of_their_side_and_are_logged() {
+    let app = TestApp::spawn().await;
+    let before = app.count("rejections");
+    // JSON side.
+    let bad_json = app
+        .send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .header("Content-Type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    bad_json.assert_error(400, "SMS.9001");
+    app.get("/api/v1/uploads/abc", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    app.get("/api/v1/tasks/x/uploads?limit=abc", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+
+    // Pages.
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    for (path, status) in [("/?page=-1", 400), ("/tasks/", 404), ("/uploads/1/", 404)] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, status, "{path}: {}", page.text);
+        assert!(
+            page.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(page.text.contains("<html"), "{path}: {}", page.text);
+    }
+    let no_form = browser
+        .client
+        .post(format!("{}/audit/verify", browser.address))
+        .header("Cookie", &browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_form.status(), 400);
+    assert!(no_form.text().await.unwrap().contains("<html"));
+    let get_logout = browser.get("/logout").await;
+    assert_eq!(get_logout.status, 405);
+    assert!(get_logout.text.contains("<html"), "{}", get_logout.text);
+
+    // Every one of them is in the rejection log.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        app.count("rejections") - before >= 8,
+        "{}",
+        app.count("rejections")
+    );
+}
+
+#[tokio::test]
+async fn output_commands_end_quietly_when_their_reader_goes_away() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    for args in [
+        &["credentials", "list", "--json"][..],
+        &["credentials", "list"],
+        &["tasks", "list"],
+        &["verify"],
+        &["export", "--format", "csv"],
+        &["export", "--format", "jsonl"],
+    ] {
+        // A pipe whose reading end is already closed: the first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(TestApp::binary())
+            .arg("--db")
+            .arg(&app.db_path)
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_upstream_secret_goes_only_to_the_targets_the_service_was_given() {
+    use crate::fake_upstream::FakeUpstream;
+    use crate::forwarding::forwarding_app;
+    use sms_audit::services::upstream::ReplayTargets;
+
+    let sms = FakeUpstream::start().await;
+    let listed = FakeUpstream::start().await;
+    let attacker = FakeUpstream::start().await;
+    let app = forwarding_app(&sms, |s| {
+        s.forward = false;
+        s.auth = sms_audit::services::upstream::UpstreamAuth::Token("the-upstream-token".into());
+        s.replay_targets =
+            ReplayTargets::new(Some(&sms.url), std::slice::from_ref(&listed.url)).unwrap();
+    })
+    .await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let replay = |to: &str, dry_run: bool| {
+        let body = serde_json::json!({"tasks": [TASK], "to": to, "dry_run": dry_run});
+        app.send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .json(&body),
+        )
+    };
+    for to in [
+        attacker.url.clone(),
+        format!("{}/", attacker.url.replace("127.0.0.1", "localhost")),
+        "https://evil.example".into(),
+        "ftp://127.0.0.1/".into(),
+    ] {
+        replay(&to, false).await.assert_error(400, "SMS.9001");
+        replay(&to, true).await.assert_error(400, "SMS.9001");
+    }
+    // The page's form says no the same way.
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let preview = browser
+        .get(&format!(
+            "/deliveries/replay?task={TASK}&to={}",
+            sms_audit::http::urlencode(&attacker.url)
+        ))
+        .await;
+    assert_eq!(preview.status, 400, "{}", preview.text);
+
+    // The command line too: exit 2, nothing sent.
+    let out = std::process::Command::new(TestApp::binary())
+        .arg("--db")
+        .arg(&app.db_path)
+        .args(["replay", "--task", TASK, "--yes", "--to", &attacker.url])
+        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &sms.url)
+        .env("SMS_AUDIT_UPSTREAM_TOKEN", "the-upstream-token")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A plain-HTTP target that is not on loopback cannot even be listed.
+    let out = std::process::Command::new(TestApp::binary())
+        .arg("--db")
+        .arg(&app.db_path)
+        .args([
+            "replay",
+            "--task",
+            TASK,
+            "--yes",
+            "--to",
+            "http://sms.example",
+        ])
+        .args(["--replay-target", "http://sms.example"])
+        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &sms.url)
+        .env("SMS_AUDIT_UPSTREAM_TOKEN", "the-upstream-token")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // What the service was given works.
+    let ok = replay(&listed.url, false).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    for _ in 0..100 {
+        if !listed.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.received().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(attacker.received().is_empty(), "the attacker got a request");
+}
+
+/// Query values worth trying on any parameter: bounds, overflows, odd numbers,
+/// times, printable junk, and raw bytes (often not UTF-8 once decoded).
+fn hostile_value() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        prop::sample::select(vec![
+            "",
+            "-1",
+            "0",
+            "1",
+            "+1",
+            "4294967295",
+            "4294967296",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "1e400",
+            "NaN",
+            "0x10",
+            "2026-11-28",
+            "2026-11-28T10:00:00+08:00",
+            "2026-11-28T10:00:00 08:00",
+            "true",
+            "any",
+            "csv",
+            "jsonl",
+            "desc",
+            "problems",
+        ])
+        .prop_map(sms_audit::http::urlencode),
+        "[ -~]{0,24}".prop_map(|s| sms_audit::http::urlencode(&s)),
+        prop::collection::vec(any::<u8>(), 0..16)
+            .prop_map(|b| b.iter().map(|x| format!("%{x:02X}")).collect::<String>()),
+    ]
+}
+
+#[test]
+fn arbitrary_query_strings_on_every_get_route_never_get_a_5xx() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (app, browser) = rt.block_on(async {
+        let app = TestApp::spawn().await;
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+        let browser = app.login(&app.admin_token).await.ok().unwrap();
+        (app, browser)
+    });
+    let routes: Vec<String> = [
+        "/",
+        "/tasks/TASK",
+        "/uploads/1",
+        "/compare",
+        "/audit",
+        "/deliveries",
+        "/deliveries/replay",
+        "/login",
+        "/api/v1/tasks",
+        "/api/v1/tasks/TASK/uploads",
+        "/api/v1/uploads/1",
+        "/api/v1/ledger",
+        "/api/v1/rejections",
+        "/api/v1/export",
+        "/api/v1/compare",
+        "/healthz",
+        "/readyz",
+        "/assets/app.css",
+    ]
+    .iter()
+    .map(|r| r.replace("TASK", TASK))
+    .collect();
+    let names = vec![
+        "page",
+        "limit",
+        "before_id",
+        "since",
+        "until",
+        "a",
+        "b",
+        "status",
+        "format",
+        "task_id",
+        "state",
+        "regressed",
+        "sort",
+        "dir",
+        "q",
+        "next",
+        "error_code",
+        "credential",
+        "dir_check",
+        "x",
+    ];
+    let query = prop::collection::vec((prop::sample::select(names), hostile_value()), 0..5);
+    let config = ProptestConfig {
+        cases: 400,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(route in prop::sample::select(routes), query in query)| {
+        let query: Vec<String> = query.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let url = format!("{}{route}?{}", app.address, query.join("&"));
+        let status = rt.block_on(async {
+            browser
+                .client
+                .get(&url)
+                .header("Cookie", &browser.cookie)
+                .header("X-Auth-Token", &app.admin_token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        let status = status.map_err(|e| TestCaseError::fail(format!("{url}: no answer: {e}")))?;
+        prop_assert!(status < 500, "{url} answered {status}");
+    });
+}
