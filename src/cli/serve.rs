@@ -1,8 +1,9 @@
 //! `serve`: run the service.
 
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -138,6 +139,45 @@ impl ServeArgs {
     }
 }
 
+/// The first credential's token goes to a person, never into a log: on a terminal
+/// it is printed once; otherwise (under systemd, in a container, piped into a log
+/// collector) it is written to `DB.admin-token`, readable by the owner only, and
+/// only that file's path is logged.
+fn hand_over_admin_token(db: &Path, token: &str) -> Result<(), CliError> {
+    let more = format!(
+        "Make more with: sms-audit --db {} credentials add --name NAME --role agent|auditor|operator [--aksk]",
+        db.display()
+    );
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "Created operator credential \"admin\". Its token, shown only this once:\n\n    {token}\n\n{more}\n"
+        );
+        return Ok(());
+    }
+    let path = PathBuf::from(format!("{}.admin-token", db.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&path).and_then(|mut file| {
+        // A file left from before may have looser permissions: tighten them first.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        writeln!(file, "{token}")
+    });
+    written.map_err(|e| {
+        fail(format!(
+            "cannot write the admin token to {}: {e}",
+            path.display()
+        ))
+    })?;
+    tracing::warn!(
+        "created operator credential \"admin\"; its token was written to {} (readable by this user only): read it, keep it, delete the file. {more}",
+        path.display()
+    );
+    Ok(())
+}
+
 pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     let db = config.db.clone();
     if let Some(u) = &config.upstream {
@@ -147,12 +187,7 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     }
     let app = Application::build(config).await.map_err(fail)?;
     if let Some(token) = app.admin_token() {
-        // Printed once, on stderr, never logged.
-        eprintln!(
-            "Created operator credential \"admin\". Its token, shown only this once:\n\n    {token}\n\n\
-             Make more with: sms-audit --db {} credentials add --name NAME --role agent|auditor|operator [--aksk]\n",
-            db.display()
-        );
+        hand_over_admin_token(&db, token)?;
     }
     tracing::info!(address = %app.address(), db = %db.display(), "listening on http://{}", app.address());
     app.run_until_stopped().await.map_err(fail)?;

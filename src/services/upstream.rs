@@ -180,6 +180,25 @@ pub struct Upstream {
 }
 
 pub const RESPONSE_HEAD_BYTES: usize = 4096;
+/// The most of an upstream answer that is read: an SMS error body is small; a
+/// misbehaving upstream must not make the sender buffer without bound.
+pub const RESPONSE_READ_LIMIT: usize = 64 * 1024;
+
+/// The body of a response, up to `limit` bytes (the rest is not read).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
 
 #[derive(Deserialize)]
 struct SmsErrorBody {
@@ -276,7 +295,7 @@ impl Upstream {
                 };
                 result.upstream_request_id = header("x-request-id");
                 result.retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
-                match response.bytes().await {
+                match read_capped(response, RESPONSE_READ_LIMIT).await {
                     Ok(bytes) => {
                         let head = &bytes[..bytes.len().min(RESPONSE_HEAD_BYTES)];
                         result.response_head = Some(String::from_utf8_lossy(head).into_owned());

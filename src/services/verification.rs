@@ -4,18 +4,23 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::ledger;
+use crate::domain::chain::Verification;
 use crate::domain::{lock, now_ms};
 use crate::storage::history;
 use crate::storage::writer::WriterHandle;
-use crate::storage::ReadPool;
+use crate::storage::{ReadPool, StorageError};
 
-/// The ledger verification running in the background, if any.
+/// The ledger verification running in the background, if any, and the API's
+/// verifications, run one at a time.
 pub struct VerificationJob {
     reads: ReadPool,
     writer: WriterHandle,
     running: Mutex<Option<Progress>>,
+    /// The API's last run: when it started, and what it found.
+    last_api_run: tokio::sync::Mutex<Option<(Instant, Verification)>>,
 }
 
 #[derive(Clone)]
@@ -30,7 +35,35 @@ impl VerificationJob {
             reads,
             writer,
             running: Mutex::new(None),
+            last_api_run: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Verifies the ledger for a caller that wants it checked now. One run at a
+    /// time: callers that arrive while one runs wait for it, and share the next
+    /// run that starts after they asked. So any number of callers cost at most
+    /// one verification at once. The run is recorded (best effort).
+    pub async fn verify_now(&self, requested_by: &str) -> Result<Verification, StorageError> {
+        let asked = Instant::now();
+        let mut last = self.last_api_run.lock().await;
+        if let Some((started, v)) = &*last {
+            if *started >= asked {
+                return Ok(v.clone());
+            }
+        }
+        let started = Instant::now();
+        let started_ms = now_ms();
+        let v = self
+            .reads
+            .with_blocking(|conn| ledger::verify(conn, |_| {}))
+            .await?;
+        let (record, by) = (v.clone(), requested_by.to_string());
+        let _ = self
+            .writer
+            .execute(move |conn| history::record_verification(conn, &record, started_ms, &by))
+            .await;
+        *last = Some((started, v.clone()));
+        Ok(v)
     }
 
     /// (entries checked, entries in the ledger) while a verification runs.

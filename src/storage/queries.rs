@@ -41,15 +41,26 @@ pub struct TaskSummary {
     pub latest_totals: Option<Totals>,
 }
 
+/// Every task, by id.
 pub fn list_tasks(conn: &Connection) -> Result<Vec<TaskSummary>, StorageError> {
+    tasks_after(conn, "", u32::MAX)
+}
+
+/// At most `limit` tasks whose id sorts after `after`, by id (the primary key).
+pub fn tasks_after(
+    conn: &Connection,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<TaskSummary>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT t.task_id, t.name, t.registered_at, t.registered_by, t.upload_count,
                 t.first_upload_at, t.last_upload_at, t.last_upload_id,
                 u.total_files, u.different_files, u.target_miss_files, u.target_more_files
          FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
-         ORDER BY t.task_id",
+         WHERE t.task_id > ?1
+         ORDER BY t.task_id LIMIT ?2",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(params![after, limit], |r| {
         let last_upload_id: Option<i64> = r.get(7)?;
         Ok(TaskSummary {
             task_id: r.get(0)?,
@@ -395,6 +406,36 @@ pub struct RejectionFilter {
     pub status: Option<u16>,
     pub error_code: Option<String>,
     pub credential_name: Option<String>,
+}
+
+/// Refusals of one peer with one error code in one minute.
+#[derive(Debug, Serialize)]
+pub struct RejectionCount {
+    pub minute: String,
+    pub peer_addr: String,
+    pub error_code: String,
+    pub count: i64,
+}
+
+/// Per-minute refusal counts from `since` on, the largest first (at most `limit`).
+pub fn rejection_counts(
+    conn: &Connection,
+    since: Timestamp,
+    limit: u32,
+) -> Result<Vec<RejectionCount>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT minute, peer_addr, error_code, count FROM rejection_counts
+         WHERE minute >= ?1 ORDER BY count DESC, minute DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![since, limit], |r| {
+        Ok(RejectionCount {
+            minute: format_timestamp(r.get(0)?),
+            peer_addr: r.get(1)?,
+            error_code: r.get(2)?,
+            count: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The newest matching rejections first (the log is bounded, so this scan is too).

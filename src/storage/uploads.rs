@@ -230,6 +230,33 @@ pub fn insert_rejection(conn: &Connection, r: &Rejection) -> Result<(), rusqlite
     Ok(())
 }
 
+/// Adds `n` refusals to a minute's count for a peer and error code.
+pub fn count_rejections(
+    conn: &Connection,
+    minute: Timestamp,
+    peer: &str,
+    code: &str,
+    n: i64,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO rejection_counts (minute, peer_addr, error_code, count)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (minute, peer_addr, error_code) DO UPDATE SET count = count + excluded.count",
+    )?
+    .execute(params![minute, peer, code, n])?;
+    Ok(())
+}
+
+/// Drops per-minute rejection counts older than [`REJECTION_COUNTS_KEPT_MS`].
+pub fn trim_rejection_counts(conn: &Connection, now: Timestamp) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM rejection_counts WHERE minute < ?1")?
+        .execute(params![now - REJECTION_COUNTS_KEPT_MS])?;
+    Ok(())
+}
+
+/// How long per-minute rejection counts are kept: 30 days.
+pub const REJECTION_COUNTS_KEPT_MS: i64 = 30 * 86_400_000;
+
 /// Keeps the newest `kept` rows of the rejection log.
 pub fn trim_rejections(conn: &Connection, kept: i64) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(

@@ -29,6 +29,8 @@ pub struct Served {
     pub address: String,
     pub token: Option<String>,
     pub stderr: mpsc::Receiver<String>,
+    /// The lines read from stderr while starting.
+    pub startup_log: Vec<String>,
 }
 
 impl Drop for Served {
@@ -62,6 +64,7 @@ pub fn serve_with(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) ->
         address: String::new(),
         token: None,
         stderr: rx,
+        startup_log: Vec::new(),
     };
     let stderr = served.child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -78,12 +81,18 @@ pub fn serve_with(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) ->
             .stderr
             .recv_timeout(Duration::from_secs(30))
             .expect("serve printed its address");
+        served.startup_log.push(line.clone());
         if expect_token && !line.trim().is_empty() {
             served.token = Some(line.trim().to_string());
             expect_token = false;
         }
         if line.contains("shown only this once") {
             expect_token = true;
+        }
+        // Not on a terminal, the token goes to a file whose path is logged.
+        if let Some(rest) = line.split("its token was written to ").nth(1) {
+            let path = rest.split(" (").next().unwrap();
+            served.token = Some(std::fs::read_to_string(path).unwrap().trim().to_string());
         }
         if let Some(rest) = line.split("listening on http://").nth(1) {
             let address = rest.split_whitespace().next().unwrap();
@@ -398,4 +407,36 @@ fn tasks_add_and_list() {
     assert_eq!(list[0]["upload_count"], 0);
     let text = stdout(&sms_audit(&db, &["tasks", "list"]));
     assert!(text.contains(TASK) && text.contains("web-01"), "{text}");
+}
+
+#[tokio::test]
+async fn the_first_token_is_kept_out_of_the_log_and_files_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut served = serve(&db);
+    let token = served.token.clone().expect("the token was handed over");
+    let token_file = dir.path().join("audit.db.admin-token");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&token_file), 0o600);
+    let reply = reqwest::Client::new()
+        .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
+        .header("X-Auth-Token", &token)
+        .header("Content-Type", "application/json")
+        .body(EXAMPLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    for file in ["audit.db", "audit.db-wal", "audit.db-shm", "audit.db.lock"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    assert_eq!(terminate(&mut served), 0);
+    let mut log: Vec<String> = served.startup_log.clone();
+    log.extend(served.stderr.iter());
+    assert!(
+        log.iter().any(|l| l.contains("audit.db.admin-token")),
+        "{log:?}"
+    );
+    assert!(!log.iter().any(|l| l.contains(&token)), "token in the log");
 }

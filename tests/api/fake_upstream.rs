@@ -23,6 +23,8 @@ pub enum Answer {
     Status(u16),
     Hang(Duration),
     Drop,
+    /// This status with a body that claims 1 GiB, sends 1 MiB and then stalls.
+    Endless(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +194,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 Answer::Hang(_) => "hang".into(),
                 Answer::Drop => "drop".into(),
+                Answer::Endless(s) => s.to_string(),
             },
         });
         answer
@@ -217,6 +220,16 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             http(200, &request_id, &[], "{}")
         }
         Answer::Drop => return,
+        Answer::Endless(status) => {
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\n\r\n",
+                1u64 << 30
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&vec![b'x'; 1 << 20]).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return;
+        }
     };
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;

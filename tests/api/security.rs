@@ -512,3 +512,177 @@ fn arbitrary_query_strings_on_every_get_route_never_get_a_5xx() {
         prop_assert!(status < 500, "{url} answered {status}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_refused_requests_does_not_crowd_out_uploads_and_stays_visible() {
+    use futures_util::StreamExt;
+    const FLOOD: u64 = 20_000;
+    let app = TestApp::spawn_with(|c| c.queue_capacity = 2).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let url = format!("{}{}", app.address, TestApp::upload_path(TASK));
+    let client = app.client.clone();
+    let flood = tokio::spawn(async move {
+        futures_util::stream::iter(0..FLOOD)
+            .for_each_concurrent(64, |_| {
+                let request = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(EXAMPLE);
+                async move {
+                    let status = request.send().await.unwrap().status().as_u16();
+                    assert_eq!(status, 401);
+                }
+            })
+            .await;
+    });
+    let mut failed = Vec::new();
+    for _ in 0..200 {
+        let reply = app.upload(TASK, &agent.token, EXAMPLE).await;
+        if reply.status != 200 {
+            failed.push(reply.status);
+        }
+    }
+    flood.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "uploads refused during the flood: {failed:?}"
+    );
+    assert_eq!(app.count("uploads"), 200);
+
+    // Every refusal is counted, although the log keeps only the newest rows.
+    let mut counted = 0;
+    for _ in 0..50 {
+        let counts = app
+            .get("/api/v1/rejections/counts", &app.admin_token)
+            .await
+            .json();
+        counted = counts["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["error_code"] == "APIGW.0301")
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum::<u64>();
+        if counted == FLOOD {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, FLOOD);
+    assert!(app.count("rejections") <= 10_000);
+}
+
+#[tokio::test]
+async fn an_endless_upstream_answer_is_read_only_so_far() {
+    use crate::fake_upstream::{Answer, FakeUpstream};
+    use crate::forwarding::forwarding_app;
+
+    let sms = FakeUpstream::start().await;
+    sms.script([Answer::Endless(500)]);
+    // The tests' upstream timeout is 1 s: reading the whole claimed gigabyte would
+    // end in a timeout instead of the 500 SMS sent.
+    let app = forwarding_app(&sms, |_| {}).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let mut attempt = serde_json::Value::Null;
+    for _ in 0..100 {
+        let record = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
+        attempt = record["deliveries"][0]["attempts"][0].clone();
+        if !attempt.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(attempt["http_status"], 500, "{attempt}");
+    assert!(attempt["transport_error"].is_null(), "{attempt}");
+    assert!(attempt["response_head"].as_str().unwrap().len() <= 4096);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_ledger_checks_share_runs() {
+    let app = TestApp::spawn().await;
+    for _ in 0..300 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    let before = app.count("verifications");
+    let answers = futures_util::future::join_all(
+        (0..32).map(|_| app.get("/api/v1/ledger", &app.admin_token)),
+    )
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json()["status"], "intact");
+        assert_eq!(a.json()["entries"], 300);
+    }
+    let runs = app.count("verifications") - before;
+    assert!(
+        (1..=8).contains(&runs),
+        "{runs} verifications for 32 callers"
+    );
+}
+
+#[tokio::test]
+async fn tasks_come_a_page_at_a_time() {
+    let app = TestApp::spawn().await;
+    let names = ["t-a", "t-b", "t-c", "t-d", "t-e"];
+    for t in names {
+        assert_eq!(app.upload(t, &app.admin_token, EXAMPLE).await.status, 200);
+    }
+    let mut seen = Vec::new();
+    let mut next = "/api/v1/tasks?limit=2".to_string();
+    loop {
+        let page = app.get(&next, &app.admin_token).await.json();
+        let tasks = page["tasks"].as_array().unwrap();
+        assert!(tasks.len() <= 2);
+        seen.extend(
+            tasks
+                .iter()
+                .map(|t| t["task_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_after"].as_str() {
+            Some(after) => next = format!("/api/v1/tasks?limit=2&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+    for bad in ["limit=0", "limit=1001", "limit=-1", "limit=x"] {
+        app.get(&format!("/api/v1/tasks?{bad}"), &app.admin_token)
+            .await
+            .assert_error(400, "SMS.9001");
+    }
+}
+
+#[test]
+fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("flags.db");
+    for flags in [
+        &["--workers", "0"][..],
+        &["--queue-capacity", "18446744073709551615"],
+        &["--max-body-bytes", "0"],
+        &["--session-hours", "0"],
+        &["--session-hours", "18446744073709551615"],
+        &["--max-delivery-age", "99999999999999999d"],
+        &["--max-delivery-age", "18446744073709551615"],
+        &["--forward-concurrency", "0"],
+        &["--upstream-timeout", "0"],
+    ] {
+        let out = std::process::Command::new(TestApp::binary())
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(flags[0]), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
+    }
+    assert!(!db.exists(), "nothing was created");
+}

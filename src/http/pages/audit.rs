@@ -8,10 +8,11 @@ use serde::Deserialize;
 
 use super::login::CsrfOnly;
 use super::{html, Nav, PageError};
+use crate::domain::now_ms;
 use crate::http::extract::{CsrfForm, PageUser};
 use crate::services::verification::VerificationJob;
 use crate::storage::history::{self, VerificationRecord};
-use crate::storage::queries::{self, RejectionFilter, RejectionRow};
+use crate::storage::queries::{self, RejectionCount, RejectionFilter, RejectionRow};
 use crate::storage::writer::REJECTIONS_KEPT;
 use crate::storage::ReadPool;
 
@@ -36,6 +37,8 @@ struct AuditPage {
     filter_code: String,
     filter_credential: String,
     rejections: Vec<RejectionRow>,
+    /// The largest per-minute refusal counts of the last hour.
+    floods: Vec<RejectionCount>,
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -62,11 +65,12 @@ pub async fn page(
         error_code: non_empty(&query.error_code),
         credential_name: non_empty(&query.credential),
     };
-    let (overview, rejections) = reads
+    let (overview, rejections, floods) = reads
         .with_blocking(move |conn| {
             Ok((
                 history::overview(conn)?,
                 queries::recent_rejections(conn, 200, &filter)?,
+                queries::rejection_counts(conn, now_ms() - 3_600_000, 20)?,
             ))
         })
         .await?;
@@ -82,6 +86,7 @@ pub async fn page(
         filter_code: query.error_code.clone().unwrap_or_default(),
         filter_credential: query.credential.clone().unwrap_or_default(),
         rejections,
+        floods,
     }
     .render()?;
     Ok(html(body))

@@ -8,12 +8,12 @@ use super::get_resource;
 use crate::domain::{now_ms, parse_time_arg, TaskId, Timestamp};
 use crate::http::error::SmsError;
 use crate::http::extract::ApiReader;
-use crate::services::ledger;
+use crate::services::verification::VerificationJob;
 use crate::storage::queries::{self, UploadPageQuery};
-use crate::storage::writer::WriterHandle;
-use crate::storage::{history, ReadPool};
+use crate::storage::ReadPool;
 
 pub const DEFAULT_PAGE: u32 = 50;
+pub const DEFAULT_TASKS_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,12 +25,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/api/v1/uploads/{id}", upload))
         .service(get_resource("/api/v1/ledger", ledger_status))
         .service(get_resource("/api/v1/rejections", rejections))
+        .service(get_resource("/api/v1/rejections/counts", rejection_counts))
         .service(get_resource("/api/v1/export", export));
 }
 
-async fn tasks(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
-    let tasks = reads.with_blocking(queries::list_tasks).await?;
-    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks })))
+#[derive(Deserialize)]
+struct TasksQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// `GET /api/v1/tasks?limit=&after=`: tasks by id, a page at a time.
+async fn tasks(
+    query: web::Query<TasksQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let limit = query.limit.unwrap_or(DEFAULT_TASKS_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(SmsError::bad_request(format!(
+            "limit: must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    let after = query.after.clone().unwrap_or_default();
+    // One more than asked tells whether there is a next page.
+    let mut tasks = reads
+        .with_blocking(move |conn| queries::tasks_after(conn, &after, limit + 1))
+        .await?;
+    let next_after = (tasks.len() > limit as usize).then(|| {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| t.task_id.clone())
+    });
+    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_after": next_after.flatten() })))
 }
 
 #[derive(Deserialize)]
@@ -102,21 +128,13 @@ async fn upload(
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// Verifies the chain now; concurrent callers share one run (see
+/// `VerificationJob::verify_now`).
 async fn ledger_status(
-    reads: web::Data<ReadPool>,
-    writer: web::Data<WriterHandle>,
+    job: web::Data<VerificationJob>,
     ApiReader(reader): ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let started = now_ms();
-    let verification = reads
-        .with_blocking(|conn| ledger::verify(conn, |_| {}))
-        .await?;
-    let record = verification.clone();
-    let by = format!("api:{}", reader.name);
-    // Best effort: the answer does not depend on the record being kept.
-    let _ = writer
-        .execute(move |conn| history::record_verification(conn, &record, started, &by))
-        .await;
+    let verification = job.verify_now(&format!("api:{}", reader.name)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": if verification.intact() { "intact" } else { "broken" },
         "entries": verification.entries,
@@ -149,6 +167,27 @@ async fn rejections(
         .with_blocking(move |conn| queries::recent_rejections(conn, limit, &filter))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+}
+
+#[derive(Deserialize)]
+struct CountsQuery {
+    since: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/rejections/counts?since=&limit=`: refusals per minute, peer and
+/// error code (default: the last hour), the largest first.
+async fn rejection_counts(
+    query: web::Query<CountsQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let since = time_param("since", query.since.as_deref())?.unwrap_or(now_ms() - 3_600_000);
+    let counts = reads
+        .with_blocking(move |conn| queries::rejection_counts(conn, since, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "counts": counts })))
 }
 
 #[derive(Deserialize)]

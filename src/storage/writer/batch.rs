@@ -2,14 +2,16 @@
 //! transaction, answer each after the commit.
 
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::rejections::{self, RejectionLog, Waiting};
 use super::{Forwarding, Job, WriteFn, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
 use crate::storage::uploads::{self, LastUpload};
-use crate::storage::uploads::{NewUpload, Receipt, Rejection};
+use crate::storage::uploads::{NewUpload, Receipt};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -26,6 +28,7 @@ pub(super) struct Writer {
     /// The writer is the only one that adds uploads, so this never goes stale.
     last_upload: HashMap<String, LastUpload>,
     forwarding: Option<Forwarding>,
+    rejections: Arc<RejectionLog>,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -43,12 +46,18 @@ enum StoreError {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, head: Head, forwarding: Option<Forwarding>) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        head: Head,
+        forwarding: Option<Forwarding>,
+        rejections: Arc<RejectionLog>,
+    ) -> Self {
         Self {
             conn,
             head,
             last_upload: HashMap::new(),
             forwarding,
+            rejections,
         }
     }
 
@@ -56,7 +65,16 @@ impl Writer {
         // Ends on Shutdown, or when every handle is dropped and the queue is empty.
         let mut stopping = false;
         while !stopping {
-            let Ok(first) = rx.recv() else { break };
+            let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.rejections.is_empty() {
+                        self.commit_batch(Vec::new());
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = Vec::new();
             let mut lingered = 0;
             let mut next = Some(first);
@@ -80,6 +98,9 @@ impl Writer {
                 self.commit_batch(batch);
             }
         }
+        if !self.rejections.is_empty() {
+            self.commit_batch(Vec::new());
+        }
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "final checkpoint failed");
         }
@@ -89,7 +110,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let mut uploads = Vec::new();
         let mut replies = Vec::new();
-        let mut rejections = Vec::new();
+        let rejections = self.rejections.take();
         let mut pings = Vec::new();
         let mut execs = Vec::new();
         let mut exec_replies = Vec::new();
@@ -99,7 +120,6 @@ impl Writer {
                     uploads.push(upload);
                     replies.push(reply);
                 }
-                Job::Rejection(r) => rejections.push(r),
                 Job::Ping(reply) => pings.push(reply),
                 Job::Exec(write, reply) => {
                     execs.push(write);
@@ -153,7 +173,7 @@ impl Writer {
         &mut self,
         uploads: &[Box<NewUpload>],
         execs: &[WriteFn],
-        rejections: &[Rejection],
+        rejections: &Waiting,
         isolate: bool,
     ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
         let start_head = self.head.clone();
@@ -169,7 +189,7 @@ impl Writer {
         &mut self,
         uploads: &[Box<NewUpload>],
         execs: &[WriteFn],
-        rejections: &[Rejection],
+        rejections: &Waiting,
         isolate: bool,
     ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
         if self.last_upload.len() > LAST_UPLOAD_CACHE {
@@ -262,11 +282,17 @@ impl Writer {
                 Err(e) => exec_outcomes.push(Err(e.to_string())),
             }
         }
-        for r in rejections {
+        for r in &rejections.rows {
             uploads::insert_rejection(&tx, r)?;
         }
-        if !rejections.is_empty() {
+        if !rejections.rows.is_empty() {
             uploads::trim_rejections(&tx, REJECTIONS_KEPT)?;
+        }
+        for ((minute, peer, code), n) in &rejections.counts {
+            uploads::count_rejections(&tx, *minute, peer, code, *n)?;
+        }
+        if !rejections.counts.is_empty() {
+            uploads::trim_rejection_counts(&tx, crate::domain::now_ms())?;
         }
         tx.commit()?;
         Ok((outcomes, exec_outcomes))

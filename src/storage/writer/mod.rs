@@ -9,9 +9,11 @@
 mod batch;
 mod checkpoint;
 mod null;
+mod rejections;
 
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -19,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::uploads::{NewUpload, Receipt, Rejection};
 use super::{prepare, StorageError, SyncMode};
+use rejections::RejectionLog;
 
 pub use null::spawn_null;
 
@@ -33,7 +36,6 @@ pub(super) type ExecReply = oneshot::Sender<Result<(), String>>;
 
 pub(super) enum Job {
     Upload(Box<NewUpload>, UploadReply),
-    Rejection(Rejection),
     /// Answers whether a write transaction can be opened right now.
     Ping(oneshot::Sender<Result<(), String>>),
     Exec(WriteFn, ExecReply),
@@ -55,6 +57,7 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: SyncSender<Job>,
+    rejections: Arc<RejectionLog>,
 }
 
 /// The writer thread and its checkpointer.
@@ -96,10 +99,10 @@ impl WriterHandle {
         }
     }
 
-    /// Records a rejection without waiting; dropped when the queue is full, since
-    /// the log is best effort and must never slow the service down.
+    /// Records a rejection without waiting, never in the upload queue (see
+    /// `rejections`): the log is lossy and must never slow the service down.
     pub fn log_rejection(&self, rejection: Rejection) {
-        let _ = self.tx.try_send(Job::Rejection(rejection));
+        self.rejections.record(rejection);
     }
 
     /// [`execute`](Self::execute) for writes that must not be lost: when the queue
@@ -184,12 +187,14 @@ pub fn spawn(
     let head = super::ledger::head(&conn)?;
     let checkpointer = checkpoint::spawn(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
+    let rejections = Arc::new(RejectionLog::default());
+    let log = rejections.clone();
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
-        .spawn(move || batch::Writer::new(conn, head, forwarding).run(rx))
+        .spawn(move || batch::Writer::new(conn, head, forwarding, log).run(rx))
         .expect("spawning the writer thread");
     Ok((
-        WriterHandle { tx },
+        WriterHandle { tx, rejections },
         WriterThread {
             writer: thread,
             checkpointer: Some(checkpointer),

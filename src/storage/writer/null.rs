@@ -32,7 +32,6 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
                     Job::Ping(reply) => {
                         let _ = reply.send(Ok(()));
                     }
-                    Job::Rejection(_) => {}
                     Job::Exec(_, reply) => {
                         let _ = reply.send(Ok(()));
                     }
@@ -42,7 +41,10 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
         })
         .expect("spawning the null writer thread");
     (
-        WriterHandle { tx },
+        WriterHandle {
+            tx,
+            rejections: Default::default(),
+        },
         WriterThread {
             writer: thread,
             checkpointer: None,
