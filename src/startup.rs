@@ -100,6 +100,26 @@ impl SharedState {
     }
 }
 
+/// SIGTERM and SIGINT stop the service gracefully: requests in flight finish, then
+/// everything queued is committed. The handlers are in place before the service
+/// says it is listening, so no signal finds the process without them.
+fn stop_gracefully_on_signals(server: ServerHandle) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    actix_web::rt::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(
+            "{name}: stopping; requests in flight finish and every accepted upload is committed"
+        );
+        server.stop(true).await;
+    });
+    Ok(())
+}
+
 pub struct Application {
     server: Server,
     sender: Option<ServiceSender>,
@@ -215,10 +235,10 @@ impl Application {
                 ))
                 .wrap(crate::http::middleware::security_headers())
         })
-        .shutdown_timeout(30);
-        if !config.handle_signals {
-            server = server.disable_signals();
-        }
+        .shutdown_timeout(30)
+        // Signals are ours (below): actix's are only listened for once the
+        // server runs, and it stops at once on SIGINT.
+        .disable_signals();
         if let Some(n) = config.workers {
             server = server.workers(n);
         }
@@ -229,6 +249,12 @@ impl Application {
                 source,
             })?
             .run();
+        if config.handle_signals {
+            stop_gracefully_on_signals(server.handle()).map_err(|source| StartError::Bind {
+                addr: "signal handlers".into(),
+                source,
+            })?;
+        }
 
         Ok(Self {
             server,

@@ -6,6 +6,7 @@ mod helpers;
 mod cli;
 mod concurrency;
 mod errors;
+mod faults;
 mod forwarding;
 mod ingest;
 mod ledger;

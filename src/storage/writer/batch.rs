@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::rejections::{self, RejectionLog, Waiting};
 use super::{Forwarding, Job, WriteFn, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
+use crate::domain::lock;
 use crate::storage::uploads::{self, LastUpload};
 use crate::storage::uploads::{NewUpload, Receipt};
 
@@ -29,6 +30,8 @@ pub(super) struct Writer {
     last_upload: HashMap<String, LastUpload>,
     forwarding: Option<Forwarding>,
     rejections: Arc<RejectionLog>,
+    /// Why the last uploads could not be stored, until some are stored again.
+    trouble: Arc<Mutex<Option<String>>>,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -51,6 +54,7 @@ impl Writer {
         head: Head,
         forwarding: Option<Forwarding>,
         rejections: Arc<RejectionLog>,
+        trouble: Arc<Mutex<Option<String>>>,
     ) -> Self {
         Self {
             conn,
@@ -58,6 +62,7 @@ impl Writer {
             last_upload: HashMap::new(),
             forwarding,
             rejections,
+            trouble,
         }
     }
 
@@ -139,6 +144,14 @@ impl Writer {
             if !uploads.is_empty() {
                 f.wake.notify_one();
             }
+        }
+        if !uploads.is_empty() {
+            // What `/readyz` reports: whether uploads are being stored right now.
+            let failure = match &result {
+                Err(e) => Some(e.to_string()),
+                Ok((outcomes, _)) => outcomes.iter().find_map(|o| o.clone().err()),
+            };
+            *lock(&self.trouble) = failure;
         }
         match result {
             Ok((outcomes, exec_outcomes)) => {

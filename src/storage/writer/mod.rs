@@ -13,7 +13,7 @@ mod rejections;
 
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -58,6 +58,7 @@ pub enum SubmitError {
 pub struct WriterHandle {
     tx: SyncSender<Job>,
     rejections: Arc<RejectionLog>,
+    trouble: Arc<Mutex<Option<String>>>,
 }
 
 /// The writer thread and its checkpointer.
@@ -159,8 +160,14 @@ impl WriterHandle {
         let _ = self.tx.send(Job::Shutdown);
     }
 
+    /// Whether a write transaction can be opened now, and the last uploads were
+    /// stored (or why they were not: a full disk, say).
     pub async fn ping(&self) -> Result<(), SubmitError> {
-        self.request(Job::Ping).await
+        self.request(Job::Ping).await?;
+        match crate::domain::lock(&self.trouble).clone() {
+            Some(why) => Err(SubmitError::Failed(why)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -188,13 +195,18 @@ pub fn spawn(
     let checkpointer = checkpoint::spawn(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let rejections = Arc::new(RejectionLog::default());
-    let log = rejections.clone();
+    let trouble = Arc::<Mutex<Option<String>>>::default();
+    let (log, writer_trouble) = (rejections.clone(), trouble.clone());
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
-        .spawn(move || batch::Writer::new(conn, head, forwarding, log).run(rx))
+        .spawn(move || batch::Writer::new(conn, head, forwarding, log, writer_trouble).run(rx))
         .expect("spawning the writer thread");
     Ok((
-        WriterHandle { tx, rejections },
+        WriterHandle {
+            tx,
+            rejections,
+            trouble,
+        },
         WriterThread {
             writer: thread,
             checkpointer: Some(checkpointer),

@@ -44,6 +44,7 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
         WriterHandle {
             tx,
             rejections: Default::default(),
+            trouble: Default::default(),
         },
         WriterThread {
             writer: thread,
