@@ -16,7 +16,10 @@ use governor::{Quota, RateLimiter};
 
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
 use crate::http::auth::AuthCache;
-use crate::http::{ConfiguredUpstream, IngestSettings, SessionLifetime};
+use crate::http::{ConfiguredUpstream, IngestSettings, RequestLimits, SessionLifetime};
+
+/// Open connections each HTTP worker serves at most; more wait to be accepted.
+const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::replay::ServerReplays;
 use crate::services::verification::VerificationJob;
@@ -48,6 +51,12 @@ pub struct ServeConfig {
     pub credential_cache_ttl: Duration,
     /// How long a login lasts.
     pub session_lifetime: Duration,
+    /// How long a client may take to send a request's head (then it is disconnected).
+    pub header_timeout: Duration,
+    /// How long a client may take to send an upload's body (then 408).
+    pub body_timeout: Duration,
+    /// The most bytes of headers a request may have (then 431).
+    pub max_header_bytes: usize,
     /// The real SMS endpoint, for forwarding and web replays.
     pub upstream: Option<UpstreamSettings>,
 }
@@ -69,6 +78,9 @@ impl ServeConfig {
             handle_signals: true,
             credential_cache_ttl: Duration::from_secs(1),
             session_lifetime: Duration::from_secs(12 * 3600),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
             upstream: None,
         }
     }
@@ -85,6 +97,7 @@ struct SharedState {
     replays: web::Data<ServerReplays>,
     upstream: web::Data<ConfiguredUpstream>,
     session_lifetime: web::Data<SessionLifetime>,
+    limits: web::Data<RequestLimits>,
 }
 
 impl SharedState {
@@ -96,7 +109,8 @@ impl SharedState {
             .app_data(self.verification.clone())
             .app_data(self.replays.clone())
             .app_data(self.upstream.clone())
-            .app_data(self.session_lifetime.clone());
+            .app_data(self.session_lifetime.clone())
+            .app_data(self.limits.clone());
     }
 }
 
@@ -213,6 +227,10 @@ impl Application {
                 rate_limiter: config
                     .rate_limit
                     .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+                body_timeout: config.body_timeout,
+            }),
+            limits: web::Data::new(RequestLimits {
+                max_header_bytes: config.max_header_bytes,
             }),
             auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
             verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
@@ -236,6 +254,11 @@ impl Application {
                 .wrap(crate::http::middleware::security_headers())
         })
         .shutdown_timeout(30)
+        // A client gets this long to send its request's head, then is dropped;
+        // idle keep-alive connections are closed after 5 s.
+        .client_request_timeout(config.header_timeout)
+        .keep_alive(Duration::from_secs(5))
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
         // Signals are ours (below): actix's are only listened for once the
         // server runs, and it stops at once on SIGINT.
         .disable_signals();

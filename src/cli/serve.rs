@@ -82,6 +82,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12,
         value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_hours: u64,
+    /// How long a client may take to send a request's head before it is
+    /// disconnected (e.g. 5s).
+    #[arg(long, env = "SMS_AUDIT_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a client may take to send an upload's body (then 408).
+    #[arg(long, env = "SMS_AUDIT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// The most bytes of headers a request may send (then 431).
+    #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = 16384,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=131_072))]
+    pub max_header_bytes: usize,
     /// A URL web replays may also send to, besides the upstream and the SDK's
     /// regions (repeatable; HTTPS, or plain HTTP on loopback).
     #[arg(long, env = "SMS_AUDIT_REPLAY_TARGET", value_delimiter = ',')]
@@ -133,7 +144,10 @@ impl ServeArgs {
             workers: self.workers,
             handle_signals: true,
             credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
-            session_lifetime: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
+            session_lifetime: std::time::Duration::from_secs(self.session_hours * 3600),
+            header_timeout: self.header_timeout.max(std::time::Duration::from_secs(1)),
+            body_timeout: self.body_timeout.max(std::time::Duration::from_secs(1)),
+            max_header_bytes: self.max_header_bytes,
             ..ServeConfig::new(db)
         })
     }

@@ -42,6 +42,10 @@ pub enum SmsError {
     UnknownPath(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
+    #[error("the request's headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the body was not received within {0} s")]
+    BodyTimeout(u64),
 }
 
 impl SmsError {
@@ -66,6 +70,7 @@ impl SmsError {
             SmsError::Throttled => "APIGW.0308",
             SmsError::UnknownPath(_) | SmsError::NotFound(_) => "APIGW.0101",
             SmsError::MethodNotAllowed(_) => "SMS.2003",
+            SmsError::HeadersTooLarge(_) | SmsError::BodyTimeout(_) => "SMS.9001",
         }
     }
 }
@@ -132,6 +137,8 @@ impl ResponseError for SmsError {
             SmsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SmsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
             SmsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            SmsError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            SmsError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -1,15 +1,16 @@
-//! Per-request context: an `X-Request-Id` on every response, and a rejection-log
-//! entry for every refused request.
+//! Per-request context: an `X-Request-Id` on every response, a limit on the size
+//! of a request's headers, and a rejection-log entry for every refused request.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
+use actix_web::{web, Error, HttpMessage, ResponseError};
 use uuid::Uuid;
 
 use super::auth::CredentialName;
-use super::error::ErrorCode;
+use super::error::{ErrorCode, SmsError};
+use super::RequestLimits;
 use crate::domain::now_ms;
 use crate::storage::uploads::Rejection;
 use crate::storage::writer::WriterHandle;
@@ -22,14 +23,27 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn request_context(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     // Time-ordered (v7), so the unique index on stored request ids grows at its end.
     let request_id = Uuid::now_v7().to_string();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let writer = req.app_data::<web::Data<WriterHandle>>().cloned();
+    let limit = req
+        .app_data::<web::Data<RequestLimits>>()
+        .map_or(usize::MAX, |l| l.max_header_bytes);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
 
-    let mut res = next.call(req).await?;
+    let mut res = if header_bytes > limit {
+        let refusal = SmsError::HeadersTooLarge(limit).error_response();
+        req.into_response(refusal).map_into_right_body()
+    } else {
+        next.call(req).await?.map_into_left_body()
+    };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }

@@ -29,6 +29,15 @@ pub struct IngestSettings {
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// How long a client may take to send an upload's body.
+    pub body_timeout: Duration,
+}
+
+/// Limits on every request, before any handler runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// The most bytes of headers (names, values, separators) a request may send.
+    pub max_header_bytes: usize,
 }
 
 /// How long a login to the pages lasts.

@@ -686,3 +686,124 @@ fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
     }
     assert!(!db.exists(), "nothing was created");
 }
+
+/// Sends `head` a byte at a time every `pause`, until the server answers or closes;
+/// returns what it answered and how long that took.
+async fn trickle(
+    address: &str,
+    head: &[u8],
+    pause: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    for byte in head.iter().cycle().take(10_000) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(pause, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {} // nothing yet: send the next byte
+        }
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn slow_and_oversized_clients_are_cut_off() {
+    let app = TestApp::spawn_with(|c| {
+        c.header_timeout = std::time::Duration::from_secs(1);
+        c.body_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let pause = std::time::Duration::from_millis(200);
+
+    // Headers a byte at a time, never finished: dropped after the header timeout.
+    let (answer, took) = trickle(
+        &app.address,
+        b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa",
+        pause,
+    )
+    .await;
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "still connected after {took:?}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    // A whole head, then the body a byte at a time: 408 in the SMS shape.
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+        TestApp::upload_path(TASK),
+        app.admin_token
+    );
+    let (answer, took) = {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let started = std::time::Instant::now();
+        tokio::spawn(async move {
+            loop {
+                if write.write_all(b" ").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
+        let mut answer = String::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = read.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if answer.contains("error_code") {
+                    break;
+                }
+            }
+        })
+        .await;
+        (answer, started.elapsed())
+    };
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("SMS.9001"), "{answer}");
+    app.assert_nothing_stored();
+
+    // Headers larger than the limit: 431 in the SMS shape; just below it is fine.
+    let big = app
+        .send(
+            app.client
+                .get(format!("{}/healthz", app.address))
+                .header("X-Big", "a".repeat(64 * 1024)),
+        )
+        .await;
+    big.assert_error(431, "SMS.9001");
+    let fine = app
+        .send(
+            app.client
+                .get(format!("{}/healthz", app.address))
+                .header("X-Big", "a".repeat(15 * 1024)),
+        )
+        .await;
+    assert_eq!(fine.status, 200);
+}

@@ -62,7 +62,13 @@ pub async fn upload(
     writer: web::Data<WriterHandle>,
 ) -> Result<HttpResponse, SmsError> {
     let presented = auth::presented(&req, true)?;
-    let body = read_body(&req, payload, config.max_body_bytes).await?;
+    // A client that sends its body slowly holds a connection: it gets a deadline.
+    let body = tokio::time::timeout(
+        config.body_timeout,
+        read_body(&req, payload, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| SmsError::BodyTimeout(config.body_timeout.as_secs()))??;
     let task_id = TaskId::parse(&task_id);
 
     // Under `registered`, the task must exist; known tasks and recently seen
