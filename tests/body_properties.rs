@@ -139,7 +139,10 @@ fn status_of(result: &Result<UploadBody, sms_audit::domain::BodyError>) -> u16 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // 10,000 cases a property; PROPTEST_CASES=N runs more (scripts/deep-proptest.sh).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    ))]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_never_5xx(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
