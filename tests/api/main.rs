@@ -13,4 +13,5 @@ mod ledger;
 mod pages;
 mod read_api;
 mod replay;
+mod secrets;
 mod security;
