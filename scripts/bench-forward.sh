@@ -50,7 +50,7 @@ python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[
 # 2. A replay of one task's uploads: sent one at a time, oldest first (per-task order).
 "$bin" --db "$work/replay.db" dev seed --uploads 2000 --tasks 1 2>/dev/null
 start=$(date +%s.%N)
-"$bin" --db "$work/replay.db" replay --to "$fake" --yes >"$work/replay.log" 2>&1
+"$bin" --db "$work/replay.db" replay --to "$fake" --replay-target "$fake" --yes >"$work/replay.log" 2>&1
 end=$(date +%s.%N)
 python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'replay: 2000 uploads of one task in {s:.2f} s = {2000/s:,.0f}/s (in order, one at a time)')" "$start" "$end"
 

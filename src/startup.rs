@@ -80,7 +80,7 @@ impl ServeConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
             upstream: None,
         }
     }

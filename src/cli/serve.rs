@@ -90,7 +90,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: std::time::Duration,
     /// The most bytes of headers a request may send (then 431).
-    #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = 16384,
+    #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = 32768,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=131_072))]
     pub max_header_bytes: usize,
     /// A URL web replays may also send to, besides the upstream and the SDK's

@@ -12,9 +12,12 @@ use tokio::sync::Notify;
 
 use super::outbox::UpstreamSettings;
 use crate::domain::{lock, ReplayFilter, ReplayRunner};
-use crate::storage::replays::{self, Selection};
+use crate::storage::replays;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
+
+/// Deliveries a web replay writes per writer job.
+const REPLAY_CHUNK: usize = 2_000;
 
 /// What a replay request selected, and, unless it was a dry run, the replay made.
 #[derive(Debug, Serialize)]
@@ -84,35 +87,66 @@ impl ServerReplays {
                 .reads
                 .with_blocking(move |conn| replays::select(conn, &filter))
                 .await?;
-            return Ok(answer(None, target, selection, true));
+            let count = selection.uploads.len();
+            return Ok(answer(None, target, count, selection.per_task, true));
         }
-        let created: Arc<Mutex<Option<(i64, Selection)>>> = Arc::default();
-        let (out, by, to) = (created.clone(), requested_by.to_string(), target.clone());
+        // Selected on a read connection and written in bounded chunks, each a
+        // writer job of its own: uploads arriving meanwhile are committed between
+        // chunks instead of waiting for the whole replay.
+        let selection = {
+            let filter = filter.clone();
+            self.reads
+                .with_blocking(move |conn| replays::select(conn, &filter))
+                .await?
+        };
+        let created: Arc<Mutex<Option<i64>>> = Arc::default();
+        let (out, by, to, total) = (
+            created.clone(),
+            requested_by.to_string(),
+            target.clone(),
+            selection.uploads.len(),
+        );
         self.writer
-            .execute(move |conn| {
-                let selection = replays::select(conn, &filter)?;
+            .execute_when_room(move |conn| {
                 let id =
-                    replays::create(conn, &selection, &filter, &to, ReplayRunner::Server, &by)?;
-                *lock(&out) = Some((id, selection));
+                    replays::create_replay(conn, total, &filter, &to, ReplayRunner::Server, &by)?;
+                *lock(&out) = Some(id);
                 Ok(())
             })
             .await
             .map_err(|e| ReplayError::Storage(e.to_string()))?;
-        let (id, selection) = lock(&created)
+        let id = lock(&created)
             .take()
             .ok_or_else(|| ReplayError::Storage("the replay was not created".into()))?;
-        self.wake.notify_one();
-        tracing::info!(replay = id, count = selection.uploads.len(), target = %target, by = requested_by, "replay started");
-        Ok(answer(Some(id), target, selection, false))
+        let uploads = Arc::new(selection.uploads);
+        for start in (0..uploads.len()).step_by(REPLAY_CHUNK) {
+            let (uploads, to) = (uploads.clone(), target.clone());
+            let end = (start + REPLAY_CHUNK).min(uploads.len());
+            self.writer
+                .execute_when_room(move |conn| {
+                    replays::add_deliveries(conn, id, &to, &uploads[start..end])
+                })
+                .await
+                .map_err(|e| ReplayError::Storage(e.to_string()))?;
+            self.wake.notify_one();
+        }
+        tracing::info!(replay = id, count = total, target = %target, by = requested_by, "replay started");
+        Ok(answer(Some(id), target, total, selection.per_task, false))
     }
 }
 
-fn answer(id: Option<i64>, target: String, s: Selection, dry_run: bool) -> ReplayAnswer {
+fn answer(
+    id: Option<i64>,
+    target: String,
+    count: usize,
+    tasks: BTreeMap<String, usize>,
+    dry_run: bool,
+) -> ReplayAnswer {
     ReplayAnswer {
         replay_id: id,
         target,
-        count: s.uploads.len(),
-        tasks: s.per_task,
+        count,
+        tasks,
         dry_run,
     }
 }

@@ -74,28 +74,58 @@ pub fn create(
     runner: ReplayRunner,
     requested_by: &str,
 ) -> rusqlite::Result<i64> {
-    let now = now_ms();
+    let replay_id = create_replay(
+        conn,
+        selection.uploads.len(),
+        filter,
+        target,
+        runner,
+        requested_by,
+    )?;
+    add_deliveries(conn, replay_id, target, &selection.uploads)?;
+    Ok(replay_id)
+}
+
+/// The replay's own row, for `total` deliveries to be added.
+pub fn create_replay(
+    conn: &Connection,
+    total: usize,
+    filter: &ReplayFilter,
+    target: &str,
+    runner: ReplayRunner,
+    requested_by: &str,
+) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO replays (created_at, requested_by, runner, target, filter, total)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
-            now,
+            now_ms(),
             requested_by,
             runner.as_str(),
             target,
             serde_json::to_string(filter).unwrap_or_default(),
-            selection.uploads.len() as i64
+            total as i64
         ],
     )?;
-    let replay_id = conn.last_insert_rowid();
+    Ok(conn.last_insert_rowid())
+}
+
+/// A pending delivery of each of `uploads` (id, task) for the replay.
+pub fn add_deliveries(
+    conn: &Connection,
+    replay_id: i64,
+    target: &str,
+    uploads: &[(i64, String)],
+) -> rusqlite::Result<()> {
+    let now = now_ms();
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries (upload_id, task_id, target, trigger, replay_id, state, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, 'replay', ?4, 'pending', ?5, ?5)",
     )?;
-    for (id, task) in &selection.uploads {
+    for (id, task) in uploads {
         insert.execute(params![id, task, target, replay_id, now])?;
     }
-    Ok(replay_id)
+    Ok(())
 }
 
 /// The newest command-line replay that still has pending deliveries.

@@ -807,3 +807,58 @@ async fn slow_and_oversized_clients_are_cut_off() {
         .await;
     assert_eq!(fine.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_web_replay_is_written_in_chunks_and_sent_whole() {
+    use crate::fake_upstream::FakeUpstream;
+    use crate::forwarding::forwarding_app;
+    use futures_util::StreamExt;
+
+    let sms = FakeUpstream::start().await;
+    let app = forwarding_app(&sms, |s| {
+        s.forward = false;
+        s.concurrency = 8;
+    })
+    .await;
+    const UPLOADS: usize = 2_500; // more than one chunk of 2,000
+    let statuses: Vec<u16> = futures_util::stream::iter(0..UPLOADS)
+        .map(|i| {
+            let app = &app;
+            async move {
+                app.upload(&format!("chunk-{}", i % 20), &app.admin_token, EXAMPLE)
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .json(&serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json()["count"], UPLOADS);
+    let replay_id = reply.json()["replay_id"].as_i64().unwrap();
+    let conn = app.write_conn();
+    let (total, created): (i64, i64) = conn
+        .query_row(
+            "SELECT total, (SELECT count(*) FROM deliveries WHERE replay_id = ?1) FROM replays WHERE id = ?1",
+            [replay_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((total, created), (UPLOADS as i64, UPLOADS as i64));
+    for _ in 0..600 {
+        if sms.delivered().len() >= UPLOADS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(sms.delivered().len(), UPLOADS);
+}
