@@ -29,6 +29,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/api/v1/export", export));
 }
 
+/// A list's `limit`: `default` when absent, else 1 to [`MAX_PAGE`] (400 otherwise).
+fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, SmsError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(SmsError::bad_request(format!(
+            "limit: must be from 1 to {MAX_PAGE}"
+        )))
+    }
+}
+
 #[derive(Deserialize)]
 struct TasksQuery {
     limit: Option<u32>,
@@ -41,12 +53,7 @@ async fn tasks(
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let limit = query.limit.unwrap_or(DEFAULT_TASKS_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(SmsError::bad_request(format!(
-            "limit: must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit, DEFAULT_TASKS_PAGE)?;
     let after = query.after.clone().unwrap_or_default();
     // One more than asked tells whether there is a next page.
     let mut tasks = reads
@@ -83,12 +90,7 @@ async fn task_uploads(
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let task_id = TaskId::parse(&path).map_err(SmsError::bad_request)?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(SmsError::bad_request(format!(
-            "limit: must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit, DEFAULT_PAGE)?;
     let page = UploadPageQuery {
         limit,
         before_id: query.before_id,
@@ -157,7 +159,7 @@ async fn rejections(
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, 100)?;
     let filter = queries::RejectionFilter {
         status: query.status,
         error_code: query.error_code.clone(),
@@ -182,7 +184,7 @@ async fn rejection_counts(
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, 100)?;
     let since = time_param("since", query.since.as_deref())?.unwrap_or(now_ms() - 3_600_000);
     let counts = reads
         .with_blocking(move |conn| queries::rejection_counts(conn, since, limit))
