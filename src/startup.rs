@@ -114,6 +114,14 @@ impl SharedState {
     }
 }
 
+/// `--listen 8080` names only a port: say what was probably meant.
+fn listen_hint(addr: &str) -> String {
+    match addr.trim().parse::<u16>() {
+        Ok(port) => format!(" (an address and a port are needed: did you mean 127.0.0.1:{port}?)"),
+        Err(_) => String::new(),
+    }
+}
+
 /// SIGTERM and SIGINT stop the service gracefully: requests in flight finish, then
 /// everything queued is committed. The handlers are in place before the service
 /// says it is listening, so no signal finds the process without them.
@@ -153,7 +161,7 @@ pub enum StartError {
     Locked(#[from] LockError),
     #[error("cannot create the admin credential: {0}")]
     Admin(#[from] credentials::CredentialError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", listen_hint(addr))]
     Bind {
         addr: String,
         source: std::io::Error,
@@ -168,6 +176,16 @@ impl Application {
         let lock = (!config.null_store)
             .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
             .transpose()?;
+        // The port too: a start that cannot listen creates nothing (not even the
+        // admin credential, whose token would then never be shown).
+        let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
         let conn = prepare(&config.db, config.sync)?;
         let admin_token = if credentials::is_empty(&conn)? {
             let issued = credentials::add(
@@ -209,14 +227,6 @@ impl Application {
             .map(|settings| {
                 ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
-        let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let address = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
 
         let state = SharedState {
             ingest: web::Data::new(IngestSettings {

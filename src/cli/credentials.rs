@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{fail, open, CliError};
+use super::{fail, open, open_existing, CliError};
 use crate::domain::{Role, TaskId};
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 
@@ -16,20 +16,30 @@ pub enum CredentialsCommand {
     Add(AddCredentialArgs),
     /// List credentials (never their secrets).
     List {
+        /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a credential: its token and AK/SK stop working at once.
-    Revoke { name: String },
+    /// Revoke a credential: on a running service its token and AK/SK stop working
+    /// within --credential-cache-ms (1 s by default), and its page sessions end.
+    /// Its name stays taken.
+    Revoke {
+        /// The credential's name.
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct AddCredentialArgs {
+    /// A name for the credential (1 to 128 printable characters), shown in the
+    /// ledger with every upload it makes.
     #[arg(long)]
     pub name: String,
+    /// agent: uploads; auditor: reads the pages and API; operator: both.
     #[arg(long, value_enum)]
     pub role: Role,
     /// Task ids this credential may upload to (comma-separated); any task if absent.
+    /// Only for agents and operators: auditors do not upload.
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<String>>,
     /// Also generate an AK/SK pair for SDK-HMAC-SHA256 signing.
@@ -47,7 +57,11 @@ pub struct AddCredentialArgs {
 }
 
 pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
-    let conn = open(db)?;
+    // Only `add` may create the database.
+    let conn = match cmd {
+        CredentialsCommand::Add(_) => open(db)?,
+        _ => open_existing(db)?,
+    };
     match cmd {
         CredentialsCommand::Add(args) => {
             let tasks = args

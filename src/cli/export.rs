@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{fail, open, output_error, CliError};
+use super::{fail, open_existing, output_error, CliError};
 use crate::domain::TaskId;
 use crate::services::export::{self, ExportFilter};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// csv: a row per result item; jsonl: a JSON object per upload, with its raw body.
     #[arg(long, value_enum)]
     pub format: export::Format,
     /// Only this task's uploads.
@@ -28,7 +29,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
-    let conn = open(db)?;
+    let conn = open_existing(db)?;
     let filter = ExportFilter {
         task_id: args
             .task

@@ -60,7 +60,8 @@ pub enum Command {
     /// Manage the task registry.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry.
+    /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry, 2
+    /// when it cannot be checked (no such database, unreadable).
     Verify,
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
@@ -179,4 +180,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
 /// Opens (creating and migrating if needed) the database for a command.
 fn open(db: &Path) -> Result<rusqlite::Connection, CliError> {
     storage::prepare(db, SyncMode::Full).map_err(fail)
+}
+
+/// For commands that only read (or change what exists): a database that is not
+/// there is a mistyped path, not an empty ledger, and is not created.
+fn open_existing(db: &Path) -> Result<rusqlite::Connection, CliError> {
+    if !db.exists() {
+        return Err(fail(format!(
+            "{}: no such database (check --db or SMS_AUDIT_DB; `serve`, `credentials add` and `tasks add` create one)",
+            db.display()
+        )));
+    }
+    open(db)
 }

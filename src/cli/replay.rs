@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
-use super::{fail, open, CliError, UpstreamArgs};
+use super::{fail, open, open_existing, CliError, UpstreamArgs};
 use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
 use crate::services::outbox::{DirectRecorder, RetryPolicy, Sender, SenderConfig, Tally};
 use crate::services::upstream::{self, ReplayTargets};
@@ -59,13 +59,25 @@ pub struct ReplayArgs {
     pub resume: bool,
 }
 
+/// What a dry run without an upstream says it would send to.
+const NO_UPSTREAM: &str = "the upstream (none configured yet: a real replay needs --upstream-endpoint or --upstream-region)";
+
+/// `1 upload`, `2 uploads`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
+    let conn = open_existing(db)?;
     // Two replays sending from one database would send twice.
     let _lock = (!args.dry_run)
         .then(|| ProcessLock::acquire(db, LockKind::Replay))
         .transpose()
         .map_err(fail)?;
-    let conn = open(db)?;
     let (replay_id, target, auth) = if args.resume {
         let (id, target) = replays::resumable(&conn)
             .map_err(fail)?
@@ -84,6 +96,8 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
                     .check(url)
                     .map_err(fail)?
             }
+            // A dry run sends nothing, so it needs no upstream.
+            None if args.dry_run && !args.upstream.configured() => NO_UPSTREAM.to_string(),
             None => args.upstream.endpoint()?,
         };
         let filter = ReplayFilter::new(
@@ -96,10 +110,15 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         .map_err(fail)?;
         let selection = replays::select(&conn, &filter).map_err(fail)?;
         say!(
-            "{} uploads of {} tasks would be sent to {target}",
-            selection.uploads.len(),
-            selection.per_task.len()
+            "{} of {} would be sent to {target}",
+            counted(selection.uploads.len(), "upload"),
+            counted(selection.per_task.len(), "task")
         )?;
+        for task in &filter.tasks {
+            if !selection.per_task.contains_key(task.as_str()) {
+                eprintln!("warning: task {task} has no uploads that match");
+            }
+        }
         for (task, n) in selection.per_task.iter().take(20) {
             say!("  {task}: {n}")?;
         }

@@ -4,13 +4,13 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{fail, open, output_error, CliError};
+use super::{fail, open_existing, output_error, CliError};
 use crate::domain::now_ms;
 use crate::services::ledger;
 use crate::storage::history;
 
 pub fn run(db: &Path) -> Result<ExitCode, CliError> {
-    let conn = open(db)?;
+    let conn = open_existing(db)?;
     let started = now_ms();
     let result = ledger::verify(&conn, |n| {
         if n > 0 && n % 100_000 == 0 {

@@ -9,6 +9,7 @@ mod replay_filter;
 mod role;
 pub mod signing;
 mod task_id;
+mod text;
 mod time;
 pub mod upload_body;
 
@@ -17,6 +18,7 @@ pub use delivery::{AttemptResult, DeliveryState, Outcome, ReplayRunner, Runner, 
 pub use replay_filter::{RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
 pub use task_id::TaskId;
+pub use text::{escape_invisible, is_bidi_control, printable};
 pub use time::{format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp};
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
 

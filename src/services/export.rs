@@ -7,7 +7,7 @@ use std::io::Write;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::domain::format_timestamp;
+use crate::domain::{escape_invisible, format_timestamp};
 pub use crate::storage::export::{estimate, ExportFilter};
 use crate::storage::export::{scan, ExportedResult, ExportedUpload};
 use crate::storage::StorageError;
@@ -217,10 +217,12 @@ fn csv_record(u: &ExportedUpload, r: Option<&ExportedResult>) -> [String; 18] {
 /// `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`: spreadsheets show
 /// it as text and do not run it. JSON lines keep every value as stored.
 pub fn cell(text: &str) -> String {
+    // Control and bidirectional characters first become visible escapes.
+    let text = escape_invisible(text, false);
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
-        text.to_string()
+        text.into_owned()
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::outbox::UpstreamSettings;
+use super::upstream;
 use crate::domain::{lock, ReplayFilter, ReplayRunner};
 use crate::storage::replays;
 use crate::storage::writer::WriterHandle;
@@ -49,14 +50,24 @@ impl From<StorageError> for ReplayError {
 pub fn target(
     upstream: Option<&UpstreamSettings>,
     to: Option<&str>,
+    dry_run: bool,
 ) -> Result<String, ReplayError> {
+    let to = to.filter(|t| !t.trim().is_empty());
+    if upstream.is_none() && dry_run {
+        // Nothing is sent: name the target, checked only as a URL.
+        return match to {
+            Some(url) => upstream::normalize_endpoint(url)
+                .map_err(|e| ReplayError::Invalid(format!("to: {e}"))),
+            None => Ok("the upstream (none is configured yet)".into()),
+        };
+    }
     let settings = upstream.ok_or_else(|| {
         ReplayError::Invalid(
             "no upstream is configured: start serve with --upstream-endpoint or --upstream-region"
                 .into(),
         )
     })?;
-    match to.filter(|t| !t.trim().is_empty()) {
+    match to {
         Some(url) => settings
             .replay_targets
             .check(url)

@@ -7,7 +7,9 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::StorageError;
-use crate::domain::{format_timestamp, now_ms, random_hex, token_hash, Credential, Role, TaskId};
+use crate::domain::{
+    format_timestamp, now_ms, printable, random_hex, token_hash, Credential, Role, TaskId,
+};
 
 const CREDENTIAL_COLUMNS: &str = "name, role, task_scope, revoked_at";
 
@@ -71,6 +73,8 @@ pub fn find_by_access_key(
 pub enum CredentialError {
     #[error("a credential named {0:?} already exists")]
     NameTaken(String),
+    #[error("a credential named {0:?} was revoked on {1}; names are not reused, choose another")]
+    NameRevoked(String, String),
     #[error("access key {0:?} is already registered")]
     AccessKeyTaken(String),
     #[error("no credential named {0:?}")]
@@ -118,10 +122,17 @@ pub struct IssuedCredential {
 
 pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential, CredentialError> {
     let name = new.name.trim();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > 128 || !printable(name) {
         return Err(CredentialError::Invalid(
-            "name must be 1 to 128 printable characters".into(),
+            "name must be 1 to 128 printable characters (no control or bidirectional characters)"
+                .into(),
         ));
+    }
+    if new.tasks.is_some() && !new.role.may_upload() {
+        return Err(CredentialError::Invalid(format!(
+            "--tasks limits where a credential may upload; an {} does not upload",
+            new.role
+        )));
     }
     let token = random_hex(32);
     // `shown_secret` is what the caller sees once: only a secret generated here.
@@ -152,13 +163,19 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
         serde_json::to_string(&t.iter().map(TaskId::as_str).collect::<Vec<_>>())
             .expect("strings serialize")
     });
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM credentials WHERE name = ?1)",
-        params![name],
-        |r| r.get(0),
-    )?;
-    if exists {
-        return Err(CredentialError::NameTaken(name.to_string()));
+    // Some(revoked_at) when the name is taken.
+    let exists: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT revoked_at FROM credentials WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(revoked_at) = exists {
+        return Err(match revoked_at {
+            Some(at) => CredentialError::NameRevoked(name.to_string(), format_timestamp(at)),
+            None => CredentialError::NameTaken(name.to_string()),
+        });
     }
     if let Some(ak) = &access_key {
         let taken: bool = conn.query_row(

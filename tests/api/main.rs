@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod errors;
 mod faults;
+mod first_use;
 mod forwarding;
 mod ingest;
 mod ledger;

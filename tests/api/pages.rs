@@ -350,9 +350,10 @@ async fn upload_page_shows_metadata_results_body_hashes_and_neighbours() {
         assert!(page.text.contains(expected), "missing {expected}");
     }
     assert!(
-        page.text
-            .contains("{\n  &#34;consistency_result&#34;: [\n    {\n"),
-        "pretty-printed raw body"
+        page.text.contains(
+            "{\n&#34;consistency_result&#34; : [ {\n&#34;dir_check&#34; : &#34;/root/data&#34;,\n"
+        ),
+        "the raw body as stored, not re-serialized"
     );
     let missing = browser.get("/uploads/999").await;
     assert_eq!(missing.status, 404);

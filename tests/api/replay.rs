@@ -74,7 +74,7 @@ async fn dry_run_counts_and_sends_nothing() {
     )
     .await;
     assert_eq!(code, 0);
-    assert!(out.contains("1 uploads of 1 tasks"), "{out}");
+    assert!(out.contains("1 upload of 1 task"), "{out}");
     // Without --yes and nobody to say yes, nothing is sent either.
     let (code, out) = run(&app, &fake, &[]).await;
     assert_eq!(code, 1, "{out}");

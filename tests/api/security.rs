@@ -128,16 +128,20 @@ async fn csv_export_neutralises_formulas_and_jsonl_keeps_the_bytes() {
         .records()
         .map(|r| r.unwrap()[column].to_string())
         .collect();
-    let expected: Vec<String> = dirs
-        .iter()
-        .map(|d| {
-            if d.starts_with('/') {
-                d.to_string()
-            } else {
-                format!("'{d}")
-            }
-        })
-        .collect();
+    // Tab and CR are shown as escapes (no spreadsheet runs those); the rest of the
+    // formula starts get an apostrophe.
+    let expected: Vec<String> = [
+        "'=1+1",
+        "'+1",
+        "'-1",
+        "'@SUM(A1)",
+        "\\u0009x",
+        "\\u000dx",
+        "/plain",
+    ]
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
     assert_eq!(cells, expected);
 
     let jsonl = app

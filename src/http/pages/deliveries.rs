@@ -124,7 +124,7 @@ impl ReplayForm {
         dry_run: bool,
         requested_by: &str,
     ) -> Result<ReplayAnswer, SmsError> {
-        let target = replay::target(upstream.0.as_ref(), Some(&self.to))?;
+        let target = replay::target(upstream.0.as_ref(), Some(&self.to), dry_run)?;
         let filter = self.filter.parse().map_err(SmsError::bad_request)?;
         Ok(replays.start(filter, target, dry_run, requested_by).await?)
     }

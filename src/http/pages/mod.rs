@@ -67,6 +67,41 @@ async fn icon() -> HttpResponse {
         .body(include_str!("../../../assets/icon.svg"))
 }
 
+/// Text as a page shows it: control characters (newlines too) and bidirectional
+/// formatting characters become visible `\u{…}`-style escapes (`\u000a`,
+/// `\u202e`), so that nothing is hidden, merged or shown reversed.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::domain::escape_invisible(text, false)
+}
+
+/// [`visible`] for text shown with its line breaks (a raw body): `\n`, `\r` and
+/// tabs stay as they are.
+pub fn visible_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::domain::escape_invisible(text, true)
+}
+
+/// A value for an HTML attribute that a form sends back as it is: escaped for
+/// HTML, with control and bidirectional characters as character references, so
+/// the page's source holds none of them raw and the browser still sends the
+/// exact value. Use with `|safe`.
+pub fn attribute(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() || crate::domain::is_bidi_control(c) => {
+                out.push_str(&format!("&#x{:x};", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The badge colour of a delivery state.
 pub fn state_class(state: &DeliveryState) -> &'static str {
     match state {

@@ -16,7 +16,6 @@ struct UploadPage {
     nav: Option<Nav>,
     u: UploadRecord,
     received: When,
-    pretty_body: String,
     previous: Option<i64>,
     next: Option<i64>,
     forwarding: bool,
@@ -42,15 +41,11 @@ pub async fn page(
         .await?;
     let (u, previous, next) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
-    let pretty_body = serde_json::from_str::<serde_json::Value>(&u.raw_body)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| u.raw_body.clone());
     let received = super::when(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
     let body = UploadPage {
         nav: Some(Nav::from(&session)),
         u,
         received,
-        pretty_body,
         previous,
         next,
         forwarding: upstream.0.as_ref().is_some_and(|u| u.forward),

@@ -27,7 +27,7 @@ pub async fn create(
     replays: web::Data<ServerReplays>,
     ApiOperator(credential): ApiOperator,
 ) -> Result<HttpResponse, SmsError> {
-    let target = replay::target(upstream.0.as_ref(), body.to.as_deref())?;
+    let target = replay::target(upstream.0.as_ref(), body.to.as_deref(), body.dry_run)?;
     let filter = body.filter.parse().map_err(SmsError::bad_request)?;
     let dry_run = body.dry_run;
     let answer = replays

@@ -1,0 +1,57 @@
+//! Text that people read: whether it can hide or reorder what is shown, and how
+//! to show it so that it cannot.
+
+use std::borrow::Cow;
+
+/// Text without control characters or bidirectional overrides and isolates,
+/// which would hide or reorder what a page shows.
+pub fn printable(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || is_bidi_control(c))
+}
+
+/// The Unicode bidirectional formatting characters (LRE…RLO, LRI…PDI, LRM, RLM, ALM).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Control characters and bidirectional formatting characters as visible
+/// `\uXXXX` escapes (`\u0000`, `\u202e`), so that nothing is hidden, merged or
+/// shown reversed; with `keep_lines`, line breaks and tabs stay as they are.
+pub fn escape_invisible(text: &str, keep_lines: bool) -> Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && !(keep_lines && matches!(c, '\n' | '\r' | '\t'))) || is_bidi_control(c)
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_become_visible() {
+        assert_eq!(escape_invisible("/a\u{0}b", false), "/a\\u0000b");
+        assert_eq!(escape_invisible("/a\nb", false), "/a\\u000ab");
+        assert_eq!(escape_invisible("/a\nb", true), "/a\nb");
+        assert_eq!(
+            escape_invisible("/a\u{202e}gnp.exe", false),
+            "/a\\u202egnp.exe"
+        );
+        assert_eq!(escape_invisible("/plain/path", false), "/plain/path");
+        assert!(printable("db-01 name"));
+        assert!(!printable("a\u{202e}b"));
+        assert!(!printable("a\tb"));
+    }
+}

@@ -1,0 +1,223 @@
+//! What a newcomer meets in the first hour: nothing created by accident, nothing
+//! shown differently from what was stored, every error in the user's terms.
+
+use std::process::{Command, Output};
+
+use sms_audit::domain::Role;
+
+use crate::helpers::{TestApp, TASK};
+
+fn run(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(TestApp::binary())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("SMS_AUDIT_UPSTREAM_ENDPOINT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_start_that_cannot_listen_creates_nothing_and_the_next_one_hands_over_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let out = run(&db, &["serve", "--listen", &port]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!db.exists(), "the failed start created the database");
+    drop(busy);
+    let served = crate::cli::serve_with(&db, &[], &[]);
+    assert!(served.token.is_some(), "the admin token is handed over");
+
+    // A port alone gets a hint.
+    let out = run(
+        &dir.path().join("other.db"),
+        &["serve", "--listen", "18085"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("127.0.0.1:18085"), "{}", text(&out));
+}
+
+#[test]
+fn commands_that_read_refuse_a_database_that_is_not_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    for args in [
+        &["verify"][..],
+        &["export", "--format", "csv"],
+        &["credentials", "list"],
+        &["credentials", "revoke", "x"],
+        &["tasks", "list"],
+        &["replay", "--dry-run"],
+    ] {
+        let out = run(&db, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("no such database"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert!(!db.exists(), "{args:?} created the database");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "{args:?} left a file behind"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_upload_page_shows_the_stored_bytes_exactly_and_hidden_characters_visibly() {
+    let app = TestApp::spawn().await;
+    let exact =
+        r#"{"big":123456789012345678901234567890,"f":1.10,"g":0.1e1,"consistency_result":[]}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, exact).await.status, 200);
+    let hidden = r#"{"consistency_result":[
+        {"dir_check":"/a\u0000b","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0},
+        {"dir_check":"/a\nb","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0},
+        {"dir_check":"/a\u202egnp.exe","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}]}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, hidden).await.status, 200);
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+
+    let page = browser.get("/uploads/1").await;
+    for token in ["123456789012345678901234567890", "1.10", "0.1e1"] {
+        assert!(page.text.contains(token), "{token} changed on the page");
+    }
+    let page = browser.get("/uploads/2").await;
+    for escaped in [r"/a\u0000b", r"/a\u000ab", r"/a\u202egnp.exe"] {
+        assert!(
+            page.text.contains(escaped),
+            "{escaped} not shown: {}",
+            page.text
+        );
+    }
+    assert!(!page.text.contains('\u{0}') && !page.text.contains('\u{202e}'));
+    let task = browser.get(&format!("/tasks/{TASK}")).await;
+    assert!(
+        !task.text.contains('\u{202e}'),
+        "the task page shows a raw override"
+    );
+
+    let csv = app.get("/api/v1/export?format=csv", &app.admin_token).await;
+    assert!(csv.text.contains(r"/a\u0000b") && csv.text.contains(r"/a\u202egnp.exe"));
+    assert!(!csv.text.contains('\u{0}') && !csv.text.contains('\u{202e}'));
+}
+
+#[test]
+fn names_refuse_hidden_characters_and_auditors_refuse_a_task_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    for name in ["bad\u{202e}name", "bad\tname", "bad\u{1}name"] {
+        let out = run(
+            &db,
+            &["credentials", "add", "--name", name, "--role", "agent"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {}", text(&out));
+    }
+    let out = run(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "aud",
+            "--role",
+            "auditor",
+            "--tasks",
+            "a",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not upload"), "{}", text(&out));
+    for name in [
+        "web\u{202e}01".to_string(),
+        "x".repeat(201),
+        "line\nbreak".into(),
+    ] {
+        let out = run(&db, &["tasks", "add", TASK, "--name", &name]);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {}", text(&out));
+    }
+    let out = run(&db, &["tasks", "add", TASK]);
+    assert!(text(&out).contains("registered"), "{}", text(&out));
+    let out = run(&db, &["tasks", "add", TASK]);
+    assert!(text(&out).contains("nothing changed"), "{}", text(&out));
+}
+
+#[test]
+fn a_revoked_name_is_named_as_revoked_and_help_tells_how_long_revocation_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    assert!(run(
+        &db,
+        &["credentials", "add", "--name", "gone", "--role", "agent"]
+    )
+    .status
+    .success());
+    assert!(run(&db, &["credentials", "revoke", "gone"])
+        .status
+        .success());
+    let out = run(
+        &db,
+        &["credentials", "add", "--name", "gone", "--role", "agent"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    let help = run(&db, &["credentials", "revoke", "--help"]);
+    assert!(
+        text(&help).contains("credential-cache-ms"),
+        "{}",
+        text(&help)
+    );
+    assert!(!text(&help).contains("at once"), "{}", text(&help));
+    let help = run(&db, &["verify", "--help"]);
+    assert!(text(&help).contains("2"), "{}", text(&help));
+}
+
+#[tokio::test]
+async fn a_dry_run_needs_no_upstream() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let out = run(
+        &app.db_path,
+        &[
+            "replay",
+            "--dry-run",
+            "--task",
+            TASK,
+            "--task",
+            "never-uploaded",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 upload of 1 task"), "{}", text(&out));
+    assert!(
+        text(&out).contains("warning: task never-uploaded has no uploads"),
+        "{}",
+        text(&out)
+    );
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .json(&serde_json::json!({"dry_run": true, "to": "https://sms.ap-southeast-3.myhuaweicloud.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["count"], 1);
+    let _ = Role::Agent;
+}
