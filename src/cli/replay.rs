@@ -153,7 +153,10 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     let total = replays::states(&conn, replay_id)
         .map_err(fail)?
         .get(DeliveryState::Pending);
-    say!("replay {replay_id}: sending {total} uploads to {target}")?;
+    say!(
+        "replay {replay_id}: sending {} to {target}",
+        counted(total as usize, "upload")
+    )?;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tally: Arc<Tally> = Arc::default();
@@ -185,14 +188,23 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
             .map_err(fail)?,
     );
     let mut run = tokio::spawn(sender.run(true));
-    let mut interrupted = false;
+    // SIGINT and SIGTERM both end the replay the same way: the sends in flight
+    // finish and are recorded, the summary is printed; exit 130 or 143.
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(fail)?;
+    let mut interrupted: Option<u8> = None;
     loop {
         tokio::select! {
             _ = &mut run => break,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
+            _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
+                interrupted = Some(130);
                 stop.store(true, SeqCst);
                 bar.println("interrupted: letting the uploads in flight finish…");
+            }
+            _ = terminate.recv(), if interrupted.is_none() => {
+                interrupted = Some(143);
+                stop.store(true, SeqCst);
+                bar.println("terminated: letting the uploads in flight finish…");
             }
             _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                 let (ok, failed) = (tally.delivered.load(Relaxed), tally.failed.load(Relaxed));
@@ -216,10 +228,13 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     if count(DeliveryState::Pending) == 0 {
         replays::finish(&conn, replay_id).map_err(fail)?;
     } else {
-        say!("continue with: sms-audit replay --resume")?;
+        say!(
+            "continue with: sms-audit --db {} replay --resume",
+            db.display()
+        )?;
     }
-    Ok(if interrupted {
-        ExitCode::from(130)
+    Ok(if let Some(code) = interrupted {
+        ExitCode::from(code)
     } else if count(DeliveryState::Failed)
         + count(DeliveryState::Dead)
         + count(DeliveryState::Pending)

@@ -90,6 +90,11 @@ impl UploadBody {
 
     pub fn parse(bytes: &[u8], max_results: usize) -> Result<Self, BodyError> {
         let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
+        if text.starts_with('\u{feff}') {
+            return Err(BodyError::NotJson(
+                "it starts with a UTF-8 byte order mark (BOM), which JSON does not allow; send the body without it".into(),
+            ));
+        }
         let json: Json =
             serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
         let Json::Object(fields) = &json else {
@@ -129,7 +134,9 @@ impl UploadBody {
             Some(_) => {
                 problems.push(
                     "finished_time",
-                    format!("must be an integer from 0 to {MAX_FINISHED_TIME}"),
+                    format!(
+                        "must be an integer from 0 to {MAX_FINISHED_TIME}: a Unix time in seconds (not milliseconds)"
+                    ),
                 );
                 None
             }

@@ -340,12 +340,22 @@ pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> a
     }
 }
 
-/// A method the path does not take.
-pub fn method_not_allowed(req: &HttpRequest) -> actix_web::Error {
+/// A method the path does not take; `allow` lists those it does (the `Allow`
+/// header every 405 carries).
+pub fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::Error {
     let method = req.method().to_string();
-    if is_api_path(req.path()) {
-        SmsError::MethodNotAllowed(method).into()
+    let mut response = if is_api_path(req.path()) {
+        SmsError::MethodNotAllowed(method.clone()).error_response()
     } else {
-        PageError::MethodNotAllowed(method).into()
-    }
+        PageError::MethodNotAllowed(method.clone()).error_response()
+    };
+    response.headers_mut().insert(
+        header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    actix_web::error::InternalError::from_response(
+        format!("method {method} is not allowed here"),
+        response,
+    )
+    .into()
 }

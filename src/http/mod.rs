@@ -64,8 +64,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default().error_handler(|e, req| error::not_found(req, Some(&e))),
     )
     .app_data(web::QueryConfig::default().error_handler(|e, req| error::bad_input(req, "query", e)))
-    .app_data(web::FormConfig::default().error_handler(|e, req| error::bad_input(req, "form", e)))
-    .app_data(web::JsonConfig::default().error_handler(|e, req| error::bad_input(req, "body", e)));
+    .app_data(web::FormConfig::default().error_handler(|e, req| match e {
+        actix_web::error::UrlencodedError::ContentType => error::bad_input(
+            req,
+            "form",
+            "expected a form (Content-Type: application/x-www-form-urlencoded)",
+        ),
+        e => error::bad_input(req, "form", e),
+    }))
+    .app_data(web::JsonConfig::default().error_handler(|e, req| match e {
+        actix_web::error::JsonPayloadError::ContentType => error::bad_input(
+            req,
+            "body",
+            "expected JSON (Content-Type: application/json)",
+        ),
+        e => error::bad_input(req, "body", e),
+    }));
     pages::configure(cfg);
     routes::configure(cfg);
 }

@@ -221,3 +221,99 @@ async fn a_dry_run_needs_no_upstream() {
     assert_eq!(reply.json()["count"], 1);
     let _ = Role::Agent;
 }
+
+#[tokio::test]
+async fn every_405_says_which_methods_the_path_takes() {
+    let app = TestApp::spawn().await;
+    let upload = app.get(&TestApp::upload_path(TASK), &app.admin_token).await;
+    upload.assert_error(405, "SMS.2003");
+    assert_eq!(upload.headers["allow"], "POST");
+    let tasks = app
+        .send(app.client.post(format!("{}/api/v1/tasks", app.address)))
+        .await;
+    assert_eq!(tasks.headers["allow"], "GET");
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let logout = browser.get("/logout").await;
+    assert_eq!(logout.status, 405);
+    assert_eq!(logout.headers["allow"], "POST");
+    assert!(logout.text.contains("<html"), "{}", logout.text);
+    // A form posted without a form says so in words.
+    let verify = browser
+        .client
+        .post(format!("{}/audit/verify", browser.address))
+        .header("Cookie", &browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 400);
+    assert!(verify.text().await.unwrap().contains("expected a form"));
+}
+
+#[tokio::test]
+async fn upload_errors_explain_seconds_and_byte_order_marks() {
+    let app = TestApp::spawn().await;
+    let ms = app
+        .upload(
+            TASK,
+            &app.admin_token,
+            r#"{"finished_time": 1764400000000}"#,
+        )
+        .await
+        .assert_error(400, "SMS.9001");
+    assert!(
+        ms["error_msg"].as_str().unwrap().contains("seconds"),
+        "{ms}"
+    );
+    let bom = app
+        .upload(
+            TASK,
+            &app.admin_token,
+            "\u{feff}{\"consistency_result\":[]}",
+        )
+        .await
+        .assert_error(400, "SMS.9001");
+    assert!(
+        bom["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("byte order mark"),
+        "{bom}"
+    );
+    app.assert_nothing_stored();
+}
+
+#[tokio::test]
+async fn a_terminated_replay_finishes_its_sends_and_prints_its_summary() {
+    use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
+    let sms = FakeUpstream::start().await;
+    sms.script([Answer::Hang(std::time::Duration::from_millis(800))]);
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let child = Command::new(TestApp::binary())
+        .arg("--db")
+        .arg(&app.db_path)
+        .args(["replay", "--yes", "--upstream-endpoint", &sms.url])
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK)
+        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert!(text(&out).contains("1 delivered"), "{}", text(&out));
+    assert!(text(&out).contains("--resume") || text(&out).contains("1 delivered, 0 failed"));
+}

@@ -19,18 +19,18 @@ pub use crate::http::error::{Nav, PageError};
 pub use crate::http::urlencode;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    use crate::http::routes::{get_resource, method_not_allowed};
+    use crate::http::routes::{get_resource, not_allowed};
     cfg.service(get_resource("/", dashboard::page))
         .service(
             web::resource("/login")
                 .route(web::get().to(login::form))
                 .route(web::post().to(login::submit))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET, POST")),
         )
         .service(
             web::resource("/logout")
                 .route(web::post().to(login::logout))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         )
         .service(get_resource("/tasks/{task_id}", task::page))
         .service(get_resource("/uploads/{id}", upload::page))
@@ -41,12 +41,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/deliveries/replay")
                 .route(web::get().to(deliveries::preview))
                 .route(web::post().to(deliveries::confirm))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET, POST")),
         )
         .service(
             web::resource("/audit/verify")
                 .route(web::post().to(audit::start_verification))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         )
         .service(get_resource("/assets/app.css", stylesheet))
         .service(get_resource("/assets/icon.svg", icon))

@@ -19,14 +19,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::resource(path)
                 .route(web::post().to(ingest::upload))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("POST")),
         );
     }
     read_api::configure(cfg);
     cfg.service(
         web::resource("/api/v1/replays")
             .route(web::post().to(replays::create))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(not_allowed("POST")),
     );
     cfg.service(get_resource("/healthz", health::healthz))
         .service(get_resource("/readyz", health::readyz));
@@ -42,12 +42,15 @@ where
 {
     web::resource(path)
         .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(not_allowed("GET"))
 }
 
-/// 405 in the shape of the path's side (JSON or a page).
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
-    Err(error::method_not_allowed(&req))
+/// 405 for the methods a resource does not take, in the shape of the path's side
+/// (JSON or a page), with `Allow: allow`.
+pub fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(error::method_not_allowed(&req, allow))
+    })
 }
 
 async fn unknown_path(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
