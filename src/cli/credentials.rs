@@ -68,7 +68,7 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
                 .tasks
                 .map(|ids| {
                     ids.iter()
-                        .map(|t| TaskId::parse(t.trim()))
+                        .map(|t| TaskId::parse(t.trim()).map_err(|e| format!("--tasks {t:?}: {e}")))
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .transpose()

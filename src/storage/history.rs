@@ -297,16 +297,21 @@ pub fn chart_points(
 }
 
 /// Directory names of an upload, in order, without repeats.
-pub fn upload_dirs(conn: &Connection, upload_id: i64) -> Result<Vec<String>, StorageError> {
-    let mut dirs: Vec<String> = conn
+/// Every directory a task reported in its latest `recent` uploads, by name.
+pub fn task_dirs(
+    conn: &Connection,
+    task_id: &str,
+    recent: u32,
+) -> Result<Vec<String>, StorageError> {
+    Ok(conn
         .prepare_cached(
-            "SELECT dir_check FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal",
+            "SELECT DISTINCT r.dir_check FROM upload_results r
+             WHERE r.upload_id IN
+               (SELECT id FROM uploads WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2)
+             ORDER BY r.dir_check",
         )?
-        .query_map(params![upload_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut seen = std::collections::HashSet::new();
-    dirs.retain(|d| seen.insert(d.clone()));
-    Ok(dirs)
+        .query_map(params![task_id, recent], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
 }
 
 /// The previous and next upload of the same task.

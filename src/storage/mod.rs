@@ -130,6 +130,28 @@ pub fn open_read(path: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
+/// A read-only copy of a database (evidence handed to an auditor, on read-only
+/// media): opened as immutable, so SQLite needs to create nothing next to it.
+pub fn open_immutable(path: &Path) -> Result<Connection, StorageError> {
+    // In a URI the path's own `%`, `?` and `#` must be escaped.
+    const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::AsciiSet::EMPTY
+        .add(b'%')
+        .add(b'?')
+        .add(b'#');
+    let uri = format!(
+        "file:{}?immutable=1",
+        percent_encoding::utf8_percent_encode(&path.display().to_string(), URI_PATH)
+    );
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
 /// Read-only connections kept for reuse by blocking tasks.
 #[derive(Clone)]
 pub struct ReadPool {

@@ -13,6 +13,8 @@ use crate::storage::queries::{self, UploadPageQuery, UploadSummary};
 use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 25;
+/// The directory filter lists what the task reported in this many latest uploads.
+const DIR_UPLOADS: u32 = 5_000;
 const CHART_UPLOADS: i64 = 200;
 
 #[derive(Deserialize)]
@@ -58,6 +60,20 @@ impl TaskPage {
         )
     }
 
+    /// An export of this task, with the page's time range.
+    fn export_link(&self, format: &str) -> String {
+        let mut link = format!(
+            "/api/v1/export?format={format}&task_id={}",
+            urlencode(&self.task.task_id)
+        );
+        for (name, value) in [("since", &self.since), ("until", &self.until)] {
+            if !value.trim().is_empty() {
+                link.push_str(&format!("&{name}={}", urlencode(value.trim())));
+            }
+        }
+        link
+    }
+
     fn older_link(&self, before: impl super::Int) -> String {
         let before = before.int();
         format!(
@@ -95,10 +111,7 @@ pub async fn page(
             let Some(task) = history::task(conn, id.as_str())? else {
                 return Ok(None);
             };
-            let dirs = match task.last_upload_id {
-                Some(last) => history::upload_dirs(conn, last)?,
-                None => Vec::new(),
-            };
+            let dirs = history::task_dirs(conn, id.as_str(), DIR_UPLOADS)?;
             let range = queries::id_range(conn, since, until)?;
             let points = history::chart_points(
                 conn,
