@@ -40,6 +40,7 @@ pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
         since: args.since,
         until: args.until,
     };
+    crate::domain::check_range(args.since, args.until).map_err(fail)?;
     let written = match &args.out {
         None => export::write(
             &conn,

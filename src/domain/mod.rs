@@ -19,7 +19,9 @@ pub use replay_filter::{RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
 pub use task_id::TaskId;
 pub use text::{escape_invisible, is_bidi_control, printable};
-pub use time::{format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp};
+pub use time::{
+    check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp,
+};
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every

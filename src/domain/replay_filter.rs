@@ -30,6 +30,7 @@ impl ReplayFilter {
             .iter()
             .map(|t| TaskId::parse(t))
             .collect::<Result<_, _>>()?;
+        super::check_range(since, until)?;
         let state = match state.unwrap_or("") {
             "" | "any" => None,
             s => Some(DeliveryState::parse(s).ok_or_else(|| {

@@ -31,9 +31,28 @@ pub fn parse_time_arg(s: &str) -> Result<Timestamp, String> {
             .and_utc()
             .timestamp_millis());
     }
+    // `+08:00` in a URL's query arrives as ` 08:00`: a `+` there means a space.
+    let hint = if s.contains(' ') && DateTime::parse_from_rfc3339(&s.replacen(' ', "+", 1)).is_ok()
+    {
+        " (in a URL a + is read as a space: write the offset's + as %2B)"
+    } else {
+        ""
+    };
     Err(format!(
-        "{s:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27)"
+        "{s:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27){hint}"
     ))
+}
+
+/// A time range whose ends are in order: `since` must not be after `until`.
+pub fn check_range(since: Option<Timestamp>, until: Option<Timestamp>) -> Result<(), String> {
+    match (since, until) {
+        (Some(s), Some(u)) if s > u => Err(format!(
+            "since ({}) is after until ({}): the range is empty",
+            format_timestamp(s),
+            format_timestamp(u)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A form or query field holding a time: blank means "not given"; an error names

@@ -220,3 +220,45 @@ where
         })
     }
 }
+
+/// A query string parsed into `T`, with errors that name the parameter
+/// (`page: invalid digit found in string`) in the shape of the path's side.
+/// Used instead of `web::Query`, whose errors do not say which parameter.
+pub struct Query<T>(pub T);
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let raw = req.query_string();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(raw.as_bytes()));
+        std::future::ready(
+            serde_path_to_error::deserialize(deserializer)
+                .map(Query)
+                .map_err(|e| {
+                    let name = e.path().to_string();
+                    let inner = e.into_inner();
+                    let detail = match name.as_str() {
+                        "." | "" => inner.to_string(),
+                        name => format!("{name}: {inner}"),
+                    };
+                    super::error::bad_input(req, "query", detail)
+                }),
+        )
+    }
+}

@@ -404,3 +404,82 @@ async fn the_task_page_lists_every_directory_and_exports_its_time_range() {
     let csv = app.get(&export_link, &app.admin_token).await;
     assert_eq!(csv.status, 200, "{}", csv.text);
 }
+
+#[tokio::test]
+async fn one_rule_for_query_parameters() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    // A parameter a page knows and cannot read: 400 naming it.
+    for (path, name) in [
+        ("/?page=abc".to_string(), "page"),
+        ("/deliveries?state=bogus".to_string(), "state"),
+        (format!("/tasks/{TASK}?regressed=yes"), "regressed"),
+        (format!("/tasks/{TASK}?before_id=x"), "before_id"),
+        ("/deliveries?since=garbage".to_string(), "since"),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 400, "{path}");
+        assert!(page.text.contains(name), "{path}: {}", page.text);
+    }
+    app.get("/api/v1/rejections?limit=abc", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+    let named = app
+        .get(
+            &format!("/api/v1/tasks/{TASK}/uploads?before_id=x"),
+            &app.admin_token,
+        )
+        .await
+        .assert_error(400, "SMS.9001");
+    assert!(
+        named["error_msg"].as_str().unwrap().contains("before_id"),
+        "{named}"
+    );
+    // A reversed range is an error, not an empty answer.
+    let reversed = app
+        .get(
+            "/api/v1/export?format=csv&since=2026-11-29&until=2026-11-28",
+            &app.admin_token,
+        )
+        .await
+        .assert_error(400, "SMS.9001");
+    assert!(
+        reversed["error_msg"].as_str().unwrap().contains("after"),
+        "{reversed}"
+    );
+    let page = browser
+        .get(&format!("/tasks/{TASK}?since=2026-11-29&until=2026-11-28"))
+        .await;
+    assert_eq!(page.status, 400);
+    let out = run(
+        &app.db_path,
+        &[
+            "export",
+            "--format",
+            "csv",
+            "--since",
+            "2026-11-29",
+            "--until",
+            "2026-11-28",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // A + that became a space gets a hint.
+    let plus = app
+        .get(
+            &format!("/api/v1/tasks/{TASK}/uploads?since=2026-11-28T10:00:00+08:00"),
+            &app.admin_token,
+        )
+        .await
+        .assert_error(400, "SMS.9001");
+    assert!(
+        plus["error_msg"].as_str().unwrap().contains("%2B"),
+        "{plus}"
+    );
+}

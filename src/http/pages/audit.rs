@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::login::CsrfOnly;
 use super::{html, Nav, PageError};
 use crate::domain::now_ms;
+use crate::http::extract::Query;
 use crate::http::extract::{CsrfForm, PageUser};
 use crate::services::verification::VerificationJob;
 use crate::storage::history::{self, VerificationRecord};
@@ -49,7 +50,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 pub async fn page(
-    query: web::Query<AuditQuery>,
+    query: Query<AuditQuery>,
     reads: web::Data<ReadPool>,
     verification: web::Data<VerificationJob>,
     PageUser(session): PageUser,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{html, Nav, PageError};
 use crate::http::error::SmsError;
+use crate::http::extract::Query;
 use crate::http::extract::{ApiReader, PageUser};
 use crate::services::compare::{compare, Comparison, DirComparison, Verdict};
 use crate::storage::{queries, ReadPool};
@@ -83,7 +84,7 @@ impl ComparePage {
 }
 
 pub async fn page(
-    query: web::Query<CompareQuery>,
+    query: Query<CompareQuery>,
     reads: web::Data<ReadPool>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
@@ -101,7 +102,7 @@ pub async fn page(
 
 /// `GET /api/v1/compare?a=ID&b=ID`
 pub async fn api(
-    query: web::Query<CompareQuery>,
+    query: Query<CompareQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {

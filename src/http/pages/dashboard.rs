@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{html, urlencode, Nav, PageError};
 use crate::http::extract::PageUser;
+use crate::http::extract::Query;
 use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
 use crate::storage::ReadPool;
 
@@ -64,7 +65,7 @@ impl DashboardPage {
 
 pub async fn page(
     req: HttpRequest,
-    query: web::Query<DashboardQuery>,
+    query: Query<DashboardQuery>,
     reads: web::Data<ReadPool>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {

@@ -6,9 +6,10 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, time_field, urlencode, Nav, PageError};
+use super::{html, time_range, urlencode, Nav, PageError};
 use crate::domain::{DeliveryState, RawReplayFilter, Role};
 use crate::http::error::SmsError;
+use crate::http::extract::Query;
 use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
 use crate::http::ConfiguredUpstream;
 use crate::services::replay::{self, ReplayAnswer, ServerReplays};
@@ -55,18 +56,25 @@ impl DeliveriesPage {
 }
 
 pub async fn page(
-    query: web::Query<DeliveriesQuery>,
+    query: Query<DeliveriesQuery>,
     reads: web::Data<ReadPool>,
     upstream: web::Data<ConfiguredUpstream>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
-    // An unknown state filters nothing, as the form's "any" does.
-    let state_filter = query.state.as_deref().and_then(DeliveryState::parse);
+    let state_filter = match query.state.as_deref().map(str::trim) {
+        None | Some("") | Some("any") => None,
+        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+            PageError::BadRequest(format!(
+                "state: must be pending, delivered, failed, dead or superseded (empty: any), not {s:?}"
+            ))
+        })?),
+    };
+    let (since, until) = time_range(&query.since, &query.until)?;
     let filter = DeliveryFilter {
         state: state_filter,
         task_id: query.task_id.clone().filter(|t| !t.trim().is_empty()),
-        since: time_field("since", &query.since)?,
-        until: time_field("until", &query.until)?,
+        since,
+        until,
         before_id: query.before_id,
     };
     let (health, (rows, next_before_id)) = reads
@@ -146,7 +154,7 @@ impl PreviewPage {
 }
 
 pub async fn preview(
-    form: web::Query<ReplayForm>,
+    form: Query<ReplayForm>,
     upstream: web::Data<ConfiguredUpstream>,
     replays: web::Data<ServerReplays>,
     PageOperator(session): PageOperator,

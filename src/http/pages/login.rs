@@ -10,6 +10,7 @@ use super::{html, Nav, PageError};
 use crate::domain::{csrf_equal, random_hex};
 use crate::http::auth::{self, Presented};
 use crate::http::error::ErrorCode;
+use crate::http::extract::Query;
 use crate::http::extract::{
     page_session, CarriesCsrf, CsrfForm, PageUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
@@ -91,10 +92,7 @@ fn login_page(
     Ok(response)
 }
 
-pub async fn form(
-    req: HttpRequest,
-    query: web::Query<NextQuery>,
-) -> Result<HttpResponse, PageError> {
+pub async fn form(req: HttpRequest, query: Query<NextQuery>) -> Result<HttpResponse, PageError> {
     let next = safe_next(query.next.as_deref());
     if page_session(&req).await.is_ok() {
         return Ok(HttpResponse::SeeOther()

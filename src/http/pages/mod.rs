@@ -196,6 +196,16 @@ pub fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp
     crate::domain::parse_time_field(name, value.as_deref()).map_err(PageError::BadRequest)
 }
 
+/// A form's `since` and `until`, in order.
+pub fn time_range(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), PageError> {
+    let (since, until) = (time_field("since", since)?, time_field("until", until)?);
+    crate::domain::check_range(since, until).map_err(PageError::BadRequest)?;
+    Ok((since, until))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

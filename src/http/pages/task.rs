@@ -5,9 +5,10 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
-use super::{html, time_field, urlencode, Nav, PageError};
+use super::{html, time_range, urlencode, Nav, PageError};
 use crate::domain::TaskId;
 use crate::http::extract::PageUser;
+use crate::http::extract::Query;
 use crate::storage::history::{self, TaskRow};
 use crate::storage::queries::{self, UploadPageQuery, UploadSummary};
 use crate::storage::ReadPool;
@@ -90,18 +91,22 @@ impl TaskPage {
 
 pub async fn page(
     path: web::Path<String>,
-    query: web::Query<TaskQuery>,
+    query: Query<TaskQuery>,
     reads: web::Data<ReadPool>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let task_id = TaskId::parse(&path)
         .map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
-    let since = time_field("since", &query.since)?;
-    let until = time_field("until", &query.until)?;
-    let regressed_only = query
-        .regressed
-        .as_deref()
-        .is_some_and(|v| v == "true" || v == "on");
+    let (since, until) = time_range(&query.since, &query.until)?;
+    let regressed_only = match query.regressed.as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("off") => false,
+        Some("true") | Some("on") => true,
+        Some(other) => {
+            return Err(PageError::BadRequest(format!(
+                "regressed: must be true or false, not {other:?}"
+            )))
+        }
+    };
     let dir = query.dir.clone().filter(|d| !d.is_empty());
     let before_id = query.before_id;
     let id = task_id.clone();

@@ -5,9 +5,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::get_resource;
-use crate::domain::{now_ms, parse_time_arg, TaskId, Timestamp};
+use crate::domain::{check_range, now_ms, parse_time_arg, TaskId, Timestamp};
 use crate::http::error::SmsError;
 use crate::http::extract::ApiReader;
+use crate::http::extract::Query;
 use crate::services::verification::VerificationJob;
 use crate::storage::queries::{self, UploadPageQuery};
 use crate::storage::ReadPool;
@@ -27,6 +28,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/api/v1/rejections", rejections))
         .service(get_resource("/api/v1/rejections/counts", rejection_counts))
         .service(get_resource("/api/v1/export", export));
+}
+
+/// `since` and `until` of the API's query, in order.
+fn time_range(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>), SmsError> {
+    let (since, until) = (time_param("since", since)?, time_param("until", until)?);
+    check_range(since, until).map_err(SmsError::bad_request)?;
+    Ok((since, until))
 }
 
 /// A list's `limit`: `default` when absent, else 1 to [`MAX_PAGE`] (400 otherwise).
@@ -49,7 +60,7 @@ struct TasksQuery {
 
 /// `GET /api/v1/tasks?limit=&after=`: tasks by id, a page at a time.
 async fn tasks(
-    query: web::Query<TasksQuery>,
+    query: Query<TasksQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
@@ -85,17 +96,18 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsE
 
 async fn task_uploads(
     path: web::Path<String>,
-    query: web::Query<UploadsQuery>,
+    query: Query<UploadsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let task_id = TaskId::parse(&path).map_err(SmsError::bad_request)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE)?;
+    let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let page = UploadPageQuery {
         limit,
         before_id: query.before_id,
-        since: time_param("since", query.since.as_deref())?,
-        until: time_param("until", query.until.as_deref())?,
+        since,
+        until,
         regressed_only: query.regressed.unwrap_or(false),
     };
     let id = task_id.clone();
@@ -155,7 +167,7 @@ struct RejectionsQuery {
 }
 
 async fn rejections(
-    query: web::Query<RejectionsQuery>,
+    query: Query<RejectionsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
@@ -180,7 +192,7 @@ struct CountsQuery {
 /// `GET /api/v1/rejections/counts?since=&limit=`: refusals per minute, peer and
 /// error code (default: the last hour), the largest first.
 async fn rejection_counts(
-    query: web::Query<CountsQuery>,
+    query: Query<CountsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
@@ -220,7 +232,7 @@ impl std::io::Write for ChannelWriter {
 
 /// `GET /api/v1/export?format=csv|jsonl&task_id=&since=&until=`, streamed.
 async fn export(
-    query: web::Query<ExportQuery>,
+    query: Query<ExportQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
@@ -241,10 +253,11 @@ async fn export(
         .map(TaskId::parse)
         .transpose()
         .map_err(SmsError::bad_request)?;
+    let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let filter = ExportFilter {
         task_id,
-        since: time_param("since", query.since.as_deref())?,
-        until: time_param("until", query.until.as_deref())?,
+        since,
+        until,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let pool = reads.get_ref().clone();
