@@ -60,9 +60,9 @@ pub fn urlencode(s: &str) -> String {
 /// Input that actix's own extractors refuse is answered like every other error:
 /// SMS-shaped JSON on the API's paths, the site's error page elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::PathConfig::default().error_handler(|e, req| error::not_found(req, Some(&e))),
-    )
+    cfg.app_data(web::PathConfig::default().error_handler(|_, req| {
+        error::not_found(req, Some(&"there is nothing by that name or number here"))
+    }))
     .app_data(web::QueryConfig::default().error_handler(|e, req| error::bad_input(req, "query", e)))
     .app_data(web::FormConfig::default().error_handler(|e, req| match e {
         actix_web::error::UrlencodedError::ContentType => error::bad_input(

@@ -138,6 +138,21 @@ fn names_refuse_hidden_characters_and_auditors_refuse_a_task_scope() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("does not upload"), "{}", text(&out));
+    let out = run(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "ag",
+            "--role",
+            "agent",
+            "--tasks",
+            "bad id!,ok",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("bad id!"), "{}", text(&out));
     for name in [
         "web\u{202e}01".to_string(),
         "x".repeat(201),
@@ -482,4 +497,30 @@ async fn one_rule_for_query_parameters() {
         plus["error_msg"].as_str().unwrap().contains("%2B"),
         "{plus}"
     );
+}
+
+#[tokio::test]
+async fn finished_time_is_shown_as_a_time() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"finished_time": 1764400000, "consistency_result": []}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, body).await.status, 200);
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/uploads/1").await;
+    assert!(
+        page.text.contains("2025-11-29T07:06:40.000Z"),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_names_nothing_says_so_in_words() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .get("/api/v1/uploads/abc", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    let msg = reply["error_msg"].as_str().unwrap();
+    assert!(msg.contains("nothing by that name or number"), "{msg}");
+    assert!(!msg.contains("deserialize"), "{msg}");
 }

@@ -667,6 +667,7 @@ fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
     let db = dir.path().join("flags.db");
     for flags in [
         &["--workers", "0"][..],
+        &["--max-results", "0"],
         &["--queue-capacity", "18446744073709551615"],
         &["--max-body-bytes", "0"],
         &["--session-hours", "0"],
