@@ -549,7 +549,7 @@ async fn deliveries_page_shows_health_and_offers_replays_to_operators_only() {
     assert!(
         preview
             .text
-            .contains("<strong>1</strong> uploads of <strong>1</strong> tasks"),
+            .contains("<strong>1</strong> upload of <strong>1</strong> task"),
         "{}",
         preview.text
     );
