@@ -445,29 +445,19 @@ async fn one_rule_for_query_parameters() {
     app.get("/api/v1/rejections?limit=abc", &app.admin_token)
         .await
         .assert_error(400, "SMS.9001");
-    let named = app
-        .get(
-            &format!("/api/v1/tasks/{TASK}/uploads?before_id=x"),
-            &app.admin_token,
-        )
-        .await
-        .assert_error(400, "SMS.9001");
-    assert!(
-        named["error_msg"].as_str().unwrap().contains("before_id"),
-        "{named}"
-    );
+    refused_naming(
+        &app,
+        &format!("/api/v1/tasks/{TASK}/uploads?before_id=x"),
+        "before_id",
+    )
+    .await;
     // A reversed range is an error, not an empty answer.
-    let reversed = app
-        .get(
-            "/api/v1/export?format=csv&since=2026-11-29&until=2026-11-28",
-            &app.admin_token,
-        )
-        .await
-        .assert_error(400, "SMS.9001");
-    assert!(
-        reversed["error_msg"].as_str().unwrap().contains("after"),
-        "{reversed}"
-    );
+    refused_naming(
+        &app,
+        "/api/v1/export?format=csv&since=2026-11-29&until=2026-11-28",
+        "after",
+    )
+    .await;
     let page = browser
         .get(&format!("/tasks/{TASK}?since=2026-11-29&until=2026-11-28"))
         .await;
@@ -486,17 +476,22 @@ async fn one_rule_for_query_parameters() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // A + that became a space gets a hint.
-    let plus = app
-        .get(
-            &format!("/api/v1/tasks/{TASK}/uploads?since=2026-11-28T10:00:00+08:00"),
-            &app.admin_token,
-        )
+    refused_naming(
+        &app,
+        &format!("/api/v1/tasks/{TASK}/uploads?since=2026-11-28T10:00:00+08:00"),
+        "%2B",
+    )
+    .await;
+}
+
+/// The API answers 400 `SMS.9001` with a message that mentions `word`.
+async fn refused_naming(app: &TestApp, path: &str, word: &str) {
+    let body = app
+        .get(path, &app.admin_token)
         .await
         .assert_error(400, "SMS.9001");
-    assert!(
-        plus["error_msg"].as_str().unwrap().contains("%2B"),
-        "{plus}"
-    );
+    let message = body["error_msg"].as_str().unwrap();
+    assert!(message.contains(word), "{path}: {message}");
 }
 
 #[tokio::test]
