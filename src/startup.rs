@@ -59,6 +59,8 @@ pub struct ServeConfig {
     pub max_header_bytes: usize,
     /// The real SMS endpoint, for forwarding and web replays.
     pub upstream: Option<UpstreamSettings>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServeConfig {
@@ -82,8 +84,49 @@ impl ServeConfig {
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 32 * 1024,
             upstream: None,
+            tls: None,
         }
     }
+}
+
+/// The PEM files of a TLS certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A rustls server configuration from PEM files: a chain, and a PKCS#8, RSA or
+/// EC key that belongs to its first certificate; TLS 1.2 and 1.3 only.
+pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: String| StartError::Tls(what);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| bad(format!("certificate {}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(bad(format!(
+            "certificate {}: no certificate in it",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| bad(format!("key {}: {e}", files.key.display())))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+    .map_err(|e| bad(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| {
+        bad(format!(
+            "{} and {} do not make a certificate and its key: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })
 }
 
 /// The pieces of state handlers take, each as `web::Data` of its own.
@@ -149,6 +192,7 @@ pub struct Application {
     writer: WriterHandle,
     writer_thread: WriterThread,
     admin_token: Option<String>,
+    https: bool,
     /// Released once the writer has stopped.
     lock: Option<ProcessLock>,
 }
@@ -159,6 +203,8 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Locked(#[from] LockError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot create the admin credential: {0}")]
     Admin(#[from] credentials::CredentialError),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(addr))]
@@ -172,6 +218,8 @@ impl Application {
     /// Opens (and migrates) the database, starts the writer and binds the listener.
     /// On a database without credentials, creates the `admin` operator credential.
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
+        // A bad certificate or key is found before anything else happens.
+        let tls = config.tls.as_ref().map(tls_config).transpose()?;
         // Before the database is touched: a second writer must change nothing.
         let lock = (!config.null_store)
             .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
@@ -275,13 +323,15 @@ impl Application {
         if let Some(n) = config.workers {
             server = server.workers(n);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartError::Bind {
-                addr: config.listen.clone(),
-                source,
-            })?
-            .run();
+        let server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?
+        .run();
         if config.handle_signals {
             stop_gracefully_on_signals(server.handle()).map_err(|source| StartError::Bind {
                 addr: "signal handlers".into(),
@@ -296,8 +346,18 @@ impl Application {
             writer,
             writer_thread,
             admin_token,
+            https: config.tls.is_some(),
             lock,
         })
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn address(&self) -> SocketAddr {

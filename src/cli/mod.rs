@@ -18,6 +18,7 @@ mod export;
 mod replay;
 mod serve;
 mod tasks;
+mod tls;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,9 @@ pub enum Command {
     /// Send stored uploads to SMS again (after an outage, or to another region or
     /// account). Credentials come from the environment as for `serve`.
     Replay(replay::ReplayArgs),
+    /// TLS helpers.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Developer tools for the benchmarks (built with `--features dev`).
     #[cfg(feature = "dev")]
     #[command(subcommand, hide = true)]
@@ -172,6 +176,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Verify => verify::run(&cli.db),
         Command::Export(args) => export::run(&cli.db, args),
         Command::Replay(args) => replay::run(&cli.db, args).await,
+        Command::Tls(cmd) => tls::run(cmd),
         #[cfg(feature = "dev")]
         Command::Dev(cmd) => dev::run(&cli.db, cmd).await,
     }

@@ -12,7 +12,7 @@ use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::upstream::ReplayTargets;
-use crate::startup::{Application, ServeConfig};
+use crate::startup::{Application, ServeConfig, TlsFiles};
 use crate::storage::SyncMode;
 
 #[derive(Args, Debug)]
@@ -93,6 +93,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = 32768,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=131_072))]
     pub max_header_bytes: usize,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "SMS_AUDIT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert.
+    #[arg(long, env = "SMS_AUDIT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// A URL web replays may also send to, besides the upstream and the SDK's
     /// regions (repeatable; HTTPS, or plain HTTP on loopback).
     #[arg(long, env = "SMS_AUDIT_REPLAY_TARGET", value_delimiter = ',')]
@@ -148,6 +154,10 @@ impl ServeArgs {
             header_timeout: self.header_timeout.max(std::time::Duration::from_secs(1)),
             body_timeout: self.body_timeout.max(std::time::Duration::from_secs(1)),
             max_header_bytes: self.max_header_bytes,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
             ..ServeConfig::new(db)
         })
     }
@@ -203,7 +213,7 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     if let Some(token) = app.admin_token() {
         hand_over_admin_token(&db, token)?;
     }
-    tracing::info!(address = %app.address(), db = %db.display(), "listening on http://{}", app.address());
+    tracing::info!(address = %app.address(), db = %db.display(), "listening on {}://{}", app.scheme(), app.address());
     app.run_until_stopped().await.map_err(fail)?;
     tracing::info!("stopped; every accepted upload is committed");
     Ok(ExitCode::SUCCESS)

@@ -16,3 +16,4 @@ mod read_api;
 mod replay;
 mod secrets;
 mod security;
+mod tls;
