@@ -15,14 +15,8 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
 
-address_of() { # log file
-  for _ in $(seq 1 100); do
-    a=$(grep -o "listening on http://[0-9.:]*" "$1" | head -1 | sed 's/.*listening on //') || true
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-  cat "$1" >&2; exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$root/scripts/bench/lib.sh"
 
 "$bin" dev fake-upstream 2>"$work/fake.log" &
 pids+=($!)
