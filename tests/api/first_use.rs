@@ -301,7 +301,7 @@ async fn upload_errors_explain_seconds_and_byte_order_marks() {
 async fn a_terminated_replay_finishes_its_sends_and_prints_its_summary() {
     use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
     let sms = FakeUpstream::start().await;
-    sms.script([Answer::Hang(std::time::Duration::from_millis(800))]);
+    sms.script([Answer::Hang(std::time::Duration::from_secs(3))]);
     let app = TestApp::spawn().await;
     assert_eq!(
         app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
