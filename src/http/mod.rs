@@ -63,7 +63,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PathConfig::default().error_handler(|_, req| {
         error::not_found(req, Some(&"there is nothing by that name or number here"))
     }))
-    .app_data(web::QueryConfig::default().error_handler(|e, req| error::bad_input(req, "query", e)))
     .app_data(web::FormConfig::default().error_handler(|e, req| match e {
         actix_web::error::UrlencodedError::ContentType => error::bad_input(
             req,
