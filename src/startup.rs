@@ -21,6 +21,7 @@ use crate::http::{ConfiguredUpstream, IngestSettings, RequestLimits, SessionLife
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
+use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
 use crate::services::replay::ServerReplays;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
@@ -61,6 +62,8 @@ pub struct ServeConfig {
     pub upstream: Option<UpstreamSettings>,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Pass every other `/v3/` call on to the upstream (`--proxy`).
+    pub proxy: Option<ProxySettings>,
 }
 
 impl ServeConfig {
@@ -85,6 +88,7 @@ impl ServeConfig {
             max_header_bytes: 32 * 1024,
             upstream: None,
             tls: None,
+            proxy: None,
         }
     }
 }
@@ -141,6 +145,8 @@ struct SharedState {
     upstream: web::Data<ConfiguredUpstream>,
     session_lifetime: web::Data<SessionLifetime>,
     limits: web::Data<RequestLimits>,
+    /// With `--proxy` only: handlers tell by its presence.
+    proxy_log: Option<web::Data<ProxyLog>>,
 }
 
 impl SharedState {
@@ -154,6 +160,9 @@ impl SharedState {
             .app_data(self.upstream.clone())
             .app_data(self.session_lifetime.clone())
             .app_data(self.limits.clone());
+        if let Some(log) = &self.proxy_log {
+            cfg.app_data(log.clone());
+        }
     }
 }
 
@@ -205,6 +214,8 @@ pub enum StartError {
     Locked(#[from] LockError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("--proxy needs an upstream SMS endpoint and credentials")]
+    ProxyWithoutUpstream,
     #[error("cannot create the admin credential: {0}")]
     Admin(#[from] credentials::CredentialError),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(addr))]
@@ -220,6 +231,9 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
         // A bad certificate or key is found before anything else happens.
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
+        if config.proxy.is_some() && config.upstream.is_none() {
+            return Err(StartError::ProxyWithoutUpstream);
+        }
         // Before the database is touched: a second writer must change nothing.
         let lock = (!config.null_store)
             .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
@@ -299,12 +313,27 @@ impl Application {
             }),
             upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
             session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
+            proxy_log: config
+                .proxy
+                .clone()
+                .map(|settings| web::Data::new(ProxyLog::new(writer.clone(), settings))),
             reads: web::Data::new(reads),
             writer: web::Data::new(writer.clone()),
         };
+        // Each HTTP worker gets a client of its own, so its connections to SMS
+        // are driven by its own event loop.
+        let proxy_upstream = config.proxy.as_ref().and(config.upstream.clone());
         let mut server = HttpServer::new(move || {
+            let proxy = proxy_upstream
+                .as_ref()
+                .map(|u| web::Data::new(Proxy::new(u.endpoint.clone(), u.auth.clone(), u.timeout)));
             App::new()
                 .configure(|cfg| state.register(cfg))
+                .configure(|cfg| {
+                    if let Some(proxy) = proxy {
+                        cfg.app_data(proxy);
+                    }
+                })
                 .configure(crate::http::configure)
                 .wrap(middleware::from_fn(
                     crate::http::middleware::request_context,

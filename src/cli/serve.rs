@@ -11,6 +11,7 @@ use clap::Args;
 use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
+use crate::services::proxy::ProxySettings;
 use crate::services::upstream::ReplayTargets;
 use crate::startup::{Application, ServeConfig, TlsFiles};
 use crate::storage::SyncMode;
@@ -67,6 +68,21 @@ pub struct ServeArgs {
     pub forward: bool,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
+    /// Pass every other SMS API call (`/v3/…`) on to the upstream, signed with its
+    /// credentials, and record it in the proxy log (needs an upstream).
+    #[arg(long, env = "SMS_AUDIT_PROXY")]
+    pub proxy: bool,
+    /// Largest request body passed on by --proxy, in bytes (log uploads are large).
+    #[arg(long, env = "SMS_AUDIT_PROXY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024 * 1024 * 1024))]
+    pub proxy_max_body_bytes: usize,
+    /// Keep the first 16 KiB of each proxied request and answer body in the proxy
+    /// log (never a task's certkey or passphrase answer).
+    #[arg(long, env = "SMS_AUDIT_PROXY_LOG_BODIES")]
+    pub proxy_log_bodies: bool,
+    /// How long proxied calls stay in the proxy log (e.g. 90d).
+    #[arg(long, env = "SMS_AUDIT_PROXY_LOG_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub proxy_log_retention: std::time::Duration,
     /// Send every upload, not only each task's newest (SMS keeps only the newest).
     #[arg(long, env = "SMS_AUDIT_DELIVER_ALL")]
     pub deliver_all: bool,
@@ -115,6 +131,11 @@ impl ServeArgs {
                 "--forward needs --upstream-endpoint URL or --upstream-region R",
             ));
         }
+        if self.proxy && !self.upstream.configured() {
+            return Err(fail(
+                "--proxy needs --upstream-endpoint URL or --upstream-region R",
+            ));
+        }
         let upstream = if self.upstream.configured() {
             Some(UpstreamSettings {
                 endpoint: self.upstream.endpoint()?,
@@ -154,6 +175,11 @@ impl ServeArgs {
             header_timeout: self.header_timeout.max(std::time::Duration::from_secs(1)),
             body_timeout: self.body_timeout.max(std::time::Duration::from_secs(1)),
             max_header_bytes: self.max_header_bytes,
+            proxy: self.proxy.then_some(ProxySettings {
+                max_body_bytes: self.proxy_max_body_bytes,
+                log_bodies: self.proxy_log_bodies,
+                retention: self.proxy_log_retention,
+            }),
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,
@@ -207,7 +233,9 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     if let Some(u) = &config.upstream {
         // The endpoint and how we sign in, never the secrets.
         tracing::info!(endpoint = %u.endpoint, auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
-            "upstream SMS configured{}", if u.forward { ": forwarding every upload" } else { " for replays" });
+            proxy = config.proxy.is_some(),
+            "upstream SMS configured{}{}", if u.forward { ": forwarding every upload" } else { " for replays" },
+            if config.proxy.is_some() { "; passing every other /v3/ call on (--proxy)" } else { "" });
     }
     let app = Application::build(config).await.map_err(fail)?;
     if let Some(token) = app.admin_token() {

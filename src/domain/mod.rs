@@ -5,6 +5,7 @@
 pub mod chain;
 mod credential;
 mod delivery;
+pub mod proxy;
 mod replay_filter;
 mod role;
 pub mod signing;

@@ -119,6 +119,23 @@ pub fn lookup(
     })
 }
 
+/// Looks the presented credential up, through the cache.
+pub async fn find(
+    presented: &Presented,
+    cache: &AuthCache,
+    reads: &crate::storage::ReadPool,
+) -> Result<Option<Found>, SmsError> {
+    if let Some(found) = cache.credential(presented) {
+        return Ok(Some(found));
+    }
+    let lookup_presented = presented.clone();
+    let found = reads
+        .with_blocking(move |conn| lookup(conn, &lookup_presented))
+        .await?;
+    cache.remember(presented, found.as_ref());
+    Ok(found)
+}
+
 /// Finishes authentication once the body is known: unknown or revoked credentials
 /// and bad signatures are 401. `body` is `None` when it was too large to read, in
 /// which case the signature cannot be checked and the caller answers 413.

@@ -46,6 +46,12 @@ pub enum SmsError {
     HeadersTooLarge(usize),
     #[error("the body was not received within {0} s")]
     BodyTimeout(u64),
+    /// The pass-through could not reach SMS (502, as API Gateway answers it).
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    /// SMS did not answer the pass-through in time (504).
+    #[error("{0}")]
+    UpstreamTimeout(String),
 }
 
 impl SmsError {
@@ -71,6 +77,8 @@ impl SmsError {
             SmsError::UnknownPath(_) | SmsError::NotFound(_) => "APIGW.0101",
             SmsError::MethodNotAllowed(_) => "SMS.2003",
             SmsError::HeadersTooLarge(_) | SmsError::BodyTimeout(_) => "SMS.9001",
+            SmsError::UpstreamUnavailable(_) => "APIGW.0202",
+            SmsError::UpstreamTimeout(_) => "APIGW.0203",
         }
     }
 }
@@ -139,6 +147,8 @@ impl ResponseError for SmsError {
             SmsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             SmsError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             SmsError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            SmsError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            SmsError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -291,12 +301,13 @@ impl ResponseError for PageError {
 /// The pages' paths; every other path (the SMS API, the read API, health checks,
 /// and paths that name nothing) belongs to the JSON side, whose errors are
 /// SMS-shaped, as SMS itself answers an unknown path.
-const PAGE_PREFIXES: [&str; 8] = [
+const PAGE_PREFIXES: [&str; 9] = [
     "/tasks",
     "/uploads",
     "/compare",
     "/audit",
     "/deliveries",
+    "/proxy",
     "/login",
     "/logout",
     "/assets",

@@ -4,6 +4,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, Version};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, ResponseError};
 use uuid::Uuid;
@@ -38,14 +39,22 @@ pub async fn request_context(
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
 
-    let mut res = if header_bytes > limit {
-        let refusal = SmsError::HeadersTooLarge(limit).error_response();
-        req.into_response(refusal).map_into_right_body()
+    let refusal = if header_bytes > limit {
+        Some(SmsError::HeadersTooLarge(limit))
     } else {
-        next.call(req).await?.map_into_left_body()
+        unsafe_framing(&req)
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(X_REQUEST_ID, v);
+    let mut res = match refusal {
+        Some(refusal) => req
+            .into_response(refusal.error_response())
+            .map_into_right_body(),
+        None => next.call(req).await?.map_into_left_body(),
+    };
+    // A proxied answer keeps SMS's own request id (the proxy log has both).
+    if !res.headers().contains_key(X_REQUEST_ID) {
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            res.headers_mut().insert(X_REQUEST_ID, v);
+        }
     }
     let code = res.response().extensions().get::<ErrorCode>().copied();
     if let (Some(ErrorCode(code)), Some(writer)) = (code, writer) {
@@ -68,6 +77,31 @@ pub async fn request_context(
         });
     }
     Ok(res)
+}
+
+/// Requests no route should see, whatever their path: `CONNECT`, a request target
+/// in absolute form (`GET http://host/path`: sms-audit is not a forward proxy, and
+/// must not be mistaken for one), and repeated `Host` or `Content-Length` headers
+/// (which two servers could read differently). actix's own parser already refuses
+/// most of the latter; this holds whatever the parser lets through.
+fn unsafe_framing(req: &ServiceRequest) -> Option<SmsError> {
+    if req.method() == Method::CONNECT {
+        return Some(SmsError::MethodNotAllowed("CONNECT".into()));
+    }
+    let uri = req.uri();
+    if req.version() < Version::HTTP_2 && (uri.scheme().is_some() || uri.authority().is_some()) {
+        return Some(SmsError::bad_request(
+            "the request target must be a path (GET /v3/...), not a whole URL: sms-audit is not a forward proxy",
+        ));
+    }
+    for name in ["host", "content-length"] {
+        if req.headers().get_all(name).count() > 1 {
+            return Some(SmsError::bad_request(format!(
+                "the request has more than one {name} header"
+            )));
+        }
+    }
+    None
 }
 
 /// Headers on every response: a strict CSP (no script at all, no framing), no MIME

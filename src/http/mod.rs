@@ -17,8 +17,11 @@ use std::time::Duration;
 use actix_web::web;
 use governor::DefaultKeyedRateLimiter;
 
+use serde::Deserialize;
+
 use crate::domain::TaskPolicy;
 use crate::services::outbox::UpstreamSettings;
+use crate::storage::proxy_log;
 
 /// What the upload endpoint needs of the configuration.
 pub struct IngestSettings {
@@ -47,6 +50,31 @@ pub struct SessionLifetime(pub Duration);
 /// The real SMS endpoint, if `serve` was given one.
 #[derive(Debug, Clone)]
 pub struct ConfiguredUpstream(pub Option<UpstreamSettings>);
+
+/// The proxy log's filters, shared with the `/proxy` page.
+#[derive(Deserialize, Default)]
+pub struct ProxyLogQuery {
+    pub limit: Option<u32>,
+    pub before_id: Option<i64>,
+    pub credential: Option<String>,
+    pub method: Option<String>,
+    /// Calls whose path starts with this.
+    pub path: Option<String>,
+    pub status: Option<String>,
+    pub outcome: Option<String>,
+}
+
+impl ProxyLogQuery {
+    pub fn filter(&self) -> Result<proxy_log::CallFilter, String> {
+        proxy_log::CallFilter::parse(
+            self.credential.as_deref(),
+            self.method.as_deref(),
+            self.path.as_deref(),
+            self.status.as_deref(),
+            self.outcome.as_deref(),
+        )
+    }
+}
 
 /// Shown in every page's footer.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod export;
 pub mod ledger;
 pub mod outbox;
+pub mod proxy;
 pub mod replay;
 pub mod upstream;
 pub mod verification;

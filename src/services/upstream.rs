@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::domain::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+use crate::domain::signing::{format_sdk_date, parse_query, sha256_hex, CanonicalRequest, Signer};
 use crate::domain::AttemptResult;
 
 /// The SDK's region table (README, "Forwarding to SMS and replays").
@@ -72,6 +72,57 @@ pub enum UpstreamConfigError {
 }
 
 impl UpstreamAuth {
+    /// The project configured with the AK/SK pair, if any.
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            UpstreamAuth::Aksk { project_id, .. } => project_id.as_deref(),
+            UpstreamAuth::Token(_) => None,
+        }
+    }
+
+    /// Whether requests are signed over their body's hash (AK/SK), so the body
+    /// must be known before the request starts.
+    pub fn signs_bodies(&self) -> bool {
+        matches!(self, UpstreamAuth::Aksk { .. })
+    }
+
+    /// The headers that authenticate one request to SMS: the static token, or
+    /// `X-Sdk-Date` and an `Authorization` signature over `method`, `url` (path and
+    /// query as they will be sent), the `signed` headers plus `host` and
+    /// `x-sdk-date`, and `payload_hash`.
+    pub fn headers_for(
+        &self,
+        method: &str,
+        url: &reqwest::Url,
+        signed: &[(String, String)],
+        payload_hash: &str,
+    ) -> Vec<(&'static str, String)> {
+        let (signer, _) = match self {
+            UpstreamAuth::Token(token) => return vec![("X-Auth-Token", token.clone())],
+            UpstreamAuth::Aksk { signer, project_id } => (signer, project_id),
+        };
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        let date = format_sdk_date(Utc::now());
+        let mut headers = signed.to_vec();
+        headers.push(("host".to_string(), host));
+        headers.push(("x-sdk-date".to_string(), date.clone()));
+        let query = parse_query(url.query().unwrap_or(""));
+        let authorization = signer.authorization(
+            &CanonicalRequest {
+                method,
+                path: url.path(),
+                query: &query,
+                headers: &headers,
+                payload_hash,
+            },
+            &date,
+        );
+        vec![("X-Sdk-Date", date), ("Authorization", authorization)]
+    }
+
     /// From the environment, by the SDK's own names.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, UpstreamConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.is_empty());
@@ -234,42 +285,20 @@ impl Upstream {
             .client
             .post(&url)
             .header("Content-Type", "application/json;charset=UTF-8");
-        match &self.auth {
-            UpstreamAuth::Token(token) => request = request.header("X-Auth-Token", token),
-            UpstreamAuth::Aksk { signer, project_id } => {
-                let parsed = reqwest::Url::parse(&url).expect("endpoint was validated");
-                let host = match parsed.port() {
-                    Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
-                    None => parsed.host_str().unwrap_or_default().to_string(),
-                };
-                let date = format_sdk_date(Utc::now());
-                let mut headers = vec![
-                    (
-                        "content-type".to_string(),
-                        "application/json;charset=UTF-8".to_string(),
-                    ),
-                    ("host".to_string(), host),
-                    ("x-sdk-date".to_string(), date.clone()),
-                ];
-                if let Some(p) = project_id {
-                    headers.push(("x-project-id".to_string(), p.clone()));
-                    request = request.header("X-Project-Id", p);
-                }
-                let payload_hash = sha256_hex(&raw_body);
-                let authorization = signer.authorization(
-                    &CanonicalRequest {
-                        method: "POST",
-                        path: parsed.path(),
-                        query: &[],
-                        headers: &headers,
-                        payload_hash: &payload_hash,
-                    },
-                    &date,
-                );
-                request = request
-                    .header("X-Sdk-Date", date)
-                    .header("Authorization", authorization);
-            }
+        let parsed = reqwest::Url::parse(&url).expect("endpoint was validated");
+        let mut signed = vec![(
+            "content-type".to_string(),
+            "application/json;charset=UTF-8".to_string(),
+        )];
+        if let Some(p) = self.auth.project_id() {
+            signed.push(("x-project-id".to_string(), p.to_string()));
+            request = request.header("X-Project-Id", p);
+        }
+        for (name, value) in self
+            .auth
+            .headers_for("POST", &parsed, &signed, &sha256_hex(&raw_body))
+        {
+            request = request.header(name, value);
         }
         let mut result = AttemptResult {
             url,

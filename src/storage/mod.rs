@@ -11,6 +11,7 @@ pub mod history;
 pub mod ledger;
 pub mod lock;
 pub mod outbox;
+pub mod proxy_log;
 pub mod queries;
 pub mod replays;
 pub mod sessions;

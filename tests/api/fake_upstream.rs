@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub const AK: &str = "UPSTREAMAK0000000000";
 pub const SK: &str = "upstream-secret-key-for-tests";
 pub const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+/// The static token the fake also accepts (`SMS_AUDIT_UPSTREAM_TOKEN`).
+pub const UPSTREAM_TOKEN: &str = "upstream-static-token-for-tests";
 
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -25,12 +27,15 @@ pub enum Answer {
     Drop,
     /// This status with a body that claims 1 GiB, sends 1 MiB and then stalls.
     Endless(u16),
+    /// This status and body, with these extra headers.
+    Custom(u16, String, Vec<(&'static str, String)>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub method: String,
     pub path: String,
+    pub query: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub signature_ok: bool,
@@ -139,34 +144,52 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < header_end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        // Until the last chunk; a request cut off before it is never answered.
+        loop {
+            if let Some(body) = dechunk(&buf[header_end..]) {
+                break body;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
         }
-    }
-    let body = buf[header_end..header_end + length].to_vec();
+    } else {
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < header_end + length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf[header_end..header_end + length].to_vec()
+    };
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let signature_ok = headers
-        .get("authorization")
-        .and_then(|a| AuthorizationHeader::parse(a).ok())
-        .filter(|a| a.access_key == AK)
-        .is_some_and(|auth| {
-            let lookup = |name: &str| headers.get(name).cloned();
-            let request = ReceivedRequest {
-                method: &method,
-                path,
-                raw_query: query,
-                header: &lookup,
-                body: &body,
-            };
-            signing::check_date(&request, chrono::Utc::now()).is_ok()
-                && signing::verify(&auth, &request, SK).is_ok()
-        });
+    let token_ok = headers.get("x-auth-token").map(String::as_str) == Some(UPSTREAM_TOKEN);
+    let signature_ok = token_ok
+        || headers
+            .get("authorization")
+            .and_then(|a| AuthorizationHeader::parse(a).ok())
+            .filter(|a| a.access_key == AK)
+            .is_some_and(|auth| {
+                let lookup = |name: &str| headers.get(name).cloned();
+                let request = ReceivedRequest {
+                    method: &method,
+                    path,
+                    raw_query: query,
+                    header: &lookup,
+                    body: &body,
+                };
+                signing::check_date(&request, chrono::Utc::now()).is_ok()
+                    && signing::verify(&auth, &request, SK).is_ok()
+            });
     let answer = {
         let mut s = state.lock().unwrap();
         let answer = s
@@ -183,6 +206,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         s.received.push(Captured {
             method: method.clone(),
             path: path.to_string(),
+            query: query.to_string(),
             headers: headers.clone(),
             body,
             signature_ok,
@@ -195,6 +219,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 Answer::Hang(_) => "hang".into(),
                 Answer::Drop => "drop".into(),
                 Answer::Endless(s) => s.to_string(),
+                Answer::Custom(s, _, _) => s.to_string(),
             },
         });
         answer
@@ -220,6 +245,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             http(200, &request_id, &[], "{}")
         }
         Answer::Drop => return,
+        Answer::Custom(status, body, extra) => http(status, &request_id, &extra, &body),
         Answer::Endless(status) => {
             let head = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\n\r\n",
@@ -235,11 +261,36 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let _ = stream.shutdown().await;
 }
 
+/// A whole chunked body, or `None` while its last chunk has not arrived.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
 fn http(status: u16, request_id: &str, extra: &[(&str, String)], body: &str) -> String {
     let mut out = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n",
         body.len()
     );
+    if !extra
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        out.push_str("Content-Type: application/json\r\n");
+    }
     for (k, v) in extra {
         out.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -12,6 +12,7 @@ mod forwarding;
 mod ingest;
 mod ledger;
 mod pages;
+mod proxy;
 mod read_api;
 mod replay;
 mod secrets;

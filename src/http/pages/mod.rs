@@ -8,6 +8,7 @@ mod compare;
 mod dashboard;
 mod deliveries;
 mod login;
+mod proxy;
 mod task;
 mod upload;
 
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/compare", compare::page))
         .service(get_resource("/audit", audit::page))
         .service(get_resource("/deliveries", deliveries::page))
+        .service(get_resource("/proxy", proxy::page))
         .service(
             web::resource("/deliveries/replay")
                 .route(web::get().to(deliveries::preview))

@@ -5,7 +5,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use crate::domain::{AuthMethod, TaskId, TaskPolicy, UploadBody};
 use crate::http::auth::{self, header as header_value, AuthCache};
@@ -16,27 +15,7 @@ use crate::storage::uploads::NewUpload;
 use crate::storage::writer::{SubmitError, WriterHandle};
 use crate::storage::{queries, ReadPool};
 
-/// The body as read: its bytes, or `None` when it exceeded the limit.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, SmsError> {
-    let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Ok(None);
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
+use super::read_body;
 
 fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
     let value = req

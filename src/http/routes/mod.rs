@@ -3,12 +3,16 @@
 
 mod health;
 mod ingest;
+mod proxy;
 mod read_api;
 mod replays;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error;
+use futures_util::StreamExt;
+
+use super::auth::header as header_value;
+use super::error::{self, SmsError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `[^/]*` lets an empty task id reach the handler and get its 400.
@@ -19,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.service(
             web::resource(path)
                 .route(web::post().to(ingest::upload))
-                .default_service(not_allowed("POST")),
+                .default_service(web::to(upload_path_other_method)),
         );
     }
     read_api::configure(cfg);
@@ -30,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     cfg.service(get_resource("/healthz", health::healthz))
         .service(get_resource("/readyz", health::readyz));
-    cfg.default_service(web::to(unknown_path));
+    cfg.default_service(web::to(other_path));
 }
 
 /// A GET route that answers other methods 405 (JSON or a page, by path).
@@ -53,6 +57,46 @@ pub fn not_allowed(allow: &'static str) -> actix_web::Route {
     })
 }
 
-async fn unknown_path(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+/// `GET /v3/tasks/{id}/consistency-result` and the like: SMS's with `--proxy`.
+async fn upload_path_other_method(
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    if proxy::enabled(&req) {
+        return Ok(proxy::pass_through(req, payload).await?);
+    }
+    Err(error::method_not_allowed(&req, "POST"))
+}
+
+/// Every other `/v3/` path is SMS's with `--proxy`; anything else is unknown.
+async fn other_path(
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    if req.path().starts_with("/v3/") && proxy::enabled(&req) {
+        return Ok(proxy::pass_through(req, payload).await?);
+    }
     Err(error::not_found(&req, None))
+}
+
+/// The body as read: its bytes, or `None` when it exceeded the limit.
+pub(super) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, SmsError> {
+    let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }

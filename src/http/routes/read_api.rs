@@ -9,9 +9,10 @@ use crate::domain::{check_range, now_ms, parse_time_arg, TaskId, Timestamp};
 use crate::http::error::SmsError;
 use crate::http::extract::ApiReader;
 use crate::http::extract::Query;
+use crate::http::ProxyLogQuery;
 use crate::services::verification::VerificationJob;
 use crate::storage::queries::{self, UploadPageQuery};
-use crate::storage::ReadPool;
+use crate::storage::{proxy_log, ReadPool};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const DEFAULT_TASKS_PAGE: u32 = 100;
@@ -27,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/api/v1/ledger", ledger_status))
         .service(get_resource("/api/v1/rejections", rejections))
         .service(get_resource("/api/v1/rejections/counts", rejection_counts))
-        .service(get_resource("/api/v1/export", export));
+        .service(get_resource("/api/v1/export", export))
+        .service(get_resource("/api/v1/proxy-log", proxy_log));
 }
 
 /// `since` and `until` of the API's query, in order.
@@ -181,6 +183,27 @@ async fn rejections(
         .with_blocking(move |conn| queries::recent_rejections(conn, limit, &filter))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+}
+
+/// `GET /api/v1/proxy-log?limit=&before_id=&credential=&method=&path=&status=&outcome=`:
+/// calls passed on to SMS, newest first.
+async fn proxy_log(
+    query: Query<ProxyLogQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let limit = page_limit(query.limit, DEFAULT_PAGE)?;
+    let filter = query.filter().map_err(SmsError::bad_request)?;
+    let before_id = query.before_id;
+    let mut calls = reads
+        .with_blocking(move |conn| proxy_log::recent(conn, limit + 1, before_id, &filter))
+        .await?;
+    let next_before_id = (calls.len() > limit as usize).then(|| {
+        calls.truncate(limit as usize);
+        calls.last().map(|c| c.id)
+    });
+    Ok(HttpResponse::Ok()
+        .json(json!({ "calls": calls, "next_before_id": next_before_id.flatten() })))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,395 @@
+//! The pass-through (`serve --proxy`): every `/v3/` call but the consistency-result
+//! upload goes on to SMS. The agent is authenticated here with its own credential
+//! (role and task scope applied); SMS sees only the service's credentials. The
+//! answer streams back to the agent as it comes, and the call is recorded in the
+//! proxy log once the answer has been passed on (or the exchange broke off).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::SizedStream;
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::{Stream, StreamExt};
+
+use super::read_body;
+use crate::domain::proxy::{
+    connection_tokens, is_request_header_dropped, is_response_header_dropped, ProxyPath, TaskRef,
+};
+use crate::domain::{lock, now_ms, AuthMethod, Credential};
+use crate::http::auth::{self, header as header_value, AuthCache};
+use crate::http::error::{ErrorCode, SmsError};
+use crate::http::middleware::RequestId;
+use crate::http::IngestSettings;
+use crate::services::proxy::{
+    BodyTap, OutgoingBody, OutgoingRequest, Proxy, ProxyFailure, ProxyLog,
+};
+use crate::storage::proxy_log::{CallOutcome, ProxyCall};
+use crate::storage::ReadPool;
+
+/// Whether this service passes `/v3/` calls on to SMS.
+pub fn enabled(req: &HttpRequest) -> bool {
+    req.app_data::<web::Data<Proxy>>().is_some()
+}
+
+fn data<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
+    req.app_data::<web::Data<T>>()
+        .cloned()
+        .expect("startup registers the proxy's state with --proxy")
+}
+
+/// Who may have SMS do things: agents and operators, within their task scope. A
+/// credential limited to some tasks may not call `/v3/tasks` itself (it lists
+/// and creates every task of the project).
+fn authorize(credential: &Credential, path: &ProxyPath) -> Result<(), SmsError> {
+    if !credential.role.may_upload() {
+        return Err(SmsError::Forbidden(format!(
+            "credential {:?} is an {} credential; calls to SMS need an agent or operator",
+            credential.name, credential.role
+        )));
+    }
+    let allowed = match path.task() {
+        TaskRef::Named(task) => credential.may_upload_to(task),
+        TaskRef::Collection => credential.task_scope.is_none(),
+        TaskRef::None => true,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(SmsError::Forbidden(format!(
+            "credential {:?} may not call {} (outside its tasks)",
+            credential.name,
+            path.as_str()
+        )))
+    }
+}
+
+/// What is known of a call before SMS answers, for its log entry.
+struct CallStart {
+    started: Instant,
+    call: ProxyCall,
+}
+
+impl CallStart {
+    fn finish(mut self, log: &ProxyLog, outcome: CallOutcome, status: u16, error: Option<String>) {
+        self.call.outcome = outcome;
+        self.call.status = status;
+        self.call.error = error;
+        if self.call.latency_us == 0 {
+            self.call.latency_us = self.started.elapsed().as_micros() as u64;
+        }
+        log.record(self.call);
+    }
+}
+
+pub async fn pass_through(
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, SmsError> {
+    let started = Instant::now();
+    let at = now_ms();
+    let (proxy, log, cache, reads, ingest) = (
+        data::<Proxy>(&req),
+        data::<ProxyLog>(&req),
+        data::<AuthCache>(&req),
+        data::<ReadPool>(&req),
+        data::<IngestSettings>(&req),
+    );
+    let limit = log.settings().max_body_bytes;
+    let path = ProxyPath::parse(req.uri().path())
+        .map_err(|e| SmsError::bad_request(format!("path: {e}")))?;
+    let presented = auth::presented(&req, true)?;
+    let unsigned_payload =
+        header_value(&req, "x-sdk-content-sha256").is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD");
+    // A body under a signature (the agent's, or the service's own) must be read
+    // whole first; any other streams through.
+    let read_first =
+        !unsigned_payload && (presented.method() == AuthMethod::Aksk || proxy.signs_bodies());
+    let declared = header_value(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let found = auth::find(&presented, &cache, &reads).await?;
+
+    let (body, request_tap) = if read_first {
+        let body = tokio::time::timeout(ingest.body_timeout, read_body(&req, payload, limit))
+            .await
+            .map_err(|_| SmsError::BodyTimeout(ingest.body_timeout.as_secs()))??;
+        let credential = auth::authenticate(&req, &presented, found, body.as_deref())?;
+        authorize(&credential, &path)?;
+        let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
+        let mut tap = BodyTap::new(log.settings().log_bodies);
+        tap.see(&body);
+        (
+            (credential, OutgoingBody::Buffered(Bytes::from(body))),
+            Arc::new(Mutex::new(tap)),
+        )
+    } else {
+        // A token, or a signature that leaves the body out: known before the body.
+        let credential = auth::authenticate(&req, &presented, found, Some(&[]))?;
+        authorize(&credential, &path)?;
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(SmsError::BodyTooLarge(limit));
+        }
+        let tap = Arc::new(Mutex::new(BodyTap::new(log.settings().log_bodies)));
+        let stream = pump(payload, limit, ingest.body_timeout, tap.clone());
+        (
+            (
+                credential,
+                OutgoingBody::Streamed {
+                    stream,
+                    length: declared,
+                },
+            ),
+            tap,
+        )
+    };
+    let (credential, body) = body;
+
+    let tokens = connection_tokens(
+        req.headers()
+            .get_all("connection")
+            .filter_map(|v| v.to_str().ok()),
+    );
+    // actix and the HTTP client use different versions of the `http` types.
+    let headers = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| !is_request_header_dropped(name.as_str(), &tokens))
+        .filter_map(|(name, value)| {
+            Some((
+                reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
+                reqwest::header::HeaderValue::from_bytes(value.as_bytes()).ok()?,
+            ))
+        })
+        .collect();
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| SmsError::bad_request("method: not a valid HTTP method"))?;
+    let start = CallStart {
+        started,
+        call: ProxyCall {
+            at,
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            credential_name: credential.name.clone(),
+            peer_addr: req.peer_addr().map(|p| p.to_string()).unwrap_or_default(),
+            method: req.method().to_string(),
+            path: path.as_str().to_string(),
+            query: req.query_string().to_string(),
+            status: 0,
+            outcome: CallOutcome::Answered,
+            error: None,
+            latency_us: 0,
+            upstream_request_id: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_body: None,
+            response_body: None,
+        },
+    };
+    let sent = proxy
+        .send(OutgoingRequest {
+            method,
+            path: &path,
+            raw_query: req.query_string(),
+            headers,
+            body,
+            unsigned_payload,
+        })
+        .await;
+    let mut start = start;
+    {
+        let tap = lock(&request_tap);
+        start.call.request_bytes = tap.bytes;
+        start.call.request_body = tap.kept.clone();
+    }
+    let too_large = start.call.request_bytes > limit as u64;
+    let body_late = lock(&request_tap).broken.is_some() && !too_large;
+    let response = match sent {
+        Ok(response) => response,
+        Err(failure) => {
+            let (outcome, error) = match failure {
+                _ if too_large => (CallOutcome::TooLarge, SmsError::BodyTooLarge(limit)),
+                _ if body_late => (
+                    CallOutcome::Aborted,
+                    SmsError::BodyTimeout(ingest.body_timeout.as_secs()),
+                ),
+                ProxyFailure::Timeout(_) => (
+                    CallOutcome::Timeout,
+                    SmsError::UpstreamTimeout(failure.to_string()),
+                ),
+                ProxyFailure::QueryNotVerbatim => {
+                    return Err(SmsError::bad_request(format!("query: {failure}")))
+                }
+                ProxyFailure::Unreachable(_) => (
+                    CallOutcome::Unreachable,
+                    SmsError::UpstreamUnavailable(failure.to_string()),
+                ),
+            };
+            start.finish(
+                &log,
+                outcome,
+                error.status_code().as_u16(),
+                Some(error.to_string()),
+            );
+            let mut answer = error.error_response();
+            // Recorded in the proxy log, not as a refusal in the rejection log.
+            answer.extensions_mut().remove::<ErrorCode>();
+            return Ok(answer);
+        }
+    };
+    start.call.latency_us = started.elapsed().as_micros() as u64;
+    start.call.upstream_request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok(answer(&req, response, start, log, path.answer_is_secret()))
+}
+
+/// SMS's answer, passed on: status, end-to-end headers, and the body as it comes.
+fn answer(
+    req: &HttpRequest,
+    response: reqwest::Response,
+    start: CallStart,
+    log: web::Data<ProxyLog>,
+    secret: bool,
+) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    let tokens = connection_tokens(
+        response
+            .headers()
+            .get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    for (name, value) in response.headers() {
+        if is_response_header_dropped(name.as_str(), &tokens) {
+            continue;
+        }
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()) {
+            builder.append_header((name.as_str(), value));
+        }
+    }
+    let length = response.content_length();
+    let bodiless = req.method() == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        start.finish(&log, CallOutcome::Answered, status.as_u16(), None);
+        return builder.finish();
+    }
+    let keep = log.settings().log_bodies && !secret;
+    let tracked = Tracked {
+        inner: Box::pin(response.bytes_stream()),
+        tap: BodyTap::new(keep),
+        pending: Some((start, log)),
+        status: status.as_u16(),
+    };
+    match length {
+        Some(n) => builder.body(SizedStream::new(n, tracked)),
+        None => builder.streaming(tracked),
+    }
+}
+
+/// SMS's answer on its way to the agent; records the call when it has passed
+/// whole, or when the exchange breaks off.
+struct Tracked {
+    inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>>>>,
+    tap: BodyTap,
+    pending: Option<(CallStart, web::Data<ProxyLog>)>,
+    status: u16,
+}
+
+impl Tracked {
+    fn finish(&mut self, outcome: CallOutcome, error: Option<String>) {
+        if let Some((mut start, log)) = self.pending.take() {
+            start.call.response_bytes = self.tap.bytes;
+            start.call.response_body = self.tap.kept.take();
+            start.finish(&log, outcome, self.status, error);
+        }
+    }
+}
+
+impl Stream for Tracked {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.tap.see(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let why = format!("SMS's answer broke off: {e}");
+                self.finish(CallOutcome::Aborted, Some(why.clone()));
+                Poll::Ready(Some(Err(std::io::Error::other(why))))
+            }
+            Poll::Ready(None) => {
+                self.finish(CallOutcome::Answered, None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.finish(
+            CallOutcome::Aborted,
+            Some("the agent closed the connection before the whole answer was passed on".into()),
+        );
+    }
+}
+
+/// Passes the agent's body on as it arrives. actix's payload lives on its worker
+/// thread, the HTTP client wants a `Send` stream: a local task feeds a channel.
+/// More than `limit` bytes, or a body slower than `deadline`, ends the stream
+/// with an error, which aborts the call to SMS (it never sees a whole request).
+fn pump(
+    mut payload: web::Payload,
+    limit: usize,
+    deadline: Duration,
+    tap: Arc<Mutex<BodyTap>>,
+) -> reqwest::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    actix_web::rt::spawn(async move {
+        let feed = async {
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
+                let seen = {
+                    let mut tap = lock(&tap);
+                    tap.see(&chunk);
+                    tap.bytes
+                };
+                if seen > limit as u64 {
+                    return Err(std::io::Error::other("the body is larger than the limit"));
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        let result = match tokio::time::timeout(deadline, feed).await {
+            Ok(result) => result,
+            Err(_) => {
+                lock(&tap).broken = Some("the body did not arrive in time".into());
+                Err(std::io::Error::other("the body did not arrive in time"))
+            }
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}

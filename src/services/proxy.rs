@@ -1,0 +1,283 @@
+//! The pass-through to SMS (`serve --proxy`): every `/v3/` call other than the
+//! consistency-result upload goes on to the configured SMS endpoint, signed with
+//! the service's own credentials, is never retried, and is recorded in the proxy
+//! log. The HTTP side (who may call, reading and answering bodies) is in
+//! `http::routes::proxy`; which paths and headers may pass is in `domain::proxy`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+
+use crate::domain::now_ms;
+use crate::domain::proxy::ProxyPath;
+use crate::domain::signing::sha256_hex;
+use crate::services::upstream::UpstreamAuth;
+use crate::storage::proxy_log::{self, ProxyCall};
+use crate::storage::writer::WriterHandle;
+
+/// The most of each body kept in the log with `--proxy-log-bodies`.
+pub const LOGGED_BODY_BYTES: usize = 16 * 1024;
+/// Calls recorded between two trims of the log to its retention.
+const TRIM_EVERY: u64 = 4096;
+
+/// How the pass-through was configured.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The largest request body passed on (`--proxy-max-body-bytes`).
+    pub max_body_bytes: usize,
+    /// Keep the start of each body in the log (`--proxy-log-bodies`).
+    pub log_bodies: bool,
+    /// How long calls stay in the log.
+    pub retention: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            log_bodies: false,
+            retention: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// A request body on its way to SMS.
+pub enum OutgoingBody {
+    /// Read whole first (it had to be hashed for a signature).
+    Buffered(Bytes),
+    /// Passed on as it arrives; `length` is the agent's `Content-Length`.
+    Streamed {
+        stream: reqwest::Body,
+        length: Option<u64>,
+    },
+}
+
+/// One call to pass on; `headers` are already the ones that may go on.
+pub struct OutgoingRequest<'a> {
+    pub method: reqwest::Method,
+    pub path: &'a ProxyPath,
+    pub raw_query: &'a str,
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    pub body: OutgoingBody,
+    /// The agent sent `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`: the body is not
+    /// signed on the way on either.
+    pub unsigned_payload: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyFailure {
+    #[error("SMS could not be reached: {0}")]
+    Unreachable(String),
+    #[error("SMS did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the query has characters that would have to be re-encoded on the way on; percent-encode them")]
+    QueryNotVerbatim,
+}
+
+/// The upstream side of the pass-through: one per HTTP worker, so each worker's
+/// connections to SMS stay on its own event loop.
+pub struct Proxy {
+    endpoint: String,
+    auth: UpstreamAuth,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+/// Headers the outgoing signature covers when they are present.
+const SIGNED_WHEN_PRESENT: &[&str] = &["content-type", "x-project-id", "x-domain-id"];
+
+impl Proxy {
+    pub fn new(endpoint: String, auth: UpstreamAuth, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // Per read, not in total: a large answer may take longer than one read.
+            .read_timeout(timeout)
+            .user_agent(concat!("sms-audit/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls");
+        Self {
+            endpoint,
+            auth,
+            client,
+            timeout,
+        }
+    }
+
+    /// Whether the service's own signature covers the body's hash, so the body
+    /// must be read whole before the call starts.
+    pub fn signs_bodies(&self) -> bool {
+        self.auth.signs_bodies()
+    }
+
+    /// Sends one call and returns SMS's answer as it starts (status and headers;
+    /// the body streams). Never retried: most of these calls change something.
+    pub async fn send(
+        &self,
+        request: OutgoingRequest<'_>,
+    ) -> Result<reqwest::Response, ProxyFailure> {
+        let target = if request.raw_query.is_empty() {
+            format!("{}{}", self.endpoint, request.path.as_str())
+        } else {
+            format!(
+                "{}{}?{}",
+                self.endpoint,
+                request.path.as_str(),
+                request.raw_query
+            )
+        };
+        let url = reqwest::Url::parse(&target)
+            .map_err(|e| ProxyFailure::Unreachable(format!("bad target {target:?}: {e}")))?;
+        // The path was checked to need no normalising; the query must come through
+        // unchanged too, or the signature would cover something else.
+        if url.query().unwrap_or("") != request.raw_query {
+            return Err(ProxyFailure::QueryNotVerbatim);
+        }
+        let mut signed: Vec<(String, String)> = Vec::new();
+        for (name, value) in &request.headers {
+            if SIGNED_WHEN_PRESENT.contains(&name.as_str()) {
+                if let Ok(v) = value.to_str() {
+                    signed.push((name.as_str().to_string(), v.to_string()));
+                }
+            }
+        }
+        let mut builder = self.client.request(request.method.clone(), url.clone());
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(p) = self.auth.project_id() {
+            if !signed.iter().any(|(n, _)| n == "x-project-id") {
+                signed.push(("x-project-id".to_string(), p.to_string()));
+                builder = builder.header("X-Project-Id", p);
+            }
+        }
+        // A streamed body is not known before the call starts: it goes unsigned,
+        // as the SDK signer does with `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`.
+        let payload_hash = match &request.body {
+            OutgoingBody::Buffered(body) if !request.unsigned_payload => sha256_hex(body.as_ref()),
+            _ => {
+                if self.auth.signs_bodies() {
+                    builder = builder.header("X-Sdk-Content-Sha256", "UNSIGNED-PAYLOAD");
+                }
+                "UNSIGNED-PAYLOAD".to_string()
+            }
+        };
+        for (name, value) in
+            self.auth
+                .headers_for(request.method.as_str(), &url, &signed, &payload_hash)
+        {
+            builder = builder.header(name, value);
+        }
+        builder = match request.body {
+            OutgoingBody::Buffered(body) => builder.body(body),
+            OutgoingBody::Streamed { stream, length } => {
+                if let Some(n) = length {
+                    builder = builder.header(reqwest::header::CONTENT_LENGTH, n);
+                }
+                builder.body(stream)
+            }
+        };
+        match tokio::time::timeout(self.timeout, builder.send()).await {
+            Err(_) => Err(ProxyFailure::Timeout(self.timeout.as_secs())),
+            Ok(Err(e)) if e.is_timeout() => Err(ProxyFailure::Timeout(self.timeout.as_secs())),
+            Ok(Err(e)) => Err(ProxyFailure::Unreachable(describe(&e))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "transport error".to_string()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Records proxied calls through the writer, never making the agent wait for the
+/// commit; a call is queued even when the writer's queue is full (it waits for
+/// room in the background).
+pub struct ProxyLog {
+    writer: WriterHandle,
+    settings: ProxySettings,
+    recorded: AtomicU64,
+}
+
+impl ProxyLog {
+    pub fn new(writer: WriterHandle, settings: ProxySettings) -> Self {
+        Self {
+            writer,
+            settings,
+            recorded: AtomicU64::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
+    /// The start of a body as the log keeps it, if bodies are kept.
+    pub fn keep(&self, body: &[u8]) -> Option<Vec<u8>> {
+        self.settings
+            .log_bodies
+            .then(|| body[..body.len().min(LOGGED_BODY_BYTES)].to_vec())
+    }
+
+    pub fn record(&self, call: ProxyCall) {
+        let n = self.recorded.fetch_add(1, Ordering::Relaxed);
+        let trim_before = (n % TRIM_EVERY == TRIM_EVERY - 1)
+            .then(|| now_ms() - self.settings.retention.as_millis() as i64);
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let path = call.path.clone();
+            let stored = writer
+                .execute_when_room(move |conn| {
+                    proxy_log::insert(conn, &call)?;
+                    if let Some(before) = trim_before {
+                        proxy_log::trim(conn, before)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(%path, "a proxied call could not be recorded: {e}");
+            }
+        });
+    }
+}
+
+/// The start of a streamed body, kept for the log while it passes.
+#[derive(Debug, Default)]
+pub struct BodyTap {
+    pub bytes: u64,
+    pub kept: Option<Vec<u8>>,
+    /// Why the body stopped before its end (it came too slowly).
+    pub broken: Option<String>,
+}
+
+impl BodyTap {
+    pub fn new(keep: bool) -> Self {
+        Self {
+            bytes: 0,
+            kept: keep.then(Vec::new),
+            broken: None,
+        }
+    }
+
+    pub fn see(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        if let Some(kept) = &mut self.kept {
+            let room = LOGGED_BODY_BYTES.saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! The pass-through to SMS (`--proxy`): every other `/v3/` call goes on to a fake
+//! SMS, re-signed with the upstream's credentials; its answer comes back; the
+//! call is in the proxy log. Refusals reach nothing.
+
+use std::time::Duration;
+
+use sms_audit::domain::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+use sms_audit::domain::Role;
+use sms_audit::services::outbox::UpstreamSettings;
+use sms_audit::services::proxy::ProxySettings;
+use sms_audit::services::upstream::UpstreamAuth;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::fake_upstream::{Answer, FakeUpstream, AK, UPSTREAM_TOKEN};
+use crate::forwarding::settings;
+use crate::helpers::{Reply, TestApp, EXAMPLE, TASK};
+
+async fn proxy_app(
+    fake: &FakeUpstream,
+    adjust_upstream: impl FnOnce(&mut UpstreamSettings),
+    adjust_proxy: impl FnOnce(&mut ProxySettings),
+) -> TestApp {
+    let mut upstream = settings(fake);
+    upstream.forward = false;
+    adjust_upstream(&mut upstream);
+    let mut proxy = ProxySettings::default();
+    adjust_proxy(&mut proxy);
+    TestApp::spawn_with(move |c| {
+        c.upstream = Some(upstream);
+        c.proxy = Some(proxy);
+    })
+    .await
+}
+
+/// The proxy log through the API, waiting until it holds `n` calls (it is
+/// written after the answer).
+async fn proxy_log(app: &TestApp, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..200 {
+        let reply = app.get("/api/v1/proxy-log", &app.admin_token).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let calls = reply.json()["calls"].as_array().unwrap().clone();
+        if calls.len() >= n {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the proxy log never held {n} calls");
+}
+
+/// `METHOD /path` with a token, any headers and body.
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let mut request = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{}", app.address, path),
+        )
+        .header("X-Auth-Token", token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    app.send(request).await
+}
+
+#[tokio::test]
+async fn without_proxy_other_sms_paths_stay_unknown() {
+    let fake = FakeUpstream::start().await;
+    let mut upstream = settings(&fake);
+    upstream.forward = false;
+    let app = TestApp::spawn_with(move |c| c.upstream = Some(upstream)).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    call(&app, "GET", "/v3/config", &agent.token, &[], None)
+        .await
+        .assert_error(404, "APIGW.0101");
+    let reply = call(
+        &app,
+        "GET",
+        &format!("/v3/tasks/{TASK}/consistency-result"),
+        &agent.token,
+        &[],
+        None,
+    )
+    .await;
+    reply.assert_error(405, "SMS.2003");
+    assert!(fake.received().is_empty());
+}
+
+#[tokio::test]
+async fn calls_go_on_re_signed_and_their_answers_come_back() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent-01", Role::Agent, None, false);
+    fake.script([
+        Answer::Custom(
+            200,
+            r#"{"project_id":"p1","region":"cn-north-4"}"#.into(),
+            vec![("Content-Type", "application/json;charset=UTF-8".into())],
+        ),
+        Answer::Custom(
+            400,
+            r#"{"error_code":"SMS.1103","error_msg":"bad progress"}"#.into(),
+            vec![("X-Extra", "kept".into())],
+        ),
+    ]);
+
+    let config = call(
+        &app,
+        "GET",
+        "/v3/config?key=a%20b&z=1",
+        &agent.token,
+        &[
+            ("X-Language", "en-us"),
+            ("Connection", "X-Hop"),
+            ("X-Hop", "secret-hop"),
+            ("Cookie", "sms_audit_session=abc"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(config.status, 200, "{}", config.text);
+    assert_eq!(config.text, r#"{"project_id":"p1","region":"cn-north-4"}"#);
+    assert_eq!(
+        config.headers["content-type"],
+        "application/json;charset=UTF-8"
+    );
+
+    let progress_body = r#"{"subtask_name":"SYNC_DATA","progress":42,"replicatesize":1024}"#;
+    let progress = call(
+        &app,
+        "PUT",
+        "/v3/tasks/t-1/progress",
+        &agent.token,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Project-Id", "agent-project"),
+        ],
+        Some(progress_body),
+    )
+    .await;
+    progress.assert_error(400, "SMS.1103");
+    assert_eq!(progress.headers["x-extra"], "kept");
+
+    let got = fake.received();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let (get, put) = (&got[0], &got[1]);
+    assert_eq!(
+        (get.method.as_str(), get.path.as_str()),
+        ("GET", "/v3/config")
+    );
+    assert_eq!(get.query, "key=a%20b&z=1", "the query goes on as sent");
+    assert!(get.signature_ok, "signed with the upstream's key: {get:#?}");
+    assert!(get.headers["authorization"].contains(&format!("Access={AK}")));
+    assert_eq!(get.headers["x-language"], "en-us");
+    for gone in ["x-auth-token", "x-hop", "cookie"] {
+        assert!(!get.headers.contains_key(gone), "{gone} went on: {get:#?}");
+    }
+    assert_eq!(
+        (put.method.as_str(), put.path.as_str()),
+        ("PUT", "/v3/tasks/t-1/progress")
+    );
+    assert_eq!(
+        put.body,
+        progress_body.as_bytes(),
+        "the body goes on byte for byte"
+    );
+    assert!(put.signature_ok);
+    assert_eq!(
+        put.headers["x-project-id"], "agent-project",
+        "the agent's project is kept"
+    );
+    assert_eq!(put.headers["content-type"], "application/json");
+
+    // Answers keep SMS's own request id.
+    let upstream_ids: Vec<String> = got.iter().map(|c| c.answer.clone()).collect::<Vec<_>>();
+    assert_eq!(upstream_ids, ["200", "400"]);
+
+    let calls = proxy_log(&app, 2).await;
+    let (newest, oldest) = (&calls[0], &calls[1]);
+    assert_eq!(oldest["method"], "GET");
+    assert_eq!(oldest["path"], "/v3/config");
+    assert_eq!(oldest["query"], "key=a%20b&z=1");
+    assert_eq!(oldest["status"], 200);
+    assert_eq!(oldest["outcome"], "answered");
+    assert_eq!(oldest["credential_name"], "agent-01");
+    assert_eq!(oldest["response_bytes"], config.text.len());
+    assert_eq!(
+        oldest["upstream_request_id"].as_str(),
+        config.headers["x-request-id"].to_str().ok()
+    );
+    assert!(
+        oldest.get("request_body").is_none(),
+        "bodies only with --proxy-log-bodies"
+    );
+    assert_eq!(newest["method"], "PUT");
+    assert_eq!(newest["status"], 400);
+    assert_eq!(newest["request_bytes"], progress_body.len());
+    assert!(newest["latency_ms"].as_f64().unwrap() > 0.0);
+    // Answers passed on are not refusals of sms-audit's.
+    let rejections = app.get("/api/v1/rejections", &app.admin_token).await.json();
+    assert_eq!(rejections["rejections"].as_array().unwrap().len(), 0);
+}
+
+/// A PUT signed with AK/SK the way the SDK signs it.
+async fn signed_put(app: &TestApp, path: &str, ak: &str, sk: &str, body: &str) -> Reply {
+    let host = app.address.trim_start_matches("http://").to_string();
+    let date = format_sdk_date(chrono::Utc::now());
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("host".to_string(), host),
+        ("x-sdk-date".to_string(), date.clone()),
+    ];
+    let authorization = Signer::new(ak, sk).authorization(
+        &CanonicalRequest {
+            method: "PUT",
+            path,
+            query: &[],
+            headers: &headers,
+            payload_hash: &sha256_hex(body.as_bytes()),
+        },
+        &date,
+    );
+    app.send(
+        app.client
+            .put(format!("{}{}", app.address, path))
+            .header("Content-Type", "application/json")
+            .header("X-Sdk-Date", date)
+            .header("Authorization", authorization)
+            .body(body.to_string()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_agent_signature_is_checked_here_and_never_sent_on() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("sdk-agent", Role::Agent, None, true);
+    let (ak, sk) = (
+        agent.access_key.clone().unwrap(),
+        agent.secret_key.clone().unwrap(),
+    );
+    let body = r#"{"name":"src-01"}"#;
+
+    let ok = signed_put(&app, "/v3/sources/s-1/diskinfo", &ak, &sk, body).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let bad = signed_put(&app, "/v3/sources/s-1/diskinfo", &ak, "wrong-secret", body).await;
+    bad.assert_error(401, "APIGW.0301");
+
+    let got = fake.received();
+    assert_eq!(got.len(), 1, "a bad signature reaches nothing: {got:#?}");
+    assert!(got[0].signature_ok);
+    let authorization = &got[0].headers["authorization"];
+    assert!(
+        authorization.contains(&format!("Access={AK}")),
+        "{authorization}"
+    );
+    assert!(!authorization.contains(&ak), "the agent's key went on");
+    assert_eq!(got[0].body, body.as_bytes());
+}
+
+#[tokio::test]
+async fn roles_and_task_scopes_apply_before_anything_goes_on() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    let scoped = app.add_credential("scoped", Role::Agent, Some(&["task-a"]), false);
+
+    call(&app, "GET", "/v3/config", &auditor.token, &[], None)
+        .await
+        .assert_error(403, "SMS.9004");
+    call(&app, "GET", "/v3/config", "not-a-token", &[], None)
+        .await
+        .assert_error(401, "APIGW.0301");
+    call(&app, "GET", "/v3/config", "", &[], None)
+        .await
+        .assert_error(401, "APIGW.0301");
+    for path in [
+        "/v3/tasks/task-b",
+        "/v3/tasks/task-b/progress",
+        "/v3/tasks",
+        "/v3/task-b/update-network-check-info",
+        "/v3/tasks/task-b/consistency-result",
+    ] {
+        call(&app, "GET", path, &scoped.token, &[], None)
+            .await
+            .assert_error(403, "SMS.9004");
+    }
+    assert!(fake.received().is_empty(), "{:#?}", fake.received());
+
+    for path in [
+        "/v3/tasks/task-a",
+        "/v3/tasks/task-a/progress",
+        "/v3/task-a/update-network-check-info",
+        "/v3/config",
+        "/v3/sources/s-1/command",
+    ] {
+        let reply = call(&app, "GET", path, &scoped.token, &[], None).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    }
+    assert_eq!(fake.received().len(), 5);
+    // Refusals are in the rejection log, not the proxy log.
+    assert!(proxy_log(&app, 5)
+        .await
+        .iter()
+        .all(|c| c["credential_name"] == "scoped"));
+}
+
+#[tokio::test]
+async fn the_upload_keeps_its_own_path_and_reading_it_back_goes_on() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |u| u.forward = true, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let stored = app.upload(TASK, &agent.token, EXAMPLE).await;
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.text, "{}");
+    assert_eq!(app.count("uploads"), 1, "stored here");
+    let forwarded = fake
+        .wait_for("the forwarded upload", |r| {
+            r.iter().any(|c| c.method == "POST")
+        })
+        .await;
+    let upload = forwarded.iter().find(|c| c.method == "POST").unwrap();
+    assert_eq!(upload.body, EXAMPLE.as_bytes());
+
+    let read_back = call(
+        &app,
+        "GET",
+        &format!("/v3/tasks/{TASK}/consistency-result"),
+        &agent.token,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(read_back.status, 200, "{}", read_back.text);
+    let got = fake
+        .wait_for("the read", |r| r.iter().any(|c| c.method == "GET"))
+        .await;
+    assert!(got
+        .iter()
+        .any(|c| c.method == "GET" && c.path == format!("/v3/tasks/{TASK}/consistency-result")));
+    assert_eq!(app.count("uploads"), 1, "a read stores nothing");
+    let calls = proxy_log(&app, 1).await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "the upload is not a proxied call: {calls:#?}"
+    );
+    assert_eq!(calls[0]["method"], "GET");
+}
+
+#[tokio::test]
+async fn an_unreachable_or_slow_sms_gets_a_quick_502_or_504_and_no_retry() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |u| u.endpoint = closed_url.clone(), |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let started = std::time::Instant::now();
+    let reply = call(
+        &app,
+        "POST",
+        "/v3/tasks/t/action",
+        &agent.token,
+        &[],
+        Some("{}"),
+    )
+    .await;
+    let body = reply.assert_error(502, "APIGW.0202");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let calls = proxy_log(&app, 1).await;
+    assert_eq!(calls[0]["outcome"], "unreachable");
+    assert_eq!(calls[0]["status"], 502);
+
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Hang(Duration::from_secs(3)));
+    let app = proxy_app(&fake, |u| u.timeout = Duration::from_secs(1), |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let reply = call(
+        &app,
+        "POST",
+        "/v3/tasks/t/action",
+        &agent.token,
+        &[],
+        Some("{}"),
+    )
+    .await;
+    reply.assert_error(504, "APIGW.0203");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(fake.received().len(), 1, "never retried");
+    let calls = proxy_log(&app, 1).await;
+    assert_eq!(calls[0]["outcome"], "timeout");
+}
+
+#[tokio::test]
+async fn large_bodies_pass_whole_and_too_large_ones_not_at_all() {
+    for auth in ["aksk", "token"] {
+        let fake = FakeUpstream::start().await;
+        let app = proxy_app(
+            &fake,
+            |u| {
+                if auth == "token" {
+                    u.auth = UpstreamAuth::Token(UPSTREAM_TOKEN.into());
+                }
+            },
+            |p| p.max_body_bytes = 3 * 1024 * 1024,
+        )
+        .await;
+        let agent = app.add_credential("agent", Role::Agent, None, false);
+        let log: String = (0..(2 * 1024 * 1024 / 64))
+            .map(|i| format!("{i:>08} a log line of sixty-four bytes, more or less.........\n"))
+            .collect();
+        let reply = call(
+            &app,
+            "POST",
+            "/v3/tasks/t/log",
+            &agent.token,
+            &[("Content-Type", "text/plain")],
+            Some(&log),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{auth}: {}", reply.text);
+        let got = fake.received();
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].body == log.as_bytes(),
+            "{auth}: the log went on whole"
+        );
+        assert!(got[0].signature_ok, "{auth}");
+
+        let too_big = "x".repeat(3 * 1024 * 1024 + 1);
+        call(
+            &app,
+            "POST",
+            "/v3/tasks/t/log",
+            &agent.token,
+            &[],
+            Some(&too_big),
+        )
+        .await
+        .assert_error(413, "SMS.2004");
+        // Without a declared length (chunked), the limit holds while streaming.
+        let chunks = futures_util::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024 * 1024])),
+        );
+        let reply = app
+            .send(
+                app.client
+                    .post(format!("{}/v3/tasks/t/log", app.address))
+                    .header("X-Auth-Token", &agent.token)
+                    .body(reqwest::Body::wrap_stream(chunks)),
+            )
+            .await;
+        reply.assert_error(413, "SMS.2004");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = fake.received();
+        assert_eq!(
+            got.len(),
+            1,
+            "{auth}: no whole request reached SMS: {}",
+            got.len()
+        );
+    }
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+async fn raw(app: &TestApp, request: &[u8]) -> String {
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn requests_that_could_be_read_two_ways_are_refused() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let token = &agent.token;
+    let cases: Vec<(String, &str)> = vec![
+        (format!("GET http://evil.example/v3/config HTTP/1.1\r\nHost: evil.example\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET http://127.0.0.1/v3/config HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "405"),
+        (format!("GET /v3/../healthz HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3/%2e%2e/api/v1/tasks HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3/tasks/..%2f..%2fconfig HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3/tasks%2fx HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3/..;/config HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3//config HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("GET /v3/config HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"), "400"),
+        (format!("PUT /v3/tasks/t/progress HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 40\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n{{}}"), "400"),
+        (format!("PUT /v3/tasks/t/progress HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n{{}}"), "400"),
+        (format!("PUT /v3/tasks/t/progress HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n0\r\n\r\n"), "400"),
+    ];
+    for (request, status) in &cases {
+        let line = raw(&app, request.as_bytes()).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?} got {line:?}"
+        );
+    }
+    assert!(fake.received().is_empty(), "{:#?}", fake.received());
+    // A well-formed call on the same service does go on.
+    let line = raw(&app, format!("GET /v3/config HTTP/1.1\r\nHost: a\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(fake.received().len(), 1);
+}
+
+#[tokio::test]
+async fn bodies_are_logged_only_when_asked_and_never_secrets() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Custom(
+        200,
+        r#"{"passphrase":"p@ss"}"#.into(),
+        vec![],
+    ));
+    let app = proxy_app(&fake, |_| {}, |p| p.log_bodies = true).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    call(
+        &app,
+        "POST",
+        "/v3/tasks/t/log",
+        &agent.token,
+        &[],
+        Some("line 1\nline 2"),
+    )
+    .await;
+    let secret = call(
+        &app,
+        "GET",
+        "/v3/tasks/t/passphrase",
+        &agent.token,
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(secret.text, r#"{"passphrase":"p@ss"}"#, "the agent gets it");
+    let calls = proxy_log(&app, 2).await;
+    let (passphrase, log) = (&calls[0], &calls[1]);
+    assert_eq!(log["request_body"], "line 1\nline 2");
+    assert_eq!(log["response_body"], r#"{"passphrase":"p@ss"}"#);
+    assert!(passphrase.get("response_body").is_none(), "{passphrase}");
+    assert_eq!(passphrase["response_bytes"], secret.text.len());
+}
+
+#[tokio::test]
+async fn the_proxy_log_pages_and_filters() {
+    let fake = FakeUpstream::start().await;
+    fake.script([Answer::Ok, Answer::Status(500), Answer::Ok]);
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    for path in ["/v3/config", "/v3/tasks/t1", "/v3/sources/s/command"] {
+        call(&app, "GET", path, &agent.token, &[], None).await;
+    }
+    proxy_log(&app, 3).await;
+    let page1 = app
+        .get("/api/v1/proxy-log?limit=2", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(page1["calls"].as_array().unwrap().len(), 2);
+    let next = page1["next_before_id"].as_i64().expect("a next page");
+    let page2 = app
+        .get(
+            &format!("/api/v1/proxy-log?limit=2&before_id={next}"),
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(page2["calls"][0]["path"], "/v3/config");
+    assert!(page2["next_before_id"].is_null());
+    let failed = app
+        .get("/api/v1/proxy-log?status=500", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(failed["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["calls"][0]["path"], "/v3/tasks/t1");
+    let tasks = app
+        .get("/api/v1/proxy-log?path=/v3/tasks/", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(tasks["calls"].as_array().unwrap().len(), 1);
+    app.get("/api/v1/proxy-log?outcome=lost", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+    app.get("/api/v1/proxy-log?status=abc", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+    app.get("/api/v1/proxy-log", &agent.token)
+        .await
+        .assert_error(403, "SMS.9004");
+
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let page = browser.get("/proxy?status=500").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("/v3/tasks/t1"), "{}", page.text);
+    assert!(!page.text.contains("/v3/sources/s/command"));
+    assert!(
+        page.text.contains(r#"href="/proxy""#),
+        "linked from the navigation"
+    );
+}
