@@ -6,16 +6,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-SDK_VERSION=${SDK_VERSION:-3.1.219}
-venv="$root/target/interop-venv"
+# shellcheck source=interop/venv.sh
+. "$root/scripts/interop/venv.sh"
 
 cargo build --locked --quiet
 bin="$root/target/debug/sms-audit"
-
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import huaweicloudsdksms" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "huaweicloudsdksms==$SDK_VERSION"
-fi
 
 work=$(mktemp -d)
 server_pid=
@@ -36,7 +31,7 @@ sk=$(field "$creds" secret_key)
 reader_token=$(field "$reader" token)
 
 # A stand-in SMS endpoint that records what sms-audit forwards to it.
-"$venv/bin/python" tests/interop/capture_upstream.py "$work/upstream.port" "$work/forwarded.jsonl" &
+"$SDK_PYTHON" tests/interop/capture_upstream.py "$work/upstream.port" "$work/forwarded.jsonl" &
 capture_pid=$!
 for _ in $(seq 1 50); do [ -s "$work/upstream.port" ] && break; sleep 0.1; done
 upstream_ak=UPSTREAMINTEROPAK01
@@ -54,8 +49,8 @@ echo "sms-audit at $address"
 
 task=137224b7-8d7c-4919-b33e-ed1597780000
 project=0123456789abcdef0123456789abcdef
-"$venv/bin/python" tests/interop/sdk_upload.py "$address" "$task" "$ak" "$sk" "$project"
-"$venv/bin/python" tests/interop/sdk_upload.py "$address" "$task" "$ak" "wrong-secret" "$project" --expect-status 401
+"$SDK_PYTHON" tests/interop/sdk_upload.py "$address" "$task" "$ak" "$sk" "$project"
+"$SDK_PYTHON" tests/interop/sdk_upload.py "$address" "$task" "$ak" "wrong-secret" "$project" --expect-status 401
 
 record=$(curl -sf -H "X-Auth-Token: $reader_token" "$address/api/v1/uploads/1")
 python3 - "$record" "$project" <<'PY'
@@ -73,7 +68,7 @@ count=$(curl -sf -H "X-Auth-Token: $reader_token" "$address/api/v1/ledger" | pyt
 # The upload was forwarded: check the outbound signature with the SDK's own signer.
 for _ in $(seq 1 100); do [ -s "$work/forwarded.jsonl" ] && break; sleep 0.1; done
 python3 -c 'import json,sys; sys.stdout.buffer.write(json.loads(sys.argv[1])["raw_body"].encode())' "$record" >"$work/raw_body"
-"$venv/bin/python" tests/interop/verify_forwarded.py "$work/forwarded.jsonl" "$upstream_ak" "$upstream_sk" "$work/raw_body"
+"$SDK_PYTHON" tests/interop/verify_forwarded.py "$work/forwarded.jsonl" "$upstream_ak" "$upstream_sk" "$work/raw_body"
 
 kill -TERM "$server_pid"
 wait "$server_pid"

@@ -158,6 +158,11 @@ impl Proxy {
             OutgoingBody::Buffered(body) if !request.unsigned_payload => sha256_hex(body.as_ref()),
             _ => {
                 if self.auth.signs_bodies() {
+                    // Signed too, as the SDK signer signs every header it sends.
+                    signed.push((
+                        "x-sdk-content-sha256".to_string(),
+                        "UNSIGNED-PAYLOAD".to_string(),
+                    ));
                     builder = builder.header("X-Sdk-Content-Sha256", "UNSIGNED-PAYLOAD");
                 }
                 "UNSIGNED-PAYLOAD".to_string()

@@ -1,0 +1,9 @@
+# Sourced by the interop scripts: a virtualenv with the official Huawei Cloud
+# Python SDK (huaweicloudsdksms from PyPI), in target/; sets SDK_PYTHON.
+SDK_VERSION=${SDK_VERSION:-3.1.219}
+venv="$root/target/interop-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import huaweicloudsdksms" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "huaweicloudsdksms==$SDK_VERSION"
+fi
+SDK_PYTHON="$venv/bin/python"

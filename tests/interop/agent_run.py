@@ -1,0 +1,96 @@
+"""A migration agent's run through the official Python SDK (huaweicloudsdksms),
+over HTTPS with certificate verification on, against sms-audit in front of the
+stand-in SMS: register a source, read the config, list and read the task, update
+it, report progress, post an action, send a log, upload a consistency result and
+read it back. Each call must return exactly what the stand-in answers
+(standin_answers.py); the upload is answered by sms-audit itself.
+
+Usage: agent_run.py ENDPOINT CA_CERT AK SK PROJECT_ID OUT_FILE
+Writes the calls made (method, path, status) to OUT_FILE.
+"""
+import json
+import sys
+
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdksms.v3 import (
+    CollectLogRequest,
+    ConsistencyResult,
+    ListTasksRequest,
+    PostSourceServerBody,
+    PutTaskReq,
+    RegisterServerRequest,
+    SetConsistencyResultRequestBody,
+    ShowConfigRequest,
+    ShowConsistencyResultRequest,
+    ShowTaskRequest,
+    SmsClient,
+    UpdateConsistencyResultRequest,
+    UpdateTaskRequest,
+    UpdateTaskSpeedReq,
+    UpdateTaskSpeedRequest,
+    UpdateTaskStatusReq,
+    UpdateTaskStatusRequest,
+    UploadLogRequestBody,
+)
+
+from standin_answers import SOURCE, TASK, answer_for
+
+
+def main() -> int:
+    endpoint, ca_cert, ak, sk, project_id, out_file = sys.argv[1:7]
+    config = HttpConfig.get_default_config()
+    config.ignore_ssl_verification = False
+    config.ssl_ca_cert = ca_cert
+    client = (
+        SmsClient.new_builder()
+        .with_http_config(config)
+        .with_credentials(BasicCredentials(ak, sk, project_id))
+        .with_endpoint(endpoint)
+        .build()
+    )
+    calls = [
+        ("POST", "/v3/sources", lambda: client.register_server(RegisterServerRequest(
+            body=PostSourceServerBody(ip="192.168.0.10", name="src-01", hostname="src-01",
+                                      os_type="LINUX", os_version="CENTOS_7_9_64BIT",
+                                      firmware="BIOS", cpu_quantity=4, memory=8589934592,
+                                      agent_version="25.1.0")))),
+        ("GET", "/v3/config", lambda: client.show_config(ShowConfigRequest())),
+        ("GET", "/v3/tasks", lambda: client.list_tasks(ListTasksRequest(
+            state="READY", source_server_id=SOURCE, limit=10, offset=0))),
+        ("GET", f"/v3/tasks/{TASK}", lambda: client.show_task(ShowTaskRequest(task_id=TASK))),
+        ("PUT", f"/v3/tasks/{TASK}", lambda: client.update_task(UpdateTaskRequest(
+            task_id=TASK, body=PutTaskReq(name="mig-01", speed_limit=100)))),
+        ("PUT", f"/v3/tasks/{TASK}/progress", lambda: client.update_task_speed(UpdateTaskSpeedRequest(
+            task_id=TASK, body=UpdateTaskSpeedReq(subtask_name="SYNC_DATA", progress=42,
+                                                  replicatesize=1024, totalsize=4096,
+                                                  process_trace="copying /root/data")))),
+        ("POST", f"/v3/tasks/{TASK}/action", lambda: client.update_task_status(UpdateTaskStatusRequest(
+            task_id=TASK, body=UpdateTaskStatusReq(operation="start")))),
+        ("POST", f"/v3/tasks/{TASK}/log", lambda: client.collect_log(CollectLogRequest(
+            task_id=TASK, body=UploadLogRequestBody(log_bucket="sms-logs-bucket")))),
+        ("POST", f"/v3/tasks/{TASK}/consistency-result", lambda: client.update_consistency_result(
+            UpdateConsistencyResultRequest(task_id=TASK, body=SetConsistencyResultRequestBody(
+                consistency_result=[ConsistencyResult(
+                    dir_check="/root/data", num_total_files=1235, num_different_files=12,
+                    num_target_miss_files=12, num_target_more_files=12)])))),
+        ("GET", f"/v3/tasks/{TASK}/consistency-result", lambda: client.show_consistency_result(
+            ShowConsistencyResultRequest(task_id=TASK))),
+    ]
+    made = []
+    for method, path, send in calls:
+        response = send()
+        got = json.loads(response.raw_content or b"{}")
+        expected = answer_for(method, path)
+        if got != expected:
+            print(f"{method} {path}: got {got!r}, the stand-in answers {expected!r}")
+            return 1
+        made.append({"method": method, "path": path, "status": response.status_code})
+        print(f"SDK {method} {path}: {response.status_code}, as the stand-in answered")
+    with open(out_file, "w") as f:
+        json.dump(made, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
