@@ -1,10 +1,12 @@
 //! Hostile input at scale for the parsers an attacker reaches first: the
 //! `Authorization` header, the canonical request and signature check, the query
-//! string, times, task ids and replay filters. 10,000 cases a property by default;
+//! string, times, task ids, replay filters, and the paths the pass-through
+//! (`--proxy`) sends on. 10,000 cases a property by default;
 //! `PROPTEST_CASES=N` runs more (`scripts/deep-proptest.sh` runs 1,000,000).
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
+use sms_audit::domain::proxy::ProxyPath;
 use sms_audit::domain::signing::{
     format_sdk_date, parse_query, sha256_hex, verify, AuthorizationHeader, CanonicalRequest,
     ReceivedRequest, SignatureError, Signer,
@@ -183,6 +185,35 @@ proptest! {
         let json = json.trim_end_matches('}').to_string() + &format!(r#","latest_per_task":{latest}}}"#);
         if let Ok(raw) = serde_json::from_str::<RawReplayFilter>(&json) {
             let _ = raw.parse();
+        }
+    }
+
+    /// A path the pass-through accepts reaches the upstream exactly as sent: the
+    /// HTTP client's URL parser (which resolves dot segments, also encoded ones)
+    /// changes nothing, and it stays under `/v3/`, also below an endpoint's prefix.
+    #[test]
+    fn accepted_proxy_paths_reach_the_upstream_unchanged(
+        segments in prop::collection::vec(
+            prop_oneof![
+                Just(".".to_string()), Just("..".to_string()), Just("%2e".to_string()),
+                Just("%2E%2e".to_string()), Just(".%2e".to_string()), Just("%2f".to_string()),
+                Just("%5C".to_string()), Just("\\".to_string()), Just(";".to_string()),
+                Just("..;".to_string()), Just(String::new()), Just("%".to_string()),
+                Just("%00".to_string()), Just("tasks".to_string()),
+                "[A-Za-z0-9._~%-]{1,12}",
+                any::<String>(),
+            ],
+            0..6,
+        ),
+        prefix in prop::sample::select(vec!["", "/sms", "/a/b"]),
+    ) {
+        let raw = format!("/v3/{}", segments.join("/"));
+        if let Ok(path) = ProxyPath::parse(&raw) {
+            let url = url::Url::parse(&format!("https://sms.example.com{prefix}{}", path.as_str()));
+            let url = url.expect("an accepted path makes a URL");
+            prop_assert_eq!(url.path(), format!("{prefix}{raw}"));
+            let under_v3 = format!("{}/v3/", prefix);
+            prop_assert!(url.path().starts_with(&under_v3));
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum DevCommand {
     FakeUpstream {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
+        /// Answer each request after this many milliseconds (SMS across a network).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
 }
 
@@ -40,16 +43,20 @@ pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
             tasks,
             forward_to,
         } => seed(db, uploads, tasks, forward_to).await,
-        DevCommand::FakeUpstream { listen } => fake_upstream(&listen).await,
+        DevCommand::FakeUpstream { listen, delay_ms } => fake_upstream(&listen, delay_ms).await,
     }
 }
 
-async fn fake_upstream(listen: &str) -> Result<ExitCode, CliError> {
+async fn fake_upstream(listen: &str, delay_ms: u64) -> Result<ExitCode, CliError> {
     use actix_web::{web, App, HttpResponse, HttpServer};
-    let server = HttpServer::new(|| {
+    let delay = std::time::Duration::from_millis(delay_ms);
+    let server = HttpServer::new(move || {
         // The body is read so that the connection is kept alive, as SMS does (actix
         // closes a connection whose request body was left unread).
-        App::new().default_service(web::to(|_body: web::Bytes| async {
+        App::new().default_service(web::to(move |_body: web::Bytes| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             HttpResponse::Ok()
                 .content_type("application/json")
                 .insert_header(("X-Request-Id", uuid::Uuid::now_v7().to_string()))

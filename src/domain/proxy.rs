@@ -23,7 +23,7 @@ pub enum PathRefusal {
     EncodedSeparator(String),
     #[error("the path has an empty segment (\"//\" or a trailing \"/\")")]
     EmptySegment,
-    #[error("the path has a backslash, a semicolon, a control character or a broken %-escape")]
+    #[error("the path has a character that must be percent-encoded (a space, a backslash, a semicolon, {{ }} and the like) or a broken %-escape")]
     BadCharacter,
 }
 
@@ -48,11 +48,7 @@ impl ProxyPath {
             if segment.is_empty() {
                 return Err(PathRefusal::EmptySegment);
             }
-            if segment
-                .bytes()
-                .any(|b| b == b'\\' || b == b';' || b.is_ascii_control() || b >= 0x80)
-                || !well_escaped(segment)
-            {
+            if !segment.bytes().all(is_path_byte) || !well_escaped(segment) {
                 return Err(PathRefusal::BadCharacter);
             }
             let decoded: Vec<u8> = percent_decode_str(segment).collect();
@@ -99,6 +95,13 @@ impl ProxyPath {
             Some("certkey" | "passphrase")
         )
     }
+}
+
+/// The bytes RFC 3986 allows in a path segment as they are (unreserved, `%`,
+/// sub-delimiters but `;`, `:` and `@`): anything else an HTTP client would
+/// re-encode, and the path would no longer go on as sent.
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,=:@".contains(&b)
 }
 
 /// Every `%` is followed by two hex digits.
@@ -248,6 +251,9 @@ mod tests {
             ("/v3/a%2", PathRefusal::BadCharacter),
             ("/v3/a%", PathRefusal::BadCharacter),
             ("/v3/%ff", PathRefusal::BadCharacter),
+            ("/v3/a{b}", PathRefusal::BadCharacter),
+            ("/v3/a b", PathRefusal::BadCharacter),
+            ("/v3/a\"b", PathRefusal::BadCharacter),
         ] {
             assert_eq!(ProxyPath::parse(path), Err(refusal), "{path}");
         }

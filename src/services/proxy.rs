@@ -71,14 +71,17 @@ pub enum ProxyFailure {
     Unreachable(String),
     #[error("SMS did not answer within {0} s")]
     Timeout(u64),
-    #[error("the query has characters that would have to be re-encoded on the way on; percent-encode them")]
-    QueryNotVerbatim,
+    /// The HTTP client would send the path or query (`.0`) other than received.
+    #[error("{0}: it has characters that would have to be re-encoded on the way on; percent-encode them")]
+    NotVerbatim(&'static str),
 }
 
 /// The upstream side of the pass-through: one per HTTP worker, so each worker's
 /// connections to SMS stay on its own event loop.
 pub struct Proxy {
-    endpoint: String,
+    /// The configured endpoint, parsed once; each call's URL is a copy with the
+    /// path and query set.
+    endpoint: reqwest::Url,
     auth: UpstreamAuth,
     client: reqwest::Client,
     timeout: Duration,
@@ -98,7 +101,7 @@ impl Proxy {
             .build()
             .expect("an HTTP client with rustls");
         Self {
-            endpoint,
+            endpoint: reqwest::Url::parse(&endpoint).expect("the endpoint was validated"),
             auth,
             client,
             timeout,
@@ -117,22 +120,17 @@ impl Proxy {
         &self,
         request: OutgoingRequest<'_>,
     ) -> Result<reqwest::Response, ProxyFailure> {
-        let target = if request.raw_query.is_empty() {
-            format!("{}{}", self.endpoint, request.path.as_str())
-        } else {
-            format!(
-                "{}{}?{}",
-                self.endpoint,
-                request.path.as_str(),
-                request.raw_query
-            )
-        };
-        let url = reqwest::Url::parse(&target)
-            .map_err(|e| ProxyFailure::Unreachable(format!("bad target {target:?}: {e}")))?;
-        // The path was checked to need no normalising; the query must come through
-        // unchanged too, or the signature would cover something else.
+        let mut url = self.endpoint.clone();
+        let base = self.endpoint.path().trim_end_matches('/');
+        url.set_path(&format!("{base}{}", request.path.as_str()));
+        url.set_query((!request.raw_query.is_empty()).then_some(request.raw_query));
+        // The path was checked to need no normalising; both must come through
+        // unchanged, or SMS would get (and the signature cover) something else.
+        if !url.path().ends_with(request.path.as_str()) {
+            return Err(ProxyFailure::NotVerbatim("path"));
+        }
         if url.query().unwrap_or("") != request.raw_query {
-            return Err(ProxyFailure::QueryNotVerbatim);
+            return Err(ProxyFailure::NotVerbatim("query"));
         }
         let mut signed: Vec<(String, String)> = Vec::new();
         for (name, value) in &request.headers {
@@ -208,9 +206,9 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Records proxied calls through the writer, never making the agent wait for the
-/// commit; a call is queued even when the writer's queue is full (it waits for
-/// room in the background).
+/// Records proxied calls through the writer's log buffer: never making the agent
+/// wait, never taking a slot of the upload queue, stored with the writer's next
+/// commit (within 0.2 s).
 pub struct ProxyLog {
     writer: WriterHandle,
     settings: ProxySettings,
@@ -230,33 +228,21 @@ impl ProxyLog {
         &self.settings
     }
 
-    /// The start of a body as the log keeps it, if bodies are kept.
-    pub fn keep(&self, body: &[u8]) -> Option<Vec<u8>> {
-        self.settings
-            .log_bodies
-            .then(|| body[..body.len().min(LOGGED_BODY_BYTES)].to_vec())
-    }
-
     pub fn record(&self, call: ProxyCall) {
-        let n = self.recorded.fetch_add(1, Ordering::Relaxed);
-        let trim_before = (n % TRIM_EVERY == TRIM_EVERY - 1)
-            .then(|| now_ms() - self.settings.retention.as_millis() as i64);
-        let writer = self.writer.clone();
-        tokio::spawn(async move {
-            let path = call.path.clone();
-            let stored = writer
-                .execute_when_room(move |conn| {
-                    proxy_log::insert(conn, &call)?;
-                    if let Some(before) = trim_before {
-                        proxy_log::trim(conn, before)?;
-                    }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = stored {
-                tracing::error!(%path, "a proxied call could not be recorded: {e}");
-            }
-        });
+        self.writer.log_proxy_call(call);
+        // Now and then, calls past the retention go.
+        if self.recorded.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == TRIM_EVERY - 1 {
+            let before = now_ms() - self.settings.retention.as_millis() as i64;
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                let trimmed = writer
+                    .execute_when_room(move |conn| proxy_log::trim(conn, before).map(|_| ()))
+                    .await;
+                if let Err(e) = trimmed {
+                    tracing::warn!("the proxy log could not be trimmed: {e}");
+                }
+            });
+        }
     }
 }
 

@@ -221,8 +221,8 @@ pub async fn pass_through(
                     CallOutcome::Timeout,
                     SmsError::UpstreamTimeout(failure.to_string()),
                 ),
-                ProxyFailure::QueryNotVerbatim => {
-                    return Err(SmsError::bad_request(format!("query: {failure}")))
+                ProxyFailure::NotVerbatim(_) => {
+                    return Err(SmsError::bad_request(failure.to_string()))
                 }
                 ProxyFailure::Unreachable(_) => (
                     CallOutcome::Unreachable,

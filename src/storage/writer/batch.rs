@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::rejections::{self, RejectionLog, Waiting};
+use super::logs::{self, LogBuffer, Waiting};
 use super::{Forwarding, Job, WriteFn, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
 use crate::domain::lock;
+use crate::storage::proxy_log;
 use crate::storage::uploads::{self, LastUpload};
 use crate::storage::uploads::{NewUpload, Receipt};
 
@@ -29,7 +30,7 @@ pub(super) struct Writer {
     /// The writer is the only one that adds uploads, so this never goes stale.
     last_upload: HashMap<String, LastUpload>,
     forwarding: Option<Forwarding>,
-    rejections: Arc<RejectionLog>,
+    rejections: Arc<LogBuffer>,
     /// Why the last uploads could not be stored, until some are stored again.
     trouble: Arc<Mutex<Option<String>>>,
 }
@@ -53,7 +54,7 @@ impl Writer {
         conn: Connection,
         head: Head,
         forwarding: Option<Forwarding>,
-        rejections: Arc<RejectionLog>,
+        rejections: Arc<LogBuffer>,
         trouble: Arc<Mutex<Option<String>>>,
     ) -> Self {
         Self {
@@ -70,7 +71,7 @@ impl Writer {
         // Ends on Shutdown, or when every handle is dropped and the queue is empty.
         let mut stopping = false;
         while !stopping {
-            let first = match rx.recv_timeout(rejections::FLUSH_EVERY) {
+            let first = match rx.recv_timeout(logs::FLUSH_EVERY) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.rejections.is_empty() {
@@ -167,6 +168,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
+                self.rejections.put_back_calls(rejections.calls);
                 for reply in replies {
                     let _ = reply.send(Err(format!("commit failed: {e}")));
                 }
@@ -306,6 +308,9 @@ impl Writer {
         }
         if !rejections.counts.is_empty() {
             uploads::trim_rejection_counts(&tx, crate::domain::now_ms())?;
+        }
+        for call in &rejections.calls {
+            proxy_log::insert(&tx, call)?;
         }
         tx.commit()?;
         Ok((outcomes, exec_outcomes))

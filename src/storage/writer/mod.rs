@@ -8,8 +8,8 @@
 
 mod batch;
 mod checkpoint;
+mod logs;
 mod null;
-mod rejections;
 
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::uploads::{NewUpload, Receipt, Rejection};
 use super::{prepare, StorageError, SyncMode};
-use rejections::RejectionLog;
+use logs::LogBuffer;
 
 pub use null::spawn_null;
 
@@ -57,7 +57,7 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: SyncSender<Job>,
-    rejections: Arc<RejectionLog>,
+    rejections: Arc<LogBuffer>,
     trouble: Arc<Mutex<Option<String>>>,
 }
 
@@ -104,6 +104,13 @@ impl WriterHandle {
     /// `rejections`): the log is lossy and must never slow the service down.
     pub fn log_rejection(&self, rejection: Rejection) {
         self.rejections.record(rejection);
+    }
+
+    /// Records a proxied call without waiting, never in the upload queue (see
+    /// `logs`); dropped (and logged as an error) only when the database has been
+    /// failing for so long that the calls waiting for it fill their buffer.
+    pub fn log_proxy_call(&self, call: super::proxy_log::ProxyCall) {
+        self.rejections.record_call(call)
     }
 
     /// [`execute`](Self::execute) for writes that must not be lost: when the queue
@@ -194,7 +201,7 @@ pub fn spawn(
     let head = super::ledger::head(&conn)?;
     let checkpointer = checkpoint::spawn(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
-    let rejections = Arc::new(RejectionLog::default());
+    let rejections = Arc::new(LogBuffer::default());
     let trouble = Arc::<Mutex<Option<String>>>::default();
     let (log, writer_trouble) = (rejections.clone(), trouble.clone());
     let thread = std::thread::Builder::new()
