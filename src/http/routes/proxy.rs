@@ -111,7 +111,7 @@ pub async fn pass_through(
     let declared = header_value(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     let found = auth::find(&presented, &cache, &reads).await?;
 
-    let (body, request_tap) = if read_first {
+    let (credential, body, request_tap) = if read_first {
         let body = tokio::time::timeout(ingest.body_timeout, read_body(&req, payload, limit))
             .await
             .map_err(|_| SmsError::BodyTimeout(ingest.body_timeout.as_secs()))??;
@@ -120,10 +120,8 @@ pub async fn pass_through(
         let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
         let mut tap = BodyTap::new(log.settings().log_bodies);
         tap.see(&body);
-        (
-            (credential, OutgoingBody::Buffered(Bytes::from(body))),
-            Arc::new(Mutex::new(tap)),
-        )
+        let body = OutgoingBody::Buffered(Bytes::from(body));
+        (credential, body, Arc::new(Mutex::new(tap)))
     } else {
         // A token, or a signature that leaves the body out: known before the body.
         let credential = auth::authenticate(&req, &presented, found, Some(&[]))?;
@@ -132,19 +130,12 @@ pub async fn pass_through(
             return Err(SmsError::BodyTooLarge(limit));
         }
         let tap = Arc::new(Mutex::new(BodyTap::new(log.settings().log_bodies)));
-        let stream = pump(payload, limit, ingest.body_timeout, tap.clone());
-        (
-            (
-                credential,
-                OutgoingBody::Streamed {
-                    stream,
-                    length: declared,
-                },
-            ),
-            tap,
-        )
+        let body = OutgoingBody::Streamed {
+            stream: pump(payload, limit, ingest.body_timeout, tap.clone()),
+            length: declared,
+        };
+        (credential, body, tap)
     };
-    let (credential, body) = body;
 
     let tokens = connection_tokens(
         req.headers()
