@@ -46,10 +46,12 @@ impl Default for ProxySettings {
 pub enum OutgoingBody {
     /// Read whole first (it had to be hashed for a signature).
     Buffered(Bytes),
-    /// Passed on as it arrives; `length` is the agent's `Content-Length`.
+    /// Passed on as it arrives; `length` is the agent's `Content-Length`, and
+    /// `deadline` the time the agent has to send it all.
     Streamed {
         stream: reqwest::Body,
         length: Option<u64>,
+        deadline: Duration,
     },
 }
 
@@ -94,8 +96,6 @@ impl Proxy {
     pub fn new(endpoint: String, auth: UpstreamAuth, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // Per read, not in total: a large answer may take longer than one read.
-            .read_timeout(timeout)
             .user_agent(concat!("sms-audit/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -106,6 +106,11 @@ impl Proxy {
             client,
             timeout,
         }
+    }
+
+    /// How long an answer's body may stall between two chunks.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Whether the service's own signature covers the body's hash, so the body
@@ -172,16 +177,22 @@ impl Proxy {
         {
             builder = builder.header(name, value);
         }
+        // SMS's time to answer starts once it has the body; a streamed body
+        // arrives at the agent's pace, within its own deadline.
+        let wait = match &request.body {
+            OutgoingBody::Buffered(_) => self.timeout,
+            OutgoingBody::Streamed { deadline, .. } => self.timeout + *deadline,
+        };
         builder = match request.body {
             OutgoingBody::Buffered(body) => builder.body(body),
-            OutgoingBody::Streamed { stream, length } => {
+            OutgoingBody::Streamed { stream, length, .. } => {
                 if let Some(n) = length {
                     builder = builder.header(reqwest::header::CONTENT_LENGTH, n);
                 }
                 builder.body(stream)
             }
         };
-        match tokio::time::timeout(self.timeout, builder.send()).await {
+        match tokio::time::timeout(wait, builder.send()).await {
             Err(_) => Err(ProxyFailure::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) if e.is_timeout() => Err(ProxyFailure::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) => Err(ProxyFailure::Unreachable(describe(&e))),

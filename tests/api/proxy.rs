@@ -623,3 +623,63 @@ async fn the_proxy_log_pages_and_filters() {
         "linked from the navigation"
     );
 }
+
+#[tokio::test]
+async fn a_broken_exchange_is_recorded_as_aborted() {
+    // SMS declares 1 GiB, sends 1 MiB, then stalls past the upstream timeout.
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Endless(200));
+    let app = proxy_app(&fake, |u| u.timeout = Duration::from_secs(1), |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let response = app
+        .client
+        .get(format!("{}/v3/tasks/t/configuration-setting", app.address))
+        .header("X-Auth-Token", &agent.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the answer had started");
+    assert!(response.bytes().await.is_err(), "the agent sees it cut off");
+    let calls = proxy_log(&app, 1).await;
+    assert_eq!(calls[0]["outcome"], "aborted", "{}", calls[0]);
+    assert!(calls[0]["response_bytes"].as_u64().unwrap() >= 1 << 20);
+}
+
+#[tokio::test]
+async fn a_streamed_body_that_comes_too_slowly_never_reaches_sms_whole() {
+    let fake = FakeUpstream::start().await;
+    let mut upstream = settings(&fake);
+    upstream.forward = false;
+    upstream.auth = UpstreamAuth::Token(UPSTREAM_TOKEN.into());
+    let app = TestApp::spawn_with(move |c| {
+        c.upstream = Some(upstream);
+        c.proxy = Some(ProxySettings::default());
+        c.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let slow = futures_util::stream::unfold(0, |n| async move {
+        if n == 3 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'z'; 10]), n + 1))
+    });
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/v3/tasks/t/log", app.address))
+                .header("X-Auth-Token", &agent.token)
+                .body(reqwest::Body::wrap_stream(slow)),
+        )
+        .await;
+    reply.assert_error(408, "SMS.9001");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        fake.received().is_empty(),
+        "SMS got no whole request: {:#?}",
+        fake.received()
+    );
+    let calls = proxy_log(&app, 1).await;
+    assert_eq!(calls[0]["outcome"], "aborted");
+}

@@ -13,7 +13,7 @@ use actix_web::body::SizedStream;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Future, Stream, StreamExt};
 
 use super::read_body;
 use crate::domain::proxy::{
@@ -133,6 +133,7 @@ pub async fn pass_through(
         let body = OutgoingBody::Streamed {
             stream: pump(payload, limit, ingest.body_timeout, tap.clone()),
             length: declared,
+            deadline: ingest.body_timeout,
         };
         (credential, body, tap)
     };
@@ -238,7 +239,14 @@ pub async fn pass_through(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    Ok(answer(&req, response, start, log, path.answer_is_secret()))
+    Ok(answer(
+        &req,
+        response,
+        start,
+        log,
+        path.answer_is_secret(),
+        proxy.timeout(),
+    ))
 }
 
 /// SMS's answer, passed on: status, end-to-end headers, and the body as it comes.
@@ -248,6 +256,7 @@ fn answer(
     start: CallStart,
     log: web::Data<ProxyLog>,
     secret: bool,
+    stall: Duration,
 ) -> HttpResponse {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -282,6 +291,8 @@ fn answer(
         tap: BodyTap::new(keep),
         pending: Some((start, log)),
         status: status.as_u16(),
+        stall,
+        idle: Box::pin(tokio::time::sleep(stall)),
     };
     match length {
         Some(n) => builder.body(SizedStream::new(n, tracked)),
@@ -290,12 +301,15 @@ fn answer(
 }
 
 /// SMS's answer on its way to the agent; records the call when it has passed
-/// whole, or when the exchange breaks off.
+/// whole, or when the exchange breaks off (also when SMS sends nothing for
+/// `stall`).
 struct Tracked {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>>>>,
     tap: BodyTap,
     pending: Option<(CallStart, web::Data<ProxyLog>)>,
     status: u16,
+    stall: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Tracked {
@@ -315,6 +329,8 @@ impl Stream for Tracked {
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 self.tap.see(&chunk);
+                let next = tokio::time::Instant::now() + self.stall;
+                self.idle.as_mut().reset(next);
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -326,7 +342,14 @@ impl Stream for Tracked {
                 self.finish(CallOutcome::Answered, None);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let why = format!("SMS's answer stalled for {} s", self.stall.as_secs());
+                    self.finish(CallOutcome::Aborted, Some(why.clone()));
+                    Poll::Ready(Some(Err(std::io::Error::other(why))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
