@@ -72,7 +72,13 @@ for _ in $(seq 1 100); do
   [ "$(grep -c '"method": "POST", "path": "/v3/tasks/'"$task"'/consistency-result"' "$work/standin.jsonl" || true)" -ge 2 ] && break
   sleep 0.1
 done
-cacurl -H "X-Auth-Token: $auditor_token" "$endpoint/api/v1/proxy-log?limit=100" >"$work/proxy-log.json"
+# Proxy-log rows are stored with the writer's next commit (within 0.2 s): wait for
+# all 11 (9 SDK calls and 2 curl calls passed on).
+for _ in $(seq 1 100); do
+  cacurl -H "X-Auth-Token: $auditor_token" "$endpoint/api/v1/proxy-log?limit=100" >"$work/proxy-log.json"
+  [ "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["calls"]))' "$work/proxy-log.json")" -ge 11 ] && break
+  sleep 0.1
+done
 cacurl -H "X-Auth-Token: $auditor_token" "$endpoint/api/v1/tasks/$task/uploads" >"$work/uploads.json"
 for id in $(python3 -c 'import json,sys; print(" ".join(str(u["id"]) for u in json.load(open(sys.argv[1]))["uploads"]))' "$work/uploads.json"); do
   cacurl -H "X-Auth-Token: $auditor_token" "$endpoint/api/v1/uploads/$id" >"$work/upload-$id.json"

@@ -680,6 +680,10 @@ fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
         &["--max-delivery-age", "18446744073709551615"],
         &["--forward-concurrency", "0"],
         &["--upstream-timeout", "0"],
+        &["--proxy-max-body-bytes", "0"],
+        &["--proxy-log-retention", "99999999999999999d"],
+        // --proxy without an upstream to pass calls on to.
+        &["--proxy"],
     ] {
         let out = std::process::Command::new(TestApp::binary())
             .arg("--db")
