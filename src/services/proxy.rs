@@ -12,7 +12,7 @@ use actix_web::web::Bytes;
 use crate::domain::now_ms;
 use crate::domain::proxy::ProxyPath;
 use crate::domain::signing::sha256_hex;
-use crate::services::upstream::UpstreamAuth;
+use crate::services::upstream::{describe, UpstreamAuth};
 use crate::storage::proxy_log::{self, ProxyCall};
 use crate::storage::writer::WriterHandle;
 
@@ -199,22 +199,6 @@ impl Proxy {
             Ok(Ok(response)) => Ok(response),
         }
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "transport error".to_string()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Records proxied calls through the writer's log buffer: never making the agent

@@ -342,7 +342,8 @@ impl Upstream {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// A transport error in words, with its causes.
+pub fn describe(e: &reqwest::Error) -> String {
     use std::error::Error;
     let mut text = if e.is_timeout() {
         "timed out".to_string()
