@@ -20,6 +20,7 @@ use crate::http::{ConfiguredUpstream, IngestSettings, RequestLimits, SessionLife
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+use crate::services::checkpoints::{self, CheckpointSettings, Checkpointer};
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
 use crate::services::replay::ServerReplays;
@@ -64,12 +65,16 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Pass every other `/v3/` call on to the upstream (`--proxy`).
     pub proxy: Option<ProxySettings>,
+    /// Signed checkpoints of the Merkle tree (off only for `--null-store`).
+    pub checkpoints: Option<CheckpointSettings>,
 }
 
 impl ServeConfig {
     pub fn new(db: impl Into<PathBuf>) -> Self {
+        let db = db.into();
         Self {
-            db: db.into(),
+            checkpoints: Some(CheckpointSettings::for_db(&db)),
+            db,
             listen: "127.0.0.1:8080".into(),
             task_policy: TaskPolicy::Open,
             max_body_bytes: 65536,
@@ -147,6 +152,7 @@ struct SharedState {
     limits: web::Data<RequestLimits>,
     /// With `--proxy` only: handlers tell by its presence.
     proxy_log: Option<web::Data<ProxyLog>>,
+    checkpointer: Option<web::Data<Checkpointer>>,
 }
 
 impl SharedState {
@@ -162,6 +168,9 @@ impl SharedState {
             .app_data(self.limits.clone());
         if let Some(log) = &self.proxy_log {
             cfg.app_data(log.clone());
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            cfg.app_data(checkpointer.clone());
         }
     }
 }
@@ -196,6 +205,7 @@ fn stop_gracefully_on_signals(server: ServerHandle) -> std::io::Result<()> {
 
 pub struct Application {
     server: Server,
+    checkpointer: Option<Arc<Checkpointer>>,
     sender: Option<ServiceSender>,
     address: SocketAddr,
     writer: WriterHandle,
@@ -214,6 +224,8 @@ pub enum StartError {
     Locked(#[from] LockError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Checkpoints(#[from] checkpoints::CheckpointError),
     #[error("--proxy needs an upstream SMS endpoint and credentials")]
     ProxyWithoutUpstream,
     #[error("cannot create the admin credential: {0}")]
@@ -282,6 +294,16 @@ impl Application {
             writer::spawn(&config.db, config.sync, config.queue_capacity, forwarding)?
         };
         let reads = ReadPool::new(&config.db);
+        let checkpointer = match (&config.checkpoints, config.null_store) {
+            (Some(settings), false) => {
+                let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
+                let checkpointer =
+                    Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
+                tokio::spawn(checkpointer.clone().run());
+                Some(checkpointer)
+            }
+            _ => None,
+        };
         let sender = config
             .upstream
             .clone()
@@ -313,6 +335,7 @@ impl Application {
             }),
             upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
             session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
+            checkpointer: checkpointer.clone().map(web::Data::from),
             proxy_log: config
                 .proxy
                 .clone()
@@ -370,6 +393,7 @@ impl Application {
 
         Ok(Self {
             server,
+            checkpointer,
             sender,
             address,
             writer,
@@ -411,8 +435,16 @@ impl Application {
             writer_thread,
             sender,
             lock,
+            checkpointer,
             ..
         } = self;
+        // The last checkpoint covers every upload stored.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop();
+            if let Err(e) = checkpointer.make_now().await {
+                tracing::error!("final checkpoint not made: {e}");
+            }
+        }
         // Sends in flight finish and are recorded before the writer stops.
         if let Some(sender) = sender {
             let _ = tokio::task::spawn_blocking(move || sender.stop()).await;

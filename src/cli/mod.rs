@@ -54,7 +54,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the service.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage credentials (tokens and AK/SK pairs).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),

@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
+use crate::services::checkpoints::CheckpointSettings;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::proxy::ProxySettings;
 use crate::services::upstream::ReplayTargets;
@@ -119,6 +120,20 @@ pub struct ServeArgs {
     /// regions (repeatable; HTTPS, or plain HTTP on loopback).
     #[arg(long, env = "SMS_AUDIT_REPLAY_TARGET", value_delimiter = ',')]
     pub replay_target: Vec<String>,
+    /// The log's name, line 1 of every signed checkpoint (default
+    /// `sms-audit/<hostname>`).
+    #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN")]
+    pub log_origin: Option<String>,
+    /// The Ed25519 key that signs checkpoints (default `<db>.signing-key`, created
+    /// with mode 0600 when missing; never stored in the database).
+    #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// How often a checkpoint is made when the tree has grown (e.g. 60s, 5m).
+    #[arg(long, env = "SMS_AUDIT_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub checkpoint_interval: std::time::Duration,
+    /// Also write each checkpoint to DIR as `<size>.checkpoint` and `latest`.
+    #[arg(long, env = "SMS_AUDIT_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
@@ -179,6 +194,17 @@ impl ServeArgs {
                 max_body_bytes: self.proxy_max_body_bytes,
                 log_bodies: self.proxy_log_bodies,
                 retention: self.proxy_log_retention,
+            }),
+            checkpoints: Some({
+                let defaults = CheckpointSettings::for_db(&db);
+                CheckpointSettings {
+                    origin: self.log_origin.unwrap_or(defaults.origin),
+                    key_path: self.signing_key.unwrap_or(defaults.key_path),
+                    interval: self
+                        .checkpoint_interval
+                        .max(std::time::Duration::from_millis(100)),
+                    dir: self.checkpoint_dir,
+                }
             }),
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

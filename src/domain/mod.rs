@@ -3,6 +3,7 @@
 //! Nothing here touches the database or HTTP.
 
 pub mod chain;
+pub mod checkpoint;
 mod credential;
 mod delivery;
 pub mod proxy;

@@ -2,7 +2,9 @@
 //! HTTP. Verifying the ledger, sending the outbox, replays, comparing uploads,
 //! exports, the SMS client, and the background verification job.
 
+pub mod checkpoints;
 pub mod compare;
+pub mod evidence;
 pub mod export;
 pub mod ledger;
 pub mod outbox;

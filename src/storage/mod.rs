@@ -5,6 +5,7 @@
 //! Every write of the running service goes through [`writer`]; reads use
 //! [`ReadPool`] from blocking threads, never from an actix worker.
 
+pub mod checkpoints;
 pub mod credentials;
 pub mod export;
 pub mod history;
@@ -15,6 +16,7 @@ pub mod proxy_log;
 pub mod queries;
 pub mod replays;
 pub mod sessions;
+pub mod tree;
 pub mod uploads;
 pub mod writer;
 

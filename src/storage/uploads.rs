@@ -181,6 +181,8 @@ pub fn insert_upload(
         entry_hash,
         regressed,
     ])?;
+    // The Merkle tree grows with the chain, in the same transaction.
+    super::tree::append(conn, id as u64 - 1, &super::tree::entry_bytes(&entry_hash)?)?;
 
     let mut insert_result = conn.prepare_cached(
         "INSERT INTO upload_results (upload_id, ordinal, dir_check, num_total_files,

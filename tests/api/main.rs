@@ -6,6 +6,7 @@ mod helpers;
 mod cli;
 mod concurrency;
 mod errors;
+mod evidence;
 mod faults;
 mod first_use;
 mod forwarding;

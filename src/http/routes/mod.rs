@@ -1,6 +1,7 @@
 //! The JSON side's URL map: the SMS upload endpoint, the read API, replays, health
 //! checks, and JSON errors for unknown paths and wrong methods.
 
+mod evidence;
 mod health;
 mod ingest;
 mod proxy;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     read_api::configure(cfg);
+    evidence::configure(cfg);
     cfg.service(
         web::resource("/api/v1/replays")
             .route(web::post().to(replays::create))

@@ -198,6 +198,20 @@ pub fn spawn(
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // A database from before the Merkle tree gets its tree now, once.
+    let added = {
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        let added = super::tree::catch_up(&tx)?;
+        tx.commit()?;
+        added
+    };
+    if added > 0 {
+        tracing::info!(
+            uploads = added,
+            "added the existing uploads to the Merkle tree"
+        );
+    }
     let head = super::ledger::head(&conn)?;
     let checkpointer = checkpoint::spawn(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);

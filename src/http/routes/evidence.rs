@@ -1,0 +1,113 @@
+//! Proofs over the ledger's Merkle tree, for auditors and operators.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::get_resource;
+use crate::http::error::SmsError;
+use crate::http::extract::{ApiReader, Query};
+use crate::services::checkpoints::Checkpointer;
+use crate::services::evidence::{self, EvidenceError};
+use crate::storage::{checkpoints, ReadPool};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource("/api/v1/uploads/{id}/proof", inclusion))
+        .service(get_resource("/api/v1/checkpoints/consistency", consistency))
+        .service(get_resource("/api/v1/checkpoints/latest", latest))
+        .service(get_resource("/api/v1/checkpoints", list));
+}
+
+/// `GET /api/v1/checkpoints/latest`: the signed note, as Go's `note` reads it.
+async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
+    let latest = reads.with_blocking(checkpoints::latest).await?;
+    let latest = latest.ok_or_else(|| {
+        SmsError::NotFound("no checkpoint yet: the first is made once an upload is stored".into())
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(latest.note))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    before: Option<u64>,
+}
+
+/// `GET /api/v1/checkpoints?limit=&before=`: newest first, with the verifier key.
+async fn list(
+    req: HttpRequest,
+    query: Query<ListQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(SmsError::bad_request("limit: must be from 1 to 1000"));
+    }
+    let before = query.before;
+    let mut list = reads
+        .with_blocking(move |conn| checkpoints::list(conn, limit + 1, before))
+        .await?;
+    let next_before = (list.len() > limit as usize).then(|| {
+        list.truncate(limit as usize);
+        list.last().map(|c| c.tree_size)
+    });
+    let verifier_key = req
+        .app_data::<web::Data<Checkpointer>>()
+        .map(|c| c.verifier_key());
+    Ok(HttpResponse::Ok().json(json!({
+        "checkpoints": list,
+        "next_before": next_before.flatten(),
+        "verifier_key": verifier_key,
+    })))
+}
+
+impl From<EvidenceError> for SmsError {
+    fn from(e: EvidenceError) -> Self {
+        match e {
+            EvidenceError::BadSize(msg) => SmsError::bad_request(msg),
+            EvidenceError::NoSuchUpload(_) => SmsError::NotFound(e.to_string()),
+            EvidenceError::Storage(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ProofQuery {
+    tree_size: Option<u64>,
+}
+
+/// `GET /api/v1/uploads/{id}/proof?tree_size=N`.
+async fn inclusion(
+    path: web::Path<i64>,
+    query: Query<ProofQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let (id, size) = (path.into_inner(), query.tree_size);
+    let proof = reads
+        .with_blocking(move |conn| Ok(evidence::inclusion(conn, id, size)))
+        .await??;
+    Ok(HttpResponse::Ok().json(proof))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// `GET /api/v1/checkpoints/consistency?from=N&to=M`.
+async fn consistency(
+    query: Query<ConsistencyQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let (from, to) = (query.from, query.to);
+    let proof = reads
+        .with_blocking(move |conn| Ok(evidence::consistency(conn, from, to)))
+        .await??;
+    Ok(HttpResponse::Ok().json(proof))
+}

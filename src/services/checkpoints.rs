@@ -1,0 +1,192 @@
+//! Making signed checkpoints: every `--checkpoint-interval` when the tree has grown,
+//! and at shutdown. Each is stored (through the writer) and, with
+//! `--checkpoint-dir`, written as `<size>.checkpoint` and `latest` for any copy
+//! tool to carry off the machine. Reading the root is O(log n) and signing takes
+//! microseconds: ingest never waits for a checkpoint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::domain::checkpoint::CheckpointKey;
+use crate::domain::{lock, now_ms};
+use crate::storage::writer::WriterHandle;
+use crate::storage::{checkpoints, tree, ReadPool};
+
+/// How checkpoints are made, as `serve` was configured.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// The log's name: line 1 of every checkpoint and the key's name.
+    pub origin: String,
+    /// The Ed25519 key file (created, mode 0600, when missing).
+    pub key_path: PathBuf,
+    pub interval: Duration,
+    pub dir: Option<PathBuf>,
+}
+
+impl CheckpointSettings {
+    /// The defaults for a database: `sms-audit/<hostname>`, `<db>.signing-key`,
+    /// every 60 s, no directory.
+    pub fn for_db(db: &Path) -> Self {
+        Self {
+            origin: default_origin(),
+            key_path: PathBuf::from(format!("{}.signing-key", db.display())),
+            interval: Duration::from_secs(60),
+            dir: None,
+        }
+    }
+}
+
+/// `sms-audit/<hostname>`.
+pub fn default_origin() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(['+', ' ']))
+        .unwrap_or_else(|| "localhost".into());
+    format!("sms-audit/{host}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("signing key {path}: {why}")]
+    Key { path: String, why: String },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Reads the key file, or creates it (readable by its owner only) with a new key.
+pub fn load_or_create_key(path: &Path, origin: &str) -> Result<CheckpointKey, CheckpointError> {
+    let bad = |why: String| CheckpointError::Key {
+        path: path.display().to_string(),
+        why,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => CheckpointKey::parse(&text, origin).map_err(|e| bad(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = CheckpointKey::generate(origin).map_err(|e| bad(e.to_string()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .open(path)
+                .and_then(|mut f| f.write_all(key.to_private_text().as_bytes()))
+                .map_err(|e| bad(e.to_string()))?;
+            tracing::info!(path = %path.display(), verifier_key = %key.verifier_key(), "created the checkpoint signing key");
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// Makes checkpoints for the running service.
+pub struct Checkpointer {
+    key: CheckpointKey,
+    settings: CheckpointSettings,
+    reads: ReadPool,
+    writer: WriterHandle,
+    stop: Notify,
+    /// One checkpoint at a time (the timer and the final one at shutdown).
+    making: tokio::sync::Mutex<()>,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Checkpointer {
+    pub fn new(
+        key: CheckpointKey,
+        settings: CheckpointSettings,
+        reads: ReadPool,
+        writer: WriterHandle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            settings,
+            reads,
+            writer,
+            stop: Notify::new(),
+            making: tokio::sync::Mutex::new(()),
+            last_error: Default::default(),
+        })
+    }
+
+    pub fn verifier_key(&self) -> String {
+        self.key.verifier_key()
+    }
+
+    /// A checkpoint of the tree as it is now, if it has grown since the last one;
+    /// returns its size.
+    pub async fn make_now(&self) -> Result<Option<u64>, CheckpointError> {
+        let _one = self.making.lock().await;
+        let (size, root, latest) = self
+            .reads
+            .with_blocking(|conn| {
+                let size = tree::size(conn)?;
+                let latest = checkpoints::latest(conn)?.map_or(0, |c| c.tree_size);
+                Ok((size, tree::root(conn, size)?, latest))
+            })
+            .await
+            .map_err(|e| CheckpointError::Failed(e.to_string()))?;
+        if size == 0 || size <= latest {
+            return Ok(None);
+        }
+        let made_at = now_ms();
+        let note = self
+            .key
+            .sign(size, root, Utc::now())
+            .map_err(|e| CheckpointError::Failed(e.to_string()))?;
+        let stored_note = note.clone();
+        self.writer
+            .execute_when_room(move |conn| {
+                checkpoints::insert(conn, size, &root.0, made_at, &stored_note)
+            })
+            .await
+            .map_err(|e| CheckpointError::Failed(e.to_string()))?;
+        if let Some(dir) = &self.settings.dir {
+            write_files(dir, size, &note)
+                .map_err(|e| CheckpointError::Failed(format!("{}: {e}", dir.display())))?;
+        }
+        Ok(Some(size))
+    }
+
+    /// Makes checkpoints every interval until [`stop`](Self::stop).
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.interval) => {}
+                _ = self.stop.notified() => return,
+            }
+            let made = self.make_now().await;
+            let mut last = lock(&self.last_error);
+            match made {
+                Ok(_) => *last = None,
+                Err(e) => {
+                    // Said once per new trouble, not every interval.
+                    if last.as_deref() != Some(&e.to_string()) {
+                        tracing::error!("checkpoint not made: {e}");
+                    }
+                    *last = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+}
+
+/// `<size>.checkpoint` and `latest`, each written whole (a temporary file renamed).
+fn write_files(dir: &Path, size: u64, note: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for name in [format!("{size}.checkpoint"), "latest".to_string()] {
+        let temporary = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&temporary, note)?;
+        std::fs::rename(&temporary, dir.join(name))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The Merkle tree over the ledger (RFC 6962, section 2.1): leaf `i` is upload
+//! `id = i + 1`, its input the 32 raw bytes of the upload's `entry_hash`. Hashes are
+//! stored as Go's `sumdb/tlog` and C2SP tlog-tiles lay them out (`tlog_tiles`
+//! does the arithmetic): appending a leaf stores about two hashes, and a root or
+//! proof at any size reads O(log n) of them.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tlog_tiles::{Hash, HashReader};
+
+use super::StorageError;
+
+/// Reads stored hashes through a connection (inside the writer's transaction,
+/// or a read connection).
+struct Stored<'a>(&'a Connection);
+
+impl HashReader for Stored<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let read = || -> Result<Vec<Hash>, rusqlite::Error> {
+            let mut stmt = self
+                .0
+                .prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+            indexes
+                .iter()
+                .map(|i| {
+                    let bytes: Vec<u8> = stmt.query_row(params![*i as i64], |r| r.get(0))?;
+                    bytes.try_into().map(Hash).map_err(|_| {
+                        rusqlite::Error::InvalidColumnType(
+                            0,
+                            "hash".into(),
+                            rusqlite::types::Type::Blob,
+                        )
+                    })
+                })
+                .collect()
+        };
+        read().map_err(|e| tlog_tiles::Error::InvalidInput(format!("tree hashes: {e}")))
+    }
+}
+
+fn from_tlog(e: tlog_tiles::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Adds leaf `index` (0-based) with the upload's entry hash; inside the
+/// transaction that stores the upload, so the tree always covers the chain.
+pub fn append(conn: &Connection, index: u64, entry_hash: &[u8; 32]) -> Result<(), rusqlite::Error> {
+    let hashes = tlog_tiles::stored_hashes(index, entry_hash, &Stored(conn)).map_err(from_tlog)?;
+    let first = tlog_tiles::stored_hash_count(index);
+    let mut insert = conn.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)")?;
+    for (i, hash) in hashes.iter().enumerate() {
+        insert.execute(params![(first + i as u64) as i64, &hash.0[..]])?;
+    }
+    Ok(())
+}
+
+/// How many leaves the stored hashes cover.
+pub fn size(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    let stored: Option<i64> = conn
+        .query_row("SELECT max(idx) + 1 FROM tree_hashes", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let stored = stored.unwrap_or(0) as u64;
+    // The leaf count n is the largest with stored_hash_count(n) <= stored.
+    let (mut lo, mut hi) = (0u64, stored);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if tlog_tiles::stored_hash_count(mid) <= stored {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// Adds the uploads the tree does not cover yet (a database from before the
+/// tree), in id order. Returns how many were added. Run by the writer at start.
+pub fn catch_up(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    let covered = size(conn)?;
+    let mut stmt = conn.prepare("SELECT id, entry_hash FROM uploads WHERE id > ?1 ORDER BY id")?;
+    let mut rows = stmt.query(params![covered as i64])?;
+    let mut added = 0;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let entry_hash: String = row.get(1)?;
+        let index = id as u64 - 1;
+        if index != covered + added {
+            return Err(from_tlog(tlog_tiles::Error::InvalidInput(format!(
+                "upload ids are not contiguous at {id}"
+            ))));
+        }
+        append(conn, index, &entry_bytes(&entry_hash)?)?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// The 32 bytes of a stored (hex) entry hash.
+pub fn entry_bytes(entry_hash: &str) -> Result<[u8; 32], rusqlite::Error> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(entry_hash, &mut bytes).map_err(|e| {
+        from_tlog(tlog_tiles::Error::InvalidInput(format!(
+            "entry hash {entry_hash:?}: {e}"
+        )))
+    })?;
+    Ok(bytes)
+}
+
+/// The root hash of the tree of the first `size` uploads.
+pub fn root(conn: &Connection, size: u64) -> Result<Hash, StorageError> {
+    tlog_tiles::tree_hash(size, &Stored(conn)).map_err(|e| StorageError::Sqlite(from_tlog(e)))
+}
+
+/// The RFC 6962 audit path of leaf `index` in the tree of `size` leaves.
+pub fn inclusion_proof(
+    conn: &Connection,
+    size: u64,
+    index: u64,
+) -> Result<Vec<Hash>, StorageError> {
+    tlog_tiles::prove_record(size, index, &Stored(conn))
+        .map_err(|e| StorageError::Sqlite(from_tlog(e)))
+}
+
+/// The RFC 6962 consistency proof from the tree of `from` leaves to that of `to`.
+pub fn consistency_proof(conn: &Connection, to: u64, from: u64) -> Result<Vec<Hash>, StorageError> {
+    tlog_tiles::prove_tree(to, from, &Stored(conn)).map_err(|e| StorageError::Sqlite(from_tlog(e)))
+}
+
+/// The leaf hash of an upload's entry hash: SHA-256(0x00 ‖ entry hash bytes).
+pub fn leaf_hash(entry_hash: &[u8; 32]) -> Hash {
+    tlog_tiles::record_hash(entry_hash)
+}

@@ -1,0 +1,365 @@
+//! Merkle proofs over the ledger, checked against an independent RFC 6962 /
+//! RFC 9162 implementation written here from the RFC's text.
+
+use sha2::{Digest, Sha256};
+use sms_audit::domain::Role;
+
+use crate::helpers::{TestApp, EXAMPLE};
+
+type H = [u8; 32];
+
+fn leaf(entry_hash_hex: &str) -> H {
+    let bytes = hex::decode(entry_hash_hex).unwrap();
+    Sha256::new()
+        .chain_update([0u8])
+        .chain_update(&bytes)
+        .finalize()
+        .into()
+}
+
+fn node(left: &H, right: &H) -> H {
+    Sha256::new()
+        .chain_update([1u8])
+        .chain_update(left)
+        .chain_update(right)
+        .finalize()
+        .into()
+}
+
+/// MTH(D[n]) of RFC 6962 section 2.1, over leaf hashes.
+fn mth(leaves: &[H]) -> H {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            node(&mth(&leaves[..k]), &mth(&leaves[k..]))
+        }
+    }
+}
+
+fn b64(s: &serde_json::Value) -> H {
+    tlog_tiles::Hash::parse_hash(s.as_str().unwrap()).unwrap().0
+}
+
+/// RFC 9162 section 2.1.3.2: the root an inclusion proof leads to.
+fn root_from_inclusion(index: u64, size: u64, leaf: H, path: &[H]) -> Option<H> {
+    if index >= size {
+        return None;
+    }
+    let (mut f, mut s, mut r) = (index, size - 1, leaf);
+    for p in path {
+        if s == 0 {
+            return None;
+        }
+        if f & 1 == 1 || f == s {
+            r = node(p, &r);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            r = node(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    (s == 0).then_some(r)
+}
+
+/// RFC 9162 section 2.1.4.2: whether a consistency proof holds.
+fn consistent(first: u64, second: u64, first_root: H, second_root: H, path: &[H]) -> bool {
+    if first == second {
+        return path.is_empty() && first_root == second_root;
+    }
+    if path.is_empty() {
+        return false;
+    }
+    let mut c: Vec<H> = path.to_vec();
+    if first.is_power_of_two() {
+        c.insert(0, first_root);
+    }
+    let (mut f, mut s) = (first - 1, second - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (c[0], c[0]);
+    for p in &c[1..] {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            fr = node(p, &fr);
+            sr = node(p, &sr);
+            if f & 1 == 0 {
+                while f & 1 == 0 && f != 0 {
+                    f >>= 1;
+                    s >>= 1;
+                }
+            }
+        } else {
+            sr = node(&sr, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    fr == first_root && sr == second_root && s == 0
+}
+
+async fn store(app: &TestApp, n: usize) -> Vec<H> {
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let mut leaves = Vec::new();
+    for i in 0..n {
+        let task = format!("task-{}", i % 3);
+        assert_eq!(app.upload(&task, &agent.token, EXAMPLE).await.status, 200);
+        let record = app
+            .get(&format!("/api/v1/uploads/{}", i + 1), &app.admin_token)
+            .await
+            .json();
+        leaves.push(leaf(record["entry_hash"].as_str().unwrap()));
+    }
+    leaves
+}
+
+#[tokio::test]
+async fn every_inclusion_proof_leads_to_the_rfc_6962_root() {
+    let app = TestApp::spawn().await;
+    let leaves = store(&app, 11).await;
+    for size in 1..=leaves.len() as u64 {
+        for id in 1..=size {
+            let proof = app
+                .get(
+                    &format!("/api/v1/uploads/{id}/proof?tree_size={size}"),
+                    &app.admin_token,
+                )
+                .await;
+            assert_eq!(proof.status, 200, "{}", proof.text);
+            let p = proof.json();
+            assert_eq!(p["leaf_index"], id - 1);
+            assert_eq!(p["tree_size"], size);
+            let expected_root = mth(&leaves[..size as usize]);
+            assert_eq!(b64(&p["root_hash"]), expected_root, "root at {size}");
+            assert_eq!(b64(&p["leaf_hash"]), leaves[id as usize - 1]);
+            let path: Vec<H> = p["hashes"].as_array().unwrap().iter().map(b64).collect();
+            assert_eq!(
+                root_from_inclusion(id - 1, size, leaves[id as usize - 1], &path),
+                Some(expected_root),
+                "upload {id} in {size}"
+            );
+        }
+    }
+    // Without tree_size: the whole tree now.
+    let p = app
+        .get("/api/v1/uploads/3/proof", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(p["tree_size"], 11);
+}
+
+#[tokio::test]
+async fn every_consistency_proof_holds() {
+    let app = TestApp::spawn().await;
+    let leaves = store(&app, 9).await;
+    let n = leaves.len() as u64;
+    for from in 1..=n {
+        for to in from..=n {
+            let reply = app
+                .get(
+                    &format!("/api/v1/checkpoints/consistency?from={from}&to={to}"),
+                    &app.admin_token,
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let p = reply.json();
+            let (fr, tr) = (b64(&p["from_root"]), b64(&p["to_root"]));
+            assert_eq!(fr, mth(&leaves[..from as usize]));
+            assert_eq!(tr, mth(&leaves[..to as usize]));
+            let path: Vec<H> = p["hashes"].as_array().unwrap().iter().map(b64).collect();
+            assert!(consistent(from, to, fr, tr, &path), "{from} → {to}");
+            if from < to && path.len() > 1 {
+                let mut broken = path.clone();
+                broken.pop();
+                assert!(
+                    !consistent(from, to, fr, tr, &broken),
+                    "a shortened proof fails"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_sizes_and_unknown_uploads_are_refused() {
+    let app = TestApp::spawn().await;
+    store(&app, 4).await;
+    let token = &app.admin_token;
+    for path in [
+        "/api/v1/uploads/1/proof?tree_size=0",
+        "/api/v1/uploads/1/proof?tree_size=5",
+        "/api/v1/uploads/3/proof?tree_size=2",
+        "/api/v1/uploads/1/proof?tree_size=-1",
+        "/api/v1/checkpoints/consistency?from=0&to=4",
+        "/api/v1/checkpoints/consistency?from=3&to=2",
+        "/api/v1/checkpoints/consistency?from=1&to=5",
+        "/api/v1/checkpoints/consistency?from=1",
+    ] {
+        app.get(path, token).await.assert_error(400, "SMS.9001");
+    }
+    app.get("/api/v1/uploads/9/proof", token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    let agent = app.add_credential("reader-agent", Role::Agent, None, false);
+    app.get("/api/v1/uploads/1/proof", &agent.token)
+        .await
+        .assert_error(403, "SMS.9004");
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_tree_gets_it_on_start() {
+    let app = TestApp::spawn().await;
+    let leaves = store(&app, 6).await;
+    let before = app
+        .get("/api/v1/uploads/2/proof", &app.admin_token)
+        .await
+        .json();
+    let app = {
+        let app = app.restart().await;
+        app.write_conn()
+            .execute("DELETE FROM tree_hashes", [])
+            .unwrap();
+        app.restart().await
+    };
+    let after = app
+        .get("/api/v1/uploads/2/proof", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(before, after);
+    assert_eq!(b64(&after["root_hash"]), mth(&leaves));
+}
+
+async fn wait_for_checkpoint(app: &TestApp, size: u64) -> String {
+    for _ in 0..200 {
+        let reply = app
+            .get("/api/v1/checkpoints/latest", &app.admin_token)
+            .await;
+        if reply.status == 200 && reply.text.lines().nth(1) == Some(&size.to_string()) {
+            return reply.text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no checkpoint of size {size}");
+}
+
+fn verifies(note: &str, vkey: &str) -> bool {
+    use signed_note::{Note, StandardVerifier, VerifierList};
+    let verifier = StandardVerifier::new(vkey).unwrap();
+    Note::from_bytes(note.as_bytes())
+        .unwrap()
+        .verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .is_ok()
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_stored_and_written_out() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("checkpoints");
+    let in_config = dir.clone();
+    let app = TestApp::spawn_with(move |c| {
+        let settings = c.checkpoints.as_mut().unwrap();
+        settings.interval = std::time::Duration::from_millis(200);
+        settings.origin = "audit.example/sms".into();
+        settings.dir = Some(in_config);
+    })
+    .await;
+    app.get("/api/v1/checkpoints/latest", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    let leaves = store(&app, 3).await;
+    let note = wait_for_checkpoint(&app, 3).await;
+    let lines: Vec<&str> = note.split('\n').collect();
+    assert_eq!(lines[0], "audit.example/sms");
+    assert_eq!(b64(&serde_json::json!(lines[2])), mth(&leaves));
+    assert!(lines[3].starts_with("time 20"), "{note}");
+    let list = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json();
+    let vkey = list["verifier_key"].as_str().unwrap().to_string();
+    assert!(vkey.starts_with("audit.example/sms+"), "{vkey}");
+    assert!(verifies(&note, &vkey));
+    let forged = note.replacen("\n3\n", "\n4\n", 1);
+    assert!(!verifies(&forged, &vkey), "a changed size fails");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("3.checkpoint")).unwrap(),
+        note
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("latest")).unwrap(), note);
+    let key_file = app.db_path.with_file_name("audit.db.signing-key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+    for secret_place in [note.as_str(), &list.to_string()] {
+        assert!(
+            !secret_place.contains(key_text.trim()),
+            "the private key stays in its file"
+        );
+    }
+
+    // The proof's default is the latest checkpoint; a newer upload waits for the next.
+    let agent = app.add_credential("agent-2", Role::Agent, None, false);
+    assert_eq!(
+        app.upload("task-x", &agent.token, EXAMPLE).await.status,
+        200
+    );
+    let p = app
+        .get("/api/v1/uploads/2/proof", &app.admin_token)
+        .await
+        .json();
+    if p["tree_size"] == 3 {
+        let newer = app.get("/api/v1/uploads/4/proof", &app.admin_token).await;
+        if newer.status == 400 {
+            assert!(newer.text.contains("next checkpoint"), "{}", newer.text);
+        }
+    }
+    wait_for_checkpoint(&app, 4).await;
+    let list = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json();
+    let sizes: Vec<u64> = list["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tree_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [4, 3], "newest first, one per size");
+
+    // A restart keeps the key; the stop made a checkpoint of everything.
+    let app = app.restart().await;
+    let again = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(again["verifier_key"], list["verifier_key"]);
+}
+
+#[tokio::test]
+async fn the_last_checkpoint_is_made_at_shutdown() {
+    let app = TestApp::spawn().await; // every 60 s: none while the test runs
+    store(&app, 2).await;
+    app.get("/api/v1/checkpoints/latest", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    let app = app.restart().await;
+    let note = app
+        .get("/api/v1/checkpoints/latest", &app.admin_token)
+        .await;
+    assert_eq!(note.status, 200);
+    assert_eq!(note.text.lines().nth(1), Some("2"));
+    assert_eq!(note.headers["content-type"], "text/plain; charset=utf-8");
+}
