@@ -7,10 +7,44 @@ use crate::domain::chain::{BadEntry, EntryFields, Head, Verification};
 use crate::domain::signing::sha256_hex;
 use crate::domain::UploadBody;
 use crate::storage::ledger::{self, StoredEntry, StoredResult, SummaryTotals};
-use crate::storage::StorageError;
+use crate::storage::{checkpoints, tree, StorageError};
+use tlog_tiles::{node_hash, Hash};
 
-/// Recomputes every body hash, entry hash, link and result row, stopping at the
-/// first bad entry. `progress` is called with the number of entries checked so far.
+/// The RFC 6962 root of the leaves seen so far, kept as the roots of their
+/// complete subtrees (largest first).
+#[derive(Default)]
+struct CompactRange(Vec<(u64, Hash)>);
+
+impl CompactRange {
+    /// Adds a leaf; `made` gets the hashes the tree stores for it, in the order
+    /// `tlog_tiles::stored_hashes` gives them (the leaf, then each completed node).
+    fn push(&mut self, leaf: Hash, made: &mut Vec<Hash>) {
+        let (mut size, mut hash) = (1u64, leaf);
+        made.push(hash);
+        while let Some(&(top_size, top)) = self.0.last() {
+            if top_size != size {
+                break;
+            }
+            self.0.pop();
+            (size, hash) = (size * 2, node_hash(top, hash));
+            made.push(hash);
+        }
+        self.0.push((size, hash));
+    }
+
+    fn root(&self) -> Hash {
+        let mut subtrees = self.0.iter().rev().map(|(_, h)| *h);
+        match subtrees.next() {
+            None => tlog_tiles::EMPTY_HASH,
+            Some(last) => subtrees.fold(last, |right, left| node_hash(left, right)),
+        }
+    }
+}
+
+/// Recomputes every body hash, entry hash, link and result row, and the Merkle
+/// root at every stored checkpoint and of the stored tree, stopping at the first
+/// bad entry. `progress` is called with the number of entries checked so far.
+/// (Checkpoint signatures need the verifier key: `verify_signatures`.)
 pub fn verify(
     conn: &rusqlite::Connection,
     mut progress: impl FnMut(u64),
@@ -18,6 +52,14 @@ pub fn verify(
     let mut prev = Head::genesis();
     let mut entries = 0u64;
     let mut first_bad = None;
+    // Largest first: the next to check (the smallest) is the last.
+    let mut pending: Vec<(u64, Hash)> = stored_checkpoint_roots(conn)?;
+    let mut range = CompactRange::default();
+    // The stored tree is compared with the one the chain makes, a batch at a time
+    // (a database from before the tree has none until a service starts on it).
+    let tree_built = has_table(conn, "tree_hashes")? && tree::size(conn)? > 0;
+    let mut made = Vec::new();
+    let mut compared = 0u64;
     let totals = ledger::scan(conn, |entry, results| {
         if let Some(problem) = check_entry(&entry, &prev, results)? {
             first_bad = Some(BadEntry {
@@ -25,6 +67,39 @@ pub fn verify(
                 problem,
             });
             return Ok(ControlFlow::Break(()));
+        }
+        let Ok(leaf) = tree::entry_bytes(&entry.entry_hash) else {
+            first_bad = Some(BadEntry {
+                id: entry.id,
+                problem: "entry_hash is not 64 hex digits".into(),
+            });
+            return Ok(ControlFlow::Break(()));
+        };
+        range.push(tree::leaf_hash(&leaf), &mut made);
+        if tree_built && made.len() >= 4096 {
+            if let Some(problem) = compare_stored(conn, &mut compared, &mut made)? {
+                first_bad = Some(BadEntry {
+                    id: entry.id,
+                    problem,
+                });
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        while let Some(&(size, root)) = pending.last() {
+            if size != entries + 1 {
+                break;
+            }
+            pending.pop();
+            if root != range.root() {
+                first_bad = Some(BadEntry {
+                    id: entry.id,
+                    problem: format!(
+                        "the checkpoint of {size} uploads has root {root}, the chain gives {}",
+                        range.root()
+                    ),
+                });
+                return Ok(ControlFlow::Break(()));
+            }
         }
         prev = Head {
             id: entry.id,
@@ -40,6 +115,17 @@ pub fn verify(
     if first_bad.is_none() {
         first_bad = check_tail(&totals, &prev);
     }
+    if first_bad.is_none() && tree_built {
+        if let Some(problem) = compare_stored(conn, &mut compared, &mut made)? {
+            first_bad = Some(BadEntry {
+                id: prev.id,
+                problem,
+            });
+        }
+    }
+    if first_bad.is_none() {
+        first_bad = check_tree(entries, pending.last().map(|(s, _)| *s));
+    }
     progress(entries);
     Ok(Verification {
         entries,
@@ -47,6 +133,60 @@ pub fn verify(
         head_id: prev.id,
         first_bad,
     })
+}
+
+/// Every stored checkpoint's size and root, largest first (none on a database
+/// from before checkpoints, checked read-only as it is).
+fn stored_checkpoint_roots(conn: &rusqlite::Connection) -> Result<Vec<(u64, Hash)>, StorageError> {
+    if !has_table(conn, "checkpoints")? {
+        return Ok(Vec::new());
+    }
+    Ok(checkpoints::list(conn, u32::MAX, None)?
+        .into_iter()
+        .map(|c| {
+            (
+                c.tree_size,
+                Hash::parse_hash(&c.root_hash).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+fn has_table(conn: &rusqlite::Connection, name: &str) -> Result<bool, StorageError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}
+
+/// A checkpoint beyond the end of the chain.
+fn check_tree(entries: u64, unreached_checkpoint: Option<u64>) -> Option<BadEntry> {
+    unreached_checkpoint.map(|size| BadEntry {
+        id: entries as i64 + 1,
+        problem: format!("a checkpoint covers {size} uploads, the chain has {entries}"),
+    })
+}
+
+/// Compares the hashes the chain makes (`made`, from stored index `compared` on)
+/// with the stored tree's; empties `made`.
+fn compare_stored(
+    conn: &rusqlite::Connection,
+    compared: &mut u64,
+    made: &mut Vec<Hash>,
+) -> Result<Option<String>, StorageError> {
+    let stored = tree::stored_range(conn, *compared, made.len())?;
+    for (i, expected) in made.iter().enumerate() {
+        if stored.get(i) != Some(&expected.0) {
+            return Ok(Some(format!(
+                "the stored Merkle tree differs from the chain at stored hash {} (changed or lost)",
+                *compared + i as u64
+            )));
+        }
+    }
+    *compared += made.len() as u64;
+    made.clear();
+    Ok(None)
 }
 
 /// What is wrong with `e`, the entry after `prev`, if anything.

@@ -130,3 +130,28 @@ pub fn consistency_proof(conn: &Connection, to: u64, from: u64) -> Result<Vec<Ha
 pub fn leaf_hash(entry_hash: &[u8; 32]) -> Hash {
     tlog_tiles::record_hash(entry_hash)
 }
+
+/// Up to `count` stored hashes from index `first` on, in order (fewer where the
+/// tree ends or has a gap).
+pub fn stored_range(
+    conn: &Connection,
+    first: u64,
+    count: usize,
+) -> Result<Vec<[u8; 32]>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+    )?;
+    let mut out = Vec::with_capacity(count);
+    let mut rows = stmt.query(params![first as i64, count as i64])?;
+    while let Some(row) = rows.next()? {
+        let (idx, hash): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+        let Ok(hash) = <[u8; 32]>::try_from(hash) else {
+            break;
+        };
+        if idx as u64 != first + out.len() as u64 {
+            break;
+        }
+        out.push(hash);
+    }
+    Ok(out)
+}

@@ -139,3 +139,64 @@ async fn verify_detects_time_going_backwards() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("entry 3: received_at is earlier"), "{out}");
 }
+
+#[tokio::test]
+async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
+    // The stop makes a checkpoint of all 4 uploads.
+    let app = app_with_uploads(4).await.restart().await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, 0, "{out}");
+    let conn = app.write_conn();
+    let root: Vec<u8> = conn
+        .query_row(
+            "SELECT root_hash FROM checkpoints WHERE tree_size = 4",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+
+    let changed = conn
+        .execute(
+            "UPDATE checkpoints SET root_hash = zeroblob(32) WHERE tree_size = 4",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the checkpoint of 4 uploads has root"),
+        "{out}"
+    );
+    conn.execute(
+        "UPDATE checkpoints SET root_hash = ?1 WHERE tree_size = 4",
+        [&root],
+    )
+    .unwrap();
+
+    conn.execute(
+        "INSERT INTO checkpoints (tree_size, root_hash, made_at, note) VALUES (9, zeroblob(32), 0, '')",
+        [],
+    )
+    .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("a checkpoint covers 9 uploads, the chain has 4"),
+        "{out}"
+    );
+    conn.execute("DELETE FROM checkpoints WHERE tree_size = 9", [])
+        .unwrap();
+
+    conn.execute(
+        "UPDATE tree_hashes SET hash = zeroblob(32) WHERE idx = 1",
+        [],
+    )
+    .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("stored Merkle tree differs from the chain at stored hash 1"),
+        "{out}"
+    );
+}
