@@ -14,6 +14,7 @@ macro_rules! say {
 mod credentials;
 #[cfg(feature = "dev")]
 mod dev;
+mod evidence;
 mod export;
 mod replay;
 mod serve;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry, 2
     /// when it cannot be checked (no such database, unreadable).
     Verify,
+    /// Evidence an auditor checks offline: export a task's bundle, verify one.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(export::ExportArgs),
@@ -175,6 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tasks(cmd) => tasks::run(&cli.db, cmd),
         Command::Verify => verify::run(&cli.db),
         Command::Export(args) => export::run(&cli.db, args),
+        Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
         #[cfg(feature = "dev")]

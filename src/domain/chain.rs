@@ -34,7 +34,7 @@ impl EntryFields<'_> {
     pub fn canonical_encoding(&self) -> Vec<u8> {
         let id = self.id.to_string();
         let received_at = format_timestamp(self.received_at);
-        let fields: [&str; 8] = [
+        canonical_encoding([
             &id,
             self.request_id,
             self.task_id,
@@ -43,18 +43,28 @@ impl EntryFields<'_> {
             self.auth_method,
             self.body_sha256,
             self.prev_hash,
-        ];
-        let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum());
-        for f in fields {
-            out.extend_from_slice(&(f.len() as u64).to_be_bytes());
-            out.extend_from_slice(f.as_bytes());
-        }
-        out
+        ])
     }
 
     pub fn entry_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_encoding()))
     }
+}
+
+/// The eight fields as text (`id` in decimal, `received_at` as stored in RFC 3339),
+/// each preceded by its byte length as an 8-byte big-endian integer.
+pub fn canonical_encoding(fields: [&str; 8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum());
+    for f in fields {
+        out.extend_from_slice(&(f.len() as u64).to_be_bytes());
+        out.extend_from_slice(f.as_bytes());
+    }
+    out
+}
+
+/// The entry hash of the eight fields as text (as an evidence bundle has them).
+pub fn entry_hash_of(fields: [&str; 8]) -> String {
+    hex::encode(Sha256::digest(canonical_encoding(fields)))
 }
 
 /// The last entry of the chain.

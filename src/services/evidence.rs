@@ -2,10 +2,19 @@
 //! inclusion proofs of uploads and consistency proofs between tree sizes, over the
 //! Merkle tree `storage::tree` keeps with the ledger.
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use signed_note::{Note, StandardVerifier, VerifierList};
+use tlog_tiles::{Checkpoint, Hash};
 
-use crate::storage::{checkpoints, tree, StorageError};
+use crate::domain::chain::entry_hash_of;
+use crate::domain::signing::sha256_hex;
+use crate::domain::{format_timestamp, Timestamp};
+use crate::storage::{checkpoints, ledger, tree, StorageError};
+
+/// The `format` of an evidence bundle.
+pub const BUNDLE_FORMAT: &str = "sms-audit-evidence/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -13,6 +22,10 @@ pub enum EvidenceError {
     BadSize(String),
     #[error("no upload with id {0}")]
     NoSuchUpload(i64),
+    #[error("no task {0:?}")]
+    NoSuchTask(String),
+    #[error("no checkpoint yet: evidence needs one (the first is made once an upload is stored)")]
+    NoCheckpoint,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -117,4 +130,162 @@ pub fn consistency(
             .map(ToString::to_string)
             .collect(),
     })
+}
+
+/// A task's history as evidence: its uploads (all the ledger fields, the raw
+/// body, an inclusion proof each) and the signed checkpoint the proofs lead to.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    /// The log's verifier key (pin your own copy with `evidence verify --vkey`).
+    pub vkey: String,
+    /// The signed checkpoint (a C2SP signed note).
+    pub checkpoint: String,
+    pub entries: Vec<BundleEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleEntry {
+    pub id: i64,
+    pub request_id: String,
+    pub task_id: String,
+    pub received_at: String,
+    pub credential_name: String,
+    pub auth_method: String,
+    pub body_sha256: String,
+    pub prev_hash: String,
+    pub entry_hash: String,
+    pub raw_body_base64: String,
+    /// The audit path (base64) of leaf `id - 1` in the checkpoint's tree.
+    pub inclusion_proof: Vec<String>,
+}
+
+/// The evidence of `task_id`'s uploads received in `[since, until)` that the
+/// latest checkpoint covers; also returns how many newer ones it does not cover yet.
+pub fn bundle(
+    conn: &Connection,
+    task_id: &str,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    vkey: String,
+) -> Result<(Bundle, u64), EvidenceError> {
+    let known: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM tasks WHERE task_id = ?1",
+            params![task_id],
+            |r| r.get(0),
+        )
+        .map_err(StorageError::from)?;
+    if !known {
+        return Err(EvidenceError::NoSuchTask(task_id.to_string()));
+    }
+    let checkpoint = checkpoints::latest(conn)?.ok_or(EvidenceError::NoCheckpoint)?;
+    let size = checkpoint.tree_size;
+    let stored = ledger::task_entries(conn, task_id, size as i64, since, until)?;
+    let newer: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM uploads WHERE task_id = ?1 AND id > ?2",
+            params![task_id, size as i64],
+            |r| r.get(0),
+        )
+        .map_err(StorageError::from)?;
+    let mut entries = Vec::with_capacity(stored.len());
+    for e in stored {
+        let proof = tree::inclusion_proof(conn, size, e.id as u64 - 1)?;
+        entries.push(BundleEntry {
+            id: e.id,
+            request_id: e.request_id,
+            task_id: e.task_id,
+            received_at: format_timestamp(e.received_at),
+            credential_name: e.credential_name,
+            auth_method: e.auth_method,
+            body_sha256: e.body_sha256,
+            prev_hash: e.prev_hash,
+            entry_hash: e.entry_hash,
+            raw_body_base64: BASE64_STANDARD.encode(&e.raw_body),
+            inclusion_proof: proof.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok((
+        Bundle {
+            format: BUNDLE_FORMAT.into(),
+            vkey,
+            checkpoint: checkpoint.note,
+            entries,
+        },
+        newer as u64,
+    ))
+}
+
+/// Checks a bundle with nothing but itself and a verifier key (`vkey`, or the
+/// bundle's own): the checkpoint's signature, then each entry's body hash, entry
+/// hash and inclusion proof. Returns a summary, or the first failure.
+pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, String> {
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(format!(
+            "format is {:?}, not {BUNDLE_FORMAT:?}",
+            bundle.format
+        ));
+    }
+    let vkey = vkey.unwrap_or(&bundle.vkey);
+    let verifier = StandardVerifier::new(vkey).map_err(|e| format!("verifier key: {e}"))?;
+    let note = Note::from_bytes(bundle.checkpoint.as_bytes())
+        .map_err(|e| format!("checkpoint: not a signed note: {e}"))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| format!("checkpoint: the signature does not verify with {vkey}: {e}"))?;
+    let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
+    let (size, root) = (checkpoint.size(), *checkpoint.hash());
+    for e in &bundle.entries {
+        let at = |what: &str| format!("entry {}: {what}", e.id);
+        let raw = BASE64_STANDARD
+            .decode(&e.raw_body_base64)
+            .map_err(|_| at("raw_body_base64 is not base64"))?;
+        if sha256_hex(&raw) != e.body_sha256 {
+            return Err(at("the raw body does not match body_sha256"));
+        }
+        let id = e.id.to_string();
+        let recomputed = entry_hash_of([
+            &id,
+            &e.request_id,
+            &e.task_id,
+            &e.received_at,
+            &e.credential_name,
+            &e.auth_method,
+            &e.body_sha256,
+            &e.prev_hash,
+        ]);
+        if recomputed != e.entry_hash {
+            return Err(at("entry_hash does not match the entry's fields"));
+        }
+        let leaf_bytes =
+            tree::entry_bytes(&e.entry_hash).map_err(|_| at("entry_hash is not 64 hex digits"))?;
+        if e.id < 1 || e.id as u64 > size {
+            return Err(at(&format!(
+                "not in the checkpoint's tree of {size} uploads"
+            )));
+        }
+        let proof = e
+            .inclusion_proof
+            .iter()
+            .map(|h| Hash::parse_hash(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| at("a proof hash is not base64 of 32 bytes"))?;
+        tlog_tiles::check_record(
+            &proof,
+            size,
+            root,
+            e.id as u64 - 1,
+            tree::leaf_hash(&leaf_bytes),
+        )
+        .map_err(|_| {
+            at(&format!(
+                "the inclusion proof does not lead to the checkpoint's root (tree of {size})"
+            ))
+        })?;
+    }
+    Ok(format!(
+        "evidence intact: {} entries, each in the checkpoint of {size} uploads signed by {}",
+        bundle.entries.len(),
+        checkpoint.origin()
+    ))
 }

@@ -126,3 +126,38 @@ pub fn scan(
     snapshot.finish()?;
     Ok(totals)
 }
+
+/// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
+/// order (by the task index).
+pub fn task_entries(
+    conn: &Connection,
+    task_id: &str,
+    max_id: i64,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<Vec<StoredEntry>, StorageError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
+                raw_body, body_sha256, prev_hash, entry_hash
+         FROM uploads
+         WHERE task_id = ?1 AND id <= ?2 AND (?3 IS NULL OR received_at >= ?3)
+           AND (?4 IS NULL OR received_at < ?4)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![task_id, max_id, since, until], |row| {
+        Ok(StoredEntry {
+            id: row.get(0)?,
+            request_id: row.get(1)?,
+            task_id: row.get(2)?,
+            received_at: row.get(3)?,
+            credential_name: row.get(4)?,
+            auth_method: row.get(5)?,
+            raw_body: row.get(6)?,
+            body_sha256: row.get(7)?,
+            prev_hash: row.get(8)?,
+            entry_hash: row.get(9)?,
+            totals: [0; 6],
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -363,3 +363,41 @@ async fn the_last_checkpoint_is_made_at_shutdown() {
     assert_eq!(note.text.lines().nth(1), Some("2"));
     assert_eq!(note.headers["content-type"], "text/plain; charset=utf-8");
 }
+
+#[tokio::test]
+async fn the_evidence_api_checkpoints_first_and_its_bundle_verifies() {
+    let app = TestApp::spawn().await; // no checkpoint yet: the API makes one
+    store(&app, 5).await; // tasks task-0, task-1, task-2
+    let reply = app
+        .get("/api/v1/evidence?task_id=task-1", &app.admin_token)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let bundle: sms_audit::services::evidence::Bundle = serde_json::from_str(&reply.text).unwrap();
+    let ids: Vec<i64> = bundle.entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [2, 5]);
+    let vkey = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(bundle.vkey, vkey);
+    let summary = sms_audit::services::evidence::verify_bundle(&bundle, Some(&vkey)).unwrap();
+    assert!(summary.contains("2 entries"), "{summary}");
+    assert!(summary.contains("checkpoint of 5 uploads"), "{summary}");
+
+    let mut tampered = bundle;
+    tampered.entries[1].inclusion_proof.pop();
+    assert!(sms_audit::services::evidence::verify_bundle(&tampered, Some(&vkey)).is_err());
+
+    app.get("/api/v1/evidence?task_id=nope", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+    app.get("/api/v1/evidence?task_id=bad%20id", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+    app.get("/api/v1/evidence", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+}

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::get_resource;
+use crate::domain::{check_range, parse_time_arg, TaskId};
 use crate::http::error::SmsError;
 use crate::http::extract::{ApiReader, Query};
 use crate::services::checkpoints::Checkpointer;
@@ -15,7 +16,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/uploads/{id}/proof", inclusion))
         .service(get_resource("/api/v1/checkpoints/consistency", consistency))
         .service(get_resource("/api/v1/checkpoints/latest", latest))
-        .service(get_resource("/api/v1/checkpoints", list));
+        .service(get_resource("/api/v1/checkpoints", list))
+        .service(get_resource("/api/v1/evidence", bundle));
+}
+
+#[derive(Deserialize)]
+struct EvidenceQuery {
+    task_id: String,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /api/v1/evidence?task_id=&since=&until=`: the evidence bundle, after a
+/// checkpoint of everything stored so far.
+async fn bundle(
+    req: HttpRequest,
+    query: Query<EvidenceQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let task = TaskId::parse(&query.task_id).map_err(SmsError::bad_request)?;
+    let time = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
+            .transpose()
+    };
+    let (since, until) = (time("since", &query.since)?, time("until", &query.until)?);
+    check_range(since, until).map_err(SmsError::bad_request)?;
+    let checkpointer = req
+        .app_data::<web::Data<Checkpointer>>()
+        .cloned()
+        .ok_or_else(|| SmsError::Unavailable("this service makes no checkpoints".into()))?;
+    checkpointer
+        .make_now()
+        .await
+        .map_err(|e| SmsError::Storage(e.to_string()))?;
+    let vkey = checkpointer.verifier_key();
+    let (bundle, _) = reads
+        .with_blocking(move |conn| Ok(evidence::bundle(conn, task.as_str(), since, until, vkey)))
+        .await??;
+    Ok(HttpResponse::Ok().json(bundle))
 }
 
 /// `GET /api/v1/checkpoints/latest`: the signed note, as Go's `note` reads it.
@@ -68,7 +108,9 @@ impl From<EvidenceError> for SmsError {
     fn from(e: EvidenceError) -> Self {
         match e {
             EvidenceError::BadSize(msg) => SmsError::bad_request(msg),
-            EvidenceError::NoSuchUpload(_) => SmsError::NotFound(e.to_string()),
+            EvidenceError::NoSuchUpload(_)
+            | EvidenceError::NoSuchTask(_)
+            | EvidenceError::NoCheckpoint => SmsError::NotFound(e.to_string()),
             EvidenceError::Storage(e) => e.into(),
         }
     }
