@@ -64,7 +64,7 @@ pub enum Command {
     Tasks(tasks::TasksCommand),
     /// Check the whole ledger: exit 0 when intact, 1 naming the first bad entry, 2
     /// when it cannot be checked (no such database, unreadable).
-    Verify,
+    Verify(verify::VerifyArgs),
     /// Evidence an auditor checks offline: export a task's bundle, verify one.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
@@ -177,7 +177,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Serve(args) => serve::run(args.into_config(cli.db)?).await,
         Command::Credentials(cmd) => credentials::run(&cli.db, cmd),
         Command::Tasks(cmd) => tasks::run(&cli.db, cmd),
-        Command::Verify => verify::run(&cli.db),
+        Command::Verify(args) => verify::run(&cli.db, args),
         Command::Export(args) => export::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,

@@ -289,3 +289,37 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
         checkpoint.origin()
     ))
 }
+
+/// Checks every stored checkpoint's signature with `vkey`, and that its text
+/// names the size and root it is stored with. Returns how many were checked, or
+/// the first failure.
+pub fn verify_checkpoint_signatures(
+    conn: &Connection,
+    vkey: &str,
+) -> Result<Result<usize, String>, StorageError> {
+    let stored = checkpoints::list(conn, u32::MAX, None)?;
+    for c in &stored {
+        let failure = |why: String| {
+            Ok(Err(format!(
+                "the checkpoint of {} uploads: {why}",
+                c.tree_size
+            )))
+        };
+        let verifier = match StandardVerifier::new(vkey) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("verifier key {vkey:?}: {e}"))),
+        };
+        let note = match Note::from_bytes(c.note.as_bytes()) {
+            Ok(note) => note,
+            Err(e) => return failure(format!("not a signed note: {e}")),
+        };
+        if let Err(e) = note.verify(&VerifierList::new(vec![Box::new(verifier)])) {
+            return failure(format!("the signature does not verify with {vkey}: {e}"));
+        }
+        match Checkpoint::from_bytes(note.text()) {
+            Ok(text) if text.size() == c.tree_size && text.hash().to_string() == c.root_hash => {}
+            _ => return failure("its signed text does not match its stored size and root".into()),
+        }
+    }
+    Ok(Ok(stored.len()))
+}

@@ -146,6 +146,22 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
     let app = app_with_uploads(4).await.restart().await;
     let (code, out) = verify(&app);
     assert_eq!(code, 0, "{out}");
+    // Signatures, with the key file's verifier key, and with a stranger's.
+    assert!(
+        out.contains("1 checkpoints, each signed by sms-audit/"),
+        "{out}"
+    );
+    let stranger = sms_audit::domain::checkpoint::CheckpointKey::generate("sms-audit/other")
+        .unwrap()
+        .verifier_key();
+    let out = Command::new(TestApp::binary())
+        .args(["verify", "--vkey", &stranger, "--db"])
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("checkpoint signature BROKEN"), "{text}");
     let conn = app.write_conn();
     let root: Vec<u8> = conn
         .query_row(
