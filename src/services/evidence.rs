@@ -323,3 +323,24 @@ pub fn verify_checkpoint_signatures(
     }
     Ok(Ok(stored.len()))
 }
+
+/// Whether the newest checkpoint extends the one before it: the consistency proof
+/// between their sizes, checked against their signed roots. `None` with fewer
+/// than two checkpoints.
+pub fn latest_two_consistent(conn: &Connection) -> Result<Option<(u64, u64, bool)>, EvidenceError> {
+    let latest = checkpoints::list(conn, 2, None)?;
+    let [to, from] = latest.as_slice() else {
+        return Ok(None);
+    };
+    let proof = tree::consistency_proof(conn, to.tree_size, from.tree_size)?;
+    let holds = match (
+        Hash::parse_hash(&to.root_hash),
+        Hash::parse_hash(&from.root_hash),
+    ) {
+        (Ok(to_root), Ok(from_root)) => {
+            tlog_tiles::check_tree(&proof, to.tree_size, to_root, from.tree_size, from_root).is_ok()
+        }
+        _ => false,
+    };
+    Ok(Some((from.tree_size, to.tree_size, holds)))
+}

@@ -71,3 +71,11 @@ pub fn list(
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The size of the first checkpoint that covers upload `id`, if any does yet.
+pub fn covering(conn: &Connection, id: i64) -> Result<Option<u64>, StorageError> {
+    let size: Option<i64> = conn
+        .prepare_cached("SELECT min(tree_size) FROM checkpoints WHERE tree_size >= ?1")?
+        .query_row(params![id], |r| r.get(0))?;
+    Ok(size.map(|s| s as u64))
+}

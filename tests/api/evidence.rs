@@ -401,3 +401,57 @@ async fn the_evidence_api_checkpoints_first_and_its_bundle_verifies() {
         .await
         .assert_error(400, "SMS.9001");
 }
+
+#[tokio::test]
+async fn the_pages_show_the_key_the_checkpoints_and_each_upload_s_proof() {
+    let app = TestApp::spawn_with(|c| {
+        c.checkpoints.as_mut().unwrap().interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    store(&app, 2).await;
+    wait_for_checkpoint(&app, 2).await;
+    store_more(&app, 1).await;
+    wait_for_checkpoint(&app, 3).await;
+    let vkey = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let audit = browser.get("/audit").await;
+    assert_eq!(audit.status, 200);
+    assert!(audit.text.contains(&vkey), "the verifier key, to copy");
+    assert!(
+        audit
+            .text
+            .contains("consistent</span> the checkpoint of 3 uploads extends the one of 2"),
+        "{}",
+        audit.text
+    );
+    let upload = browser.get("/uploads/3").await;
+    assert!(
+        upload.text.contains("/api/v1/uploads/3/proof?tree_size=3"),
+        "{}",
+        upload.text
+    );
+    let upload = browser.get("/uploads/1").await;
+    assert!(
+        upload.text.contains("/api/v1/uploads/1/proof?tree_size=2"),
+        "the first checkpoint that covers it"
+    );
+}
+
+async fn store_more(app: &TestApp, n: usize) {
+    let agent = app.add_credential(&format!("agent-more-{n}"), Role::Agent, None, false);
+    for _ in 0..n {
+        assert_eq!(
+            app.upload("task-more", &agent.token, EXAMPLE).await.status,
+            200
+        );
+    }
+}

@@ -11,7 +11,10 @@ use super::{html, Nav, PageError};
 use crate::domain::now_ms;
 use crate::http::extract::Query;
 use crate::http::extract::{CsrfForm, PageUser};
+use crate::services::checkpoints::Checkpointer;
+use crate::services::evidence;
 use crate::services::verification::VerificationJob;
+use crate::storage::checkpoints::{self, StoredCheckpoint};
 use crate::storage::history::{self, VerificationRecord};
 use crate::storage::queries::{self, RejectionCount, RejectionFilter, RejectionRow};
 use crate::storage::writer::REJECTIONS_KEPT;
@@ -40,6 +43,10 @@ struct AuditPage {
     rejections: Vec<RejectionRow>,
     /// The largest per-minute refusal counts of the last hour.
     floods: Vec<RejectionCount>,
+    verifier_key: Option<String>,
+    checkpoints: Vec<StoredCheckpoint>,
+    /// (from, to, whether the newest checkpoint extends the one before).
+    consistency: Option<(u64, u64, bool)>,
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -50,6 +57,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 pub async fn page(
+    checkpointer: Option<web::Data<Checkpointer>>,
     query: Query<AuditQuery>,
     reads: web::Data<ReadPool>,
     verification: web::Data<VerificationJob>,
@@ -66,12 +74,14 @@ pub async fn page(
         error_code: non_empty(&query.error_code),
         credential_name: non_empty(&query.credential),
     };
-    let (overview, rejections, floods) = reads
+    let (overview, rejections, floods, checkpoints, consistency) = reads
         .with_blocking(move |conn| {
             Ok((
                 history::overview(conn)?,
                 queries::recent_rejections(conn, 200, &filter)?,
                 queries::rejection_counts(conn, now_ms() - 3_600_000, 20)?,
+                checkpoints::list(conn, 10, None)?,
+                evidence::latest_two_consistent(conn).ok().flatten(),
             ))
         })
         .await?;
@@ -88,6 +98,9 @@ pub async fn page(
         filter_credential: query.credential.clone().unwrap_or_default(),
         rejections,
         floods,
+        verifier_key: checkpointer.map(|c| c.verifier_key()),
+        checkpoints,
+        consistency,
     }
     .render()?;
     Ok(html(body))

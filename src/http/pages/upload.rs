@@ -6,6 +6,7 @@ use askama::Template;
 use super::{html, Nav, PageError, When};
 use crate::http::extract::PageUser;
 use crate::http::ConfiguredUpstream;
+use crate::storage::checkpoints;
 use crate::storage::history;
 use crate::storage::queries::{self, UploadRecord};
 use crate::storage::ReadPool;
@@ -19,6 +20,8 @@ struct UploadPage {
     previous: Option<i64>,
     next: Option<i64>,
     forwarding: bool,
+    /// The first checkpoint that covers the upload.
+    checkpoint: Option<u64>,
 }
 
 pub async fn page(
@@ -36,13 +39,15 @@ pub async fn page(
                 return Ok(None);
             };
             let (previous, next) = history::neighbours(conn, &u.task_id, id)?;
-            Ok(Some((u, previous, next)))
+            let checkpoint = checkpoints::covering(conn, id)?;
+            Ok(Some((u, previous, next, checkpoint)))
         })
         .await?;
-    let (u, previous, next) =
+    let (u, previous, next, checkpoint) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
     let received = super::when(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
     let body = UploadPage {
+        checkpoint,
         nav: Some(Nav::from(&session)),
         u,
         received,
