@@ -16,7 +16,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
 use crate::http::auth::AuthCache;
-use crate::http::{ConfiguredUpstream, IngestSettings, RequestLimits, SessionLifetime};
+use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, SessionLifetime};
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub proxy: Option<ProxySettings>,
     /// Signed checkpoints of the Merkle tree (off only for `--null-store`).
     pub checkpoints: Option<CheckpointSettings>,
+    /// `/checkpoint` and `/tile/…` open to anyone.
+    pub public_log: bool,
 }
 
 impl ServeConfig {
@@ -74,6 +76,7 @@ impl ServeConfig {
         let db = db.into();
         Self {
             checkpoints: Some(CheckpointSettings::for_db(&db)),
+            public_log: false,
             db,
             listen: "127.0.0.1:8080".into(),
             task_policy: TaskPolicy::Open,
@@ -150,6 +153,7 @@ struct SharedState {
     upstream: web::Data<ConfiguredUpstream>,
     session_lifetime: web::Data<SessionLifetime>,
     limits: web::Data<RequestLimits>,
+    public_log: web::Data<PublicLog>,
     /// With `--proxy` only: handlers tell by its presence.
     proxy_log: Option<web::Data<ProxyLog>>,
     checkpointer: Option<web::Data<Checkpointer>>,
@@ -165,7 +169,8 @@ impl SharedState {
             .app_data(self.replays.clone())
             .app_data(self.upstream.clone())
             .app_data(self.session_lifetime.clone())
-            .app_data(self.limits.clone());
+            .app_data(self.limits.clone())
+            .app_data(self.public_log.clone());
         if let Some(log) = &self.proxy_log {
             cfg.app_data(log.clone());
         }
@@ -336,6 +341,7 @@ impl Application {
             upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
             session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
             checkpointer: checkpointer.clone().map(web::Data::from),
+            public_log: web::Data::new(PublicLog(config.public_log)),
             proxy_log: config
                 .proxy
                 .clone()

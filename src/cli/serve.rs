@@ -134,6 +134,10 @@ pub struct ServeArgs {
     /// Also write each checkpoint to DIR as `<size>.checkpoint` and `latest`.
     #[arg(long, env = "SMS_AUDIT_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Serve `/checkpoint` and `/tile/…` (C2SP tlog-tiles) to anyone, for
+    /// monitors and witnesses (default: auditors and operators only).
+    #[arg(long, env = "SMS_AUDIT_PUBLIC_LOG")]
+    pub public_log: bool,
     /// Benchmarks only: answer uploads without storing them.
     #[arg(long, hide = true)]
     pub null_store: bool,
@@ -206,6 +210,7 @@ impl ServeArgs {
                     dir: self.checkpoint_dir,
                 }
             }),
+            public_log: self.public_log,
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,

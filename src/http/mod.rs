@@ -47,6 +47,11 @@ pub struct RequestLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLifetime(pub Duration);
 
+/// Whether `/checkpoint` and `/tile/…` are open to anyone (`--public-log`), for
+/// monitors and witnesses.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicLog(pub bool);
+
 /// The real SMS endpoint, if `serve` was given one.
 #[derive(Debug, Clone)]
 pub struct ConfiguredUpstream(pub Option<UpstreamSettings>);

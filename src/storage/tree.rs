@@ -155,3 +155,37 @@ pub fn stored_range(
     }
     Ok(out)
 }
+
+/// The data of C2SP tlog-tiles tile `path` (`tile/<L>/<N>[.p/<W>]`, height 8):
+/// the level-`8L` hashes it holds, concatenated; `None` when the path is not a
+/// tile path or the tree does not hold all of its hashes yet.
+pub fn tile_data(conn: &Connection, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    const HEIGHT: u8 = 8;
+    // The crate speaks Go's sumdb layout, which names the height in the path.
+    let Some(rest) = path.strip_prefix("tile/") else {
+        return Ok(None);
+    };
+    if rest.starts_with("entries/") {
+        return Ok(None);
+    }
+    let Ok(tile) = tlog_tiles::Tile::from_path(&format!("tile/{HEIGHT}/{rest}")) else {
+        return Ok(None);
+    };
+    if tile.is_data() {
+        return Ok(None);
+    }
+    let width = if tile.width() == 0 {
+        1u64 << HEIGHT
+    } else {
+        u64::from(tile.width())
+    };
+    // Hashes at this level in the tree now; the tile must lie within them.
+    let at_level = size(conn)? >> (u32::from(HEIGHT) * u32::from(tile.level()));
+    if (tile.level_index() << HEIGHT) + width > at_level {
+        return Ok(None);
+    }
+    Ok(Some(
+        tile.read_data(&Stored(conn))
+            .map_err(|e| StorageError::Sqlite(from_tlog(e)))?,
+    ))
+}

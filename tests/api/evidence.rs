@@ -439,6 +439,12 @@ async fn the_pages_show_the_key_the_checkpoints_and_each_upload_s_proof() {
         "{}",
         upload.text
     );
+    let task = browser.get("/tasks/task-0").await;
+    assert!(
+        task.text.contains("/api/v1/evidence?task_id=task%2D0"),
+        "{}",
+        task.text
+    );
     let upload = browser.get("/uploads/1").await;
     assert!(
         upload.text.contains("/api/v1/uploads/1/proof?tree_size=2"),
@@ -454,4 +460,101 @@ async fn store_more(app: &TestApp, n: usize) {
             200
         );
     }
+}
+
+#[tokio::test]
+async fn the_log_is_served_as_c2sp_tiles() {
+    let app = TestApp::spawn().await;
+    let leaves = store(&app, 3).await;
+    let tile = |path: &str| {
+        let url = format!("{}{path}", app.address);
+        let client = app.client.clone();
+        let token = app.admin_token.clone();
+        async move {
+            let r = client
+                .get(url)
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, data) = tile("/tile/0/000.p/3").await;
+    assert_eq!(status, 200);
+    assert_eq!(data, leaves.concat(), "the three leaf hashes");
+    assert_eq!(tile("/tile/0/000.p/2").await.1, leaves[..2].concat());
+    for missing in [
+        "/tile/0/000",
+        "/tile/0/000.p/4",
+        "/tile/1/000.p/1",
+        "/tile/0/1",
+        "/tile/entries/000.p/3",
+        "/tile/0/x001/000",
+    ] {
+        assert_eq!(tile(missing).await.0, 404, "{missing}");
+    }
+    // For auditors and operators only, unless --public-log.
+    let anonymous = app
+        .client
+        .get(format!("{}/tile/0/000.p/3", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let app = app.restart().await; // the stop made a checkpoint
+    let checkpoint = app.get("/checkpoint", &app.admin_token).await;
+    assert_eq!(checkpoint.status, 200);
+    assert_eq!(checkpoint.text.lines().nth(1), Some("3"));
+}
+
+#[tokio::test]
+async fn a_public_log_serves_full_tiles_to_anyone() {
+    let app = TestApp::spawn_with(|c| c.public_log = true).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    for _ in 0..257 {
+        assert_eq!(
+            app.upload("task-t", &agent.token, EXAMPLE).await.status,
+            200
+        );
+    }
+    let full = app
+        .client
+        .get(format!("{}/tile/0/000", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 200);
+    assert!(full.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let data = full.bytes().await.unwrap();
+    assert_eq!(data.len(), 256 * 32);
+    let record = app
+        .get("/api/v1/uploads/256", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(
+        &data[255 * 32..],
+        &leaf(record["entry_hash"].as_str().unwrap())[..]
+    );
+    let level1 = app
+        .client
+        .get(format!("{}/tile/1/000.p/1", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(level1.status(), 200, "the root of the first 256 leaves");
+    let root: Vec<u8> = level1.bytes().await.unwrap().to_vec();
+    let mut leaves = Vec::new();
+    for id in 1..=256 {
+        let r = app
+            .get(&format!("/api/v1/uploads/{id}"), &app.admin_token)
+            .await
+            .json();
+        leaves.push(leaf(r["entry_hash"].as_str().unwrap()));
+    }
+    assert_eq!(root, mth(&leaves).to_vec());
 }

@@ -62,11 +62,16 @@ impl TaskPage {
     }
 
     /// An export of this task, with the page's time range.
+    /// `format`: csv or jsonl for an export, `evidence` for the evidence bundle;
+    /// the page's time range either way.
     fn export_link(&self, format: &str) -> String {
-        let mut link = format!(
-            "/api/v1/export?format={format}&task_id={}",
-            urlencode(&self.task.task_id)
-        );
+        let mut link = match format {
+            "evidence" => format!("/api/v1/evidence?task_id={}", urlencode(&self.task.task_id)),
+            format => format!(
+                "/api/v1/export?format={format}&task_id={}",
+                urlencode(&self.task.task_id)
+            ),
+        };
         for (name, value) in [("since", &self.since), ("until", &self.until)] {
             if !value.trim().is_empty() {
                 link.push_str(&format!("&{name}={}", urlencode(value.trim())));

@@ -1,6 +1,6 @@
 //! Proofs over the ledger's Merkle tree, for auditors and operators.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -8,16 +8,66 @@ use super::get_resource;
 use crate::domain::{check_range, parse_time_arg, TaskId};
 use crate::http::error::SmsError;
 use crate::http::extract::{ApiReader, Query};
+use crate::http::PublicLog;
 use crate::services::checkpoints::Checkpointer;
 use crate::services::evidence::{self, EvidenceError};
-use crate::storage::{checkpoints, ReadPool};
+use crate::storage::{checkpoints, tree, ReadPool};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/uploads/{id}/proof", inclusion))
         .service(get_resource("/api/v1/checkpoints/consistency", consistency))
         .service(get_resource("/api/v1/checkpoints/latest", latest))
         .service(get_resource("/api/v1/checkpoints", list))
-        .service(get_resource("/api/v1/evidence", bundle));
+        .service(get_resource("/api/v1/evidence", bundle))
+        .service(get_resource("/checkpoint", log_checkpoint))
+        .service(get_resource("/tile/{path:.*}", tile));
+}
+
+/// Monitors and witnesses read the log like any C2SP tlog-tiles log: open with
+/// `--public-log`, otherwise for auditors and operators.
+async fn may_read_log(req: &HttpRequest) -> Result<(), SmsError> {
+    let public = req.app_data::<web::Data<PublicLog>>().is_some_and(|p| p.0);
+    if !public {
+        ApiReader::extract(req).await?;
+    }
+    Ok(())
+}
+
+/// `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
+async fn log_checkpoint(
+    req: HttpRequest,
+    reads: web::Data<ReadPool>,
+) -> Result<HttpResponse, SmsError> {
+    may_read_log(&req).await?;
+    let latest = reads.with_blocking(checkpoints::latest).await?;
+    let latest = latest.ok_or_else(|| SmsError::NotFound("no checkpoint yet".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(latest.note))
+}
+
+/// `GET /tile/<L>/<N>[.p/<W>]`: the tree's hashes as C2SP tlog-tiles tiles
+/// (height 8); full tiles never change and may be cached for good.
+async fn tile(req: HttpRequest, reads: web::Data<ReadPool>) -> Result<HttpResponse, SmsError> {
+    may_read_log(&req).await?;
+    let path = req.path().trim_start_matches('/').to_string();
+    let partial = path.contains(".p/");
+    let data = reads
+        .with_blocking(move |conn| tree::tile_data(conn, &path))
+        .await?
+        .ok_or_else(|| SmsError::NotFound(format!("no such tile: {}", req.path())))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            "Cache-Control",
+            if partial {
+                "no-store"
+            } else {
+                "public, max-age=31536000, immutable"
+            },
+        ))
+        .body(data))
 }
 
 #[derive(Deserialize)]
