@@ -89,16 +89,6 @@ pub fn scan(
         let mut rows = uploads.query([])?;
         while let Some(row) = rows.next()? {
             let entry = StoredEntry {
-                id: row.get(0)?,
-                request_id: row.get(1)?,
-                task_id: row.get(2)?,
-                received_at: row.get(3)?,
-                credential_name: row.get(4)?,
-                auth_method: row.get(5)?,
-                raw_body: row.get(6)?,
-                body_sha256: row.get(7)?,
-                prev_hash: row.get(8)?,
-                entry_hash: row.get(9)?,
                 totals: [
                     row.get(10)?,
                     row.get(11)?,
@@ -107,6 +97,7 @@ pub fn scan(
                     row.get(14)?,
                     row.get::<_, Option<i64>>(15)?.unwrap_or(-1),
                 ],
+                ..entry_fields(row)?
             };
             if visit(entry, &mut results)?.is_break() {
                 break;
@@ -144,20 +135,25 @@ pub fn task_entries(
            AND (?4 IS NULL OR received_at < ?4)
          ORDER BY id",
     )?;
-    let rows = stmt.query_map(params![task_id, max_id, since, until], |row| {
-        Ok(StoredEntry {
-            id: row.get(0)?,
-            request_id: row.get(1)?,
-            task_id: row.get(2)?,
-            received_at: row.get(3)?,
-            credential_name: row.get(4)?,
-            auth_method: row.get(5)?,
-            raw_body: row.get(6)?,
-            body_sha256: row.get(7)?,
-            prev_hash: row.get(8)?,
-            entry_hash: row.get(9)?,
-            totals: [0; 6],
-        })
-    })?;
+    let rows = stmt.query_map(params![task_id, max_id, since, until], entry_fields)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The ledger fields of an entry from a row whose first ten columns are `id,
+/// request_id, task_id, received_at, credential_name, auth_method, raw_body,
+/// body_sha256, prev_hash, entry_hash` (totals left at 0).
+fn entry_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        id: row.get(0)?,
+        request_id: row.get(1)?,
+        task_id: row.get(2)?,
+        received_at: row.get(3)?,
+        credential_name: row.get(4)?,
+        auth_method: row.get(5)?,
+        raw_body: row.get(6)?,
+        body_sha256: row.get(7)?,
+        prev_hash: row.get(8)?,
+        entry_hash: row.get(9)?,
+        totals: [0; 6],
+    })
 }
