@@ -456,3 +456,15 @@ pub fn outbox_health(conn: &Connection) -> Result<OutboxHealth, StorageError> {
         consecutive_failures,
     })
 }
+
+/// A task's first upload time and how many of its uploads regressed.
+pub fn task_history_summary(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<(Option<Timestamp>, i64), StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(received_at), coalesce(sum(regressed), 0) FROM uploads WHERE task_id = ?1",
+        )?
+        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}

@@ -9,6 +9,7 @@ mod dashboard;
 mod deliveries;
 mod login;
 mod proxy;
+mod report;
 mod task;
 mod upload;
 
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(not_allowed("POST")),
         )
         .service(get_resource("/tasks/{task_id}", task::page))
+        .service(get_resource("/tasks/{task_id}/report", report::page))
         .service(get_resource("/uploads/{id}", upload::page))
         .service(get_resource("/compare", compare::page))
         .service(get_resource("/audit", audit::page))

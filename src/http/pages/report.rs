@@ -1,0 +1,83 @@
+//! A task's printable report (`/tasks/{task_id}/report`): its latest result per
+//! directory, its history in brief, the signed checkpoint that covers it, and how
+//! to check the evidence. Print CSS only, no JavaScript.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{html, urlencode, Nav, PageError};
+use crate::domain::{format_timestamp, TaskId};
+use crate::http::extract::PageUser;
+use crate::services::checkpoints::Checkpointer;
+use crate::storage::checkpoints::{self, StoredCheckpoint};
+use crate::storage::history::{self, TaskRow};
+use crate::storage::queries::{self, UploadRecord};
+use crate::storage::ReadPool;
+
+#[derive(Template)]
+#[template(path = "task_report.html")]
+struct ReportPage {
+    nav: Option<Nav>,
+    task: TaskRow,
+    latest: Option<UploadRecord>,
+    first_received_at: Option<String>,
+    regressions: i64,
+    checkpoint: Option<StoredCheckpoint>,
+    /// Whether the checkpoint covers the task's latest upload.
+    covers_latest: bool,
+    verifier_key: Option<String>,
+    evidence_link: String,
+    generated_at: String,
+}
+
+pub async fn page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    reads: web::Data<ReadPool>,
+    PageUser(session): PageUser,
+) -> Result<HttpResponse, PageError> {
+    let task_id = TaskId::parse(&path)
+        .map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
+    let id = task_id.as_str().to_string();
+    let found = reads
+        .with_blocking(move |conn| {
+            let Some(task) = history::task(conn, &id)? else {
+                return Ok(None);
+            };
+            let latest = match task.last_upload_id {
+                Some(last) => queries::upload(conn, last)?,
+                None => None,
+            };
+            let (first, regressions) = history::task_history_summary(conn, &id)?;
+            Ok(Some((
+                task,
+                latest,
+                first,
+                regressions,
+                checkpoints::latest(conn)?,
+            )))
+        })
+        .await?;
+    let (task, latest, first, regressions, checkpoint) =
+        found.ok_or_else(|| PageError::NotFound(format!("no task {task_id}")))?;
+    let covers_latest = match (&checkpoint, task.last_upload_id) {
+        (Some(c), Some(last)) => c.tree_size >= last as u64,
+        _ => false,
+    };
+    let body = ReportPage {
+        nav: Some(Nav::from(&session)),
+        evidence_link: format!("/api/v1/evidence?task_id={}", urlencode(&task.task_id)),
+        task,
+        latest,
+        first_received_at: first.map(format_timestamp),
+        regressions,
+        checkpoint,
+        covers_latest,
+        verifier_key: req
+            .app_data::<web::Data<Checkpointer>>()
+            .map(|c| c.verifier_key()),
+        generated_at: format_timestamp(crate::domain::now_ms()),
+    }
+    .render()?;
+    Ok(html(body))
+}
