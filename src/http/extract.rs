@@ -21,7 +21,8 @@ pub const SESSION_COOKIE: &str = "sms_audit_session";
 /// Double-submit cookie for the login form, which has no session yet.
 pub const LOGIN_CSRF_COOKIE: &str = "sms_audit_login_csrf";
 
-fn data<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
+/// A piece of shared state `startup` registered.
+pub(crate) fn data<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
     req.app_data::<web::Data<T>>()
         .cloned()
         .expect("startup registers every piece of shared state")

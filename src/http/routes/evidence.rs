@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::get_resource;
-use crate::domain::{check_range, parse_time_arg, TaskId};
+use super::read_api::{page_limit, time_range};
+use crate::domain::TaskId;
 use crate::http::error::SmsError;
 use crate::http::extract::{ApiReader, Query};
 use crate::http::PublicLog;
@@ -86,13 +87,7 @@ async fn bundle(
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let task = TaskId::parse(&query.task_id).map_err(SmsError::bad_request)?;
-    let time = |name: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
-            .transpose()
-    };
-    let (since, until) = (time("since", &query.since)?, time("until", &query.until)?);
-    check_range(since, until).map_err(SmsError::bad_request)?;
+    let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let checkpointer = req
         .app_data::<web::Data<Checkpointer>>()
         .cloned()
@@ -132,10 +127,7 @@ async fn list(
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(SmsError::bad_request("limit: must be from 1 to 1000"));
-    }
+    let limit = page_limit(query.limit, 50)?;
     let before = query.before;
     let mut list = reads
         .with_blocking(move |conn| checkpoints::list(conn, limit + 1, before))

@@ -22,6 +22,7 @@ use crate::domain::proxy::{
 use crate::domain::{lock, now_ms, AuthMethod, Credential};
 use crate::http::auth::{self, header as header_value, AuthCache};
 use crate::http::error::{ErrorCode, SmsError};
+use crate::http::extract::data;
 use crate::http::middleware::RequestId;
 use crate::http::IngestSettings;
 use crate::services::proxy::{
@@ -33,12 +34,6 @@ use crate::storage::ReadPool;
 /// Whether this service passes `/v3/` calls on to SMS.
 pub fn enabled(req: &HttpRequest) -> bool {
     req.app_data::<web::Data<Proxy>>().is_some()
-}
-
-fn data<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
-    req.app_data::<web::Data<T>>()
-        .cloned()
-        .expect("startup registers the proxy's state with --proxy")
 }
 
 /// Who may have SMS do things: agents and operators, within their task scope. A

@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `since` and `until` of the API's query, in order.
-fn time_range(
+pub(super) fn time_range(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<(Option<Timestamp>, Option<Timestamp>), SmsError> {
@@ -43,7 +43,7 @@ fn time_range(
 }
 
 /// A list's `limit`: `default` when absent, else 1 to [`MAX_PAGE`] (400 otherwise).
-fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, SmsError> {
+pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, SmsError> {
     let limit = limit.unwrap_or(default);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)
