@@ -8,6 +8,7 @@ use super::{fail, open_existing, output_error, CliError};
 use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::now_ms;
 use crate::services::{evidence, ledger};
+use crate::storage::history::LastFullRun;
 use crate::storage::{self, history};
 
 #[derive(clap::Args, Debug)]
@@ -19,6 +20,11 @@ pub struct VerifyArgs {
     /// The checkpoint signing key file (default `<db>.signing-key`).
     #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
     pub signing_key: Option<std::path::PathBuf>,
+    /// Check only the uploads added since the newest checkpoint that a full run
+    /// verified, starting from that checkpoint's root (fast on a large ledger;
+    /// run a full `verify` now and then).
+    #[arg(long)]
+    pub since_checkpoint: bool,
 }
 
 /// The verifier key to check checkpoints with: given, or the key file's under
@@ -51,10 +57,28 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
         }
         Err(e) => return Err(e),
     };
+    if let Some(m) = std::env::var("VMMAP").ok().and_then(|v| v.parse::<i64>().ok()) { conn.pragma_update(None, "mmap_size", m).map_err(|e| fail(e.to_string()))?; }
+    let scope = if args.since_checkpoint {
+        ledger::Scope::SinceCheckpoint(since_checkpoint(&conn)?)
+    } else {
+        ledger::Scope::Full
+    };
     let started = now_ms();
-    let result = ledger::verify(&conn, |n| {
-        if n > 0 && n % 100_000 == 0 {
-            eprintln!("checked {n} entries");
+    let mut reported = 0;
+    let open = || {
+        let conn = if writable {
+            storage::open_read(db)?
+        } else {
+            storage::open_immutable(db)?
+        };
+        // Read once, in order: through the page cache, not mapped into memory.
+        conn.pragma_update(None, "mmap_size", std::env::var("VMMAP").ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))?;
+        Ok(conn)
+    };
+    let result = ledger::verify(&conn, &open, ledger::Parallelism::all_cores(), scope, |n| {
+        if n >= reported + 100_000 {
+            reported = n - n % 100_000;
+            eprintln!("checked {reported} entries");
         }
     })
     .map_err(fail)?;
@@ -66,11 +90,18 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     match &result.first_bad {
         None => {
-            writeln!(
-                out,
-                "ledger intact: {} entries, head {} (id {})",
-                result.entries, result.head_hash, result.head_id
-            )
+            match result.since_checkpoint {
+                None => writeln!(
+                    out,
+                    "ledger intact: {} entries, head {} (id {})",
+                    result.entries, result.head_hash, result.head_id
+                ),
+                Some(size) => writeln!(
+                    out,
+                    "ledger intact since the checkpoint of {size} uploads: {} entries checked, head {} (id {})",
+                    result.entries, result.head_hash, result.head_id
+                ),
+            }
             .map_err(output_error)?;
             let has_checkpoints =
                 crate::storage::checkpoints::latest(&conn).is_ok_and(|c| c.is_some());
@@ -92,13 +123,37 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
         Some(bad) => {
             writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem)
                 .map_err(output_error)?;
-            writeln!(
-                out,
-                "{} entries before it are intact; last good head {}",
-                result.entries, result.head_hash
-            )
-            .map_err(output_error)?;
+            if result.entries > 0 || result.since_checkpoint.is_none() {
+                writeln!(
+                    out,
+                    "{} entries checked before it are intact; last good head {}",
+                    result.entries, result.head_hash
+                )
+                .map_err(output_error)?;
+            }
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// Where `--since-checkpoint` starts: the newest checkpoint the newest full run
+/// recomputed, when that run found the ledger intact.
+fn since_checkpoint(conn: &rusqlite::Connection) -> Result<u64, CliError> {
+    let run = history::last_full_verification(conn).map_err(fail)?;
+    match run {
+        None => Err(fail(
+            "--since-checkpoint: no full verification has been run on this database yet; run `sms-audit verify` first",
+        )),
+        Some(run) if run.first_bad_id.is_some() => Err(fail(format!(
+            "--since-checkpoint: the last full verification found the ledger broken at entry {}; run a full `sms-audit verify`",
+            run.first_bad_id.unwrap_or_default()
+        ))),
+        Some(LastFullRun {
+            checkpoint_verified: Some(size),
+            ..
+        }) => Ok(size),
+        Some(_) => Err(fail(
+            "--since-checkpoint: the last full verification covered no checkpoint yet (the service makes one every --checkpoint-interval); run a full `sms-audit verify`",
+        )),
     }
 }

@@ -18,27 +18,36 @@ use super::{format_timestamp, Timestamp};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The fields an entry hash covers.
+/// The fields an entry hash covers; the text ones as their UTF-8 bytes (as
+/// stored: a verification hashes what it reads, without decoding it first).
 pub struct EntryFields<'a> {
     pub id: i64,
-    pub request_id: &'a str,
-    pub task_id: &'a str,
+    pub request_id: &'a [u8],
+    pub task_id: &'a [u8],
     pub received_at: Timestamp,
-    pub credential_name: &'a str,
-    pub auth_method: &'a str,
-    pub body_sha256: &'a str,
-    pub prev_hash: &'a str,
+    pub credential_name: &'a [u8],
+    pub auth_method: &'a [u8],
+    pub body_sha256: &'a [u8],
+    pub prev_hash: &'a [u8],
 }
 
 impl EntryFields<'_> {
-    pub fn canonical_encoding(&self) -> Vec<u8> {
-        let id = self.id.to_string();
+    /// The SHA-256 of the canonical encoding.
+    pub fn digest(&self) -> [u8; 32] {
+        use std::io::Write;
+        let mut id = [0u8; 20];
+        let id_len = {
+            let mut out = &mut id[..];
+            // An i64 has at most 20 characters: this cannot fail.
+            let _ = write!(out, "{}", self.id);
+            20 - out.len()
+        };
         let received_at = format_timestamp(self.received_at);
-        canonical_encoding([
-            &id,
+        digest_of([
+            &id[..id_len],
             self.request_id,
             self.task_id,
-            &received_at,
+            received_at.as_bytes(),
             self.credential_name,
             self.auth_method,
             self.body_sha256,
@@ -47,24 +56,25 @@ impl EntryFields<'_> {
     }
 
     pub fn entry_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_encoding()))
+        hex::encode(self.digest())
     }
 }
 
-/// The eight fields as text (`id` in decimal, `received_at` as stored in RFC 3339),
-/// each preceded by its byte length as an 8-byte big-endian integer.
-pub fn canonical_encoding(fields: [&str; 8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum());
+/// The SHA-256 of the canonical encoding of the eight fields as text (each
+/// preceded by its byte length as an 8-byte big-endian integer), hashed as it is
+/// encoded.
+fn digest_of(fields: [&[u8]; 8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
     for f in fields {
-        out.extend_from_slice(&(f.len() as u64).to_be_bytes());
-        out.extend_from_slice(f.as_bytes());
+        hasher.update((f.len() as u64).to_be_bytes());
+        hasher.update(f);
     }
-    out
+    hasher.finalize().into()
 }
 
 /// The entry hash of the eight fields as text (as an evidence bundle has them).
 pub fn entry_hash_of(fields: [&str; 8]) -> String {
-    hex::encode(Sha256::digest(canonical_encoding(fields)))
+    hex::encode(digest_of(fields.map(str::as_bytes)))
 }
 
 /// The last entry of the chain.
@@ -95,6 +105,13 @@ pub struct BadEntry {
 pub struct Verification {
     /// Entries checked.
     pub entries: u64,
+    /// Set when only the entries after the checkpoint of this many uploads were
+    /// checked (`verify --since-checkpoint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_checkpoint: Option<u64>,
+    /// The newest checkpoint whose root this run recomputed from the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_verified: Option<u64>,
     /// The last entry's hash (64 zeros for an empty ledger).
     pub head_hash: String,
     pub head_id: i64,
@@ -104,5 +121,57 @@ pub struct Verification {
 impl Verification {
     pub fn intact(&self) -> bool {
         self.first_bad.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_hash_is_the_sha256_of_the_length_prefixed_fields() {
+        let fields = EntryFields {
+            id: 42,
+            request_id: b"0b7c5a1e-7f4e-4c1a-9d7e-2f0a8b6c4d3e",
+            task_id: b"task-1",
+            received_at: 1_764_000_000_123,
+            credential_name: b"agent",
+            auth_method: b"token",
+            body_sha256: "ab".repeat(32).as_bytes(),
+            prev_hash: GENESIS_HASH.as_bytes(),
+        };
+        let (request_id, body_sha256) = (
+            "0b7c5a1e-7f4e-4c1a-9d7e-2f0a8b6c4d3e",
+            "ab".repeat(32),
+        );
+        let mut encoding = Vec::new();
+        for f in [
+            "42",
+            request_id,
+            "task-1",
+            "2025-11-24T16:00:00.123Z",
+            "agent",
+            "token",
+            &body_sha256,
+            GENESIS_HASH,
+        ] {
+            encoding.extend_from_slice(&(f.len() as u64).to_be_bytes());
+            encoding.extend_from_slice(f.as_bytes());
+        }
+        let expected = hex::encode(Sha256::digest(&encoding));
+        assert_eq!(fields.entry_hash(), expected);
+        assert_eq!(
+            entry_hash_of([
+                "42",
+                request_id,
+                "task-1",
+                "2025-11-24T16:00:00.123Z",
+                "agent",
+                "token",
+                &body_sha256,
+                GENESIS_HASH
+            ]),
+            expected
+        );
     }
 }

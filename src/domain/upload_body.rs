@@ -5,6 +5,7 @@
 //! allowed; they stay in the stored raw body.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Default cap on `consistency_result` items (`--max-results` raises it).
@@ -101,13 +102,14 @@ impl UploadBody {
             return Err(BodyError::NotObject);
         };
         let mut problems = Problems::default();
-        find_duplicate_keys(&json, "", &mut problems);
+        find_duplicate_keys(&json, &At::Root, &mut problems);
+        let results_at = At::Key(&At::Root, "consistency_result");
 
         let mut results = Vec::new();
         match field(fields, "consistency_result") {
             None | Some(Json::Null) => {}
             Some(Json::Array(items)) if items.len() > max_results => problems.push(
-                "consistency_result",
+                &results_at,
                 format!(
                     "must have at most {max_results} items (got {})",
                     items.len()
@@ -115,15 +117,13 @@ impl UploadBody {
             ),
             Some(Json::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(r) =
-                        parse_item(item, &format!("consistency_result[{i}]"), &mut problems)
-                    {
+                    if let Some(r) = parse_item(item, &At::Index(&results_at, i), &mut problems) {
                         results.push(r);
                     }
                 }
             }
             Some(_) => problems.push(
-                "consistency_result",
+                &results_at,
                 format!("must be an array of at most {max_results} items, or null"),
             ),
         }
@@ -133,7 +133,7 @@ impl UploadBody {
             Some(Json::Uint(n)) if *n <= MAX_FINISHED_TIME => Some(*n as i64),
             Some(_) => {
                 problems.push(
-                    "finished_time",
+                    &At::Key(&At::Root, "finished_time"),
                     format!(
                         "must be an integer from 0 to {MAX_FINISHED_TIME}: a Unix time in seconds (not milliseconds)"
                     ),
@@ -153,26 +153,27 @@ impl UploadBody {
     }
 }
 
-fn parse_item(item: &Json, path: &str, problems: &mut Problems) -> Option<ConsistencyResult> {
+fn parse_item(item: &Json, at: &At, problems: &mut Problems) -> Option<ConsistencyResult> {
     let Json::Object(fields) = item else {
-        problems.push(path, "must be an object".into());
+        problems.push(at, "must be an object".into());
         return None;
     };
+    let dir_check_at = At::Key(at, "dir_check");
     let dir_check = match field(fields, "dir_check") {
         None => {
-            problems.push(&format!("{path}.dir_check"), "is required".into());
+            problems.push(&dir_check_at, "is required".into());
             None
         }
         Some(Json::Str(s)) => DirCheck::new(s).or_else(|| {
             problems.push(
-                &format!("{path}.dir_check"),
+                &dir_check_at,
                 format!("must be a string of at most {MAX_DIR_CHECK_CHARS} characters"),
             );
             None
         }),
         Some(_) => {
             problems.push(
-                &format!("{path}.dir_check"),
+                &dir_check_at,
                 format!("must be a string of at most {MAX_DIR_CHECK_CHARS} characters"),
             );
             None
@@ -180,7 +181,7 @@ fn parse_item(item: &Json, path: &str, problems: &mut Problems) -> Option<Consis
     };
     let mut counts = [None; 4];
     for (slot, name) in counts.iter_mut().zip(COUNT_FIELDS) {
-        let p = format!("{path}.{name}");
+        let p = At::Key(at, name);
         *slot = match field(fields, name) {
             None => {
                 problems.push(&p, "is required".into());
@@ -239,25 +240,51 @@ impl BodyError {
 struct Problems(Vec<(String, String)>);
 
 impl Problems {
-    fn push(&mut self, path: &str, problem: String) {
-        self.0.push((path.to_string(), problem));
+    fn push(&mut self, at: &At, problem: String) {
+        self.0.push((at.to_string(), problem));
     }
 }
 
-fn field<'a>(fields: &'a [(String, Json)], name: &str) -> Option<&'a Json> {
+/// Where a value is in the body (`consistency_result[0].dir_check`), written out
+/// only for a problem: valid bodies, the common case, allocate no paths.
+#[derive(Clone, Copy)]
+enum At<'p> {
+    Root,
+    Key(&'p At<'p>, &'p str),
+    Index(&'p At<'p>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Root => Ok(()),
+            At::Key(At::Root, key) => f.write_str(key),
+            At::Key(parent, key) => write!(f, "{parent}.{key}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn field<'a, 'b>(fields: &'a [(Cow<'b, str>, Json<'b>)], name: &str) -> Option<&'a Json<'b>> {
     fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn find_duplicate_keys(json: &Json, path: &str, problems: &mut Problems) {
+/// Objects up to this many keys are searched for duplicates pairwise; larger
+/// ones (only a hostile body has them) through a set, so the cost stays linear.
+const PAIRWISE_KEYS: usize = 32;
+
+fn find_duplicate_keys(json: &Json, at: &At, problems: &mut Problems) {
     match json {
         Json::Object(fields) => {
+            let mut seen = (fields.len() > PAIRWISE_KEYS)
+                .then(|| std::collections::HashSet::with_capacity(fields.len()));
             for (i, (key, value)) in fields.iter().enumerate() {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
+                let child = At::Key(at, key);
+                let duplicate = match &mut seen {
+                    Some(seen) => !seen.insert(key.as_ref()),
+                    None => fields[..i].iter().any(|(k, _)| k == key),
                 };
-                if fields[..i].iter().any(|(k, _)| k == key) {
+                if duplicate {
                     problems.push(&child, "duplicate key".into());
                 }
                 find_duplicate_keys(value, &child, problems);
@@ -265,7 +292,7 @@ fn find_duplicate_keys(json: &Json, path: &str, problems: &mut Problems) {
         }
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                find_duplicate_keys(item, &format!("{path}[{i}]"), problems);
+                find_duplicate_keys(item, &At::Index(at, i), problems);
             }
         }
         _ => {}
@@ -273,66 +300,96 @@ fn find_duplicate_keys(json: &Json, path: &str, problems: &mut Problems) {
 }
 
 /// A JSON value that keeps every key of an object (so duplicates can be refused)
-/// and tells integers from other numbers.
+/// and tells integers from other numbers. Strings without escapes borrow from the
+/// body.
 #[derive(Debug)]
-enum Json {
+enum Json<'a> {
     Null,
     Bool,
     Uint(u64),
     OtherNumber,
-    Str(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
+    Str(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl<'de> Deserialize<'de> for Json {
+impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(JsonVisitor)
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Json, E> {
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_none<E>(self) -> Result<Json, E> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
         Ok(Json::Bool)
     }
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+    fn visit_u64<E>(self, n: u64) -> Result<Json<'de>, E> {
         Ok(Json::Uint(n))
     }
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+    fn visit_i64<E>(self, n: i64) -> Result<Json<'de>, E> {
         Ok(u64::try_from(n).map_or(Json::OtherNumber, Json::Uint))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
         Ok(Json::OtherNumber)
     }
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::Str(s.to_string()))
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(s)))
     }
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::Str(s))
+    fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(s.to_string())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
+    fn visit_string<E>(self, s: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        // Bodies hold small arrays and objects: one allocation each, mostly.
+        let mut items = Vec::with_capacity(8);
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut fields = Vec::new();
-        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(8);
+        while let Some((Key(k), v)) = map.next_entry::<Key<'de>, Json<'de>>()? {
             fields.push((k, v));
         }
         Ok(Json::Object(fields))
@@ -399,6 +456,17 @@ mod tests {
         assert!(params.contains(&"consistency_result[1].num_target_more_files".to_string()));
         assert_eq!(params.last().unwrap(), "finished_time");
         assert_eq!(params.len(), 10);
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_objects_and_through_escapes() {
+        let keys: Vec<String> = (0..200).map(|i| format!(r#""k{i}":0"#)).collect();
+        let err = parse(&format!(r#"{{{},"k7":1}}"#, keys.join(","))).unwrap_err();
+        assert_eq!(err.message(), "k7: duplicate key");
+        let err = parse(r#"{"x":{"a":1,"\u0061":2}}"#).unwrap_err();
+        assert_eq!(err.message(), "x.a: duplicate key");
+        let err = parse(r#"{"consistency_result":[{},{"b":1,"b":2}]}"#).unwrap_err();
+        assert_eq!(err.params().unwrap()[0], "consistency_result[1].b");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Verifying the ledger: every body hash, entry hash, link and result row is
-//! recomputed from what is stored, stopping at the first bad entry.
+//! recomputed from what is stored, and the Merkle tree with it, stopping at the
+//! first bad entry.
 
 use std::ops::ControlFlow;
 
-use crate::domain::chain::{BadEntry, EntryFields, Head, Verification};
-use crate::domain::signing::sha256_hex;
-use crate::domain::UploadBody;
-use crate::storage::ledger::{self, StoredEntry, StoredResult, SummaryTotals};
-use crate::storage::{checkpoints, tree, StorageError};
+use sha2::{Digest, Sha256};
 use tlog_tiles::{node_hash, Hash};
+
+use crate::domain::chain::{BadEntry, EntryFields, Head, Verification};
+use crate::domain::UploadBody;
+use crate::domain::Timestamp;
+use crate::storage::ledger::{self, ScanStart, ScannedBatch, ScannedEntry, ScannedResult, SummaryTotals};
+use crate::storage::{tree, StorageError};
 
 /// The RFC 6962 root of the leaves seen so far, kept as the roots of their
 /// complete subtrees (largest first).
@@ -41,217 +44,470 @@ impl CompactRange {
     }
 }
 
+/// How a verification spreads its work.
+#[derive(Debug, Clone, Copy)]
+pub struct Parallelism {
+    /// Threads that read and check entries (at least one).
+    pub workers: usize,
+    /// Entries one worker reads and checks at a time.
+    pub batch: usize,
+}
+
+impl Parallelism {
+    /// One worker (inside the service, which keeps the other cores for ingest).
+    pub fn one() -> Self {
+        Parallelism {
+            workers: 1,
+            batch: 2048,
+        }
+    }
+
+    /// One worker per core (the command line: a verification has the machine).
+    pub fn all_cores() -> Self {
+        Parallelism {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ..Self::one()
+        }
+    }
+}
+/// Checked batches a worker may hold ready for the chain check (bounds memory:
+/// a few MB per worker).
+const READY_AHEAD: usize = 2;
+
+/// What a verification checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every entry, from the first.
+    Full,
+    /// The entries after the checkpoint of this many uploads, starting from its
+    /// signed root: the stored tree must give that root, and the entry before the
+    /// first one checked must be its last leaf.
+    SinceCheckpoint(u64),
+}
+
+/// Opens another read connection to the same database (for the workers after
+/// the first).
+pub type OpenReader<'a> = &'a (dyn Fn() -> Result<rusqlite::Connection, StorageError> + Sync);
+
+/// A batch read and checked by a worker, waiting for the chain check.
+struct CheckedBatch {
+    batch: ScannedBatch,
+    own: Vec<OwnChecks>,
+}
+
 /// Recomputes every body hash, entry hash, link and result row, and the Merkle
 /// root at every stored checkpoint and of the stored tree, stopping at the first
 /// bad entry. `progress` is called with the number of entries checked so far.
 /// (Checkpoint signatures need the verifier key: `verify_signatures`.)
+///
+/// `parallelism.workers` threads each read every `workers`-th batch of entries and check what each entry holds by itself: worker 0 on `conn` in the
+/// calling thread, the others on connections from `open`. Another thread then
+/// checks the links, order and tree in id order. All read the entries up to the
+/// last id in `conn`'s snapshot, which the ledger's append-only tables keep the
+/// same in every later snapshot. Memory stays bounded: nothing is read more
+/// than a few batches ahead of the chain check.
 pub fn verify(
     conn: &rusqlite::Connection,
-    mut progress: impl FnMut(u64),
+    open: OpenReader<'_>,
+    parallelism: Parallelism,
+    scope: Scope,
+    mut progress: impl FnMut(u64) + Send,
 ) -> Result<Verification, StorageError> {
-    let mut prev = Head::genesis();
-    let mut entries = 0u64;
-    let mut first_bad = None;
-    // Largest first: the next to check (the smallest) is the last.
-    let mut pending: Vec<(u64, Hash)> = stored_checkpoint_roots(conn)?;
-    let mut range = CompactRange::default();
-    // The stored tree is compared with the one the chain makes, a batch at a time
-    // (a database from before the tree has none until a service starts on it).
-    let tree_built = has_table(conn, "tree_hashes")? && tree::size(conn)? > 0;
-    let mut made = Vec::new();
-    let mut compared = 0u64;
-    let totals = ledger::scan(conn, |entry, results| {
-        if let Some(problem) = check_entry(&entry, &prev, results)? {
-            first_bad = Some(BadEntry {
-                id: entry.id,
-                problem,
-            });
-            return Ok(ControlFlow::Break(()));
+    let snapshot = conn.unchecked_transaction()?;
+    let start = ledger::scan_start(conn)?;
+    let mut chain = match scope {
+        Scope::Full => ChainCheck::new(&start),
+        Scope::SinceCheckpoint(size) => match ChainCheck::at_checkpoint(conn, &start, size)? {
+            Ok(chain) => chain,
+            Err(broken) => return Ok(broken),
+        },
+    };
+    let (from, last, tree) = (chain.prev_id + 1, start.last_id, start.tree_size > 0);
+    let batch = parallelism.batch.max(1) as i64;
+    let batches = (last - from + batch) / batch;
+    let workers = parallelism.workers.clamp(1, batches.max(1) as usize);
+    let verdict = std::thread::scope(|scope| -> Result<(), StorageError> {
+        let mut ready = Vec::new();
+        let mut helpers = Vec::new();
+        let mut first = None;
+        for worker in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<CheckedBatch>(READY_AHEAD);
+            ready.push(rx);
+            if worker == 0 {
+                first = Some(tx);
+                continue;
+            }
+            helpers.push(
+                std::thread::Builder::new()
+                    .name(format!("sms-audit-verify-{worker}"))
+                    .spawn_scoped(scope, move || -> Result<(), StorageError> {
+                        let conn = open()?;
+                        let _snapshot = conn.unchecked_transaction()?;
+                        if ledger::last_id(&conn)? < last {
+                            return Err(StorageError::Background(
+                                "entries were removed while the ledger was being verified".into(),
+                            ));
+                        }
+                        let share = (worker, workers, batch);
+                        read_and_check(&conn, share, (from, last), tree, &tx)
+                    })
+                    .map_err(|e| StorageError::Background(e.to_string()))?,
+            );
         }
-        let Ok(leaf) = tree::entry_bytes(&entry.entry_hash) else {
-            first_bad = Some(BadEntry {
-                id: entry.id,
-                problem: "entry_hash is not 64 hex digits".into(),
-            });
-            return Ok(ControlFlow::Break(()));
+        let (chain, progress) = (&mut chain, &mut progress);
+        let sequencer = std::thread::Builder::new()
+            .name("sms-audit-verify-chain".into())
+            .spawn_scoped(scope, move || {
+                for k in 0..batches {
+                    // A worker that stopped early has failed: its error is reported.
+                    let Ok(checked) = ready[(k as usize) % workers].recv() else {
+                        return;
+                    };
+                    let stop = chain.check_batch(&checked.batch, &checked.own);
+                    progress(chain.entries);
+                    if stop.is_break() {
+                        return; // dropping the receivers stops the workers
+                    }
+                }
+            })
+            .map_err(|e| StorageError::Background(e.to_string()))?;
+        let own = match first {
+            Some(tx) => read_and_check(conn, (0, workers, batch), (from, last), tree, &tx),
+            None => Ok(()),
         };
-        range.push(tree::leaf_hash(&leaf), &mut made);
-        if tree_built && made.len() >= 4096 {
-            if let Some(problem) = compare_stored(conn, &mut compared, &mut made)? {
-                first_bad = Some(BadEntry {
-                    id: entry.id,
-                    problem,
-                });
-                return Ok(ControlFlow::Break(()));
+        let panicked = || StorageError::Background("a verification thread panicked".into());
+        sequencer.join().map_err(|_| panicked())?;
+        own?;
+        for helper in helpers {
+            helper.join().map_err(|_| panicked())??;
+        }
+        Ok(())
+    });
+    verdict?;
+    snapshot.finish()?;
+    if chain.first_bad.is_none() && chain.prev_id != last.max(from - 1) {
+        return Err(StorageError::Background(
+            "the verification stopped before the end of the ledger".into(),
+        ));
+    }
+    Ok(chain.finish(&start.totals))
+}
+
+/// Worker `worker` of `workers`: reads and checks batches `worker`,
+/// `worker + workers`, … (of `batch` ids each) of the ids `from..=last` and
+/// hands them to the chain check in that order.
+fn read_and_check(
+    conn: &rusqlite::Connection,
+    (worker, workers, batch): (usize, usize, i64),
+    (from, last): (i64, i64),
+    tree: bool,
+    ready: &std::sync::mpsc::SyncSender<CheckedBatch>,
+) -> Result<(), StorageError> {
+    let mut first = from + worker as i64 * batch;
+    while first <= last {
+        let batch_ids = (first, (first + batch - 1).min(last));
+        first += workers as i64 * batch;
+        let batch = ledger::read_batch(conn, batch_ids.0, batch_ids.1, tree)?;
+        let own = batch.entries.iter().map(|e| OwnChecks::of(&batch, e)).collect();
+        if ready.send(CheckedBatch { batch, own }).is_err() {
+            break; // the chain check has stopped
+        }
+    }
+    Ok(())
+}
+
+/// What an entry's stored fields say about themselves, checked in parallel.
+struct OwnChecks {
+    body_hash_matches: bool,
+    /// The entry hash recomputed, when the stored one is its lower-case hex.
+    entry_hash: Option<[u8; 32]>,
+    results_problem: Option<String>,
+}
+
+impl OwnChecks {
+    fn of(batch: &ScannedBatch, e: &ScannedEntry) -> Self {
+        let raw_body = batch.get(&e.raw_body);
+        let body_hash_matches =
+            hex_matches(&Sha256::digest(raw_body).into(), batch.get(&e.body_sha256));
+        let digest = EntryFields {
+            id: e.id,
+            request_id: batch.get(&e.request_id),
+            task_id: batch.get(&e.task_id),
+            received_at: e.received_at,
+            credential_name: batch.get(&e.credential_name),
+            auth_method: batch.get(&e.auth_method),
+            body_sha256: batch.get(&e.body_sha256),
+            prev_hash: batch.get(&e.prev_hash),
+        }
+        .digest();
+        OwnChecks {
+            body_hash_matches,
+            entry_hash: hex_matches(&digest, batch.get(&e.entry_hash)).then_some(digest),
+            results_problem: check_results(
+                &batch.results[e.results.clone()],
+                batch,
+                raw_body,
+                e.totals,
+            ),
+        }
+    }
+}
+
+/// Whether `stored` is the lower-case hex of `digest`.
+fn hex_matches(digest: &[u8; 32], stored: &[u8]) -> bool {
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(digest, &mut hex);
+    hex[..] == *stored
+}
+
+/// The checks that follow the chain in order: ids, times, links, the tree.
+struct ChainCheck {
+    /// The last good entry's id, time and (lower-case hex) hash.
+    prev_id: i64,
+    prev_received_at: Timestamp,
+    prev_hash: [u8; 64],
+    /// Leaves of the tree so far (the entries before the first one checked, and
+    /// those checked).
+    entries: u64,
+    /// Entries before the first one checked (a checkpoint's size, or 0).
+    since: Option<u64>,
+    /// The newest checkpoint whose root the chain gave.
+    checkpoint_verified: Option<u64>,
+    first_bad: Option<BadEntry>,
+    /// Checkpoints not reached yet, largest first.
+    pending: Vec<(u64, Hash)>,
+    range: CompactRange,
+    /// Leaves the stored tree covers; 0: not compared (a database from before the
+    /// tree, until a service starts on it).
+    tree_size: u64,
+    made: Vec<Hash>,
+}
+
+impl ChainCheck {
+    fn new(start: &ScanStart) -> Self {
+        let genesis = Head::genesis();
+        let mut prev_hash = [0u8; 64];
+        prev_hash.copy_from_slice(genesis.hash.as_bytes());
+        ChainCheck {
+            prev_id: genesis.id,
+            prev_received_at: genesis.received_at,
+            prev_hash,
+            entries: 0,
+            since: None,
+            checkpoint_verified: None,
+            first_bad: None,
+            pending: start.checkpoint_roots.clone(),
+            range: CompactRange::default(),
+            tree_size: start.tree_size,
+            made: Vec::new(),
+        }
+    }
+
+    /// The state after the checkpoint of `size` uploads, rebuilt from the stored
+    /// tree and checked against the checkpoint's root; or, when they disagree,
+    /// the verdict that says so.
+    fn at_checkpoint(
+        conn: &rusqlite::Connection,
+        start: &ScanStart,
+        size: u64,
+    ) -> Result<Result<Self, Verification>, StorageError> {
+        let Some(&(_, root)) = start.checkpoint_roots.iter().find(|(s, _)| *s == size) else {
+            return Err(StorageError::Background(format!(
+                "there is no checkpoint of {size} uploads"
+            )));
+        };
+        let broken = |problem: String| Verification {
+            entries: 0,
+            since_checkpoint: Some(size),
+            checkpoint_verified: None,
+            head_hash: String::new(),
+            head_id: size as i64,
+            first_bad: Some(BadEntry {
+                id: size as i64,
+                problem,
+            }),
+        };
+        let subtrees = tree::subtree_roots(conn, size)?;
+        let range = CompactRange(subtrees);
+        if range.root() != root {
+            return Ok(Err(broken(format!(
+                "the stored Merkle tree does not give the root of the checkpoint of {size} uploads"
+            ))));
+        }
+        let Some(last) = ledger::entry_head(conn, size as i64)? else {
+            return Ok(Err(broken(format!("entry {size} is missing"))));
+        };
+        // The checkpoint's last leaf must be this entry: its proof checks against
+        // the signed root.
+        let proof = tree::inclusion_proof(conn, size, size - 1)?;
+        let included = tree::entry_bytes(&last.hash).is_ok_and(|bytes| {
+            tlog_tiles::check_record(&proof, size, root, size - 1, tree::leaf_hash(&bytes)).is_ok()
+        });
+        if !included || last.hash.len() != 64 {
+            return Ok(Err(broken(format!(
+                "entry {size} is not the last leaf of the checkpoint of {size} uploads"
+            ))));
+        }
+        let mut prev_hash = [0u8; 64];
+        prev_hash.copy_from_slice(last.hash.as_bytes());
+        Ok(Ok(ChainCheck {
+            prev_id: last.id,
+            prev_received_at: last.received_at,
+            prev_hash,
+            entries: size,
+            since: Some(size),
+            checkpoint_verified: None,
+            first_bad: None,
+            pending: start
+                .checkpoint_roots
+                .iter()
+                .copied()
+                .filter(|(s, _)| *s > size)
+                .collect(),
+            range,
+            tree_size: start.tree_size,
+            made: Vec::new(),
+        }))
+    }
+
+    fn check_batch(&mut self, batch: &ScannedBatch, own: &[OwnChecks]) -> ControlFlow<()> {
+        let mut stored = batch.tree.iter().peekable();
+        for (e, own) in batch.entries.iter().zip(own) {
+            if let Some(problem) = self.check_entry(batch, e, own, &mut stored) {
+                self.first_bad = Some(BadEntry { id: e.id, problem });
+                return ControlFlow::Break(());
+            }
+            self.prev_id = e.id;
+            self.prev_received_at = e.received_at;
+            // Checked above: the stored hash is the 64 hex digits of the digest.
+            self.prev_hash.copy_from_slice(batch.get(&e.entry_hash));
+            self.entries += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// What is wrong with `e`, the entry after the last good one, if anything;
+    /// adds its leaf to the tree.
+    fn check_entry<'a>(
+        &mut self,
+        batch: &ScannedBatch,
+        e: &ScannedEntry,
+        own: &OwnChecks,
+        stored: &mut std::iter::Peekable<impl Iterator<Item = &'a (u64, Option<[u8; 32]>)>>,
+    ) -> Option<String> {
+        let (id, prev_id) = (e.id, self.prev_id);
+        if id != prev_id + 1 {
+            return Some(format!(
+                "entry {} is missing (ids jump from {prev_id} to {id})",
+                prev_id + 1,
+            ));
+        }
+        if e.received_at < self.prev_received_at {
+            return Some(format!("received_at is earlier than entry {prev_id}'s"));
+        }
+        if !own.body_hash_matches {
+            return Some("raw body does not match its stored SHA-256".into());
+        }
+        if batch.get(&e.prev_hash) != self.prev_hash {
+            return Some(format!(
+                "prev_hash does not match the hash of entry {prev_id}"
+            ));
+        }
+        let Some(entry_hash) = own.entry_hash else {
+            return Some("entry_hash does not match its recomputed value".into());
+        };
+        if let Some(problem) = &own.results_problem {
+            return Some(problem.clone());
+        }
+        let first = tlog_tiles::stored_hash_count(self.entries);
+        self.made.clear();
+        self.range.push(tree::leaf_hash(&entry_hash), &mut self.made);
+        if self.tree_size > 0 {
+            for (i, made) in self.made.iter().enumerate() {
+                let index = first + i as u64;
+                let matches = stored
+                    .next_if(|(idx, _)| *idx == index)
+                    .is_some_and(|(_, hash)| *hash == Some(made.0));
+                if !matches {
+                    return Some(format!(
+                        "the stored Merkle tree differs from the chain at stored hash {index} (changed or lost)"
+                    ));
+                }
             }
         }
-        while let Some(&(size, root)) = pending.last() {
-            if size != entries + 1 {
+        let size = self.entries + 1;
+        while let Some(&(checkpoint, root)) = self.pending.last() {
+            if checkpoint != size {
                 break;
             }
-            pending.pop();
-            if root != range.root() {
-                first_bad = Some(BadEntry {
-                    id: entry.id,
-                    problem: format!(
-                        "the checkpoint of {size} uploads has root {root}, the chain gives {}",
-                        range.root()
-                    ),
-                });
-                return Ok(ControlFlow::Break(()));
+            self.pending.pop();
+            let made = self.range.root();
+            if root != made {
+                return Some(format!(
+                    "the checkpoint of {checkpoint} uploads has root {root}, the chain gives {made}"
+                ));
             }
+            self.checkpoint_verified = Some(checkpoint);
         }
-        prev = Head {
-            id: entry.id,
-            hash: entry.entry_hash,
-            received_at: entry.received_at,
+        None
+    }
+
+    /// The verdict, with the checks only the end of the chain allows.
+    fn finish(self, totals: &SummaryTotals) -> Verification {
+        let entries = self.entries;
+        let head = Head {
+            id: self.prev_id,
+            hash: String::from_utf8_lossy(&self.prev_hash).into_owned(),
+            received_at: self.prev_received_at,
         };
-        entries += 1;
-        if entries.is_multiple_of(10_000) {
-            progress(entries);
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
-    if first_bad.is_none() {
-        first_bad = check_tail(&totals, &prev);
-    }
-    if first_bad.is_none() && tree_built {
-        if let Some(problem) = compare_stored(conn, &mut compared, &mut made)? {
-            first_bad = Some(BadEntry {
-                id: prev.id,
-                problem,
+        let first_bad = self
+            .first_bad
+            .or_else(|| check_tail(totals, &head))
+            .or_else(|| {
+                // A tree longer than the chain: entries were removed from its end.
+                (self.tree_size > entries).then(|| BadEntry {
+                    id: entries as i64 + 1,
+                    problem: format!(
+                        "the stored Merkle tree covers {} uploads, the chain has {entries}",
+                        self.tree_size
+                    ),
+                })
+            })
+            .or_else(|| {
+                self.pending.last().map(|(size, _)| BadEntry {
+                    id: entries as i64 + 1,
+                    problem: format!("a checkpoint covers {size} uploads, the chain has {entries}"),
+                })
             });
+        Verification {
+            entries: entries - self.since.unwrap_or(0),
+            since_checkpoint: self.since,
+            checkpoint_verified: self.checkpoint_verified.filter(|_| first_bad.is_none()),
+            head_hash: head.hash,
+            head_id: head.id,
+            first_bad,
         }
     }
-    if first_bad.is_none() {
-        first_bad = check_tree(entries, pending.last().map(|(s, _)| *s));
-    }
-    progress(entries);
-    Ok(Verification {
-        entries,
-        head_hash: prev.hash,
-        head_id: prev.id,
-        first_bad,
-    })
-}
-
-/// Every stored checkpoint's size and root, largest first (none on a database
-/// from before checkpoints, checked read-only as it is).
-fn stored_checkpoint_roots(conn: &rusqlite::Connection) -> Result<Vec<(u64, Hash)>, StorageError> {
-    if !has_table(conn, "checkpoints")? {
-        return Ok(Vec::new());
-    }
-    Ok(checkpoints::list(conn, u32::MAX, None)?
-        .into_iter()
-        .map(|c| {
-            (
-                c.tree_size,
-                Hash::parse_hash(&c.root_hash).unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
-fn has_table(conn: &rusqlite::Connection, name: &str) -> Result<bool, StorageError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )? > 0)
-}
-
-/// A checkpoint beyond the end of the chain.
-fn check_tree(entries: u64, unreached_checkpoint: Option<u64>) -> Option<BadEntry> {
-    unreached_checkpoint.map(|size| BadEntry {
-        id: entries as i64 + 1,
-        problem: format!("a checkpoint covers {size} uploads, the chain has {entries}"),
-    })
-}
-
-/// Compares the hashes the chain makes (`made`, from stored index `compared` on)
-/// with the stored tree's; empties `made`.
-fn compare_stored(
-    conn: &rusqlite::Connection,
-    compared: &mut u64,
-    made: &mut Vec<Hash>,
-) -> Result<Option<String>, StorageError> {
-    let stored = tree::stored_range(conn, *compared, made.len())?;
-    for (i, expected) in made.iter().enumerate() {
-        if stored.get(i) != Some(&expected.0) {
-            return Ok(Some(format!(
-                "the stored Merkle tree differs from the chain at stored hash {} (changed or lost)",
-                *compared + i as u64
-            )));
-        }
-    }
-    *compared += made.len() as u64;
-    made.clear();
-    Ok(None)
-}
-
-/// What is wrong with `e`, the entry after `prev`, if anything.
-fn check_entry(
-    e: &StoredEntry,
-    prev: &Head,
-    results: &mut dyn FnMut(i64) -> Result<Vec<StoredResult>, StorageError>,
-) -> Result<Option<String>, StorageError> {
-    let id = e.id;
-    Ok(if id != prev.id + 1 {
-        Some(format!(
-            "entry {} is missing (ids jump from {} to {id})",
-            prev.id + 1,
-            prev.id
-        ))
-    } else if e.received_at < prev.received_at {
-        Some(format!("received_at is earlier than entry {}'s", prev.id))
-    } else if sha256_hex(&e.raw_body) != e.body_sha256 {
-        Some("raw body does not match its stored SHA-256".into())
-    } else if e.prev_hash != prev.hash {
-        Some(format!(
-            "prev_hash does not match the hash of entry {}",
-            prev.id
-        ))
-    } else if (EntryFields {
-        id,
-        request_id: &e.request_id,
-        task_id: &e.task_id,
-        received_at: e.received_at,
-        credential_name: &e.credential_name,
-        auth_method: &e.auth_method,
-        body_sha256: &e.body_sha256,
-        prev_hash: &e.prev_hash,
-    })
-    .entry_hash()
-        != e.entry_hash
-    {
-        Some("entry_hash does not match its recomputed value".into())
-    } else {
-        check_results(&results(id)?, &e.raw_body, e.totals)
-    })
 }
 
 /// Compares stored result rows and totals with a re-parse of the raw body.
 fn check_results(
-    stored: &[StoredResult],
+    stored: &[ScannedResult],
+    batch: &ScannedBatch,
     raw_body: &[u8],
     stored_totals: [i64; 6],
 ) -> Option<String> {
     let Ok(body) = UploadBody::parse(raw_body, usize::MAX) else {
         return Some("raw body no longer parses as a valid upload".into());
     };
-    let expected: Vec<StoredResult> = body
-        .results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            (
-                i as i64,
-                r.dir_check.as_str().to_string(),
-                r.counts().map(|c| i64::from(c.get())),
-            )
-        })
-        .collect();
-    if stored != expected {
+    let rows_match = stored.len() == body.results.len()
+        && stored.iter().zip(&body.results).enumerate().all(|(i, (row, r))| {
+            row.ordinal == i as i64
+                && batch.get(&row.dir_check) == r.dir_check.as_str().as_bytes()
+                && row.counts == r.counts().map(|c| i64::from(c.get()))
+        });
+    if !rows_match {
         return Some("result rows differ from the raw body".into());
     }
     let t = body.totals();

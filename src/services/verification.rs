@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::ledger;
+use super::ledger::{self, Parallelism, Scope};
 use crate::domain::chain::Verification;
 use crate::domain::{lock, now_ms};
 use crate::storage::history;
@@ -55,7 +55,10 @@ impl VerificationJob {
         let started_ms = now_ms();
         let v = self
             .reads
-            .with_blocking(|conn| ledger::verify(conn, |_| {}))
+            .with_blocking({
+                let reads = self.reads.clone();
+                move |conn| ledger::verify(conn, &|| reads.open(), Parallelism::one(), Scope::Full, |_| {})
+            })
             .await?;
         let (record, by) = (v.clone(), requested_by.to_string());
         let _ = self
@@ -95,7 +98,11 @@ impl VerificationJob {
                 let checked = progress.checked.clone();
                 let result = job
                     .reads
-                    .with(|conn| ledger::verify(conn, |n| checked.store(n, Ordering::Relaxed)));
+                    .with(|conn| {
+                        ledger::verify(conn, &|| job.reads.open(), Parallelism::one(), Scope::Full, |n| {
+                            checked.store(n, Ordering::Relaxed)
+                        })
+                    });
                 match result {
                     Ok(v) => {
                         if let Err(e) = job.writer.execute_blocking(move |conn| {

@@ -37,7 +37,8 @@ pub fn record_verification(
 ) -> Result<(), rusqlite::Error> {
     conn.execute(
         "INSERT INTO verifications (started_at, finished_at, requested_by, entries, head_id,
-            head_hash, first_bad_id, problem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            head_hash, first_bad_id, problem, since_checkpoint, checkpoint_verified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             started_at,
             now_ms(),
@@ -47,9 +48,36 @@ pub fn record_verification(
             v.head_hash,
             v.first_bad.as_ref().map(|b| b.id),
             v.first_bad.as_ref().map(|b| b.problem.clone()),
+            v.since_checkpoint.map(|s| s as i64),
+            v.checkpoint_verified.map(|s| s as i64),
         ],
     )?;
     Ok(())
+}
+
+/// The newest full verification run: whether it found the ledger intact, and the
+/// newest checkpoint it recomputed (where `verify --since-checkpoint` starts).
+pub struct LastFullRun {
+    pub finished_at: Timestamp,
+    pub first_bad_id: Option<i64>,
+    pub checkpoint_verified: Option<u64>,
+}
+
+pub fn last_full_verification(conn: &Connection) -> Result<Option<LastFullRun>, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT finished_at, first_bad_id, checkpoint_verified FROM verifications
+             WHERE since_checkpoint IS NULL ORDER BY id DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(LastFullRun {
+                    finished_at: r.get(0)?,
+                    first_bad_id: r.get(1)?,
+                    checkpoint_verified: r.get::<_, Option<i64>>(2)?.map(|s| s as u64),
+                })
+            },
+        )
+        .optional()?)
 }
 
 pub fn last_verification(conn: &Connection) -> Result<Option<VerificationRecord>, StorageError> {

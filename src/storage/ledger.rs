@@ -1,13 +1,12 @@
-//! Reading the chain: its head, and every entry in id order with its result rows
-//! (for verification), in one read snapshot.
-
-use std::ops::ControlFlow;
+//! Reading the chain: its head, a task's entries (for evidence), and runs of
+//! entries with their result rows and tree hashes (for verification).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StorageError;
 use crate::domain::chain::Head;
 use crate::domain::Timestamp;
+use tlog_tiles::Hash;
 
 /// The last entry of the chain (the genesis head for an empty ledger).
 pub fn head(conn: &Connection) -> Result<Head, StorageError> {
@@ -27,6 +26,23 @@ pub fn head(conn: &Connection) -> Result<Head, StorageError> {
         .unwrap_or_else(Head::genesis))
 }
 
+/// Entry `id`'s id, hash and time, when it exists.
+pub fn entry_head(conn: &Connection, id: i64) -> Result<Option<Head>, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, entry_hash, received_at FROM uploads WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Head {
+                    id: r.get(0)?,
+                    hash: r.get(1)?,
+                    received_at: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 /// One upload as stored, with everything verification recomputes.
 pub struct StoredEntry {
     pub id: i64,
@@ -39,12 +55,7 @@ pub struct StoredEntry {
     pub body_sha256: String,
     pub prev_hash: String,
     pub entry_hash: String,
-    /// result_count, total, different, target_miss, target_more, finished_time (-1: none).
-    pub totals: [i64; 6],
 }
-
-/// A stored result row: ordinal, dir_check, the four counts.
-pub type StoredResult = (i64, String, [i64; 4]);
 
 /// What the task summaries count: uploads, and the highest upload id.
 pub struct SummaryTotals {
@@ -52,59 +63,109 @@ pub struct SummaryTotals {
     pub last_upload_id: i64,
 }
 
-/// Visits every entry in id order (`results` reads an entry's result rows) until
-/// `visit` breaks, then reads the task summaries' totals, all in one snapshot.
-pub fn scan(
-    conn: &Connection,
-    mut visit: impl FnMut(
-        StoredEntry,
-        &mut dyn FnMut(i64) -> Result<Vec<StoredResult>, StorageError>,
-    ) -> Result<ControlFlow<()>, StorageError>,
-) -> Result<SummaryTotals, StorageError> {
-    // One read transaction: every statement sees the same snapshot.
-    let snapshot = conn.unchecked_transaction()?;
-    {
-        let mut uploads = conn.prepare(
-            "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
-                    raw_body, body_sha256, prev_hash, entry_hash, result_count, total_files,
-                    different_files, target_miss_files, target_more_files, finished_time
-             FROM uploads ORDER BY id",
-        )?;
-        let mut results_stmt = conn.prepare_cached(
-            "SELECT ordinal, dir_check, num_total_files, num_different_files,
-                    num_target_miss_files, num_target_more_files
-             FROM upload_results WHERE upload_id = ?1 ORDER BY ordinal",
-        )?;
-        let mut results = |id: i64| -> Result<Vec<StoredResult>, StorageError> {
-            Ok(results_stmt
-                .query_map(params![id], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
-                    ))
-                })?
-                .collect::<Result<_, _>>()?)
-        };
-        let mut rows = uploads.query([])?;
-        while let Some(row) = rows.next()? {
-            let entry = StoredEntry {
-                totals: [
-                    row.get(10)?,
-                    row.get(11)?,
-                    row.get(12)?,
-                    row.get(13)?,
-                    row.get(14)?,
-                    row.get::<_, Option<i64>>(15)?.unwrap_or(-1),
-                ],
-                ..entry_fields(row)?
-            };
-            if visit(entry, &mut results)?.is_break() {
-                break;
-            }
-        }
+/// Where a text or blob value of a [`ScannedBatch`] lies in its `bytes`.
+pub type Span = std::ops::Range<usize>;
+
+/// An entry as a verification reads it: numbers inline, text and blobs as spans
+/// of the batch's bytes (one buffer per batch instead of a dozen per entry).
+pub struct ScannedEntry {
+    pub id: i64,
+    pub received_at: Timestamp,
+    /// result_count, total, different, target_miss, target_more, finished_time (-1: none).
+    pub totals: [i64; 6],
+    pub request_id: Span,
+    pub task_id: Span,
+    pub credential_name: Span,
+    pub auth_method: Span,
+    pub raw_body: Span,
+    pub body_sha256: Span,
+    pub prev_hash: Span,
+    pub entry_hash: Span,
+    /// Its rows in the batch's `results`.
+    pub results: std::ops::Range<usize>,
+}
+
+/// A stored result row as a verification reads it.
+pub struct ScannedResult {
+    pub ordinal: i64,
+    pub dir_check: Span,
+    pub counts: [i64; 4],
+}
+
+/// A run of consecutive entries, their result rows and the stored tree hashes
+/// they made.
+#[derive(Default)]
+pub struct ScannedBatch {
+    pub bytes: Vec<u8>,
+    pub entries: Vec<ScannedEntry>,
+    pub results: Vec<ScannedResult>,
+    /// The stored hashes the batch's leaves made, as `(idx, hash)`; a hash that
+    /// is not 32 bytes is `None`. Empty when the tree is not compared.
+    pub tree: Vec<(u64, Option<[u8; 32]>)>,
+}
+
+impl ScannedBatch {
+    pub fn get(&self, span: &Span) -> &[u8] {
+        &self.bytes[span.clone()]
     }
-    let totals = conn.query_row(
+
+    /// Copies a text or blob column into `bytes`.
+    fn push(&mut self, row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Span> {
+        let value = row.get_ref(column)?;
+        let bytes = value
+            .as_bytes()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e)))?;
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        Ok(start..self.bytes.len())
+    }
+}
+
+/// What verification compares the chain with, read in the snapshot it checks.
+pub struct ScanStart {
+    /// Every stored checkpoint's size and root, largest first.
+    pub checkpoint_roots: Vec<(u64, Hash)>,
+    /// Leaves the stored tree covers (0 before the tree was built).
+    pub tree_size: u64,
+    /// The last entry's id (0: an empty ledger).
+    pub last_id: i64,
+    pub totals: SummaryTotals,
+}
+
+/// Reads what a verification starts from. Call inside a read transaction that
+/// stays open while the entries are read, so all of it is one snapshot.
+pub fn scan_start(conn: &Connection) -> Result<ScanStart, StorageError> {
+    let tree_size = if has_table(conn, "tree_hashes")? {
+        super::tree::size(conn)?
+    } else {
+        0
+    };
+    let checkpoint_roots = if has_table(conn, "checkpoints")? {
+        super::checkpoints::list(conn, u32::MAX, None)?
+            .into_iter()
+            .map(|c| {
+                let root = Hash::parse_hash(&c.root_hash).unwrap_or_default();
+                (c.tree_size, root)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(ScanStart {
+        checkpoint_roots,
+        tree_size,
+        last_id: last_id(conn)?,
+        totals: summary_totals(conn)?,
+    })
+}
+
+/// The highest upload id (0: none).
+pub fn last_id(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM uploads", [], |r| r.get(0))?)
+}
+
+fn summary_totals(conn: &Connection) -> Result<SummaryTotals, StorageError> {
+    Ok(conn.query_row(
         "SELECT coalesce(sum(upload_count), 0), coalesce(max(last_upload_id), 0) FROM tasks",
         [],
         |r| {
@@ -113,9 +174,103 @@ pub fn scan(
                 last_upload_id: r.get(1)?,
             })
         },
+    )?)
+}
+
+/// Reads the entries with ids in `first..=last` (in id order), their result rows
+/// and, with `tree`, the stored tree hashes that leaves `first - 1 ..= last - 1`
+/// made. Each table is read as one range of its primary key.
+pub fn read_batch(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+    tree: bool,
+) -> Result<ScannedBatch, StorageError> {
+    let count = (last - first + 1).max(0) as usize;
+    let mut batch = ScannedBatch {
+        bytes: Vec::with_capacity(count * 1024),
+        entries: Vec::with_capacity(count),
+        results: Vec::with_capacity(count * 4),
+        tree: Vec::new(),
+    };
+    let mut uploads = conn.prepare_cached(
+        "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
+                raw_body, body_sha256, prev_hash, entry_hash, result_count, total_files,
+                different_files, target_miss_files, target_more_files, finished_time
+         FROM uploads WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
     )?;
-    snapshot.finish()?;
-    Ok(totals)
+    let mut results_stmt = conn.prepare_cached(
+        "SELECT upload_id, ordinal, dir_check, num_total_files, num_different_files,
+                num_target_miss_files, num_target_more_files
+         FROM upload_results WHERE upload_id BETWEEN ?1 AND ?2 ORDER BY upload_id, ordinal",
+    )?;
+    let mut results = results_stmt.query(params![first, last])?;
+    let mut result_ahead = results.next()?;
+    let mut rows = uploads.query(params![first, last])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let first_result = batch.results.len();
+        // Rows of ids before this one belong to missing entries, which
+        // verification reports as a gap.
+        while let Some(r) = result_ahead {
+            let upload_id: i64 = r.get(0)?;
+            if upload_id > id {
+                break;
+            }
+            if upload_id == id {
+                let dir_check = batch.push(r, 2)?;
+                batch.results.push(ScannedResult {
+                    ordinal: r.get(1)?,
+                    dir_check,
+                    counts: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                });
+            }
+            result_ahead = results.next()?;
+        }
+        let entry = ScannedEntry {
+            id,
+            received_at: row.get(3)?,
+            totals: [
+                row.get(10)?,
+                row.get(11)?,
+                row.get(12)?,
+                row.get(13)?,
+                row.get(14)?,
+                row.get::<_, Option<i64>>(15)?.unwrap_or(-1),
+            ],
+            request_id: batch.push(row, 1)?,
+            task_id: batch.push(row, 2)?,
+            credential_name: batch.push(row, 4)?,
+            auth_method: batch.push(row, 5)?,
+            raw_body: batch.push(row, 6)?,
+            body_sha256: batch.push(row, 7)?,
+            prev_hash: batch.push(row, 8)?,
+            entry_hash: batch.push(row, 9)?,
+            results: first_result..batch.results.len(),
+        };
+        batch.entries.push(entry);
+    }
+    if tree && count > 0 {
+        let mut stmt = conn.prepare_cached(
+            "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+        )?;
+        let from = tlog_tiles::stored_hash_count(first as u64 - 1);
+        let until = tlog_tiles::stored_hash_count(last as u64);
+        let mut rows = stmt.query(params![from as i64, until as i64])?;
+        while let Some(r) = rows.next()? {
+            let hash = r.get_ref(1)?.as_blob().ok().and_then(|b| b.try_into().ok());
+            batch.tree.push((r.get::<_, i64>(0)? as u64, hash));
+        }
+    }
+    Ok(batch)
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, StorageError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
 }
 
 /// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
@@ -141,7 +296,7 @@ pub fn task_entries(
 
 /// The ledger fields of an entry from a row whose first ten columns are `id,
 /// request_id, task_id, received_at, credential_name, auth_method, raw_body,
-/// body_sha256, prev_hash, entry_hash` (totals left at 0).
+/// body_sha256, prev_hash, entry_hash`.
 fn entry_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
     Ok(StoredEntry {
         id: row.get(0)?,
@@ -154,6 +309,5 @@ fn entry_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
         body_sha256: row.get(7)?,
         prev_hash: row.get(8)?,
         entry_hash: row.get(9)?,
-        totals: [0; 6],
     })
 }

@@ -183,6 +183,11 @@ impl ReadPool {
             .map_err(|e| StorageError::Background(e.to_string()))?
     }
 
+    /// A new read connection of its own (for work that reads on several threads).
+    pub fn open(&self) -> Result<Connection, StorageError> {
+        open_read(&self.path)
+    }
+
     /// Runs `f` with a read connection. Blocking: call from a blocking thread.
     pub fn with<T>(
         &self,

@@ -131,29 +131,24 @@ pub fn leaf_hash(entry_hash: &[u8; 32]) -> Hash {
     tlog_tiles::record_hash(entry_hash)
 }
 
-/// Up to `count` stored hashes from index `first` on, in order (fewer where the
-/// tree ends or has a gap).
-pub fn stored_range(
-    conn: &Connection,
-    first: u64,
-    count: usize,
-) -> Result<Vec<[u8; 32]>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
-    )?;
-    let mut out = Vec::with_capacity(count);
-    let mut rows = stmt.query(params![first as i64, count as i64])?;
-    while let Some(row) = rows.next()? {
-        let (idx, hash): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-        let Ok(hash) = <[u8; 32]>::try_from(hash) else {
-            break;
-        };
-        if idx as u64 != first + out.len() as u64 {
-            break;
+/// The roots of the complete subtrees that make up the tree of `size` leaves
+/// (RFC 6962's split at the largest power of two, repeated), largest first, as
+/// `(leaves, hash)`: folded from the right, they give the tree's root.
+pub fn subtree_roots(conn: &Connection, size: u64) -> Result<Vec<(u64, Hash)>, StorageError> {
+    let mut subtrees = Vec::new();
+    let mut offset = 0u64;
+    for level in (0..64u8).rev() {
+        let leaves = 1u64 << level;
+        if size & leaves != 0 {
+            subtrees.push((leaves, tlog_tiles::stored_hash_index(level, offset >> level)));
+            offset += leaves;
         }
-        out.push(hash);
     }
-    Ok(out)
+    let indexes: Vec<u64> = subtrees.iter().map(|(_, i)| *i).collect();
+    let hashes = Stored(conn)
+        .read_hashes(&indexes)
+        .map_err(|e| StorageError::Sqlite(from_tlog(e)))?;
+    Ok(subtrees.into_iter().map(|(l, _)| l).zip(hashes).collect())
 }
 
 /// The data of C2SP tlog-tiles tile `path` (`tile/<L>/<N>[.p/<W>]`, height 8):

@@ -135,13 +135,13 @@ pub fn insert_upload(
 
     let entry_hash = EntryFields {
         id,
-        request_id: &upload.request_id,
-        task_id,
+        request_id: upload.request_id.as_bytes(),
+        task_id: task_id.as_bytes(),
         received_at,
-        credential_name: &upload.credential_name,
-        auth_method: upload.auth_method.as_str(),
-        body_sha256: &body_sha256,
-        prev_hash: &head.hash,
+        credential_name: upload.credential_name.as_bytes(),
+        auth_method: upload.auth_method.as_str().as_bytes(),
+        body_sha256: body_sha256.as_bytes(),
+        prev_hash: head.hash.as_bytes(),
     }
     .entry_hash();
 

@@ -216,3 +216,170 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
         "{out}"
     );
 }
+
+fn verify_args(app: &TestApp, args: &[&str]) -> (i32, String) {
+    let out = Command::new(TestApp::binary())
+        .arg("verify")
+        .args(args)
+        .arg("--db")
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn verify_since_checkpoint_checks_what_was_added_after_a_verified_checkpoint() {
+    // The stop makes a checkpoint of the first 4 uploads.
+    let app = app_with_uploads(4).await.restart().await;
+    let agent = app.add_credential("agent-2", Role::Agent, None, false);
+
+    let (code, out) = verify_args(&app, &["--since-checkpoint"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no full verification"), "{out}");
+
+    assert_eq!(verify(&app).0, 0);
+    for i in 0..3 {
+        let body = body_with_items(i + 1);
+        assert_eq!(app.upload(TASK, &agent.token, &body).await.status, 200);
+    }
+    let (code, out) = verify_args(&app, &["--since-checkpoint"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ledger intact since the checkpoint of 4 uploads: 3 entries checked"),
+        "{out}"
+    );
+    assert!(out.contains("(id 7)"), "{out}");
+
+    // An entry the checkpoint covers is not read again (a full run finds it)...
+    tamper(
+        &app,
+        "UPDATE upload_results SET num_total_files = 7 WHERE upload_id = 2",
+    );
+    assert_eq!(verify_args(&app, &["--since-checkpoint"]).0, 0);
+    // ...and once a full run has found damage, only a full run will do.
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = verify_args(&app, &["--since-checkpoint"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("found the ledger broken at entry 2"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_since_checkpoint_catches_new_damage_and_a_tree_that_lost_its_root() {
+    let app = app_with_uploads(4).await.restart().await;
+    let agent = app.add_credential("agent-2", Role::Agent, None, false);
+    assert_eq!(verify(&app).0, 0);
+    for i in 0..3 {
+        let body = body_with_items(i + 1);
+        assert_eq!(app.upload(TASK, &agent.token, &body).await.status, 200);
+    }
+    tamper(
+        &app,
+        "UPDATE upload_results SET num_total_files = 7 WHERE upload_id = 6",
+    );
+    let (code, out) = verify_args(&app, &["--since-checkpoint"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ledger BROKEN at entry 6"), "{out}");
+
+    // The subtree root over the first 4 leaves (stored hash 6) is what the
+    // checkpoint's root is rebuilt from.
+    app.write_conn()
+        .execute(
+            "UPDATE tree_hashes SET hash = zeroblob(32) WHERE idx = 6",
+            [],
+        )
+        .unwrap();
+    let (code, out) = verify_args(&app, &["--since-checkpoint"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("does not give the root of the checkpoint of 4 uploads"),
+        "{out}"
+    );
+}
+
+/// Every worker count and batch size finds the same verdict as one worker
+/// reading everything at once, wherever the damage is relative to the batches.
+#[tokio::test]
+async fn parallel_verification_agrees_with_a_sequential_one() {
+    use sms_audit::services::ledger::{self, Parallelism, Scope};
+    use sms_audit::storage;
+
+    let app = app_with_uploads(13).await.restart().await;
+    let agent = app.add_credential("agent-2", Role::Agent, None, false);
+    for i in 0..4 {
+        let body = body_with_items(i + 1);
+        assert_eq!(app.upload(TASK, &agent.token, &body).await.status, 200);
+    }
+    let mut cases = vec![String::new()];
+    for id in [1, 2, 6, 7, 12, 13, 14, 17] {
+        cases.push(format!(
+            "UPDATE upload_results SET num_total_files = 99 WHERE upload_id = {id} AND ordinal = 0"
+        ));
+        cases.push(format!(
+            "UPDATE uploads SET raw_body = CAST(replace(CAST(raw_body AS TEXT), '1', '2') AS BLOB) WHERE id = {id}"
+        ));
+        cases.push(format!(
+            "UPDATE uploads SET received_at = received_at - 100000 WHERE id = {id}"
+        ));
+    }
+    for id in [2, 7, 16] {
+        cases.push(format!(
+            "DELETE FROM upload_results WHERE upload_id = {id}; DELETE FROM uploads WHERE id = {id}"
+        ));
+    }
+    for idx in [0, 5, 21, 30] {
+        cases.push(format!(
+            "UPDATE tree_hashes SET hash = zeroblob(32) WHERE idx = {idx}"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = app.write_conn();
+    for (n, sql) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("case-{n}.db"));
+        source
+            .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+            .unwrap();
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER uploads_no_update; DROP TRIGGER uploads_no_delete;
+             DROP TRIGGER upload_results_no_update; DROP TRIGGER upload_results_no_delete;",
+        )
+        .unwrap();
+        conn.execute_batch(sql).unwrap();
+        drop(conn);
+        let run = |workers, batch| {
+            let conn = storage::open_read(&copy).unwrap();
+            let open = || storage::open_read(&copy);
+            let v = ledger::verify(
+                &conn,
+                &open,
+                Parallelism { workers, batch },
+                Scope::Full,
+                |_| {},
+            )
+            .unwrap();
+            serde_json::to_value(v).unwrap()
+        };
+        let expected = run(1, 2048);
+        assert_eq!(
+            expected["first_bad"].is_null(),
+            sql.is_empty(),
+            "{sql}: {expected}"
+        );
+        for (workers, batch) in [(2, 1), (3, 2), (2, 3), (4, 5), (3, 16)] {
+            assert_eq!(
+                run(workers, batch),
+                expected,
+                "{sql}: {workers} workers, batches of {batch}"
+            );
+        }
+    }
+}
