@@ -57,7 +57,6 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
         }
         Err(e) => return Err(e),
     };
-    if let Some(m) = std::env::var("VMMAP").ok().and_then(|v| v.parse::<i64>().ok()) { conn.pragma_update(None, "mmap_size", m).map_err(|e| fail(e.to_string()))?; }
     let scope = if args.since_checkpoint {
         ledger::Scope::SinceCheckpoint(since_checkpoint(&conn)?)
     } else {
@@ -72,7 +71,7 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
             storage::open_immutable(db)?
         };
         // Read once, in order: through the page cache, not mapped into memory.
-        conn.pragma_update(None, "mmap_size", std::env::var("VMMAP").ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))?;
+        conn.pragma_update(None, "mmap_size", 0)?;
         Ok(conn)
     };
     let result = ledger::verify(&conn, &open, ledger::Parallelism::all_cores(), scope, |n| {

@@ -130,20 +130,20 @@ mod tests {
 
     #[test]
     fn entry_hash_is_the_sha256_of_the_length_prefixed_fields() {
-        let fields = EntryFields {
-            id: 42,
-            request_id: b"0b7c5a1e-7f4e-4c1a-9d7e-2f0a8b6c4d3e",
-            task_id: b"task-1",
-            received_at: 1_764_000_000_123,
-            credential_name: b"agent",
-            auth_method: b"token",
-            body_sha256: "ab".repeat(32).as_bytes(),
-            prev_hash: GENESIS_HASH.as_bytes(),
-        };
         let (request_id, body_sha256) = (
             "0b7c5a1e-7f4e-4c1a-9d7e-2f0a8b6c4d3e",
             "ab".repeat(32),
         );
+        let fields = EntryFields {
+            id: 42,
+            request_id: request_id.as_bytes(),
+            task_id: b"task-1",
+            received_at: 1_764_000_000_123,
+            credential_name: b"agent",
+            auth_method: b"token",
+            body_sha256: body_sha256.as_bytes(),
+            prev_hash: GENESIS_HASH.as_bytes(),
+        };
         let mut encoding = Vec::new();
         for f in [
             "42",

@@ -96,6 +96,18 @@ impl UploadBody {
                 "it starts with a UTF-8 byte order mark (BOM), which JSON does not allow; send the body without it".into(),
             ));
         }
+        // Valid bodies, the common case, are read straight into their types; any
+        // other is read again as a tree, which names every problem.
+        if let Some(body) = direct::parse(text, max_results) {
+            return Ok(body);
+        }
+        Self::parse_tree(text, max_results)
+    }
+
+    /// Parses the whole body as a JSON tree first, then applies the rules to it,
+    /// collecting every problem (the reference behaviour: `direct` must accept
+    /// exactly the bodies this accepts, with the same values).
+    fn parse_tree(text: &str, max_results: usize) -> Result<Self, BodyError> {
         let json: Json =
             serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
         let Json::Object(fields) = &json else {
@@ -204,6 +216,226 @@ fn parse_item(item: &Json, at: &At, problems: &mut Problems) -> Option<Consisten
         num_target_miss_files: m,
         num_target_more_files: x,
     })
+}
+
+/// Reading a body straight into [`UploadBody`], without a tree: gives up (`None`)
+/// at the first thing that is not valid, for `parse_tree` to explain. Keys are
+/// still checked for duplicates at every level (values of unknown keys are read
+/// as trees for that).
+mod direct {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    use super::*;
+
+    pub(super) fn parse(text: &str, max_results: usize) -> Option<UploadBody> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let body = Top { max_results }.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(body)
+    }
+
+    /// Keys an object may have here; more means a body worth the tree.
+    const MAX_KEYS: usize = 8;
+
+    /// An object's keys so far, kept inline (no allocation per object).
+    #[derive(Default)]
+    struct Keys<'a> {
+        seen: [Cow<'a, str>; MAX_KEYS],
+        len: usize,
+    }
+
+    impl<'a> Keys<'a> {
+        fn add<E: Error>(&mut self, key: Cow<'a, str>) -> Result<(), E> {
+            if self.len == MAX_KEYS || self.seen[..self.len].contains(&key) {
+                return Err(E::custom("duplicate or too many keys"));
+            }
+            self.seen[self.len] = key;
+            self.len += 1;
+            Ok(())
+        }
+    }
+
+    /// The value of a key the body rules do not name: any JSON without duplicate keys.
+    fn other_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+        let value: Json<'de> = map.next_value()?;
+        let mut problems = Problems::default();
+        find_duplicate_keys(&value, &At::Root, &mut problems);
+        if problems.0.is_empty() {
+            Ok(())
+        } else {
+            Err(A::Error::custom("duplicate key"))
+        }
+    }
+
+    /// A non-negative integer up to `max` (as `Json::Uint` reads it).
+    struct Uint {
+        max: u64,
+        null: bool,
+    }
+
+    impl<'de> Visitor<'de> for Uint {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an integer from 0 to {}", self.max)
+        }
+        fn visit_u64<E: Error>(self, n: u64) -> Result<Option<u64>, E> {
+            if n <= self.max {
+                Ok(Some(n))
+            } else {
+                Err(E::custom("out of range"))
+            }
+        }
+        fn visit_i64<E: Error>(self, n: i64) -> Result<Option<u64>, E> {
+            u64::try_from(n)
+                .map_err(|_| E::custom("negative"))
+                .and_then(|n| self.visit_u64(n))
+        }
+        fn visit_unit<E: Error>(self) -> Result<Option<u64>, E> {
+            if self.null {
+                Ok(None)
+            } else {
+                Err(E::custom("null"))
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Uint {
+        type Value = Option<u64>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    struct Top {
+        max_results: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Top {
+        type Value = UploadBody;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<UploadBody, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top {
+        type Value = UploadBody;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an upload body")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UploadBody, A::Error> {
+            let mut keys = Keys::default();
+            let (mut results, mut finished_time) = (Vec::new(), None);
+            while let Some(Key(key)) = map.next_key()? {
+                match key.as_ref() {
+                    "consistency_result" => {
+                        results = map
+                            .next_value_seed(Results {
+                                max_results: self.max_results,
+                            })?
+                            .unwrap_or_default()
+                    }
+                    "finished_time" => {
+                        finished_time = map
+                            .next_value_seed(Uint {
+                                max: MAX_FINISHED_TIME,
+                                null: true,
+                            })?
+                            .map(|n| n as i64)
+                    }
+                    _ => other_value(&mut map)?,
+                }
+                keys.add(key)?;
+            }
+            Ok(UploadBody {
+                results,
+                finished_time,
+            })
+        }
+    }
+
+    /// `consistency_result`: null, or an array of at most `max_results` items.
+    struct Results {
+        max_results: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Results {
+        type Value = Option<Vec<ConsistencyResult>>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Results {
+        type Value = Option<Vec<ConsistencyResult>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of results, or null")
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(4);
+            while let Some(item) = seq.next_element_seed(Item)? {
+                if items.len() == self.max_results {
+                    return Err(A::Error::custom("too many items"));
+                }
+                items.push(item);
+            }
+            Ok(Some(items))
+        }
+    }
+
+    /// One item of `consistency_result`.
+    struct Item;
+
+    impl<'de> DeserializeSeed<'de> for Item {
+        type Value = ConsistencyResult;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ConsistencyResult, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Item {
+        type Value = ConsistencyResult;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a result object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ConsistencyResult, A::Error> {
+            let mut keys = Keys::default();
+            let mut dir_check = None;
+            let mut counts = [None; 4];
+            while let Some(Key(key)) = map.next_key()? {
+                if key == "dir_check" {
+                    let Key(text) = map.next_value()?;
+                    dir_check = Some(
+                        DirCheck::new(&text).ok_or_else(|| A::Error::custom("dir_check too long"))?,
+                    );
+                } else if let Some(i) = COUNT_FIELDS.iter().position(|f| key == *f) {
+                    let n = map.next_value_seed(Uint {
+                        max: MAX_COUNT,
+                        null: false,
+                    })?;
+                    counts[i] = n.and_then(Count::new);
+                } else {
+                    other_value(&mut map)?;
+                }
+                keys.add(key)?;
+            }
+            match (dir_check, counts) {
+                (Some(dir_check), [Some(t), Some(d), Some(m), Some(x)]) => Ok(ConsistencyResult {
+                    dir_check,
+                    num_total_files: t,
+                    num_different_files: d,
+                    num_target_miss_files: m,
+                    num_target_more_files: x,
+                }),
+                _ => Err(A::Error::custom("a field is missing")),
+            }
+        }
+    }
 }
 
 /// Why a body was refused. Every variant is a client error (400 `SMS.9001`).
@@ -502,5 +734,115 @@ mod tests {
         assert!(parse(&body).is_ok());
         let body = body.replace(&ok, &format!("{ok}x"));
         assert!(parse(&body).is_err());
+    }
+
+    /// JSON text from a small grammar that names the body's fields often, and
+    /// repeats keys (which a `serde_json::Value` cannot).
+    mod text {
+        use proptest::prelude::*;
+
+        pub fn scalar() -> BoxedStrategy<String> {
+            prop_oneof![
+                Just("null".to_string()),
+                Just("true".to_string()),
+                (0u64..=1_000_001).prop_map(|n| n.to_string()),
+                prop_oneof![
+                    Just("1000000"),
+                    Just("100000000000"),
+                    Just("100000000001"),
+                    Just("-0"),
+                    Just("-1"),
+                    Just("1.0"),
+                    Just("1e3"),
+                    Just("18446744073709551616"),
+                ]
+                .prop_map(str::to_string),
+                "[a-z/ ]{0,6}".prop_map(|s| format!("{s:?}")),
+                Just(r#""\u00e9\n""#.to_string()),
+                (1023usize..1026).prop_map(|n| format!("{:?}", "é".repeat(n))),
+            ]
+            .boxed()
+        }
+
+        pub fn object(keys: &'static [&'static str], value: BoxedStrategy<String>) -> BoxedStrategy<String> {
+            prop::collection::vec((prop::sample::select(keys), value), 0..7)
+                .prop_map(|fields| {
+                    let fields: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                })
+                .boxed()
+        }
+
+        pub fn value() -> BoxedStrategy<String> {
+            scalar().prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+                    object(&["a", "b", "dir_check"], inner),
+                ]
+            })
+            .boxed()
+        }
+
+        fn dir_check() -> BoxedStrategy<String> {
+            prop_oneof![8 => "[a-z/é ]{0,8}".prop_map(|s| format!("{s:?}")), 1 => scalar()].boxed()
+        }
+
+        fn count() -> BoxedStrategy<String> {
+            prop_oneof![8 => (0u64..=1_000_000).prop_map(|n| n.to_string()), 1 => scalar()].boxed()
+        }
+
+        pub fn item() -> BoxedStrategy<String> {
+            prop_oneof![
+                4 => object(
+                    &[
+                        "dir_check",
+                        "num_total_files",
+                        "num_different_files",
+                        "num_target_miss_files",
+                        "num_target_more_files",
+                        "extra",
+                    ],
+                    value(),
+                ),
+                8 => (dir_check(), count(), count(), count(), count()).prop_map(|(d, t, x, m, o)| format!(
+                    r#"{{"dir_check":{d},"num_total_files":{t},"num_different_files":{x},"num_target_miss_files":{m},"num_target_more_files":{o}}}"#
+                )),
+                1 => value(),
+            ]
+            .boxed()
+        }
+
+        pub fn body() -> BoxedStrategy<String> {
+            let field = prop_oneof![
+                6 => prop::collection::vec(item(), 0..5).prop_map(|items| format!(
+                    r#""consistency_result":[{}]"#,
+                    items.join(",")
+                )),
+                1 => value().prop_map(|v| format!(r#""consistency_result":{v}"#)),
+                2 => count().prop_map(|v| format!(r#""finished_time":{v}"#)),
+                2 => value().prop_map(|v| format!(r#""other":{v}"#)),
+            ];
+            prop_oneof![
+                8 => prop::collection::vec(field, 0..4).prop_map(|f| format!("{{{}}}", f.join(","))),
+                1 => value(),
+            ]
+            .boxed()
+        }
+    }
+
+    proptest::proptest! {
+        // As many cases as the body's other property tests (tests/body_properties.rs).
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+        ))]
+        /// The direct reading accepts exactly the bodies the tree accepts, with
+        /// the same values.
+        #[test]
+        fn direct_parse_agrees_with_the_tree(body in text::body(), max in 1usize..6) {
+            let direct = direct::parse(&body, max);
+            let tree = UploadBody::parse_tree(&body, max).ok();
+            proptest::prop_assert_eq!(direct, tree, "{}", body);
+        }
     }
 }
