@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Durable ingest (--sync full, wrk -t2 -c64, the example body, 2 s warm-up) of two
 # prebuilt binaries in alternating rounds, so that both see the same machine
-# state: A is the baseline, B the change (B_FLAGS are extra `serve` flags for B).
-# Needs wrk. Usage: B_FLAGS="--checkpoint-interval 1s" scripts/bench-ingest-ab.sh A_BIN B_BIN [ROUNDS] [SECONDS]
+# state: A is the baseline, B the change (A_FLAGS and B_FLAGS are extra `serve`
+# flags for each; A and B may be the same binary).
+# Needs wrk. Usage: [A_FLAGS=…] B_FLAGS="--checkpoint-interval 1s" scripts/bench-ingest-ab.sh A_BIN B_BIN [ROUNDS] [SECONDS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,7 +15,8 @@ export SMS_AUDIT_BENCH_BODY="$root/tests/fixtures/example-upload.json"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for round in $(seq 1 "$rounds"); do
   for side in A B; do
-    bin=$a; flags=(); [ $side = B ] && { bin=$b; read -r -a flags <<<"${B_FLAGS:-}"; }
+    bin=$a; read -r -a flags <<<"${A_FLAGS:-}"
+    [ $side = B ] && { bin=$b; read -r -a flags <<<"${B_FLAGS:-}"; }
     work=$(mktemp -d)
     export SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$work/d.db" credentials add --name bench --role agent --json |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

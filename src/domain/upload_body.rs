@@ -411,7 +411,8 @@ mod direct {
                 if key == "dir_check" {
                     let Key(text) = map.next_value()?;
                     dir_check = Some(
-                        DirCheck::new(&text).ok_or_else(|| A::Error::custom("dir_check too long"))?,
+                        DirCheck::new(&text)
+                            .ok_or_else(|| A::Error::custom("dir_check too long"))?,
                     );
                 } else if let Some(i) = COUNT_FIELDS.iter().position(|f| key == *f) {
                     let n = map.next_value_seed(Uint {
@@ -764,7 +765,10 @@ mod tests {
             .boxed()
         }
 
-        pub fn object(keys: &'static [&'static str], value: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        pub fn object(
+            keys: &'static [&'static str],
+            value: BoxedStrategy<String>,
+        ) -> BoxedStrategy<String> {
             prop::collection::vec((prop::sample::select(keys), value), 0..7)
                 .prop_map(|fields| {
                     let fields: Vec<String> =
@@ -775,13 +779,15 @@ mod tests {
         }
 
         pub fn value() -> BoxedStrategy<String> {
-            scalar().prop_recursive(3, 16, 4, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
-                    object(&["a", "b", "dir_check"], inner),
-                ]
-            })
-            .boxed()
+            scalar()
+                .prop_recursive(3, 16, 4, |inner| {
+                    prop_oneof![
+                        prop::collection::vec(inner.clone(), 0..4)
+                            .prop_map(|v| format!("[{}]", v.join(","))),
+                        object(&["a", "b", "dir_check"], inner),
+                    ]
+                })
+                .boxed()
         }
 
         fn dir_check() -> BoxedStrategy<String> {

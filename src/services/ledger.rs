@@ -8,9 +8,11 @@ use sha2::{Digest, Sha256};
 use tlog_tiles::{node_hash, Hash};
 
 use crate::domain::chain::{BadEntry, EntryFields, Head, Verification};
-use crate::domain::UploadBody;
 use crate::domain::Timestamp;
-use crate::storage::ledger::{self, ScanStart, ScannedBatch, ScannedEntry, ScannedResult, SummaryTotals};
+use crate::domain::UploadBody;
+use crate::storage::ledger::{
+    self, ScanStart, ScannedBatch, ScannedEntry, ScannedResult, SummaryTotals,
+};
 use crate::storage::{tree, StorageError};
 
 /// The RFC 6962 root of the leaves seen so far, kept as the roots of their
@@ -70,6 +72,7 @@ impl Parallelism {
         }
     }
 }
+
 /// Checked batches a worker may hold ready for the chain check (bounds memory:
 /// a few MB per worker).
 const READY_AHEAD: usize = 2;
@@ -97,11 +100,13 @@ struct CheckedBatch {
 
 /// Recomputes every body hash, entry hash, link and result row, and the Merkle
 /// root at every stored checkpoint and of the stored tree, stopping at the first
-/// bad entry. `progress` is called with the number of entries checked so far.
+/// bad entry. `progress` is called with the number of entries checked so far
+/// (after each batch).
 /// (Checkpoint signatures need the verifier key: `verify_signatures`.)
 ///
-/// `parallelism.workers` threads each read every `workers`-th batch of entries and check what each entry holds by itself: worker 0 on `conn` in the
-/// calling thread, the others on connections from `open`. Another thread then
+/// `parallelism.workers` threads each read every `workers`-th batch of entries
+/// and check what each entry holds by itself: worker 0 on `conn` in the calling
+/// thread, the others on connections from `open`. Another thread then
 /// checks the links, order and tree in id order. All read the entries up to the
 /// last id in `conn`'s snapshot, which the ledger's append-only tables keep the
 /// same in every later snapshot. Memory stays bounded: nothing is read more
@@ -164,7 +169,7 @@ pub fn verify(
                         return;
                     };
                     let stop = chain.check_batch(&checked.batch, &checked.own);
-                    progress(chain.entries);
+                    progress(chain.entries - chain.since.unwrap_or(0));
                     if stop.is_break() {
                         return; // dropping the receivers stops the workers
                     }
@@ -208,7 +213,11 @@ fn read_and_check(
         let batch_ids = (first, (first + batch - 1).min(last));
         first += workers as i64 * batch;
         let batch = ledger::read_batch(conn, batch_ids.0, batch_ids.1, tree)?;
-        let own = batch.entries.iter().map(|e| OwnChecks::of(&batch, e)).collect();
+        let own = batch
+            .entries
+            .iter()
+            .map(|e| OwnChecks::of(&batch, e))
+            .collect();
         if ready.send(CheckedBatch { batch, own }).is_err() {
             break; // the chain check has stopped
         }
@@ -422,7 +431,8 @@ impl ChainCheck {
         }
         let first = tlog_tiles::stored_hash_count(self.entries);
         self.made.clear();
-        self.range.push(tree::leaf_hash(&entry_hash), &mut self.made);
+        self.range
+            .push(tree::leaf_hash(&entry_hash), &mut self.made);
         if self.tree_size > 0 {
             for (i, made) in self.made.iter().enumerate() {
                 let index = first + i as u64;
@@ -502,11 +512,15 @@ fn check_results(
         return Some("raw body no longer parses as a valid upload".into());
     };
     let rows_match = stored.len() == body.results.len()
-        && stored.iter().zip(&body.results).enumerate().all(|(i, (row, r))| {
-            row.ordinal == i as i64
-                && batch.get(&row.dir_check) == r.dir_check.as_str().as_bytes()
-                && row.counts == r.counts().map(|c| i64::from(c.get()))
-        });
+        && stored
+            .iter()
+            .zip(&body.results)
+            .enumerate()
+            .all(|(i, (row, r))| {
+                row.ordinal == i as i64
+                    && batch.get(&row.dir_check) == r.dir_check.as_str().as_bytes()
+                    && row.counts == r.counts().map(|c| i64::from(c.get()))
+            });
     if !rows_match {
         return Some("result rows differ from the raw body".into());
     }

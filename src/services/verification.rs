@@ -57,7 +57,15 @@ impl VerificationJob {
             .reads
             .with_blocking({
                 let reads = self.reads.clone();
-                move |conn| ledger::verify(conn, &|| reads.open(), Parallelism::one(), Scope::Full, |_| {})
+                move |conn| {
+                    ledger::verify(
+                        conn,
+                        &|| reads.open(),
+                        Parallelism::one(),
+                        Scope::Full,
+                        |_| {},
+                    )
+                }
             })
             .await?;
         let (record, by) = (v.clone(), requested_by.to_string());
@@ -96,13 +104,15 @@ impl VerificationJob {
             .spawn(move || {
                 let started = now_ms();
                 let checked = progress.checked.clone();
-                let result = job
-                    .reads
-                    .with(|conn| {
-                        ledger::verify(conn, &|| job.reads.open(), Parallelism::one(), Scope::Full, |n| {
-                            checked.store(n, Ordering::Relaxed)
-                        })
-                    });
+                let result = job.reads.with(|conn| {
+                    ledger::verify(
+                        conn,
+                        &|| job.reads.open(),
+                        Parallelism::one(),
+                        Scope::Full,
+                        |n| checked.store(n, Ordering::Relaxed),
+                    )
+                });
                 match result {
                     Ok(v) => {
                         if let Err(e) = job.writer.execute_blocking(move |conn| {

@@ -27,6 +27,8 @@ pub struct VerificationRecord {
     pub head_hash: String,
     pub first_bad_id: Option<i64>,
     pub problem: Option<String>,
+    /// Set for `verify --since-checkpoint`: the checkpoint it started after.
+    pub since_checkpoint: Option<i64>,
 }
 
 pub fn record_verification(
@@ -84,7 +86,7 @@ pub fn last_verification(conn: &Connection) -> Result<Option<VerificationRecord>
     Ok(conn
         .prepare_cached(
             "SELECT started_at, finished_at, requested_by, entries, head_id, head_hash,
-                    first_bad_id, problem
+                    first_bad_id, problem, since_checkpoint
              FROM verifications ORDER BY id DESC LIMIT 1",
         )?
         .query_row([], |r| {
@@ -97,6 +99,7 @@ pub fn last_verification(conn: &Connection) -> Result<Option<VerificationRecord>
                 head_hash: r.get(5)?,
                 first_bad_id: r.get(6)?,
                 problem: r.get(7)?,
+                since_checkpoint: r.get(8)?,
             })
         })
         .optional()?)

@@ -112,9 +112,9 @@ impl ScannedBatch {
     /// Copies a text or blob column into `bytes`.
     fn push(&mut self, row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Span> {
         let value = row.get_ref(column)?;
-        let bytes = value
-            .as_bytes()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e)))?;
+        let bytes = value.as_bytes().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e))
+        })?;
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
         Ok(start..self.bytes.len())

@@ -140,7 +140,10 @@ pub fn subtree_roots(conn: &Connection, size: u64) -> Result<Vec<(u64, Hash)>, S
     for level in (0..64u8).rev() {
         let leaves = 1u64 << level;
         if size & leaves != 0 {
-            subtrees.push((leaves, tlog_tiles::stored_hash_index(level, offset >> level)));
+            subtrees.push((
+                leaves,
+                tlog_tiles::stored_hash_index(level, offset >> level),
+            ));
             offset += leaves;
         }
     }

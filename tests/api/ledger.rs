@@ -257,6 +257,15 @@ async fn verify_since_checkpoint_checks_what_was_added_after_a_verified_checkpoi
         "{out}"
     );
     assert!(out.contains("(id 7)"), "{out}");
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let audit = browser.get("/audit").await.text;
+    assert!(
+        audit.contains("3 entries up to #7 (only those after the checkpoint of 4 uploads"),
+        "{audit}"
+    );
 
     // An entry the checkpoint covers is not read again (a full run finds it)...
     tamper(
