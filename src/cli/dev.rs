@@ -25,6 +25,10 @@ pub enum DevCommand {
         /// Also queue a live delivery of each upload to this endpoint.
         #[arg(long)]
         forward_to: Option<String>,
+        /// Spread the uploads' times evenly over this span, ending now (e.g. 90d),
+        /// instead of stamping each with the time it is stored.
+        #[arg(long, value_parser = super::parse_duration)]
+        span: Option<std::time::Duration>,
     },
     /// A stand-in SMS endpoint that answers every request 200 (drain benchmark).
     FakeUpstream {
@@ -42,7 +46,8 @@ pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
             uploads,
             tasks,
             forward_to,
-        } => seed(db, uploads, tasks, forward_to).await,
+            span,
+        } => seed(db, uploads, tasks, forward_to, span).await,
         DevCommand::FakeUpstream { listen, delay_ms } => fake_upstream(&listen, delay_ms).await,
     }
 }
@@ -77,6 +82,7 @@ async fn seed(
     uploads: u64,
     tasks: u64,
     forward_to: Option<String>,
+    span: Option<std::time::Duration>,
 ) -> Result<ExitCode, CliError> {
     use crate::domain::{AuthMethod, UploadBody};
     use crate::storage::uploads::NewUpload;
@@ -93,7 +99,21 @@ async fn seed(
             latest_wins: true,
         });
     let _lock = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
-    let (handle, thread) = writer::spawn(db, SyncMode::Normal, 8192, forwarding).map_err(fail)?;
+    let clock: writer::Clock = match span {
+        // The writer asks the clock once per upload, in order.
+        Some(span) => {
+            let span_ms = i64::try_from(span.as_millis()).map_err(fail)?;
+            let start = crate::domain::now_ms() - span_ms;
+            let step = span_ms / i64::try_from(uploads.max(1)).map_err(fail)?;
+            let next = std::sync::atomic::AtomicI64::new(0);
+            std::sync::Arc::new(move || {
+                start + step * next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            })
+        }
+        None => std::sync::Arc::new(crate::domain::now_ms),
+    };
+    let (handle, thread) =
+        writer::spawn_with_clock(db, SyncMode::Normal, 8192, forwarding, clock).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

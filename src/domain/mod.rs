@@ -6,6 +6,7 @@ pub mod chain;
 pub mod checkpoint;
 mod credential;
 mod delivery;
+pub mod fleet;
 pub mod proxy;
 mod replay_filter;
 mod role;

@@ -1,11 +1,12 @@
 //! The services layer: what the service does with stored data, independent of
 //! HTTP. Verifying the ledger, sending the outbox, replays, comparing uploads,
-//! exports, the SMS client, and the background verification job.
+//! exports, fleet history, the SMS client, and the background verification job.
 
 pub mod checkpoints;
 pub mod compare;
 pub mod evidence;
 pub mod export;
+pub mod fleet;
 pub mod ledger;
 pub mod outbox;
 pub mod proxy;

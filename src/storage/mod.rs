@@ -8,6 +8,7 @@
 pub mod checkpoints;
 pub mod credentials;
 pub mod export;
+pub mod fleet;
 pub mod history;
 pub mod ledger;
 pub mod lock;

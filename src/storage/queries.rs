@@ -17,6 +17,11 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Different, missing and extra files.
+    pub fn problems(&self) -> i64 {
+        self.num_different_files + self.num_target_miss_files + self.num_target_more_files
+    }
+
     fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
         Ok(Totals {
             num_total_files: r.get(first)?,

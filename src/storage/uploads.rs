@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::chain::{EntryFields, Head};
 use crate::domain::signing::sha256_hex;
-use crate::domain::{now_ms, AuthMethod, TaskId, Timestamp, UploadBody};
+use crate::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
 
 /// An upload that passed every check, ready to be stored.
 #[derive(Debug)]
@@ -117,16 +117,18 @@ pub fn update_task_summary(
     Ok(())
 }
 
-/// Inserts one upload and its result rows as the entry after `head`.
+/// Inserts one upload and its result rows as the entry after `head`, and
+/// records them as its task's latest counts per directory.
 pub fn insert_upload(
     conn: &Connection,
     head: &Head,
     previous: Option<&LastUpload>,
     upload: &NewUpload,
+    now: Timestamp,
 ) -> Result<Receipt, rusqlite::Error> {
     let id = head.id + 1;
     // Never earlier than the previous entry, so the chain reads in time order.
-    let received_at = now_ms().max(head.received_at);
+    let received_at = now.max(head.received_at);
     let body_sha256 = sha256_hex(&upload.raw_body);
     let task_id = upload.task_id.as_str();
     let duplicate_of = previous
@@ -201,6 +203,7 @@ pub fn insert_upload(
             x
         ])?;
     }
+    super::fleet::record_directories(conn, task_id, id, &upload.body.results)?;
 
     Ok(Receipt {
         id,

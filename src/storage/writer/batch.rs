@@ -11,9 +11,9 @@ use super::logs::{self, LogBuffer, Waiting};
 use super::{Forwarding, Job, WriteFn, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
 use crate::domain::lock;
-use crate::storage::proxy_log;
 use crate::storage::uploads::{self, LastUpload};
 use crate::storage::uploads::{NewUpload, Receipt};
+use crate::storage::{fleet, proxy_log};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -33,6 +33,7 @@ pub(super) struct Writer {
     rejections: Arc<LogBuffer>,
     /// Why the last uploads could not be stored, until some are stored again.
     trouble: Arc<Mutex<Option<String>>>,
+    clock: super::Clock,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -56,6 +57,7 @@ impl Writer {
         forwarding: Option<Forwarding>,
         rejections: Arc<LogBuffer>,
         trouble: Arc<Mutex<Option<String>>>,
+        clock: super::Clock,
     ) -> Self {
         Self {
             conn,
@@ -64,6 +66,7 @@ impl Writer {
             forwarding,
             rejections,
             trouble,
+            clock,
         }
     }
 
@@ -215,6 +218,7 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(uploads.len());
         let mut deltas: HashMap<&str, uploads::TaskDelta> = HashMap::new();
+        let mut fleet_changes = Vec::with_capacity(uploads.len());
         // Ids are given in order and only to stored uploads: one contiguous range.
         let mut stored_ids: Option<(i64, i64)> = None;
         for upload in uploads {
@@ -225,7 +229,13 @@ impl Writer {
             };
             let stored = if isolate {
                 let sp = tx.savepoint()?;
-                match uploads::insert_upload(&sp, &self.head, previous.as_ref(), upload) {
+                match uploads::insert_upload(
+                    &sp,
+                    &self.head,
+                    previous.as_ref(),
+                    upload,
+                    (self.clock)(),
+                ) {
                     Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
                     Err(e) => {
                         drop(sp); // rolls back to the savepoint
@@ -234,12 +244,21 @@ impl Writer {
                     }
                 }
             } else {
-                Ok(
-                    uploads::insert_upload(&tx, &self.head, previous.as_ref(), upload)
-                        .map_err(StoreError::Upload)?,
+                Ok(uploads::insert_upload(
+                    &tx,
+                    &self.head,
+                    previous.as_ref(),
+                    upload,
+                    (self.clock)(),
                 )
+                .map_err(StoreError::Upload)?)
             };
             if let Ok(receipt) = &stored {
+                fleet_changes.push(fleet::change_of(
+                    receipt.received_at,
+                    previous.as_ref().map(|p| p.problems),
+                    receipt.problems,
+                ));
                 stored_ids = Some((
                     stored_ids.map_or(receipt.id, |(first, _)| first),
                     receipt.id,
@@ -276,6 +295,7 @@ impl Writer {
         for (task_id, delta) in &deltas {
             uploads::update_task_summary(&tx, task_id, delta)?;
         }
+        fleet::record_changes(&tx, &fleet_changes)?;
         if let (Some(f), Some((first, last))) = (&self.forwarding, stored_ids) {
             crate::storage::outbox::enqueue_live(
                 &tx,

@@ -14,6 +14,8 @@ mod null;
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+
+use crate::domain::{now_ms, Timestamp};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -189,12 +191,27 @@ pub struct Forwarding {
     pub latest_wins: bool,
 }
 
+/// What the writer stamps uploads with (`received_at`, ms since the epoch); never
+/// earlier than the entry before, whatever it says.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// Starts the writer on `path` (already migrated by [`prepare`]).
 pub fn spawn(
     path: &Path,
     sync: SyncMode,
     queue_capacity: usize,
     forwarding: Option<Forwarding>,
+) -> Result<(WriterHandle, WriterThread), StorageError> {
+    spawn_with_clock(path, sync, queue_capacity, forwarding, Arc::new(now_ms))
+}
+
+/// [`spawn`] with another clock (synthetic histories: `dev seed --span`, tests).
+pub fn spawn_with_clock(
+    path: &Path,
+    sync: SyncMode,
+    queue_capacity: usize,
+    forwarding: Option<Forwarding>,
+    clock: Clock,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -212,6 +229,12 @@ pub fn spawn(
             "added the existing uploads to the Merkle tree"
         );
     }
+    // And one from before fleet history gets its trend and directories.
+    let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+    if super::fleet::catch_up(&tx)? {
+        tracing::info!("built the fleet's trend and directories from the existing uploads");
+    }
+    tx.commit()?;
     let head = super::ledger::head(&conn)?;
     let checkpointer = checkpoint::spawn(path, sync)?;
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
@@ -220,7 +243,9 @@ pub fn spawn(
     let (log, writer_trouble) = (rejections.clone(), trouble.clone());
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
-        .spawn(move || batch::Writer::new(conn, head, forwarding, log, writer_trouble).run(rx))
+        .spawn(move || {
+            batch::Writer::new(conn, head, forwarding, log, writer_trouble, clock).run(rx)
+        })
         .expect("spawning the writer thread");
     Ok((
         WriterHandle {

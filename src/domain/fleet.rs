@@ -1,0 +1,82 @@
+//! The fleet over time: what a task's change between two moments is called, and
+//! UTC days. README section "Fleet history" describes them for users.
+
+use serde::Serialize;
+
+use super::Timestamp;
+
+/// Milliseconds in a day; days start at 00:00 UTC.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) a time falls on.
+pub fn day_of(at: Timestamp) -> i64 {
+    at.div_euclid(DAY_MS)
+}
+
+/// How a task changed between two moments, by its open problems (different,
+/// missing and extra files) in its latest upload at each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No upload at the first moment.
+    New,
+    /// Fewer problems.
+    Improved,
+    /// More problems.
+    Regressed,
+    /// As many problems (whether or not there were uploads in between).
+    Unchanged,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 4] = [
+        Verdict::New,
+        Verdict::Improved,
+        Verdict::Regressed,
+        Verdict::Unchanged,
+    ];
+
+    /// The verdict for `before` problems (none: no upload yet) and `after`.
+    pub fn of(before: Option<i64>, after: i64) -> Self {
+        match before {
+            None => Verdict::New,
+            Some(b) if after < b => Verdict::Improved,
+            Some(b) if after > b => Verdict::Regressed,
+            Some(_) => Verdict::Unchanged,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::New => "new",
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "regressed",
+            Verdict::Unchanged => "unchanged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_and_days() {
+        assert_eq!(Verdict::of(None, 3), Verdict::New);
+        assert_eq!(Verdict::of(Some(3), 1), Verdict::Improved);
+        assert_eq!(Verdict::of(Some(1), 3), Verdict::Regressed);
+        assert_eq!(Verdict::of(Some(2), 2), Verdict::Unchanged);
+        for v in Verdict::ALL {
+            assert_eq!(Verdict::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(Verdict::parse("clean"), None);
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(DAY_MS - 1), 0);
+        assert_eq!(day_of(DAY_MS), 1);
+        assert_eq!(day_of(-1), -1);
+    }
+}

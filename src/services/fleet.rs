@@ -1,0 +1,185 @@
+//! Fleet history: every task as of a moment, what changed between two moments,
+//! and the fleet's trend by day (README section "Fleet history").
+
+use chrono::{TimeZone, Utc};
+use serde::Serialize;
+
+use crate::domain::fleet::{day_of, Verdict, DAY_MS};
+use crate::domain::Timestamp;
+use crate::storage::fleet::{self, FleetDay, TaskState};
+use crate::storage::StorageError;
+
+/// Every task as its latest upload received at or before `at` shows it (tasks
+/// with no upload by then are left out), by task id.
+pub fn tasks_as_of(
+    conn: &rusqlite::Connection,
+    at: Timestamp,
+) -> Result<Vec<TaskState>, StorageError> {
+    let upto = fleet::last_id_at(conn, at)?;
+    if upto < 1 {
+        return Ok(Vec::new());
+    }
+    fleet::states_at(conn, upto)
+}
+
+/// One task between two moments.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub task_id: String,
+    pub name: Option<String>,
+    /// Its latest upload at the first moment (none: it had not reported yet).
+    pub from: Option<TaskState>,
+    /// Its latest upload at the second moment.
+    pub to: TaskState,
+    pub verdict: Verdict,
+    /// No problems at the second moment.
+    pub clean: bool,
+    /// Problems at the second moment minus at the first (0 before any upload).
+    pub problems_change: i64,
+}
+
+/// Tasks per verdict, and how many are clean.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCounts {
+    pub new: usize,
+    pub improved: usize,
+    pub regressed: usize,
+    pub unchanged: usize,
+    pub clean: usize,
+}
+
+impl VerdictCounts {
+    pub fn of(&self, verdict: Verdict) -> usize {
+        match verdict {
+            Verdict::New => self.new,
+            Verdict::Improved => self.improved,
+            Verdict::Regressed => self.regressed,
+            Verdict::Unchanged => self.unchanged,
+        }
+    }
+}
+
+/// What changed between two moments: every task with an upload by `to`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changes {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub counts: VerdictCounts,
+    /// By task id.
+    pub tasks: Vec<Change>,
+}
+
+/// Compares every task's latest upload at `from` with its latest at `to`
+/// (`from <= to`, checked by the caller).
+pub fn changes(
+    conn: &rusqlite::Connection,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Changes, StorageError> {
+    let before = tasks_as_of(conn, from)?;
+    let after = tasks_as_of(conn, to)?;
+    Ok(compare_states(from, to, before, after))
+}
+
+/// The changes between two sets of task states, each by task id.
+pub fn compare_states(
+    from: Timestamp,
+    to: Timestamp,
+    before: Vec<TaskState>,
+    after: Vec<TaskState>,
+) -> Changes {
+    let mut counts = VerdictCounts::default();
+    let mut before = before.into_iter().peekable();
+    let mut tasks = Vec::with_capacity(after.len());
+    for to_state in after {
+        // Both lists are by task id: skip tasks only the first has (none: a task
+        // never loses its uploads).
+        while before.next_if(|b| b.task_id < to_state.task_id).is_some() {}
+        let from_state = before.next_if(|b| b.task_id == to_state.task_id);
+        let verdict = Verdict::of(from_state.as_ref().map(|s| s.problems), to_state.problems);
+        let clean = to_state.problems == 0;
+        match verdict {
+            Verdict::New => counts.new += 1,
+            Verdict::Improved => counts.improved += 1,
+            Verdict::Regressed => counts.regressed += 1,
+            Verdict::Unchanged => counts.unchanged += 1,
+        }
+        counts.clean += usize::from(clean);
+        tasks.push(Change {
+            task_id: to_state.task_id.clone(),
+            name: to_state.name.clone(),
+            problems_change: to_state.problems - from_state.as_ref().map_or(0, |s| s.problems),
+            from: from_state,
+            to: to_state,
+            verdict,
+            clean,
+        });
+    }
+    Changes {
+        from,
+        to,
+        counts,
+        tasks,
+    }
+}
+
+/// The fleet at the end of one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrendPoint {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    pub tasks_reporting: i64,
+    pub open_problems: i64,
+    pub tasks_clean: i64,
+}
+
+/// The most days one trend covers (ten years).
+pub const MAX_TREND_DAYS: i64 = 3653;
+
+/// The fleet at the end of every day from the day of `since` to the day of
+/// `until`, both included (at most [`MAX_TREND_DAYS`], the latest kept).
+pub fn trend(
+    conn: &rusqlite::Connection,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<TrendPoint>, StorageError> {
+    let last = day_of(until);
+    let first = day_of(since).max(last - MAX_TREND_DAYS + 1);
+    if first > last {
+        return Ok(Vec::new());
+    }
+    let stored = fleet::fleet_days(conn, first, last)?;
+    Ok(fill_days(first, last, &stored))
+}
+
+/// One point a day from `first` to `last`: each the last stored day at or before
+/// it (a day without uploads is the day before), zero before any.
+pub fn fill_days(first: i64, last: i64, stored: &[FleetDay]) -> Vec<TrendPoint> {
+    let mut stored = stored.iter().peekable();
+    let mut current = FleetDay {
+        day: first,
+        tasks_reporting: 0,
+        open_problems: 0,
+        tasks_clean: 0,
+    };
+    (first..=last)
+        .map(|day| {
+            while let Some(next) = stored.next_if(|d| d.day <= day) {
+                current = *next;
+            }
+            TrendPoint {
+                date: date_of(day),
+                tasks_reporting: current.tasks_reporting,
+                open_problems: current.open_problems,
+                tasks_clean: current.tasks_clean,
+            }
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD` of a day since the epoch.
+pub fn date_of(day: i64) -> String {
+    Utc.timestamp_millis_opt(day.saturating_mul(DAY_MS))
+        .single()
+        .map_or_else(|| day.to_string(), |t| t.format("%Y-%m-%d").to_string())
+}

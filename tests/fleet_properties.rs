@@ -1,0 +1,287 @@
+//! Fleet history against a naive model: random histories (tasks, upload times
+//! across hours and days, counts, directories) stored through the real writer,
+//! then every as-of view, every verdict between two moments, every trend point
+//! and every directory's rows recomputed from the list of uploads.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use proptest::prelude::*;
+use sms_audit::domain::fleet::{day_of, Verdict, DAY_MS};
+use sms_audit::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
+use sms_audit::services::fleet;
+use sms_audit::storage::uploads::NewUpload;
+use sms_audit::storage::{self, writer, SyncMode};
+
+/// 2026-03-01T00:00:00Z: the histories start on a day boundary.
+const START: Timestamp = 1_772_323_200_000;
+const DIRS: [&str; 3] = ["/a", "/b", "/c"];
+
+#[derive(Debug, Clone)]
+struct Upload {
+    task: usize,
+    /// Time since the upload before.
+    gap: i64,
+    /// (directory, total, different, missing, extra) per item.
+    items: Vec<(usize, u32, u32, u32, u32)>,
+}
+
+fn upload() -> impl Strategy<Value = Upload> {
+    let gap = prop_oneof![
+        Just(0i64),
+        0i64..2_000,
+        0i64..4 * 3_600_000,
+        0i64..3 * DAY_MS,
+    ];
+    let item = (0..DIRS.len(), 0u32..20, 0u32..3, 0u32..3, 0u32..2);
+    (0usize..5, gap, prop::collection::vec(item, 0..4)).prop_map(|(task, gap, items)| Upload {
+        task,
+        gap,
+        items,
+    })
+}
+
+/// One stored upload as the model sees it.
+struct Stored {
+    id: i64,
+    task: String,
+    at: Timestamp,
+    totals: [i64; 4],
+    problems: i64,
+    regressed: bool,
+    items: Vec<(usize, [i64; 4])>,
+}
+
+fn store(db: &std::path::Path, history: &[Upload]) -> Vec<Stored> {
+    let times: VecDeque<Timestamp> = history
+        .iter()
+        .scan(START, |t, u| {
+            *t += u.gap;
+            Some(*t)
+        })
+        .collect();
+    let times = Arc::new(Mutex::new(times));
+    let clock_times = times.clone();
+    let clock: writer::Clock = Arc::new(move || {
+        clock_times
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("one time per upload")
+    });
+    let (handle, thread) = writer::spawn_with_clock(db, SyncMode::Normal, 64, None, clock).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut stored: Vec<Stored> = Vec::new();
+    for (n, u) in history.iter().enumerate() {
+        let items: Vec<String> = u
+            .items
+            .iter()
+            .map(|(d, t, x, m, o)| {
+                format!(
+                    r#"{{"dir_check":"{}","num_total_files":{t},"num_different_files":{x},"num_target_miss_files":{m},"num_target_more_files":{o}}}"#,
+                    DIRS[*d]
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"consistency_result":[{}]}}"#, items.join(","));
+        let task = format!("task-{}", u.task);
+        let receipt = runtime
+            .block_on(handle.submit(NewUpload {
+                request_id: format!("00000000-0000-4000-8000-{n:012}"),
+                task_id: TaskId::parse(&task).unwrap(),
+                credential_name: "agent".into(),
+                auth_method: AuthMethod::Token,
+                project_id: None,
+                peer_addr: "127.0.0.1".into(),
+                forwarded_for: None,
+                user_agent: None,
+                body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
+                raw_body: body.into_bytes(),
+            }))
+            .unwrap();
+        let mut totals = [0i64; 4];
+        let items: Vec<(usize, [i64; 4])> = u
+            .items
+            .iter()
+            .map(|(d, t, x, m, o)| (*d, [*t, *x, *m, *o].map(i64::from)))
+            .collect();
+        for (_, counts) in &items {
+            for (sum, c) in totals.iter_mut().zip(counts) {
+                *sum += c;
+            }
+        }
+        let problems = totals[1] + totals[2] + totals[3];
+        let previous = stored.iter().rev().find(|s| s.task == task);
+        stored.push(Stored {
+            id: receipt.id,
+            regressed: previous.is_some_and(|p| problems > p.problems),
+            task,
+            at: receipt.received_at,
+            totals,
+            problems,
+            items,
+        });
+    }
+    handle.shutdown();
+    thread.join();
+    stored
+}
+
+/// Each task's latest upload received at or before `at`, by task id.
+fn naive_as_of(stored: &[Stored], at: Timestamp) -> BTreeMap<&str, &Stored> {
+    let mut latest = BTreeMap::new();
+    for s in stored.iter().filter(|s| s.at <= at) {
+        latest.insert(s.task.as_str(), s);
+    }
+    latest
+}
+
+/// The moments worth asking about: before everything, at and just before each
+/// upload, at day boundaries, and after everything.
+fn moments(stored: &[Stored]) -> Vec<Timestamp> {
+    let mut at = vec![START - 1];
+    for s in stored {
+        at.extend([s.at - 1, s.at, (day_of(s.at) + 1) * DAY_MS - 1]);
+    }
+    at.push(stored.last().map_or(START, |s| s.at) + DAY_MS);
+    at.sort_unstable();
+    at.dedup();
+    at
+}
+
+fn check(history: &[Upload]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fleet.db");
+    let stored = store(&db, history);
+    let conn = storage::open_read(&db).unwrap();
+    let moments = moments(&stored);
+
+    for &at in &moments {
+        let got = fleet::tasks_as_of(&conn, at).unwrap();
+        let want = naive_as_of(&stored, at);
+        prop_assert_eq!(got.len(), want.len(), "as of {}", at);
+        for (g, (task, w)) in got.iter().zip(&want) {
+            prop_assert_eq!(&g.task_id, task);
+            prop_assert_eq!(g.upload_id, w.id);
+            prop_assert_eq!(g.received_at, w.at);
+            prop_assert_eq!(g.problems, w.problems);
+            prop_assert_eq!(g.regressed, w.regressed);
+            prop_assert_eq!(g.totals.num_total_files, w.totals[0]);
+        }
+    }
+
+    for (i, &from) in moments.iter().enumerate() {
+        for &to in moments[i..].iter().step_by(3) {
+            let changes = fleet::changes(&conn, from, to).unwrap();
+            let (before, after) = (naive_as_of(&stored, from), naive_as_of(&stored, to));
+            prop_assert_eq!(changes.tasks.len(), after.len());
+            let mut counts = BTreeMap::new();
+            for (c, (task, w)) in changes.tasks.iter().zip(&after) {
+                let was = before.get(task).map(|s| s.problems);
+                let verdict = match was {
+                    None => Verdict::New,
+                    Some(b) if w.problems < b => Verdict::Improved,
+                    Some(b) if w.problems > b => Verdict::Regressed,
+                    Some(_) => Verdict::Unchanged,
+                };
+                prop_assert_eq!(&c.task_id, task);
+                prop_assert_eq!(c.verdict, verdict, "{} from {} to {}", task, from, to);
+                prop_assert_eq!(c.clean, w.problems == 0);
+                prop_assert_eq!(c.problems_change, w.problems - was.unwrap_or(0));
+                prop_assert_eq!(
+                    c.from.as_ref().map(|s| s.upload_id),
+                    before.get(task).map(|s| s.id)
+                );
+                *counts.entry(verdict).or_insert(0) += 1;
+            }
+            for v in Verdict::ALL {
+                prop_assert_eq!(changes.counts.of(v), counts.get(&v).copied().unwrap_or(0));
+            }
+            prop_assert_eq!(
+                changes.counts.clean,
+                after.values().filter(|s| s.problems == 0).count()
+            );
+        }
+    }
+
+    let last = moments.last().copied().unwrap();
+    let points = fleet::trend(&conn, START - DAY_MS, last).unwrap();
+    for (n, point) in points.iter().enumerate() {
+        let day = day_of(START - DAY_MS) + n as i64;
+        let state = naive_as_of(&stored, (day + 1) * DAY_MS - 1);
+        prop_assert_eq!(&point.date, &fleet::date_of(day));
+        prop_assert_eq!(point.tasks_reporting, state.len() as i64, "{}", point.date);
+        prop_assert_eq!(
+            point.open_problems,
+            state.values().map(|s| s.problems).sum::<i64>(),
+            "{}",
+            point.date
+        );
+        prop_assert_eq!(
+            point.tasks_clean,
+            state.values().filter(|s| s.problems == 0).count() as i64,
+            "{}",
+            point.date
+        );
+    }
+
+    for (d, path) in DIRS.iter().enumerate() {
+        let got = storage::fleet::directory(&conn, path).unwrap();
+        // Each task's last item for the directory in its latest upload that has it.
+        let mut want: BTreeMap<&str, (i64, [i64; 4])> = BTreeMap::new();
+        for s in &stored {
+            for (item_dir, counts) in &s.items {
+                if *item_dir == d {
+                    want.insert(&s.task, (s.id, *counts));
+                }
+            }
+        }
+        prop_assert_eq!(got.len(), want.len(), "{}", path);
+        for (g, (task, (id, counts))) in got.iter().zip(&want) {
+            prop_assert_eq!(&g.task_id, task);
+            prop_assert_eq!(g.upload_id, *id);
+            prop_assert_eq!(g.totals.num_total_files, counts[0]);
+            prop_assert_eq!(g.problems, counts[1] + counts[2] + counts[3]);
+        }
+    }
+
+    // The catch-up for databases from before fleet history computes the same.
+    let read_tables = |conn: &rusqlite::Connection| {
+        let days: Vec<(i64, i64, i64, i64)> = conn
+            .prepare("SELECT * FROM fleet_days ORDER BY day")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let dirs: Vec<(String, String, i64, i64, i64)> = conn
+            .prepare("SELECT dir_check, task_id, upload_id, num_total_files, num_target_more_files FROM task_directories ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (days, dirs)
+    };
+    let kept = read_tables(&conn);
+    let write = rusqlite::Connection::open(&db).unwrap();
+    storage::fleet::rebuild(&write).unwrap();
+    prop_assert_eq!(read_tables(&write), kept);
+    Ok(())
+}
+
+proptest! {
+    // Each case stores its history through a writer of its own.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("FLEET_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+    ))]
+
+    #[test]
+    fn fleet_history_matches_a_naive_recomputation(
+        history in prop::collection::vec(upload(), 1..30)
+    ) {
+        check(&history)?;
+    }
+}
