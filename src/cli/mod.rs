@@ -11,6 +11,7 @@ macro_rules! say {
     }};
 }
 
+mod changes;
 mod credentials;
 #[cfg(feature = "dev")]
 mod dev;
@@ -68,6 +69,10 @@ pub enum Command {
     /// Evidence an auditor checks offline: export a task's bundle, verify one.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// What changed in the fleet between two moments: every task's latest upload
+    /// at each, its change in problems, and a verdict (new, improved, regressed,
+    /// unchanged; clean when it has no problems).
+    Changes(changes::ChangesArgs),
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(export::ExportArgs),
@@ -179,6 +184,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tasks(cmd) => tasks::run(&cli.db, cmd),
         Command::Verify(args) => verify::run(&cli.db, args),
         Command::Export(args) => export::run(&cli.db, args),
+        Command::Changes(args) => changes::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),

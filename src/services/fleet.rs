@@ -183,3 +183,139 @@ pub fn date_of(day: i64) -> String {
         .single()
         .map_or_else(|| day.to_string(), |t| t.format("%Y-%m-%d").to_string())
 }
+
+/// Which tasks of a [`Changes`] to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeFilter {
+    All,
+    Verdict(Verdict),
+    /// No problems at the second moment.
+    Clean,
+}
+
+impl ChangeFilter {
+    /// `new`, `improved`, `regressed`, `unchanged`, `clean`, or empty for all.
+    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s.unwrap_or("") {
+            "" | "all" => Ok(ChangeFilter::All),
+            "clean" => Ok(ChangeFilter::Clean),
+            other => Verdict::parse(other)
+                .map(ChangeFilter::Verdict)
+                .ok_or_else(|| {
+                    format!(
+                    "verdict: must be new, improved, regressed, unchanged or clean (got {other:?})"
+                )
+                }),
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ChangeFilter::All => "",
+            ChangeFilter::Clean => "clean",
+            ChangeFilter::Verdict(v) => v.as_str(),
+        }
+    }
+
+    fn keeps(self, c: &Change) -> bool {
+        match self {
+            ChangeFilter::All => true,
+            ChangeFilter::Clean => c.clean,
+            ChangeFilter::Verdict(v) => c.verdict == v,
+        }
+    }
+}
+
+/// The order of a [`Changes`]' tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSort {
+    /// Largest increase in problems first, largest decrease last (then by id).
+    Change,
+    /// By task id.
+    Task,
+}
+
+impl ChangeSort {
+    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s.unwrap_or("change") {
+            "change" => Ok(ChangeSort::Change),
+            "task" => Ok(ChangeSort::Task),
+            other => Err(format!("sort: must be change or task (got {other:?})")),
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ChangeSort::Change => "change",
+            ChangeSort::Task => "task",
+        }
+    }
+}
+
+impl Changes {
+    /// The tasks `filter` keeps, in `sort` order.
+    pub fn select(&self, filter: ChangeFilter, sort: ChangeSort) -> Vec<&Change> {
+        let mut rows: Vec<&Change> = self.tasks.iter().filter(|c| filter.keeps(c)).collect();
+        if sort == ChangeSort::Change {
+            // Stable: equal changes stay in task id order.
+            rows.sort_by_key(|c| std::cmp::Reverse(c.problems_change));
+        }
+        rows
+    }
+}
+
+/// The columns of a changes CSV.
+pub const CHANGES_CSV_HEADER: [&str; 17] = [
+    "task_id",
+    "name",
+    "verdict",
+    "clean",
+    "problems_change",
+    "from_upload_id",
+    "from_received_at",
+    "from_total_files",
+    "from_different_files",
+    "from_target_miss_files",
+    "from_target_more_files",
+    "to_upload_id",
+    "to_received_at",
+    "to_total_files",
+    "to_different_files",
+    "to_target_miss_files",
+    "to_target_more_files",
+];
+
+/// The rows as CSV (text cells spreadsheet-safe, as in exports).
+pub fn write_changes_csv(rows: &[&Change], out: impl std::io::Write) -> Result<(), csv::Error> {
+    use crate::domain::format_timestamp;
+    use crate::services::export::cell;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CHANGES_CSV_HEADER)?;
+    for c in rows {
+        let state = |s: Option<&TaskState>| -> [String; 6] {
+            match s {
+                None => Default::default(),
+                Some(s) => [
+                    s.upload_id.to_string(),
+                    format_timestamp(s.received_at),
+                    s.totals.num_total_files.to_string(),
+                    s.totals.num_different_files.to_string(),
+                    s.totals.num_target_miss_files.to_string(),
+                    s.totals.num_target_more_files.to_string(),
+                ],
+            }
+        };
+        let mut record = vec![
+            cell(&c.task_id),
+            cell(c.name.as_deref().unwrap_or("")),
+            c.verdict.as_str().to_string(),
+            c.clean.to_string(),
+            c.problems_change.to_string(),
+        ];
+        record.extend(state(c.from.as_ref()));
+        record.extend(state(Some(&c.to)));
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    Ok(())
+}

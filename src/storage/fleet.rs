@@ -65,6 +65,51 @@ pub fn states_at(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, Storage
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Like [`states_at`], for the first `limit` tasks whose id sorts after `after`
+/// (the API's pages): one seek per task, stopping when the page is full.
+pub fn states_page(
+    conn: &Connection,
+    upto: i64,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<TaskState>, StorageError> {
+    let mut tasks =
+        conn.prepare_cached("SELECT task_id, name FROM tasks WHERE task_id > ?1 ORDER BY task_id")?;
+    let mut latest = conn.prepare_cached(
+        "SELECT id, received_at, total_files, different_files, target_miss_files,
+                target_more_files, regressed
+         FROM uploads INDEXED BY uploads_task_state
+         WHERE task_id = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut page = Vec::new();
+    let mut rows = tasks.query(params![after])?;
+    while page.len() < limit as usize {
+        let Some(row) = rows.next()? else { break };
+        let (task_id, name): (String, Option<String>) = (row.get(0)?, row.get(1)?);
+        let state = latest
+            .query_row(params![task_id, upto], |r| {
+                let totals = Totals {
+                    num_total_files: r.get(2)?,
+                    num_different_files: r.get(3)?,
+                    num_target_miss_files: r.get(4)?,
+                    num_target_more_files: r.get(5)?,
+                };
+                Ok(TaskState {
+                    task_id: task_id.clone(),
+                    name: name.clone(),
+                    upload_id: r.get(0)?,
+                    received_at: r.get(1)?,
+                    problems: totals.problems(),
+                    totals,
+                    regressed: r.get(6)?,
+                })
+            })
+            .optional()?;
+        page.extend(state);
+    }
+    Ok(page)
+}
+
 /// How many uploads a task had with id `<= upto`, and its first one's time.
 pub fn upload_count_at(
     conn: &Connection,

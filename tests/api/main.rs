@@ -9,6 +9,7 @@ mod errors;
 mod evidence;
 mod faults;
 mod first_use;
+mod fleet;
 mod forwarding;
 mod ingest;
 mod ledger;

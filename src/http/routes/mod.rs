@@ -2,6 +2,7 @@
 //! checks, and JSON errors for unknown paths and wrong methods.
 
 mod evidence;
+mod fleet;
 mod health;
 mod ingest;
 mod proxy;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     read_api::configure(cfg);
     evidence::configure(cfg);
+    fleet::configure(cfg);
     cfg.service(
         web::resource("/api/v1/replays")
             .route(web::post().to(replays::create))

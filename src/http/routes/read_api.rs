@@ -5,14 +5,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::get_resource;
-use crate::domain::{check_range, now_ms, parse_time_arg, TaskId, Timestamp};
+use crate::domain::{check_range, format_timestamp, now_ms, parse_time_arg, TaskId, Timestamp};
 use crate::http::error::SmsError;
 use crate::http::extract::ApiReader;
 use crate::http::extract::Query;
 use crate::http::ProxyLogQuery;
 use crate::services::verification::VerificationJob;
 use crate::storage::queries::{self, UploadPageQuery};
-use crate::storage::{proxy_log, ReadPool};
+use crate::storage::{fleet, proxy_log, ReadPool};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const DEFAULT_TASKS_PAGE: u32 = 100;
@@ -58,6 +58,7 @@ pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, SmsErr
 struct TasksQuery {
     limit: Option<u32>,
     after: Option<String>,
+    as_of: Option<String>,
 }
 
 /// `GET /api/v1/tasks?limit=&after=`: tasks by id, a page at a time.
@@ -68,6 +69,9 @@ async fn tasks(
 ) -> Result<HttpResponse, SmsError> {
     let limit = page_limit(query.limit, DEFAULT_TASKS_PAGE)?;
     let after = query.after.clone().unwrap_or_default();
+    if let Some(at) = time_param("as_of", query.as_of.as_deref())? {
+        return tasks_as_of(reads, at, after, limit).await;
+    }
     // One more than asked tells whether there is a next page.
     let mut tasks = reads
         .with_blocking(move |conn| queries::tasks_after(conn, &after, limit + 1))
@@ -77,6 +81,55 @@ async fn tasks(
         tasks.last().map(|t| t.task_id.clone())
     });
     Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_after": next_after.flatten() })))
+}
+
+/// `GET /api/v1/tasks?as_of=T`: each task as its latest upload received at or
+/// before T shows it; tasks with none by then are left out.
+async fn tasks_as_of(
+    reads: web::Data<ReadPool>,
+    at: Timestamp,
+    after: String,
+    limit: u32,
+) -> Result<HttpResponse, SmsError> {
+    let (mut page, counts) = reads
+        .with_blocking(move |conn| {
+            let upto = fleet::last_id_at(conn, at)?;
+            // One more than asked tells whether there is a next page.
+            let page = fleet::states_page(conn, upto, &after, limit + 1)?;
+            let counts = page
+                .iter()
+                .take(limit as usize)
+                .map(|s| fleet::upload_count_at(conn, &s.task_id, upto))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((page, counts))
+        })
+        .await?;
+    let next_after = (page.len() > limit as usize).then(|| {
+        page.truncate(limit as usize);
+        page.last().map(|t| t.task_id.clone())
+    });
+    let tasks: Vec<_> = page
+        .iter()
+        .zip(counts)
+        .map(|(s, (count, first))| {
+            json!({
+                "task_id": s.task_id,
+                "name": s.name,
+                "upload_count": count,
+                "first_received_at": first.map(format_timestamp),
+                "last_received_at": format_timestamp(s.received_at),
+                "last_upload_id": s.upload_id,
+                "latest_totals": s.totals,
+                "problems": s.problems,
+                "regressed": s.regressed,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "as_of": format_timestamp(at),
+        "tasks": tasks,
+        "next_after": next_after.flatten(),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -90,7 +143,7 @@ struct UploadsQuery {
 
 /// A time in the API's query. Unlike the pages' form fields
 /// ([`crate::domain::parse_time_field`]), a blank value is an error.
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
+pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
     value
         .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
         .transpose()

@@ -1,0 +1,204 @@
+//! Fleet history in the JSON API: what changed between two moments, the
+//! fleet's daily trend, and every task's latest counts for a directory (README
+//! section "Fleet history"). The tasks as of a moment are `GET
+//! /api/v1/tasks?as_of=T` (`read_api`).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::get_resource;
+use super::read_api::time_param;
+use crate::domain::fleet::DAY_MS;
+use crate::domain::{format_timestamp, now_ms, Timestamp};
+use crate::http::error::SmsError;
+use crate::http::extract::{ApiReader, Query};
+use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort};
+use crate::storage::fleet::{DirectoryRow, TaskState};
+use crate::storage::{self, ReadPool};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_resource("/api/v1/changes", changes))
+        .service(get_resource("/api/v1/fleet/trend", trend))
+        .service(get_resource("/api/v1/directories", directories));
+}
+
+/// A task as of a moment, as the API shows it.
+pub fn state_json(s: &TaskState) -> Value {
+    json!({
+        "upload_id": s.upload_id,
+        "received_at": format_timestamp(s.received_at),
+        "totals": s.totals,
+        "problems": s.problems,
+        "regressed": s.regressed,
+    })
+}
+
+fn change_json(c: &Change) -> Value {
+    json!({
+        "task_id": c.task_id,
+        "name": c.name,
+        "verdict": c.verdict,
+        "clean": c.clean,
+        "problems_change": c.problems_change,
+        "from": c.from.as_ref().map(state_json),
+        "to": state_json(&c.to),
+    })
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    verdict: Option<String>,
+    sort: Option<String>,
+    format: Option<String>,
+}
+
+/// `from` and `to`: both given, in order.
+pub fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), SmsError> {
+    let from = time_param("from", from)?.ok_or_else(|| SmsError::bad_request("from: required"))?;
+    let to = time_param("to", to)?.ok_or_else(|| SmsError::bad_request("to: required"))?;
+    if from > to {
+        return Err(SmsError::bad_request("from: must not be after to"));
+    }
+    Ok((from, to))
+}
+
+async fn changes(
+    query: Query<ChangesQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let (from, to) = moments(query.from.as_deref(), query.to.as_deref())?;
+    let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(SmsError::bad_request)?;
+    let sort = ChangeSort::parse(query.sort.as_deref()).map_err(SmsError::bad_request)?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(SmsError::bad_request(format!(
+                "format: must be json or csv (got {other:?})"
+            )))
+        }
+    };
+    let changes = reads
+        .with_blocking(move |conn| fleet::changes(conn, from, to))
+        .await?;
+    let rows = changes.select(filter, sort);
+    if csv {
+        let mut out = Vec::new();
+        fleet::write_changes_csv(&rows, &mut out)
+            .map_err(|e| SmsError::Storage(format!("writing CSV: {e}")))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                "attachment; filename=\"sms-audit-changes.csv\"",
+            ))
+            .body(out));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "from": format_timestamp(from),
+        "to": format_timestamp(to),
+        "counts": changes.counts,
+        "tasks": rows.iter().map(|c| change_json(c)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct TrendQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Days a trend covers unless `since` says otherwise.
+pub const DEFAULT_TREND_DAYS: i64 = 90;
+
+/// `since` and `until` of a trend: by default the last 90 days up to now.
+pub fn trend_range(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Timestamp, Timestamp), SmsError> {
+    let until = time_param("until", until)?.unwrap_or_else(now_ms);
+    let since = time_param("since", since)?.unwrap_or(until - (DEFAULT_TREND_DAYS - 1) * DAY_MS);
+    if since > until {
+        return Err(SmsError::bad_request("since: must not be after until"));
+    }
+    Ok((since, until))
+}
+
+async fn trend(
+    query: Query<TrendQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let (since, until) = trend_range(query.since.as_deref(), query.until.as_deref())?;
+    let days = reads
+        .with_blocking(move |conn| fleet::trend(conn, since, until))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "days": days })))
+}
+
+#[derive(Deserialize)]
+struct DirectoriesQuery {
+    path: Option<String>,
+    prefix: Option<String>,
+}
+
+/// Directories listed for a prefix.
+pub const MAX_DIRECTORIES: u32 = 200;
+
+fn directory_json(d: &DirectoryRow) -> Value {
+    json!({
+        "task_id": d.task_id,
+        "name": d.name,
+        "upload_id": d.upload_id,
+        "received_at": format_timestamp(d.received_at),
+        "totals": d.totals,
+        "problems": d.problems,
+    })
+}
+
+async fn directories(
+    query: Query<DirectoriesQuery>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, SmsError> {
+    let DirectoriesQuery { path, prefix } = query.into_inner();
+    match (path, prefix) {
+        (Some(path), None) => {
+            let rows = {
+                let path = path.clone();
+                reads
+                    .with_blocking(move |conn| storage::fleet::directory(conn, &path))
+                    .await?
+            };
+            Ok(HttpResponse::Ok().json(json!({
+                "path": path,
+                "tasks": rows.iter().map(directory_json).collect::<Vec<_>>(),
+            })))
+        }
+        (None, prefix) => {
+            let prefix = prefix.unwrap_or_default();
+            let found = {
+                let prefix = prefix.clone();
+                reads
+                    .with_blocking(move |conn| {
+                        storage::fleet::directories_starting(conn, &prefix, MAX_DIRECTORIES)
+                    })
+                    .await?
+            };
+            Ok(HttpResponse::Ok().json(json!({
+                "prefix": prefix,
+                "directories": found
+                    .iter()
+                    .map(|(path, tasks)| json!({ "path": path, "tasks": tasks }))
+                    .collect::<Vec<_>>(),
+            })))
+        }
+        (Some(_), Some(_)) => Err(SmsError::bad_request(
+            "path and prefix: give one (path: one directory's tasks; prefix: the directories)",
+        )),
+    }
+}

@@ -1,0 +1,323 @@
+//! Fleet history over HTTP and on the command line: tasks as of a moment, what
+//! changed between two moments, the daily trend, and one directory across tasks.
+
+use std::process::Command;
+
+use sms_audit::domain::Role;
+
+use crate::helpers::{body_with_problems, TestApp};
+
+/// Three moments: task-a (2 problems) and task-b (5) by the first; then task-a
+/// improves to 1, task-b regresses to 8 and task-c (0) is new by the second.
+/// Returns (the app, the agent token, the first moment).
+async fn two_rounds() -> (TestApp, String, String) {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    for (task, different) in [("task-a", 1), ("task-b", 4)] {
+        let body = body_with_problems("/data", different);
+        assert_eq!(app.upload(task, &agent, &body).await.status, 200);
+    }
+    let first = app.get("/api/v1/uploads/2", &app.admin_token).await.json()["received_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Later uploads get later milliseconds.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    for (task, different) in [("task-a", 0), ("task-b", 7), ("task-c", 0)] {
+        let body = if task == "task-c" {
+            r#"{"consistency_result":[{"dir_check":"/data","num_total_files":9,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}]}"#.to_string()
+        } else {
+            body_with_problems("/data", different)
+        };
+        assert_eq!(app.upload(task, &agent, &body).await.status, 200);
+    }
+    (app, agent, first)
+}
+
+fn enc(s: &str) -> String {
+    s.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn tasks_as_of_a_moment_show_their_latest_upload_then() {
+    let (app, _, first) = two_rounds().await;
+    let then = app
+        .get(
+            &format!("/api/v1/tasks?as_of={}", enc(&first)),
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(then["as_of"], first);
+    let tasks = then["tasks"].as_array().unwrap();
+    let ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["task-a", "task-b"], "task-c had not reported: {then}");
+    assert_eq!(tasks[0]["last_upload_id"], 1);
+    assert_eq!(tasks[0]["problems"], 2);
+    assert_eq!(tasks[0]["upload_count"], 1);
+    assert_eq!(tasks[1]["latest_totals"]["num_different_files"], 4);
+
+    let now = app
+        .get("/api/v1/tasks?as_of=2999-01-01", &app.admin_token)
+        .await
+        .json();
+    let tasks = now["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0]["upload_count"], 2);
+    assert_eq!(tasks[1]["problems"], 8);
+    assert_eq!(tasks[1]["regressed"], true);
+
+    // Pages by id, as without as_of.
+    let page = app
+        .get("/api/v1/tasks?as_of=2999-01-01&limit=2", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(page["next_after"], "task-b");
+    let rest = app
+        .get(
+            "/api/v1/tasks?as_of=2999-01-01&after=task-b",
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(rest["tasks"][0]["task_id"], "task-c");
+    assert!(rest["next_after"].is_null());
+
+    let before = app
+        .get("/api/v1/tasks?as_of=2001-01-01", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(before["tasks"].as_array().unwrap().len(), 0);
+    app.get("/api/v1/tasks?as_of=yesterday", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+}
+
+#[tokio::test]
+async fn changes_between_two_moments_give_each_task_a_verdict() {
+    let (app, _, first) = two_rounds().await;
+    let path = format!("/api/v1/changes?from={}&to=2999-01-01", enc(&first));
+    let changes = app.get(&path, &app.admin_token).await.json();
+    assert_eq!(
+        changes["counts"],
+        serde_json::json!({"new": 1, "improved": 1, "regressed": 1, "unchanged": 0, "clean": 1})
+    );
+    // By change: the largest increase first.
+    let rows = changes["tasks"].as_array().unwrap();
+    let order: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["task_id"].as_str().unwrap(),
+                r["verdict"].as_str().unwrap(),
+                r["problems_change"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("task-b", "regressed", 3),
+            ("task-c", "new", 0),
+            ("task-a", "improved", -1)
+        ]
+    );
+    assert_eq!(rows[0]["from"]["upload_id"], 2);
+    assert_eq!(rows[0]["to"]["upload_id"], 4);
+    assert!(rows[1]["from"].is_null());
+    assert_eq!(rows[2]["clean"], false, "task-a still misses a file");
+    assert_eq!(rows[1]["clean"], true);
+
+    let only = app
+        .get(&format!("{path}&verdict=clean&sort=task"), &app.admin_token)
+        .await
+        .json();
+    let ids: Vec<&str> = only["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["task-c"]);
+    let regressed = app
+        .get(&format!("{path}&verdict=regressed"), &app.admin_token)
+        .await
+        .json();
+    assert_eq!(regressed["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(regressed["counts"]["new"], 1, "counts are of every task");
+
+    let csv = app
+        .get(&format!("{path}&format=csv&sort=task"), &app.admin_token)
+        .await;
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert!(lines[0].starts_with("task_id,name,verdict,clean,problems_change,from_upload_id"));
+    assert!(
+        lines[1].starts_with("task-a,,improved,false,-1,1,"),
+        "{}",
+        csv.text
+    );
+    assert!(
+        lines[3].starts_with("task-c,,new,true,0,,,"),
+        "{}",
+        csv.text
+    );
+
+    for (query, problem) in [
+        ("to=2999-01-01".to_string(), "from: required"),
+        (
+            format!("from=2999-01-01&to={}", enc(&first)),
+            "from: must not be after to",
+        ),
+        (
+            "from=2001-01-01&to=2999-01-01&verdict=worse".to_string(),
+            "verdict: must be",
+        ),
+        (
+            "from=2001-01-01&to=2999-01-01&sort=size".to_string(),
+            "sort: must be",
+        ),
+        (
+            "from=2001-01-01&to=2999-01-01&format=xml".to_string(),
+            "format: must be",
+        ),
+    ] {
+        let reply = app
+            .get(&format!("/api/v1/changes?{query}"), &app.admin_token)
+            .await;
+        let body = reply.assert_error(400, "SMS.9001");
+        assert!(
+            body["error_msg"].as_str().unwrap().contains(problem),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_trend_has_a_point_a_day_and_today_counts_every_task() {
+    let (app, _, _) = two_rounds().await;
+    let trend = app
+        .get("/api/v1/fleet/trend", &app.admin_token)
+        .await
+        .json();
+    let days = trend["days"].as_array().unwrap();
+    assert_eq!(days.len(), 90);
+    let today = days.last().unwrap();
+    assert_eq!(today["tasks_reporting"], 3);
+    assert_eq!(today["open_problems"], 1 + 8);
+    assert_eq!(today["tasks_clean"], 1);
+    assert_eq!(days[0]["tasks_reporting"], 0, "nothing 89 days ago");
+    let one = app
+        .get(
+            "/api/v1/fleet/trend?since=2026-01-01&until=2026-01-01",
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(
+        one["days"],
+        serde_json::json!([{"date": "2026-01-01", "tasks_reporting": 0, "open_problems": 0, "tasks_clean": 0}])
+    );
+    app.get(
+        "/api/v1/fleet/trend?since=2026-02-01&until=2026-01-01",
+        &app.admin_token,
+    )
+    .await
+    .assert_error(400, "SMS.9001");
+}
+
+#[tokio::test]
+async fn a_directory_across_tasks_and_the_directories_by_prefix() {
+    let (app, _, _) = two_rounds().await;
+    let data = app
+        .get("/api/v1/directories?path=/data", &app.admin_token)
+        .await
+        .json();
+    let rows = data["tasks"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["task_id"], "task-b");
+    assert_eq!(rows[1]["upload_id"], 4);
+    assert_eq!(rows[1]["totals"]["num_different_files"], 7);
+    let var = app
+        .get("/api/v1/directories?path=/var", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(
+        var["tasks"].as_array().unwrap().len(),
+        2,
+        "task-c never reported /var"
+    );
+    let listed = app
+        .get("/api/v1/directories?prefix=/", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(
+        listed["directories"],
+        serde_json::json!([{"path": "/data", "tasks": 3}, {"path": "/var", "tasks": 2}])
+    );
+    let none = app
+        .get("/api/v1/directories?prefix=/v", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(none["directories"].as_array().unwrap().len(), 1);
+    app.get("/api/v1/directories?path=/a&prefix=/", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
+}
+
+#[tokio::test]
+async fn changes_on_the_command_line() {
+    let (app, _, first) = two_rounds().await;
+    let run = |format: &str| {
+        let out = Command::new(TestApp::binary())
+            .args([
+                "changes",
+                "--from",
+                &first,
+                "--to",
+                "2999-01-01",
+                "--format",
+                format,
+                "--db",
+            ])
+            .arg(&app.db_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run("table");
+    assert!(
+        table.contains("1 new, 1 improved, 1 regressed, 0 unchanged; 1 clean"),
+        "{table}"
+    );
+    let b = table.lines().nth(2).unwrap();
+    assert!(
+        b.starts_with("task-b") && b.contains("regressed") && b.contains("+3"),
+        "{table}"
+    );
+    assert!(run("csv").starts_with("task_id,name,verdict"));
+    let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json["counts"]["regressed"], 1);
+    let out = Command::new(TestApp::binary())
+        .args([
+            "changes",
+            "--from",
+            "2999-01-01",
+            "--to",
+            "2001-01-01",
+            "--db",
+        ])
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from must not be after --to"));
+}
