@@ -259,6 +259,86 @@ async fn a_person_logs_in_and_reads_the_history() {
     );
     screenshot(&client, "upload").await;
 
+    // The fleet: the trend on the dashboard, the dashboard as of a moment.
+    client.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(count(&client, "svg.chart polyline").await, 3);
+    assert!(
+        text_of(&client, "#trend-last")
+            .await
+            .contains("2 tasks reporting"),
+        "today counts both tasks"
+    );
+    client
+        .find(Locator::Css("input[name='as_of']"))
+        .await
+        .unwrap()
+        .send_keys("2001-01-01")
+        .await
+        .unwrap();
+    click(&client, Locator::Css("#task-filters button")).await;
+    client
+        .wait()
+        .for_element(Locator::Id("as-of"))
+        .await
+        .unwrap();
+    assert!(text_of(&client, "#as-of")
+        .await
+        .contains("2001-01-01T00:00:00.000Z"));
+    assert_eq!(
+        count(&client, "#tasks").await,
+        1,
+        "the task table, not the first-use help"
+    );
+    assert_eq!(
+        count(&client, "#tasks tbody tr").await,
+        0,
+        "no task had reported"
+    );
+    screenshot(&client, "dashboard-as-of").await;
+
+    // What changed over the last 7 days: both tasks are new.
+    client.goto(&format!("{base}/changes")).await.unwrap();
+    assert_eq!(count(&client, "#changes tbody tr").await, 2);
+    assert!(text_of(&client, "#count-new").await.contains('2'));
+    assert!(
+        text_of(&client, "#count-clean").await.contains('1'),
+        "web-01's latest is clean"
+    );
+    click(&client, Locator::Css("#count-regressed")).await;
+    client
+        .wait()
+        .for_element(Locator::Id("no-changes"))
+        .await
+        .unwrap();
+    screenshot(&client, "changes").await;
+
+    // One directory across tasks, found by its prefix.
+    client
+        .goto(&format!("{base}/directories?prefix=%2Fsrv"))
+        .await
+        .unwrap();
+    click(&client, Locator::LinkText("/srv/www")).await;
+    client
+        .wait()
+        .for_element(Locator::Id("directory-tasks"))
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "#directory-tasks tbody tr").await, 1);
+    assert!(text_of(&client, "#directory-tasks")
+        .await
+        .contains("web-01"));
+    client
+        .goto(&format!("{base}/directories?prefix=%3C"))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&client, "#directory-list")
+            .await
+            .contains("<script>alert(1)</script>"),
+        "shown as text"
+    );
+    screenshot(&client, "directories").await;
+
     // No script ran anywhere: there is no alert to read.
     assert!(client.get_alert_text().await.is_err());
     client.close().await.unwrap();

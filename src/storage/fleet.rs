@@ -75,39 +75,71 @@ pub fn states_page(
 ) -> Result<Vec<TaskState>, StorageError> {
     let mut tasks =
         conn.prepare_cached("SELECT task_id, name FROM tasks WHERE task_id > ?1 ORDER BY task_id")?;
+    let mut page = Vec::new();
+    let mut rows = tasks.query(params![after])?;
+    while page.len() < limit as usize {
+        let Some(row) = rows.next()? else { break };
+        page.extend(latest_upload(conn, row.get(0)?, row.get(1)?, upto)?);
+    }
+    Ok(page)
+}
+
+/// One task as its latest upload with id `<= upto` shows it (none: no upload by
+/// then, or no such task).
+pub fn state_of(
+    conn: &Connection,
+    task_id: &str,
+    upto: i64,
+) -> Result<Option<TaskState>, StorageError> {
+    let name: Option<Option<String>> = conn
+        .prepare_cached("SELECT name FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| r.get(0))
+        .optional()?;
+    match name {
+        Some(name) => latest_upload(conn, task_id.to_string(), name, upto),
+        None => Ok(None),
+    }
+}
+
+/// The seek behind every as-of view: a task's latest upload with id `<= upto`.
+fn latest_upload(
+    conn: &Connection,
+    task_id: String,
+    name: Option<String>,
+    upto: i64,
+) -> Result<Option<TaskState>, StorageError> {
     let mut latest = conn.prepare_cached(
         "SELECT id, received_at, total_files, different_files, target_miss_files,
                 target_more_files, regressed
          FROM uploads INDEXED BY uploads_task_state
          WHERE task_id = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
     )?;
-    let mut page = Vec::new();
-    let mut rows = tasks.query(params![after])?;
-    while page.len() < limit as usize {
-        let Some(row) = rows.next()? else { break };
-        let (task_id, name): (String, Option<String>) = (row.get(0)?, row.get(1)?);
-        let state = latest
-            .query_row(params![task_id, upto], |r| {
-                let totals = Totals {
+    let found = latest
+        .query_row(params![task_id, upto], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                Totals {
                     num_total_files: r.get(2)?,
                     num_different_files: r.get(3)?,
                     num_target_miss_files: r.get(4)?,
                     num_target_more_files: r.get(5)?,
-                };
-                Ok(TaskState {
-                    task_id: task_id.clone(),
-                    name: name.clone(),
-                    upload_id: r.get(0)?,
-                    received_at: r.get(1)?,
-                    problems: totals.problems(),
-                    totals,
-                    regressed: r.get(6)?,
-                })
-            })
-            .optional()?;
-        page.extend(state);
-    }
-    Ok(page)
+                },
+                r.get::<_, bool>(6)?,
+            ))
+        })
+        .optional()?;
+    Ok(
+        found.map(|(upload_id, received_at, totals, regressed)| TaskState {
+            task_id,
+            name,
+            upload_id,
+            received_at,
+            problems: totals.problems(),
+            totals,
+            regressed,
+        }),
+    )
 }
 
 /// How many uploads a task had with id `<= upto`, and its first one's time.

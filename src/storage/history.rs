@@ -262,18 +262,28 @@ pub fn task_rows(
         .prepare_cached(&sql)?
         .query_map(params![search, q.limit, q.offset], task_row)?
         .collect::<Result<_, _>>()?;
-    let mut trend = conn.prepare_cached(
-        "SELECT different_files + target_miss_files + target_more_files FROM uploads
-         WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
     for row in &mut rows {
-        let mut values: Vec<i64> = trend
-            .query_map(params![row.task_id, TREND_UPLOADS], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        values.reverse();
-        row.trend = values;
+        row.trend = recent_problems(conn, &row.task_id, i64::MAX)?;
     }
     Ok((rows, matching))
+}
+
+/// Problems per upload of a task's latest [`TREND_UPLOADS`] uploads with id
+/// `<= upto`, oldest first (a sparkline).
+pub fn recent_problems(
+    conn: &Connection,
+    task_id: &str,
+    upto: i64,
+) -> Result<Vec<i64>, StorageError> {
+    let mut values: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT different_files + target_miss_files + target_more_files FROM uploads
+             WHERE task_id = ?1 AND id <= ?2 ORDER BY id DESC LIMIT ?3",
+        )?
+        .query_map(params![task_id, upto, TREND_UPLOADS], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    values.reverse();
+    Ok(values)
 }
 
 pub fn task(conn: &Connection, task_id: &str) -> Result<Option<TaskRow>, StorageError> {

@@ -321,3 +321,65 @@ async fn changes_on_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from must not be after --to"));
 }
+
+#[tokio::test]
+async fn pages_as_of_a_moment_keep_it_in_every_link() {
+    let (app, _, first) = two_rounds().await;
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let as_of = enc(&first);
+    let page = browser.get(&format!("/?as_of={as_of}")).await;
+    assert_eq!(page.status, 200);
+    let html = page.text;
+    assert!(html.contains("id=\"as-of\""), "the banner");
+    let kept = sms_audit::http::urlencode(&first);
+    assert!(
+        html.contains(&format!("/tasks/task-a?as_of={kept}")),
+        "{html}"
+    );
+    assert!(!html.contains("/tasks/task-c"), "task-c had not reported");
+    assert!(
+        html.contains(&format!("&#38;as_of={kept}")),
+        "sort links keep it: {html}"
+    );
+    assert!(html.contains("id=\"total-tasks\">2<"), "{html}");
+    assert!(html.contains("<a href=\"/\">Back to now</a>"));
+
+    let task = browser
+        .get(&format!("/tasks/task-b?as_of={as_of}"))
+        .await
+        .text;
+    assert!(task.contains("id=\"as-of\""));
+    assert!(task.contains(">1 uploads"), "one upload by then: {task}");
+    assert!(task.contains("name=\"as_of\""), "the filter form keeps it");
+
+    let changes = browser
+        .get(&format!("/changes?from={as_of}&to=2999-01-01"))
+        .await;
+    assert_eq!(changes.status, 200);
+    assert!(
+        changes.text.contains("/compare?a=2&#38;b=4"),
+        "{}",
+        changes.text
+    );
+    assert!(changes.text.contains("verdict-regressed"));
+    let only = browser
+        .get(&format!("/changes?from={as_of}&to=2999-01-01&verdict=new"))
+        .await
+        .text;
+    assert_eq!(only.matches("<tr class=\"verdict-").count(), 1);
+    let dirs = browser.get("/directories?path=%2Fdata").await.text;
+    assert_eq!(dirs.matches("/tasks/task-").count(), 3);
+
+    for path in [
+        "/changes?from=2999-01-01&to=2001-01-01",
+        "/changes?verdict=worse",
+        "/?as_of=soon",
+        "/?trend_since=2026-02-01&trend_until=2026-01-01",
+        "/tasks/task-a?as_of=soon",
+    ] {
+        assert_eq!(browser.get(path).await.status, 400, "{path}");
+    }
+}

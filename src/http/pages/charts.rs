@@ -146,6 +146,97 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
     svg
 }
 
+/// One line of a daily chart: a name, a colour, a value per day.
+pub struct DailySeries<'a> {
+    pub name: &'static str,
+    pub color: &'static str,
+    pub values: &'a [i64],
+}
+
+/// A line chart with a point a day (`dates` as `YYYY-MM-DD`, oldest first).
+pub fn daily_chart(dates: &[String], series: &[DailySeries<'_>], label: &str) -> String {
+    const W: f64 = 760.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 36.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{label}, a point a day over {} days">"#,
+        dates.len()
+    );
+    if dates.is_empty() {
+        svg.push_str(r##"<text x="20" y="40" fill="#5d6670">No days in this range.</text></svg>"##);
+        return svg;
+    }
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let x = |i: usize| {
+        if dates.len() > 1 {
+            LEFT + i as f64 / (dates.len() - 1) as f64 * plot_w
+        } else {
+            LEFT + plot_w / 2.0
+        }
+    };
+    let y = |v: i64| TOP + plot_h - (v as f64 / max) * plot_h;
+    for k in 0..=4 {
+        let v = (max * k as f64 / 4.0).round() as i64;
+        let yy = y(v);
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#d8dee4" stroke-width="1"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#5d6670">{v}</text>"##,
+            W - RIGHT,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#5d6670">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#5d6670">{} (UTC)</text>"##,
+        H - 12.0,
+        dates[0],
+        W - RIGHT,
+        H - 12.0,
+        dates[dates.len() - 1]
+    );
+    for s in series {
+        let mut line = String::new();
+        for (i, v) in s.values.iter().enumerate() {
+            let _ = write!(line, "{:.1},{:.1} ", x(i), y(*v));
+        }
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"><title>{}</title></polyline>"#,
+            line.trim_end(),
+            s.color,
+            s.name
+        );
+        if dates.len() <= 120 {
+            for (i, v) in s.values.iter().enumerate() {
+                let _ = write!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{}"><title>{}: {v} {}</title></circle>"#,
+                    x(i),
+                    y(*v),
+                    s.color,
+                    dates[i],
+                    s.name
+                );
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +263,18 @@ mod tests {
         assert!(sparkline(&[3, 2, 0]).contains("latest 0"));
         assert_eq!(sparkline(&[]), "");
         assert!(counts_chart(&[], TOTAL_SERIES).contains("No uploads"));
+        let dates = vec!["2026-11-01".to_string(), "2026-11-02".to_string()];
+        let chart = daily_chart(
+            &dates,
+            &[DailySeries {
+                name: "open problems",
+                color: SERIES_COLORS[1],
+                values: &[3, 1],
+            }],
+            "open problems",
+        );
+        assert!(chart.contains("2026-11-02: 1 open problems"));
+        assert_eq!(chart.matches("<polyline").count(), 1);
+        assert!(daily_chart(&[], &[], "x").contains("No days"));
     }
 }

@@ -1,14 +1,23 @@
-//! The dashboard: every task's latest upload, searchable and sortable.
+//! The dashboard: every task's latest upload (now, or as of a moment),
+//! searchable and sortable, and the fleet's daily trend.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, urlencode, Nav, PageError};
+use super::charts::{daily_chart, DailySeries, SERIES_COLORS};
+use super::{html, time_field, urlencode, Nav, PageError};
+use crate::domain::fleet::DAY_MS;
+use crate::domain::{now_ms, Timestamp};
 use crate::http::extract::PageUser;
 use crate::http::extract::Query;
+use crate::services::fleet::{self, TrendPoint};
+use crate::storage::fleet::TaskState;
 use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
 use crate::storage::ReadPool;
+
+/// Days the trend shows unless its form says otherwise.
+const TREND_DAYS: i64 = 90;
 
 const PER_PAGE: u32 = 50;
 /// The last page number accepted (50 million tasks).
@@ -20,6 +29,9 @@ pub struct DashboardQuery {
     sort: Option<String>,
     dir: Option<String>,
     page: Option<u32>,
+    as_of: Option<String>,
+    trend_since: Option<String>,
+    trend_until: Option<String>,
 }
 
 #[derive(Template)]
@@ -39,6 +51,15 @@ struct DashboardPage {
     last_shown: i64,
     prev_page: Option<u32>,
     next_page: Option<u32>,
+    /// As typed, when the page shows the tasks as of a moment.
+    as_of: Option<String>,
+    as_of_at: Option<Timestamp>,
+    now: Timestamp,
+    trend_since: String,
+    trend_until: String,
+    problems_chart: String,
+    tasks_chart: String,
+    trend_last: Option<TrendPoint>,
 }
 
 impl DashboardPage {
@@ -49,16 +70,45 @@ impl DashboardPage {
         } else {
             "desc"
         };
-        format!("/?q={}&sort={key}&dir={dir}", urlencode(&self.search))
+        format!(
+            "/?q={}&sort={key}&dir={dir}{}",
+            urlencode(&self.search),
+            self.as_of_param()
+        )
+    }
+
+    /// `&as_of=…` for every link that should keep the moment.
+    fn as_of_param(&self) -> String {
+        self.as_of
+            .as_deref()
+            .map_or(String::new(), |t| format!("&as_of={}", urlencode(t)))
+    }
+
+    /// The changes over the `days` before the moment shown (now, or as of).
+    fn changes_link(&self, days: i64) -> String {
+        let to = self.as_of_at.unwrap_or(self.now);
+        format!(
+            "/changes?from={}&to={}",
+            urlencode(&crate::domain::format_timestamp(to - days * DAY_MS)),
+            urlencode(&crate::domain::format_timestamp(to))
+        )
+    }
+
+    fn task_link(&self, task_id: &str) -> String {
+        match &self.as_of {
+            Some(t) => format!("/tasks/{task_id}?as_of={}", urlencode(t)),
+            None => format!("/tasks/{task_id}"),
+        }
     }
 
     fn page_link(&self, page: impl super::Int) -> String {
         let page = page.int();
         format!(
-            "/?q={}&sort={}&dir={}&page={page}",
+            "/?q={}&sort={}&dir={}&page={page}{}",
             urlencode(&self.search),
             self.sort,
-            self.direction
+            self.direction,
+            self.as_of_param()
         )
     }
 }
@@ -78,6 +128,20 @@ pub async fn page(
             "page: must be a number from 1 to {MAX_PAGE}"
         )));
     }
+    let as_of_at = time_field("as_of", &query.as_of)?;
+    let as_of = as_of_at
+        .and(query.as_of.clone())
+        .map(|t| t.trim().to_string());
+    let trend_until = time_field("trend_until", &query.trend_until)?
+        .or(as_of_at)
+        .unwrap_or_else(now_ms);
+    let trend_since = time_field("trend_since", &query.trend_since)?
+        .unwrap_or(trend_until - (TREND_DAYS - 1) * DAY_MS);
+    if trend_since > trend_until {
+        return Err(PageError::BadRequest(
+            "trend_since: must not be after trend_until".into(),
+        ));
+    }
     let list = TaskListQuery {
         search: search.clone(),
         sort,
@@ -85,9 +149,51 @@ pub async fn page(
         offset: (page - 1).saturating_mul(PER_PAGE),
         limit: PER_PAGE,
     };
-    let (overview, (rows, matching)) = reads
-        .with_blocking(move |conn| Ok((history::overview(conn)?, history::task_rows(conn, &list)?)))
+    let (overview, (rows, matching), trend) = reads
+        .with_blocking(move |conn| {
+            let trend = fleet::trend(conn, trend_since, trend_until)?;
+            let overview = history::overview(conn)?;
+            Ok(match as_of_at {
+                None => (overview, history::task_rows(conn, &list)?, trend),
+                Some(at) => {
+                    let (overview, rows) = as_of_rows(conn, overview, at, &list)?;
+                    (overview, rows, trend)
+                }
+            })
+        })
         .await?;
+    let dates: Vec<String> = trend.iter().map(|p| p.date.clone()).collect();
+    let column = |f: fn(&TrendPoint) -> i64| trend.iter().map(f).collect::<Vec<i64>>();
+    let (problems, reporting, clean) = (
+        column(|p| p.open_problems),
+        column(|p| p.tasks_reporting),
+        column(|p| p.tasks_clean),
+    );
+    let problems_chart = daily_chart(
+        &dates,
+        &[DailySeries {
+            name: "open problems",
+            color: SERIES_COLORS[1],
+            values: &problems,
+        }],
+        "open problems across all tasks",
+    );
+    let tasks_chart = daily_chart(
+        &dates,
+        &[
+            DailySeries {
+                name: "tasks reporting",
+                color: SERIES_COLORS[0],
+                values: &reporting,
+            },
+            DailySeries {
+                name: "tasks clean",
+                color: "#1a7f37",
+                values: &clean,
+            },
+        ],
+        "tasks reporting and tasks clean",
+    );
     let info = req.connection_info();
     let base_url = format!("{}://{}", info.scheme(), info.host());
     let first_shown = if rows.is_empty() {
@@ -115,7 +221,75 @@ pub async fn page(
         matching,
         first_shown,
         last_shown,
+        as_of,
+        as_of_at,
+        now: now_ms(),
+        trend_since: crate::domain::format_timestamp(trend_since)[..10].to_string(),
+        trend_until: crate::domain::format_timestamp(trend_until)[..10].to_string(),
+        problems_chart,
+        tasks_chart,
+        trend_last: trend.last().cloned(),
     }
     .render()?;
     Ok(html(body))
+}
+
+/// The dashboard's rows as of `at`: every task's latest upload received by then
+/// (searched, sorted and paged here), and the cards counted as of then.
+fn as_of_rows(
+    conn: &rusqlite::Connection,
+    overview: Overview,
+    at: Timestamp,
+    list: &TaskListQuery,
+) -> Result<(Overview, (Vec<TaskRow>, i64)), crate::storage::StorageError> {
+    use crate::storage::fleet as stored;
+    let upto = stored::last_id_at(conn, at)?;
+    let day_before = stored::last_id_at(conn, at - DAY_MS)?;
+    let mut states = fleet::tasks_as_of(conn, at)?;
+    let reporting = states.len() as i64;
+    let needle = list.search.to_lowercase();
+    if !needle.is_empty() {
+        let found = |s: &str| s.to_lowercase().contains(&needle);
+        states.retain(|s| found(&s.task_id) || s.name.as_deref().is_some_and(found));
+    }
+    // Upload counts as of a moment are only counted for the rows shown, so they
+    // do not sort; sorting by them sorts by the latest upload.
+    let key = |s: &TaskState| match list.sort {
+        TaskSort::Problems => (s.problems, s.received_at),
+        _ => (s.received_at, 0),
+    };
+    match list.sort {
+        TaskSort::TaskId => {}
+        _ => states.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.task_id.cmp(&b.task_id))),
+    }
+    if list.descending {
+        states.reverse();
+    }
+    let matching = states.len() as i64;
+    let overview = Overview {
+        tasks: reporting,
+        uploads: upto.max(0),
+        uploads_24h: (upto - day_before).max(0),
+        ..overview
+    };
+    let mut rows = Vec::new();
+    for s in states
+        .into_iter()
+        .skip(list.offset as usize)
+        .take(list.limit as usize)
+    {
+        let (count, _) = stored::upload_count_at(conn, &s.task_id, upto)?;
+        rows.push(TaskRow {
+            trend: history::recent_problems(conn, &s.task_id, s.upload_id)?,
+            last_upload_at: Some(s.received_at),
+            upload_count: count,
+            last_upload_id: Some(s.upload_id),
+            problems: Some(s.problems),
+            regressed: s.regressed,
+            latest: Some(s.totals),
+            name: s.name,
+            task_id: s.task_id,
+        });
+    }
+    Ok((overview, (rows, matching)))
 }

@@ -3,10 +3,12 @@
 //! exchanged for a session cookie); every POST form carries the session's CSRF token.
 
 mod audit;
+mod changes;
 pub mod charts;
 mod compare;
 mod dashboard;
 mod deliveries;
+mod directories;
 mod login;
 mod proxy;
 mod report;
@@ -38,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/tasks/{task_id}/report", report::page))
         .service(get_resource("/uploads/{id}", upload::page))
         .service(get_resource("/compare", compare::page))
+        .service(get_resource("/changes", changes::page))
+        .service(get_resource("/directories", directories::page))
         .service(get_resource("/audit", audit::page))
         .service(get_resource("/deliveries", deliveries::page))
         .service(get_resource("/proxy", proxy::page))

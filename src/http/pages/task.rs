@@ -5,13 +5,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
-use super::{html, time_range, urlencode, Nav, PageError};
-use crate::domain::TaskId;
+use super::{html, time_field, time_range, urlencode, Nav, PageError};
+use crate::domain::{format_timestamp, TaskId, Timestamp};
 use crate::http::extract::PageUser;
 use crate::http::extract::Query;
 use crate::storage::history::{self, TaskRow};
 use crate::storage::queries::{self, UploadPageQuery, UploadSummary};
-use crate::storage::ReadPool;
+use crate::storage::{fleet, ReadPool};
 
 const PER_PAGE: u32 = 25;
 /// The directory filter lists what the task reported in this many latest uploads.
@@ -25,6 +25,7 @@ pub struct TaskQuery {
     until: Option<String>,
     regressed: Option<String>,
     before_id: Option<i64>,
+    as_of: Option<String>,
 }
 
 #[derive(Template)]
@@ -44,12 +45,15 @@ struct TaskPage {
     uploads: Vec<UploadSummary>,
     before_id: Option<i64>,
     next_before_id: Option<i64>,
+    /// As typed, when the page shows the task as of a moment.
+    as_of: Option<String>,
+    as_of_at: Option<Timestamp>,
 }
 
 impl TaskPage {
     fn filters(&self) -> String {
         format!(
-            "dir={}&since={}&until={}{}",
+            "dir={}&since={}&until={}{}{}",
             urlencode(self.dir.as_deref().unwrap_or("")),
             urlencode(&self.since),
             urlencode(&self.until),
@@ -57,7 +61,10 @@ impl TaskPage {
                 "&regressed=true"
             } else {
                 ""
-            }
+            },
+            self.as_of
+                .as_deref()
+                .map_or(String::new(), |t| format!("&as_of={}", urlencode(t)))
         )
     }
 
@@ -72,7 +79,12 @@ impl TaskPage {
                 urlencode(&self.task.task_id)
             ),
         };
-        for (name, value) in [("since", &self.since), ("until", &self.until)] {
+        // As of a moment: what was received by then.
+        let until = match self.as_of_at {
+            Some(at) if self.until.trim().is_empty() => format_timestamp(at + 1),
+            _ => self.until.clone(),
+        };
+        for (name, value) in [("since", &self.since), ("until", &until)] {
             if !value.trim().is_empty() {
                 link.push_str(&format!("&{name}={}", urlencode(value.trim())));
             }
@@ -103,6 +115,13 @@ pub async fn page(
     let task_id = TaskId::parse(&path)
         .map_err(|_| PageError::NotFound(format!("no task {:?}", path.as_str())))?;
     let (since, until) = time_range(&query.since, &query.until)?;
+    let as_of_at = time_field("as_of", &query.as_of)?;
+    // As of a moment: only what was received by then (until is exclusive).
+    let until = match (until, as_of_at) {
+        (Some(u), Some(at)) => Some(u.min(at + 1)),
+        (None, Some(at)) => Some(at + 1),
+        (u, None) => u,
+    };
     let regressed_only = match query.regressed.as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("off") => false,
         Some("true") | Some("on") => true,
@@ -118,9 +137,19 @@ pub async fn page(
     let chart_dir = dir.clone();
     let found = reads
         .with_blocking(move |conn| {
-            let Some(task) = history::task(conn, id.as_str())? else {
+            let Some(mut task) = history::task(conn, id.as_str())? else {
                 return Ok(None);
             };
+            if let Some(at) = as_of_at {
+                let upto = fleet::last_id_at(conn, at)?;
+                let state = fleet::state_of(conn, id.as_str(), upto)?;
+                task.upload_count = fleet::upload_count_at(conn, id.as_str(), upto)?.0;
+                task.last_upload_at = state.as_ref().map(|s| s.received_at);
+                task.last_upload_id = state.as_ref().map(|s| s.upload_id);
+                task.problems = state.as_ref().map(|s| s.problems);
+                task.regressed = state.as_ref().is_some_and(|s| s.regressed);
+                task.latest = state.map(|s| s.totals);
+            }
             let dirs = history::task_dirs(conn, id.as_str(), DIR_UPLOADS)?;
             let range = queries::id_range(conn, since, until)?;
             let points = history::chart_points(
@@ -164,6 +193,10 @@ pub async fn page(
         uploads,
         before_id,
         next_before_id,
+        as_of: as_of_at
+            .and(query.as_of.clone())
+            .map(|t| t.trim().to_string()),
+        as_of_at,
     }
     .render()?;
     Ok(html(body))
