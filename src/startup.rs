@@ -154,6 +154,7 @@ struct SharedState {
     session_lifetime: web::Data<SessionLifetime>,
     limits: web::Data<RequestLimits>,
     public_log: web::Data<PublicLog>,
+    fleet_states: web::Data<crate::services::fleet::StateCache>,
     /// With `--proxy` only: handlers tell by its presence.
     proxy_log: Option<web::Data<ProxyLog>>,
     checkpointer: Option<web::Data<Checkpointer>>,
@@ -170,7 +171,8 @@ impl SharedState {
             .app_data(self.upstream.clone())
             .app_data(self.session_lifetime.clone())
             .app_data(self.limits.clone())
-            .app_data(self.public_log.clone());
+            .app_data(self.public_log.clone())
+            .app_data(self.fleet_states.clone());
         if let Some(log) = &self.proxy_log {
             cfg.app_data(log.clone());
         }
@@ -342,6 +344,7 @@ impl Application {
             session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
             checkpointer: checkpointer.clone().map(web::Data::from),
             public_log: web::Data::new(PublicLog(config.public_log)),
+            fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
             proxy_log: config
                 .proxy
                 .clone()

@@ -22,6 +22,66 @@ pub fn tasks_as_of(
     fleet::states_at(conn, upto)
 }
 
+/// Fleet states recently asked for. A state as of an upload id never changes
+/// (the ledger only grows), so paging, sorting and the two moments of a
+/// comparison reuse it; entries still expire after a minute, for renamed tasks.
+#[derive(Default)]
+pub struct StateCache(std::sync::Mutex<Vec<CachedStates>>);
+
+struct CachedStates {
+    upto: i64,
+    made: std::time::Instant,
+    states: std::sync::Arc<Vec<TaskState>>,
+}
+
+impl StateCache {
+    const KEPT: usize = 8;
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Every task as of `at` (see [`tasks_as_of`]), from the cache when it can.
+    pub fn tasks_as_of(
+        &self,
+        conn: &rusqlite::Connection,
+        at: Timestamp,
+    ) -> Result<std::sync::Arc<Vec<TaskState>>, StorageError> {
+        let upto = fleet::last_id_at(conn, at)?;
+        {
+            let mut kept = crate::domain::lock(&self.0);
+            kept.retain(|c| c.made.elapsed() < Self::FRESH);
+            if let Some(c) = kept.iter().find(|c| c.upto == upto) {
+                return Ok(c.states.clone());
+            }
+        }
+        let states = std::sync::Arc::new(if upto < 1 {
+            Vec::new()
+        } else {
+            fleet::states_at(conn, upto)?
+        });
+        let mut kept = crate::domain::lock(&self.0);
+        if kept.len() == Self::KEPT {
+            kept.remove(0);
+        }
+        kept.push(CachedStates {
+            upto,
+            made: std::time::Instant::now(),
+            states: states.clone(),
+        });
+        Ok(states)
+    }
+
+    /// What changed between `from` and `to` (see [`changes`]).
+    pub fn changes(
+        &self,
+        conn: &rusqlite::Connection,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Changes, StorageError> {
+        let before = self.tasks_as_of(conn, from)?;
+        let after = self.tasks_as_of(conn, to)?;
+        Ok(compare_states(from, to, before.to_vec(), after.to_vec()))
+    }
+}
+
 /// One task between two moments.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {

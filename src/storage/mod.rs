@@ -128,8 +128,10 @@ pub fn open_read(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "query_only", "ON")?;
     // Pages come straight from the OS cache instead of being copied into a small
-    // per-connection cache: history pages read rows spread over the whole file.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    // per-connection cache: history pages read rows spread over the whole file,
+    // and the as-of views seek an index once or twice per task. SQLite's largest
+    // mapping (about 2 GB) by default.
+    conn.pragma_update(None, "mmap_size", 0x7fff_0000_i64)?;
     conn.pragma_update(None, "cache_size", -8192)?;
     Ok(conn)
 }

@@ -383,3 +383,31 @@ async fn pages_as_of_a_moment_keep_it_in_every_link() {
         assert_eq!(browser.get(path).await.status, 400, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_changes_page_shows_a_hundred_tasks_a_page() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    for i in 0..101 {
+        let body = body_with_problems("/data", i % 3);
+        let task = format!("task-{i:03}");
+        assert_eq!(app.upload(&task, &agent, &body).await.status, 200);
+    }
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let first = browser.get("/changes?sort=task").await.text;
+    assert_eq!(first.matches("<tr class=\"verdict-new\"").count(), 100);
+    assert!(first.contains("1–100 of 101"), "{first}");
+    assert!(first.contains("rel=\"next\""));
+    let second = browser.get("/changes?sort=task&page=2").await.text;
+    assert_eq!(second.matches("<tr class=\"verdict-new\"").count(), 1);
+    assert!(second.contains("/tasks/task-100"), "the last task by id");
+    assert!(second.contains("101–101 of 101"));
+    assert!(
+        second.contains("id=\"count-new\""),
+        "the counts stay those of all tasks"
+    );
+    assert_eq!(browser.get("/changes?page=0").await.status, 400);
+}

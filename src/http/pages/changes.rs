@@ -18,7 +18,13 @@ pub struct ChangesQuery {
     to: Option<String>,
     verdict: Option<String>,
     sort: Option<String>,
+    page: Option<u32>,
 }
+
+/// Rows a page shows (the counts and the CSV cover all).
+const PER_PAGE: usize = 100;
+/// The last page number accepted.
+const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Template)]
 #[template(path = "changes.html")]
@@ -35,6 +41,12 @@ struct ChangesPage {
     verdicts: [(&'static str, usize); 5],
     rows: Vec<Change>,
     presets: [(&'static str, String, String); 2],
+    /// Rows shown (1-based, inclusive) of those the filter keeps.
+    first_shown: usize,
+    last_shown: usize,
+    kept: usize,
+    prev_page: Option<u32>,
+    next_page: Option<u32>,
 }
 
 impl ChangesPage {
@@ -44,6 +56,10 @@ impl ChangesPage {
             urlencode(&self.from),
             urlencode(&self.to)
         )
+    }
+
+    fn page_link(&self, page: impl super::Int) -> String {
+        format!("{}&page={}", self.link(self.filter, self.sort), page.int())
     }
 
     fn csv_link(&self) -> String {
@@ -66,6 +82,7 @@ impl ChangesPage {
 pub async fn page(
     query: Query<ChangesQuery>,
     reads: web::Data<ReadPool>,
+    states: web::Data<fleet::StateCache>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let now = now_ms();
@@ -87,10 +104,25 @@ pub async fn page(
     }
     let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(PageError::BadRequest)?;
     let sort = ChangeSort::parse(query.sort.as_deref()).map_err(PageError::BadRequest)?;
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(PageError::BadRequest(format!(
+            "page: must be a number from 1 to {MAX_PAGE}"
+        )));
+    }
     let changes = reads
-        .with_blocking(move |conn| fleet::changes(conn, from_at, to_at))
+        .with_blocking(move |conn| states.changes(conn, from_at, to_at))
         .await?;
-    let rows = changes.select(filter, sort).into_iter().cloned().collect();
+    let selected = changes.select(filter, sort);
+    let kept = selected.len();
+    let skip = (page as usize - 1) * PER_PAGE;
+    let rows: Vec<Change> = selected
+        .into_iter()
+        .skip(skip)
+        .take(PER_PAGE)
+        .cloned()
+        .collect();
+    let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
     let counts = changes.counts.clone();
     let verdicts = [
         ("new", counts.of(Verdict::New)),
@@ -119,6 +151,11 @@ pub async fn page(
             ),
             ("last 7 days", format_timestamp(now - 7 * DAY_MS), now_text),
         ],
+        first_shown,
+        last_shown,
+        kept,
+        prev_page: (page > 1).then(|| page - 1),
+        next_page: (last_shown < kept).then_some(page + 1),
     }
     .render()?;
     Ok(html(body))

@@ -117,6 +117,7 @@ pub async fn page(
     req: HttpRequest,
     query: Query<DashboardQuery>,
     reads: web::Data<ReadPool>,
+    states: web::Data<fleet::StateCache>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let search = query.q.clone().unwrap_or_default().trim().to_string();
@@ -156,7 +157,7 @@ pub async fn page(
             Ok(match as_of_at {
                 None => (overview, history::task_rows(conn, &list)?, trend),
                 Some(at) => {
-                    let (overview, rows) = as_of_rows(conn, overview, at, &list)?;
+                    let (overview, rows) = as_of_rows(conn, &states, overview, at, &list)?;
                     (overview, rows, trend)
                 }
             })
@@ -238,6 +239,7 @@ pub async fn page(
 /// (searched, sorted and paged here), and the cards counted as of then.
 fn as_of_rows(
     conn: &rusqlite::Connection,
+    cache: &fleet::StateCache,
     overview: Overview,
     at: Timestamp,
     list: &TaskListQuery,
@@ -245,7 +247,7 @@ fn as_of_rows(
     use crate::storage::fleet as stored;
     let upto = stored::last_id_at(conn, at)?;
     let day_before = stored::last_id_at(conn, at - DAY_MS)?;
-    let mut states = fleet::tasks_as_of(conn, at)?;
+    let mut states = cache.tasks_as_of(conn, at)?.to_vec();
     let reporting = states.len() as i64;
     let needle = list.search.to_lowercase();
     if !needle.is_empty() {

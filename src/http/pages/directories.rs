@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, Nav, PageError};
+use super::{html, urlencode, Nav, PageError};
 use crate::http::extract::{PageUser, Query};
 use crate::storage::fleet::{self, DirectoryRow};
 use crate::storage::ReadPool;
@@ -17,7 +17,12 @@ const LISTED: u32 = 200;
 pub struct DirectoriesQuery {
     path: Option<String>,
     prefix: Option<String>,
+    page: Option<u32>,
 }
+
+/// Tasks a page shows.
+const PER_PAGE: usize = 200;
+const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Template)]
 #[template(path = "directories.html")]
@@ -28,6 +33,22 @@ struct DirectoriesPage {
     listed: Vec<(String, i64)>,
     path: Option<String>,
     rows: Vec<DirectoryRow>,
+    total: usize,
+    first_shown: usize,
+    last_shown: usize,
+    prev_page: Option<u32>,
+    next_page: Option<u32>,
+}
+
+impl DirectoriesPage {
+    fn page_link(&self, page: impl super::Int) -> String {
+        format!(
+            "/directories?path={}&prefix={}&page={}",
+            urlencode(self.path.as_deref().unwrap_or("")),
+            urlencode(&self.prefix),
+            page.int()
+        )
+    }
 }
 
 pub async fn page(
@@ -36,6 +57,12 @@ pub async fn page(
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let path = query.path.clone().filter(|p| !p.is_empty());
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(PageError::BadRequest(format!(
+            "page: must be a number from 1 to {MAX_PAGE}"
+        )));
+    }
     let prefix = query.prefix.clone().unwrap_or_default();
     let (shown, search) = (path.clone(), prefix.clone());
     let (listed, rows) = reads
@@ -48,12 +75,21 @@ pub async fn page(
             Ok((listed, rows))
         })
         .await?;
+    let total = rows.len();
+    let skip = (page as usize - 1) * PER_PAGE;
+    let rows: Vec<DirectoryRow> = rows.into_iter().skip(skip).take(PER_PAGE).collect();
+    let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
     let body = DirectoriesPage {
         nav: Some(Nav::from(&session)),
         prefix,
         listed,
         path,
         rows,
+        total,
+        first_shown,
+        last_shown,
+        prev_page: (page > 1).then(|| page - 1),
+        next_page: (last_shown < total).then_some(page + 1),
     }
     .render()?;
     Ok(html(body))

@@ -68,6 +68,7 @@ pub fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Times
 async fn changes(
     query: Query<ChangesQuery>,
     reads: web::Data<ReadPool>,
+    states: web::Data<fleet::StateCache>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let (from, to) = moments(query.from.as_deref(), query.to.as_deref())?;
@@ -83,7 +84,7 @@ async fn changes(
         }
     };
     let changes = reads
-        .with_blocking(move |conn| fleet::changes(conn, from, to))
+        .with_blocking(move |conn| states.changes(conn, from, to))
         .await?;
     let rows = changes.select(filter, sort);
     if csv {
