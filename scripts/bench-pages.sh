@@ -39,6 +39,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$address" ] || { cat "$work/serve.log" >&2; exit 1; }
+# The fleet's snapshots are made at the first start on this data (a few seconds).
+for _ in $(seq 1 600); do
+  grep -q "fleet snapshots up to date" "$work/serve.log" && break
+  sleep 0.1
+done
 
 # Log in like a browser.
 curl -s -c "$work/jar" "$address/login" >"$work/login.html"

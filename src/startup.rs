@@ -301,6 +301,12 @@ impl Application {
             writer::spawn(&config.db, config.sync, config.queue_capacity, forwarding)?
         };
         let reads = ReadPool::new(&config.db);
+        if !config.null_store {
+            tokio::spawn(crate::services::fleet::snapshot_loop(
+                reads.clone(),
+                writer.clone(),
+            ));
+        }
         let checkpointer = match (&config.checkpoints, config.null_store) {
             (Some(settings), false) => {
                 let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;

@@ -157,10 +157,30 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
     let stored = store(&db, history);
     let conn = storage::open_read(&db).unwrap();
     let moments = moments(&stored);
+    check_views(&conn, &stored, &moments)?;
+    // And again from snapshots, each made from the one before as the service makes
+    // them (every 4 uploads here), the states in between applied to them.
+    {
+        let write = rusqlite::Connection::open(&db).unwrap();
+        for upto in (4..=stored.len() as i64).step_by(4) {
+            let states = storage::fleet::states_at(&conn, upto).unwrap();
+            storage::fleet::insert_snapshot(&write, upto, &storage::fleet::encode_states(&states))
+                .unwrap();
+        }
+    }
+    check_views(&conn, &stored, &moments)?;
+    check_trend_and_directories(&conn, &stored, &moments)?;
+    check_catch_up(&db, &conn)
+}
 
-    for &at in &moments {
-        let got = fleet::tasks_as_of(&conn, at).unwrap();
-        let want = naive_as_of(&stored, at);
+fn check_views(
+    conn: &rusqlite::Connection,
+    stored: &[Stored],
+    moments: &[Timestamp],
+) -> Result<(), TestCaseError> {
+    for &at in moments {
+        let got = fleet::tasks_as_of(conn, at).unwrap();
+        let want = naive_as_of(stored, at);
         prop_assert_eq!(got.len(), want.len(), "as of {}", at);
         for (g, (task, w)) in got.iter().zip(&want) {
             prop_assert_eq!(&g.task_id, task);
@@ -174,8 +194,8 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
 
     for (i, &from) in moments.iter().enumerate() {
         for &to in moments[i..].iter().step_by(3) {
-            let changes = fleet::changes(&conn, from, to).unwrap();
-            let (before, after) = (naive_as_of(&stored, from), naive_as_of(&stored, to));
+            let changes = fleet::changes(conn, from, to).unwrap();
+            let (before, after) = (naive_as_of(stored, from), naive_as_of(stored, to));
             prop_assert_eq!(changes.tasks.len(), after.len());
             let mut counts = BTreeMap::new();
             for (c, (task, w)) in changes.tasks.iter().zip(&after) {
@@ -206,11 +226,19 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
         }
     }
 
+    Ok(())
+}
+
+fn check_trend_and_directories(
+    conn: &rusqlite::Connection,
+    stored: &[Stored],
+    moments: &[Timestamp],
+) -> Result<(), TestCaseError> {
     let last = moments.last().copied().unwrap();
-    let points = fleet::trend(&conn, START - DAY_MS, last).unwrap();
+    let points = fleet::trend(conn, START - DAY_MS, last).unwrap();
     for (n, point) in points.iter().enumerate() {
         let day = day_of(START - DAY_MS) + n as i64;
-        let state = naive_as_of(&stored, (day + 1) * DAY_MS - 1);
+        let state = naive_as_of(stored, (day + 1) * DAY_MS - 1);
         prop_assert_eq!(&point.date, &fleet::date_of(day));
         prop_assert_eq!(point.tasks_reporting, state.len() as i64, "{}", point.date);
         prop_assert_eq!(
@@ -228,10 +256,10 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
     }
 
     for (d, path) in DIRS.iter().enumerate() {
-        let got = storage::fleet::directory(&conn, path).unwrap();
+        let got = storage::fleet::directory(conn, path).unwrap();
         // Each task's last item for the directory in its latest upload that has it.
         let mut want: BTreeMap<&str, (i64, [i64; 4])> = BTreeMap::new();
-        for s in &stored {
+        for s in stored {
             for (item_dir, counts) in &s.items {
                 if *item_dir == d {
                     want.insert(&s.task, (s.id, *counts));
@@ -247,7 +275,11 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
         }
     }
 
-    // The catch-up for databases from before fleet history computes the same.
+    Ok(())
+}
+
+/// The catch-up for databases from before fleet history computes the same.
+fn check_catch_up(db: &std::path::Path, conn: &rusqlite::Connection) -> Result<(), TestCaseError> {
     let read_tables = |conn: &rusqlite::Connection| {
         let days: Vec<(i64, i64, i64, i64)> = conn
             .prepare("SELECT * FROM fleet_days ORDER BY day")
@@ -265,8 +297,8 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
             .unwrap();
         (days, dirs)
     };
-    let kept = read_tables(&conn);
-    let write = rusqlite::Connection::open(&db).unwrap();
+    let kept = read_tables(conn);
+    let write = rusqlite::Connection::open(db).unwrap();
     storage::fleet::rebuild(&write).unwrap();
     prop_assert_eq!(read_tables(&write), kept);
     Ok(())
@@ -283,5 +315,40 @@ proptest! {
         history in prop::collection::vec(upload(), 1..30)
     ) {
         check(&history)?;
+    }
+}
+
+/// The service's snapshots: one every N uploads, each from the one before,
+/// stored through the writer; states read from them equal those by seeks.
+#[test]
+fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fleet.db");
+    let history: Vec<Upload> = (0..10)
+        .map(|i| Upload {
+            task: i % 4,
+            gap: 3_600_000,
+            items: vec![(i % 3, 10, (i % 2) as u32, 0, 1)],
+        })
+        .collect();
+    store(&db, &history);
+    let (handle, thread) = writer::spawn(&db, SyncMode::Normal, 64, None).unwrap();
+    let reads = storage::ReadPool::new(&db);
+    assert_eq!(fleet::make_due_snapshots(&reads, &handle, 3).unwrap(), 3);
+    assert_eq!(
+        fleet::make_due_snapshots(&reads, &handle, 3).unwrap(),
+        0,
+        "none due"
+    );
+    handle.shutdown();
+    thread.join();
+    let conn = storage::open_read(&db).unwrap();
+    assert_eq!(storage::fleet::last_snapshot(&conn).unwrap(), 9);
+    for upto in 1..=10 {
+        assert_eq!(
+            storage::fleet::states_at(&conn, upto).unwrap(),
+            storage::fleet::states_by_seeks(&conn, upto).unwrap(),
+            "as of upload {upto}"
+        );
     }
 }

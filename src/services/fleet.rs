@@ -379,3 +379,71 @@ pub fn write_changes_csv(rows: &[&Change], out: impl std::io::Write) -> Result<(
     w.flush()?;
     Ok(())
 }
+
+/// Uploads between two fleet snapshots: a state as of any moment reads the
+/// nearest snapshot and applies at most this many uploads.
+pub const SNAPSHOT_EVERY: i64 = 20_000;
+
+/// Makes the snapshots the ledger is due, one every `every` uploads, oldest
+/// first, each from the one before (on a read connection; the writer only stores
+/// it). Returns how many it made. Blocking.
+pub fn make_due_snapshots(
+    reads: &crate::storage::ReadPool,
+    writer: &crate::storage::writer::WriterHandle,
+    every: i64,
+) -> Result<usize, StorageError> {
+    let mut made = 0;
+    loop {
+        let (last, head) = reads.with(|conn| {
+            Ok((
+                fleet::last_snapshot(conn)?,
+                crate::storage::ledger::last_id(conn)?,
+            ))
+        })?;
+        let next = (last / every + 1) * every;
+        if next > head {
+            return Ok(made);
+        }
+        let packed = reads.with(|conn| Ok(fleet::encode_states(&fleet::states_at(conn, next)?)))?;
+        writer
+            .execute_blocking(move |conn| fleet::insert_snapshot(conn, next, &packed))
+            .map_err(|e| StorageError::Background(e.to_string()))?;
+        made += 1;
+    }
+}
+
+/// Makes due snapshots at start and then every ten seconds, for as long as the
+/// service runs.
+pub async fn snapshot_loop(
+    reads: crate::storage::ReadPool,
+    writer: crate::storage::writer::WriterHandle,
+) {
+    let mut last_error: Option<String> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        }
+        let first_pass = std::mem::replace(&mut first, false);
+        let (r, w) = (reads.clone(), writer.clone());
+        let made = tokio::task::spawn_blocking(move || make_due_snapshots(&r, &w, SNAPSHOT_EVERY))
+            .await
+            .map_err(|e| StorageError::Background(e.to_string()))
+            .and_then(|made| made);
+        match made {
+            Ok(made) => {
+                if made > 0 || first_pass {
+                    tracing::info!(made, "fleet snapshots up to date");
+                }
+                last_error = None
+            }
+            Err(e) => {
+                // Said once per new trouble, not every time.
+                if last_error.as_deref() != Some(e.to_string().as_str()) {
+                    tracing::warn!("fleet snapshot not made: {e}");
+                }
+                last_error = Some(e.to_string());
+            }
+        }
+    }
+}

@@ -29,9 +29,181 @@ pub struct TaskState {
     pub regressed: bool,
 }
 
+/// Uploads applied to a snapshot at most; further from one, [`states_at`] seeks
+/// every task instead.
+pub const MAX_APPLIED: i64 = 50_000;
+
 /// Every task that has an upload with id `<= upto`, as its latest such upload
-/// shows it, by task id. Two index seeks per task; no upload is scanned.
+/// shows it, by task id: the nearest snapshot at or before `upto` with the
+/// uploads after it applied, or (none near enough) a seek per task.
 pub fn states_at(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, StorageError> {
+    let snapshot: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT upto, states FROM fleet_snapshots WHERE upto <= ?1 ORDER BY upto DESC LIMIT 1",
+        )?
+        .query_row(params![upto], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match snapshot {
+        Some((from, packed)) if upto - from <= MAX_APPLIED => {
+            let mut states = decode_states(&packed).ok_or_else(|| {
+                StorageError::Background(format!("fleet snapshot {from} is damaged"))
+            })?;
+            apply_uploads(conn, &mut states, from, upto)?;
+            add_names(conn, &mut states)?;
+            Ok(states)
+        }
+        _ => states_by_seeks(conn, upto),
+    }
+}
+
+/// The uploads with ids in `(from, upto]` applied to `states` (by task id).
+fn apply_uploads(
+    conn: &Connection,
+    states: &mut Vec<TaskState>,
+    from: i64,
+    upto: i64,
+) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
+                target_more_files, regressed
+         FROM uploads WHERE id > ?1 AND id <= ?2 ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![from, upto])?;
+    let mut added: Vec<TaskState> = Vec::new();
+    let mut added_at: std::collections::HashMap<String, usize> = Default::default();
+    while let Some(r) = rows.next()? {
+        let totals = Totals {
+            num_total_files: r.get(3)?,
+            num_different_files: r.get(4)?,
+            num_target_miss_files: r.get(5)?,
+            num_target_more_files: r.get(6)?,
+        };
+        let task_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let slot = match states.binary_search_by(|s| s.task_id.as_str().cmp(task_id)) {
+            Ok(i) => &mut states[i],
+            Err(_) => match added_at.get(task_id) {
+                Some(&i) => &mut added[i],
+                None => {
+                    added_at.insert(task_id.to_string(), added.len());
+                    added.push(TaskState {
+                        task_id: task_id.to_string(),
+                        name: None,
+                        upload_id: 0,
+                        received_at: 0,
+                        totals: totals.clone(),
+                        problems: 0,
+                        regressed: false,
+                    });
+                    added.last_mut().expect("just added")
+                }
+            },
+        };
+        slot.upload_id = r.get(0)?;
+        slot.received_at = r.get(2)?;
+        slot.problems = totals.problems();
+        slot.totals = totals;
+        slot.regressed = r.get(7)?;
+    }
+    if !added.is_empty() {
+        states.extend(added);
+        states.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    }
+    Ok(())
+}
+
+/// Task names, which snapshots leave out (a task may be renamed).
+fn add_names(conn: &Connection, states: &mut [TaskState]) -> Result<(), StorageError> {
+    let mut stmt = conn.prepare_cached("SELECT task_id, name FROM tasks WHERE name IS NOT NULL")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let task_id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        if let Ok(i) = states.binary_search_by(|s| s.task_id.as_str().cmp(task_id)) {
+            states[i].name = r.get(1)?;
+        }
+    }
+    Ok(())
+}
+
+/// The states packed for `fleet_snapshots`: per task (by task id) its id's length
+/// (u16) and bytes, then upload id, received_at, the four totals (i64 each, big
+/// endian) and regressed (u8).
+pub fn encode_states(states: &[TaskState]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(states.len() * 96);
+    for s in states {
+        out.extend_from_slice(&(s.task_id.len() as u16).to_be_bytes());
+        out.extend_from_slice(s.task_id.as_bytes());
+        let t = &s.totals;
+        for n in [
+            s.upload_id,
+            s.received_at,
+            t.num_total_files,
+            t.num_different_files,
+            t.num_target_miss_files,
+            t.num_target_more_files,
+        ] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.push(u8::from(s.regressed));
+    }
+    out
+}
+
+/// The inverse of [`encode_states`] (names left empty); none when damaged.
+pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
+    fn take<'a>(packed: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = packed.split_at_checked(n)?;
+        *packed = rest;
+        Some(head)
+    }
+    let mut states = Vec::new();
+    while !packed.is_empty() {
+        let len = u16::from_be_bytes(take(&mut packed, 2)?.try_into().ok()?) as usize;
+        let task_id = std::str::from_utf8(take(&mut packed, len)?)
+            .ok()?
+            .to_string();
+        let mut n = [0i64; 6];
+        for v in &mut n {
+            *v = i64::from_be_bytes(take(&mut packed, 8)?.try_into().ok()?);
+        }
+        let regressed = take(&mut packed, 1)?[0] != 0;
+        let totals = Totals {
+            num_total_files: n[2],
+            num_different_files: n[3],
+            num_target_miss_files: n[4],
+            num_target_more_files: n[5],
+        };
+        states.push(TaskState {
+            task_id,
+            name: None,
+            upload_id: n[0],
+            received_at: n[1],
+            problems: totals.problems(),
+            totals,
+            regressed,
+        });
+    }
+    Some(states)
+}
+
+/// The newest snapshot's upload id (0: none).
+pub fn last_snapshot(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(upto), 0) FROM fleet_snapshots",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Stores a snapshot made with [`encode_states`] (a second one for the same id is
+/// the same, and ignored).
+pub fn insert_snapshot(conn: &Connection, upto: i64, packed: &[u8]) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("INSERT OR IGNORE INTO fleet_snapshots (upto, states) VALUES (?1, ?2)")?
+        .execute(params![upto, packed])?;
+    Ok(())
+}
+
+/// [`states_at`] by a seek per task (two index seeks each, in one statement).
+pub fn states_by_seeks(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "WITH latest AS MATERIALIZED (
             SELECT t.task_id AS task_id, t.name AS name,
