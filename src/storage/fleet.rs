@@ -72,12 +72,7 @@ fn apply_uploads(
     let mut added: Vec<TaskState> = Vec::new();
     let mut added_at: std::collections::HashMap<String, usize> = Default::default();
     while let Some(r) = rows.next()? {
-        let totals = Totals {
-            num_total_files: r.get(3)?,
-            num_different_files: r.get(4)?,
-            num_target_miss_files: r.get(5)?,
-            num_target_more_files: r.get(6)?,
-        };
+        let totals = Totals::from_row(r, 3)?;
         let task_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
         let slot = match states.binary_search_by(|s| s.task_id.as_str().cmp(task_id)) {
             Ok(i) => &mut states[i],
@@ -218,12 +213,7 @@ pub fn states_by_seeks(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, S
          ORDER BY l.task_id",
     )?;
     let rows = stmt.query_map(params![upto], |r| {
-        let totals = Totals {
-            num_total_files: r.get(4)?,
-            num_different_files: r.get(5)?,
-            num_target_miss_files: r.get(6)?,
-            num_target_more_files: r.get(7)?,
-        };
+        let totals = Totals::from_row(r, 4)?;
         Ok(TaskState {
             task_id: r.get(0)?,
             name: r.get(1)?,
@@ -291,12 +281,7 @@ fn latest_upload(
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
-                Totals {
-                    num_total_files: r.get(2)?,
-                    num_different_files: r.get(3)?,
-                    num_target_miss_files: r.get(4)?,
-                    num_target_more_files: r.get(5)?,
-                },
+                Totals::from_row(r, 2)?,
                 r.get::<_, bool>(6)?,
             ))
         })
@@ -490,12 +475,7 @@ pub fn directory(conn: &Connection, path: &str) -> Result<Vec<DirectoryRow>, Sto
          WHERE d.dir_check = ?1 ORDER BY d.task_id",
     )?;
     let rows = stmt.query_map(params![path], |r| {
-        let totals = Totals {
-            num_total_files: r.get(4)?,
-            num_different_files: r.get(5)?,
-            num_target_miss_files: r.get(6)?,
-            num_target_more_files: r.get(7)?,
-        };
+        let totals = Totals::from_row(r, 4)?;
         Ok(DirectoryRow {
             task_id: r.get(0)?,
             name: r.get(1)?,

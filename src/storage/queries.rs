@@ -22,7 +22,8 @@ impl Totals {
         self.num_different_files + self.num_target_miss_files + self.num_target_more_files
     }
 
-    fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+    /// The four counts from columns `first..first + 4`.
+    pub fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
         Ok(Totals {
             num_total_files: r.get(first)?,
             num_different_files: r.get(first + 1)?,

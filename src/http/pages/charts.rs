@@ -46,6 +46,13 @@ pub fn sparkline(values: &[i64]) -> String {
     )
 }
 
+/// The charts' width and margins, in pixels (the height is each chart's own).
+const W: f64 = 760.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 36.0;
+
 /// Which of the four counts a chart draws: total files dwarf the problem counts,
 /// so they get a chart (and a scale) of their own.
 pub const TOTAL_SERIES: &[usize] = &[0];
@@ -53,12 +60,7 @@ pub const PROBLEM_SERIES: &[usize] = &[1, 2, 3];
 
 /// A line chart of some of the four counts over time (points oldest first).
 pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
-    const W: f64 = 760.0;
     const H: f64 = 260.0;
-    const LEFT: f64 = 64.0;
-    const RIGHT: f64 = 16.0;
-    const TOP: f64 = 12.0;
-    const BOTTOM: f64 = 36.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -92,28 +94,13 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
     };
     let y = |v: i64| TOP + plot_h - (v as f64 / max) * plot_h;
 
-    // Axes, grid and labels.
-    for k in 0..=4 {
-        let v = (max * k as f64 / 4.0).round() as i64;
-        let yy = y(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#d8dee4" stroke-width="1"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#5d6670">{v}</text>"##,
-            W - RIGHT,
-            LEFT - 6.0,
-            yy + 4.0
-        );
-    }
-    let first = format_timestamp(t0);
-    let last = format_timestamp(t1);
-    let _ = write!(
-        svg,
-        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#5d6670">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#5d6670">{}</text>"##,
-        H - 12.0,
-        &first[..16],
-        W - RIGHT,
-        H - 12.0,
-        &last[..16]
+    let (first, last) = (format_timestamp(t0), format_timestamp(t1));
+    frame(
+        &mut svg,
+        (LEFT, W - RIGHT, H - 12.0),
+        max,
+        y,
+        (&first[..16], &last[..16]),
     );
 
     for &s in series {
@@ -146,6 +133,31 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
     svg
 }
 
+/// A chart's grid (five lines with their values, `max` at the top) and the labels
+/// of its first and last point under it; `(left, right, baseline)` in pixels.
+fn frame(
+    svg: &mut String,
+    (left, right, baseline): (f64, f64, f64),
+    max: f64,
+    y: impl Fn(i64) -> f64,
+    (first, last): (&str, &str),
+) {
+    for k in 0..=4 {
+        let v = (max * k as f64 / 4.0).round() as i64;
+        let yy = y(v);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{right}" y2="{yy:.1}" stroke="#d8dee4" stroke-width="1"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#5d6670">{v}</text>"##,
+            left - 6.0,
+            yy + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{left}" y="{baseline}" font-size="11" fill="#5d6670">{first}</text><text x="{right}" y="{baseline}" font-size="11" text-anchor="end" fill="#5d6670">{last}</text>"##
+    );
+}
+
 /// One line of a daily chart: a name, a colour, a value per day.
 pub struct DailySeries<'a> {
     pub name: &'static str,
@@ -155,12 +167,7 @@ pub struct DailySeries<'a> {
 
 /// A line chart with a point a day (`dates` as `YYYY-MM-DD`, oldest first).
 pub fn daily_chart(dates: &[String], series: &[DailySeries<'_>], label: &str) -> String {
-    const W: f64 = 760.0;
     const H: f64 = 220.0;
-    const LEFT: f64 = 64.0;
-    const RIGHT: f64 = 16.0;
-    const TOP: f64 = 12.0;
-    const BOTTOM: f64 = 36.0;
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -187,25 +194,13 @@ pub fn daily_chart(dates: &[String], series: &[DailySeries<'_>], label: &str) ->
         }
     };
     let y = |v: i64| TOP + plot_h - (v as f64 / max) * plot_h;
-    for k in 0..=4 {
-        let v = (max * k as f64 / 4.0).round() as i64;
-        let yy = y(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#d8dee4" stroke-width="1"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#5d6670">{v}</text>"##,
-            W - RIGHT,
-            LEFT - 6.0,
-            yy + 4.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r##"<text x="{LEFT}" y="{}" font-size="11" fill="#5d6670">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#5d6670">{} (UTC)</text>"##,
-        H - 12.0,
-        dates[0],
-        W - RIGHT,
-        H - 12.0,
-        dates[dates.len() - 1]
+    let last = format!("{} (UTC)", dates[dates.len() - 1]);
+    frame(
+        &mut svg,
+        (LEFT, W - RIGHT, H - 12.0),
+        max,
+        y,
+        (&dates[0], &last),
     );
     for s in series {
         let mut line = String::new();
