@@ -11,6 +11,7 @@ macro_rules! say {
     }};
 }
 
+mod backup;
 mod changes;
 mod credentials;
 #[cfg(feature = "dev")]
@@ -73,6 +74,10 @@ pub enum Command {
     /// at each, its change in problems, and a verdict (new, improved, regressed,
     /// unchanged; clean when it has no problems).
     Changes(changes::ChangesArgs),
+    /// Copy the database while the service writes (SQLite's online backup), then
+    /// check the copy's ledger: exit 0 with its entries and head, 1 when the copy's
+    /// ledger is broken, 2 when no copy could be made.
+    Backup(backup::BackupArgs),
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(export::ExportArgs),
@@ -185,6 +190,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Verify(args) => verify::run(&cli.db, args),
         Command::Export(args) => export::run(&cli.db, args),
         Command::Changes(args) => changes::run(&cli.db, args),
+        Command::Backup(args) => backup::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),

@@ -5,6 +5,7 @@
 //! Every write of the running service goes through [`writer`]; reads use
 //! [`ReadPool`] from blocking threads, never from an actix worker.
 
+pub mod backup;
 pub mod checkpoints;
 pub mod credentials;
 pub mod export;

@@ -3,6 +3,7 @@
 mod fake_upstream;
 mod helpers;
 
+mod backup;
 mod cli;
 mod concurrency;
 mod errors;

@@ -1,0 +1,79 @@
+//! `backup`: a consistent copy of the database while `serve` writes, checked.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{fail, output_error, CliError};
+use crate::services::ledger::{self, Parallelism, Scope};
+use crate::storage;
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// The copy to write (must not exist yet; created readable by its owner only).
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
+    if !db.exists() {
+        return Err(fail(format!("{}: no such database", db.display())));
+    }
+    // Created here, empty and 0600, so the copy never exists with looser
+    // permissions and an existing file is never overwritten.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&args.to)
+        .map_err(|e| fail(format!("--to {}: {e}", args.to.display())))?;
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| indicatif::ProgressBar::new(0));
+    let copied = storage::backup::online_copy(db, &args.to, |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&args.to);
+        return Err(fail(format!("backup failed (nothing kept): {e}")));
+    }
+    // The copy is checked as an auditor would check it: the whole ledger.
+    let conn = storage::open_read(&args.to).map_err(fail)?;
+    let open = || storage::open_read(&args.to);
+    let result = ledger::verify(&conn, &open, Parallelism::all_cores(), Scope::Full, |_| {})
+        .map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    match &result.first_bad {
+        None => {
+            writeln!(
+                out,
+                "backup written to {}: ledger intact, {} entries, head {} (id {})",
+                args.to.display(),
+                result.entries,
+                result.head_hash,
+                result.head_id
+            )
+            .map_err(output_error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(bad) => {
+            writeln!(
+                out,
+                "backup written to {}, but its ledger is BROKEN at entry {}: {} (so is the database's)",
+                args.to.display(),
+                bad.id,
+                bad.problem
+            )
+            .map_err(output_error)?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}
