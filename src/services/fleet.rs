@@ -15,11 +15,7 @@ pub fn tasks_as_of(
     conn: &rusqlite::Connection,
     at: Timestamp,
 ) -> Result<Vec<TaskState>, StorageError> {
-    let upto = fleet::last_id_at(conn, at)?;
-    if upto < 1 {
-        return Ok(Vec::new());
-    }
-    fleet::states_at(conn, upto)
+    fleet::states_at(conn, fleet::last_id_at(conn, at)?)
 }
 
 /// Fleet states recently asked for. A state as of an upload id never changes
@@ -52,11 +48,7 @@ impl StateCache {
                 return Ok(c.states.clone());
             }
         }
-        let states = std::sync::Arc::new(if upto < 1 {
-            Vec::new()
-        } else {
-            fleet::states_at(conn, upto)?
-        });
+        let states = std::sync::Arc::new(fleet::states_at(conn, upto)?);
         let mut kept = crate::domain::lock(&self.0);
         if kept.len() == Self::KEPT {
             kept.remove(0);
@@ -192,6 +184,9 @@ pub struct TrendPoint {
     pub open_problems: i64,
     pub tasks_clean: i64,
 }
+
+/// Days a trend covers unless asked otherwise (the dashboard, the API).
+pub const DEFAULT_TREND_DAYS: i64 = 90;
 
 /// The most days one trend covers (ten years).
 pub const MAX_TREND_DAYS: i64 = 3653;

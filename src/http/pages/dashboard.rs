@@ -16,9 +16,6 @@ use crate::storage::fleet::TaskState;
 use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
 use crate::storage::ReadPool;
 
-/// Days the trend shows unless its form says otherwise.
-const TREND_DAYS: i64 = 90;
-
 const PER_PAGE: u32 = 50;
 /// The last page number accepted (50 million tasks).
 const MAX_PAGE: u32 = 1_000_000;
@@ -137,7 +134,7 @@ pub async fn page(
         .or(as_of_at)
         .unwrap_or_else(now_ms);
     let trend_since = time_field("trend_since", &query.trend_since)?
-        .unwrap_or(trend_until - (TREND_DAYS - 1) * DAY_MS);
+        .unwrap_or(trend_until - (fleet::DEFAULT_TREND_DAYS - 1) * DAY_MS);
     if trend_since > trend_until {
         return Err(PageError::BadRequest(
             "trend_since: must not be after trend_until".into(),

@@ -13,7 +13,7 @@ use crate::domain::fleet::DAY_MS;
 use crate::domain::{format_timestamp, now_ms, Timestamp};
 use crate::http::error::SmsError;
 use crate::http::extract::{ApiReader, Query};
-use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort};
+use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort, DEFAULT_TREND_DAYS};
 use crate::storage::fleet::{DirectoryRow, TaskState};
 use crate::storage::{self, ReadPool};
 
@@ -24,7 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A task as of a moment, as the API shows it.
-pub fn state_json(s: &TaskState) -> Value {
+fn state_json(s: &TaskState) -> Value {
     json!({
         "upload_id": s.upload_id,
         "received_at": format_timestamp(s.received_at),
@@ -56,7 +56,7 @@ struct ChangesQuery {
 }
 
 /// `from` and `to`: both given, in order.
-pub fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), SmsError> {
+fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), SmsError> {
     let from = time_param("from", from)?.ok_or_else(|| SmsError::bad_request("from: required"))?;
     let to = time_param("to", to)?.ok_or_else(|| SmsError::bad_request("to: required"))?;
     if from > to {
@@ -113,11 +113,8 @@ struct TrendQuery {
     until: Option<String>,
 }
 
-/// Days a trend covers unless `since` says otherwise.
-pub const DEFAULT_TREND_DAYS: i64 = 90;
-
 /// `since` and `until` of a trend: by default the last 90 days up to now.
-pub fn trend_range(
+fn trend_range(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<(Timestamp, Timestamp), SmsError> {
