@@ -235,16 +235,23 @@ async fn an_interrupted_replay_resumes_without_sending_twice() {
     .spawn()
     .unwrap();
     fake.wait_for("the third request", |r| r.len() >= 3).await;
-    // Both successes are recorded before the third is sent (concurrency 1).
-    let delivered: i64 = app
-        .write_conn()
-        .query_row(
-            "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(delivered, 2);
+    // Both successes are recorded while the third hangs: outcomes are committed
+    // in batches just after their sends, so wait for that commit (not a race with
+    // the third send, which need not wait for it).
+    let recorded = || -> i64 {
+        app.write_conn()
+            .query_row(
+                "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recorded() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(recorded(), 2);
     child.kill().unwrap(); // a crash: no chance to clean up
     child.wait().unwrap();
 
