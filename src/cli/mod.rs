@@ -19,6 +19,7 @@ mod dev;
 mod evidence;
 mod export;
 mod replay;
+mod restore;
 mod serve;
 mod tasks;
 mod tls;
@@ -78,6 +79,11 @@ pub enum Command {
     /// check the copy's ledger: exit 0 with its entries and head, 1 when the copy's
     /// ledger is broken, 2 when no copy could be made.
     Backup(backup::BackupArgs),
+    /// Put a backup in place of the database: the backup's ledger is checked
+    /// first, no service may hold the database, and the database it replaces is
+    /// kept as `<db>.replaced-<time>`. Exit 0 restored, 1 the backup's ledger is
+    /// broken (nothing changed), 2 not done.
+    Restore(restore::RestoreArgs),
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(export::ExportArgs),
@@ -191,6 +197,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Export(args) => export::run(&cli.db, args),
         Command::Changes(args) => changes::run(&cli.db, args),
         Command::Backup(args) => backup::run(&cli.db, args),
+        Command::Restore(args) => restore::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),

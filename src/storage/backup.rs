@@ -45,3 +45,52 @@ pub fn online_copy(
     copy.pragma_update(None, "journal_mode", "DELETE")?;
     Ok(())
 }
+
+/// Puts the file `staged` (a checked copy, in the same directory) in place of the
+/// database at `db`. An existing database is kept, with its WAL and shared-memory
+/// files, under `<db>.replaced-<stamp>` (SQLite opens it there with its WAL), and
+/// its path returned. The directory is synced so the swap survives a crash.
+pub fn replace_database(
+    db: &Path,
+    staged: &Path,
+    stamp: &str,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    let with =
+        |p: &Path, suffix: &str| std::path::PathBuf::from(format!("{}{suffix}", p.display()));
+    let kept = with(db, &format!(".replaced-{stamp}"));
+    let replaced = if db.exists() {
+        if kept.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists", kept.display()),
+            ));
+        }
+        // The caller has folded the WAL in when it could; any left goes with its
+        // database, and never stays to be read with the new one.
+        let wal = with(db, "-wal");
+        let wal_empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+        for suffix in ["-wal", "-shm"] {
+            let file = with(db, suffix);
+            if !file.exists() {
+                continue;
+            }
+            if wal_empty {
+                // Nothing in them that the database file lacks.
+                std::fs::remove_file(&file)?;
+            } else {
+                std::fs::rename(&file, with(&kept, suffix))?;
+            }
+        }
+        std::fs::rename(db, &kept)?;
+        Some(kept)
+    } else {
+        None
+    };
+    std::fs::rename(staged, db)?;
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(replaced)
+}

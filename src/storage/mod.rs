@@ -106,6 +106,33 @@ pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> 
     Ok(conn)
 }
 
+/// The newest schema version this build migrates to.
+pub fn known_schema_version() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The schema version of an opened database (None: not an sms-audit database).
+pub fn schema_version(conn: &Connection) -> Result<Option<i64>, StorageError> {
+    let has_history: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'refinery_schema_history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_history {
+        return Ok(None);
+    }
+    Ok(conn.query_row(
+        "SELECT max(version) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// A read-write connection with the per-connection pragmas set.
 pub fn open_write(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(

@@ -1,4 +1,4 @@
-//! `backup`: a consistent, checked copy while the service writes.
+//! `backup`: a consistent, checked copy while the service writes; `restore`.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -93,4 +93,159 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}
+
+fn sms_audit(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(TestApp::binary())
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Changes a stored upload behind the triggers' back, as an attacker or a bad
+/// disk would.
+fn damage(db: &std::path::Path, id: i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("DROP TRIGGER uploads_no_update")
+        .unwrap();
+    conn.execute(
+        "UPDATE uploads SET task_id = 'someone-else' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+}
+
+fn replaced_files(db: &std::path::Path) -> Vec<String> {
+    let name = db.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.replaced-")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restore_drill_backs_up_restores_a_damaged_database_and_continues_the_chain() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    for _ in 0..5 {
+        assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("backup.db");
+    let (code, out, err) = sms_audit(&app.db_path, &["backup", "--to", copy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Three more, which only the database has.
+    for _ in 0..3 {
+        assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    }
+    let stopped = app.stop().await;
+    let db = stopped.db_path.clone();
+    damage(&db, 2);
+    assert_eq!(sms_audit(&db, &["verify"]).0, 1);
+
+    let (code, out, err) = sms_audit(&db, &["restore", "--from", copy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ledger intact, 5 entries"), "{out}");
+    assert!(out.contains("(8 entries, head"), "{out}");
+    assert!(
+        out.contains("warning: 3 uploads newer than the backup"),
+        "{out}"
+    );
+    let kept = replaced_files(&db);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(out.contains(&kept[0]), "{out}");
+    // The replaced database is kept whole: its 8 uploads, its damage.
+    let old = rusqlite::Connection::open(db.with_file_name(&kept[0])).unwrap();
+    let old_count: i64 = old
+        .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(old_count, 8);
+    let (code, out, _) = sms_audit(&db, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 entries"), "{out}");
+
+    // The service starts on it and continues the chain from the backup's head.
+    let app = stopped.start().await;
+    assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    let (prev, head_of_5): (String, String) = app
+        .write_conn()
+        .query_row(
+            "SELECT (SELECT prev_hash FROM uploads WHERE id = 6), (SELECT entry_hash FROM uploads WHERE id = 5)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(prev, head_of_5);
+    let stopped = app.stop().await;
+    let (code, out, _) = sms_audit(&stopped.db_path, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 entries"), "{out}");
+}
+
+#[tokio::test]
+async fn restore_refuses_while_the_service_holds_the_database() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("backup.db");
+    assert_eq!(
+        sms_audit(&app.db_path, &["backup", "--to", copy.to_str().unwrap()]).0,
+        0
+    );
+    let (code, out, err) = sms_audit(&app.db_path, &["restore", "--from", copy.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("is in use"), "{err}");
+    assert!(replaced_files(&app.db_path).is_empty());
+    // The service goes on as before.
+    assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    assert_eq!(app.count("uploads"), 2);
+}
+
+#[tokio::test]
+async fn a_backup_whose_ledger_is_broken_is_not_restored() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    for _ in 0..3 {
+        assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("backup.db");
+    assert_eq!(
+        sms_audit(&app.db_path, &["backup", "--to", copy.to_str().unwrap()]).0,
+        0
+    );
+    damage(&copy, 3);
+    let stopped = app.stop().await;
+    let before = std::fs::read(&stopped.db_path).unwrap();
+    let (code, out, err) = sms_audit(
+        &stopped.db_path,
+        &["restore", "--from", copy.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("BROKEN at entry 3"), "{out}");
+    assert!(out.contains("is unchanged"), "{out}");
+    assert_eq!(std::fs::read(&stopped.db_path).unwrap(), before);
+    assert!(replaced_files(&stopped.db_path).is_empty());
+
+    // Not a database at all, or no such file: exit 2, nothing changed.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not sqlite").unwrap();
+    let (code, _, err) = sms_audit(
+        &stopped.db_path,
+        &["restore", "--from", junk.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = sms_audit(&stopped.db_path, &["restore", "--from", "/nonexistent.db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such file"), "{err}");
+    assert_eq!(std::fs::read(&stopped.db_path).unwrap(), before);
 }

@@ -27,6 +27,20 @@ pub struct TestApp {
     running: JoinHandle<std::io::Result<()>>,
 }
 
+/// A stopped [`TestApp`]: its database, and how to start it again.
+pub struct StoppedApp {
+    pub db_path: PathBuf,
+    dir: TempDir,
+    config: ServeConfig,
+    admin_token: String,
+}
+
+impl StoppedApp {
+    pub async fn start(self) -> TestApp {
+        TestApp::start(self.dir, self.config, Some(self.admin_token)).await
+    }
+}
+
 /// A response with its body already read.
 pub struct Reply {
     pub status: u16,
@@ -96,17 +110,28 @@ impl TestApp {
     /// Stops gracefully (waiting for the writer to commit) and starts again on the
     /// same database.
     pub async fn restart(self) -> Self {
+        self.stop().await.start().await
+    }
+
+    /// Stops gracefully; the database stays, to be worked on and started again.
+    pub async fn stop(self) -> StoppedApp {
         let TestApp {
             dir,
             config,
             handle,
             running,
             admin_token,
+            db_path,
             ..
         } = self;
         handle.stop(true).await;
         running.await.unwrap().unwrap();
-        Self::start(dir, config, Some(admin_token)).await
+        StoppedApp {
+            db_path,
+            dir,
+            config,
+            admin_token,
+        }
     }
 
     pub fn write_conn(&self) -> Connection {
