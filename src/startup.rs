@@ -24,11 +24,12 @@ use crate::services::checkpoints::{self, CheckpointSettings, Checkpointer};
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
 use crate::services::replay::ServerReplays;
+use crate::services::retention::RetentionSettings;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
-use crate::storage::{prepare, ReadPool, StorageError, SyncMode};
+use crate::storage::{prepare, ReadPool, StorageError, SyncMode, WalCheckpoints};
 
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -39,6 +40,12 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_results: usize,
     pub sync: SyncMode,
+    /// Who checkpoints the WAL (`--checkpoint-mode`).
+    pub wal_checkpoints: WalCheckpoints,
+    /// Purge uploads older than this (`--retention`).
+    pub retention: Option<RetentionSettings>,
+    /// What stamps uploads (`received_at`); tests make histories with another.
+    pub clock: UploadClock,
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limit: Option<NonZeroU32>,
@@ -71,6 +78,16 @@ pub struct ServeConfig {
     pub public_log: bool,
 }
 
+/// The writer's clock, in a [`ServeConfig`].
+#[derive(Clone)]
+pub struct UploadClock(pub writer::Clock);
+
+impl std::fmt::Debug for UploadClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadClock")
+    }
+}
+
 impl ServeConfig {
     pub fn new(db: impl Into<PathBuf>) -> Self {
         let db = db.into();
@@ -83,6 +100,9 @@ impl ServeConfig {
             max_body_bytes: 65536,
             max_results: DEFAULT_MAX_RESULTS,
             sync: SyncMode::Full,
+            wal_checkpoints: WalCheckpoints::Passive,
+            retention: None,
+            clock: UploadClock(std::sync::Arc::new(crate::domain::now_ms)),
             trusted_proxies: Vec::new(),
             rate_limit: None,
             queue_capacity: 4096,
@@ -298,7 +318,14 @@ impl Application {
         let (writer, writer_thread) = if config.null_store {
             writer::spawn_null(config.queue_capacity)
         } else {
-            writer::spawn(&config.db, config.sync, config.queue_capacity, forwarding)?
+            writer::spawn_with_clock(
+                &config.db,
+                config.sync,
+                config.queue_capacity,
+                forwarding,
+                config.clock.0.clone(),
+                config.wal_checkpoints,
+            )?
         };
         let reads = ReadPool::new(&config.db);
         if !config.null_store {
@@ -306,6 +333,14 @@ impl Application {
                 reads.clone(),
                 writer.clone(),
             ));
+            if let Some(retention) = config.retention.clone() {
+                tokio::spawn(crate::services::retention::retention_loop(
+                    config.db.clone(),
+                    retention,
+                    reads.clone(),
+                    writer.clone(),
+                ));
+            }
         }
         let checkpointer = match (&config.checkpoints, config.null_store) {
             (Some(settings), false) => {

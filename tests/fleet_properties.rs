@@ -69,7 +69,9 @@ fn store(db: &std::path::Path, history: &[Upload]) -> Vec<Stored> {
             .pop_front()
             .expect("one time per upload")
     });
-    let (handle, thread) = writer::spawn_with_clock(db, SyncMode::Normal, 64, None, clock).unwrap();
+    let (handle, thread) =
+        writer::spawn_with_clock(db, SyncMode::Normal, 64, None, clock, Default::default())
+            .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -332,7 +334,8 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
         })
         .collect();
     store(&db, &history);
-    let (handle, thread) = writer::spawn(&db, SyncMode::Normal, 64, None).unwrap();
+    let (handle, thread) =
+        writer::spawn(&db, SyncMode::Normal, Default::default(), 64, None).unwrap();
     let reads = storage::ReadPool::new(&db);
     assert_eq!(fleet::make_due_snapshots(&reads, &handle, 3).unwrap(), 3);
     assert_eq!(

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{fail, output_error, CliError};
+use crate::domain::now_ms;
 use crate::services::ledger::{self, Parallelism, Scope};
 use crate::storage;
+use crate::storage::retention::NewAdminEntry;
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -28,6 +30,7 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
     options
         .open(&args.to)
         .map_err(|e| fail(format!("--to {}: {e}", args.to.display())))?;
+    let started = now_ms();
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| indicatif::ProgressBar::new(0));
@@ -49,6 +52,22 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
     let open = || storage::open_read(&args.to);
     let result = ledger::verify(&conn, &open, Parallelism::all_cores(), Scope::Full, |_| {})
         .map_err(fail)?;
+    let outcome = match &result.first_bad {
+        None => "done".to_string(),
+        Some(bad) => format!("copy's ledger broken at entry {}", bad.id),
+    };
+    record(
+        db,
+        started,
+        "backup",
+        &format!(
+            "to {}: {} entries, head {}",
+            args.to.display(),
+            result.entries,
+            result.head_hash
+        ),
+        &outcome,
+    );
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     match &result.first_bad {
@@ -75,5 +94,29 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
             .map_err(output_error)?;
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// Records a backup or restore in the database's admin log; a database that
+/// cannot be written (read-only media) only gets a warning.
+pub(super) fn record(db: &Path, started_at: i64, action: &str, detail: &str, outcome: &str) {
+    let entry = NewAdminEntry {
+        started_at,
+        actor: &super::purge::operator(),
+        action,
+        before_time: None,
+        up_to_id: None,
+        detail: Some(detail),
+    };
+    let written = storage::prepare(db, storage::SyncMode::Full).and_then(|conn| {
+        Ok(storage::retention::record(
+            &conn,
+            &entry,
+            now_ms(),
+            outcome,
+        )?)
+    });
+    if let Err(e) = written {
+        eprintln!("warning: not recorded in the admin log: {e}");
     }
 }

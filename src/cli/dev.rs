@@ -112,8 +112,15 @@ async fn seed(
         }
         None => std::sync::Arc::new(crate::domain::now_ms),
     };
-    let (handle, thread) =
-        writer::spawn_with_clock(db, SyncMode::Normal, 8192, forwarding, clock).map_err(fail)?;
+    let (handle, thread) = writer::spawn_with_clock(
+        db,
+        SyncMode::Normal,
+        8192,
+        forwarding,
+        clock,
+        Default::default(),
+    )
+    .map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -18,9 +18,11 @@ mod credentials;
 mod dev;
 mod evidence;
 mod export;
+mod purge;
 mod replay;
 mod restore;
 mod serve;
+mod status;
 mod tasks;
 mod tls;
 mod verify;
@@ -84,6 +86,13 @@ pub enum Command {
     /// kept as `<db>.replaced-<time>`. Exit 0 restored, 1 the backup's ledger is
     /// broken (nothing changed), 2 not done.
     Restore(restore::RestoreArgs),
+    /// Retention: empty the raw bodies and delete the result rows of uploads
+    /// received before a time, keeping their ledger entries (so `verify` still
+    /// passes); uploads with a pending delivery stay. Recorded in the admin log.
+    Purge(purge::PurgeArgs),
+    /// One screen on the database: entries and head, tasks, pending deliveries,
+    /// the last checkpoint, verification, backup and purge, and disk use.
+    Status(status::StatusArgs),
     /// Export uploads for auditors (CSV: a row per result item; JSON lines: an
     /// object per upload with its raw body).
     Export(export::ExportArgs),
@@ -198,12 +207,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Changes(args) => changes::run(&cli.db, args),
         Command::Backup(args) => backup::run(&cli.db, args),
         Command::Restore(args) => restore::run(&cli.db, args),
+        Command::Purge(args) => purge::run(&cli.db, args),
+        Command::Status(args) => status::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
         #[cfg(feature = "dev")]
         Command::Dev(cmd) => dev::run(&cli.db, cmd).await,
     }
+}
+
+/// Asks on the terminal; anything but y/yes (or no answer at all) is no.
+fn confirm(question: &str) -> Result<bool, CliError> {
+    use std::io::BufRead;
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(fail)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Opens (creating and migrating if needed) the database for a command.

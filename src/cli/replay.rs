@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 
-use super::{fail, open, open_existing, CliError, UpstreamArgs};
+use super::{confirm, fail, open, open_existing, CliError, UpstreamArgs};
 use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
 use crate::services::outbox::{DirectRecorder, RetryPolicy, Sender, SenderConfig, Tally};
 use crate::services::upstream::{self, ReplayTargets};
@@ -244,15 +244,4 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn confirm(question: &str) -> Result<bool, CliError> {
-    use std::io::BufRead;
-    eprint!("{question}");
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(fail)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

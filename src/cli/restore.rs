@@ -33,6 +33,7 @@ fn holding(conn: &rusqlite::Connection) -> Result<Holding, storage::StorageError
 
 pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
+    let started = now_ms();
     if !args.from.is_file() {
         return Err(fail(format!(
             "--from {}: no such file",
@@ -120,6 +121,21 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         let _ = std::fs::remove_file(&staged);
         fail(format!("restore failed: {e}"))
     })?;
+    super::backup::record(
+        db,
+        started,
+        "restore",
+        &format!(
+            "from {}: {} entries, head {}{}",
+            args.from.display(),
+            checked.entries,
+            checked.head_hash,
+            kept.as_ref()
+                .map(|k| format!("; the database it replaced kept as {}", k.display()))
+                .unwrap_or_default()
+        ),
+        "done",
+    );
     writeln!(
         out,
         "restored {} into {}: ledger intact, {} entries, head {}",

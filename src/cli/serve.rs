@@ -13,9 +13,10 @@ use crate::domain::TaskPolicy;
 use crate::services::checkpoints::CheckpointSettings;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::proxy::ProxySettings;
+use crate::services::retention::RetentionSettings;
 use crate::services::upstream::ReplayTargets;
 use crate::startup::{Application, ServeConfig, TlsFiles};
-use crate::storage::SyncMode;
+use crate::storage::{SyncMode, WalCheckpoints};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -43,6 +44,26 @@ pub struct ServeArgs {
     /// crash of the process only.
     #[arg(long, env = "SMS_AUDIT_SYNC", value_enum, default_value = "full")]
     pub sync: SyncMode,
+    /// `passive`: sms-audit copies the WAL into the database twice a second without
+    /// waiting for readers; `off`: it never does, for Litestream (which holds a
+    /// read transaction and checkpoints itself) to do alone.
+    #[arg(
+        long,
+        env = "SMS_AUDIT_CHECKPOINT_MODE",
+        value_enum,
+        default_value = "passive"
+    )]
+    pub checkpoint_mode: WalCheckpoints,
+    /// Keep uploads' raw bodies and result rows this many days, then purge them
+    /// (at start and every hour; the ledger entries stay). Off when absent.
+    #[arg(long, env = "SMS_AUDIT_RETENTION", value_name = "DAYS",
+        value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub retention: Option<u64>,
+    /// The longest, in milliseconds, one purge or vacuum step holds the writer
+    /// (and so delays uploads).
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub purge_step_ms: u64,
     /// Peer address whose X-Forwarded-For header is stored (repeatable).
     #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<IpAddr>,
@@ -183,6 +204,11 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_results: self.max_results,
             sync: self.sync,
+            wal_checkpoints: self.checkpoint_mode,
+            retention: self.retention.map(|days| RetentionSettings {
+                keep: std::time::Duration::from_secs(days * 86_400),
+                step: std::time::Duration::from_millis(self.purge_step_ms),
+            }),
             trusted_proxies: self.trusted_proxy,
             rate_limit: self.rate_limit,
             queue_capacity: self.queue_capacity.max(1),

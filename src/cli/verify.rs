@@ -102,6 +102,14 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
                 ),
             }
             .map_err(output_error)?;
+            if result.pruned > 0 {
+                writeln!(
+                    out,
+                    "{} entries pruned by retention: their hashes and links are checked, their bodies and result rows are gone",
+                    result.pruned
+                )
+                .map_err(output_error)?;
+            }
             let has_checkpoints =
                 crate::storage::checkpoints::latest(&conn).is_ok_and(|c| c.is_some());
             match verifier_key(db, &args, &conn) {

@@ -116,6 +116,14 @@ pub struct Verification {
     pub head_hash: String,
     pub head_id: i64,
     pub first_bad: Option<BadEntry>,
+    /// Entries checked whose body and result rows were purged (retention): their
+    /// hashes and links are checked, their bodies are gone.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pruned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Verification {

@@ -76,6 +76,9 @@ pub struct Side {
     pub id: i64,
     pub task_id: String,
     pub received_at: String,
+    /// Retention purged its result rows: only its totals compare.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,7 +116,16 @@ fn keyed(rows: &[ResultRow]) -> Vec<(String, Counts)> {
 }
 
 pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
-    let (ka, kb) = (keyed(&a.results), keyed(&b.results));
+    let purged = a.purged_at.is_some() || b.purged_at.is_some();
+    // A purged side has no directories left: compare totals only (as stored).
+    let rows = |u: &UploadRecord| {
+        if purged {
+            Vec::new()
+        } else {
+            keyed(&u.results)
+        }
+    };
+    let (ka, kb) = (rows(a), rows(b));
     let mut directories = Vec::new();
     let mut only_in_a = Vec::new();
     let (mut total_a, mut total_b) = (Counts::default(), Counts::default());
@@ -143,10 +155,20 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
             });
         }
     }
+    if purged {
+        let stored = |u: &UploadRecord| Counts {
+            num_total_files: u.totals.num_total_files,
+            num_different_files: u.totals.num_different_files,
+            num_target_miss_files: u.totals.num_target_miss_files,
+            num_target_more_files: u.totals.num_target_more_files,
+        };
+        (total_a, total_b) = (stored(a), stored(b));
+    }
     let side = |u: &UploadRecord| Side {
         id: u.id,
         task_id: u.task_id.clone(),
         received_at: u.received_at.clone(),
+        purged_at: u.purged_at.clone(),
     };
     Comparison {
         a: side(a),

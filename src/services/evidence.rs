@@ -155,7 +155,12 @@ pub struct BundleEntry {
     pub body_sha256: String,
     pub prev_hash: String,
     pub entry_hash: String,
-    pub raw_body_base64: String,
+    /// Absent once retention purged the body (`purged_at` says when): the entry
+    /// hash still covers `body_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
     /// The audit path (base64) of leaf `id - 1` in the checkpoint's tree.
     pub inclusion_proof: Vec<String>,
 }
@@ -202,7 +207,11 @@ pub fn bundle(
             body_sha256: e.body_sha256,
             prev_hash: e.prev_hash,
             entry_hash: e.entry_hash,
-            raw_body_base64: BASE64_STANDARD.encode(&e.raw_body),
+            raw_body_base64: e
+                .purged_at
+                .is_none()
+                .then(|| BASE64_STANDARD.encode(&e.raw_body)),
+            purged_at: e.purged_at.map(format_timestamp),
             inclusion_proof: proof.iter().map(ToString::to_string).collect(),
         });
     }
@@ -235,13 +244,21 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
         .map_err(|e| format!("checkpoint: the signature does not verify with {vkey}: {e}"))?;
     let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
     let (size, root) = (checkpoint.size(), *checkpoint.hash());
+    let mut purged = 0;
     for e in &bundle.entries {
         let at = |what: &str| format!("entry {}: {what}", e.id);
-        let raw = BASE64_STANDARD
-            .decode(&e.raw_body_base64)
-            .map_err(|_| at("raw_body_base64 is not base64"))?;
-        if sha256_hex(&raw) != e.body_sha256 {
-            return Err(at("the raw body does not match body_sha256"));
+        match (&e.raw_body_base64, &e.purged_at) {
+            (Some(body), _) => {
+                let raw = BASE64_STANDARD
+                    .decode(body)
+                    .map_err(|_| at("raw_body_base64 is not base64"))?;
+                if sha256_hex(&raw) != e.body_sha256 {
+                    return Err(at("the raw body does not match body_sha256"));
+                }
+            }
+            // Purged: the entry hash below still covers body_sha256.
+            (None, Some(_)) => purged += 1,
+            (None, None) => return Err(at("raw_body_base64 is missing (and purged_at too)")),
         }
         let id = e.id.to_string();
         let recomputed = entry_hash_of([
@@ -283,8 +300,13 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
             ))
         })?;
     }
+    let bodies = if purged > 0 {
+        format!(" ({purged} with their body purged by retention: hashes and proofs checked)")
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "evidence intact: {} entries, each in the checkpoint of {size} uploads signed by {}",
+        "evidence intact: {} entries{bodies}, each in the checkpoint of {size} uploads signed by {}",
         bundle.entries.len(),
         checkpoint.origin()
     ))

@@ -62,7 +62,7 @@ impl From<serde_json::Error> for ExportError {
     }
 }
 
-pub const CSV_HEADER: [&str; 18] = [
+pub const CSV_HEADER: [&str; 19] = [
     "upload_id",
     "request_id",
     "task_id",
@@ -81,6 +81,7 @@ pub const CSV_HEADER: [&str; 18] = [
     "num_different_files",
     "num_target_miss_files",
     "num_target_more_files",
+    "purged_at",
 ];
 
 #[derive(Serialize)]
@@ -110,6 +111,9 @@ struct JsonUpload {
     finished_time: Option<i64>,
     results: Vec<JsonResult>,
     raw_body: String,
+    /// Retention emptied `raw_body` and `results` then (the entry stays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purged_at: Option<String>,
 }
 
 enum Sink<W: Write> {
@@ -189,7 +193,7 @@ pub fn write(
 
 /// A CSV row: the upload's fields and one result item (empty without results).
 /// Text that agents or operators chose goes through [`cell`].
-fn csv_record(u: &ExportedUpload, r: Option<&ExportedResult>) -> [String; 18] {
+fn csv_record(u: &ExportedUpload, r: Option<&ExportedResult>) -> [String; 19] {
     let int = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
     [
         u.id.to_string(),
@@ -210,6 +214,7 @@ fn csv_record(u: &ExportedUpload, r: Option<&ExportedResult>) -> [String; 18] {
         int(r.map(|r| r.counts[1])),
         int(r.map(|r| r.counts[2])),
         int(r.map(|r| r.counts[3])),
+        u.purged_at.map(format_timestamp).unwrap_or_default(),
     ]
 }
 
@@ -246,6 +251,7 @@ impl JsonUpload {
             results: Vec::new(),
             raw_body: String::from_utf8_lossy(u.raw_body.as_deref().unwrap_or_default())
                 .into_owned(),
+            purged_at: u.purged_at.map(format_timestamp),
         }
     }
 }

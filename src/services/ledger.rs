@@ -127,7 +127,11 @@ pub fn verify(
             Err(broken) => return Ok(broken),
         },
     };
-    let (from, last, tree) = (chain.prev_id + 1, start.last_id, start.tree_size > 0);
+    let (from, last) = (chain.prev_id + 1, start.last_id);
+    let read = Reading {
+        tree: start.tree_size > 0,
+        purge_column: start.purge_column,
+    };
     let batch = parallelism.batch.max(1) as i64;
     let batches = (last - from + batch) / batch;
     let workers = parallelism.workers.clamp(1, batches.max(1) as usize);
@@ -154,7 +158,7 @@ pub fn verify(
                             ));
                         }
                         let share = (worker, workers, batch);
-                        read_and_check(&conn, share, (from, last), tree, &tx)
+                        read_and_check(&conn, share, (from, last), read, &tx)
                     })
                     .map_err(|e| StorageError::Background(e.to_string()))?,
             );
@@ -177,7 +181,7 @@ pub fn verify(
             })
             .map_err(|e| StorageError::Background(e.to_string()))?;
         let own = match first {
-            Some(tx) => read_and_check(conn, (0, workers, batch), (from, last), tree, &tx),
+            Some(tx) => read_and_check(conn, (0, workers, batch), (from, last), read, &tx),
             None => Ok(()),
         };
         let panicked = || StorageError::Background("a verification thread panicked".into());
@@ -205,14 +209,15 @@ fn read_and_check(
     conn: &rusqlite::Connection,
     (worker, workers, batch): (usize, usize, i64),
     (from, last): (i64, i64),
-    tree: bool,
+    read: Reading,
     ready: &std::sync::mpsc::SyncSender<CheckedBatch>,
 ) -> Result<(), StorageError> {
     let mut first = from + worker as i64 * batch;
     while first <= last {
         let batch_ids = (first, (first + batch - 1).min(last));
         first += workers as i64 * batch;
-        let batch = ledger::read_batch(conn, batch_ids.0, batch_ids.1, tree)?;
+        let batch =
+            ledger::read_batch(conn, batch_ids.0, batch_ids.1, read.tree, read.purge_column)?;
         let own = batch
             .entries
             .iter()
@@ -223,6 +228,15 @@ fn read_and_check(
         }
     }
     Ok(())
+}
+
+/// What the workers read besides the entries.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// The stored tree hashes (a database from before the tree has none).
+    tree: bool,
+    /// Whether entries were purged (a database from before retention has no column).
+    purge_column: bool,
 }
 
 /// What an entry's stored fields say about themselves, checked in parallel.
@@ -236,8 +250,10 @@ struct OwnChecks {
 impl OwnChecks {
     fn of(batch: &ScannedBatch, e: &ScannedEntry) -> Self {
         let raw_body = batch.get(&e.raw_body);
+        // A purged entry keeps its body's hash (which its entry hash covers), not
+        // the body: there is nothing left to compare it with.
         let body_hash_matches =
-            hex_matches(&Sha256::digest(raw_body).into(), batch.get(&e.body_sha256));
+            e.purged || hex_matches(&Sha256::digest(raw_body).into(), batch.get(&e.body_sha256));
         let digest = EntryFields {
             id: e.id,
             request_id: batch.get(&e.request_id),
@@ -252,12 +268,12 @@ impl OwnChecks {
         OwnChecks {
             body_hash_matches,
             entry_hash: hex_matches(&digest, batch.get(&e.entry_hash)).then_some(digest),
-            results_problem: check_results(
-                &batch.results[e.results.clone()],
-                batch,
-                raw_body,
-                e.totals,
-            ),
+            results_problem: if e.purged {
+                (!raw_body.is_empty() || !e.results.is_empty())
+                    .then(|| "purged, but its body or result rows remain".to_string())
+            } else {
+                check_results(&batch.results[e.results.clone()], batch, raw_body, e.totals)
+            },
         }
     }
 }
@@ -291,6 +307,10 @@ struct ChainCheck {
     /// tree, until a service starts on it).
     tree_size: u64,
     made: Vec<Hash>,
+    /// Entries above this id may not be purged (no recorded purge covered them).
+    purged_up_to: i64,
+    /// Purged entries seen.
+    pruned: u64,
 }
 
 impl ChainCheck {
@@ -310,6 +330,8 @@ impl ChainCheck {
             range: CompactRange::default(),
             tree_size: start.tree_size,
             made: Vec::new(),
+            purged_up_to: start.purged_up_to,
+            pruned: 0,
         }
     }
 
@@ -336,6 +358,7 @@ impl ChainCheck {
                 id: size as i64,
                 problem,
             }),
+            pruned: 0,
         };
         let subtrees = tree::subtree_roots(conn, size)?;
         let range = CompactRange(subtrees);
@@ -377,6 +400,8 @@ impl ChainCheck {
             range,
             tree_size: start.tree_size,
             made: Vec::new(),
+            purged_up_to: start.purged_up_to,
+            pruned: 0,
         }))
     }
 
@@ -428,6 +453,12 @@ impl ChainCheck {
         };
         if let Some(problem) = &own.results_problem {
             return Some(problem.clone());
+        }
+        if e.purged {
+            if id > self.purged_up_to {
+                return Some("purged, but no recorded purge covers it (admin log)".into());
+            }
+            self.pruned += 1;
         }
         let first = tlog_tiles::stored_hash_count(self.entries);
         self.made.clear();
@@ -497,6 +528,7 @@ impl ChainCheck {
             head_hash: head.hash,
             head_id: head.id,
             first_bad,
+            pruned: self.pruned,
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod outbox;
 pub mod proxy;
 pub mod replay;
+pub mod retention;
 pub mod upstream;
 pub mod verification;

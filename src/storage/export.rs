@@ -51,6 +51,8 @@ pub struct ExportedUpload {
     pub finished_time: Option<i64>,
     /// Only when asked for.
     pub raw_body: Option<Vec<u8>>,
+    /// When retention purged its raw body and result rows.
+    pub purged_at: Option<Timestamp>,
 }
 
 /// One result item of an upload.
@@ -75,7 +77,7 @@ pub fn scan<E: From<StorageError>>(
                 u.project_id, u.peer_addr, u.user_agent, u.body_sha256, u.prev_hash, u.entry_hash,
                 u.duplicate_of, u.finished_time, {},
                 r.ordinal, r.dir_check, r.num_total_files, r.num_different_files,
-                r.num_target_miss_files, r.num_target_more_files
+                r.num_target_miss_files, r.num_target_more_files, u.purged_at
          FROM uploads u LEFT JOIN upload_results r ON r.upload_id = u.id
          WHERE u.id >= ?1 AND u.id < ?2 {}
          ORDER BY u.id, r.ordinal",
@@ -113,6 +115,7 @@ pub fn scan<E: From<StorageError>>(
                 duplicate_of: r.get(12)?,
                 finished_time: r.get(13)?,
                 raw_body: r.get(14)?,
+                purged_at: r.get(21)?,
             });
         }
         let result = match r.get::<_, Option<i64>>(15)? {

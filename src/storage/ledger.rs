@@ -55,6 +55,8 @@ pub struct StoredEntry {
     pub body_sha256: String,
     pub prev_hash: String,
     pub entry_hash: String,
+    /// When retention emptied `raw_body`.
+    pub purged_at: Option<Timestamp>,
 }
 
 /// What the task summaries count: uploads, and the highest upload id.
@@ -83,6 +85,8 @@ pub struct ScannedEntry {
     pub entry_hash: Span,
     /// Its rows in the batch's `results`.
     pub results: std::ops::Range<usize>,
+    /// Its body and result rows were purged (retention).
+    pub purged: bool,
 }
 
 /// A stored result row as a verification reads it.
@@ -130,6 +134,11 @@ pub struct ScanStart {
     /// The last entry's id (0: an empty ledger).
     pub last_id: i64,
     pub totals: SummaryTotals,
+    /// The database has the `purged_at` column (a database from before retention
+    /// does not).
+    pub purge_column: bool,
+    /// The highest upload id a recorded purge covered (0: none).
+    pub purged_up_to: i64,
 }
 
 /// Reads what a verification starts from. Call inside a read transaction that
@@ -156,6 +165,8 @@ pub fn scan_start(conn: &Connection) -> Result<ScanStart, StorageError> {
         tree_size,
         last_id: last_id(conn)?,
         totals: summary_totals(conn)?,
+        purge_column: has_table(conn, "admin_log")?,
+        purged_up_to: super::retention::purged_up_to(conn)?,
     })
 }
 
@@ -185,6 +196,7 @@ pub fn read_batch(
     first: i64,
     last: i64,
     tree: bool,
+    purge_column: bool,
 ) -> Result<ScannedBatch, StorageError> {
     let count = (last - first + 1).max(0) as usize;
     let mut batch = ScannedBatch {
@@ -193,12 +205,18 @@ pub fn read_batch(
         results: Vec::with_capacity(count * 4),
         tree: Vec::new(),
     };
-    let mut uploads = conn.prepare_cached(
+    let mut uploads = conn.prepare_cached(if purge_column {
         "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
                 raw_body, body_sha256, prev_hash, entry_hash, result_count, total_files,
-                different_files, target_miss_files, target_more_files, finished_time
-         FROM uploads WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
-    )?;
+                different_files, target_miss_files, target_more_files, finished_time,
+                purged_at IS NOT NULL
+         FROM uploads WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+    } else {
+        "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
+                raw_body, body_sha256, prev_hash, entry_hash, result_count, total_files,
+                different_files, target_miss_files, target_more_files, finished_time, 0
+         FROM uploads WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+    })?;
     let mut results_stmt = conn.prepare_cached(
         "SELECT upload_id, ordinal, dir_check, num_total_files, num_different_files,
                 num_target_miss_files, num_target_more_files
@@ -247,6 +265,7 @@ pub fn read_batch(
             prev_hash: batch.push(row, 8)?,
             entry_hash: batch.push(row, 9)?,
             results: first_result..batch.results.len(),
+            purged: row.get(16)?,
         };
         batch.entries.push(entry);
     }
@@ -265,7 +284,7 @@ pub fn read_batch(
     Ok(batch)
 }
 
-fn has_table(conn: &Connection, name: &str) -> Result<bool, StorageError> {
+pub fn has_table(conn: &Connection, name: &str) -> Result<bool, StorageError> {
     Ok(conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
         [name],
@@ -284,7 +303,7 @@ pub fn task_entries(
 ) -> Result<Vec<StoredEntry>, StorageError> {
     let mut stmt = conn.prepare(
         "SELECT id, request_id, task_id, received_at, credential_name, auth_method,
-                raw_body, body_sha256, prev_hash, entry_hash
+                raw_body, body_sha256, prev_hash, entry_hash, purged_at
          FROM uploads
          WHERE task_id = ?1 AND id <= ?2 AND (?3 IS NULL OR received_at >= ?3)
            AND (?4 IS NULL OR received_at < ?4)
@@ -294,9 +313,9 @@ pub fn task_entries(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The ledger fields of an entry from a row whose first ten columns are `id,
+/// The ledger fields of an entry from a row whose first eleven columns are `id,
 /// request_id, task_id, received_at, credential_name, auth_method, raw_body,
-/// body_sha256, prev_hash, entry_hash`.
+/// body_sha256, prev_hash, entry_hash, purged_at`.
 fn entry_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
     Ok(StoredEntry {
         id: row.get(0)?,
@@ -309,5 +328,6 @@ fn entry_fields(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
         body_sha256: row.get(7)?,
         prev_hash: row.get(8)?,
         entry_hash: row.get(9)?,
+        purged_at: row.get(10)?,
     })
 }

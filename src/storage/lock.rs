@@ -14,6 +14,8 @@ pub enum LockKind {
     Writer,
     /// Sending a command-line replay.
     Replay,
+    /// Purging (`purge`, or `serve --retention`): one purge at a time.
+    Purge,
 }
 
 impl LockKind {
@@ -21,6 +23,7 @@ impl LockKind {
         match self {
             LockKind::Writer => "lock",
             LockKind::Replay => "replay.lock",
+            LockKind::Purge => "purge.lock",
         }
     }
 
@@ -28,6 +31,7 @@ impl LockKind {
         match self {
             LockKind::Writer => "another sms-audit process writes it",
             LockKind::Replay => "another `sms-audit replay` is sending from it",
+            LockKind::Purge => "a purge is running on it (`purge`, or `serve --retention`)",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod proxy_log;
 pub mod queries;
 pub mod replays;
+pub mod retention;
 pub mod sessions;
 pub mod tree;
 pub mod uploads;
@@ -52,6 +53,18 @@ impl SyncMode {
     }
 }
 
+/// Who copies the WAL back into the database file (`--checkpoint-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WalCheckpoints {
+    /// sms-audit does, twice a second, without ever waiting for a reader
+    /// (PASSIVE), and truncates the WAL at shutdown when no one else reads it.
+    #[default]
+    Passive,
+    /// sms-audit never does: another program holding the database open does
+    /// (Litestream). Without one, the WAL grows.
+    Off,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
@@ -85,13 +98,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates the database file readable by its owner only (before SQLite does, so it
 /// never exists with looser permissions), and applies pending migrations.
 pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> {
+    let mut created = false;
     if !path.exists() {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(path) {
-            Ok(_) => {}
+            Ok(_) => created = true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(source) => {
                 return Err(StorageError::Create {
@@ -100,6 +114,13 @@ pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> 
                 })
             }
         }
+    }
+    if created {
+        // Only possible before the database's first page is written (so before
+        // WAL mode): a purge then hands freed pages back a step at a time.
+        let fresh = Connection::open(path)?;
+        fresh.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        fresh.pragma_update(None, "journal_mode", "WAL")?;
     }
     let mut conn = open_write(path, sync)?;
     embedded::migrations::runner().run(&mut conn)?;
@@ -212,6 +233,11 @@ impl ReadPool {
         tokio::task::spawn_blocking(move || pool.with(f))
             .await
             .map_err(|e| StorageError::Background(e.to_string()))?
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A new read connection of its own (for work that reads on several threads).

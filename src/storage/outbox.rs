@@ -246,6 +246,13 @@ pub fn record_all(conn: &Connection, outcomes: &[Outcome]) -> rusqlite::Result<(
     tx.commit()
 }
 
+/// Every pending delivery (live, and of any replay), and the oldest one's creation.
+pub fn pending_overall(conn: &Connection) -> Result<(i64, Option<i64>), StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*), min(created_at) FROM deliveries WHERE state = 'pending'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
 /// Deliveries of `runner` still pending.
 pub fn count_pending(conn: &Connection, runner: Runner) -> Result<i64, StorageError> {
     Ok(match runner {

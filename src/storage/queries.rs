@@ -248,8 +248,10 @@ pub struct UploadRecord {
     /// Deliveries to SMS (live and replays), each with its attempts.
     pub deliveries: Vec<DeliveryRecord>,
     /// The stored bytes as a string (lossy only if they were not UTF-8, which the
-    /// ingest path never accepts).
+    /// ingest path never accepts); empty once purged.
     pub raw_body: String,
+    /// When retention purged the raw body and result rows (the entry stays).
+    pub purged_at: Option<String>,
 }
 
 pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, StorageError> {
@@ -259,7 +261,7 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
                     project_id, peer_addr, forwarded_for, user_agent, body_sha256,
                     finished_time, result_count, total_files, different_files,
                     target_miss_files, target_more_files, duplicate_of, prev_hash,
-                    entry_hash, raw_body
+                    entry_hash, raw_body, purged_at
              FROM uploads WHERE id = ?1",
         )?
         .query_row(params![id], |r| {
@@ -285,6 +287,7 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
                 results: Vec::new(),
                 deliveries: Vec::new(),
                 raw_body: String::from_utf8_lossy(&raw).into_owned(),
+                purged_at: r.get::<_, Option<i64>>(21)?.map(format_timestamp),
             })
         })
         .optional()?;

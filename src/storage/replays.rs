@@ -26,6 +26,7 @@ pub fn select(conn: &Connection, filter: &ReplayFilter) -> Result<Selection, Sto
             (SELECT d.state FROM deliveries d WHERE d.upload_id = u.id ORDER BY d.id DESC LIMIT 1)
          FROM uploads u
          WHERE u.id >= ?1 AND u.id < ?2 AND (?3 IS NULL OR u.task_id = ?3)
+           AND u.purged_at IS NULL
          ORDER BY u.id",
     )?;
     let mut uploads: Vec<(i64, String)> = Vec::new();
@@ -119,8 +120,10 @@ pub fn add_deliveries(
 ) -> rusqlite::Result<()> {
     let now = now_ms();
     let mut insert = conn.prepare_cached(
+        // An upload purged since it was selected has no body left to send.
         "INSERT INTO deliveries (upload_id, task_id, target, trigger, replay_id, state, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, 'replay', ?4, 'pending', ?5, ?5)",
+         SELECT ?1, ?2, ?3, 'replay', ?4, 'pending', ?5, ?5
+         WHERE (SELECT purged_at FROM uploads WHERE id = ?1) IS NULL",
     )?;
     for (id, task) in uploads {
         insert.execute(params![id, task, target, replay_id, now])?;

@@ -249,3 +249,26 @@ async fn a_backup_whose_ledger_is_broken_is_not_restored() {
     assert!(err.contains("no such file"), "{err}");
     assert_eq!(std::fs::read(&stopped.db_path).unwrap(), before);
 }
+
+fn wal_len(db: &std::path::Path) -> u64 {
+    std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn with_checkpoint_mode_off_sms_audit_leaves_the_wal_to_another_program() {
+    for (mode, truncated) in [
+        (sms_audit::storage::WalCheckpoints::Passive, true),
+        (sms_audit::storage::WalCheckpoints::Off, false),
+    ] {
+        let app = TestApp::spawn_with(|c| c.wal_checkpoints = mode).await;
+        let agent = app.add_credential("agent", Role::Agent, None, false).token;
+        for _ in 0..5 {
+            assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+        }
+        // A reader keeps the database open, as Litestream does.
+        let reader = rusqlite::Connection::open(&app.db_path).unwrap();
+        let stopped = app.stop().await;
+        assert_eq!(wal_len(&stopped.db_path) == 0, truncated, "{mode:?}");
+        drop(reader);
+    }
+}

@@ -17,8 +17,12 @@ use crate::services::verification::VerificationJob;
 use crate::storage::checkpoints::{self, StoredCheckpoint};
 use crate::storage::history::{self, VerificationRecord};
 use crate::storage::queries::{self, RejectionCount, RejectionFilter, RejectionRow};
+use crate::storage::retention::{self, AdminEntry, DiskUse};
 use crate::storage::writer::REJECTIONS_KEPT;
 use crate::storage::ReadPool;
+
+/// Admin log rows on the page, newest first.
+const ADMIN_LOG_SHOWN: u32 = 50;
 
 #[derive(Deserialize)]
 pub struct AuditQuery {
@@ -47,6 +51,8 @@ struct AuditPage {
     checkpoints: Vec<StoredCheckpoint>,
     /// (from, to, whether the newest checkpoint extends the one before).
     consistency: Option<(u64, u64, bool)>,
+    disk: DiskUse,
+    admin_log: Vec<AdminEntry>,
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -74,7 +80,8 @@ pub async fn page(
         error_code: non_empty(&query.error_code),
         credential_name: non_empty(&query.credential),
     };
-    let (overview, rejections, floods, checkpoints, consistency) = reads
+    let db = reads.path().to_path_buf();
+    let (overview, rejections, floods, checkpoints, consistency, (disk, admin_log)) = reads
         .with_blocking(move |conn| {
             Ok((
                 history::overview(conn)?,
@@ -82,6 +89,10 @@ pub async fn page(
                 queries::rejection_counts(conn, now_ms() - 3_600_000, 20)?,
                 checkpoints::list(conn, 10, None)?,
                 evidence::latest_two_consistent(conn).ok().flatten(),
+                (
+                    retention::disk_use(conn, &db)?,
+                    retention::recent(conn, ADMIN_LOG_SHOWN)?,
+                ),
             ))
         })
         .await?;
@@ -101,6 +112,8 @@ pub async fn page(
         verifier_key: checkpointer.map(|c| c.verifier_key()),
         checkpoints,
         consistency,
+        disk,
+        admin_log,
     }
     .render()?;
     Ok(html(body))

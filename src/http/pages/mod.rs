@@ -179,6 +179,14 @@ pub fn iso(ms: impl Int) -> String {
     format_timestamp(ms.int())
 }
 
+/// A size in bytes as people read it (`1.2 GiB`).
+pub fn bytes(n: impl std::borrow::Borrow<u64>) -> String {
+    bytesize::ByteSize::b(*n.borrow())
+        .display()
+        .iec()
+        .to_string()
+}
+
 /// Thousands separators for counts.
 pub fn num(n: impl std::fmt::Display) -> String {
     let text = n.to_string();

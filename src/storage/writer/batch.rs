@@ -13,7 +13,7 @@ use crate::domain::chain::Head;
 use crate::domain::lock;
 use crate::storage::uploads::{self, LastUpload};
 use crate::storage::uploads::{NewUpload, Receipt};
-use crate::storage::{fleet, proxy_log};
+use crate::storage::{fleet, proxy_log, WalCheckpoints};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -34,6 +34,7 @@ pub(super) struct Writer {
     /// Why the last uploads could not be stored, until some are stored again.
     trouble: Arc<Mutex<Option<String>>>,
     clock: super::Clock,
+    wal_checkpoints: WalCheckpoints,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -58,6 +59,7 @@ impl Writer {
         rejections: Arc<LogBuffer>,
         trouble: Arc<Mutex<Option<String>>>,
         clock: super::Clock,
+        wal_checkpoints: WalCheckpoints,
     ) -> Self {
         Self {
             conn,
@@ -67,6 +69,7 @@ impl Writer {
             rejections,
             trouble,
             clock,
+            wal_checkpoints,
         }
     }
 
@@ -110,8 +113,12 @@ impl Writer {
         if !self.rejections.is_empty() {
             self.commit_batch(Vec::new());
         }
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-            tracing::warn!(error = %e, "final checkpoint failed");
+        if self.wal_checkpoints == WalCheckpoints::Passive {
+            // Never waits: another reader (Litestream's) keeps the WAL it reads.
+            let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
+            if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::debug!(error = %e, "the WAL was left as it is at shutdown");
+            }
         }
         tracing::debug!("writer stopped with its queue committed");
     }

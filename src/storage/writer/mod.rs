@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::uploads::{NewUpload, Receipt, Rejection};
-use super::{prepare, StorageError, SyncMode};
+use super::{prepare, StorageError, SyncMode, WalCheckpoints};
 use logs::LogBuffer;
 
 pub use null::spawn_null;
@@ -199,10 +199,18 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub fn spawn(
     path: &Path,
     sync: SyncMode,
+    wal_checkpoints: WalCheckpoints,
     queue_capacity: usize,
     forwarding: Option<Forwarding>,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
-    spawn_with_clock(path, sync, queue_capacity, forwarding, Arc::new(now_ms))
+    spawn_with_clock(
+        path,
+        sync,
+        queue_capacity,
+        forwarding,
+        Arc::new(now_ms),
+        wal_checkpoints,
+    )
 }
 
 /// [`spawn`] with another clock (synthetic histories: `dev seed --span`, tests).
@@ -212,6 +220,7 @@ pub fn spawn_with_clock(
     queue_capacity: usize,
     forwarding: Option<Forwarding>,
     clock: Clock,
+    wal_checkpoints: WalCheckpoints,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -236,7 +245,10 @@ pub fn spawn_with_clock(
     }
     tx.commit()?;
     let head = super::ledger::head(&conn)?;
-    let checkpointer = checkpoint::spawn(path, sync)?;
+    let checkpointer = match wal_checkpoints {
+        WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
+        WalCheckpoints::Off => None,
+    };
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let rejections = Arc::new(LogBuffer::default());
     let trouble = Arc::<Mutex<Option<String>>>::default();
@@ -244,7 +256,16 @@ pub fn spawn_with_clock(
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
         .spawn(move || {
-            batch::Writer::new(conn, head, forwarding, log, writer_trouble, clock).run(rx)
+            batch::Writer::new(
+                conn,
+                head,
+                forwarding,
+                log,
+                writer_trouble,
+                clock,
+                wal_checkpoints,
+            )
+            .run(rx)
         })
         .expect("spawning the writer thread");
     Ok((
@@ -255,7 +276,7 @@ pub fn spawn_with_clock(
         },
         WriterThread {
             writer: thread,
-            checkpointer: Some(checkpointer),
+            checkpointer,
         },
     ))
 }

@@ -1,0 +1,138 @@
+//! `purge`: retention by hand (what `serve --retention` does every hour).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{confirm, fail, open_existing, CliError};
+use crate::domain::{format_timestamp, now_ms, Timestamp};
+use crate::services::retention::{self, PurgeReport, PurgeSettings, Step};
+use crate::storage::lock::{LockKind, ProcessLock};
+use crate::storage::{self, SyncMode};
+
+#[derive(clap::Args, Debug)]
+pub struct PurgeArgs {
+    /// Purge the raw bodies and result rows of uploads received before this
+    /// time (RFC 3339 or a date); their ledger entries stay.
+    #[arg(long, value_parser = crate::domain::parse_time_arg)]
+    pub before: Timestamp,
+    /// Show what would be purged, and purge nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before purging.
+    #[arg(long)]
+    pub yes: bool,
+    /// The longest, in milliseconds, one step may hold the database's write lock
+    /// (a running service's uploads wait at most that long).
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub step_ms: u64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who runs a command, for the admin log.
+pub(super) fn operator() -> String {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(uid)
+        .unwrap_or_else(|| "unknown user".into());
+    format!("{user} (command line)")
+}
+
+#[cfg(unix)]
+fn uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| format!("uid {}", m.uid()))
+}
+
+#[cfg(not(unix))]
+fn uid() -> Option<String> {
+    None
+}
+
+pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
+    let read = open_existing(db)?;
+    let _purging = ProcessLock::acquire(db, LockKind::Purge).map_err(fail)?;
+    let mut settings = PurgeSettings {
+        before: args.before,
+        actor: operator(),
+        step: Duration::from_millis(args.step_ms),
+        dry_run: true,
+    };
+    let nothing = |_: Step| -> Result<(), String> { Err("a dry run writes nothing".into()) };
+    let plan = retention::purge(&read, &nothing, &settings, &now_ms).map_err(fail)?;
+    if args.dry_run || plan.plan.uploads == 0 {
+        print(&plan, &args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        print(&plan, &args)?;
+        if !confirm("Purge them? [y/N] ")? {
+            eprintln!("nothing purged (--yes purges without asking)");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    // Each step is a transaction of its own on this connection; SQLite's lock
+    // orders them with a running service's commits.
+    let write = storage::open_write(db, SyncMode::Full).map_err(fail)?;
+    let writes = |step: Step| -> Result<(), String> {
+        let tx =
+            rusqlite::Transaction::new_unchecked(&write, rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+        step(&tx).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())
+    };
+    settings.dry_run = false;
+    let report = retention::purge(&read, &writes, &settings, &now_ms).map_err(fail)?;
+    print(&report, &args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(r: &PurgeReport, args: &PurgeArgs) -> Result<(), CliError> {
+    if args.json {
+        return say!("{}", serde_json::to_string(r).map_err(fail)?);
+    }
+    let before = format_timestamp(r.before);
+    let p = &r.plan;
+    if p.uploads == 0 {
+        return say!(
+            "nothing to purge before {before}: {} uploads purged before, {} kept while a delivery of theirs is pending",
+            p.already_purged,
+            p.kept_pending
+        );
+    }
+    if r.dry_run {
+        return say!(
+            "would purge {} uploads received before {before} (ids up to {}): {} result rows, {} bytes of raw bodies; {} kept while a delivery of theirs is pending, {} purged before",
+            p.uploads,
+            r.up_to_id,
+            p.result_rows,
+            p.bytes,
+            p.kept_pending,
+            p.already_purged
+        );
+    }
+    let d = &r.purged;
+    say!(
+        "purged {} uploads received before {before} (ids up to {}): {} result rows, {} bytes of raw bodies; {} kept while a delivery of theirs is pending; ledger entries kept (admin log entry {})",
+        d.uploads,
+        r.up_to_id,
+        d.result_rows,
+        d.bytes,
+        p.kept_pending,
+        r.log_id.unwrap_or_default()
+    )?;
+    if r.incremental_vacuum {
+        say!(
+            "{} free pages handed back to the file system",
+            r.freed_pages
+        )
+    } else {
+        say!("the database was created before incremental vacuum: new uploads reuse the freed space, the file does not shrink")
+    }
+}
