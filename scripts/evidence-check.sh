@@ -87,4 +87,23 @@ for case in changed-count changed-hash dropped-proof-hash other-key other-key-an
     echo "$case, $checker: $out"
   done
 done
-echo "evidence check OK: the bundle verifies with both verifiers, each tampered copy fails both"
+# After retention purged the older uploads' bodies, a new bundle still verifies
+# with both (entry hashes and proofs), and a purged entry whose body_sha256 was
+# changed fails both.
+"$bin" purge --before "$("$SDK_PYTHON" -c 'import json,sys; b=json.load(open(sys.argv[1])); print(b["entries"][-1]["received_at"])' "$work/bundle.json")" --yes
+"$bin" evidence export --task task-1 --out "$work/purged.json"
+out=$("$bin" evidence verify "$work/purged.json" --vkey "$vkey"); echo "purged, rust: $out"
+case "$out" in *"with their body purged"*) ;; *) echo "no purged entry in the bundle" >&2; exit 1 ;; esac
+out=$("$SDK_PYTHON" contrib/verify_evidence.py "$work/purged.json" --vkey "$vkey"); echo "purged, python: $out"
+"$SDK_PYTHON" - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+b = json.load(open(f"{work}/purged.json"))
+e = next(e for e in b["entries"] if e.get("purged_at"))
+e["body_sha256"] = "0" * 64
+json.dump(b, open(f"{work}/purged-changed-hash.json", "w"))
+PY
+set +e; "$bin" evidence verify "$work/purged-changed-hash.json" --vkey "$vkey" >/dev/null; rust=$?
+"$SDK_PYTHON" contrib/verify_evidence.py "$work/purged-changed-hash.json" --vkey "$vkey" >/dev/null; python=$?; set -e
+[ $rust = 1 ] && [ $python = 1 ] || { echo "a purged entry with a changed body hash passed (rust $rust, python $python)" >&2; exit 1; }
+echo "evidence check OK: the bundle verifies with both verifiers, each tampered copy fails both, also after a purge"

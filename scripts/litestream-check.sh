@@ -3,18 +3,22 @@
 # `litestream replicate` run side by side, uploads arrive under load, both are
 # SIGKILLed at once, `litestream restore` writes a new copy, `sms-audit verify`
 # checks it, and every upload acknowledged more than the sync interval before
-# the kill must be in it. Prints the measured data-loss window.
+# the kill (plus Litestream's monitor interval, 0.1 s here) must be in it.
+# Prints the measured data-loss window.
 #
 # Replicas: a local file replica, then an S3 replica on a moto server (PyPI
 # `moto[server]`), unless LITESTREAM_S3=0. `--checkpoint-mode off` (what the
 # README recommends) for both, and `passive` once for the file replica.
-# LOAD_SECONDS (default 6) sets how long uploads arrive.
+# LOAD_SECONDS (default 6) sets how long uploads arrive, RATE (default 1000)
+# how many a second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 LITESTREAM_VERSION=${LITESTREAM_VERSION:-0.5.17}
 LOAD_SECONDS=${LOAD_SECONDS:-6}
-SYNC_INTERVAL_MS=1000
+RATE=${RATE:-1000}
+SYNC_INTERVAL_MS=${SYNC_INTERVAL_MS:-1000}
+MONITOR_INTERVAL_MS=${MONITOR_INTERVAL_MS:-100}
 venv="$root/target/litestream-venv"
 want_s3=${LITESTREAM_S3:-1}
 if [ ! -x "$venv/bin/litestream" ] || { [ "$want_s3" = 1 ] && ! "$venv/bin/python" -c "import moto, boto3" 2>/dev/null; }; then
@@ -23,6 +27,9 @@ if [ ! -x "$venv/bin/litestream" ] || { [ "$want_s3" = 1 ] && ! "$venv/bin/pytho
   [ "$want_s3" = 1 ] && pkgs+=("moto[server]" boto3)
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${pkgs[@]}"
 fi
+# The replicas here are local (a file, a plain-HTTP S3 on loopback): a CA bundle
+# from the environment only gets in the way of Litestream's S3 client.
+unset AWS_CA_BUNDLE
 litestream="$venv/bin/litestream"
 cargo build --locked --quiet
 bin="$root/target/debug/sms-audit"
@@ -32,18 +39,25 @@ trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "
 # shellcheck source=bench/lib.sh
 . "$root/scripts/bench/lib.sh"
 
-# Posts uploads on 8 connections until the service goes away; writes one line per
-# acknowledged upload: the time of its 200 and its request id.
+# Posts uploads on 4 connections, RATE a second in all (paced: Litestream needs
+# some CPU too on a small machine), until the service goes away; writes one line
+# per acknowledged upload: the time of its 200 and its request id.
 loader() { # address token acks-file
-  "$venv/bin/python" - "$@" <<'PY'
+  "$venv/bin/python" - "$@" "$RATE" <<'PY'
 import http.client, sys, threading, time
-address, token, out = sys.argv[1], sys.argv[2], sys.argv[3]
-host, port = address.split(":")
+address, token, out, rate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+gap = 4 / rate
+host, port = address.removeprefix("http://").rsplit(":", 1)
 body = open("tests/fixtures/example-upload.json", "rb").read()
 acks, lock = [], threading.Lock()
 def post():
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    next_at = time.time()
     while True:
+        next_at += gap
+        pause = next_at - time.time()
+        if pause > 0:
+            time.sleep(pause)
         try:
             conn.request("POST", "/v3/tasks/litestream-check/consistency-result", body,
                          {"X-Auth-Token": token, "Content-Type": "application/json"})
@@ -53,7 +67,7 @@ def post():
         if r.status == 200:
             with lock:
                 acks.append((time.time(), r.getheader("X-Request-Id")))
-threads = [threading.Thread(target=post) for _ in range(8)]
+threads = [threading.Thread(target=post) for _ in range(4)]
 [t.start() for t in threads]
 [t.join() for t in threads]
 with open(out, "w") as f:
@@ -69,7 +83,7 @@ check() { # name checkpoint-mode replica-yaml
   cat >"$dir/litestream.yml" <<YML
 dbs:
   - path: $db
-    monitor-interval: 1s
+    monitor-interval: ${MONITOR_INTERVAL_MS}ms
     replica:
 $replica
       sync-interval: ${SYNC_INTERVAL_MS}ms
@@ -98,10 +112,13 @@ YML
     { cat "$dir/litestream.log" "$dir/restore.log"; echo "litestream restore failed ($name)" >&2; exit 1; }
   "$bin" verify --db "$dir/restored.db" >"$dir/verify.out" ||
     { cat "$dir/verify.out"; echo "the restored copy does not verify ($name)" >&2; exit 1; }
-  "$venv/bin/python" - "$name" "$mode" "$dir/acks" "$dir/restored.db" "$killed_at" "$SYNC_INTERVAL_MS" <<'PY'
+  "$venv/bin/python" - "$name" "$mode" "$dir/acks" "$dir/restored.db" "$killed_at" "$SYNC_INTERVAL_MS" "$MONITOR_INTERVAL_MS" <<'PY'
 import sqlite3, sys
-name, mode, acks, restored, killed_at, interval_ms = sys.argv[1:]
-killed_at, interval = float(killed_at), int(interval_ms) / 1000
+name, mode, acks, restored, killed_at, sync_ms, monitor_ms = sys.argv[1:]
+killed_at, sync, monitor = float(killed_at), int(sync_ms) / 1000, int(monitor_ms) / 1000
+# Litestream notices new WAL frames every monitor interval and ships them every
+# sync interval: what was acknowledged longer ago than both must be in the copy.
+interval = sync + monitor
 acked = [(float(a), rid) for a, rid in (l.split() for l in open(acks))]
 kept = {r for (r,) in sqlite3.connect(restored).execute("SELECT request_id FROM uploads")}
 lost = [(killed_at - at) for at, rid in acked if rid not in kept]
@@ -110,7 +127,7 @@ window = max(lost, default=0.0)
 print(f"{name} (--checkpoint-mode {mode}): {len(acked)} uploads acknowledged, "
       f"{len(acked) - len(lost)} in the restored copy; lost {len(lost)}, "
       f"all acknowledged within the last {window:.2f} s before the kill "
-      f"(sync interval {interval:.1f} s)")
+      f"(sync interval {sync:.1f} s, monitor interval {monitor:.1f} s)")
 if not acked:
     sys.exit(f"{name}: no upload was acknowledged")
 if old_lost:

@@ -144,12 +144,12 @@ pub struct ScanStart {
 /// Reads what a verification starts from. Call inside a read transaction that
 /// stays open while the entries are read, so all of it is one snapshot.
 pub fn scan_start(conn: &Connection) -> Result<ScanStart, StorageError> {
-    let tree_size = if has_table(conn, "tree_hashes")? {
+    let tree_size = if super::has_table(conn, "tree_hashes")? {
         super::tree::size(conn)?
     } else {
         0
     };
-    let checkpoint_roots = if has_table(conn, "checkpoints")? {
+    let checkpoint_roots = if super::has_table(conn, "checkpoints")? {
         super::checkpoints::list(conn, u32::MAX, None)?
             .into_iter()
             .map(|c| {
@@ -165,7 +165,7 @@ pub fn scan_start(conn: &Connection) -> Result<ScanStart, StorageError> {
         tree_size,
         last_id: last_id(conn)?,
         totals: summary_totals(conn)?,
-        purge_column: has_table(conn, "admin_log")?,
+        purge_column: super::has_table(conn, "admin_log")?,
         purged_up_to: super::retention::purged_up_to(conn)?,
     })
 }
@@ -284,13 +284,6 @@ pub fn read_batch(
     Ok(batch)
 }
 
-pub fn has_table(conn: &Connection, name: &str) -> Result<bool, StorageError> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [name],
-        |r| r.get::<_, i64>(0),
-    )? > 0)
-}
 
 /// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
 /// order (by the task index).

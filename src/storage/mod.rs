@@ -127,6 +127,16 @@ pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> 
     Ok(conn)
 }
 
+/// Whether the database has this table (a database from an older version, read
+/// without migrating, may not).
+pub fn has_table(conn: &Connection, name: &str) -> Result<bool, StorageError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}
+
 /// The newest schema version this build migrates to.
 pub fn known_schema_version() -> i64 {
     embedded::migrations::runner()
@@ -139,12 +149,7 @@ pub fn known_schema_version() -> i64 {
 
 /// The schema version of an opened database (None: not an sms-audit database).
 pub fn schema_version(conn: &Connection) -> Result<Option<i64>, StorageError> {
-    let has_history: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'refinery_schema_history'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_history {
+    if !has_table(conn, "refinery_schema_history")? {
         return Ok(None);
     }
     Ok(conn.query_row(

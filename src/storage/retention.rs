@@ -103,7 +103,7 @@ pub fn purge_range(
 /// The highest upload id any recorded purge covered (0: none): a purged entry
 /// above it was not purged by sms-audit.
 pub fn purged_up_to(conn: &Connection) -> Result<i64, StorageError> {
-    if !super::ledger::has_table(conn, "admin_log")? {
+    if !super::has_table(conn, "admin_log")? {
         return Ok(0);
     }
     Ok(conn.query_row(
@@ -206,7 +206,7 @@ pub fn mark_interrupted(conn: &Connection, now: Timestamp) -> Result<usize, rusq
 
 /// Uploads purged by all recorded purges together.
 pub fn purged_total(conn: &Connection) -> Result<i64, StorageError> {
-    if !super::ledger::has_table(conn, "admin_log")? {
+    if !super::has_table(conn, "admin_log")? {
         return Ok(0);
     }
     Ok(conn.query_row(
@@ -218,7 +218,7 @@ pub fn purged_total(conn: &Connection) -> Result<i64, StorageError> {
 
 /// The newest actions first.
 pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<AdminEntry>, StorageError> {
-    if !super::ledger::has_table(conn, "admin_log")? {
+    if !super::has_table(conn, "admin_log")? {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare_cached(

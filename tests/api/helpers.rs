@@ -37,6 +37,12 @@ pub struct StoppedApp {
 
 impl StoppedApp {
     pub async fn start(self) -> TestApp {
+        self.start_with(|_| {}).await
+    }
+
+    /// Starts again with some settings changed.
+    pub async fn start_with(mut self, configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
+        configure(&mut self.config);
         TestApp::start(self.dir, self.config, Some(self.admin_token)).await
     }
 }

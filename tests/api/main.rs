@@ -18,6 +18,7 @@ mod pages;
 mod proxy;
 mod read_api;
 mod replay;
+mod retention;
 mod secrets;
 mod security;
 mod tls;
