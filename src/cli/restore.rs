@@ -82,9 +82,10 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         .map_err(output_error)?;
         return Ok(ExitCode::from(1));
     }
-    // 2. No service or replay may have the database open for writing meanwhile.
+    // 2. No service, replay or purge may write to the database meanwhile.
     let _writer = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
     let _replay = ProcessLock::acquire(db, LockKind::Replay).map_err(fail)?;
+    let _purge = ProcessLock::acquire(db, LockKind::Purge).map_err(fail)?;
     // 3. The copy is staged next to the database (so the final rename is atomic).
     let staged = PathBuf::from(format!("{}.restoring-{}", db.display(), std::process::id()));
     let _ = std::fs::remove_file(&staged);

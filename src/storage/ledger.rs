@@ -284,7 +284,6 @@ pub fn read_batch(
     Ok(batch)
 }
 
-
 /// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
 /// order (by the task index).
 pub fn task_entries(

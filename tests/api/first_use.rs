@@ -57,6 +57,8 @@ fn commands_that_read_refuse_a_database_that_is_not_there() {
         &["credentials", "revoke", "x"],
         &["tasks", "list"],
         &["replay", "--dry-run"],
+        &["purge", "--before", "2030-01-01", "--dry-run"],
+        &["status"],
     ] {
         let out = run(&db, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
@@ -519,4 +521,17 @@ async fn a_path_that_names_nothing_says_so_in_words() {
     let msg = reply["error_msg"].as_str().unwrap();
     assert!(msg.contains("nothing by that name or number"), "{msg}");
     assert!(!msg.contains("deserialize"), "{msg}");
+}
+
+#[test]
+fn backup_refuses_a_database_that_is_not_there_and_writes_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = run(
+        &dir.path().join("typo.db"),
+        &["backup", "--to", copy.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no such database"), "{}", text(&out));
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
