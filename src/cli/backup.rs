@@ -15,6 +15,11 @@ pub struct BackupArgs {
     /// The copy to write (must not exist yet; created readable by its owner only).
     #[arg(long)]
     pub to: PathBuf,
+    /// Write a compacted copy (`VACUUM INTO`): without the space purged bodies
+    /// left in their pages. Slower, no progress bar; restore it to compact the
+    /// database itself.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
@@ -34,12 +39,16 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| indicatif::ProgressBar::new(0));
-    let copied = storage::backup::online_copy(db, &args.to, |done, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    });
+    let copied = if args.compact {
+        storage::backup::compact_copy(db, &args.to)
+    } else {
+        storage::backup::online_copy(db, &args.to, |done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        })
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -78,14 +78,19 @@ pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
         }
     }
     // Each step is a transaction of its own on this connection; SQLite's lock
-    // orders them with a running service's commits.
+    // orders them with a running service's commits. A service waiting for the
+    // lock sleeps in SQLite's busy handler (up to 100 ms at a time), so after
+    // each step the command pauses long enough for it to get in and commit.
     let write = storage::open_write(db, SyncMode::Full).map_err(fail)?;
+    let pause = (settings.step * 2).max(Duration::from_millis(100));
     let writes = |step: Step| -> Result<(), String> {
         let tx =
             rusqlite::Transaction::new_unchecked(&write, rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| e.to_string())?;
         step(&tx).map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())
+        tx.commit().map_err(|e| e.to_string())?;
+        std::thread::sleep(pause);
+        Ok(())
     };
     settings.dry_run = false;
     let report = retention::purge(&read, &writes, &settings, &now_ms).map_err(fail)?;

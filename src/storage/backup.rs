@@ -46,6 +46,24 @@ pub fn online_copy(
     Ok(())
 }
 
+/// Writes a compacted copy of the database at `from` into the empty file `to`
+/// with `VACUUM INTO`, in one read snapshot: the space of purged bodies (holes in
+/// their pages, which no later upload fills) is left out. Slower than
+/// [`online_copy`] and without progress; the copy keeps the incremental vacuum.
+pub fn compact_copy(from: &Path, to: &Path) -> Result<(), StorageError> {
+    // Read-only, but not `query_only` (which refuses VACUUM INTO even though it
+    // writes only the copy).
+    let source = Connection::open_with_flags(
+        from,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    source.busy_timeout(std::time::Duration::from_secs(5))?;
+    source.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+    let copy = Connection::open(to)?;
+    copy.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
 /// Puts the file `staged` (a checked copy, in the same directory) in place of the
 /// database at `db`. An existing database is kept, with its WAL and shared-memory
 /// files, under `<db>.replaced-<stamp>` (SQLite opens it there with its WAL), and

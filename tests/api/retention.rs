@@ -356,4 +356,37 @@ async fn a_purge_hands_freed_pages_back_to_the_file_system() {
     let size_after = std::fs::metadata(&db).unwrap().len();
     assert!(size_after < size_before, "{size_before} -> {size_after}");
     assert_eq!(sms_audit(&db, &["verify"]).0, 0);
+
+    // What is left of purged bodies inside their pages goes with a compacted
+    // copy, which restores like any backup.
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, compact) = (dir.path().join("plain.db"), dir.path().join("compact.db"));
+    assert_eq!(
+        sms_audit(&db, &["backup", "--to", plain.to_str().unwrap()]).0,
+        0
+    );
+    let (code, out, err) = sms_audit(
+        &db,
+        &["backup", "--compact", "--to", compact.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ledger intact, 300 entries"), "{out}");
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        len(&compact) < len(&plain),
+        "{} vs {}",
+        len(&compact),
+        len(&plain)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&compact).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, out, err) = sms_audit(&db, &["restore", "--from", compact.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = sms_audit(&db, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("300 entries pruned"), "{out}");
 }
