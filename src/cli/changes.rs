@@ -28,6 +28,7 @@ pub struct ChangesArgs {
     /// change (largest increase in problems first) or task (by id).
     #[arg(long, default_value = "change")]
     pub sort: String,
+    /// How to print: a table for people, CSV for spreadsheets, JSON for programs.
     #[arg(long, value_enum, default_value_t = ChangesFormat::Table)]
     pub format: ChangesFormat,
 }

@@ -17,6 +17,7 @@ pub enum EvidenceCommand {
     /// Write a task's uploads (ledger fields, raw bodies, inclusion proofs) and the
     /// latest signed checkpoint to FILE as one JSON document.
     Export {
+        /// The task whose uploads the bundle holds.
         #[arg(long = "task", value_parser = |s: &str| TaskId::parse(s))]
         task: TaskId,
         /// Uploads received at or after this time (RFC 3339 or a date).
@@ -25,6 +26,7 @@ pub enum EvidenceCommand {
         /// Uploads received before this time.
         #[arg(long, value_parser = crate::domain::parse_time_arg)]
         until: Option<Timestamp>,
+        /// The bundle file to write (JSON).
         #[arg(long)]
         out: PathBuf,
         /// The checkpoint signing key, for the bundle's verifier key (default
@@ -35,6 +37,7 @@ pub enum EvidenceCommand {
     /// Check a bundle offline: the checkpoint's signature, every body hash, entry
     /// hash and inclusion proof. Exit 0 when intact, 1 naming the first failure.
     Verify {
+        /// The bundle to check.
         file: PathBuf,
         /// The log's verifier key to check against (default: the bundle's own,
         /// which proves only that the bundle is consistent with itself).

@@ -22,6 +22,7 @@ mod purge;
 mod replay;
 mod restore;
 mod serve;
+mod shell;
 mod status;
 mod tasks;
 mod tls;
@@ -99,6 +100,12 @@ pub enum Command {
     /// Send stored uploads to SMS again (after an outage, or to another region or
     /// account). Credentials come from the environment as for `serve`.
     Replay(replay::ReplayArgs),
+    /// Shell completions (bash, zsh, fish, elvish, powershell) on standard output:
+    /// e.g. `sms-audit completions bash > /etc/bash_completion.d/sms-audit`.
+    Completions(shell::CompletionsArgs),
+    /// The manual page (roff) on standard output, or every command's into a
+    /// directory with `--out`.
+    Man(shell::ManArgs),
     /// TLS helpers.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
@@ -212,6 +219,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
         #[cfg(feature = "dev")]
         Command::Dev(cmd) => dev::run(&cli.db, cmd).await,
     }
@@ -244,4 +253,39 @@ fn open_existing(db: &Path) -> Result<rusqlite::Connection, CliError> {
         )));
     }
     open(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for (in `--help`,
+    /// the completions and the manual pages).
+    #[test]
+    fn every_flag_and_command_has_a_help_text() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() && path != " sms-audit" {
+                missing.push(format!("{path} (the command)"));
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    check(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

@@ -440,3 +440,42 @@ async fn the_first_token_is_kept_out_of_the_log_and_files_are_the_owners_only() 
     );
     assert!(!log.iter().any(|l| l.contains(&token)), "token in the log");
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none.db");
+    let out = sms_audit(&db, &["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = stdout(&out);
+    assert!(script.contains("--checkpoint-mode"), "{script}");
+    // The script is valid bash.
+    let file = dir.path().join("sms-audit.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = sms_audit(&db, &["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(stdout(&out).contains("purge"), "{shell}");
+    }
+    assert_eq!(
+        sms_audit(&db, &["completions", "tcsh"]).status.code(),
+        Some(2)
+    );
+
+    let page = stdout(&sms_audit(&db, &["man"]));
+    assert!(page.contains(".TH sms-audit 1"), "{page}");
+    let pages = dir.path().join("man");
+    let out = sms_audit(&db, &["man", "--out", pages.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let serve = std::fs::read_to_string(pages.join("sms-audit-serve.1")).unwrap();
+    assert!(serve.contains("checkpoint\\-mode"), "{serve}");
+    assert!(pages.join("sms-audit-evidence-verify.1").exists());
+    // None of it needs or makes a database.
+    assert!(!db.exists());
+}
