@@ -54,8 +54,26 @@ pub struct Cli {
     )]
     pub db: PathBuf,
 
+    /// Log lines on stderr as text for people, or as one JSON object each for a
+    /// log collector (`RUST_LOG` filters either).
+    #[arg(
+        long,
+        global = true,
+        env = "SMS_AUDIT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -28,6 +28,7 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     // Time-ordered (v7), so the unique index on stored request ids grows at its end.
     let request_id = Uuid::now_v7().to_string();
+    let started = std::time::Instant::now();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let writer = req.app_data::<web::Data<WriterHandle>>().cloned();
     let limit = req
@@ -57,6 +58,7 @@ pub async fn request_context(
         }
     }
     let code = res.response().extensions().get::<ErrorCode>().copied();
+    access_log(&res, &request_id, code, started);
     if let (Some(ErrorCode(code)), Some(writer)) = (code, writer) {
         let req = res.request();
         writer.log_rejection(Rejection {
@@ -77,6 +79,31 @@ pub async fn request_context(
         });
     }
     Ok(res)
+}
+
+/// One line per request (target `sms_audit::access`): never the path's query or
+/// a header, so never a secret; the route's pattern, not the path.
+fn access_log<B>(
+    res: &ServiceResponse<B>,
+    request_id: &str,
+    code: Option<ErrorCode>,
+    started: std::time::Instant,
+) {
+    let req = res.request();
+    let route = req.match_pattern();
+    let extensions = req.extensions();
+    tracing::info!(
+        target: "sms_audit::access",
+        request_id,
+        method = %req.method(),
+        route = route.as_deref().unwrap_or("(none)"),
+        task_id = req.match_info().get("task_id"),
+        credential = extensions.get::<CredentialName>().map(|c| c.0.as_str()),
+        status = res.status().as_u16(),
+        error_code = code.map(|ErrorCode(c)| c),
+        latency_ms = started.elapsed().as_micros() as f64 / 1000.0,
+        "request"
+    );
 }
 
 /// Requests no route should see, whatever their path: `CONNECT`, a request target

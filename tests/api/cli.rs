@@ -95,7 +95,11 @@ pub fn serve_with(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) ->
             served.token = Some(std::fs::read_to_string(path).unwrap().trim().to_string());
         }
         if let Some(rest) = line.split("listening on http://").nth(1) {
-            let address = rest.split_whitespace().next().unwrap();
+            // Text or JSON (where a quote follows the address).
+            let address: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
             served.address = format!("http://{address}");
             return served;
         }
@@ -478,4 +482,63 @@ fn completions_and_manual_pages_come_from_the_command_line_itself() {
     assert!(pages.join("sms-audit-evidence-verify.1").exists());
     // None of it needs or makes a database.
     assert!(!db.exists());
+}
+
+#[tokio::test]
+async fn json_logs_have_a_line_per_request_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut served = serve_with(&db, &["--log-format", "json"], &[]);
+    let token = served.token.clone().expect("the token was handed over");
+    let client = reqwest::Client::new();
+    let upload = |token: &str| {
+        client
+            .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", "application/json")
+            .body(EXAMPLE)
+    };
+    assert_eq!(upload(&token).send().await.unwrap().status(), 200);
+    let wrong = "wrong-token-0123456789abcdef0123456789abcdef";
+    assert_eq!(upload(wrong).send().await.unwrap().status(), 401);
+    let read = client
+        .get(format!(
+            "{}/api/v1/tasks?token=query-secret-1234",
+            served.address
+        ))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(terminate(&mut served), 0);
+    let mut log: Vec<String> = served.startup_log.clone();
+    log.extend(served.stderr.iter());
+    let lines: Vec<serde_json::Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "sms_audit::access")
+        .collect();
+    assert_eq!(access.len(), 3, "{access:#?}");
+    let ok = access[0];
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["task_id"], TASK);
+    assert_eq!(ok["credential"], "admin");
+    assert!(ok["route"].as_str().unwrap().contains("consistency-result"));
+    assert_eq!(ok["request_id"].as_str().unwrap().len(), 36);
+    assert!(ok["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(access[1]["status"], 401);
+    assert_eq!(access[1]["error_code"], "APIGW.0301");
+    assert!(access[1].get("credential").is_none_or(|c| c.is_null()));
+    assert_eq!(access[2]["route"], "/api/v1/tasks");
+    for secret in [token.as_str(), wrong, "query-secret-1234"] {
+        assert!(
+            !log.iter().any(|l| l.contains(secret)),
+            "a secret in the log: {secret}"
+        );
+    }
 }
