@@ -20,6 +20,7 @@ use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, 
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+use crate::http::metrics::{HttpMetrics, MetricsEndpoint};
 use crate::services::checkpoints::{self, CheckpointSettings, Checkpointer};
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
@@ -30,6 +31,7 @@ use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
 use crate::storage::{prepare, ReadPool, StorageError, SyncMode, WalCheckpoints};
+use sha2::Digest;
 
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct ServeConfig {
     pub retention: Option<RetentionSettings>,
     /// What stamps uploads (`received_at`); tests make histories with another.
     pub clock: UploadClock,
+    /// `/metrics` only for `Authorization: Bearer <this>` (`--metrics-token`).
+    pub metrics_token: Option<String>,
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limit: Option<NonZeroU32>,
@@ -103,6 +107,7 @@ impl ServeConfig {
             wal_checkpoints: WalCheckpoints::Passive,
             retention: None,
             clock: UploadClock(std::sync::Arc::new(crate::domain::now_ms)),
+            metrics_token: None,
             trusted_proxies: Vec::new(),
             rate_limit: None,
             queue_capacity: 4096,
@@ -175,6 +180,8 @@ struct SharedState {
     limits: web::Data<RequestLimits>,
     public_log: web::Data<PublicLog>,
     fleet_states: web::Data<crate::services::fleet::StateCache>,
+    http_metrics: web::Data<HttpMetrics>,
+    metrics: web::Data<MetricsEndpoint>,
     /// With `--proxy` only: handlers tell by its presence.
     proxy_log: Option<web::Data<ProxyLog>>,
     checkpointer: Option<web::Data<Checkpointer>>,
@@ -192,7 +199,9 @@ impl SharedState {
             .app_data(self.session_lifetime.clone())
             .app_data(self.limits.clone())
             .app_data(self.public_log.clone())
-            .app_data(self.fleet_states.clone());
+            .app_data(self.fleet_states.clone())
+            .app_data(self.http_metrics.clone())
+            .app_data(self.metrics.clone());
         if let Some(log) = &self.proxy_log {
             cfg.app_data(log.clone());
         }
@@ -360,7 +369,30 @@ impl Application {
                 ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
 
+        let proxy_log = config
+            .proxy
+            .clone()
+            .map(|settings| web::Data::new(ProxyLog::new(writer.clone(), settings)));
+        let http_metrics = web::Data::new(HttpMetrics::default());
+        let mut registry = prometheus_client::registry::Registry::default();
+        http_metrics.register(&mut registry);
+        writer.metrics().register(&mut registry);
+        if let Some(sender) = &sender {
+            sender.metrics().register(&mut registry);
+        }
+        if let Some(log) = &proxy_log {
+            log.register(&mut registry);
+        }
+        let metrics = web::Data::new(MetricsEndpoint {
+            registry: std::sync::Mutex::new(registry),
+            token_sha256: config
+                .metrics_token
+                .as_deref()
+                .map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
+        });
         let state = SharedState {
+            http_metrics,
+            metrics,
             ingest: web::Data::new(IngestSettings {
                 task_policy: config.task_policy,
                 max_body_bytes: config.max_body_bytes,
@@ -386,10 +418,7 @@ impl Application {
             checkpointer: checkpointer.clone().map(web::Data::from),
             public_log: web::Data::new(PublicLog(config.public_log)),
             fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
-            proxy_log: config
-                .proxy
-                .clone()
-                .map(|settings| web::Data::new(ProxyLog::new(writer.clone(), settings))),
+            proxy_log,
             reads: web::Data::new(reads),
             writer: web::Data::new(writer.clone()),
         };

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", default_value_t = 50,
         value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub purge_step_ms: u64,
+    /// `/metrics` answers only `Authorization: Bearer <this token>` (give it in
+    /// the environment rather than on the command line, where `ps` shows it).
+    #[arg(long, env = "SMS_AUDIT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Peer address whose X-Forwarded-For header is stored (repeatable).
     #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<IpAddr>,
@@ -205,6 +209,7 @@ impl ServeArgs {
             max_results: self.max_results,
             sync: self.sync,
             wal_checkpoints: self.checkpoint_mode,
+            metrics_token: self.metrics_token.clone(),
             retention: self.retention.map(|days| RetentionSettings {
                 keep: std::time::Duration::from_secs(days * 86_400),
                 step: std::time::Duration::from_millis(self.purge_step_ms),

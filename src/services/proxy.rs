@@ -4,6 +4,9 @@
 //! log. The HTTP side (who may call, reading and answering bodies) is in
 //! `http::routes::proxy`; which paths and headers may pass is in `domain::proxy`.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -208,6 +211,13 @@ pub struct ProxyLog {
     writer: WriterHandle,
     settings: ProxySettings,
     recorded: AtomicU64,
+    calls: Family<ProxiedLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ProxiedLabels {
+    /// The status answered (0: the exchange broke off).
+    status: u16,
 }
 
 impl ProxyLog {
@@ -216,7 +226,17 @@ impl ProxyLog {
             writer,
             settings,
             recorded: AtomicU64::new(0),
+            calls: Family::default(),
         }
+    }
+
+    /// Proxied calls by status, for `/metrics`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sms_audit_proxied_calls",
+            "Calls passed on to SMS, by the status answered",
+            self.calls.clone(),
+        );
     }
 
     pub fn settings(&self) -> &ProxySettings {
@@ -224,6 +244,11 @@ impl ProxyLog {
     }
 
     pub fn record(&self, call: ProxyCall) {
+        self.calls
+            .get_or_create(&ProxiedLabels {
+                status: call.status,
+            })
+            .inc();
         self.writer.log_proxy_call(call);
         // Now and then, calls past the retention go.
         if self.recorded.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == TRIM_EVERY - 1 {

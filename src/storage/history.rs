@@ -509,3 +509,45 @@ pub fn task_history_summary(
         )?
         .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
+
+/// What `/metrics` reads from the database at each scrape (each a cheap query:
+/// the head by primary key, deliveries by their state, verification runs).
+#[derive(Debug, Default)]
+pub struct MetricsSnapshot {
+    pub entries: i64,
+    /// (state, count) for every state any delivery is in.
+    pub deliveries: Vec<(String, i64)>,
+    pub oldest_pending_created_at: Option<Timestamp>,
+    /// (intact, runs) over every recorded verification.
+    pub verifications: Vec<(bool, i64)>,
+    /// The newest run's verdict.
+    pub last_verification_intact: Option<bool>,
+}
+
+pub fn metrics_snapshot(conn: &Connection) -> Result<MetricsSnapshot, StorageError> {
+    let entries = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM uploads")?
+        .query_row([], |r| r.get(0))?;
+    let deliveries = conn
+        .prepare_cached("SELECT state, count(*) FROM deliveries GROUP BY state")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let oldest_pending_created_at = conn
+        .prepare_cached("SELECT min(created_at) FROM deliveries WHERE state = 'pending'")?
+        .query_row([], |r| r.get(0))?;
+    let verifications = conn
+        .prepare_cached("SELECT first_bad_id IS NULL, count(*) FROM verifications GROUP BY 1")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let last_verification_intact = conn
+        .prepare_cached("SELECT first_bad_id IS NULL FROM verifications ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(MetricsSnapshot {
+        entries,
+        deliveries,
+        oldest_pending_created_at,
+        verifications,
+        last_verification_intact,
+    })
+}

@@ -14,6 +14,7 @@ mod fleet;
 mod forwarding;
 mod ingest;
 mod ledger;
+mod metrics;
 mod pages;
 mod proxy;
 mod read_api;

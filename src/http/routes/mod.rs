@@ -5,6 +5,7 @@ mod evidence;
 mod fleet;
 mod health;
 mod ingest;
+mod metrics;
 mod proxy;
 mod read_api;
 mod replays;
@@ -37,7 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(not_allowed("POST")),
     );
     cfg.service(get_resource("/healthz", health::healthz))
-        .service(get_resource("/readyz", health::readyz));
+        .service(get_resource("/readyz", health::readyz))
+        .service(get_resource("/metrics", metrics::scrape));
     cfg.default_service(web::to(other_path));
 }
 

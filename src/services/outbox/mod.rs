@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
@@ -71,13 +75,52 @@ pub struct SenderConfig {
     pub rate: Option<std::num::NonZeroU32>,
 }
 
-/// Counts of what a sender did, for progress bars and summaries.
+/// Counts of what a sender did, for progress bars and summaries, and its metrics.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub retrying: AtomicU64,
+    pub metrics: SenderMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The delivery's state after the attempt: delivered, pending (retried), failed, dead.
+    pub outcome: &'static str,
+}
+
+/// Delivery attempts by outcome, and how long SMS took to answer them.
+#[derive(Debug, Clone)]
+pub struct SenderMetrics {
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub upstream_seconds: Histogram,
+}
+
+impl Default for SenderMetrics {
+    fn default() -> Self {
+        SenderMetrics {
+            attempts: Family::default(),
+            // 1 ms to about 65 s.
+            upstream_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+        }
+    }
+}
+
+impl SenderMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sms_audit_delivery_attempts",
+            "Delivery attempts to SMS by the delivery's state after them",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "sms_audit_upstream_seconds",
+            "Time SMS took to answer a delivery attempt (or to fail)",
+            self.upstream_seconds.clone(),
+        );
+    }
 }
 
 /// The service's own sender (live deliveries and web replays), on a runtime of
@@ -87,6 +130,7 @@ pub struct ServiceSender {
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
     thread: std::thread::JoinHandle<()>,
+    tally: Arc<Tally>,
 }
 
 impl ServiceSender {
@@ -97,6 +141,7 @@ impl ServiceSender {
         wake: Arc<Notify>,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
         let sender = Sender {
             reads,
             recorder: Arc::new(writer),
@@ -110,7 +155,7 @@ impl ServiceSender {
             upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
             wake: wake.clone(),
             stop: stop.clone(),
-            tally: Default::default(),
+            tally: tally.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("sms-audit-outbox".into())
@@ -124,7 +169,17 @@ impl ServiceSender {
                     .block_on(sender.run(false))
             })
             .expect("spawning the outbox thread");
-        Self { stop, wake, thread }
+        Self {
+            stop,
+            wake,
+            thread,
+            tally,
+        }
+    }
+
+    /// The sender's metrics, for `/metrics`.
+    pub fn metrics(&self) -> &SenderMetrics {
+        &self.tally.metrics
     }
 
     /// Stops reading the outbox and waits until the sends in flight are recorded.

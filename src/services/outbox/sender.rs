@@ -222,6 +222,15 @@ impl Launcher {
 impl Tally {
     fn count(&self, o: &Outcome) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .attempts
+            .get_or_create(&super::AttemptLabels {
+                outcome: o.state.as_str(),
+            })
+            .inc();
+        self.metrics
+            .upstream_seconds
+            .observe(o.result.latency.as_secs_f64());
         self.sent.fetch_add(1, Relaxed);
         match o.state {
             DeliveryState::Delivered => self.delivered.fetch_add(1, Relaxed),

@@ -35,6 +35,7 @@ pub(super) struct Writer {
     trouble: Arc<Mutex<Option<String>>>,
     clock: super::Clock,
     wal_checkpoints: WalCheckpoints,
+    metrics: super::WriterMetrics,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
@@ -60,6 +61,7 @@ impl Writer {
         trouble: Arc<Mutex<Option<String>>>,
         clock: super::Clock,
         wal_checkpoints: WalCheckpoints,
+        metrics: super::WriterMetrics,
     ) -> Self {
         Self {
             conn,
@@ -70,6 +72,7 @@ impl Writer {
             trouble,
             clock,
             wal_checkpoints,
+            metrics,
         }
     }
 
@@ -145,12 +148,20 @@ impl Writer {
                 Job::Shutdown => {}
             }
         }
+        self.metrics.queued_uploads.dec_by(uploads.len() as i64);
         // Fast path: the whole batch in one go. Should any upload fail, store the
         // batch again with a savepoint per upload, so that one fails alone.
+        let started = std::time::Instant::now();
         let result = match self.store(&uploads, &execs, &rejections, false) {
             Err(StoreError::Upload(_)) => self.store(&uploads, &execs, &rejections, true),
             other => other,
         };
+        if !uploads.is_empty() {
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_uploads.observe(uploads.len() as f64);
+        }
         if let (Ok(_), Some(f)) = (&result, &self.forwarding) {
             if !uploads.is_empty() {
                 f.wake.notify_one();

@@ -9,6 +9,7 @@
 mod batch;
 mod checkpoint;
 mod logs;
+mod metrics;
 mod null;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ use super::uploads::{NewUpload, Receipt, Rejection};
 use super::{prepare, StorageError, SyncMode, WalCheckpoints};
 use logs::LogBuffer;
 
+pub use metrics::WriterMetrics;
 pub use null::spawn_null;
 
 /// Rejection-log rows kept; older ones are trimmed.
@@ -61,6 +63,7 @@ pub struct WriterHandle {
     tx: SyncSender<Job>,
     rejections: Arc<LogBuffer>,
     trouble: Arc<Mutex<Option<String>>>,
+    metrics: WriterMetrics,
 }
 
 /// The writer thread and its checkpointer.
@@ -82,8 +85,20 @@ impl WriterThread {
 
 impl WriterHandle {
     pub async fn submit(&self, upload: NewUpload) -> Result<Receipt, SubmitError> {
-        self.request(|reply| Job::Upload(Box::new(upload), reply))
-            .await
+        // Counted before it is sent, so that the writer never takes it first.
+        self.metrics.queued_uploads.inc();
+        let result = self
+            .request(|reply| Job::Upload(Box::new(upload), reply))
+            .await;
+        if matches!(result, Err(SubmitError::Full | SubmitError::Closed)) {
+            self.metrics.queued_uploads.dec();
+        }
+        result
+    }
+
+    /// The writer's metrics, for `/metrics`.
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
     }
 
     /// Queues a job without waiting for room, then waits for its answer.
@@ -253,6 +268,8 @@ pub fn spawn_with_clock(
     let rejections = Arc::new(LogBuffer::default());
     let trouble = Arc::<Mutex<Option<String>>>::default();
     let (log, writer_trouble) = (rejections.clone(), trouble.clone());
+    let metrics = WriterMetrics::default();
+    let writer_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
         .spawn(move || {
@@ -264,6 +281,7 @@ pub fn spawn_with_clock(
                 writer_trouble,
                 clock,
                 wal_checkpoints,
+                writer_metrics,
             )
             .run(rx)
         })
@@ -273,6 +291,7 @@ pub fn spawn_with_clock(
             tx,
             rejections,
             trouble,
+            metrics: metrics.clone(),
         },
         WriterThread {
             writer: thread,

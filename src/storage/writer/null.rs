@@ -10,6 +10,8 @@ use crate::storage::uploads::Receipt;
 /// A writer that stores nothing: the ceiling in benchmarks (`serve --null-store`).
 pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
     let (tx, rx) = mpsc::sync_channel::<Job>(queue_capacity);
+    let metrics = super::WriterMetrics::default();
+    let queued = metrics.queued_uploads.clone();
     let thread = std::thread::Builder::new()
         .name("sms-audit-null-writer".into())
         .spawn(move || {
@@ -17,6 +19,7 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
             for job in rx {
                 match job {
                     Job::Upload(upload, reply) => {
+                        queued.dec();
                         id += 1;
                         let hash = sha256_hex(&upload.raw_body);
                         let _ = reply.send(Ok(Receipt {
@@ -45,6 +48,7 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
             tx,
             rejections: Default::default(),
             trouble: Default::default(),
+            metrics,
         },
         WriterThread {
             writer: thread,

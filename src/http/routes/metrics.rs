@@ -1,0 +1,60 @@
+//! `GET /metrics`: every metric in the Prometheus text format, the database's
+//! gauges read at the scrape. With `--metrics-token`, only for
+//! `Authorization: Bearer <token>`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::http::error::SmsError;
+use crate::http::metrics::{HttpMetrics, MetricsEndpoint};
+use crate::storage::{history, retention, ReadPool};
+
+/// OpenMetrics 1.0, the text format prometheus-client writes (Prometheus reads it).
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub async fn scrape(
+    req: HttpRequest,
+    endpoint: web::Data<MetricsEndpoint>,
+    metrics: web::Data<HttpMetrics>,
+    reads: web::Data<ReadPool>,
+) -> Result<HttpResponse, SmsError> {
+    if let Some(expected) = endpoint.token_sha256 {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Sha256::digest(t.trim().as_bytes()));
+        let allowed = presented.is_some_and(|p| bool::from(p.as_slice().ct_eq(&expected)));
+        if !allowed {
+            return Err(SmsError::Unauthenticated(
+                "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
+            ));
+        }
+    }
+    let path = reads.path().to_path_buf();
+    let (snapshot, disk) = reads
+        .with_blocking(move |conn| {
+            Ok((
+                history::metrics_snapshot(conn)?,
+                retention::disk_use(conn, &path)?,
+            ))
+        })
+        .await?;
+    metrics.set_from(&snapshot, &disk);
+    let mut body = String::new();
+    {
+        let registry = endpoint
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        prometheus_client::encoding::text::encode(&mut body, &registry)
+            .map_err(|e| SmsError::Storage(e.to_string()))?;
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}

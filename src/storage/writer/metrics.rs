@@ -1,0 +1,49 @@
+//! What the writer tells `/metrics`: how many uploads each commit carries, how
+//! long commits take, and how many uploads wait for one.
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Cheap to clone (the metrics share their values).
+#[derive(Clone)]
+pub struct WriterMetrics {
+    /// Uploads per committed batch.
+    pub batch_uploads: Histogram,
+    /// Seconds from opening a batch's transaction to its commit (and fsync).
+    pub commit_seconds: Histogram,
+    /// Uploads queued for the writer and not yet taken into a batch.
+    pub queued_uploads: Gauge,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        WriterMetrics {
+            // 1, 2, 4, … 512 (the most a batch takes).
+            batch_uploads: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            // 50 µs to about 3 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            queued_uploads: Gauge::default(),
+        }
+    }
+}
+
+impl WriterMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sms_audit_writer_batch_uploads",
+            "Uploads per committed writer batch",
+            self.batch_uploads.clone(),
+        );
+        registry.register(
+            "sms_audit_writer_commit_seconds",
+            "Time to store and commit (with fsync) one writer batch",
+            self.commit_seconds.clone(),
+        );
+        registry.register(
+            "sms_audit_writer_queued_uploads",
+            "Uploads waiting in the write queue",
+            self.queued_uploads.clone(),
+        );
+    }
+}
