@@ -52,27 +52,32 @@ enum StoreError {
     Transaction(#[from] rusqlite::Error),
 }
 
+/// What the writer shares with its handles.
+pub(super) struct Shared {
+    pub rejections: Arc<LogBuffer>,
+    pub trouble: Arc<Mutex<Option<String>>>,
+    pub metrics: super::WriterMetrics,
+}
+
 impl Writer {
     pub(super) fn new(
         conn: Connection,
         head: Head,
         forwarding: Option<Forwarding>,
-        rejections: Arc<LogBuffer>,
-        trouble: Arc<Mutex<Option<String>>>,
+        shared: Shared,
         clock: super::Clock,
         wal_checkpoints: WalCheckpoints,
-        metrics: super::WriterMetrics,
     ) -> Self {
         Self {
             conn,
             head,
             last_upload: HashMap::new(),
             forwarding,
-            rejections,
-            trouble,
+            rejections: shared.rejections,
+            trouble: shared.trouble,
             clock,
             wal_checkpoints,
-            metrics,
+            metrics: shared.metrics,
         }
     }
 

@@ -273,17 +273,12 @@ pub fn spawn_with_clock(
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
         .spawn(move || {
-            batch::Writer::new(
-                conn,
-                head,
-                forwarding,
-                log,
-                writer_trouble,
-                clock,
-                wal_checkpoints,
-                writer_metrics,
-            )
-            .run(rx)
+            let shared = batch::Shared {
+                rejections: log,
+                trouble: writer_trouble,
+                metrics: writer_metrics,
+            };
+            batch::Writer::new(conn, head, forwarding, shared, clock, wal_checkpoints).run(rx)
         })
         .expect("spawning the writer thread");
     Ok((
