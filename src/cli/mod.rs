@@ -226,7 +226,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args.into_config(cli.db)?).await,
         Command::Credentials(cmd) => credentials::run(&cli.db, cmd),
-        Command::Tasks(cmd) => tasks::run(&cli.db, cmd),
+        Command::Tasks(cmd) => tasks::run(&cli.db, cmd).await,
         Command::Verify(args) => verify::run(&cli.db, args),
         Command::Export(args) => export::run(&cli.db, args),
         Command::Changes(args) => changes::run(&cli.db, args),

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{fail, open, open_existing, CliError};
+use super::{fail, open, open_existing, CliError, UpstreamArgs};
 use crate::domain::TaskId;
+use crate::services::upstream::TaskPage;
 use crate::storage::queries;
 
 #[derive(Subcommand, Debug)]
@@ -25,6 +26,110 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Read the task list from SMS (`GET /v3/tasks`, 100 a page, signed with the
+    /// upstream credentials from the environment) and store each task's name and
+    /// state; tasks not registered yet are registered.
+    Sync {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
+    },
+    /// Store names and states from a saved `ListTasks` answer (one JSON object
+    /// with `count` and `tasks`, or an array of them: one per page).
+    Import {
+        /// The saved answer.
+        file: std::path::PathBuf,
+    },
+}
+
+/// What storing a task list did.
+#[derive(Default)]
+struct Synced {
+    tasks: usize,
+    new: usize,
+    /// Ids that are not valid task ids, or names that are not printable text.
+    skipped_ids: usize,
+    skipped_names: usize,
+}
+
+fn store(
+    conn: &rusqlite::Connection,
+    tasks: &[crate::services::upstream::SmsTask],
+    now: i64,
+    synced: &mut Synced,
+) -> Result<(), CliError> {
+    let tx = conn.unchecked_transaction().map_err(fail)?;
+    for t in tasks {
+        let Ok(id) = TaskId::parse(&t.id) else {
+            synced.skipped_ids += 1;
+            continue;
+        };
+        let name = t.name.as_deref().filter(|n| check_name(n).is_ok());
+        if t.name.is_some() && name.is_none() {
+            synced.skipped_names += 1;
+        }
+        let state = t
+            .state
+            .as_deref()
+            .filter(|s| s.len() <= 64 && crate::domain::printable(s));
+        if queries::record_sms_task(&tx, &id, name, state, now).map_err(fail)? {
+            synced.new += 1;
+        }
+        synced.tasks += 1;
+    }
+    tx.commit().map_err(fail)
+}
+
+fn report(synced: &Synced, from: &str) -> Result<(), CliError> {
+    say!(
+        "stored {} tasks from {from} ({} newly registered){}{}",
+        synced.tasks,
+        synced.new,
+        if synced.skipped_ids > 0 {
+            format!(
+                "; skipped {} whose id is not a valid task id",
+                synced.skipped_ids
+            )
+        } else {
+            String::new()
+        },
+        if synced.skipped_names > 0 {
+            format!(
+                "; kept no name for {} whose name is not printable text of 1 to 200 characters",
+                synced.skipped_names
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Tasks asked for per page of `ListTasks`.
+const PAGE: u32 = 100;
+
+async fn sync(conn: &rusqlite::Connection, upstream: &UpstreamArgs) -> Result<(), CliError> {
+    let endpoint = upstream.endpoint()?;
+    let client = crate::services::upstream::Upstream::new(
+        endpoint.clone(),
+        upstream.auth()?,
+        std::time::Duration::from_secs(upstream.upstream_timeout),
+    );
+    let now = crate::domain::now_ms();
+    let mut synced = Synced::default();
+    let mut offset = 0u32;
+    loop {
+        let page = client.list_tasks(PAGE, offset).await.map_err(|e| {
+            fail(format!(
+                "GET {endpoint}/v3/tasks?limit={PAGE}&offset={offset}: {e}"
+            ))
+        })?;
+        store(conn, &page.tasks, now, &mut synced)?;
+        offset = offset.saturating_add(page.tasks.len() as u32);
+        // The last page, or a short one (SMS's count may change meanwhile).
+        if page.tasks.len() < PAGE as usize || u64::from(offset) >= page.count {
+            break;
+        }
+    }
+    report(&synced, &endpoint)
 }
 
 /// Task names are shown on pages: printable text of a sensible length.
@@ -37,11 +142,11 @@ fn check_name(name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
+pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
     // Only `add` may create the database.
     let conn = match cmd {
         TasksCommand::Add { .. } => open(db)?,
-        TasksCommand::List { .. } => open_existing(db)?,
+        _ => open_existing(db)?,
     };
     match cmd {
         TasksCommand::Add { id, name } => {
@@ -61,17 +166,40 @@ pub fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
             if json {
                 say!("{}", serde_json::to_string(&tasks).map_err(fail)?)?;
             } else {
-                say!("{:<38} {:>8} {:<25} NAME", "TASK", "UPLOADS", "LAST UPLOAD")?;
+                say!(
+                    "{:<38} {:>8} {:<25} {:<12} NAME",
+                    "TASK",
+                    "UPLOADS",
+                    "LAST UPLOAD",
+                    "SMS STATE"
+                )?;
                 for t in tasks {
                     say!(
-                        "{:<38} {:>8} {:<25} {}",
+                        "{:<38} {:>8} {:<25} {:<12} {}",
                         t.task_id,
                         t.upload_count,
                         t.last_received_at.as_deref().unwrap_or("-"),
+                        t.sms_state.as_deref().unwrap_or("-"),
                         t.name.as_deref().unwrap_or("")
                     )?;
                 }
             }
+        }
+        TasksCommand::Sync { upstream } => sync(&conn, &upstream).await?,
+        TasksCommand::Import { file } => {
+            let bytes =
+                std::fs::read(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            let pages: Vec<TaskPage> = match serde_json::from_slice::<Vec<TaskPage>>(&bytes) {
+                Ok(pages) => pages,
+                Err(_) => vec![TaskPage::parse(&bytes)
+                    .map_err(|e| fail(format!("{}: {e}", file.display())))?],
+            };
+            let mut synced = Synced::default();
+            let now = crate::domain::now_ms();
+            for page in &pages {
+                store(&conn, &page.tasks, now, &mut synced)?;
+            }
+            report(&synced, &file.display().to_string())?;
         }
     }
     Ok(ExitCode::SUCCESS)

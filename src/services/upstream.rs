@@ -251,6 +251,31 @@ async fn read_capped(
     Ok(body)
 }
 
+/// The most bytes of one task-list page read (100 tasks are far less).
+const TASK_LIST_READ_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A page of SMS's `ListTasks` answer: `count` (all tasks) and the page's tasks.
+/// Only what sms-audit keeps is read; the rest of each task is ignored.
+#[derive(Debug, Deserialize)]
+pub struct TaskPage {
+    pub count: u64,
+    #[serde(default)]
+    pub tasks: Vec<SmsTask>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SmsTask {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: Option<String>,
+}
+
+impl TaskPage {
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a ListTasks answer: {e}"))
+    }
+}
+
 #[derive(Deserialize)]
 struct SmsErrorBody {
     error_code: Option<String>,
@@ -271,6 +296,44 @@ impl Upstream {
             auth,
             client,
         }
+    }
+
+    /// One page of SMS's task list (`GET /v3/tasks?limit=&offset=`), signed as
+    /// the SDK signs it.
+    pub async fn list_tasks(&self, limit: u32, offset: u32) -> Result<TaskPage, String> {
+        let url = format!("{}/v3/tasks?limit={limit}&offset={offset}", self.endpoint);
+        let parsed = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
+        let mut request = self.client.get(&url);
+        let mut signed = Vec::new();
+        if let Some(p) = self.auth.project_id() {
+            signed.push(("x-project-id".to_string(), p.to_string()));
+            request = request.header("X-Project-Id", p);
+        }
+        for (name, value) in self
+            .auth
+            .headers_for("GET", &parsed, &signed, &sha256_hex(b""))
+        {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        let bytes = read_capped(response, TASK_LIST_READ_LIMIT)
+            .await
+            .map_err(|e| describe(&e))?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<SmsErrorBody>(&bytes)
+                .ok()
+                .map(|e| {
+                    format!(
+                        " {} {}",
+                        e.error_code.unwrap_or_default(),
+                        e.error_msg.unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            return Err(format!("SMS answered {status}{detail}"));
+        }
+        TaskPage::parse(&bytes)
     }
 
     pub fn url_for(&self, task_id: &str) -> String {

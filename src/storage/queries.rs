@@ -45,6 +45,9 @@ pub struct TaskSummary {
     pub last_upload_id: Option<i64>,
     /// Totals of the latest upload.
     pub latest_totals: Option<Totals>,
+    /// The task's state as SMS last listed it (`tasks sync`), and when.
+    pub sms_state: Option<String>,
+    pub sms_synced_at: Option<String>,
 }
 
 /// Every task, by id.
@@ -61,7 +64,8 @@ pub fn tasks_after(
     let mut stmt = conn.prepare_cached(
         "SELECT t.task_id, t.name, t.registered_at, t.registered_by, t.upload_count,
                 t.first_upload_at, t.last_upload_at, t.last_upload_id,
-                u.total_files, u.different_files, u.target_miss_files, u.target_more_files
+                u.total_files, u.different_files, u.target_miss_files, u.target_more_files,
+                t.sms_state, t.sms_synced_at
          FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
          WHERE t.task_id > ?1
          ORDER BY t.task_id LIMIT ?2",
@@ -81,15 +85,55 @@ pub fn tasks_after(
                 Some(_) => Some(Totals::from_row(r, 8)?),
                 None => None,
             },
+            sms_state: r.get(12)?,
+            sms_synced_at: r.get::<_, Option<i64>>(13)?.map(format_timestamp),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The task's state as SMS last listed it, and when that was (RFC 3339).
+pub fn sms_state(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<Option<(String, String)>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT sms_state, sms_synced_at FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .optional()?
+        .and_then(|(state, at)| Some((state?, format_timestamp(at?)))))
 }
 
 pub fn task_exists(conn: &Connection, task_id: &str) -> Result<bool, StorageError> {
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1)")?
         .query_row(params![task_id], |r| r.get(0))?)
+}
+
+/// A task as SMS lists it: registered if new (`registered_by = 'sms'`), its
+/// name (when SMS gives one) and state stored. Returns whether it was new.
+pub fn record_sms_task(
+    conn: &Connection,
+    task_id: &TaskId,
+    name: Option<&str>,
+    state: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, StorageError> {
+    let existed: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM tasks WHERE task_id = ?1",
+        [task_id.as_str()],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO tasks (task_id, name, registered_at, registered_by, sms_state, sms_synced_at)
+         VALUES (?1, ?2, ?4, 'sms', ?3, ?4)
+         ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name),
+             sms_state = excluded.sms_state, sms_synced_at = excluded.sms_synced_at",
+        params![task_id.as_str(), name, state, now],
+    )?;
+    Ok(!existed)
 }
 
 /// Registers a task (`tasks add`); naming an existing task renames it.

@@ -58,6 +58,8 @@ struct State {
     /// Answer once the script is used up.
     default: Option<Answer>,
     received: Vec<Captured>,
+    /// What `GET /v3/tasks` lists (paged by `limit` and `offset`).
+    tasks: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -83,6 +85,11 @@ impl FakeUpstream {
     /// The next answers, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.state.lock().unwrap().script.extend(answers);
+    }
+
+    /// The tasks `GET /v3/tasks` lists, as SMS's `ListTasks` does.
+    pub fn set_tasks(&self, tasks: Vec<serde_json::Value>) {
+        self.state.lock().unwrap().tasks = tasks;
     }
 
     /// The answer after the script (200 when unset).
@@ -192,11 +199,23 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             });
     let answer = {
         let mut s = state.lock().unwrap();
-        let answer = s
-            .script
-            .pop_front()
-            .or_else(|| s.default.clone())
-            .unwrap_or(Answer::Ok);
+        let answer = if method == "GET" && path == "/v3/tasks" {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse::<usize>().ok())
+            };
+            let (limit, offset) = (param("limit").unwrap_or(50), param("offset").unwrap_or(0));
+            let page: Vec<_> = s.tasks.iter().skip(offset).take(limit).cloned().collect();
+            let body = serde_json::json!({"count": s.tasks.len(), "tasks": page}).to_string();
+            Answer::Custom(200, body, Vec::new())
+        } else {
+            s.script
+                .pop_front()
+                .or_else(|| s.default.clone())
+                .unwrap_or(Answer::Ok)
+        };
         // A request with a bad signature is refused like SMS would.
         let answer = if signature_ok {
             answer

@@ -22,4 +22,5 @@ mod replay;
 mod retention;
 mod secrets;
 mod security;
+mod tasks_sync;
 mod tls;

@@ -48,6 +48,8 @@ struct TaskPage {
     /// As typed, when the page shows the task as of a moment.
     as_of: Option<String>,
     as_of_at: Option<Timestamp>,
+    /// The task's state as SMS last listed it (`tasks sync`), and when.
+    sms_state: Option<(String, String)>,
 }
 
 impl TaskPage {
@@ -167,10 +169,11 @@ pub async fn page(
                 regressed_only,
             };
             let (uploads, next) = queries::task_uploads(conn, id.as_str(), &page)?;
-            Ok(Some((task, dirs, points, uploads, next)))
+            let sms_state = queries::sms_state(conn, id.as_str())?;
+            Ok(Some((task, dirs, points, uploads, next, sms_state)))
         })
         .await?;
-    let Some((task, mut dirs, points, uploads, next_before_id)) = found else {
+    let Some((task, mut dirs, points, uploads, next_before_id, sms_state)) = found else {
         return Err(PageError::NotFound(format!("no task {task_id}")));
     };
     if let Some(d) = &dir {
@@ -197,6 +200,7 @@ pub async fn page(
             .and(query.as_of.clone())
             .map(|t| t.trim().to_string()),
         as_of_at,
+        sms_state,
     }
     .render()?;
     Ok(html(body))
