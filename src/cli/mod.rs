@@ -13,6 +13,7 @@ macro_rules! say {
 
 mod backup;
 mod changes;
+mod config;
 mod credentials;
 #[cfg(feature = "dev")]
 mod dev;
@@ -36,6 +37,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::services::upstream;
 use crate::storage::{self, SyncMode};
 
+pub use config::{parse, ParseError};
 pub use serve::ServeArgs;
 
 #[derive(Parser, Debug)]
@@ -64,6 +66,11 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// A TOML file with the same keys as `serve`'s flags (and `db`,
+    /// `log-format`); a flag or environment variable wins over it.
+    #[arg(long, global = true, env = "SMS_AUDIT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -118,6 +125,9 @@ pub enum Command {
     /// Send stored uploads to SMS again (after an outage, or to another region or
     /// account). Credentials come from the environment as for `serve`.
     Replay(replay::ReplayArgs),
+    /// The configuration file: check it.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Shell completions (bash, zsh, fish, elvish, powershell) on standard output:
     /// e.g. `sms-audit completions bash > /etc/bash_completion.d/sms-audit`.
     Completions(shell::CompletionsArgs),
@@ -238,6 +248,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
         Command::Completions(args) => shell::completions(args),
+        Command::Config(config::ConfigCommand::Check) => config::check(
+            std::env::args_os().next().unwrap_or_default(),
+            cli.config.as_deref(),
+        ),
         Command::Man(args) => shell::man(args),
         #[cfg(feature = "dev")]
         Command::Dev(cmd) => dev::run(&cli.db, cmd).await,

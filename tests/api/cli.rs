@@ -542,3 +542,126 @@ async fn json_logs_have_a_line_per_request_and_never_a_secret() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let config = dir.path().join("sms-audit.toml");
+    std::fs::write(
+        &config,
+        "# a comment\nmax-body-bytes = 100\nsession_hours = 2\ntrusted-proxy = [\"10.0.0.1\", \"10.0.0.2\"]\nmetrics-token = \"file-secret-token\"\n",
+    )
+    .unwrap();
+    let post = |address: String, token: String| async move {
+        reqwest::Client::new()
+            .post(format!("{address}{}", TestApp::upload_path(TASK)))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", "application/json")
+            .body(EXAMPLE)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // From the file: the example upload (316 bytes) is over 100.
+    let mut served = serve_with(&db, &["--config", config.to_str().unwrap()], &[]);
+    let token = served.token.clone().unwrap();
+    assert_eq!(post(served.address.clone(), token.clone()).await, 413);
+    assert_eq!(terminate(&mut served), 0);
+    // The environment wins over the file, a flag over both.
+    let mut served = serve_with(
+        &db,
+        &["--config", config.to_str().unwrap()],
+        &[("SMS_AUDIT_MAX_BODY_BYTES", "65536")],
+    );
+    assert_eq!(post(served.address.clone(), token.clone()).await, 200);
+    assert_eq!(terminate(&mut served), 0);
+    let mut served = serve_with(
+        &db,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--max-body-bytes",
+            "65536",
+        ],
+        &[("SMS_AUDIT_MAX_BODY_BYTES", "50")],
+    );
+    assert_eq!(post(served.address.clone(), token.clone()).await, 200);
+    assert_eq!(terminate(&mut served), 0);
+
+    // `config check`: where each value comes from; the secret masked.
+    let out = Command::new(TestApp::binary())
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .env("SMS_AUDIT_SESSION_HOURS", "3")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let row = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("max-body-bytes"), "file 100");
+    assert_eq!(row("session-hours"), "env 3");
+    assert_eq!(row("trusted-proxy"), "file 10.0.0.1,10.0.0.2");
+    assert_eq!(row("sync"), "default full");
+    assert_eq!(row("metrics-token"), "file ******** (set)");
+    assert!(!text.contains("file-secret-token"));
+
+    // A bad file names the key and its line, and nothing starts.
+    for (content, expected) in [
+        (
+            "listen = \"127.0.0.1:0\"\n\nbogus = 1\n",
+            "line 3: bogus: unknown key",
+        ),
+        (
+            "max-body-bytes = 0\n",
+            "line 1: max-body-bytes: invalid value '0'",
+        ),
+        (
+            "forward = \"yes\"\n",
+            "line 1: forward: must be true or false",
+        ),
+        ("[serve]\nlisten = \"x\"\n", "line 1: serve: unknown key"),
+        ("listen = \n", "line 1: not valid TOML"),
+    ] {
+        std::fs::write(&config, content).unwrap();
+        for args in [&["config", "check"][..], &["serve"][..]] {
+            let out = Command::new(TestApp::binary())
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .arg("--db")
+                .arg(dir.path().join("never.db"))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{content}: {err}");
+            assert!(err.contains(expected), "{content}: {err}");
+        }
+    }
+    assert!(!dir.path().join("never.db").exists());
+}
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sms-audit.toml");
+    let out = Command::new(TestApp::binary())
+        .args(["config", "check", "--config", example])
+        .env_remove("SMS_AUDIT_LOG_FORMAT")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("log-format") && l.contains("file")),
+        "{text}"
+    );
+}
