@@ -50,6 +50,8 @@ pub struct ServeConfig {
     pub clock: UploadClock,
     /// `/metrics` only for `Authorization: Bearer <this>` (`--metrics-token`).
     pub metrics_token: Option<String>,
+    /// Where events are announced (`--notify-url`).
+    pub notify: Option<crate::services::notify::NotifySettings>,
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limit: Option<NonZeroU32>,
@@ -108,6 +110,7 @@ impl ServeConfig {
             retention: None,
             clock: UploadClock(std::sync::Arc::new(crate::domain::now_ms)),
             metrics_token: None,
+            notify: None,
             trusted_proxies: Vec::new(),
             rate_limit: None,
             queue_capacity: 4096,
@@ -342,6 +345,13 @@ impl Application {
                 reads.clone(),
                 writer.clone(),
             ));
+            if let Some(notify) = config.notify.clone() {
+                tokio::spawn(crate::services::notify::notify_loop(
+                    notify,
+                    reads.clone(),
+                    writer.clone(),
+                ));
+            }
             if let Some(retention) = config.retention.clone() {
                 tokio::spawn(crate::services::retention::retention_loop(
                     config.db.clone(),

@@ -11,6 +11,7 @@ use clap::Args;
 use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
 use crate::services::checkpoints::CheckpointSettings;
+use crate::services::notify::NotifySettings;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::proxy::ProxySettings;
 use crate::services::retention::RetentionSettings;
@@ -68,6 +69,15 @@ pub struct ServeArgs {
     /// the environment rather than on the command line, where `ps` shows it).
     #[arg(long, env = "SMS_AUDIT_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// POST a JSON message (with a `text` field, as chat webhooks take it) here
+    /// when an upload regresses, a delivery fails or dies, a verification finds
+    /// damage, or SMS keeps failing (repeatable; comma-separated in the env).
+    #[arg(long, env = "SMS_AUDIT_NOTIFY_URL", value_delimiter = ',', value_parser = parse_notify_url)]
+    pub notify_url: Vec<String>,
+    /// Announce SMS failing every delivery attempt for longer than this.
+    #[arg(long, env = "SMS_AUDIT_NOTIFY_UPSTREAM_AFTER", default_value = "10m",
+        value_parser = super::parse_duration)]
+    pub notify_upstream_after: std::time::Duration,
     /// Peer address whose X-Forwarded-For header is stored (repeatable).
     #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<IpAddr>,
@@ -210,6 +220,15 @@ impl ServeArgs {
             sync: self.sync,
             wal_checkpoints: self.checkpoint_mode,
             metrics_token: self.metrics_token.clone(),
+            notify: (!self.notify_url.is_empty()).then(|| NotifySettings {
+                urls: self.notify_url.clone(),
+                upstream_after: self.notify_upstream_after,
+                policy: RetryPolicy {
+                    max_age: std::time::Duration::from_secs(24 * 3600),
+                    ..RetryPolicy::default()
+                },
+                timeout: std::time::Duration::from_secs(10),
+            }),
             retention: self.retention.map(|days| RetentionSettings {
                 keep: std::time::Duration::from_secs(days * 86_400),
                 step: std::time::Duration::from_millis(self.purge_step_ms),
@@ -307,4 +326,15 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     app.run_until_stopped().await.map_err(fail)?;
     tracing::info!("stopped; every accepted upload is committed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A notification URL: http or https, with a host.
+fn parse_notify_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{s:?}: must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(s.to_string())
 }

@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod export;
 pub mod fleet;
 pub mod ledger;
+pub mod notify;
 pub mod outbox;
 pub mod proxy;
 pub mod replay;

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod history;
 pub mod ledger;
 pub mod lock;
+pub mod notifications;
 pub mod outbox;
 pub mod proxy_log;
 pub mod queries;

@@ -15,6 +15,7 @@ mod forwarding;
 mod ingest;
 mod ledger;
 mod metrics;
+mod notify;
 mod pages;
 mod proxy;
 mod read_api;

@@ -14,6 +14,7 @@ use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
 use crate::http::ConfiguredUpstream;
 use crate::services::replay::{self, ReplayAnswer, ServerReplays};
 use crate::storage::history::{self, DeliveryFilter, DeliveryRow, OutboxHealth};
+use crate::storage::notifications::{self, SentNotification};
 use crate::storage::ReadPool;
 
 #[derive(Deserialize)]
@@ -40,6 +41,8 @@ struct DeliveriesPage {
     until: String,
     rows: Vec<DeliveryRow>,
     next_before_id: Option<i64>,
+    /// Notifications to `--notify-url`, newest first.
+    notifications: Vec<SentNotification>,
 }
 
 impl DeliveriesPage {
@@ -77,11 +80,12 @@ pub async fn page(
         until,
         before_id: query.before_id,
     };
-    let (health, (rows, next_before_id)) = reads
+    let (health, (rows, next_before_id), notifications) = reads
         .with_blocking(move |conn| {
             Ok((
                 history::outbox_health(conn)?,
                 history::deliveries(conn, &filter, 100)?,
+                notifications::recent(conn, 50)?,
             ))
         })
         .await?;
@@ -101,6 +105,7 @@ pub async fn page(
         until: query.until.clone().unwrap_or_default(),
         rows,
         next_before_id,
+        notifications,
     }
     .render()?;
     Ok(html(body))

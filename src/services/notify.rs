@@ -1,0 +1,258 @@
+//! Notifications (`--notify-url`): a loop that finds events (a regressed upload, a
+//! delivery to SMS failed or dead, a verification that found damage, SMS failing
+//! for longer than `--notify-upstream-after`), stores each once (its key
+//! deduplicates), and POSTs it as JSON with a `text` field (what Slack-,
+//! Mattermost- and Teams-style incoming webhooks show) to every URL, retried with
+//! the outbox's policy until delivered, failed or dead.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::domain::{format_timestamp, lock, now_ms, Timestamp};
+use crate::services::outbox::policy::{self, RetryPolicy, Verdict};
+use crate::storage::notifications::{self, DueSend, Event};
+use crate::storage::writer::WriterHandle;
+use crate::storage::{ReadPool, StorageError};
+
+/// How often the loop looks for events and due sends.
+const TICK: Duration = Duration::from_millis(500);
+/// Sends made per tick at most.
+const SENDS_PER_TICK: u32 = 32;
+
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub urls: Vec<String>,
+    /// SMS failing for longer than this is announced.
+    pub upstream_after: Duration,
+    pub policy: RetryPolicy,
+    pub timeout: Duration,
+}
+
+/// Where each scan goes on from.
+struct Cursors {
+    regressed_after: i64,
+    verification_after: i64,
+    /// Deliveries given up after this time (ms).
+    given_up_since: Timestamp,
+}
+
+pub async fn notify_loop(settings: NotifySettings, reads: ReadPool, writer: WriterHandle) {
+    let client = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sms-audit/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("an HTTP client with rustls");
+    let started = now_ms();
+    let cursors = reads
+        .with_blocking(move |conn| {
+            let last = notifications::last_upload_id(conn)?;
+            let verifications: i64 =
+                conn.query_row("SELECT coalesce(max(id), 0) FROM verifications", [], |r| {
+                    r.get(0)
+                })?;
+            Ok(Cursors {
+                // On a first start, history is not announced; after a restart,
+                // scans go on from the last event announced.
+                regressed_after: notifications::announced_up_to(
+                    conn,
+                    "regressed",
+                    "regressed:upload:",
+                )?
+                .unwrap_or(last),
+                verification_after: notifications::announced_up_to(
+                    conn,
+                    "verification_broken",
+                    "verification:",
+                )?
+                .unwrap_or(verifications),
+                // Dedup keys make a re-scan of the last minutes harmless.
+                given_up_since: started - 600_000,
+            })
+        })
+        .await;
+    let cursors = match cursors {
+        Ok(c) => Arc::new(Mutex::new(c)),
+        Err(e) => {
+            tracing::error!("notifications are off: {e}");
+            return;
+        }
+    };
+    tracing::info!(urls = settings.urls.len(), "notifications on");
+    loop {
+        if let Err(e) = tick(&settings, &reads, &writer, &client, &cursors).await {
+            tracing::warn!("notifications: {e}");
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+async fn tick(
+    settings: &NotifySettings,
+    reads: &ReadPool,
+    writer: &WriterHandle,
+    client: &reqwest::Client,
+    cursors: &Arc<Mutex<Cursors>>,
+) -> Result<(), String> {
+    let after = settings.upstream_after;
+    let scan_cursors = cursors.clone();
+    let events = reads
+        .with_blocking(move |conn| find_events(conn, &scan_cursors, after))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !events.is_empty() {
+        let (urls, now) = (settings.urls.clone(), now_ms());
+        writer
+            .execute(move |conn| {
+                for e in &events {
+                    notifications::add(conn, e, &urls, now)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let due = reads
+        .with_blocking(|conn| notifications::due(conn, now_ms(), SENDS_PER_TICK))
+        .await
+        .map_err(|e| e.to_string())?;
+    for send in due {
+        let (state, next, status, error) = attempt(client, &send, &settings.policy).await;
+        let now = now_ms();
+        writer
+            .execute(move |conn| {
+                notifications::record(conn, send.id, state, next, status, error.as_deref(), now)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One POST; the send's new state, next time, status and error.
+async fn attempt(
+    client: &reqwest::Client,
+    send: &DueSend,
+    policy: &RetryPolicy,
+) -> (&'static str, Timestamp, Option<u16>, Option<String>) {
+    let answer = client
+        .post(&send.url)
+        .header("Content-Type", "application/json")
+        .body(send.payload.clone())
+        .send()
+        .await;
+    let (status, error, retry_after) = match answer {
+        Ok(r) => {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let status = r.status().as_u16();
+            let error = (!r.status().is_success()).then(|| format!("answered {status}"));
+            (Some(status), error, retry_after)
+        }
+        Err(e) => (None, Some(e.to_string()), None),
+    };
+    let verdict = policy::verdict(status);
+    let wait = match verdict {
+        Verdict::Retry => policy.backoff(send.attempts + 1, retry_after),
+        _ => Duration::ZERO,
+    };
+    let (state, next) = policy::next_state(policy, verdict, wait, send.created_at, now_ms());
+    (state.as_str(), next, status, error)
+}
+
+fn find_events(
+    conn: &rusqlite::Connection,
+    cursors: &Mutex<Cursors>,
+    upstream_after: Duration,
+) -> Result<Vec<Event>, StorageError> {
+    let mut c = lock(cursors);
+    let mut events = Vec::new();
+    for r in notifications::regressed_after(conn, c.regressed_after)? {
+        c.regressed_after = r.id;
+        let text = format!(
+            "sms-audit: task {} regressed: upload #{} has {} problems, more than the upload before it (/uploads/{})",
+            r.task_id, r.id, r.problems, r.id
+        );
+        events.push(event(
+            format!("regressed:upload:{}", r.id),
+            "regressed",
+            text,
+            json!({"task_id": r.task_id, "upload_id": r.id, "problems": r.problems}),
+        ));
+    }
+    let scan_from = c.given_up_since;
+    c.given_up_since = now_ms() - 60_000;
+    for d in notifications::given_up_since(conn, scan_from)? {
+        let kind = if d.state == "dead" {
+            "delivery_dead"
+        } else {
+            "delivery_failed"
+        };
+        let why = match (d.last_status, &d.last_error) {
+            (Some(s), Some(e)) => format!("{s} {e}"),
+            (Some(s), None) => s.to_string(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        };
+        let text = format!(
+            "sms-audit: delivery {} of upload #{} (task {}) to {} is {}: {why}",
+            d.id, d.upload_id, d.task_id, d.target, d.state
+        );
+        events.push(event(
+            format!("delivery:{}:{}", d.id, d.state),
+            kind,
+            text,
+            json!({"delivery_id": d.id, "upload_id": d.upload_id, "task_id": d.task_id,
+                   "target": d.target, "state": d.state, "last_status": d.last_status}),
+        ));
+    }
+    for v in notifications::broken_verifications_after(conn, c.verification_after)? {
+        c.verification_after = v.id;
+        let text = format!(
+            "sms-audit: ledger verification {} ({}) found damage at entry {}: {}",
+            v.id, v.requested_by, v.first_bad_id, v.problem
+        );
+        events.push(event(
+            format!("verification:{}", v.id),
+            "verification_broken",
+            text,
+            json!({"verification_id": v.id, "first_bad_id": v.first_bad_id, "problem": v.problem}),
+        ));
+    }
+    if let Some(since) = notifications::upstream_failing_since(conn)? {
+        let failing = now_ms() - since;
+        if failing > upstream_after.as_millis() as i64 {
+            let text = format!(
+                "sms-audit: SMS has failed every delivery attempt since {} ({} min)",
+                format_timestamp(since),
+                failing / 60_000
+            );
+            events.push(event(
+                format!("upstream-down:{since}"),
+                "upstream_down",
+                text,
+                json!({"failing_since": format_timestamp(since)}),
+            ));
+        }
+    }
+    Ok(events)
+}
+
+fn event(key: String, kind: &'static str, text: String, mut details: serde_json::Value) -> Event {
+    details["text"] = json!(text);
+    details["event"] = json!(key);
+    details["kind"] = json!(kind);
+    details["service"] = json!("sms-audit");
+    Event {
+        payload: details.to_string(),
+        key,
+        kind,
+        text,
+    }
+}
