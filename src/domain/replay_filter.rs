@@ -51,7 +51,7 @@ impl ReplayFilter {
 
 /// A replay filter as a person typed it, in a JSON body or a form: tasks as a list
 /// or comma-separated (`tasks`, or the form's `task`), times as RFC 3339 or dates.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RawReplayFilter {
     #[serde(default, alias = "task", deserialize_with = "list_or_commas")]
     pub tasks: Vec<String>,

@@ -107,6 +107,17 @@ impl From<ReplayError> for SmsError {
     }
 }
 
+/// The error body, as the OpenAPI description shows it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // described, never built: `ErrorBody` is what is sent
+pub struct SmsErrorDoc {
+    /// `SMS.9001`, `APIGW.0301`, … (README "The upload endpoint")
+    error_code: String,
+    error_msg: String,
+    /// The parameters a `SMS.9001` names.
+    error_param: Option<Vec<String>>,
+}
+
 /// Marks an error response with its code so the rejection log can record it.
 #[derive(Clone, Copy, Debug)]
 pub struct ErrorCode(pub &'static str);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 
@@ -114,5 +115,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e => error::bad_input(req, "body", e),
     }));
     pages::configure(cfg);
+    cfg.service(routes::get_resource(
+        "/api/v1/openapi.json",
+        openapi::openapi_json,
+    ));
     routes::configure(cfg);
 }

@@ -16,6 +16,7 @@ mod ingest;
 mod ledger;
 mod metrics;
 mod notify;
+mod openapi;
 mod pages;
 mod proxy;
 mod read_api;

@@ -5,7 +5,7 @@
 mod audit;
 mod changes;
 pub mod charts;
-mod compare;
+pub(crate) mod compare;
 mod dashboard;
 mod deliveries;
 mod directories;

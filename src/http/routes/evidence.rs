@@ -1,5 +1,7 @@
 //! Proofs over the ledger's Merkle tree, for auditors and operators.
 
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::http::error::SmsErrorDoc;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,6 +37,13 @@ async fn may_read_log(req: &HttpRequest) -> Result<(), SmsError> {
 }
 
 /// `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
+#[utoipa::path(
+    get,
+    path = "/checkpoint",
+    tag = "transparency log",
+    params(),
+    responses((status = 200, description = "The latest checkpoint, for transparency-log monitors (with --public-log open to anyone)"))
+)]
 async fn log_checkpoint(
     req: HttpRequest,
     reads: web::Data<ReadPool>,
@@ -50,6 +59,13 @@ async fn log_checkpoint(
 
 /// `GET /tile/<L>/<N>[.p/<W>]`: the tree's hashes as C2SP tlog-tiles tiles
 /// (height 8); full tiles never change and may be cached for good.
+#[utoipa::path(
+    get,
+    path = "/tile/{path}",
+    tag = "transparency log",
+    params(("path" = String, Path, description = "a C2SP tlog-tiles path")),
+    responses((status = 200, description = "A tile of the Merkle tree (C2SP tlog-tiles)"))
+)]
 async fn tile(req: HttpRequest, reads: web::Data<ReadPool>) -> Result<HttpResponse, SmsError> {
     may_read_log(&req).await?;
     let path = req.path().trim_start_matches('/').to_string();
@@ -80,6 +96,14 @@ struct EvidenceQuery {
 
 /// `GET /api/v1/evidence?task_id=&since=&until=`: the evidence bundle, after a
 /// checkpoint of everything stored so far.
+#[utoipa::path(
+    get,
+    path = "/api/v1/evidence",
+    tag = "api",
+    params(("task_id" = Option<String>, Query, description = "required"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive")),
+    responses((status = 200, description = "An evidence bundle of a task's uploads (JSON), for offline checks"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn bundle(
     req: HttpRequest,
     query: Query<EvidenceQuery>,
@@ -104,6 +128,14 @@ async fn bundle(
 }
 
 /// `GET /api/v1/checkpoints/latest`: the signed note, as Go's `note` reads it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/checkpoints/latest",
+    tag = "api",
+    params(),
+    responses((status = 200, description = "The latest signed checkpoint (a C2SP signed note, text/plain)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
     let latest = reads.with_blocking(checkpoints::latest).await?;
     let latest = latest.ok_or_else(|| {
@@ -121,6 +153,14 @@ struct ListQuery {
 }
 
 /// `GET /api/v1/checkpoints?limit=&before=`: newest first, with the verifier key.
+#[utoipa::path(
+    get,
+    path = "/api/v1/checkpoints",
+    tag = "api",
+    params(("limit" = Option<u32>, Query, description = "1–1000"), ("before" = Option<u64>, Query, description = "tree sizes below this")),
+    responses((status = 200, description = "Signed checkpoints, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn list(
     req: HttpRequest,
     query: Query<ListQuery>,
@@ -164,6 +204,14 @@ struct ProofQuery {
 }
 
 /// `GET /api/v1/uploads/{id}/proof?tree_size=N`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}/proof",
+    tag = "api",
+    params(("id" = i64, Path, description = "the upload id"), ("tree_size" = Option<u64>, Query, description = "default: the latest checkpoint")),
+    responses((status = 200, description = "An RFC 6962 inclusion proof of an upload"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn inclusion(
     path: web::Path<i64>,
     query: Query<ProofQuery>,
@@ -184,6 +232,14 @@ struct ConsistencyQuery {
 }
 
 /// `GET /api/v1/checkpoints/consistency?from=N&to=M`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/checkpoints/consistency",
+    tag = "api",
+    params(("from" = Option<u64>, Query, description = "the older tree size"), ("to" = Option<u64>, Query, description = "the newer tree size")),
+    responses((status = 200, description = "An RFC 6962 consistency proof between two checkpoints"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn consistency(
     query: Query<ConsistencyQuery>,
     reads: web::Data<ReadPool>,

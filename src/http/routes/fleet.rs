@@ -3,6 +3,8 @@
 //! section "Fleet history"). The tasks as of a moment are `GET
 //! /api/v1/tasks?as_of=T` (`read_api`).
 
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::http::error::SmsErrorDoc;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,6 +67,14 @@ fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp
     Ok((from, to))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/changes",
+    tag = "api",
+    params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "required, not before from"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet")),
+    responses((status = 200, description = "What changed in the fleet between two moments"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn changes(
     query: Query<ChangesQuery>,
     reads: web::Data<ReadPool>,
@@ -126,6 +136,14 @@ fn trend_range(
     Ok((since, until))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fleet/trend",
+    tag = "api",
+    params(("since" = Option<String>, Query, description = "default: 90 days ago"), ("until" = Option<String>, Query, description = "default: now")),
+    responses((status = 200, description = "The fleet at the end of each UTC day"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn trend(
     query: Query<TrendQuery>,
     reads: web::Data<ReadPool>,
@@ -158,6 +176,14 @@ fn directory_json(d: &DirectoryRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/directories",
+    tag = "api",
+    params(("path" = Option<String>, Query, description = "exact directory"), ("prefix" = Option<String>, Query, description = "directories starting with this")),
+    responses((status = 200, description = "Each task's latest counts for a directory, or directories by prefix"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn directories(
     query: Query<DirectoriesQuery>,
     reads: web::Data<ReadPool>,

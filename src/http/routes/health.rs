@@ -7,11 +7,25 @@ use crate::http::error::SmsError;
 use crate::storage::writer::WriterHandle;
 
 /// 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    params(),
+    responses((status = 200, description = "200 while the process runs (no auth)"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// 200 only when the writer can open a write transaction right now.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    params(),
+    responses((status = 200, description = "200 when the writer can open a write transaction now, 503 with the reason otherwise (no auth)"))
+)]
 pub async fn readyz(writer: web::Data<WriterHandle>) -> Result<HttpResponse, SmsError> {
     writer
         .ping()

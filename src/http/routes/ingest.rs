@@ -3,6 +3,7 @@
 //! nothing is stored unless every check passes, and the 200 is sent only after
 //! the commit.
 
+use crate::http::error::SmsErrorDoc;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
@@ -31,6 +32,30 @@ fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v3/tasks/{task_id}/consistency-result",
+    operation_id = "update_consistency_result",
+    tag = "upload",
+    params(("task_id" = String, Path, description = "the SMS task id, 1 to 36 characters of A-Z a-z 0-9 _ -")),
+    request_body(content = crate::http::openapi::UploadBodyDoc, content_type = "application/json",
+        description = "SMS's UpdateConsistencyResultRequestBody; stored byte for byte"),
+    responses(
+        (status = 200, description = "Stored and committed to disk before this answer: `{}` (and `X-Request-Id`)"),
+        (status = 400, description = "Task id not 1–36 characters of [A-Za-z0-9_-], or body not UTF-8 JSON, not an object, duplicate keys, a field rule broken (`SMS.9001`); Content-Type missing or not JSON (`SMS.2005` / `SMS.2006`)", body = SmsErrorDoc),
+        (status = 401, description = "No credentials, unknown token or AK, bad signature, clock skew, revoked credential (`APIGW.0301`)", body = SmsErrorDoc),
+        (status = 403, description = "The credential may not upload (role, or a task outside its --tasks) (`SMS.9004`)", body = SmsErrorDoc),
+        (status = 404, description = "Task unknown under --task-policy registered (`SMS.7703`)", body = SmsErrorDoc),
+        (status = 405, description = "Another method (`SMS.2003`)", body = SmsErrorDoc),
+        (status = 408, description = "The body did not arrive within --body-timeout (`SMS.9001`)", body = SmsErrorDoc),
+        (status = 413, description = "Body larger than --max-body-bytes (`SMS.2004`)", body = SmsErrorDoc),
+        (status = 429, description = "Too many uploads from this credential, --rate-limit (`APIGW.0308`)", body = SmsErrorDoc),
+        (status = 431, description = "More header bytes than --max-header-bytes (`SMS.9001`)", body = SmsErrorDoc),
+        (status = 500, description = "Storage failed; nothing stored (`SMS.2007`)", body = SmsErrorDoc),
+        (status = 503, description = "Write queue full or shutting down, with Retry-After: 1 (`SMS.0201`)", body = SmsErrorDoc),
+    ),
+    security(("token" = []), ("aksk" = []))
+)]
 pub async fn upload(
     req: HttpRequest,
     task_id: web::Path<String>,

@@ -14,6 +14,13 @@ use crate::storage::{history, retention, ReadPool};
 /// OpenMetrics 1.0, the text format prometheus-client writes (Prometheus reads it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    params(),
+    responses((status = 200, description = "Metrics in the Prometheus text format (OpenMetrics 1.0); with --metrics-token only for Authorization: Bearer"))
+)]
 pub async fn scrape(
     req: HttpRequest,
     endpoint: web::Data<MetricsEndpoint>,

@@ -1,14 +1,14 @@
 //! The JSON side's URL map: the SMS upload endpoint, the read API, replays, health
 //! checks, and JSON errors for unknown paths and wrong methods.
 
-mod evidence;
-mod fleet;
-mod health;
-mod ingest;
-mod metrics;
+pub(crate) mod evidence;
+pub(crate) mod fleet;
+pub(crate) mod health;
+pub(crate) mod ingest;
+pub(crate) mod metrics;
 mod proxy;
-mod read_api;
-mod replays;
+pub(crate) mod read_api;
+pub(crate) mod replays;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

@@ -1,5 +1,7 @@
 //! The JSON read API under `/api/v1`, for auditors and operators.
 
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::http::error::SmsErrorDoc;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,6 +64,14 @@ struct TasksQuery {
 }
 
 /// `GET /api/v1/tasks?limit=&after=`: tasks by id, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    tag = "api",
+    params(("limit" = Option<u32>, Query, description = "1–1000, default 100"), ("after" = Option<String>, Query, description = "the last task id of the previous page"), ("as_of" = Option<String>, Query, description = "RFC 3339 or a date: each task as its latest upload by then shows it")),
+    responses((status = 200, description = "Tasks by id, a page at a time (tasks, next_after)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn tasks(
     query: Query<TasksQuery>,
     reads: web::Data<ReadPool>,
@@ -149,6 +159,14 @@ pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Times
         .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}/uploads",
+    tag = "api",
+    params(("task_id" = String, Path, description = "the SMS task id"), ("limit" = Option<u32>, Query, description = "1–1000, default 50"), ("before_id" = Option<i64>, Query, description = "the next page"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive"), ("regressed" = Option<bool>, Query, description = "only regressed uploads")),
+    responses((status = 200, description = "A task's uploads, newest first (uploads, next_before_id)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn task_uploads(
     path: web::Path<String>,
     query: Query<UploadsQuery>,
@@ -184,6 +202,15 @@ async fn task_uploads(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}",
+    operation_id = "get_upload",
+    tag = "api",
+    params(("id" = i64, Path, description = "the upload id")),
+    responses((status = 200, description = "One upload: metadata, results, raw body, hashes, deliveries"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn upload(
     path: web::Path<i64>,
     reads: web::Data<ReadPool>,
@@ -199,6 +226,14 @@ async fn upload(
 
 /// Verifies the chain now; concurrent callers share one run (see
 /// `VerificationJob::verify_now`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger",
+    tag = "api",
+    params(),
+    responses((status = 200, description = "Verifies the chain now: `status`, `entries`, `head_id`, `head_hash`, `first_bad`"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn ledger_status(
     job: web::Data<VerificationJob>,
     ApiReader(reader): ApiReader,
@@ -221,6 +256,14 @@ struct RejectionsQuery {
     credential: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/rejections",
+    tag = "api",
+    params(("limit" = Option<u32>, Query, description = "1–1000, default 100"), ("status" = Option<u16>, Query, description = "HTTP status"), ("error_code" = Option<String>, Query, description = "SMS error code"), ("credential" = Option<String>, Query, description = "credential name")),
+    responses((status = 200, description = "The rejection log, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn rejections(
     query: Query<RejectionsQuery>,
     reads: web::Data<ReadPool>,
@@ -240,6 +283,14 @@ async fn rejections(
 
 /// `GET /api/v1/proxy-log?limit=&before_id=&credential=&method=&path=&status=&outcome=`:
 /// calls passed on to SMS, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/proxy-log",
+    tag = "api",
+    params(("limit" = Option<u32>, Query, description = "1–1000, default 50"), ("before_id" = Option<i64>, Query, description = "the next page"), ("credential" = Option<String>, Query, description = ""), ("method" = Option<String>, Query, description = ""), ("path" = Option<String>, Query, description = "calls whose path starts with this"), ("status" = Option<String>, Query, description = "100–599"), ("outcome" = Option<String>, Query, description = "answered, unreachable, timeout, too_large, aborted")),
+    responses((status = 200, description = "Calls passed on to SMS by `--proxy`, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn proxy_log(
     query: Query<ProxyLogQuery>,
     reads: web::Data<ReadPool>,
@@ -267,6 +318,14 @@ struct CountsQuery {
 
 /// `GET /api/v1/rejections/counts?since=&limit=`: refusals per minute, peer and
 /// error code (default: the last hour), the largest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rejections/counts",
+    tag = "api",
+    params(("since" = Option<String>, Query, description = "default: the last hour"), ("limit" = Option<u32>, Query, description = "most rows")),
+    responses((status = 200, description = "Refusals per minute, peer and error code"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn rejection_counts(
     query: Query<CountsQuery>,
     reads: web::Data<ReadPool>,
@@ -307,6 +366,14 @@ impl std::io::Write for ChannelWriter {
 }
 
 /// `GET /api/v1/export?format=csv|jsonl&task_id=&since=&until=`, streamed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/export",
+    tag = "api",
+    params(("format" = Option<String>, Query, description = "csv or jsonl"), ("task_id" = Option<String>, Query, description = "one task"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive")),
+    responses((status = 200, description = "Uploads as CSV (a row per result item) or JSON lines, streamed"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 async fn export(
     query: Query<ExportQuery>,
     reads: web::Data<ReadPool>,

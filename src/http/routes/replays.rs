@@ -1,6 +1,8 @@
 //! `POST /api/v1/replays`: operators ask the running service to send stored uploads
 //! to SMS again.
 
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::http::error::SmsErrorDoc;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -11,7 +13,7 @@ use crate::http::ConfiguredUpstream;
 use crate::services::replay::{self, ServerReplays};
 
 /// The body of `POST /api/v1/replays`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ReplayRequest {
     #[serde(flatten)]
     pub filter: RawReplayFilter,
@@ -21,6 +23,14 @@ pub struct ReplayRequest {
     pub dry_run: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/replays",
+    tag = "api",
+    params(),
+    responses((status = 200, description = "Starts a replay to SMS from the service (operators; JSON or the page's form)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    security(("token" = []), ("session" = []))
+)]
 pub async fn create(
     body: web::Json<ReplayRequest>,
     upstream: web::Data<ConfiguredUpstream>,
