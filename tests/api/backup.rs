@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sms_audit::domain::Role;
 
-use crate::helpers::{TestApp, EXAMPLE, TASK};
+use crate::helpers::{sms_audit, TestApp, EXAMPLE, TASK};
 
 #[tokio::test]
 async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
@@ -93,20 +93,6 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
-}
-
-fn sms_audit(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TestApp::binary())
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Changes a stored upload behind the triggers' back, as an attacker or a bad

@@ -317,3 +317,22 @@ fn http(status: u16, request_id: &str, extra: &[(&str, String)], body: &str) -> 
     out.push_str(body);
     out
 }
+
+/// A command of the binary on `db`, with the upstream credentials and this fake as
+/// the endpoint in its environment.
+pub fn command_for(
+    fake: &FakeUpstream,
+    db: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(crate::helpers::TestApp::binary());
+    cmd.args(args)
+        .arg("--db")
+        .arg(db)
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK)
+        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url)
+        .stdin(std::process::Stdio::null());
+    cmd
+}

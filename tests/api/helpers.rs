@@ -448,3 +448,18 @@ pub fn body_with_problems(dir: &str, different: u32) -> String {
     ]})
     .to_string()
 }
+
+/// Runs the binary with `--db DB`: (exit code, stdout, stderr).
+pub fn sms_audit(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(TestApp::binary())
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

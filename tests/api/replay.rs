@@ -5,21 +5,14 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
+use crate::fake_upstream::{command_for, Answer, FakeUpstream};
 use crate::helpers::{body_with_problems, TestApp};
 
 fn replay_command(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> Command {
-    let mut cmd = Command::new(TestApp::binary());
-    cmd.arg("replay")
-        .args(args)
-        .arg("--db")
-        .arg(&app.db_path)
-        .env("HUAWEICLOUD_SDK_AK", AK)
-        .env("HUAWEICLOUD_SDK_SK", SK)
-        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
-        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url)
-        .stdin(Stdio::null());
-    cmd
+    let args: Vec<&str> = std::iter::once("replay")
+        .chain(args.iter().copied())
+        .collect();
+    command_for(fake, &app.db_path, &args)
 }
 
 async fn run(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> (i32, String) {

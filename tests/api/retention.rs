@@ -3,27 +3,12 @@
 //! record every purge; the admin log and disk use on /audit; `status`.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sms_audit::domain::Role;
 
-use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
-
-fn sms_audit(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TestApp::binary())
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::helpers::{body_with_items, sms_audit, TestApp, EXAMPLE, TASK};
 
 fn query_i64(db: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(db)

@@ -1,24 +1,19 @@
 //! `tasks sync` against the stand-in SMS (signed, paged) and `tasks import` from a
 //! saved answer: names and states stored, shown by the pages and the API.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::json;
 
-use crate::fake_upstream::{FakeUpstream, AK, PROJECT, SK};
+use crate::fake_upstream::{command_for, FakeUpstream, SK};
 use crate::helpers::{TestApp, EXAMPLE, TASK};
 
 async fn tasks(app: &TestApp, fake: &FakeUpstream, args: &[&str], sk: &str) -> (i32, String) {
-    let mut cmd = Command::new(TestApp::binary());
-    cmd.arg("tasks")
-        .args(args)
-        .arg("--db")
-        .arg(&app.db_path)
-        .env("HUAWEICLOUD_SDK_AK", AK)
-        .env("HUAWEICLOUD_SDK_SK", sk)
-        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
-        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url)
-        .stdin(Stdio::null());
+    let args: Vec<&str> = std::iter::once("tasks")
+        .chain(args.iter().copied())
+        .collect();
+    let mut cmd = command_for(fake, &app.db_path, &args);
+    cmd.env("HUAWEICLOUD_SDK_SK", sk);
     let out: Output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
