@@ -166,3 +166,35 @@ async fn metrics_show_deliveries_attempts_and_verifications() {
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn metrics_count_proxied_calls_by_status() {
+    let fake = FakeUpstream::start().await;
+    let app = crate::proxy::proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    fake.script([crate::fake_upstream::Answer::Status(404)]);
+    for _ in 0..2 {
+        let reply = app
+            .send(
+                app.client
+                    .get(format!("{}/v3/config", app.address))
+                    .header("X-Auth-Token", &agent),
+            )
+            .await;
+        assert!(reply.status == 404 || reply.status == 200, "{}", reply.text);
+    }
+    let mut counted = (None, None);
+    for _ in 0..100 {
+        let (_, _, text) = scrape(&app, None).await;
+        let m = parse(&text);
+        counted = (
+            value(&m, "sms_audit_proxied_calls_total", &[("status", "404")]),
+            value(&m, "sms_audit_proxied_calls_total", &[("status", "200")]),
+        );
+        if counted == (Some(1.0), Some(1.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(counted, (Some(1.0), Some(1.0)));
+}

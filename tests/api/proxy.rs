@@ -15,7 +15,7 @@ use crate::fake_upstream::{Answer, FakeUpstream, AK, UPSTREAM_TOKEN};
 use crate::forwarding::settings;
 use crate::helpers::{Reply, TestApp, EXAMPLE, TASK};
 
-async fn proxy_app(
+pub async fn proxy_app(
     fake: &FakeUpstream,
     adjust_upstream: impl FnOnce(&mut UpstreamSettings),
     adjust_proxy: impl FnOnce(&mut ProxySettings),
