@@ -3,32 +3,12 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
+
+use super::routes::ingest::{ConsistencyResultDoc, UploadBodyDoc};
 
 use super::error::SmsErrorDoc;
 use super::{pages, routes};
-
-/// The upload body as SMS defines it (`UpdateConsistencyResultRequestBody`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // described, never built: the endpoint parses the raw bytes
-pub struct UploadBodyDoc {
-    /// 1 to `--max-results` items (default 30).
-    consistency_result: Vec<ConsistencyResultDoc>,
-    /// When the agent finished, in seconds since the epoch (optional).
-    finished_time: Option<i64>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ConsistencyResultDoc {
-    /// The checked directory, 1 to 255 characters.
-    dir_check: String,
-    /// Each 0 to 1,000,000, a JSON integer.
-    num_total_files: u32,
-    num_different_files: u32,
-    num_target_miss_files: u32,
-    num_target_more_files: u32,
-}
 
 /// `POST /v3/{task_id}/consistency-result`, the form of SMS's documentation
 /// example: the same handler as the `/v3/tasks/…` path.

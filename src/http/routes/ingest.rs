@@ -32,13 +32,35 @@ fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
     }
 }
 
+/// The upload body as SMS defines it (`UpdateConsistencyResultRequestBody`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // described, never built: the endpoint parses the raw bytes
+pub struct UploadBodyDoc {
+    /// 1 to `--max-results` items (default 30).
+    consistency_result: Vec<ConsistencyResultDoc>,
+    /// When the agent finished, in seconds since the epoch (optional).
+    finished_time: Option<i64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConsistencyResultDoc {
+    /// The checked directory, 1 to 255 characters.
+    dir_check: String,
+    /// Each 0 to 1,000,000, a JSON integer.
+    num_total_files: u32,
+    num_different_files: u32,
+    num_target_miss_files: u32,
+    num_target_more_files: u32,
+}
+
 #[utoipa::path(
     post,
     path = "/v3/tasks/{task_id}/consistency-result",
     operation_id = "update_consistency_result",
     tag = "upload",
     params(("task_id" = String, Path, description = "the SMS task id, 1 to 36 characters of A-Z a-z 0-9 _ -")),
-    request_body(content = crate::http::openapi::UploadBodyDoc, content_type = "application/json",
+    request_body(content = UploadBodyDoc, content_type = "application/json",
         description = "SMS's UpdateConsistencyResultRequestBody; stored byte for byte"),
     responses(
         (status = 200, description = "Stored and committed to disk before this answer: `{}` (and `X-Request-Id`)"),
