@@ -2,8 +2,9 @@
 //! upload counters are kept here; the writer, the sender and the proxy log own
 //! theirs and register them; what the database holds is read at each scrape.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -39,9 +40,18 @@ struct ResultLabels {
     result: &'static str,
 }
 
+/// A route's name, and its latency histogram per method, looked up once.
+struct RouteEntry {
+    name: Arc<str>,
+    by_method: Vec<(&'static str, Histogram)>,
+}
+
 /// What the HTTP layer counts, and the gauges filled at each scrape.
 pub struct HttpMetrics {
     pub requests: Family<RouteLabels, Histogram>,
+    /// By actix's route pattern: each request finds its histogram without
+    /// building label strings (the family is for encoding).
+    routes: RwLock<HashMap<String, RouteEntry>>,
     pub uploads_accepted: Counter,
     pub uploads_refused: Family<CodeLabels, Counter>,
     entries: Gauge,
@@ -61,6 +71,7 @@ impl Default for HttpMetrics {
             requests: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
             }),
+            routes: RwLock::default(),
             uploads_accepted: Counter::default(),
             uploads_refused: Family::default(),
             entries: Gauge::default(),
@@ -134,6 +145,63 @@ impl HttpMetrics {
         );
     }
 
+    /// Observes a request's latency under its route and method; returns the
+    /// route's name (`/v3/tasks/:task_id/consistency-result`, `(none)`).
+    pub fn observe_request(
+        &self,
+        pattern: Option<String>,
+        method: &actix_web::http::Method,
+        latency: std::time::Duration,
+    ) -> Arc<str> {
+        let method = method_label(method);
+        let pattern = pattern.unwrap_or_default();
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = routes.get(pattern.as_str()) {
+                if let Some((_, h)) = entry.by_method.iter().find(|(m, _)| *m == method) {
+                    h.observe(latency.as_secs_f64());
+                    return entry.name.clone();
+                }
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = routes.entry(pattern).or_insert_with_key(|p| RouteEntry {
+            name: if p.is_empty() {
+                Arc::from("(none)")
+            } else {
+                Arc::from(route_name(p))
+            },
+            by_method: Vec::new(),
+        });
+        let histogram = match entry.by_method.iter().find(|(m, _)| *m == method) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let h = self.requests.get_or_create_owned(&RouteLabels {
+                    method: method.to_string(),
+                    route: entry.name.to_string(),
+                });
+                entry.by_method.push((method, h.clone()));
+                h
+            }
+        };
+        histogram.observe(latency.as_secs_f64());
+        entry.name.clone()
+    }
+
+    /// Counts an upload request: accepted, or refused with its error code.
+    pub fn count_upload(&self, error_code: Option<&'static str>, success: bool) {
+        match error_code {
+            None if success => self.uploads_accepted.inc(),
+            Some(code) => self
+                .uploads_refused
+                .get_or_create(&CodeLabels {
+                    error_code: code.to_string(),
+                })
+                .inc(),
+            None => 0,
+        };
+    }
+
     /// Sets the gauges from what was read at this scrape.
     pub fn set_from(&self, db: &MetricsSnapshot, disk: &DiskUse) {
         self.entries.set(db.entries);
@@ -173,4 +241,57 @@ pub struct MetricsEndpoint {
     pub registry: Mutex<Registry>,
     /// SHA-256 of `--metrics-token`; none: open to anyone who can reach it.
     pub token_sha256: Option<[u8; 32]>,
+}
+
+/// The methods a label may name; any other is `other` (a client's made-up
+/// methods must not grow the series without bound).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// A route's pattern with each parameter as `:name`, without its regular
+/// expression (`/v3/tasks/:task_id/consistency-result`), as logs and metrics name
+/// it (braces inside label values trip some Prometheus parsers).
+pub fn route_name(pattern: &str) -> String {
+    let mut name = String::with_capacity(pattern.len());
+    let mut param = None::<bool>; // Some(in its regular expression)
+    for c in pattern.chars() {
+        match (param, c) {
+            (None, '{') => {
+                name.push(':');
+                param = Some(false);
+            }
+            (Some(_), '}') => param = None,
+            (Some(false), ':') => param = Some(true),
+            (Some(true), _) => {}
+            _ => name.push(c),
+        }
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_name;
+
+    #[test]
+    fn route_names_drop_the_parameters_regular_expressions() {
+        assert_eq!(
+            route_name("/v3/tasks/{task_id:[^/]*}/consistency-result"),
+            "/v3/tasks/:task_id/consistency-result"
+        );
+        assert_eq!(route_name("/api/v1/uploads/{id}"), "/api/v1/uploads/:id");
+        assert_eq!(route_name("/tile/{tail:.*}"), "/tile/:tail");
+        assert_eq!(route_name("/healthz"), "/healthz");
+    }
 }

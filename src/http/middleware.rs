@@ -1,7 +1,7 @@
 //! Per-request context: an `X-Request-Id` on every response, a limit on the size
 //! of a request's headers, and a rejection-log entry for every refused request.
 
-use crate::http::metrics::{CodeLabels, HttpMetrics, RouteLabels};
+use crate::http::metrics::{route_name, HttpMetrics};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -82,27 +82,6 @@ pub async fn request_context(
     Ok(res)
 }
 
-/// A route's pattern with each parameter as `:name`, without its regular
-/// expression (`/v3/tasks/:task_id/consistency-result`), as logs and metrics name
-/// it (braces inside label values trip some Prometheus parsers).
-fn route_name(pattern: &str) -> String {
-    let mut name = String::with_capacity(pattern.len());
-    let mut param = None::<bool>; // Some(in its regular expression)
-    for c in pattern.chars() {
-        match (param, c) {
-            (None, '{') => {
-                name.push(':');
-                param = Some(false);
-            }
-            (Some(_), '}') => param = None,
-            (Some(false), ':') => param = Some(true),
-            (Some(true), _) => {}
-            _ => name.push(c),
-        }
-    }
-    name
-}
-
 /// One line per request (target `sms_audit::access`): never the path's query or
 /// a header, so never a secret; the route's pattern, not the path.
 fn access_log<B>(
@@ -112,40 +91,28 @@ fn access_log<B>(
     started: std::time::Instant,
 ) {
     let req = res.request();
-    let route = req.match_pattern().map(|p| route_name(&p));
     let latency = started.elapsed();
-    if let Some(metrics) = req.app_data::<web::Data<HttpMetrics>>() {
-        let route = route.as_deref().unwrap_or("(none)");
-        metrics
-            .requests
-            .get_or_create(&RouteLabels {
-                method: req.method().to_string(),
-                route: route.to_string(),
-            })
-            .observe(latency.as_secs_f64());
-        if req.method() == actix_web::http::Method::POST && route.ends_with("/consistency-result") {
-            match code {
-                None if res.status().is_success() => {
-                    metrics.uploads_accepted.inc();
-                }
-                Some(ErrorCode(code)) => {
-                    metrics
-                        .uploads_refused
-                        .get_or_create(&CodeLabels {
-                            error_code: code.to_string(),
-                        })
-                        .inc();
-                }
-                None => {}
+    let route = match req.app_data::<web::Data<HttpMetrics>>() {
+        Some(metrics) => {
+            let route = metrics.observe_request(req.match_pattern(), req.method(), latency);
+            if req.method() == actix_web::http::Method::POST
+                && route.ends_with("/consistency-result")
+            {
+                metrics.count_upload(code.map(|ErrorCode(c)| c), res.status().is_success());
             }
+            route
         }
-    }
+        None => std::sync::Arc::from(
+            req.match_pattern()
+                .map_or("(none)".into(), |p| route_name(&p)),
+        ),
+    };
     let extensions = req.extensions();
     tracing::info!(
         target: "sms_audit::access",
         request_id,
         method = %req.method(),
-        route = route.as_deref().unwrap_or("(none)"),
+        route = &*route,
         task_id = req.match_info().get("task_id"),
         credential = extensions.get::<CredentialName>().map(|c| c.0.as_str()),
         status = res.status().as_u16(),
@@ -192,20 +159,4 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Frame-Options", "DENY"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_name;
-
-    #[test]
-    fn route_names_drop_the_parameters_regular_expressions() {
-        assert_eq!(
-            route_name("/v3/tasks/{task_id:[^/]*}/consistency-result"),
-            "/v3/tasks/:task_id/consistency-result"
-        );
-        assert_eq!(route_name("/api/v1/uploads/{id}"), "/api/v1/uploads/:id");
-        assert_eq!(route_name("/tile/{tail:.*}"), "/tile/:tail");
-        assert_eq!(route_name("/healthz"), "/healthz");
-    }
 }
