@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Durable uploads/s and p50/p99 at concurrency 64 with the example body, and in the
-# same run the same HTTP stack with storage switched off (serve --null-store) as the
-# ceiling. Needs wrk (Debian package). Usage: scripts/bench-ingest.sh [SECONDS] [CONNECTIONS]
+# same run: the ceiling (a bare actix-web endpoint that parses the same body and
+# answers {}, `dev bare-endpoint`), the service with storage switched off (serve
+# --null-store), and --sync normal; each as a share of the ceiling.
+# Needs wrk (Debian package). Usage: scripts/bench-ingest.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,7 +22,12 @@ run() { # name, extra serve flags...
   local db="$work/$name.db"
   export SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$db" credentials add --name bench --role agent --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  "$bin" --db "$db" serve --listen 127.0.0.1:0 "$@" 2>"$work/$name.log" &
+  if [ "$name" = ceiling ]; then
+    # actix-web alone: the upload path, the body parsed as JSON, `{}` answered.
+    "$bin" dev bare-endpoint --listen 127.0.0.1:0 2>"$work/$name.log" &
+  else
+    "$bin" --db "$db" serve --listen 127.0.0.1:0 "$@" 2>"$work/$name.log" &
+  fi
   pid=$!
   local address=
   for _ in $(seq 1 100); do
@@ -40,10 +47,11 @@ run() { # name, extra serve flags...
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 echo "wrk -t2 -c$connections -d${duration}s, body $(wc -c <"$SMS_AUDIT_BENCH_BODY") bytes"
-ceiling=$(run null --null-store)
+ceiling=$(run ceiling)
+null=$(run null --null-store)
 durable=$(run durable --sync full)
 normal=$(run durable-normal --sync normal)
-echo "$ceiling"; echo "$durable"; echo "$normal"
+echo "$ceiling"; echo "$null"; echo "$durable"; echo "$normal"
 rps() { echo "$1" | grep -o 'rps=[0-9.]*' | cut -d= -f2; }
-python3 -c "import sys; c,d,n=map(float,sys.argv[1:]); print(f'durable (sync full) / ceiling = {d/c:.1%}; sync normal / ceiling = {n/c:.1%}')" \
-  "$(rps "$ceiling")" "$(rps "$durable")" "$(rps "$normal")"
+python3 -c "import sys; c,z,d,n=map(float,sys.argv[1:]); print(f'of the bare actix-web endpoint: --null-store {z/c:.1%}, durable (sync full) {d/c:.1%}, sync normal {n/c:.1%}')" \
+  "$(rps "$ceiling")" "$(rps "$null")" "$(rps "$durable")" "$(rps "$normal")"

@@ -38,6 +38,12 @@ pub enum DevCommand {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+    /// The benchmarks' ceiling: a bare actix-web endpoint at the upload path that
+    /// parses the body as JSON and answers `{}` (no auth, no storage).
+    BareEndpoint {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
@@ -49,7 +55,32 @@ pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
             span,
         } => seed(db, uploads, tasks, forward_to, span).await,
         DevCommand::FakeUpstream { listen, delay_ms } => fake_upstream(&listen, delay_ms).await,
+        DevCommand::BareEndpoint { listen } => bare_endpoint(&listen).await,
     }
+}
+
+async fn bare_endpoint(listen: &str) -> Result<ExitCode, CliError> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/v3/tasks/{task_id}/consistency-result",
+            web::post().to(|body: web::Bytes| async move {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(_) => HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body("{}"),
+                    Err(_) => HttpResponse::BadRequest().finish(),
+                }
+            }),
+        )
+    })
+    .bind(listen)
+    .map_err(fail)?;
+    for addr in server.addrs() {
+        eprintln!("bare endpoint listening on http://{addr}");
+    }
+    server.run().await.map_err(fail)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn fake_upstream(listen: &str, delay_ms: u64) -> Result<ExitCode, CliError> {
