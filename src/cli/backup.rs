@@ -8,7 +8,6 @@ use super::{fail, output_error, CliError};
 use crate::domain::now_ms;
 use crate::services::ledger::{self, Parallelism, Scope};
 use crate::storage;
-use crate::storage::retention::NewAdminEntry;
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
@@ -65,7 +64,7 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
         None => "done".to_string(),
         Some(bad) => format!("copy's ledger broken at entry {}", bad.id),
     };
-    record(
+    super::record_admin_action(
         db,
         started,
         "backup",
@@ -103,29 +102,5 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
             .map_err(output_error)?;
             Ok(ExitCode::from(1))
         }
-    }
-}
-
-/// Records a backup or restore in the database's admin log; a database that
-/// cannot be written (read-only media) only gets a warning.
-pub(super) fn record(db: &Path, started_at: i64, action: &str, detail: &str, outcome: &str) {
-    let entry = NewAdminEntry {
-        started_at,
-        actor: &super::purge::operator(),
-        action,
-        before_time: None,
-        up_to_id: None,
-        detail: Some(detail),
-    };
-    let written = storage::prepare(db, storage::SyncMode::Full).and_then(|conn| {
-        Ok(storage::retention::record(
-            &conn,
-            &entry,
-            now_ms(),
-            outcome,
-        )?)
-    });
-    if let Err(e) = written {
-        eprintln!("warning: not recorded in the admin log: {e}");
     }
 }

@@ -258,6 +258,53 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+/// Who runs a command, for the admin log.
+fn operator() -> String {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(uid)
+        .unwrap_or_else(|| "unknown user".into());
+    format!("{user} (command line)")
+}
+
+#[cfg(unix)]
+fn uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| format!("uid {}", m.uid()))
+}
+
+#[cfg(not(unix))]
+fn uid() -> Option<String> {
+    None
+}
+
+/// Records a backup or restore in the database's admin log; a database that
+/// cannot be written (read-only media) only gets a warning.
+fn record_admin_action(db: &Path, started_at: i64, action: &str, detail: &str, outcome: &str) {
+    let entry = storage::retention::NewAdminEntry {
+        started_at,
+        actor: &operator(),
+        action,
+        before_time: None,
+        up_to_id: None,
+        detail: Some(detail),
+    };
+    let written = storage::prepare(db, storage::SyncMode::Full).and_then(|conn| {
+        Ok(storage::retention::record(
+            &conn,
+            &entry,
+            crate::domain::now_ms(),
+            outcome,
+        )?)
+    });
+    if let Err(e) = written {
+        eprintln!("warning: not recorded in the admin log: {e}");
+    }
+}
+
 /// Asks on the terminal; anything but y/yes (or no answer at all) is no.
 fn confirm(question: &str) -> Result<bool, CliError> {
     use std::io::BufRead;

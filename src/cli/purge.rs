@@ -32,35 +32,12 @@ pub struct PurgeArgs {
     pub json: bool,
 }
 
-/// Who runs a command, for the admin log.
-pub(super) fn operator() -> String {
-    let user = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .or_else(uid)
-        .unwrap_or_else(|| "unknown user".into());
-    format!("{user} (command line)")
-}
-
-#[cfg(unix)]
-fn uid() -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .ok()
-        .map(|m| format!("uid {}", m.uid()))
-}
-
-#[cfg(not(unix))]
-fn uid() -> Option<String> {
-    None
-}
-
 pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
     let read = open_existing(db)?;
     let _purging = ProcessLock::acquire(db, LockKind::Purge).map_err(fail)?;
     let mut settings = PurgeSettings {
         before: args.before,
-        actor: operator(),
+        actor: super::operator(),
         step: Duration::from_millis(args.step_ms),
         dry_run: true,
     };

@@ -122,7 +122,7 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         let _ = std::fs::remove_file(&staged);
         fail(format!("restore failed: {e}"))
     })?;
-    super::backup::record(
+    super::record_admin_action(
         db,
         started,
         "restore",

@@ -221,36 +221,47 @@ pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<AdminEntry>, StorageE
     if !super::has_table(conn, "admin_log")? {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, started_at, actor, action, before_time, up_to_id, finished_at, outcome,
-                uploads, result_rows, bytes, kept_pending, detail
-         FROM admin_log ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map([limit], |r| {
-        Ok(AdminEntry {
-            id: r.get(0)?,
-            started_at: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            before_time: r.get(4)?,
-            up_to_id: r.get(5)?,
-            finished_at: r.get(6)?,
-            outcome: r.get(7)?,
-            uploads: r.get(8)?,
-            result_rows: r.get(9)?,
-            bytes: r.get(10)?,
-            kept_pending: r.get(11)?,
-            detail: r.get(12)?,
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ADMIN_COLUMNS} FROM admin_log ORDER BY id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], admin_entry)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The latest finished action of a kind (`backup`, `purge`).
 pub fn last_done(conn: &Connection, action: &str) -> Result<Option<AdminEntry>, StorageError> {
-    Ok(recent(conn, u32::MAX)?
-        .into_iter()
-        .find(|e| e.action == action && e.outcome.as_deref() == Some("done")))
+    if !super::has_table(conn, "admin_log")? {
+        return Ok(None);
+    }
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {ADMIN_COLUMNS} FROM admin_log WHERE action = ?1 AND outcome = 'done'
+             ORDER BY id DESC LIMIT 1"
+        ))?
+        .query_row([action], admin_entry)
+        .optional()?)
+}
+
+const ADMIN_COLUMNS: &str = "id, started_at, actor, action, before_time, up_to_id, finished_at,
+    outcome, uploads, result_rows, bytes, kept_pending, detail";
+
+/// An admin log row selected as [`ADMIN_COLUMNS`].
+fn admin_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminEntry> {
+    Ok(AdminEntry {
+        id: r.get(0)?,
+        started_at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        before_time: r.get(4)?,
+        up_to_id: r.get(5)?,
+        finished_at: r.get(6)?,
+        outcome: r.get(7)?,
+        uploads: r.get(8)?,
+        result_rows: r.get(9)?,
+        bytes: r.get(10)?,
+        kept_pending: r.get(11)?,
+        detail: r.get(12)?,
+    })
 }
 
 /// Returns up to `pages` free pages to the file system (in an

@@ -336,3 +336,18 @@ pub fn command_for(
         .stdin(std::process::Stdio::null());
     cmd
 }
+
+/// Runs a command off the async runtime: its exit code, and stdout then stderr.
+pub async fn output(mut cmd: std::process::Command) -> (i32, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -2,10 +2,10 @@
 //! fake SMS endpoint: filters, dry run, confirmation, rate, `--to`, failures, and a
 //! crash in the middle followed by `--resume`.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::fake_upstream::{command_for, Answer, FakeUpstream};
+use crate::fake_upstream::{command_for, output, Answer, FakeUpstream};
 use crate::helpers::{body_with_problems, TestApp};
 
 fn replay_command(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> Command {
@@ -16,18 +16,8 @@ fn replay_command(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> Command 
 }
 
 async fn run(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> (i32, String) {
-    let mut cmd = replay_command(app, fake, args);
-    let out: Output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let cmd = replay_command(app, fake, args);
+    output(cmd).await
 }
 
 /// Six uploads: tasks a (3), b (2), c (1); ids 1..=6 in that order a,b,a,c,a,b.

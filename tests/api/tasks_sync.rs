@@ -1,11 +1,9 @@
 //! `tasks sync` against the stand-in SMS (signed, paged) and `tasks import` from a
 //! saved answer: names and states stored, shown by the pages and the API.
 
-use std::process::Output;
-
 use serde_json::json;
 
-use crate::fake_upstream::{command_for, FakeUpstream, SK};
+use crate::fake_upstream::{command_for, output, FakeUpstream, SK};
 use crate::helpers::{TestApp, EXAMPLE, TASK};
 
 async fn tasks(app: &TestApp, fake: &FakeUpstream, args: &[&str], sk: &str) -> (i32, String) {
@@ -14,17 +12,7 @@ async fn tasks(app: &TestApp, fake: &FakeUpstream, args: &[&str], sk: &str) -> (
         .collect();
     let mut cmd = command_for(fake, &app.db_path, &args);
     cmd.env("HUAWEICLOUD_SDK_SK", sk);
-    let out: Output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    output(cmd).await
 }
 
 #[tokio::test]
