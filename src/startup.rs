@@ -450,7 +450,6 @@ impl Application {
                 .wrap(middleware::from_fn(
                     crate::http::middleware::request_context,
                 ))
-                .wrap(crate::http::middleware::security_headers())
         })
         .shutdown_timeout(30)
         // A client gets this long to send its request's head, then is dropped;

@@ -1,10 +1,10 @@
-//! Per-request context: an `X-Request-Id` on every response, a limit on the size
+//! Per-request context: an `X-Request-Id` and the security headers on every response, a limit on the size
 //! of a request's headers, and a rejection-log entry for every refused request.
 
 use crate::http::metrics::{route_name, HttpMetrics};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, Version};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, ResponseError};
@@ -52,6 +52,7 @@ pub async fn request_context(
             .map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
+    add_security_headers(res.headers_mut());
     // A proxied answer keeps SMS's own request id (the proxy log has both).
     if !res.headers().contains_key(X_REQUEST_ID) {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -148,15 +149,31 @@ fn unsafe_framing(req: &ServiceRequest) -> Option<SmsError> {
 }
 
 /// Headers on every response: a strict CSP (no script at all, no framing), no MIME
-/// sniffing, no referrer.
-pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
-    actix_web::middleware::DefaultHeaders::new()
-        .add((
-            "Content-Security-Policy",
+/// sniffing, no referrer. Added here rather than by a middleware of their own: one
+/// layer less on every request.
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
             "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
-        ))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("X-Frame-Options", "DENY"))
+        ),
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+];
+
+fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
+    for (name, value) in &SECURITY_HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }

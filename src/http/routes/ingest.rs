@@ -185,7 +185,7 @@ pub async fn upload(
         body: parsed,
     };
     let task = upload.task_id.clone();
-    let receipt = writer.submit(upload).await.map_err(|e| match e {
+    let receipt = writer.submit_on_worker(upload).await.map_err(|e| match e {
         SubmitError::Full | SubmitError::Closed => SmsError::Unavailable(e.to_string()),
         SubmitError::Failed(msg) => SmsError::Storage(msg),
     })?;

@@ -8,6 +8,7 @@
 
 mod batch;
 mod checkpoint;
+mod handoff;
 mod logs;
 mod metrics;
 mod null;
@@ -32,14 +33,16 @@ pub use null::spawn_null;
 /// Rejection-log rows kept; older ones are trimmed.
 pub const REJECTIONS_KEPT: i64 = 10_000;
 
-pub(super) type UploadReply = oneshot::Sender<Result<Receipt, String>>;
+use handoff::UploadReply;
 /// A write other than an upload (sessions, verification results), run inside the
 /// writer's transaction. `Fn`, not `FnOnce`: a failed batch is stored again.
 pub type WriteFn = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
-pub(super) type ExecReply = oneshot::Sender<Result<(), String>>;
+type ExecReply = oneshot::Sender<Result<(), String>>;
 
-pub(super) enum Job {
+enum Job {
     Upload(Box<NewUpload>, UploadReply),
+    /// The uploads one HTTP worker gathered (see `handoff`).
+    Uploads(Vec<(Box<NewUpload>, UploadReply)>),
     /// Answers whether a write transaction can be opened right now.
     Ping(oneshot::Sender<Result<(), String>>),
     Exec(WriteFn, ExecReply),
@@ -47,7 +50,7 @@ pub(super) enum Job {
     Shutdown,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SubmitError {
     #[error("the write queue is full; retry shortly")]
     Full,
@@ -61,6 +64,10 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: SyncSender<Job>,
+    /// Tells this writer's uploads apart in a worker's hand-off list.
+    id: u64,
+    /// Most uploads waiting (`--queue-capacity`).
+    capacity: usize,
     rejections: Arc<LogBuffer>,
     trouble: Arc<Mutex<Option<String>>>,
     metrics: WriterMetrics,
@@ -84,12 +91,40 @@ impl WriterThread {
 }
 
 impl WriterHandle {
+    /// Queues `upload` and waits until it is committed (or refused).
     pub async fn submit(&self, upload: NewUpload) -> Result<Receipt, SubmitError> {
+        self.enqueue(upload, false).await
+    }
+
+    /// [`submit`](Self::submit) for a request handler on an HTTP worker (inside a
+    /// tokio `LocalSet`): the worker's uploads go to the writer together, and
+    /// their answers come back together (`handoff`).
+    pub async fn submit_on_worker(&self, upload: NewUpload) -> Result<Receipt, SubmitError> {
+        self.enqueue(upload, true).await
+    }
+
+    async fn enqueue(&self, upload: NewUpload, on_worker: bool) -> Result<Receipt, SubmitError> {
         // Counted before it is sent, so that the writer never takes it first.
-        self.metrics.queued_uploads.inc();
-        let result = self
-            .request(|reply| Job::Upload(Box::new(upload), reply))
-            .await;
+        if self.metrics.queued_uploads.inc() >= self.capacity as i64 {
+            self.metrics.queued_uploads.dec();
+            return Err(SubmitError::Full);
+        }
+        let answer = if on_worker {
+            handoff::submit_on_worker(self.id, &self.tx, Box::new(upload))
+        } else {
+            let (reply, answer) = UploadReply::direct();
+            match self.tx.try_send(Job::Upload(Box::new(upload), reply)) {
+                Ok(()) => answer,
+                Err(e) => {
+                    self.metrics.queued_uploads.dec();
+                    return Err(match e {
+                        TrySendError::Full(_) => SubmitError::Full,
+                        TrySendError::Disconnected(_) => SubmitError::Closed,
+                    });
+                }
+            }
+        };
+        let result = answer.await.unwrap_or(Err(SubmitError::Closed));
         if matches!(result, Err(SubmitError::Full | SubmitError::Closed)) {
             self.metrics.queued_uploads.dec();
         }
@@ -195,6 +230,11 @@ impl WriterHandle {
     }
 }
 
+fn next_writer_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Live forwarding: every stored upload gets a delivery to `target` in the same
 /// transaction, and the sender is woken after the commit.
 #[derive(Clone)]
@@ -260,15 +300,15 @@ pub fn spawn_with_clock(
     }
     tx.commit()?;
     let head = super::ledger::head(&conn)?;
+    let metrics = WriterMetrics::default();
+    let trouble = Arc::<Mutex<Option<String>>>::default();
     let checkpointer = match wal_checkpoints {
         WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
         WalCheckpoints::Off => None,
     };
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let rejections = Arc::new(LogBuffer::default());
-    let trouble = Arc::<Mutex<Option<String>>>::default();
     let (log, writer_trouble) = (rejections.clone(), trouble.clone());
-    let metrics = WriterMetrics::default();
     let writer_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
@@ -284,6 +324,8 @@ pub fn spawn_with_clock(
     Ok((
         WriterHandle {
             tx,
+            id: next_writer_id(),
+            capacity: queue_capacity,
             rejections,
             trouble,
             metrics: metrics.clone(),
