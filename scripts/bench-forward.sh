@@ -9,8 +9,8 @@ cd "$root"
 pending=${1:-100000}
 duration=${2:-15}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet --features dev
-bin="$root/target/release/sms-audit"
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --locked --quiet --features dev
+bin=${BENCH_BIN:-$root/target/release/sms-audit}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT

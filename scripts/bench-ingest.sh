@@ -10,8 +10,8 @@ cd "$root"
 duration=${1:-20}
 connections=${2:-64}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet --features dev
-bin="$root/target/release/sms-audit"
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --locked --quiet --features dev
+bin=${BENCH_BIN:-$root/target/release/sms-audit}
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT

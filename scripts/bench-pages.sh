@@ -13,8 +13,8 @@ uploads=${1:-1000000}
 tasks=${2:-10000}
 duration=${3:-10}
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked --quiet --features dev
-bin="$root/target/release/sms-audit"
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --locked --quiet --features dev
+bin=${BENCH_BIN:-$root/target/release/sms-audit}
 db="$root/target/bench/pages-$uploads-$tasks-90d.db"
 mkdir -p "$(dirname "$db")"
 if [ ! -f "$db" ]; then
