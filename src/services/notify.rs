@@ -11,10 +11,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::domain::{format_timestamp, lock, now_ms, Timestamp};
-use crate::services::outbox::policy::{self, RetryPolicy, Verdict};
+use crate::services::outbox::policy::{self, RetryPolicy};
+use crate::services::upstream::parse_retry_after;
 use crate::storage::notifications::{self, DueSend, Event};
 use crate::storage::writer::WriterHandle;
-use crate::storage::{ReadPool, StorageError};
+use crate::storage::{ledger, ReadPool, StorageError};
 
 /// How often the loop looks for events and due sends.
 const TICK: Duration = Duration::from_millis(500);
@@ -48,11 +49,8 @@ pub async fn notify_loop(settings: NotifySettings, reads: ReadPool, writer: Writ
     let started = now_ms();
     let cursors = reads
         .with_blocking(move |conn| {
-            let last = notifications::last_upload_id(conn)?;
-            let verifications: i64 =
-                conn.query_row("SELECT coalesce(max(id), 0) FROM verifications", [], |r| {
-                    r.get(0)
-                })?;
+            let last = ledger::last_id(conn)?;
+            let verifications = notifications::last_verification_id(conn)?;
             Ok(Cursors {
                 // On a first start, history is not announced; after a restart,
                 // scans go on from the last event announced.
@@ -149,20 +147,20 @@ async fn attempt(
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(parse_retry_after);
             let status = r.status().as_u16();
             let error = (!r.status().is_success()).then(|| format!("answered {status}"));
             (Some(status), error, retry_after)
         }
         Err(e) => (None, Some(e.to_string()), None),
     };
-    let verdict = policy::verdict(status);
-    let wait = match verdict {
-        Verdict::Retry => policy.backoff(send.attempts + 1, retry_after),
-        _ => Duration::ZERO,
-    };
-    let (state, next) = policy::next_state(policy, verdict, wait, send.created_at, now_ms());
+    let (state, next) = policy::after_attempt(
+        policy,
+        (status, retry_after),
+        send.attempts,
+        send.created_at,
+        now_ms(),
+    );
     (state.as_str(), next, status, error)
 }
 
@@ -173,8 +171,10 @@ fn find_events(
 ) -> Result<Vec<Event>, StorageError> {
     let mut c = lock(cursors);
     let mut events = Vec::new();
-    for r in notifications::regressed_after(conn, c.regressed_after)? {
-        c.regressed_after = r.id;
+    let head = ledger::last_id(conn)?;
+    let (regressed, reached) = notifications::regressed_between(conn, c.regressed_after, head)?;
+    c.regressed_after = reached;
+    for r in regressed {
         let text = format!(
             "sms-audit: task {} regressed: upload #{} has {} problems, more than the upload before it (/uploads/{})",
             r.task_id, r.id, r.problems, r.id

@@ -142,24 +142,43 @@ pub struct Regressed {
     pub problems: i64,
 }
 
-/// Regressed uploads with ids above `after` (new ones only: an id range).
-pub fn regressed_after(conn: &Connection, after: i64) -> Result<Vec<Regressed>, StorageError> {
+/// Regressed uploads found per scan at most.
+const REGRESSED_PER_SCAN: usize = 1000;
+
+/// Regressed uploads with ids in `(after, up_to]`, and the id the scan reached
+/// (`up_to`, or the last one returned when there were more): the next scan starts
+/// there, so each scan reads only uploads stored since the last one.
+pub fn regressed_between(
+    conn: &Connection,
+    after: i64,
+    up_to: i64,
+) -> Result<(Vec<Regressed>, i64), StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, task_id, different_files + target_miss_files + target_more_files
-         FROM uploads WHERE id > ?1 AND regressed = 1 ORDER BY id LIMIT 1000",
+         FROM uploads WHERE id > ?1 AND id <= ?2 AND regressed = 1 ORDER BY id LIMIT ?3",
     )?;
-    let rows = stmt.query_map([after], |r| {
+    let rows = stmt.query_map(params![after, up_to, REGRESSED_PER_SCAN as i64], |r| {
         Ok(Regressed {
             id: r.get(0)?,
             task_id: r.get(1)?,
             problems: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let found: Vec<Regressed> = rows.collect::<Result<_, _>>()?;
+    let reached = match found.last() {
+        Some(last) if found.len() == REGRESSED_PER_SCAN => last.id,
+        _ => up_to.max(after),
+    };
+    Ok((found, reached))
 }
 
-pub fn last_upload_id(conn: &Connection) -> Result<i64, StorageError> {
-    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM uploads", [], |r| r.get(0))?)
+/// The newest verification run's id (0: none).
+pub fn last_verification_id(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(id), 0) FROM verifications", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// A delivery to SMS that was given up.
@@ -255,4 +274,55 @@ pub fn announced_up_to(
         )
         .optional()?;
     Ok(key.and_then(|k| k.strip_prefix(prefix)?.split(':').next()?.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regressed_between;
+    use crate::domain::{AuthMethod, TaskId, UploadBody};
+    use crate::storage::uploads::NewUpload;
+    use crate::storage::{open_read, writer, SyncMode};
+
+    /// A scan reaches the head it was given even when nothing regressed, so the
+    /// next one reads only newer uploads (not everything since the last regression).
+    #[test]
+    fn a_regression_scan_reaches_its_bound_with_or_without_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("d.db");
+        let (handle, thread) =
+            writer::spawn(&db, SyncMode::Normal, Default::default(), 64, None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Problems per upload of one task: 1, 1, 1, 3 (the fourth regressed), 3.
+        for (n, different) in [0, 0, 0, 2, 2].into_iter().enumerate() {
+            let body = format!(
+                r#"{{"consistency_result":[{{"dir_check":"/d","num_total_files":9,"num_different_files":{different},"num_target_miss_files":1,"num_target_more_files":0}}]}}"#
+            );
+            runtime
+                .block_on(handle.submit(NewUpload {
+                    request_id: format!("00000000-0000-4000-8000-{n:012}"),
+                    task_id: TaskId::parse("task").unwrap(),
+                    credential_name: "agent".into(),
+                    auth_method: AuthMethod::Token,
+                    project_id: None,
+                    peer_addr: "127.0.0.1".into(),
+                    forwarded_for: None,
+                    user_agent: None,
+                    body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
+                    raw_body: body.into_bytes(),
+                }))
+                .unwrap();
+        }
+        handle.shutdown();
+        thread.join();
+        let conn = open_read(&db).unwrap();
+        let (found, reached) = regressed_between(&conn, 0, 3).unwrap();
+        assert!(found.is_empty());
+        assert_eq!(reached, 3);
+        let (found, reached) = regressed_between(&conn, reached, 5).unwrap();
+        assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [4]);
+        assert_eq!(found[0].problems, 3);
+        assert_eq!(reached, 5);
+    }
 }

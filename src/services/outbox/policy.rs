@@ -115,6 +115,24 @@ pub fn next_state(
     }
 }
 
+/// The state and next due time after an attempt that got `status` (none: no
+/// answer) and perhaps a `Retry-After`, for something tried `previous_attempts`
+/// times before and created at `created_at`: deliveries and notifications alike.
+pub fn after_attempt(
+    policy: &RetryPolicy,
+    (status, retry_after): (Option<u16>, Option<Duration>),
+    previous_attempts: u32,
+    created_at: Timestamp,
+    now: Timestamp,
+) -> (DeliveryState, Timestamp) {
+    let verdict = verdict(status);
+    let wait = match verdict {
+        Verdict::Retry => policy.backoff(previous_attempts + 1, retry_after),
+        _ => Duration::ZERO,
+    };
+    next_state(policy, verdict, wait, created_at, now)
+}
+
 /// Order per task: a delivery goes only once it is the oldest pending upload of
 /// its task in its group.
 pub fn may_go_now(upload_id: i64, oldest_pending_of_task: i64) -> bool {
@@ -123,13 +141,13 @@ pub fn may_go_now(upload_id: i64, oldest_pending_of_task: i64) -> bool {
 
 /// Decides what an attempt made at `now` means for the delivery.
 pub fn outcome(due: &Due, result: AttemptResult, policy: &RetryPolicy, now: Timestamp) -> Outcome {
-    let attempts = due.attempts + 1;
-    let verdict = verdict(result.status);
-    let wait = match verdict {
-        Verdict::Retry => policy.backoff(attempts, result.retry_after),
-        _ => Duration::ZERO,
-    };
-    let (state, next_attempt_at) = next_state(policy, verdict, wait, due.created_at, now);
+    let (state, next_attempt_at) = after_attempt(
+        policy,
+        (result.status, result.retry_after),
+        due.attempts,
+        due.created_at,
+        now,
+    );
     Outcome {
         delivery_id: due.id,
         at: now,
