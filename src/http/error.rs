@@ -118,6 +118,22 @@ pub struct SmsErrorDoc {
     error_param: Option<Vec<String>>,
 }
 
+/// The refusals every call of the JSON API may get, as the OpenAPI description
+/// lists them (`responses(…, ApiRefusals)`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, never built
+pub enum ApiRefusals {
+    #[response(
+        status = 400,
+        description = "A query parameter is invalid (`SMS.9001`, naming it)"
+    )]
+    BadQuery(SmsErrorDoc),
+    #[response(status = 401, description = "No credentials (`APIGW.0301`)")]
+    Unauthenticated(SmsErrorDoc),
+    #[response(status = 403, description = "An agent credential (`SMS.9004`)")]
+    Forbidden(SmsErrorDoc),
+}
+
 /// Marks an error response with its code so the rejection log can record it.
 #[derive(Clone, Copy, Debug)]
 pub struct ErrorCode(pub &'static str);

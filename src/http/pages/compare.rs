@@ -1,7 +1,7 @@
 //! Comparing two uploads: the page and `GET /api/v1/compare`.
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::http::error::SmsErrorDoc;
+use crate::http::error::ApiRefusals;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -108,7 +108,7 @@ pub async fn page(
     path = "/api/v1/compare",
     tag = "api",
     params(("a" = Option<i64>, Query, description = "the first upload id"), ("b" = Option<i64>, Query, description = "the second upload id")),
-    responses((status = 200, description = "Two uploads compared directory by directory"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Two uploads compared directory by directory"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 pub async fn api(

@@ -1,7 +1,7 @@
 //! Proofs over the ledger's Merkle tree, for auditors and operators.
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::http::error::SmsErrorDoc;
+use crate::http::error::ApiRefusals;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -101,7 +101,7 @@ struct EvidenceQuery {
     path = "/api/v1/evidence",
     tag = "api",
     params(("task_id" = Option<String>, Query, description = "required"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive")),
-    responses((status = 200, description = "An evidence bundle of a task's uploads (JSON), for offline checks"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "An evidence bundle of a task's uploads (JSON), for offline checks"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn bundle(
@@ -133,7 +133,7 @@ async fn bundle(
     path = "/api/v1/checkpoints/latest",
     tag = "api",
     params(),
-    responses((status = 200, description = "The latest signed checkpoint (a C2SP signed note, text/plain)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "The latest signed checkpoint (a C2SP signed note, text/plain)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
@@ -158,7 +158,7 @@ struct ListQuery {
     path = "/api/v1/checkpoints",
     tag = "api",
     params(("limit" = Option<u32>, Query, description = "1–1000"), ("before" = Option<u64>, Query, description = "tree sizes below this")),
-    responses((status = 200, description = "Signed checkpoints, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Signed checkpoints, newest first"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn list(
@@ -209,7 +209,7 @@ struct ProofQuery {
     path = "/api/v1/uploads/{id}/proof",
     tag = "api",
     params(("id" = i64, Path, description = "the upload id"), ("tree_size" = Option<u64>, Query, description = "default: the latest checkpoint")),
-    responses((status = 200, description = "An RFC 6962 inclusion proof of an upload"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "An RFC 6962 inclusion proof of an upload"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn inclusion(
@@ -237,7 +237,7 @@ struct ConsistencyQuery {
     path = "/api/v1/checkpoints/consistency",
     tag = "api",
     params(("from" = Option<u64>, Query, description = "the older tree size"), ("to" = Option<u64>, Query, description = "the newer tree size")),
-    responses((status = 200, description = "An RFC 6962 consistency proof between two checkpoints"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "An RFC 6962 consistency proof between two checkpoints"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn consistency(

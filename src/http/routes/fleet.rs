@@ -4,7 +4,7 @@
 //! /api/v1/tasks?as_of=T` (`read_api`).
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::http::error::SmsErrorDoc;
+use crate::http::error::ApiRefusals;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp
     path = "/api/v1/changes",
     tag = "api",
     params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "required, not before from"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet")),
-    responses((status = 200, description = "What changed in the fleet between two moments"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "What changed in the fleet between two moments"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn changes(
@@ -141,7 +141,7 @@ fn trend_range(
     path = "/api/v1/fleet/trend",
     tag = "api",
     params(("since" = Option<String>, Query, description = "default: 90 days ago"), ("until" = Option<String>, Query, description = "default: now")),
-    responses((status = 200, description = "The fleet at the end of each UTC day"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "The fleet at the end of each UTC day"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn trend(
@@ -181,7 +181,7 @@ fn directory_json(d: &DirectoryRow) -> Value {
     path = "/api/v1/directories",
     tag = "api",
     params(("path" = Option<String>, Query, description = "exact directory"), ("prefix" = Option<String>, Query, description = "directories starting with this")),
-    responses((status = 200, description = "Each task's latest counts for a directory, or directories by prefix"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Each task's latest counts for a directory, or directories by prefix"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn directories(

@@ -1,7 +1,7 @@
 //! The JSON read API under `/api/v1`, for auditors and operators.
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::http::error::SmsErrorDoc;
+use crate::http::error::ApiRefusals;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -69,7 +69,7 @@ struct TasksQuery {
     path = "/api/v1/tasks",
     tag = "api",
     params(("limit" = Option<u32>, Query, description = "1–1000, default 100"), ("after" = Option<String>, Query, description = "the last task id of the previous page"), ("as_of" = Option<String>, Query, description = "RFC 3339 or a date: each task as its latest upload by then shows it")),
-    responses((status = 200, description = "Tasks by id, a page at a time (tasks, next_after)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Tasks by id, a page at a time (tasks, next_after)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn tasks(
@@ -164,7 +164,7 @@ pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Times
     path = "/api/v1/tasks/{task_id}/uploads",
     tag = "api",
     params(("task_id" = String, Path, description = "the SMS task id"), ("limit" = Option<u32>, Query, description = "1–1000, default 50"), ("before_id" = Option<i64>, Query, description = "the next page"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive"), ("regressed" = Option<bool>, Query, description = "only regressed uploads")),
-    responses((status = 200, description = "A task's uploads, newest first (uploads, next_before_id)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "A task's uploads, newest first (uploads, next_before_id)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn task_uploads(
@@ -208,7 +208,7 @@ async fn task_uploads(
     operation_id = "get_upload",
     tag = "api",
     params(("id" = i64, Path, description = "the upload id")),
-    responses((status = 200, description = "One upload: metadata, results, raw body, hashes, deliveries"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "One upload: metadata, results, raw body, hashes, deliveries"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn upload(
@@ -231,7 +231,7 @@ async fn upload(
     path = "/api/v1/ledger",
     tag = "api",
     params(),
-    responses((status = 200, description = "Verifies the chain now: `status`, `entries`, `head_id`, `head_hash`, `first_bad`"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Verifies the chain now: `status`, `entries`, `head_id`, `head_hash`, `first_bad`"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn ledger_status(
@@ -261,7 +261,7 @@ struct RejectionsQuery {
     path = "/api/v1/rejections",
     tag = "api",
     params(("limit" = Option<u32>, Query, description = "1–1000, default 100"), ("status" = Option<u16>, Query, description = "HTTP status"), ("error_code" = Option<String>, Query, description = "SMS error code"), ("credential" = Option<String>, Query, description = "credential name")),
-    responses((status = 200, description = "The rejection log, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "The rejection log, newest first"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn rejections(
@@ -288,7 +288,7 @@ async fn rejections(
     path = "/api/v1/proxy-log",
     tag = "api",
     params(("limit" = Option<u32>, Query, description = "1–1000, default 50"), ("before_id" = Option<i64>, Query, description = "the next page"), ("credential" = Option<String>, Query, description = ""), ("method" = Option<String>, Query, description = ""), ("path" = Option<String>, Query, description = "calls whose path starts with this"), ("status" = Option<String>, Query, description = "100–599"), ("outcome" = Option<String>, Query, description = "answered, unreachable, timeout, too_large, aborted")),
-    responses((status = 200, description = "Calls passed on to SMS by `--proxy`, newest first"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Calls passed on to SMS by `--proxy`, newest first"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn proxy_log(
@@ -323,7 +323,7 @@ struct CountsQuery {
     path = "/api/v1/rejections/counts",
     tag = "api",
     params(("since" = Option<String>, Query, description = "default: the last hour"), ("limit" = Option<u32>, Query, description = "most rows")),
-    responses((status = 200, description = "Refusals per minute, peer and error code"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Refusals per minute, peer and error code"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn rejection_counts(
@@ -371,7 +371,7 @@ impl std::io::Write for ChannelWriter {
     path = "/api/v1/export",
     tag = "api",
     params(("format" = Option<String>, Query, description = "csv or jsonl"), ("task_id" = Option<String>, Query, description = "one task"), ("since" = Option<String>, Query, description = "inclusive"), ("until" = Option<String>, Query, description = "exclusive")),
-    responses((status = 200, description = "Uploads as CSV (a row per result item) or JSON lines, streamed"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Uploads as CSV (a row per result item) or JSON lines, streamed"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 async fn export(

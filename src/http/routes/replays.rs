@@ -2,7 +2,7 @@
 //! to SMS again.
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use crate::http::error::SmsErrorDoc;
+use crate::http::error::ApiRefusals;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -28,7 +28,7 @@ pub struct ReplayRequest {
     path = "/api/v1/replays",
     tag = "api",
     params(),
-    responses((status = 200, description = "Starts a replay to SMS from the service (operators; JSON or the page's form)"), (status = 400, description = "A query parameter is invalid (`SMS.9001`, naming it)", body = SmsErrorDoc), (status = 401, description = "No credentials (`APIGW.0301`)", body = SmsErrorDoc), (status = 403, description = "An agent credential (`SMS.9004`)", body = SmsErrorDoc)),
+    responses((status = 200, description = "Starts a replay to SMS from the service (operators; JSON or the page's form)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
 pub async fn create(
