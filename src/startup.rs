@@ -31,7 +31,6 @@ use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
 use crate::storage::{prepare, ReadPool, StorageError, SyncMode, WalCheckpoints};
-use sha2::Digest;
 
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -393,13 +392,10 @@ impl Application {
         if let Some(log) = &proxy_log {
             log.register(&mut registry);
         }
-        let metrics = web::Data::new(MetricsEndpoint {
-            registry: std::sync::Mutex::new(registry),
-            token_sha256: config
-                .metrics_token
-                .as_deref()
-                .map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
-        });
+        let metrics = web::Data::new(MetricsEndpoint::new(
+            registry,
+            config.metrics_token.as_deref(),
+        ));
         let state = SharedState {
             http_metrics,
             metrics,

@@ -118,21 +118,24 @@ fn from_file(path: &Path, matches: &ArgMatches) -> Result<Vec<OsString>, CliErro
                 "unknown key (the keys are serve's flags without --, and db, log-format)".into(),
             ));
         };
-        let texts = texts(value).map_err(at)?;
-        // Checked by the flag's own parser whatever the command, so that a bad
-        // file is found before the service restarts with it.
-        for text in &texts {
-            let takes_value = arg.get_action().takes_values();
-            let flag = if takes_value {
+        // Each value as the flag it stands for (`false` stands for none), checked
+        // by the flag's own parser whatever the command, so that a bad file is
+        // found before the service restarts with it.
+        let mut flags = Vec::new();
+        for text in texts(value).map_err(at)? {
+            let flag = if arg.get_action().takes_values() {
                 format!("--{key}={text}")
-            } else if matches!(text.as_str(), "true" | "false") {
+            } else if text == "true" {
                 format!("--{key}")
+            } else if text == "false" {
+                continue;
             } else {
                 return Err(at(format!("must be true or false, not {text:?}")));
             };
             Cli::command()
                 .try_get_matches_from(["sms-audit", "serve", flag.as_str()])
                 .map_err(|e| at(first_line(&e.to_string())))?;
+            flags.push(OsString::from(flag));
         }
         let id = arg.get_id().as_str();
         // Global flags are in the top-level matches, serve's in its own.
@@ -144,19 +147,11 @@ fn from_file(path: &Path, matches: &ArgMatches) -> Result<Vec<OsString>, CliErro
                 _ => continue, // another command: serve's keys do not apply
             }
         };
-        if matches!(
+        if !matches!(
             set_by,
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         ) {
-            continue;
-        }
-        let takes_value = arg.get_action().takes_values();
-        for text in texts {
-            if takes_value {
-                extra.push(OsString::from(format!("--{key}={text}")));
-            } else if text == "true" {
-                extra.push(OsString::from(format!("--{key}")));
-            }
+            extra.extend(flags);
         }
     }
     Ok(extra)

@@ -17,20 +17,6 @@ pub struct RestoreArgs {
     pub from: PathBuf,
 }
 
-/// What a database holds, for the report.
-struct Holding {
-    entries: i64,
-    head: String,
-}
-
-fn holding(conn: &rusqlite::Connection) -> Result<Holding, storage::StorageError> {
-    let head = storage::ledger::head(conn)?;
-    Ok(Holding {
-        entries: head.id,
-        head: head.hash,
-    })
-}
-
 pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
     let mut out = std::io::stdout().lock();
     let started = now_ms();
@@ -114,7 +100,7 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
     let before = db.exists().then(|| {
         storage::open_write(db, SyncMode::Full).and_then(|conn| {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            holding(&conn)
+            storage::ledger::head(&conn)
         })
     });
     let stamp = format_timestamp(now_ms()).replace([':', '-', '.'], "");
@@ -152,12 +138,12 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
                 writeln!(
                     out,
                     "the database it replaced ({} entries, head {}) is kept as {}",
-                    old.entries,
-                    old.head,
+                    old.id,
+                    old.hash,
                     kept.display()
                 )
                 .map_err(output_error)?;
-                let missing = old.entries - checked.head_id;
+                let missing = old.id - checked.head_id;
                 if missing > 0 {
                     writeln!(
                         out,

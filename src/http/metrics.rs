@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::domain::now_ms;
 use crate::storage::history::MetricsSnapshot;
@@ -20,7 +22,7 @@ use crate::storage::retention::DiskUse;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: String,
-    /// The route's pattern (`/api/v1/uploads/{id}`), never the path itself: the
+    /// The route's name (`/api/v1/uploads/:id`), never the path itself: the
     /// label's values stay few.
     pub route: String,
 }
@@ -240,7 +242,29 @@ impl HttpMetrics {
 pub struct MetricsEndpoint {
     pub registry: Mutex<Registry>,
     /// SHA-256 of `--metrics-token`; none: open to anyone who can reach it.
-    pub token_sha256: Option<[u8; 32]>,
+    token_sha256: Option<[u8; 32]>,
+}
+
+impl MetricsEndpoint {
+    pub fn new(registry: Registry, token: Option<&str>) -> Self {
+        MetricsEndpoint {
+            registry: Mutex::new(registry),
+            token_sha256: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    /// Whether a request with this `Authorization` header may read the metrics:
+    /// always without `--metrics-token`, else only `Bearer <token>` (compared in
+    /// constant time, as hashes).
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        let Some(expected) = self.token_sha256 else {
+            return true;
+        };
+        authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Sha256::digest(t.trim().as_bytes()))
+            .is_some_and(|p| bool::from(p.as_slice().ct_eq(&expected)))
+    }
 }
 
 /// The methods a label may name; any other is `other` (a client's made-up

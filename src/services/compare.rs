@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::storage::queries::{ResultRow, UploadRecord};
+use crate::storage::queries::{ResultRow, Totals, UploadRecord};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +50,18 @@ impl Counts {
             num_different_files: self.num_different_files - o.num_different_files,
             num_target_miss_files: self.num_target_miss_files - o.num_target_miss_files,
             num_target_more_files: self.num_target_more_files - o.num_target_more_files,
+        }
+    }
+}
+
+/// An upload's stored totals, as counts.
+impl From<&Totals> for Counts {
+    fn from(t: &Totals) -> Self {
+        Counts {
+            num_total_files: t.num_total_files,
+            num_different_files: t.num_different_files,
+            num_target_miss_files: t.num_target_miss_files,
+            num_target_more_files: t.num_target_more_files,
         }
     }
 }
@@ -156,13 +168,7 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
         }
     }
     if purged {
-        let stored = |u: &UploadRecord| Counts {
-            num_total_files: u.totals.num_total_files,
-            num_different_files: u.totals.num_different_files,
-            num_target_miss_files: u.totals.num_target_miss_files,
-            num_target_more_files: u.totals.num_target_more_files,
-        };
-        (total_a, total_b) = (stored(a), stored(b));
+        (total_a, total_b) = (Counts::from(&a.totals), Counts::from(&b.totals));
     }
     let side = |u: &UploadRecord| Side {
         id: u.id,

@@ -44,30 +44,13 @@ pub struct PurgeReport {
     pub up_to_id: i64,
     /// What the purge found to do (what a dry run reports).
     pub plan: Candidates,
-    pub purged: PurgedCounts,
+    pub purged: Purged,
     /// Pages handed back to the file system, and whether the database can.
     pub freed_pages: u64,
     pub incremental_vacuum: bool,
     pub dry_run: bool,
     /// The admin log's row (none for a dry run or when nothing was due).
     pub log_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct PurgedCounts {
-    pub uploads: u64,
-    pub result_rows: u64,
-    pub bytes: u64,
-}
-
-impl From<Purged> for PurgedCounts {
-    fn from(p: Purged) -> Self {
-        PurgedCounts {
-            uploads: p.uploads,
-            result_rows: p.result_rows,
-            bytes: p.bytes,
-        }
-    }
 }
 
 /// Sizes steps to take between a quarter and half of the target time (what is
@@ -107,7 +90,7 @@ pub fn purge(
         before: settings.before,
         up_to_id,
         plan: plan.clone(),
-        purged: PurgedCounts::default(),
+        purged: Purged::default(),
         freed_pages: 0,
         incremental_vacuum,
         dry_run: settings.dry_run,
@@ -174,7 +157,7 @@ pub fn purge(
     writes(Box::new(move |conn| {
         retention::finish(conn, log_id, finished_at, "done", Some(purged), Some(kept))
     }))?;
-    report.purged = purged.into();
+    report.purged = purged;
     if incremental_vacuum {
         report.freed_pages = vacuum(writes, &sizing)?;
     }

@@ -302,20 +302,11 @@ impl Upstream {
     /// the SDK signs it.
     pub async fn list_tasks(&self, limit: u32, offset: u32) -> Result<TaskPage, String> {
         let url = format!("{}/v3/tasks?limit={limit}&offset={offset}", self.endpoint);
-        let parsed = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
-        let mut request = self.client.get(&url);
-        let mut signed = Vec::new();
-        if let Some(p) = self.auth.project_id() {
-            signed.push(("x-project-id".to_string(), p.to_string()));
-            request = request.header("X-Project-Id", p);
-        }
-        for (name, value) in self
-            .auth
-            .headers_for("GET", &parsed, &signed, &sha256_hex(b""))
-        {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| describe(&e))?;
+        let response = self
+            .signed(reqwest::Method::GET, &url, Vec::new(), b"")
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
         let status = response.status();
         let bytes = read_capped(response, TASK_LIST_READ_LIMIT)
             .await
@@ -336,6 +327,33 @@ impl Upstream {
         TaskPage::parse(&bytes)
     }
 
+    /// A request to `url` (under the validated endpoint) with `headers`, the
+    /// project id and the credentials' headers, signed over all of them and
+    /// `payload` (or the static token).
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        mut headers: Vec<(String, String)>,
+        payload: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let parsed = reqwest::Url::parse(url).expect("endpoint was validated");
+        if let Some(p) = self.auth.project_id() {
+            headers.push(("x-project-id".to_string(), p.to_string()));
+        }
+        let auth = self
+            .auth
+            .headers_for(method.as_str(), &parsed, &headers, &sha256_hex(payload));
+        let mut request = self.client.request(method, url);
+        let auth = auth
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value));
+        for (name, value) in headers.into_iter().chain(auth) {
+            request = request.header(name, value);
+        }
+        request
+    }
+
     pub fn url_for(&self, task_id: &str) -> String {
         format!("{}/v3/tasks/{task_id}/consistency-result", self.endpoint)
     }
@@ -344,25 +362,15 @@ impl Upstream {
     pub async fn send(&self, task_id: &str, raw_body: Vec<u8>) -> AttemptResult {
         let url = self.url_for(task_id);
         let started = Instant::now();
-        let mut request = self
-            .client
-            .post(&url)
-            .header("Content-Type", "application/json;charset=UTF-8");
-        let parsed = reqwest::Url::parse(&url).expect("endpoint was validated");
-        let mut signed = vec![(
-            "content-type".to_string(),
-            "application/json;charset=UTF-8".to_string(),
-        )];
-        if let Some(p) = self.auth.project_id() {
-            signed.push(("x-project-id".to_string(), p.to_string()));
-            request = request.header("X-Project-Id", p);
-        }
-        for (name, value) in self
-            .auth
-            .headers_for("POST", &parsed, &signed, &sha256_hex(&raw_body))
-        {
-            request = request.header(name, value);
-        }
+        let request = self.signed(
+            reqwest::Method::POST,
+            &url,
+            vec![(
+                "content-type".to_string(),
+                "application/json;charset=UTF-8".to_string(),
+            )],
+            &raw_body,
+        );
         let mut result = AttemptResult {
             url,
             status: None,

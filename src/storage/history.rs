@@ -525,29 +525,19 @@ pub struct MetricsSnapshot {
 }
 
 pub fn metrics_snapshot(conn: &Connection) -> Result<MetricsSnapshot, StorageError> {
-    let entries = conn
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM uploads")?
-        .query_row([], |r| r.get(0))?;
     let deliveries = conn
         .prepare_cached("SELECT state, count(*) FROM deliveries GROUP BY state")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let oldest_pending_created_at = conn
-        .prepare_cached("SELECT min(created_at) FROM deliveries WHERE state = 'pending'")?
-        .query_row([], |r| r.get(0))?;
     let verifications = conn
         .prepare_cached("SELECT first_bad_id IS NULL, count(*) FROM verifications GROUP BY 1")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let last_verification_intact = conn
-        .prepare_cached("SELECT first_bad_id IS NULL FROM verifications ORDER BY id DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
     Ok(MetricsSnapshot {
-        entries,
+        entries: super::ledger::last_id(conn)?,
         deliveries,
-        oldest_pending_created_at,
+        oldest_pending_created_at: super::outbox::pending_overall(conn)?.1,
         verifications,
-        last_verification_intact,
+        last_verification_intact: last_verification(conn)?.map(|v| v.first_bad_id.is_none()),
     })
 }

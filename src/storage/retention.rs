@@ -53,8 +53,8 @@ pub fn candidates(conn: &Connection, up_to_id: i64) -> Result<Candidates, Storag
     })?)
 }
 
-/// What one step purged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a purge (or one step of it) purged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Purged {
     pub uploads: u64,
     pub result_rows: u64,

@@ -15,6 +15,15 @@ fn sms_audit(db: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The example upload to a served binary at `address`, with `token`.
+fn upload(client: &reqwest::Client, address: &str, token: &str) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{address}{}", TestApp::upload_path(TASK)))
+        .header("X-Auth-Token", token)
+        .header("Content-Type", "application/json")
+        .body(EXAMPLE)
+}
+
 fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -134,14 +143,7 @@ async fn serve_creates_admin_once_stops_gracefully_and_keeps_uploads() {
     let client = reqwest::Client::new();
     let mut pending = Vec::new();
     for _ in 0..20 {
-        pending.push(
-            client
-                .post(format!("{}{}", first.address, TestApp::upload_path(TASK)))
-                .header("X-Auth-Token", &token)
-                .header("Content-Type", "application/json")
-                .body(EXAMPLE)
-                .send(),
-        );
+        pending.push(upload(&client, &first.address, &token).send());
     }
     for p in futures_util::future::join_all(pending).await {
         assert_eq!(p.unwrap().status(), 200);
@@ -423,11 +425,7 @@ async fn the_first_token_is_kept_out_of_the_log_and_files_are_the_owners_only() 
     let token_file = dir.path().join("audit.db.admin-token");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&token_file), 0o600);
-    let reply = reqwest::Client::new()
-        .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
-        .header("X-Auth-Token", &token)
-        .header("Content-Type", "application/json")
-        .body(EXAMPLE)
+    let reply = upload(&reqwest::Client::new(), &served.address, &token)
         .send()
         .await
         .unwrap();
@@ -491,16 +489,10 @@ async fn json_logs_have_a_line_per_request_and_never_a_secret() {
     let mut served = serve_with(&db, &["--log-format", "json"], &[]);
     let token = served.token.clone().expect("the token was handed over");
     let client = reqwest::Client::new();
-    let upload = |token: &str| {
-        client
-            .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
-            .header("X-Auth-Token", token)
-            .header("Content-Type", "application/json")
-            .body(EXAMPLE)
-    };
-    assert_eq!(upload(&token).send().await.unwrap().status(), 200);
+    let post = |token: &str| upload(&client, &served.address, token).send();
+    assert_eq!(post(&token).await.unwrap().status(), 200);
     let wrong = "wrong-token-0123456789abcdef0123456789abcdef";
-    assert_eq!(upload(wrong).send().await.unwrap().status(), 401);
+    assert_eq!(post(wrong).await.unwrap().status(), 401);
     let read = client
         .get(format!(
             "{}/api/v1/tasks?token=query-secret-1234",
@@ -554,11 +546,7 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
     )
     .unwrap();
     let post = |address: String, token: String| async move {
-        reqwest::Client::new()
-            .post(format!("{address}{}", TestApp::upload_path(TASK)))
-            .header("X-Auth-Token", token)
-            .header("Content-Type", "application/json")
-            .body(EXAMPLE)
+        upload(&reqwest::Client::new(), &address, &token)
             .send()
             .await
             .unwrap()

@@ -4,8 +4,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::http::error::SmsError;
 use crate::http::metrics::{HttpMetrics, MetricsEndpoint};
@@ -27,19 +25,14 @@ pub async fn scrape(
     metrics: web::Data<HttpMetrics>,
     reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, SmsError> {
-    if let Some(expected) = endpoint.token_sha256 {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| Sha256::digest(t.trim().as_bytes()));
-        let allowed = presented.is_some_and(|p| bool::from(p.as_slice().ct_eq(&expected)));
-        if !allowed {
-            return Err(SmsError::Unauthenticated(
-                "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
-            ));
-        }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !endpoint.allows(authorization) {
+        return Err(SmsError::Unauthenticated(
+            "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
+        ));
     }
     let path = reads.path().to_path_buf();
     let (snapshot, disk) = reads

@@ -145,10 +145,11 @@ fn hand_over(writer: u64) {
 
 #[cfg(test)]
 mod tests {
+    use super::Outcome;
     use crate::domain::signing::sha256_hex;
     use crate::domain::{AuthMethod, TaskId, UploadBody};
     use crate::storage::uploads::NewUpload;
-    use crate::storage::writer::{spawn, SubmitError};
+    use crate::storage::writer::{spawn, SubmitError, WriterHandle};
     use crate::storage::SyncMode;
 
     fn upload(n: usize) -> NewUpload {
@@ -169,21 +170,21 @@ mod tests {
         }
     }
 
-    /// Uploads submitted together on one worker go to the writer as one list, and
-    /// each caller gets the receipt of its own upload, whatever the batching.
-    #[test]
-    fn each_upload_on_a_worker_gets_its_own_answer() {
+    /// Submits uploads `0..count` at once from one worker (a `LocalSet`, as on an
+    /// actix-web worker) to a writer with room for `capacity`; each with its
+    /// outcome, once the writer has stopped.
+    fn submit_together(count: usize, capacity: usize) -> (Vec<(Vec<u8>, Outcome)>, WriterHandle) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("d.db");
         let (handle, thread) =
-            spawn(&db, SyncMode::Normal, Default::default(), 4096, None).unwrap();
+            spawn(&db, SyncMode::Normal, Default::default(), capacity, None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let local = tokio::task::LocalSet::new();
-        let receipts = local.block_on(&runtime, async {
-            let waiting: Vec<_> = (0..300)
+        let outcomes = local.block_on(&runtime, async {
+            let waiting: Vec<_> = (0..count)
                 .map(|n| {
                     let handle = handle.clone();
                     tokio::task::spawn_local(async move {
@@ -192,12 +193,22 @@ mod tests {
                     })
                 })
                 .collect();
-            let mut receipts = Vec::new();
+            let mut outcomes = Vec::new();
             for w in waiting {
-                receipts.push(w.await.unwrap());
+                outcomes.push(w.await.unwrap());
             }
-            receipts
+            outcomes
         });
+        handle.shutdown();
+        thread.join();
+        (outcomes, handle)
+    }
+
+    /// Uploads submitted together on one worker go to the writer as one list, and
+    /// each caller gets the receipt of its own upload, whatever the batching.
+    #[test]
+    fn each_upload_on_a_worker_gets_its_own_answer() {
+        let (receipts, handle) = submit_together(300, 4096);
         let mut registry = prometheus_client::registry::Registry::default();
         handle.metrics().register(&mut registry);
         let mut scrape = String::new();
@@ -221,37 +232,14 @@ mod tests {
         assert_eq!(ids.len(), 300);
         // Submitted in one turn of the event loop: far fewer commits than uploads.
         assert!(commits < 30.0, "{commits} commits for 300 uploads");
-        handle.shutdown();
-        thread.join();
     }
 
     /// Past `--queue-capacity` an upload is refused at once, on a worker too, and
     /// the ones admitted are stored.
     #[test]
     fn a_full_queue_refuses_on_a_worker() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("d.db");
-        let (handle, thread) = spawn(&db, SyncMode::Normal, Default::default(), 10, None).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let results = local.block_on(&runtime, async {
-            let waiting: Vec<_> = (0..25)
-                .map(|n| {
-                    let handle = handle.clone();
-                    tokio::task::spawn_local(
-                        async move { handle.submit_on_worker(upload(n)).await },
-                    )
-                })
-                .collect();
-            let mut results = Vec::new();
-            for w in waiting {
-                results.push(w.await.unwrap());
-            }
-            results
-        });
+        let (results, handle) = submit_together(25, 10);
+        let results: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
         let stored = results.iter().filter(|r| r.is_ok()).count();
         let full = results
             .iter()
@@ -259,7 +247,5 @@ mod tests {
             .count();
         assert_eq!((stored, full), (10, 15));
         assert_eq!(handle.metrics().queued_uploads.get(), 0);
-        handle.shutdown();
-        thread.join();
     }
 }

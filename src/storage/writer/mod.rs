@@ -300,15 +300,15 @@ pub fn spawn_with_clock(
     }
     tx.commit()?;
     let head = super::ledger::head(&conn)?;
-    let metrics = WriterMetrics::default();
-    let trouble = Arc::<Mutex<Option<String>>>::default();
     let checkpointer = match wal_checkpoints {
         WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
         WalCheckpoints::Off => None,
     };
     let (tx, rx) = mpsc::sync_channel(queue_capacity);
     let rejections = Arc::new(LogBuffer::default());
+    let trouble = Arc::<Mutex<Option<String>>>::default();
     let (log, writer_trouble) = (rejections.clone(), trouble.clone());
+    let metrics = WriterMetrics::default();
     let writer_metrics = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
