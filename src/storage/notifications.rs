@@ -279,7 +279,6 @@ pub fn announced_up_to(
 #[cfg(test)]
 mod tests {
     use super::regressed_between;
-    use crate::domain::{AuthMethod, TaskId, UploadBody};
     use crate::storage::uploads::NewUpload;
     use crate::storage::{open_read, writer, SyncMode};
 
@@ -296,23 +295,8 @@ mod tests {
             .unwrap();
         // Problems per upload of one task: 1, 1, 1, 3 (the fourth regressed), 3.
         for (n, different) in [0, 0, 0, 2, 2].into_iter().enumerate() {
-            let body = format!(
-                r#"{{"consistency_result":[{{"dir_check":"/d","num_total_files":9,"num_different_files":{different},"num_target_miss_files":1,"num_target_more_files":0}}]}}"#
-            );
-            runtime
-                .block_on(handle.submit(NewUpload {
-                    request_id: format!("00000000-0000-4000-8000-{n:012}"),
-                    task_id: TaskId::parse("task").unwrap(),
-                    credential_name: "agent".into(),
-                    auth_method: AuthMethod::Token,
-                    project_id: None,
-                    peer_addr: "127.0.0.1".into(),
-                    forwarded_for: None,
-                    user_agent: None,
-                    body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
-                    raw_body: body.into_bytes(),
-                }))
-                .unwrap();
+            let upload = NewUpload::for_test(n, "task", "/d", [9, different, 1, 0]);
+            runtime.block_on(handle.submit(upload)).unwrap();
         }
         handle.shutdown();
         thread.join();

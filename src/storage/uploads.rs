@@ -22,6 +22,29 @@ pub struct NewUpload {
     pub body: UploadBody,
 }
 
+#[cfg(test)]
+impl NewUpload {
+    /// The `n`th upload of `task` with one result item (unit tests).
+    pub fn for_test(n: usize, task: &str, dir: &str, counts: [u32; 4]) -> Self {
+        let [t, d, m, x] = counts;
+        let body = format!(
+            r#"{{"consistency_result":[{{"dir_check":"{dir}","num_total_files":{t},"num_different_files":{d},"num_target_miss_files":{m},"num_target_more_files":{x}}}]}}"#
+        );
+        NewUpload {
+            request_id: format!("00000000-0000-4000-8000-{n:012}"),
+            task_id: TaskId::parse(task).unwrap(),
+            credential_name: "agent".into(),
+            auth_method: AuthMethod::Token,
+            project_id: None,
+            peer_addr: "127.0.0.1".into(),
+            forwarded_for: None,
+            user_agent: None,
+            body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
+            raw_body: body.into_bytes(),
+        }
+    }
+}
+
 /// What the writer answers for a stored upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {

@@ -147,27 +147,13 @@ fn hand_over(writer: u64) {
 mod tests {
     use super::Outcome;
     use crate::domain::signing::sha256_hex;
-    use crate::domain::{AuthMethod, TaskId, UploadBody};
     use crate::storage::uploads::NewUpload;
     use crate::storage::writer::{spawn, SubmitError, WriterHandle};
     use crate::storage::SyncMode;
 
     fn upload(n: usize) -> NewUpload {
-        let body = format!(
-            r#"{{"consistency_result":[{{"dir_check":"/d{n}","num_total_files":{n},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#
-        );
-        NewUpload {
-            request_id: format!("00000000-0000-4000-8000-{n:012}"),
-            task_id: TaskId::parse(&format!("task-{}", n % 7)).unwrap(),
-            credential_name: "agent".into(),
-            auth_method: AuthMethod::Token,
-            project_id: None,
-            peer_addr: "127.0.0.1".into(),
-            forwarded_for: None,
-            user_agent: None,
-            body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
-            raw_body: body.into_bytes(),
-        }
+        let task = format!("task-{}", n % 7);
+        NewUpload::for_test(n, &task, &format!("/d{n}"), [n as u32, 0, 0, 0])
     }
 
     /// Submits uploads `0..count` at once from one worker (a `LocalSet`, as on an
