@@ -71,6 +71,17 @@ fn counted(n: usize, noun: &str) -> String {
     }
 }
 
+/// Where this replay may send: the configured upstream, the SDK's regions and
+/// `--replay-target`.
+fn allowed_targets(args: &ReplayArgs) -> Result<ReplayTargets, CliError> {
+    let upstream = args
+        .upstream
+        .configured()
+        .then(|| args.upstream.endpoint())
+        .transpose()?;
+    ReplayTargets::new(upstream.as_deref(), &args.replay_target).map_err(fail)
+}
+
 pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
     let conn = open_existing(db)?;
     // Two replays sending from one database would send twice.
@@ -85,17 +96,7 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         (id, target, args.upstream.auth()?)
     } else {
         let target = match &args.to {
-            Some(url) => {
-                let upstream = args
-                    .upstream
-                    .configured()
-                    .then(|| args.upstream.endpoint())
-                    .transpose()?;
-                ReplayTargets::new(upstream.as_deref(), &args.replay_target)
-                    .map_err(fail)?
-                    .check(url)
-                    .map_err(fail)?
-            }
+            Some(url) => allowed_targets(&args)?.check(url).map_err(fail)?,
             // A dry run sends nothing, so it needs no upstream.
             None if args.dry_run && !args.upstream.configured() => NO_UPSTREAM.to_string(),
             None => args.upstream.endpoint()?,
@@ -158,13 +159,17 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         counted(total as usize, "upload")
     )?;
 
+    // A resumed replay's target comes from the database: checked like a new one.
+    let targets = allowed_targets(&args)?;
+    targets.check(&target).map_err(fail)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tally: Arc<Tally> = Arc::default();
     let sender = Sender {
         reads: storage::ReadPool::new(db),
         recorder: Arc::new(DirectRecorder(Arc::new(Mutex::new(conn)))),
-        upstream: Arc::new(move |endpoint: &str| {
-            upstream::Upstream::new(endpoint.to_string(), auth.clone(), timeout)
+        upstream: Arc::new(move |target: &str| {
+            let allowed = targets.check(target)?;
+            Ok(upstream::Upstream::new(allowed, auth.clone(), timeout))
         }),
         config: SenderConfig {
             runner: Runner::Replay(replay_id),

@@ -125,7 +125,7 @@ impl ReplayRunner {
 }
 
 /// What one attempt to deliver an upload came to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AttemptResult {
     pub url: String,
     pub status: Option<u16>,

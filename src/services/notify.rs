@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::domain::{format_timestamp, lock, now_ms, Timestamp};
+use crate::domain::{format_timestamp, lock, now_ms, DeliveryState, Timestamp};
 use crate::services::outbox::policy::{self, RetryPolicy};
 use crate::services::upstream::parse_retry_after;
 use crate::storage::notifications::{self, DueSend, Event};
@@ -117,7 +117,19 @@ async fn tick(
         .await
         .map_err(|e| e.to_string())?;
     for send in due {
-        let (state, next, status, error) = attempt(client, &send, &settings.policy).await;
+        // A stored URL is sent to only while it is still configured: a restored or
+        // edited database must not choose where events go.
+        let (state, next, status, error) = if settings.urls.contains(&send.url) {
+            attempt(client, &send, &settings.policy).await
+        } else {
+            let why = "not sent: the URL is not one of this service's --notify-url";
+            (
+                DeliveryState::Failed.as_str(),
+                now_ms(),
+                None,
+                Some(why.to_string()),
+            )
+        };
         let now = now_ms();
         writer
             .execute(move |conn| {

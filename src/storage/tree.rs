@@ -166,24 +166,64 @@ pub fn tile_data(conn: &Connection, path: &str) -> Result<Option<Vec<u8>>, Stora
     if rest.starts_with("entries/") {
         return Ok(None);
     }
+    // The crate panics on a level of 64 or more or a width of 0: a tree of u64
+    // leaves has hashes up to level 7 of tiles only, and a partial tile holds 1
+    // to 255 of them, so anything else is no tile at all.
+    let (level, _) = rest.split_once('/').unwrap_or((rest, ""));
+    if !level
+        .parse::<u8>()
+        .is_ok_and(|l| u32::from(l) * u32::from(HEIGHT) < u64::BITS)
+    {
+        return Ok(None);
+    }
+    if let Some((_, width)) = rest.rsplit_once(".p/") {
+        if !width.parse::<u8>().is_ok_and(|w| w > 0) {
+            return Ok(None);
+        }
+    }
     let Ok(tile) = tlog_tiles::Tile::from_path(&format!("tile/{HEIGHT}/{rest}")) else {
         return Ok(None);
     };
     if tile.is_data() {
         return Ok(None);
     }
-    let width = if tile.width() == 0 {
-        1u64 << HEIGHT
-    } else {
-        u64::from(tile.width())
-    };
+    let width = u64::from(tile.width());
+    let shift = u32::from(HEIGHT) * u32::from(tile.level());
     // Hashes at this level in the tree now; the tile must lie within them.
-    let at_level = size(conn)? >> (u32::from(HEIGHT) * u32::from(tile.level()));
-    if (tile.level_index() << HEIGHT) + width > at_level {
+    let at_level = size(conn)? >> shift;
+    let end = tile
+        .level_index()
+        .checked_mul(1u64 << HEIGHT)
+        .and_then(|start| start.checked_add(width));
+    if end.is_none_or(|end| end > at_level) {
         return Ok(None);
     }
     Ok(Some(
         tile.read_data(&Stored(conn))
             .map_err(|e| StorageError::Sqlite(from_tlog(e)))?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_tile_path_panics_and_impossible_tiles_are_none() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+        )
+        .unwrap();
+        for level in [
+            "0", "7", "8", "9", "16", "63", "64", "100", "255", "256", "-1", "x",
+        ] {
+            for suffix in ["", ".p/0", ".p/1", ".p/255", ".p/256", ".p/x"] {
+                for index in ["000", "x999/999", "x018/x446/x744/x073/x709/x551/615"] {
+                    let path = format!("tile/{level}/{index}{suffix}");
+                    assert_eq!(tile_data(&conn, &path).unwrap(), None, "{path}");
+                }
+            }
+        }
+    }
 }

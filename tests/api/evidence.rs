@@ -388,8 +388,18 @@ async fn the_log_is_served_as_c2sp_tiles() {
         "/tile/0/1",
         "/tile/entries/000.p/3",
         "/tile/0/x001/000",
+        // Tiles no tree can have: never a panic, a 500 or another level's hash.
+        "/tile/0/000.p/0",
+        "/tile/64/000.p/1",
+        "/tile/100/000",
+        "/tile/255/000",
+        "/tile/8/000.p/1",
+        "/tile/9/000.p/1",
+        "/tile/16/000.p/1",
+        "/tile/0/x072/057/594/037/927/935.p/1",
     ] {
-        assert_eq!(tile(missing).await.0, 404, "{missing}");
+        let (status, body) = tile(missing).await;
+        assert_eq!(status, 404, "{missing}: {}", String::from_utf8_lossy(&body));
     }
     // For auditors and operators only, unless --public-log.
     let anonymous = app

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rusqlite::Connection;
+
 use sms_audit::domain::signing::Signer;
 use sms_audit::domain::Role;
 use sms_audit::services::outbox::RetryPolicy;
@@ -686,4 +688,36 @@ async fn a_delivery_in_flight_during_a_crash_is_sent_after_the_restart() {
         1,
         "the crashed attempt left no record"
     );
+}
+
+#[tokio::test]
+async fn a_stored_target_that_is_not_configured_is_never_sent_to() {
+    // A restored or edited database names a target of its own: without --forward
+    // the service still sends pending deliveries, but never to that target.
+    let fake = FakeUpstream::start().await;
+    let exfil = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |s| s.forward = false).await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let app = app.stop().await;
+    Connection::open(&app.db_path)
+        .unwrap()
+        .execute(
+            "INSERT INTO deliveries (upload_id, task_id, target, trigger, state, created_at, next_attempt_at)
+             VALUES (1, ?1, ?2, 'live', 'pending', 0, 0)",
+            [TASK, exfil.url.as_str()],
+        )
+        .unwrap();
+    let app = app.start().await;
+    let d = wait_state(&app, 1, "failed").await;
+    assert!(
+        d[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not sent") && e.contains("not a replay target")),
+        "{d}"
+    );
+    assert!(exfil.received().is_empty(), "the planted target got a call");
+    assert!(fake.received().is_empty());
 }

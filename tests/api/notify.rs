@@ -195,3 +195,48 @@ async fn each_event_is_announced_once_with_retries_and_shown_on_deliveries() {
     assert!(page.text.contains("verification_broken"));
     assert!(page.text.contains(&receiver.url));
 }
+
+#[tokio::test]
+async fn a_stored_url_that_is_not_configured_is_never_sent_to() {
+    let receiver = Receiver::start(0).await;
+    let planted = Receiver::start(0).await;
+    let url = receiver.url.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.notify = Some(NotifySettings {
+            urls: vec![url],
+            upstream_after: Duration::from_secs(60),
+            policy: RetryPolicy::default(),
+            timeout: Duration::from_secs(2),
+        });
+    })
+    .await;
+    let conn = app.write_conn();
+    conn.execute_batch(&format!(
+        "INSERT INTO notifications (id, event, kind, text, payload, created_at)
+           VALUES (1, 'planted', 'regressed', 'x', '{{\"text\":\"x\"}}', 0);
+         INSERT INTO notification_sends (notification_id, url, state, created_at, next_attempt_at)
+           VALUES (1, '{}', 'pending', 0, 0), (1, '{}', 'pending', 0, 0);",
+        planted.url, receiver.url
+    ))
+    .unwrap();
+    let state_of = |url: &str| -> (String, Option<String>) {
+        conn.query_row(
+            "SELECT state, last_error FROM notification_sends WHERE url = ?1",
+            [url],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    for _ in 0..200 {
+        if state_of(&planted.url).0 != "pending" && state_of(&receiver.url).0 != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (state, error) = state_of(&planted.url);
+    assert_eq!(state, "failed");
+    assert!(error.unwrap().contains("--notify-url"));
+    assert!(planted.got.lock().unwrap().is_empty());
+    assert_eq!(state_of(&receiver.url).0, "delivered");
+    assert_eq!(receiver.delivered().len(), 1);
+}

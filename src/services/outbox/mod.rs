@@ -152,7 +152,10 @@ impl ServiceSender {
                 policy: settings.policy.clone(),
                 rate: None,
             },
-            upstream: Arc::new(move |endpoint: &str| settings.client_for(endpoint)),
+            upstream: Arc::new(move |target: &str| {
+                let allowed = settings.replay_targets.check(target)?;
+                Ok(settings.client_for(&allowed))
+            }),
             wake: wake.clone(),
             stop: stop.clone(),
             tally: tally.clone(),

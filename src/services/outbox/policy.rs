@@ -158,6 +158,23 @@ pub fn outcome(due: &Due, result: AttemptResult, policy: &RetryPolicy, now: Time
     }
 }
 
+/// A delivery whose stored target is not one this service may send to (a
+/// restored or edited database): failed at once, nothing sent, the reason kept.
+pub fn refused_target(due: &Due, why: String, now: Timestamp) -> Outcome {
+    Outcome {
+        delivery_id: due.id,
+        at: now,
+        attempt_trigger: attempt_trigger(due.attempts, due.trigger),
+        result: AttemptResult {
+            url: due.target.clone(),
+            transport_error: Some(format!("not sent: {why}")),
+            ..AttemptResult::default()
+        },
+        state: DeliveryState::Failed,
+        next_attempt_at: now,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

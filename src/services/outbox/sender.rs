@@ -31,7 +31,9 @@ const RECORD_BATCH: usize = 256;
 pub struct Sender<R: Recorder> {
     pub reads: ReadPool,
     pub recorder: Arc<R>,
-    pub upstream: Arc<dyn Fn(&str) -> Upstream + Send + Sync>,
+    /// The client for a stored target, or why that target is refused: targets are
+    /// checked at every send, since a database can be restored or edited.
+    pub upstream: Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>,
     pub config: SenderConfig,
     pub wake: Arc<Notify>,
     pub stop: Arc<AtomicBool>,
@@ -150,8 +152,8 @@ impl<R: Recorder> Sender<R> {
 struct Launcher {
     permits: Arc<Semaphore>,
     limiter: Option<governor::DefaultDirectRateLimiter>,
-    upstreams: Mutex<HashMap<String, Upstream>>,
-    make_upstream: Arc<dyn Fn(&str) -> Upstream + Send + Sync>,
+    upstreams: Mutex<HashMap<String, Result<Upstream, String>>>,
+    make_upstream: Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>,
     policy: RetryPolicy,
     tally: Arc<Tally>,
     recordings: mpsc::UnboundedSender<(Outcome, Due)>,
@@ -202,10 +204,18 @@ impl Launcher {
                 self.recordings.clone(),
             );
             tokio::spawn(async move {
-                let result = upstream.send(&due.task_id, body).await;
-                // The next send need not wait for this one's commit.
-                drop(permit);
-                let o = policy::outcome(&due, result, &policy, now_ms());
+                let o = match upstream {
+                    Ok(upstream) => {
+                        let result = upstream.send(&due.task_id, body).await;
+                        // The next send need not wait for this one's commit.
+                        drop(permit);
+                        policy::outcome(&due, result, &policy, now_ms())
+                    }
+                    Err(why) => {
+                        drop(permit);
+                        policy::refused_target(&due, why, now_ms())
+                    }
+                };
                 tally.count(&o);
                 if o.state != DeliveryState::Delivered {
                     tracing::warn!(delivery = due.id, task_id = %due.task_id, state = o.state.as_str(),
