@@ -16,6 +16,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
 use crate::http::auth::AuthCache;
+use crate::http::body_budget::{BodyBudget, DEFAULT_MAX_BUFFERED_BYTES};
 use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, SessionLifetime};
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub task_policy: TaskPolicy,
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once (`--max-buffered-bytes`).
+    pub max_buffered_bytes: usize,
     pub max_results: usize,
     pub sync: SyncMode,
     /// Who checkpoints the WAL (`--checkpoint-mode`).
@@ -103,6 +106,7 @@ impl ServeConfig {
             listen: "127.0.0.1:8080".into(),
             task_policy: TaskPolicy::Open,
             max_body_bytes: 65536,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_results: DEFAULT_MAX_RESULTS,
             sync: SyncMode::Full,
             wal_checkpoints: WalCheckpoints::Passive,
@@ -385,6 +389,8 @@ impl Application {
         let http_metrics = web::Data::new(HttpMetrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
         http_metrics.register(&mut registry);
+        let body_budget = BodyBudget::new(config.max_buffered_bytes);
+        body_budget.register(&mut registry);
         writer.metrics().register(&mut registry);
         if let Some(sender) = &sender {
             sender.metrics().register(&mut registry);
@@ -408,6 +414,7 @@ impl Application {
                     .rate_limit
                     .map(|n| RateLimiter::keyed(Quota::per_second(n))),
                 body_timeout: config.body_timeout,
+                body_budget,
             }),
             limits: web::Data::new(RequestLimits {
                 max_header_bytes: config.max_header_bytes,

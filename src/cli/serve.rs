@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{fail, parse_duration, CliError, UpstreamArgs};
 use crate::domain::TaskPolicy;
+use crate::http::body_budget::DEFAULT_MAX_BUFFERED_BYTES;
 use crate::services::checkpoints::CheckpointSettings;
 use crate::services::notify::NotifySettings;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
@@ -37,6 +38,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 * 1024 * 1024))]
     pub max_body_bytes: usize,
+    /// The most bytes of request bodies held in memory at once, across every
+    /// request (uploads, and bodies the pass-through reads whole); beyond it 503.
+    #[arg(long, env = "SMS_AUDIT_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=16 * 1024 * 1024 * 1024))]
+    pub max_buffered_bytes: usize,
     /// Most `consistency_result` items in one upload.
     #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
@@ -216,6 +222,7 @@ impl ServeArgs {
             listen: self.listen,
             task_policy: self.task_policy,
             max_body_bytes: self.max_body_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
             max_results: self.max_results,
             sync: self.sync,
             wal_checkpoints: self.checkpoint_mode,

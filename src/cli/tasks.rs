@@ -71,7 +71,12 @@ fn store(
             .state
             .as_deref()
             .filter(|s| s.len() <= 64 && crate::domain::printable(s));
-        if queries::record_sms_task(&tx, &id, name, state, now).map_err(fail)? {
+        let source = t
+            .source_server
+            .as_ref()
+            .and_then(|s| s.id.as_deref())
+            .filter(|s| s.len() <= 64 && crate::domain::printable(s));
+        if queries::record_sms_task(&tx, &id, name, state, source, now).map_err(fail)? {
             synced.new += 1;
         }
         synced.tasks += 1;

@@ -23,20 +23,93 @@ pub enum PathRefusal {
     EncodedSeparator(String),
     #[error("the path has an empty segment (\"//\" or a trailing \"/\")")]
     EmptySegment,
+    #[error("the path has an encoded % in {0:?} (a path decoded twice would change)")]
+    DoubleEncoded(String),
     #[error("the path has a character that must be percent-encoded (a space, a backslash, a semicolon, {{ }} and the like) or a broken %-escape")]
     BadCharacter,
 }
 
-/// Which task a path is about, for credentials limited to some tasks.
+/// What a call is about, for credentials limited to some tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskRef<'a> {
-    /// `/v3/tasks/{id}…`, `/v3/{id}/update-network-check-info`,
-    /// `/v3/{id}/consistency-result`.
-    Named(&'a str),
-    /// `/v3/tasks` itself: every task of the project.
-    Collection,
-    /// Not about a task (`/v3/config`, `/v3/sources/…`).
-    None,
+pub enum Subject<'a> {
+    /// A template that names a task: `/v3/tasks/{task_id}…`,
+    /// `/v3/{task_id}/update-network-check-info`.
+    Task(&'a str),
+    /// A template that names a source server: `/v3/sources/{source_id}…`.
+    Source(&'a str),
+    /// Every task or source of the project: `/v3/tasks`, `/v3/sources` (reading),
+    /// and the bulk operations (`…/delete`, `…/overview`, the results export).
+    Project,
+    /// `POST /v3/sources`: an agent registering its own source server.
+    NewSource,
+    /// Not about a task or a source (`/v3/config`, `/v3/migprojects…`, …).
+    Unscoped,
+}
+
+/// The SMS API's operations (method, path template), as the official SDK's
+/// `SmsClient` names them; the pass-through takes no other. Literal segments
+/// match exactly (case too); `{…}` matches one segment.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/v3/config"),
+    ("GET", "/v3/errors"),
+    ("GET", "/v3/migprojects"),
+    ("POST", "/v3/migprojects"),
+    ("GET", "/v3/migprojects/{mig_project_id}"),
+    ("PUT", "/v3/migprojects/{mig_project_id}"),
+    ("DELETE", "/v3/migprojects/{mig_project_id}"),
+    ("PUT", "/v3/migprojects/{mig_project_id}/default"),
+    ("GET", "/v3/privacy-agreements"),
+    ("POST", "/v3/privacy-agreements"),
+    ("GET", "/v3/sources"),
+    ("POST", "/v3/sources"),
+    ("POST", "/v3/sources/delete"),
+    ("GET", "/v3/sources/overview"),
+    ("GET", "/v3/sources/{source_id}"),
+    ("PUT", "/v3/sources/{source_id}"),
+    ("DELETE", "/v3/sources/{source_id}"),
+    ("PUT", "/v3/sources/{source_id}/changestate"),
+    ("PUT", "/v3/sources/{source_id}/diskinfo"),
+    ("GET", "/v3/sources/{source_id}/command"),
+    ("POST", "/v3/sources/{source_id}/command_result"),
+    ("GET", "/v3/tasks"),
+    ("POST", "/v3/tasks"),
+    ("POST", "/v3/tasks/delete"),
+    ("POST", "/v3/tasks/consistency-results/export"),
+    ("GET", "/v3/tasks/{task_id}"),
+    ("PUT", "/v3/tasks/{task_id}"),
+    ("DELETE", "/v3/tasks/{task_id}"),
+    ("POST", "/v3/tasks/{task_id}/action"),
+    ("GET", "/v3/tasks/{task_id}/certkey"),
+    ("GET", "/v3/tasks/{task_id}/configuration-setting"),
+    ("POST", "/v3/tasks/{task_id}/configuration-setting"),
+    ("GET", "/v3/tasks/{task_id}/consistency-result"),
+    ("POST", "/v3/tasks/{task_id}/log"),
+    ("GET", "/v3/tasks/{task_id}/passphrase"),
+    ("PUT", "/v3/tasks/{task_id}/progress"),
+    ("GET", "/v3/tasks/{task_id}/speed-limit"),
+    ("POST", "/v3/tasks/{task_id}/speed-limit"),
+    ("GET", "/v3/vm/templates"),
+    ("POST", "/v3/vm/templates"),
+    ("POST", "/v3/vm/templates/delete"),
+    ("GET", "/v3/vm/templates/{id}"),
+    ("PUT", "/v3/vm/templates/{id}"),
+    ("DELETE", "/v3/vm/templates/{id}"),
+    ("GET", "/v3/vm/templates/{id}/target-password"),
+    ("POST", "/v3/{task_id}/update-network-check-info"),
+];
+
+/// Why a call that is well formed is still not passed on.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OperationRefusal {
+    #[error("{0} is not a path of the SMS API (paths are matched exactly, case too)")]
+    UnknownPath(String),
+    #[error("{method} is not an SMS operation on {template}")]
+    Method {
+        method: String,
+        template: &'static str,
+        /// The methods SMS takes there, for `Allow`.
+        allow: String,
+    },
 }
 
 impl ProxyPath {
@@ -50,6 +123,10 @@ impl ProxyPath {
             }
             if !segment.bytes().all(is_path_byte) || !well_escaped(segment) {
                 return Err(PathRefusal::BadCharacter);
+            }
+            // `%25` decodes to `%`: a server that decodes twice sees another path.
+            if segment.to_ascii_lowercase().contains("%25") {
+                return Err(PathRefusal::DoubleEncoded(segment.to_string()));
             }
             let decoded: Vec<u8> = percent_decode_str(segment).collect();
             if decoded.iter().any(|b| *b == b'/' || *b == b'\\') {
@@ -70,21 +147,79 @@ impl ProxyPath {
         })
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.raw
+    /// The SMS operation `method` on this path is, and what it is about; the
+    /// most literal template wins (`/v3/tasks/delete` over `/v3/tasks/{task_id}`).
+    /// HEAD goes wherever GET does.
+    pub fn operation(&self, method: &str) -> Result<(&'static str, Subject<'_>), OperationRefusal> {
+        let raw: Vec<&str> = self.raw["/v3/".len()..].split('/').collect();
+        let mut best: Option<(Vec<bool>, &'static str)> = None;
+        for (_, template) in OPERATIONS {
+            let parts: Vec<&str> = template["/v3/".len()..].split('/').collect();
+            if parts.len() != raw.len() {
+                continue;
+            }
+            let fits = parts
+                .iter()
+                .zip(&raw)
+                .all(|(part, got)| part.starts_with('{') || part == got);
+            if !fits {
+                continue;
+            }
+            let literal: Vec<bool> = parts.iter().map(|p| !p.starts_with('{')).collect();
+            if best.as_ref().is_none_or(|(b, _)| literal > *b) {
+                best = Some((literal, template));
+            }
+        }
+        let Some((_, template)) = best else {
+            return Err(OperationRefusal::UnknownPath(self.raw.clone()));
+        };
+        let methods: Vec<&str> = OPERATIONS
+            .iter()
+            .filter(|(_, t)| *t == template)
+            .map(|(m, _)| *m)
+            .collect();
+        let wanted = if method == "HEAD" { "GET" } else { method };
+        if !methods.contains(&wanted) {
+            let mut allow = methods.clone();
+            if allow.contains(&"GET") {
+                allow.push("HEAD");
+            }
+            return Err(OperationRefusal::Method {
+                method: method.to_string(),
+                template,
+                allow: allow.join(", "),
+            });
+        }
+        let placeholder = |name: &str| {
+            template["/v3/".len()..]
+                .split('/')
+                .position(|p| p == name)
+                .map(|i| self.segments[i].as_str())
+        };
+        let subject = if let Some(task) = placeholder("{task_id}") {
+            Subject::Task(task)
+        } else if let Some(source) = placeholder("{source_id}") {
+            Subject::Source(source)
+        } else {
+            match (wanted, template) {
+                ("POST", "/v3/sources") => Subject::NewSource,
+                (
+                    _,
+                    "/v3/tasks"
+                    | "/v3/sources"
+                    | "/v3/tasks/delete"
+                    | "/v3/sources/delete"
+                    | "/v3/sources/overview"
+                    | "/v3/tasks/consistency-results/export",
+                ) => Subject::Project,
+                _ => Subject::Unscoped,
+            }
+        };
+        Ok((template, subject))
     }
 
-    pub fn task(&self) -> TaskRef<'_> {
-        match self.segments.as_slice() {
-            [tasks] if tasks == "tasks" => TaskRef::Collection,
-            [tasks, id, ..] if tasks == "tasks" => TaskRef::Named(id),
-            [id, action]
-                if action == "update-network-check-info" || action == "consistency-result" =>
-            {
-                TaskRef::Named(id)
-            }
-            _ => TaskRef::None,
-        }
+    pub fn as_str(&self) -> &str {
+        &self.raw
     }
 
     /// Answers that carry secrets (a task's certificate key, its passphrase) are
@@ -149,12 +284,21 @@ pub fn is_request_header_dropped(name: &str, connection_tokens: &[String]) -> bo
         "x-sdk-content-sha256",
         "cookie",
         "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
+        "via",
+        // Headers some servers and gateways take as the real path, method or client.
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "true-client-ip",
+        "x-real-ip",
+        "x-client-ip",
     ];
     let name = name.to_ascii_lowercase();
-    DROPPED.contains(&name.as_str()) || connection_tokens.contains(&name)
+    DROPPED.contains(&name.as_str())
+        || name.starts_with("x-forwarded-")
+        || connection_tokens.contains(&name)
 }
 
 /// Response headers not returned to the agent: the connection's own, the framing
@@ -192,38 +336,74 @@ mod tests {
 
     #[test]
     fn paths_under_v3_pass_as_sent() {
+        let subject = |method: &str, path: &str| {
+            let p = ProxyPath::parse(path).unwrap();
+            p.operation(method).map(|(_, s)| format!("{s:?}"))
+        };
         let p = ProxyPath::parse("/v3/tasks/abc-1/progress").unwrap();
         assert_eq!(p.as_str(), "/v3/tasks/abc-1/progress");
-        assert_eq!(p.task(), TaskRef::Named("abc-1"));
-        assert_eq!(
-            ProxyPath::parse("/v3/tasks").unwrap().task(),
-            TaskRef::Collection
-        );
-        assert_eq!(
-            ProxyPath::parse("/v3/t1/update-network-check-info")
-                .unwrap()
-                .task(),
-            TaskRef::Named("t1")
-        );
-        assert_eq!(
-            ProxyPath::parse("/v3/config").unwrap().task(),
-            TaskRef::None
-        );
-        assert_eq!(
-            ProxyPath::parse("/v3/sources/s1/changestate")
-                .unwrap()
-                .task(),
-            TaskRef::None
-        );
-        assert_eq!(
-            ProxyPath::parse("/v3/tasks/a%2Db").unwrap().task(),
-            TaskRef::Named("a-b"),
-            "scope checks see the decoded id"
-        );
+        for (method, path, expected) in [
+            ("PUT", "/v3/tasks/abc-1/progress", "Task(\"abc-1\")"),
+            ("GET", "/v3/tasks", "Project"),
+            ("POST", "/v3/tasks/delete", "Project"),
+            ("POST", "/v3/tasks/consistency-results/export", "Project"),
+            ("POST", "/v3/t1/update-network-check-info", "Task(\"t1\")"),
+            ("GET", "/v3/config", "Unscoped"),
+            ("HEAD", "/v3/config", "Unscoped"),
+            ("PUT", "/v3/sources/s1/changestate", "Source(\"s1\")"),
+            ("POST", "/v3/sources", "NewSource"),
+            ("GET", "/v3/sources", "Project"),
+            ("GET", "/v3/sources/overview", "Project"),
+            ("GET", "/v3/tasks/a%2Db", "Task(\"a-b\")"),
+        ] {
+            assert_eq!(
+                subject(method, path).as_deref(),
+                Ok(expected),
+                "{method} {path}"
+            );
+        }
         assert!(ProxyPath::parse("/v3/tasks/x/certkey")
             .unwrap()
             .answer_is_secret());
         assert!(!ProxyPath::parse("/v3/tasks/x").unwrap().answer_is_secret());
+    }
+
+    #[test]
+    fn only_the_sms_operations_exactly_as_spelled_are_passed_on() {
+        for path in [
+            "/v3/Tasks/t2",
+            "/v3/TASKS/t2/certkey",
+            "/v3/tasks.json",
+            "/v3/tasks%20/t2",
+            "/v3/tasks~/t2",
+            "/v3/t2/Update-Network-Check-Info",
+            "/v3/tasks/t1/Consistency-Result",
+            "/v3/tasks/t1/consistency-result%20",
+            "/v3/%74asks/t2",
+            "/v3/tasks/t1/unknown",
+        ] {
+            let refusal = ProxyPath::parse(path).and_then(|p| {
+                p.operation("GET")
+                    .map(|_| ())
+                    .map_err(|_| PathRefusal::OutsideV3)
+            });
+            assert!(refusal.is_err(), "{path}");
+        }
+        let p = ProxyPath::parse("/v3/tasks/t1").unwrap();
+        for method in ["TRACE", "PATCH", "OPTIONS", "POST", "PROPFIND"] {
+            assert!(
+                matches!(p.operation(method), Err(OperationRefusal::Method { .. })),
+                "{method}"
+            );
+        }
+        let Err(OperationRefusal::Method { allow, .. }) = p.operation("TRACE") else {
+            unreachable!()
+        };
+        assert_eq!(allow, "GET, PUT, DELETE, HEAD");
+        assert_eq!(
+            ProxyPath::parse("/v3/tasks/t1/%252e%252e/t2"),
+            Err(PathRefusal::DoubleEncoded("%252e%252e".into()))
+        );
     }
 
     #[test]
@@ -269,6 +449,14 @@ mod tests {
             "x-private",
             "Host",
             "Cookie",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "X-HTTP-Method-Override",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Server",
+            "X-Forwarded-Port",
+            "Via",
+            "True-Client-IP",
         ] {
             assert!(is_request_header_dropped(name, &tokens), "{name}");
         }

@@ -136,6 +136,22 @@ pub async fn find(
     Ok(found)
 }
 
+/// What answers both an unknown access key and a signature that does not match:
+/// the two are not told apart, so the key's existence is not given away.
+pub const AKSK_REFUSED: &str =
+    "Authorization: the access key is not known or the signature does not match";
+
+/// 401 for a credential that is not known, before anything else of the request
+/// (its body above all) is read.
+pub fn require_known(presented: &Presented, found: Option<Found>) -> Result<Found, SmsError> {
+    found.ok_or_else(|| {
+        unauthenticated(match presented {
+            Presented::Token(_) => "X-Auth-Token is not a known token",
+            Presented::Aksk(_) => AKSK_REFUSED,
+        })
+    })
+}
+
 /// Finishes authentication once the body is known: unknown or revoked credentials
 /// and bad signatures are 401. `body` is `None` when it was too large to read, in
 /// which case the signature cannot be checked and the caller answers 413.
@@ -145,12 +161,7 @@ pub fn authenticate(
     found: Option<Found>,
     body: Option<&[u8]>,
 ) -> Result<Credential, SmsError> {
-    let Some(found) = found else {
-        return Err(unauthenticated(match presented {
-            Presented::Token(_) => "X-Auth-Token is not a known token",
-            Presented::Aksk(_) => "the access key is not known",
-        }));
-    };
+    let found = require_known(presented, found)?;
     // Known from here on, even if the signature turns out bad: the rejection log
     // then shows whose key was used.
     req.extensions_mut()
@@ -158,8 +169,10 @@ pub fn authenticate(
     if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
         let lookup = |name: &str| header(req, name);
         let received = received_request(req, &lookup, body);
-        signing::verify(auth, &received, sk)
-            .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
+        signing::verify(auth, &received, sk).map_err(|e| match e {
+            signing::SignatureError::Mismatch => unauthenticated(AKSK_REFUSED),
+            other => unauthenticated(format!("Authorization: {other}")),
+        })?;
     }
     if found.credential.revoked {
         return Err(unauthenticated("the credential has been revoked"));

@@ -5,6 +5,7 @@
 //! pool, the writer handle, the settings below), registered by `startup`.
 
 pub mod auth;
+pub mod body_budget;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -36,6 +37,8 @@ pub struct IngestSettings {
     pub rate_limiter: Option<DefaultKeyedRateLimiter<String>>,
     /// How long a client may take to send an upload's body.
     pub body_timeout: Duration,
+    /// Bytes of bodies held in memory at once, across all requests.
+    pub body_budget: body_budget::BodyBudget,
 }
 
 /// Limits on every request, before any handler runs.

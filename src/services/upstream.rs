@@ -268,6 +268,13 @@ pub struct SmsTask {
     pub id: String,
     pub name: Option<String>,
     pub state: Option<String>,
+    /// The task's source server (`source_server.id`).
+    pub source_server: Option<SmsSourceRef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SmsSourceRef {
+    pub id: Option<String>,
 }
 
 impl TaskPage {

@@ -218,6 +218,10 @@ pub fn open_immutable(path: &Path) -> Result<Connection, StorageError> {
 pub struct ReadPool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// Async callers reading at once: a flood of requests (say, with unknown
+    /// credentials, each looked up) waits here instead of taking a blocking
+    /// thread and a connection with its page cache each.
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 const MAX_IDLE_READERS: usize = 16;
@@ -227,18 +231,29 @@ impl ReadPool {
         Self {
             path: Arc::new(path.to_path_buf()),
             idle: Arc::new(Mutex::new(Vec::new())),
+            readers: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
         }
     }
 
-    /// [`with`](Self::with) on a blocking thread, for async callers.
+    /// [`with`](Self::with) on a blocking thread, for async callers; at most
+    /// [`MAX_IDLE_READERS`] at once.
     pub async fn with_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StorageError::Background(e.to_string()))?
+            .map_err(|e| StorageError::Background(e.to_string()))?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.with(f)
+        })
+        .await
+        .map_err(|e| StorageError::Background(e.to_string()))?
     }
 
     /// The database file.

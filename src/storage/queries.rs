@@ -119,6 +119,7 @@ pub fn record_sms_task(
     task_id: &TaskId,
     name: Option<&str>,
     state: Option<&str>,
+    source_id: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, StorageError> {
     let existed: bool = conn.query_row(
@@ -127,13 +128,24 @@ pub fn record_sms_task(
         |r| r.get(0),
     )?;
     conn.execute(
-        "INSERT INTO tasks (task_id, name, registered_at, registered_by, sms_state, sms_synced_at)
-         VALUES (?1, ?2, ?4, 'sms', ?3, ?4)
+        "INSERT INTO tasks (task_id, name, registered_at, registered_by, sms_state, sms_synced_at,
+             sms_source_id)
+         VALUES (?1, ?2, ?4, 'sms', ?3, ?4, ?5)
          ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name),
-             sms_state = excluded.sms_state, sms_synced_at = excluded.sms_synced_at",
-        params![task_id.as_str(), name, state, now],
+             sms_state = excluded.sms_state, sms_synced_at = excluded.sms_synced_at,
+             sms_source_id = excluded.sms_source_id",
+        params![task_id.as_str(), name, state, now, source_id],
     )?;
     Ok(!existed)
+}
+
+/// The tasks whose source server (as `tasks sync` read it from SMS) is `source_id`.
+pub fn tasks_of_source(conn: &Connection, source_id: &str) -> Result<Vec<String>, StorageError> {
+    let mut stmt = conn.prepare_cached("SELECT task_id FROM tasks WHERE sms_source_id = ?1")?;
+    let tasks = stmt
+        .query_map([source_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(tasks)
 }
 
 /// Registers a task (`tasks add`); naming an existing task renames it.

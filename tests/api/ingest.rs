@@ -218,3 +218,25 @@ async fn forwarded_for_is_stored_only_from_a_trusted_proxy() {
         .unwrap()
         .starts_with("127.0.0.1"));
 }
+
+#[tokio::test]
+async fn bodies_beyond_the_buffered_budget_get_503_and_store_nothing() {
+    let app = TestApp::spawn_with(|c| c.max_buffered_bytes = 16).await;
+    let reply = app.upload(TASK, &app.admin_token, EXAMPLE).await;
+    reply.assert_error(503, "SMS.0201");
+    assert!(
+        reply.text.contains("--max-buffered-bytes"),
+        "{}",
+        reply.text
+    );
+    app.assert_nothing_stored();
+    let metrics = app.get("/metrics", "").await.text;
+    assert!(
+        metrics.contains("sms_audit_body_budget_refusals_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sms_audit_buffered_body_bytes 0"),
+        "{metrics}"
+    );
+}

@@ -284,28 +284,39 @@ async fn roles_and_task_scopes_apply_before_anything_goes_on() {
     call(&app, "GET", "/v3/config", "", &[], None)
         .await
         .assert_error(401, "APIGW.0301");
-    for path in [
-        "/v3/tasks/task-b",
-        "/v3/tasks/task-b/progress",
-        "/v3/tasks",
-        "/v3/task-b/update-network-check-info",
-        "/v3/tasks/task-b/consistency-result",
+    for (method, path) in [
+        ("GET", "/v3/tasks/task-b"),
+        ("PUT", "/v3/tasks/task-b/progress"),
+        ("GET", "/v3/tasks"),
+        ("POST", "/v3/tasks/delete"),
+        ("GET", "/v3/sources"),
+        ("POST", "/v3/task-b/update-network-check-info"),
+        ("GET", "/v3/tasks/task-b/consistency-result"),
+        // A source not linked to task-a by `tasks sync`.
+        ("GET", "/v3/sources/s-1/command"),
     ] {
-        call(&app, "GET", path, &scoped.token, &[], None)
+        call(&app, method, path, &scoped.token, &[], None)
             .await
             .assert_error(403, "SMS.9004");
     }
     assert!(fake.received().is_empty(), "{:#?}", fake.received());
 
-    for path in [
-        "/v3/tasks/task-a",
-        "/v3/tasks/task-a/progress",
-        "/v3/task-a/update-network-check-info",
-        "/v3/config",
-        "/v3/sources/s-1/command",
+    app.write_conn()
+        .execute(
+            "INSERT INTO tasks (task_id, registered_at, registered_by, sms_source_id)
+             VALUES ('task-a', 0, 'sms', 's-1')",
+            [],
+        )
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/v3/tasks/task-a"),
+        ("PUT", "/v3/tasks/task-a/progress"),
+        ("POST", "/v3/task-a/update-network-check-info"),
+        ("GET", "/v3/config"),
+        ("GET", "/v3/sources/s-1/command"),
     ] {
-        let reply = call(&app, "GET", path, &scoped.token, &[], None).await;
-        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        let reply = call(&app, method, path, &scoped.token, &[], None).await;
+        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text);
     }
     assert_eq!(fake.received().len(), 5);
     // Refusals are in the rejection log, not the proxy log.
@@ -682,4 +693,137 @@ async fn a_streamed_body_that_comes_too_slowly_never_reaches_sms_whole() {
     );
     let calls = proxy_log(&app, 1).await;
     assert_eq!(calls[0]["outcome"], "aborted");
+}
+
+/// The peak resident memory of process `pid`, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn bodies_of_unknown_callers_are_never_read_into_memory() {
+    // The real binary, so its memory is its own: 150 callers with a bogus token or
+    // an unknown access key each send 10 MiB while the service signs bodies with
+    // AK/SK (the case that used to read every body whole before the lookup).
+    let fake = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = crate::cli::serve_with(
+        &dir.path().join("audit.db"),
+        &[
+            "--proxy",
+            "--upstream-endpoint",
+            &fake.url,
+            "--workers",
+            "2",
+        ],
+        &[
+            ("HUAWEICLOUD_SDK_AK", AK),
+            ("HUAWEICLOUD_SDK_SK", crate::fake_upstream::SK),
+        ],
+    );
+    let pid = served.child.id();
+    let at_start = peak_rss(pid);
+    // One buffer shared by every request, so the test itself stays small.
+    let payload = actix_web::web::Bytes::from(vec![
+        b'x';
+        std::env::var("PAYLOAD")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(10 << 20)
+    ]);
+    let date = format_sdk_date(chrono::Utc::now());
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..150 {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .post(format!("{}/v3/tasks/t{i}/log", served.address))
+            .header("Content-Type", "application/octet-stream")
+            .body(payload.clone());
+        request = if i % 2 == 0 {
+            request.header("X-Auth-Token", format!("bogus-{i}"))
+        } else {
+            request.header("X-Sdk-Date", &date).header(
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=NOSUCHAK, SignedHeaders=host;x-sdk-date, Signature=00",
+            )
+        };
+        calls.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+    }
+    let (mut refused, mut cut) = (0, 0);
+    while let Some(answer) = calls.join_next().await {
+        match answer.unwrap() {
+            Ok(401) => refused += 1,
+            Ok(other) => panic!("an unknown caller got {other}"),
+            // Answered before the body was sent, the connection is closed under it.
+            Err(_) => cut += 1,
+        }
+    }
+    assert!(refused > 0, "no 401 reached a caller ({cut} cut off)");
+    let peak = peak_rss(pid);
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "peak RSS {} MiB under 150 unauthenticated 10 MiB bodies ({} MiB at start)",
+        peak >> 20,
+        at_start >> 20
+    );
+    eprintln!(
+        "peak RSS {} MiB, {} MiB at start",
+        peak >> 20,
+        at_start >> 20
+    );
+    assert!(fake.received().is_empty());
+}
+
+#[tokio::test]
+async fn only_sms_operations_spelled_exactly_reach_sms_and_no_override_header_does() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let scoped = app.add_credential("scoped", Role::Agent, Some(&["t1"]), false);
+    for (method, path, status) in [
+        ("GET", "/v3/Tasks/t2", 404),
+        ("GET", "/v3/TASKS/t2/certkey", 404),
+        ("GET", "/v3/tasks.json", 404),
+        ("GET", "/v3/tasks%20/t2", 404),
+        ("GET", "/v3/tasks~/t2", 404),
+        ("POST", "/v3/t2/Update-Network-Check-Info", 404),
+        ("GET", "/v3/tasks/t1/%252e%252e/t2", 400),
+        ("POST", "/v3/tasks/t1/Consistency-Result", 404),
+        ("POST", "/v3/tasks/t1/consistency-result%20", 404),
+        ("TRACE", "/v3/tasks/t1", 405),
+        ("PATCH", "/v3/tasks/t1", 405),
+        ("OPTIONS", "/v3/config", 405),
+    ] {
+        let reply = call(&app, method, path, &scoped.token, &[], Some("{}")).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text);
+    }
+    let reply = call(&app, "TRACE", "/v3/tasks/t1", &scoped.token, &[], None).await;
+    assert_eq!(reply.headers["allow"], "GET, PUT, DELETE, HEAD");
+    assert!(fake.received().is_empty(), "{:#?}", fake.received());
+    app.assert_nothing_stored();
+
+    let overrides = [
+        ("X-Original-URL", "/v3/tasks/t2"),
+        ("X-Rewrite-URL", "/v3/tasks/t2"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Forwarded-Prefix", "/v3/tasks/t2"),
+        ("X-Forwarded-Server", "evil"),
+        ("X-Forwarded-Port", "1"),
+        ("Via", "1.1 evil"),
+        ("True-Client-IP", "10.9.9.9"),
+    ];
+    let reply = call(&app, "GET", "/v3/tasks/t1", &scoped.token, &overrides, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let got = fake.received();
+    assert_eq!(got.len(), 1);
+    for (name, _) in overrides {
+        assert!(
+            !got[0].headers.contains_key(&name.to_ascii_lowercase()),
+            "{name} went on"
+        );
+    }
 }

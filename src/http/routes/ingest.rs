@@ -7,7 +7,7 @@ use crate::http::error::SmsErrorDoc;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-use crate::domain::{AuthMethod, TaskId, TaskPolicy, UploadBody};
+use crate::domain::{AuthMethod, Credential, TaskId, TaskPolicy, UploadBody};
 use crate::http::auth::{self, header as header_value, AuthCache};
 use crate::http::error::SmsError;
 use crate::http::middleware::RequestId;
@@ -54,6 +54,24 @@ pub struct ConsistencyResultDoc {
     num_target_more_files: u32,
 }
 
+/// 403 unless `credential` may upload to `task_name`.
+fn may_upload(credential: Credential, task_name: &str) -> Result<Credential, SmsError> {
+    if credential.may_upload_to(task_name) {
+        return Ok(credential);
+    }
+    Err(SmsError::Forbidden(if credential.role.may_upload() {
+        format!(
+            "credential {:?} may not upload to task {task_name:?}",
+            credential.name
+        )
+    } else {
+        format!(
+            "credential {:?} is an {} credential; uploading needs an agent or operator",
+            credential.name, credential.role
+        )
+    }))
+}
+
 #[utoipa::path(
     post,
     path = "/v3/tasks/{task_id}/consistency-result",
@@ -88,17 +106,11 @@ pub async fn upload(
     writer: web::Data<WriterHandle>,
 ) -> Result<HttpResponse, SmsError> {
     let presented = auth::presented(&req, true)?;
-    // A client that sends its body slowly holds a connection: it gets a deadline.
-    let body = tokio::time::timeout(
-        config.body_timeout,
-        read_body(&req, payload, config.max_body_bytes),
-    )
-    .await
-    .map_err(|_| SmsError::BodyTimeout(config.body_timeout.as_secs()))??;
     let task_id = TaskId::parse(&task_id);
 
-    // Under `registered`, the task must exist; known tasks and recently seen
-    // credentials are cached, so usually no read is needed here.
+    // Who is calling is known before any byte of the body is read: an unknown
+    // credential costs no memory. Under `registered`, the task must exist; known
+    // tasks and recently seen credentials are cached, so usually no read is needed.
     let task_to_check = task_id
         .as_ref()
         .ok()
@@ -129,22 +141,37 @@ pub async fn upload(
         }
         (found, known)
     };
-
-    let credential = auth::authenticate(&req, &presented, found, body.as_deref())?;
+    let found = auth::require_known(&presented, found)?;
     let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
-    if !credential.may_upload_to(task_name) {
-        return Err(SmsError::Forbidden(if credential.role.may_upload() {
-            format!(
-                "credential {:?} may not upload to task {task_name:?}",
-                credential.name
-            )
-        } else {
-            format!(
-                "credential {:?} is an {} credential; uploading needs an agent or operator",
-                credential.name, credential.role
-            )
-        }));
-    }
+    // A token is checked whole now; a signature needs the body.
+    let by_token = match presented.method() {
+        AuthMethod::Token => Some(may_upload(
+            auth::authenticate(&req, &presented, Some(found.clone()), Some(&[]))?,
+            task_name,
+        )?),
+        AuthMethod::Aksk => None,
+    };
+    // A client that sends its body slowly holds a connection: it gets a deadline.
+    let mut hold = config.body_budget.hold();
+    let body = tokio::time::timeout(
+        config.body_timeout,
+        read_body(
+            &req,
+            payload,
+            config.max_body_bytes,
+            &config.body_budget,
+            &mut hold,
+        ),
+    )
+    .await
+    .map_err(|_| SmsError::BodyTimeout(config.body_timeout.as_secs()))??;
+    let credential = match by_token {
+        Some(credential) => credential,
+        None => may_upload(
+            auth::authenticate(&req, &presented, Some(found), body.as_deref())?,
+            task_name,
+        )?,
+    };
     // Only a caller whose identity is proven is charged: a signed body too large
     // to read has an unchecked signature, and must not use up the key's budget.
     let proven = body.is_some() || presented.method() == AuthMethod::Token;

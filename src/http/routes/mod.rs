@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::auth::header as header_value;
+use super::body_budget::{BodyBudget, BodyHold};
 use super::error::{self, SmsError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -85,23 +86,30 @@ async fn other_path(
     Err(error::not_found(&req, None))
 }
 
-/// The body as read: its bytes, or `None` when it exceeded the limit.
+/// The most of a declared `Content-Length` reserved before the bytes arrive.
+const RESERVE_AT_MOST: usize = 64 * 1024;
+
+/// The body as read: its bytes, or `None` when it exceeded the limit. Each chunk
+/// is charged to `budget` (in `hold`) as it arrives: past the budget, 503.
 pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    budget: &BodyBudget,
+    hold: &mut BodyHold,
 ) -> Result<Option<Vec<u8>>, SmsError> {
     let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Ok(None);
     }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = Vec::with_capacity((declared.unwrap_or(0) as usize).min(RESERVE_AT_MOST));
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Ok(None);
         }
+        budget.charge(hold, chunk.len())?;
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))

@@ -17,7 +17,8 @@ use futures_util::{Future, Stream, StreamExt};
 
 use super::read_body;
 use crate::domain::proxy::{
-    connection_tokens, is_request_header_dropped, is_response_header_dropped, ProxyPath, TaskRef,
+    connection_tokens, is_request_header_dropped, is_response_header_dropped, OperationRefusal,
+    ProxyPath, Subject,
 };
 use crate::domain::{lock, now_ms, AuthMethod, Credential};
 use crate::http::auth::{self, header as header_value, AuthCache};
@@ -29,7 +30,7 @@ use crate::services::proxy::{
     BodyTap, OutgoingBody, OutgoingRequest, Proxy, ProxyFailure, ProxyLog,
 };
 use crate::storage::proxy_log::{CallOutcome, ProxyCall};
-use crate::storage::ReadPool;
+use crate::storage::{queries, ReadPool};
 
 /// Whether this service passes `/v3/` calls on to SMS.
 pub fn enabled(req: &HttpRequest) -> bool {
@@ -37,27 +38,45 @@ pub fn enabled(req: &HttpRequest) -> bool {
 }
 
 /// Who may have SMS do things: agents and operators, within their task scope. A
-/// credential limited to some tasks may not call `/v3/tasks` itself (it lists
-/// and creates every task of the project).
-fn authorize(credential: &Credential, path: &ProxyPath) -> Result<(), SmsError> {
+/// credential limited to some tasks may not call what is about every task or
+/// source of the project (`/v3/tasks` lists and creates them all), and reaches a
+/// source only when `tasks sync` found it to be the source of one of its tasks.
+async fn authorize(
+    credential: &Credential,
+    path: &ProxyPath,
+    subject: &Subject<'_>,
+    reads: &ReadPool,
+) -> Result<(), SmsError> {
     if !credential.role.may_upload() {
         return Err(SmsError::Forbidden(format!(
             "credential {:?} is an {} credential; calls to SMS need an agent or operator",
             credential.name, credential.role
         )));
     }
-    let allowed = match path.task() {
-        TaskRef::Named(task) => credential.may_upload_to(task),
-        TaskRef::Collection => credential.task_scope.is_none(),
-        TaskRef::None => true,
+    let allowed = match subject {
+        Subject::Task(task) => credential.may_upload_to(task),
+        Subject::Project => credential.task_scope.is_none(),
+        Subject::Source(source) if credential.task_scope.is_some() => {
+            let source = source.to_string();
+            let tasks = reads
+                .with_blocking(move |conn| queries::tasks_of_source(conn, &source))
+                .await?;
+            tasks.iter().any(|t| credential.may_upload_to(t))
+        }
+        Subject::Source(_) | Subject::NewSource | Subject::Unscoped => true,
     };
     if allowed {
         Ok(())
     } else {
         Err(SmsError::Forbidden(format!(
-            "credential {:?} may not call {} (outside its tasks)",
+            "credential {:?} may not call {} (outside its tasks{})",
             credential.name,
-            path.as_str()
+            path.as_str(),
+            if matches!(subject, Subject::Source(_)) {
+                "; a source is reached once `tasks sync` links it to one of them"
+            } else {
+                ""
+            }
         )))
     }
 }
@@ -96,6 +115,24 @@ pub async fn pass_through(
     let limit = log.settings().max_body_bytes;
     let path = ProxyPath::parse(req.uri().path())
         .map_err(|e| SmsError::bad_request(format!("path: {e}")))?;
+    let subject = match path.operation(req.method().as_str()) {
+        Ok((_, subject)) => subject,
+        Err(refusal @ OperationRefusal::UnknownPath(_)) => {
+            return Err(SmsError::UnknownPath(refusal.to_string()))
+        }
+        Err(refusal @ OperationRefusal::Method { .. }) => {
+            let OperationRefusal::Method { ref allow, .. } = refusal else {
+                unreachable!()
+            };
+            let mut answer = SmsError::MethodNotAllowed(refusal.to_string()).error_response();
+            if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(allow) {
+                answer
+                    .headers_mut()
+                    .insert(actix_web::http::header::ALLOW, allow);
+            }
+            return Ok(answer);
+        }
+    };
     let presented = auth::presented(&req, true)?;
     let unsigned_payload =
         header_value(&req, "x-sdk-content-sha256").is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD");
@@ -104,14 +141,36 @@ pub async fn pass_through(
     let read_first =
         !unsigned_payload && (presented.method() == AuthMethod::Aksk || proxy.signs_bodies());
     let declared = header_value(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    let found = auth::find(&presented, &cache, &reads).await?;
+    // An unknown credential is refused before any byte of the body is read.
+    let found = auth::require_known(&presented, auth::find(&presented, &cache, &reads).await?)?;
+    // Bodies read whole are charged to the budget until the call is over.
+    let mut hold = ingest.body_budget.hold();
 
     let (credential, body, request_tap) = if read_first {
-        let body = tokio::time::timeout(ingest.body_timeout, read_body(&req, payload, limit))
+        // A token is checked whole (role and scope too) before the body is read;
+        // a signature needs the body.
+        let by_token = match presented.method() {
+            AuthMethod::Token => {
+                let credential =
+                    auth::authenticate(&req, &presented, Some(found.clone()), Some(&[]))?;
+                authorize(&credential, &path, &subject, &reads).await?;
+                Some(credential)
+            }
+            AuthMethod::Aksk => None,
+        };
+        let reading = read_body(&req, payload, limit, &ingest.body_budget, &mut hold);
+        let body = tokio::time::timeout(ingest.body_timeout, reading)
             .await
             .map_err(|_| SmsError::BodyTimeout(ingest.body_timeout.as_secs()))??;
-        let credential = auth::authenticate(&req, &presented, found, body.as_deref())?;
-        authorize(&credential, &path)?;
+        let credential = match by_token {
+            Some(credential) => credential,
+            None => {
+                let credential =
+                    auth::authenticate(&req, &presented, Some(found), body.as_deref())?;
+                authorize(&credential, &path, &subject, &reads).await?;
+                credential
+            }
+        };
         let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
         let mut tap = BodyTap::new(log.settings().log_bodies);
         tap.see(&body);
@@ -119,8 +178,8 @@ pub async fn pass_through(
         (credential, body, Arc::new(Mutex::new(tap)))
     } else {
         // A token, or a signature that leaves the body out: known before the body.
-        let credential = auth::authenticate(&req, &presented, found, Some(&[]))?;
-        authorize(&credential, &path)?;
+        let credential = auth::authenticate(&req, &presented, Some(found), Some(&[]))?;
+        authorize(&credential, &path, &subject, &reads).await?;
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(SmsError::BodyTooLarge(limit));
         }
