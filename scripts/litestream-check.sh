@@ -112,6 +112,9 @@ YML
     { cat "$dir/litestream.log" "$dir/restore.log"; echo "litestream restore failed ($name)" >&2; exit 1; }
   "$bin" verify --db "$dir/restored.db" >"$dir/verify.out" ||
     { cat "$dir/verify.out"; echo "the restored copy does not verify ($name)" >&2; exit 1; }
+  # `restore` takes what Litestream wrote (its schema checked like any backup's).
+  "$bin" restore --db "$dir/restored-again.db" --from "$dir/restored.db" >"$dir/restore-again.out" ||
+    { cat "$dir/restore-again.out"; echo "sms-audit restore refused Litestream's copy ($name)" >&2; exit 1; }
   "$venv/bin/python" - "$name" "$mode" "$dir/acks" "$dir/restored.db" "$killed_at" "$SYNC_INTERVAL_MS" "$MONITOR_INTERVAL_MS" <<'PY'
 import sqlite3, sys
 name, mode, acks, restored, killed_at, sync_ms, monitor_ms = sys.argv[1:]

@@ -15,6 +15,36 @@ pub struct RestoreArgs {
     /// The backup to restore (made by `backup`, or by `litestream restore`).
     #[arg(long)]
     pub from: PathBuf,
+    /// Restore a backup of another log (its checkpoints are signed by another key
+    /// or name another origin): the restored database then continues that log,
+    /// not this one, and checkpoints this service published before no longer
+    /// match it.
+    #[arg(long)]
+    pub other_log: bool,
+}
+
+/// Who signs a database's checkpoints: the origin line and each signature's
+/// key name and key id (none when it has no checkpoint yet).
+fn log_identity(conn: &rusqlite::Connection) -> Result<Option<String>, CliError> {
+    let Some(latest) = storage::checkpoints::latest(conn).map_err(fail)? else {
+        return Ok(None);
+    };
+    let origin = latest.note.lines().next().unwrap_or_default();
+    let signers: Vec<String> = latest
+        .note
+        .lines()
+        .filter_map(|l| l.strip_prefix("\u{2014} "))
+        .filter_map(|l| {
+            let (name, sig) = l.rsplit_once(' ')?;
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
+            Some(format!("{name}+{}", hex::encode(bytes.get(..4)?)))
+        })
+        .collect();
+    Ok(Some(format!(
+        "origin {origin:?}, key {}",
+        signers.join(", ")
+    )))
 }
 
 pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
@@ -26,10 +56,11 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
             args.from.display()
         )));
     }
-    // 1. The backup is checked before anything is touched.
-    let backup = storage::open_read(&args.from)
+    // 1. The backup is checked before anything is touched, and before anything
+    // of it is trusted: opened read-only and defensively, its schema compared.
+    let backup = storage::schema::open_untrusted(&args.from)
         .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?;
-    match storage::schema_version(&backup)
+    let version = match storage::schema_version(&backup)
         .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?
     {
         None => {
@@ -45,7 +76,31 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
                 storage::known_schema_version()
             )))
         }
-        Some(_) => {}
+        Some(v) => v,
+    };
+    let difference = storage::schema::first_difference(&backup, version)
+        .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?;
+    if let Some(difference) = difference {
+        writeln!(
+            out,
+            "not restored: {} is not an sms-audit database as sms-audit makes it: {difference}; {} is unchanged",
+            args.from.display(),
+            db.display()
+        )
+        .map_err(output_error)?;
+        return Ok(ExitCode::from(1));
+    }
+    if db.exists() && !args.other_log {
+        let here = storage::open_read(db).map_err(fail)?;
+        if let (Some(theirs), Some(ours)) = (log_identity(&backup)?, log_identity(&here)?) {
+            if theirs != ours {
+                return Err(fail(format!(
+                    "--from {} is a backup of another log ({theirs}; this database's: {ours}); \
+                     restore it with --other-log to continue that log here instead",
+                    args.from.display()
+                )));
+            }
+        }
     }
     let open = || storage::open_read(&args.from);
     let checked = ledger::verify(

@@ -19,6 +19,7 @@ pub mod proxy_log;
 pub mod queries;
 pub mod replays;
 pub mod retention;
+pub mod schema;
 pub mod sessions;
 pub mod tree;
 pub mod uploads;

@@ -97,8 +97,17 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
 
 /// Changes a stored upload behind the triggers' back, as an attacker or a bad
 /// disk would.
+/// Changes upload `id` behind the append-only trigger's back, and puts the
+/// trigger back, so the schema is as sms-audit makes it and only the chain shows it.
 fn damage(db: &std::path::Path, id: i64) {
     let conn = rusqlite::Connection::open(db).unwrap();
+    let trigger: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'uploads_no_update'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     conn.execute_batch("DROP TRIGGER uploads_no_update")
         .unwrap();
     conn.execute(
@@ -106,6 +115,7 @@ fn damage(db: &std::path::Path, id: i64) {
         [id],
     )
     .unwrap();
+    conn.execute_batch(&trigger).unwrap();
 }
 
 fn replaced_files(db: &std::path::Path) -> Vec<String> {
@@ -257,4 +267,96 @@ async fn with_checkpoint_mode_off_sms_audit_leaves_the_wal_to_another_program() 
         assert_eq!(wal_len(&stopped.db_path) == 0, truncated, "{mode:?}");
         drop(reader);
     }
+}
+
+#[tokio::test]
+async fn a_backup_with_a_schema_of_its_own_is_refused_naming_the_difference() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let make_backup = |name: &str| {
+        let copy = dir.path().join(name);
+        assert_eq!(
+            sms_audit(&app.db_path, &["backup", "--to", copy.to_str().unwrap()]).0,
+            0
+        );
+        copy
+    };
+    let planted = make_backup("planted.db");
+    rusqlite::Connection::open(&planted)
+        .unwrap()
+        .execute_batch(
+            "DROP TRIGGER uploads_no_update;
+             CREATE TRIGGER plant AFTER INSERT ON admin_log BEGIN
+               INSERT INTO credentials (name, role, token_sha256, created_at)
+               VALUES ('planted', 'operator', 'x', 0);
+             END;",
+        )
+        .unwrap();
+    let endless = make_backup("endless.db");
+    rusqlite::Connection::open(&endless)
+        .unwrap()
+        .execute_batch(
+            "CREATE VIEW forever AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n)
+             SELECT x FROM n;",
+        )
+        .unwrap();
+    let stopped = app.stop().await;
+    let before = std::fs::read(&stopped.db_path).unwrap();
+    for (copy, named) in [
+        (&planted, "trigger \"plant\""),
+        (&endless, "view \"forever\""),
+    ] {
+        let (code, out, err) = sms_audit(
+            &stopped.db_path,
+            &["restore", "--from", copy.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(out.contains(named), "{out}");
+        assert!(out.contains("is unchanged"), "{out}");
+        assert_eq!(std::fs::read(&stopped.db_path).unwrap(), before);
+    }
+    assert!(replaced_files(&stopped.db_path).is_empty());
+}
+
+#[tokio::test]
+async fn a_backup_of_another_log_needs_other_log() {
+    // Two services, each with its own signing key: each stop makes a checkpoint.
+    let ours = TestApp::spawn().await;
+    assert_eq!(
+        ours.upload(TASK, &ours.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let theirs = TestApp::spawn().await;
+    assert_eq!(
+        theirs
+            .upload(TASK, &theirs.admin_token, EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("theirs.db");
+    let theirs = theirs.stop().await;
+    assert_eq!(
+        sms_audit(&theirs.db_path, &["backup", "--to", copy.to_str().unwrap()]).0,
+        0
+    );
+    let ours = ours.stop().await;
+    let (code, out, err) = sms_audit(
+        &ours.db_path,
+        &["restore", "--from", copy.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("another log") && err.contains("--other-log"),
+        "{err}"
+    );
+    assert!(replaced_files(&ours.db_path).is_empty());
+    let (code, out, err) = sms_audit(
+        &ours.db_path,
+        &["restore", "--other-log", "--from", copy.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
 }
