@@ -88,8 +88,13 @@ def verify(bundle, vkey):
     lines = check_note(bundle["checkpoint"], vkey or bundle["vkey"]).split("\n")
     origin, size, root = lines[0], int(lines[1]), base64.b64decode(lines[2])
     purged = 0
+    previous = None
     for e in bundle["entries"]:
         at = f"entry {e['id']}: "
+        # Once each, in the log's order: a copy or a reordering means an edited bundle.
+        if previous is not None and e["id"] <= previous:
+            raise Broken(at + f"comes after entry {previous}: entries must be unique and in ascending id order")
+        previous = e["id"]
         if e.get("raw_body_base64") is not None:
             raw = base64.b64decode(e["raw_body_base64"], validate=True)
             if hashlib.sha256(raw).hexdigest() != e["body_sha256"]:
@@ -107,7 +112,9 @@ def verify(bundle, vkey):
         if root_from_inclusion(e["id"] - 1, size, leaf, path) != root:
             raise Broken(at + f"the inclusion proof does not lead to the checkpoint's root (tree of {size})")
     bodies = f" ({purged} with their body purged by retention: hashes and proofs checked)" if purged else ""
-    return f"evidence intact: {len(bundle['entries'])} entries{bodies}, each in the checkpoint of {size} uploads signed by {origin}"
+    return (f"evidence intact: {len(bundle['entries'])} entries{bodies}, each in the checkpoint of {size} uploads signed by {origin}; "
+            "this proves each entry is in the log, not that the log holds no other upload of the task "
+            "(an entry left out of a bundle goes unnoticed)")
 
 
 def main():

@@ -62,6 +62,15 @@ e = next(e for e in b["entries"] if e["inclusion_proof"])
 e["inclusion_proof"].pop()
 save("dropped-proof-hash", b)
 
+# Entries duplicated or reordered (each entry still proves itself).
+b = copy.deepcopy(bundle)
+b["entries"].append(copy.deepcopy(b["entries"][0]))
+save("duplicated-entry", b)
+
+b = copy.deepcopy(bundle)
+b["entries"].reverse()
+save("reordered-entries", b)
+
 # The same checkpoint text, signed by a key that is not the log's.
 b = copy.deepcopy(bundle)
 text = b["checkpoint"].split("\n\n")[0] + "\n"
@@ -76,7 +85,7 @@ b["vkey"] = f"{origin}+{key_id.hex()}+{base64.b64encode(pub).decode()}"
 save("other-key-and-vkey", b)
 PY
 
-for case in changed-count changed-hash dropped-proof-hash other-key other-key-and-vkey; do
+for case in changed-count changed-hash dropped-proof-hash duplicated-entry reordered-entries other-key other-key-and-vkey; do
   for checker in rust python; do
     if [ $checker = rust ]; then
       set +e; out=$("$bin" evidence verify "$work/$case.json" --vkey "$vkey"); code=$?; set -e

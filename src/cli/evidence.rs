@@ -69,7 +69,7 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
                 .map_err(|e| fail(format!("signing key {}: {e}", key_path.display())))?
                 .verifier_key();
             let (bundle, newer) =
-                evidence::bundle(&conn, task.as_str(), since, until, vkey).map_err(fail)?;
+                evidence::bundle(&conn, task.as_str(), since, until, vkey, None).map_err(fail)?;
             let json = serde_json::to_vec_pretty(&bundle).map_err(fail)?;
             std::fs::write(&out, json).map_err(|e| fail(format!("{}: {e}", out.display())))?;
             say!(

@@ -26,6 +26,8 @@ pub enum EvidenceError {
     NoSuchTask(String),
     #[error("no checkpoint yet: evidence needs one (the first is made once an upload is stored)")]
     NoCheckpoint,
+    #[error("the bundle would hold {bytes} bytes of upload bodies, more than the {limit} one request may: narrow it with since and until, or use `sms-audit evidence export`")]
+    TooLarge { bytes: u64, limit: u64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -173,6 +175,7 @@ pub fn bundle(
     since: Option<Timestamp>,
     until: Option<Timestamp>,
     vkey: String,
+    max_body_bytes: Option<u64>,
 ) -> Result<(Bundle, u64), EvidenceError> {
     let known: bool = conn
         .query_row(
@@ -186,6 +189,12 @@ pub fn bundle(
     }
     let checkpoint = checkpoints::latest(conn)?.ok_or(EvidenceError::NoCheckpoint)?;
     let size = checkpoint.tree_size;
+    if let Some(limit) = max_body_bytes {
+        let bytes = ledger::task_body_bytes(conn, task_id, size as i64, since, until)?;
+        if bytes > limit {
+            return Err(EvidenceError::TooLarge { bytes, limit });
+        }
+    }
     let stored = ledger::task_entries(conn, task_id, size as i64, since, until)?;
     let newer: i64 = conn
         .query_row(
@@ -245,8 +254,18 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
     let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
     let (size, root) = (checkpoint.size(), *checkpoint.hash());
     let mut purged = 0;
+    let mut previous: Option<i64> = None;
     for e in &bundle.entries {
         let at = |what: &str| format!("entry {}: {what}", e.id);
+        // Entries come once each, in the log's order: a copy or a reordering is
+        // a bundle someone has edited.
+        if previous.is_some_and(|p| e.id <= p) {
+            return Err(at(&format!(
+                "comes after entry {}: entries must be unique and in ascending id order",
+                previous.unwrap_or_default()
+            )));
+        }
+        previous = Some(e.id);
         match (&e.raw_body_base64, &e.purged_at) {
             (Some(body), _) => {
                 let raw = BASE64_STANDARD
@@ -306,7 +325,9 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
         String::new()
     };
     Ok(format!(
-        "evidence intact: {} entries{bodies}, each in the checkpoint of {size} uploads signed by {}",
+        "evidence intact: {} entries{bodies}, each in the checkpoint of {size} uploads signed by {}; \
+         this proves each entry is in the log, not that the log holds no other upload of the task \
+         (an entry left out of a bundle goes unnoticed)",
         bundle.entries.len(),
         checkpoint.origin()
     ))

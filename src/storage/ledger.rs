@@ -286,6 +286,24 @@ pub fn read_batch(
 
 /// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
 /// order (by the task index).
+/// The bytes of raw bodies [`task_entries`] would read.
+pub fn task_body_bytes(
+    conn: &Connection,
+    task_id: &str,
+    max_id: i64,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<u64, StorageError> {
+    let bytes: i64 = conn.query_row(
+        "SELECT coalesce(sum(length(raw_body)), 0) FROM uploads
+         WHERE task_id = ?1 AND id <= ?2 AND (?3 IS NULL OR received_at >= ?3)
+           AND (?4 IS NULL OR received_at < ?4)",
+        params![task_id, max_id, since, until],
+        |r| r.get(0),
+    )?;
+    Ok(bytes.max(0) as u64)
+}
+
 pub fn task_entries(
     conn: &Connection,
     task_id: &str,

@@ -284,9 +284,35 @@ async fn the_evidence_api_checkpoints_first_and_its_bundle_verifies() {
     assert!(summary.contains("2 entries"), "{summary}");
     assert!(summary.contains("checkpoint of 5 uploads"), "{summary}");
 
+    assert!(
+        summary.contains("not that the log holds no other upload"),
+        "{summary}"
+    );
+    let reparse =
+        || -> sms_audit::services::evidence::Bundle { serde_json::from_str(&reply.text).unwrap() };
+    // Each entry still proves itself, but a copy or a reordering is an edit.
+    let mut duplicated = reparse();
+    duplicated.entries.push(reparse().entries.remove(0));
+    let mut reordered = reparse();
+    reordered.entries.reverse();
+    for edited in [duplicated, reordered] {
+        let error = sms_audit::services::evidence::verify_bundle(&edited, Some(&vkey)).unwrap_err();
+        assert!(
+            error.contains("unique and in ascending id order"),
+            "{error}"
+        );
+    }
+
     let mut tampered = bundle;
     tampered.entries[1].inclusion_proof.pop();
     assert!(sms_audit::services::evidence::verify_bundle(&tampered, Some(&vkey)).is_err());
+
+    // Bundles from the API hold a bounded amount of bodies.
+    let conn = app.write_conn();
+    let too_large =
+        sms_audit::services::evidence::bundle(&conn, "task-1", None, None, vkey, Some(10));
+    let error = too_large.unwrap_err().to_string();
+    assert!(error.contains("narrow it with since and until"), "{error}");
 
     app.get("/api/v1/evidence?task_id=nope", &app.admin_token)
         .await

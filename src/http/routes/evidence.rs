@@ -94,6 +94,9 @@ struct EvidenceQuery {
     until: Option<String>,
 }
 
+/// The most bytes of upload bodies one bundle from the API holds (32 MiB).
+pub const BUNDLE_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
 /// `GET /api/v1/evidence?task_id=&since=&until=`: the evidence bundle, after a
 /// checkpoint of everything stored so far.
 #[utoipa::path(
@@ -121,8 +124,25 @@ async fn bundle(
         .await
         .map_err(|e| SmsError::Storage(e.to_string()))?;
     let vkey = checkpointer.verifier_key();
+    // One bundle is built at a time, with a bounded amount of bodies: each is
+    // held in memory (and again as JSON) while it is built and sent.
+    static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _one_at_a_time = BUILDING
+        .acquire()
+        .await
+        .map_err(|e| SmsError::Unavailable(e.to_string()))?;
+    let limit = Some(BUNDLE_BODY_BYTES);
     let (bundle, _) = reads
-        .with_blocking(move |conn| Ok(evidence::bundle(conn, task.as_str(), since, until, vkey)))
+        .with_blocking(move |conn| {
+            Ok(evidence::bundle(
+                conn,
+                task.as_str(),
+                since,
+                until,
+                vkey,
+                limit,
+            ))
+        })
         .await??;
     Ok(HttpResponse::Ok().json(bundle))
 }
@@ -190,6 +210,7 @@ impl From<EvidenceError> for SmsError {
     fn from(e: EvidenceError) -> Self {
         match e {
             EvidenceError::BadSize(msg) => SmsError::bad_request(msg),
+            EvidenceError::TooLarge { .. } => SmsError::bad_request(e.to_string()),
             EvidenceError::NoSuchUpload(_)
             | EvidenceError::NoSuchTask(_)
             | EvidenceError::NoCheckpoint => SmsError::NotFound(e.to_string()),
