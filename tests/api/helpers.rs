@@ -299,8 +299,20 @@ impl TestApp {
         .await
     }
 
+    /// The binary the tests run: this build's, or `SMS_AUDIT_TEST_BINARY` (CI
+    /// runs the memory test against the release build with it).
     pub fn binary() -> &'static str {
-        env!("CARGO_BIN_EXE_sms-audit")
+        static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        BINARY.get_or_init(|| {
+            std::env::var("SMS_AUDIT_TEST_BINARY")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sms-audit").to_string())
+        })
+    }
+
+    /// Whether the binary run is an optimized build (`SMS_AUDIT_TEST_BINARY`, or
+    /// this build in release mode).
+    pub fn binary_is_optimized() -> bool {
+        std::env::var_os("SMS_AUDIT_TEST_BINARY").is_some() || !cfg!(debug_assertions)
     }
 }
 

@@ -765,17 +765,28 @@ async fn bodies_of_unknown_callers_are_never_read_into_memory() {
     }
     assert!(refused > 0, "no 401 reached a caller ({cut} cut off)");
     let peak = peak_rss(pid);
-    assert!(
-        peak < 100 * 1024 * 1024,
-        "peak RSS {} MiB under 150 unauthenticated 10 MiB bodies ({} MiB at start)",
-        peak >> 20,
-        at_start >> 20
-    );
     eprintln!(
-        "peak RSS {} MiB, {} MiB at start",
+        "peak RSS {} MiB, {} MiB at start ({refused} answered 401, {cut} cut off)",
         peak >> 20,
         at_start >> 20
     );
+    // What remains is actix's buffering of each connection (up to 160 KiB each
+    // while a client pushes), not the bodies: 1.5 GiB before bodies waited for
+    // the credential check.
+    assert!(
+        peak - at_start < 64 * 1024 * 1024,
+        "RSS grew {} MiB under 150 unauthenticated 10 MiB bodies",
+        (peak - at_start) >> 20
+    );
+    // A debug build starts at about 50 MiB (its code is larger and slower); the
+    // shipped build must stay under 100 MiB (CI runs this test against it).
+    if TestApp::binary_is_optimized() {
+        assert!(
+            peak < 100 * 1024 * 1024,
+            "peak RSS {} MiB under 150 unauthenticated 10 MiB bodies",
+            peak >> 20
+        );
+    }
     assert!(fake.received().is_empty());
 }
 
