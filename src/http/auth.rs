@@ -43,6 +43,16 @@ pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A header as a signature covers it. HTTP/2 carries the host as the
+/// `:authority` pseudo-header, not as `Host`: the SDK signs it as `host`.
+fn signed_header(req: &HttpRequest, name: &str) -> Option<String> {
+    header(req, name).or_else(|| {
+        (name == "host")
+            .then(|| req.uri().authority().map(|a| a.as_str().to_string()))
+            .flatten()
+    })
+}
+
 fn unauthenticated(msg: impl Into<String>) -> SmsError {
     SmsError::Unauthenticated(msg.into())
 }
@@ -70,7 +80,7 @@ pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsEr
     };
     let auth = AuthorizationHeader::parse(&authorization)
         .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
-    let lookup = |name: &str| header(req, name);
+    let lookup = |name: &str| signed_header(req, name);
     let received = received_request(req, &lookup, &[]);
     signing::check_date(&received, Utc::now())
         .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
@@ -167,7 +177,7 @@ pub fn authenticate(
     req.extensions_mut()
         .insert(CredentialName(found.credential.name.clone()));
     if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
-        let lookup = |name: &str| header(req, name);
+        let lookup = |name: &str| signed_header(req, name);
         let received = received_request(req, &lookup, body);
         signing::verify(auth, &received, sk).map_err(|e| match e {
             signing::SignatureError::Mismatch => unauthenticated(AKSK_REFUSED),

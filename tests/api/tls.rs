@@ -111,3 +111,50 @@ async fn a_missing_unreadable_or_mismatched_certificate_stops_the_start() {
     }
     assert!(!db.exists(), "a refused start created the database");
 }
+
+#[tokio::test]
+async fn signed_uploads_verify_over_http2_where_the_host_is_the_authority() {
+    use sms_audit::domain::signing::{format_sdk_date, sha256_hex, CanonicalRequest, Signer};
+    let dir = tempfile::tempdir().unwrap();
+    let files = self_signed(dir.path(), &["localhost"]);
+    let pem = std::fs::read(&files.cert).unwrap();
+    let app = TestApp::spawn_with(move |c| c.tls = Some(files)).await;
+    let agent = app.add_credential("agent", sms_audit::domain::Role::Agent, None, true);
+    let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
+    let authority = app.address.replace("http://127.0.0.1", "localhost");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let path = TestApp::upload_path(TASK);
+    let date = format_sdk_date(chrono::Utc::now());
+    let headers = [
+        ("content-type".to_string(), "application/json".to_string()),
+        ("host".to_string(), authority.clone()),
+        ("x-sdk-date".to_string(), date.clone()),
+    ];
+    let authorization = Signer::new(&ak, &sk).authorization(
+        &CanonicalRequest {
+            method: "POST",
+            path: &path,
+            query: &[],
+            headers: &headers,
+            payload_hash: &sha256_hex(EXAMPLE.as_bytes()),
+        },
+        &date,
+    );
+    let answer = client
+        .post(format!("https://{authority}{path}"))
+        .header("Content-Type", "application/json")
+        .header("X-Sdk-Date", &date)
+        .header("Authorization", authorization)
+        .body(EXAMPLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    let status = answer.status();
+    assert_eq!(status, 200, "{}", answer.text().await.unwrap());
+    assert_eq!(app.count("uploads"), 1);
+}
