@@ -170,10 +170,10 @@ const SECURITY_HEADERS: [(HeaderName, HeaderValue); 4] = [
     (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
 ];
 
+/// Ours replace any a handler set, a proxied answer from SMS too: the
+/// browser reads them as this site's.
 fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
     for (name, value) in &SECURITY_HEADERS {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
-        }
+        headers.insert(name.clone(), value.clone());
     }
 }

@@ -838,3 +838,25 @@ async fn only_sms_operations_spelled_exactly_reach_sms_and_no_override_header_do
         );
     }
 }
+
+#[tokio::test]
+async fn proxied_answers_carry_this_site_s_security_headers_not_sms_s() {
+    let fake = FakeUpstream::start().await;
+    fake.script([Answer::Custom(
+        200,
+        "{}".into(),
+        vec![
+            ("Content-Security-Policy", "default-src *".into()),
+            ("X-Frame-Options", "ALLOWALL".into()),
+        ],
+    )]);
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let reply = call(&app, "GET", "/v3/config", &agent.token, &[], None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let csp = reply.headers.get_all("content-security-policy");
+    let csp: Vec<_> = csp.iter().collect();
+    assert_eq!(csp.len(), 1);
+    assert!(csp[0].to_str().unwrap().starts_with("default-src 'none'"), "{csp:?}");
+    assert_eq!(reply.headers["x-frame-options"], "DENY");
+}
