@@ -66,7 +66,8 @@ pub fn list(
          WHERE tree_size < ?1 ORDER BY tree_size DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(
-        params![before.map_or(i64::MAX, |b| b as i64), limit],
+        // Beyond i64 every checkpoint is below: clamp rather than wrap negative.
+        params![before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX)), limit],
         from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -235,6 +235,14 @@ async fn checkpoints_are_signed_stored_and_written_out() {
         .map(|c| c["tree_size"].as_u64().unwrap())
         .collect();
     assert_eq!(sizes, [4, 3], "newest first, one per size");
+    // A `before` beyond any tree size lists them all (it once wrapped negative).
+    for before in ["18446744073709551615", "9223372036854775808", "5"] {
+        let all = app
+            .get(&format!("/api/v1/checkpoints?before={before}"), &app.admin_token)
+            .await
+            .json();
+        assert_eq!(all["checkpoints"].as_array().unwrap().len(), 2, "{before}");
+    }
 
     // A restart keeps the key; the stop made a checkpoint of everything.
     let app = app.restart().await;
