@@ -17,8 +17,13 @@ pub struct ReplayFilter {
     pub latest_per_task: bool,
 }
 
+/// The most task ids one replay names.
+pub const MAX_TASKS: usize = 1000;
+
 impl ReplayFilter {
     /// Checks task ids and the state (`any` or empty: every state).
+    /// `tasks` (at most [`MAX_TASKS`], duplicates dropped), a time range, the
+    /// deliveries' last state, and whether only each task's newest counts.
     pub fn new(
         tasks: &[String],
         since: Option<Timestamp>,
@@ -26,10 +31,18 @@ impl ReplayFilter {
         state: Option<&str>,
         latest_per_task: bool,
     ) -> Result<Self, String> {
-        let tasks = tasks
+        if tasks.len() > MAX_TASKS {
+            return Err(format!(
+                "tasks: at most {MAX_TASKS} task ids in one replay, not {} (leave it empty for every task)",
+                tasks.len()
+            ));
+        }
+        let mut tasks: Vec<TaskId> = tasks
             .iter()
             .map(|t| TaskId::parse(t))
             .collect::<Result<_, _>>()?;
+        tasks.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        tasks.dedup();
         super::check_range(since, until)?;
         let state = match state.unwrap_or("") {
             "" | "any" => None,

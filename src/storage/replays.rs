@@ -21,33 +21,32 @@ pub struct Selection {
 /// Selects the uploads a replay with `filter` sends.
 pub fn select(conn: &Connection, filter: &ReplayFilter) -> Result<Selection, StorageError> {
     let (lo, hi) = id_range(conn, filter.since, filter.until)?;
+    // One pass over the range, whatever the number of tasks named.
     let mut stmt = conn.prepare_cached(
         "SELECT u.id, u.task_id,
             (SELECT d.state FROM deliveries d WHERE d.upload_id = u.id ORDER BY d.id DESC LIMIT 1)
          FROM uploads u
-         WHERE u.id >= ?1 AND u.id < ?2 AND (?3 IS NULL OR u.task_id = ?3)
+         WHERE u.id >= ?1 AND u.id < ?2
+           AND (?3 IS NULL OR u.task_id IN (SELECT value FROM json_each(?3)))
            AND u.purged_at IS NULL
          ORDER BY u.id",
     )?;
+    let tasks = (!filter.tasks.is_empty()).then(|| {
+        serde_json::to_string(&filter.tasks.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+            .expect("strings serialize")
+    });
     let mut uploads: Vec<(i64, String)> = Vec::new();
-    let tasks: Vec<Option<&str>> = if filter.tasks.is_empty() {
-        vec![None]
-    } else {
-        filter.tasks.iter().map(|t| Some(t.as_str())).collect()
-    };
-    for task in tasks {
-        let rows = stmt.query_map(params![lo, hi, task], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<DeliveryState>>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, task, last_state) = row?;
-            if filter.state.is_none() || last_state == filter.state {
-                uploads.push((id, task));
-            }
+    let rows = stmt.query_map(params![lo, hi, tasks], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<DeliveryState>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, task, last_state) = row?;
+        if filter.state.is_none() || last_state == filter.state {
+            uploads.push((id, task));
         }
     }
     uploads.sort();
