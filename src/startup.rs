@@ -415,6 +415,7 @@ impl Application {
                     .map(|n| RateLimiter::keyed(Quota::per_second(n))),
                 body_timeout: config.body_timeout,
                 body_budget,
+                seen_signatures: Default::default(),
             }),
             limits: web::Data::new(RequestLimits {
                 max_header_bytes: config.max_header_bytes,

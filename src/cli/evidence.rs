@@ -71,7 +71,8 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
             let (bundle, newer) =
                 evidence::bundle(&conn, task.as_str(), since, until, vkey, None).map_err(fail)?;
             let json = serde_json::to_vec_pretty(&bundle).map_err(fail)?;
-            std::fs::write(&out, json).map_err(|e| fail(format!("{}: {e}", out.display())))?;
+            crate::storage::files::replace(&out, &json)
+                .map_err(|e| fail(format!("{}: {e}", out.display())))?;
             say!(
                 "wrote {} entries of task {task} to {}, with the checkpoint of {} uploads{}",
                 bundle.entries.len(),

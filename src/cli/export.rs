@@ -54,7 +54,9 @@ pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
             other => fail(other),
         })?,
         Some(path) => {
-            let file = std::fs::File::create(path)
+            // Written under a temporary name, owner-only, and renamed into place
+            // once whole: a link at `path` is replaced, never written through.
+            let mut replacement = crate::storage::files::Replacement::new(path)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             let bar = indicatif::ProgressBar::new(export::estimate(&conn, &filter).map_err(fail)?);
             bar.set_style(
@@ -63,8 +65,13 @@ pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
                 )
                 .map_err(fail)?,
             );
-            let n = export::write(&conn, &filter, args.format, file, |n| bar.set_position(n))
-                .map_err(fail)?;
+            let n = export::write(&conn, &filter, args.format, replacement.file(), |n| {
+                bar.set_position(n)
+            })
+            .map_err(fail)?;
+            replacement
+                .commit()
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             bar.finish_and_clear();
             eprintln!("exported {n} uploads to {}", path.display());
             n

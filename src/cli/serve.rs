@@ -1,6 +1,6 @@
 //! `serve`: run the service.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -293,16 +293,8 @@ fn hand_over_admin_token(db: &Path, token: &str) -> Result<(), CliError> {
         return Ok(());
     }
     let path = PathBuf::from(format!("{}.admin-token", db.display()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&path).and_then(|mut file| {
-        // A file left from before may have looser permissions: tighten them first.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        writeln!(file, "{token}")
-    });
+    // A new owner-only file replaces whatever is at the name (a link too).
+    let written = crate::storage::files::replace(&path, format!("{token}\n").as_bytes());
     written.map_err(|e| {
         fail(format!(
             "cannot write the admin token to {}: {e}",

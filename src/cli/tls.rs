@@ -28,6 +28,16 @@ pub fn run(cmd: TlsCommand) -> Result<ExitCode, CliError> {
     let certified = rcgen::generate_simple_self_signed(hosts.clone()).map_err(fail)?;
     std::fs::create_dir_all(&out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
     let (cert, key) = (out.join("cert.pem"), out.join("key.pem"));
+    // Neither is written when either is there: a pair must stay a pair.
+    if let Some(there) = [&cert, &key]
+        .into_iter()
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(fail(format!(
+            "{} exists: remove it first, or write elsewhere with --out (a key is never overwritten)",
+            there.display()
+        )));
+    }
     write_private(&cert, certified.cert.pem().as_bytes())?;
     write_private(&key, certified.key_pair.serialize_pem().as_bytes())?;
     say!(
@@ -39,16 +49,16 @@ pub fn run(cmd: TlsCommand) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates (or replaces) a file readable by its owner only.
+/// Creates a file readable by its owner only; an existing file (a key above
+/// all) or a link at the name is never overwritten.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(path).and_then(|mut f| {
-        #[cfg(unix)]
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        f.write_all(bytes)
-    });
-    written.map_err(|e| fail(format!("{}: {e}", path.display())))
+    let written =
+        crate::storage::files::create_new_private(path).and_then(|mut f| f.write_all(bytes));
+    written.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => fail(format!(
+            "{} exists: remove it first, or write elsewhere with --out (a key is never overwritten)",
+            path.display()
+        )),
+        _ => fail(format!("{}: {e}", path.display())),
+    })
 }

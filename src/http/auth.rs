@@ -253,3 +253,91 @@ impl AuthCache {
         set.insert(task_id.to_string());
     }
 }
+
+/// Signatures of uploads already received, for the window a signature is good
+/// for (15 minutes either side of its `X-Sdk-Date`): a signed upload sent again
+/// as it was is refused rather than stored twice. A signature is claimed when it
+/// is verified and kept only once its upload is committed, so a request refused
+/// or failed may be sent again.
+pub struct SeenSignatures {
+    inner: Mutex<SeenInner>,
+}
+
+#[derive(Default)]
+struct SeenInner {
+    /// Each signature's key with when it was claimed.
+    keys: HashMap<u128, Instant>,
+    /// In arrival order, to forget them once the window has passed.
+    order: std::collections::VecDeque<(Instant, u128)>,
+}
+
+/// How long a signature is remembered: the two 15-minute halves of its window.
+const SEEN_FOR: Duration = Duration::from_secs(30 * 60);
+/// The most remembered at once (about 40 MB); beyond it the oldest are forgotten.
+const SEEN_AT_MOST: usize = 1_000_000;
+
+/// A claimed signature; given up when dropped unless [`SignatureClaim::keep`] is called.
+pub struct SignatureClaim<'a> {
+    seen: &'a SeenSignatures,
+    key: Option<u128>,
+}
+
+impl SignatureClaim<'_> {
+    /// The upload was stored: the signature stays used.
+    pub fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for SignatureClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            lock(&self.seen.inner).keys.remove(&key);
+        }
+    }
+}
+
+impl Default for SeenSignatures {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(SeenInner::default()),
+        }
+    }
+}
+
+impl SeenSignatures {
+    /// Claims `auth`'s signature (case does not matter), or 401 when it was
+    /// received before.
+    pub fn claim(&self, auth: &AuthorizationHeader) -> Result<SignatureClaim<'_>, SmsError> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new()
+            .chain_update(auth.access_key.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(auth.signature.to_ascii_lowercase().as_bytes())
+            .finalize();
+        let key = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        while let Some(&(at, old)) = inner.order.front() {
+            if now.duration_since(at) < SEEN_FOR && inner.order.len() < SEEN_AT_MOST {
+                break;
+            }
+            inner.order.pop_front();
+            // Only if not claimed again since (a claim given up, then made anew).
+            if inner.keys.get(&old) == Some(&at) {
+                inner.keys.remove(&old);
+            }
+        }
+        if inner.keys.contains_key(&key) {
+            return Err(unauthenticated(
+                "Authorization: this signed request was received before; sign each request anew",
+            ));
+        }
+        inner.keys.insert(key, now);
+        inner.order.push_back((now, key));
+        Ok(SignatureClaim {
+            seen: self,
+            key: Some(key),
+        })
+    }
+}

@@ -39,6 +39,8 @@ pub struct IngestSettings {
     pub body_timeout: Duration,
     /// Bytes of bodies held in memory at once, across all requests.
     pub body_budget: body_budget::BodyBudget,
+    /// Signatures of signed uploads received within their window.
+    pub seen_signatures: auth::SeenSignatures,
 }
 
 /// Limits on every request, before any handler runs.

@@ -67,7 +67,10 @@ pub fn list(
     )?;
     let rows = stmt.query_map(
         // Beyond i64 every checkpoint is below: clamp rather than wrap negative.
-        params![before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX)), limit],
+        params![
+            before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+            limit
+        ],
         from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod checkpoints;
 pub mod credentials;
 pub mod export;
+pub mod files;
 pub mod fleet;
 pub mod history;
 pub mod ledger;

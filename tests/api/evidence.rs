@@ -238,7 +238,10 @@ async fn checkpoints_are_signed_stored_and_written_out() {
     // A `before` beyond any tree size lists them all (it once wrapped negative).
     for before in ["18446744073709551615", "9223372036854775808", "5"] {
         let all = app
-            .get(&format!("/api/v1/checkpoints?before={before}"), &app.admin_token)
+            .get(
+                &format!("/api/v1/checkpoints?before={before}"),
+                &app.admin_token,
+            )
             .await
             .json();
         assert_eq!(all["checkpoints"].as_array().unwrap().len(), 2, "{before}");

@@ -472,14 +472,20 @@ async fn operators_start_replays_through_the_api() {
     let refused = post(t.clone(), serde_json::json!({"tasks": many}))
         .await
         .assert_error(400, "SMS.9001");
-    assert!(refused["error_msg"].as_str().unwrap().contains("at most 1000"));
+    assert!(refused["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("at most 1000"));
     let repeated = post(
         t.clone(),
         serde_json::json!({"dry_run": true, "tasks": ["a", "a", "b", "a"]}),
     )
     .await;
     assert_eq!(repeated.status, 200, "{}", repeated.text);
-    assert_eq!(repeated.json()["tasks"], serde_json::json!({"a": 2, "b": 1}));
+    assert_eq!(
+        repeated.json()["tasks"],
+        serde_json::json!({"a": 2, "b": 1})
+    );
 
     let preview = post(
         t.clone(),

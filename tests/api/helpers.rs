@@ -257,6 +257,7 @@ impl TestApp {
             ],
             secret_key: sk.to_string(),
             unsent: Vec::new(),
+            upper_case_signature: false,
         };
         adjust(&mut parts);
         let date = format_sdk_date(parts.date);
@@ -267,7 +268,14 @@ impl TestApp {
             .filter(|(n, _)| parts.signed.contains(&n.to_ascii_lowercase()))
             .cloned()
             .collect();
-        let payload_hash = sha256_hex(parts.signed_body.as_bytes());
+        let payload_hash =
+            if parts.headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case("x-sdk-content-sha256") && v == "UNSIGNED-PAYLOAD"
+            }) {
+                "UNSIGNED-PAYLOAD".to_string()
+            } else {
+                sha256_hex(parts.signed_body.as_bytes())
+            };
         let authorization = Signer::new(ak, &parts.secret_key).authorization(
             &CanonicalRequest {
                 method: "POST",
@@ -278,6 +286,12 @@ impl TestApp {
             },
             &date,
         );
+        let authorization = match authorization.rsplit_once("Signature=") {
+            Some((head, signature)) if parts.upper_case_signature => {
+                format!("{head}Signature={}", signature.to_ascii_uppercase())
+            }
+            _ => authorization,
+        };
         let mut request = self
             .client
             .post(format!("{}{}", self.address, parts.path))
@@ -326,6 +340,8 @@ pub struct SignedParts {
     pub secret_key: String,
     /// Headers signed but then left out of the request.
     pub unsent: Vec<String>,
+    /// Send the signature's hex digits in upper case.
+    pub upper_case_signature: bool,
 }
 
 /// An upload body with `n` result items.

@@ -240,3 +240,57 @@ async fn bodies_beyond_the_buffered_budget_get_503_and_store_nothing() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_signed_upload_sent_again_is_refused_and_its_body_must_be_signed() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, true);
+    let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
+    let date = chrono::Utc::now();
+    let fixed = |p: &mut crate::helpers::SignedParts| p.date = date;
+    assert_eq!(
+        app.upload_signed(TASK, &ak, &sk, EXAMPLE, fixed)
+            .await
+            .status,
+        200
+    );
+    // The same request again (same date, so the same signature).
+    let again = app.upload_signed(TASK, &ak, &sk, EXAMPLE, fixed).await;
+    let error = again.assert_error(401, "APIGW.0301");
+    assert!(error["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("received before"));
+    // The same signature in upper case is the same signature.
+    let upper = app
+        .upload_signed(TASK, &ak, &sk, EXAMPLE, |p| {
+            p.date = date;
+            p.upper_case_signature = true;
+        })
+        .await;
+    upper.assert_error(401, "APIGW.0301");
+    assert_eq!(app.count("uploads"), 1);
+    // A new date signs anew.
+    let later = date + chrono::Duration::seconds(1);
+    assert_eq!(
+        app.upload_signed(TASK, &ak, &sk, EXAMPLE, |p| p.date = later)
+            .await
+            .status,
+        200
+    );
+    // UNSIGNED-PAYLOAD leaves the body out of the signature: refused for uploads.
+    let unsigned = app
+        .upload_signed(TASK, &ak, &sk, EXAMPLE, |p| {
+            p.headers
+                .push(("X-Sdk-Content-Sha256".into(), "UNSIGNED-PAYLOAD".into()));
+            p.signed.push("x-sdk-content-sha256".into());
+            p.signed_body = String::new();
+        })
+        .await;
+    let error = unsigned.assert_error(401, "APIGW.0301");
+    assert!(error["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("UNSIGNED-PAYLOAD"));
+    assert_eq!(app.count("uploads"), 2);
+}

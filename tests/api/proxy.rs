@@ -857,6 +857,9 @@ async fn proxied_answers_carry_this_site_s_security_headers_not_sms_s() {
     let csp = reply.headers.get_all("content-security-policy");
     let csp: Vec<_> = csp.iter().collect();
     assert_eq!(csp.len(), 1);
-    assert!(csp[0].to_str().unwrap().starts_with("default-src 'none'"), "{csp:?}");
+    assert!(
+        csp[0].to_str().unwrap().starts_with("default-src 'none'"),
+        "{csp:?}"
+    );
     assert_eq!(reply.headers["x-frame-options"], "DENY");
 }

@@ -927,3 +927,127 @@ async fn delivery_outcomes_are_never_dropped_for_a_full_write_queue() {
     assert_eq!(bodies.len(), UPLOADS, "every upload delivered");
     assert_eq!(sent, UPLOADS, "none sent twice");
 }
+
+/// A file an attacker wants overwritten, and a link to it planted at `at`.
+fn plant_link(dir: &std::path::Path, at: &std::path::Path) -> std::path::PathBuf {
+    let victim = dir.join(format!(
+        "victim-of-{}",
+        at.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, at).unwrap();
+    victim
+}
+
+#[tokio::test]
+async fn files_are_never_written_through_a_planted_link_and_keys_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, checkpoints) = (dir.path().join("audit.db"), dir.path().join("cp"));
+    std::fs::create_dir(&checkpoints).unwrap();
+    let token_victim = plant_link(dir.path(), &dir.path().join("audit.db.admin-token"));
+    let latest_victim = plant_link(dir.path(), &checkpoints.join("latest"));
+    let tmp_victim = plant_link(dir.path(), &checkpoints.join(".latest.tmp"));
+    let served = crate::cli::serve_with(
+        &db,
+        &[
+            "--checkpoint-dir",
+            checkpoints.to_str().unwrap(),
+            "--checkpoint-interval",
+            "1s",
+        ],
+        &[],
+    );
+    let token = served.token.clone().expect("the token file was written");
+    let client = reqwest::Client::new();
+    let upload = client
+        .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
+        .header("X-Auth-Token", &token)
+        .header("Content-Type", "application/json")
+        .body(EXAMPLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    for _ in 0..100 {
+        if std::fs::read_to_string(checkpoints.join("latest")).is_ok_and(|t| t.contains("\n1\n")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(served);
+    for victim in [&token_victim, &latest_victim, &tmp_victim] {
+        assert_eq!(
+            std::fs::read_to_string(victim).unwrap(),
+            "precious",
+            "{victim:?}"
+        );
+    }
+    let latest = checkpoints.join("latest");
+    assert!(!latest.symlink_metadata().unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&latest).unwrap().contains("\n1\n"));
+
+    // A lock file that is a link: refused, not truncated.
+    let other = dir.path().join("other.db");
+    let lock_victim = plant_link(dir.path(), &dir.path().join("other.db.lock"));
+    // (Under `timeout`: were the link followed, serve would start and run on.)
+    let refused = std::process::Command::new("timeout")
+        .args([
+            "20",
+            TestApp::binary(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("other.db.lock"), "{err}");
+    assert_eq!(std::fs::read_to_string(&lock_victim).unwrap(), "precious");
+
+    // Outputs replace a link at their name, owner-only.
+    for (args, name) in [
+        (vec!["export", "--format", "jsonl", "--out"], "export.jsonl"),
+        (
+            vec!["evidence", "export", "--task", TASK, "--out"],
+            "bundle.json",
+        ),
+    ] {
+        let out = dir.path().join(name);
+        let victim = plant_link(dir.path(), &out);
+        let mut args = args.clone();
+        args.push(out.to_str().unwrap());
+        let (code, stdout, stderr) = crate::helpers::sms_audit(&db, &args);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = out.symlink_metadata().unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+
+    // `tls self-signed` never overwrites a key (or its certificate).
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    std::fs::write(tls.join("key.pem"), "old key").unwrap();
+    let (code, _, err) = crate::helpers::sms_audit(
+        &db,
+        &[
+            "tls",
+            "self-signed",
+            "--host",
+            "localhost",
+            "--out",
+            tls.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(tls.join("key.pem")).unwrap(),
+        "old key"
+    );
+    assert!(!tls.join("cert.pem").exists());
+}

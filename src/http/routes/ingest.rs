@@ -106,6 +106,16 @@ pub async fn upload(
     writer: web::Data<WriterHandle>,
 ) -> Result<HttpResponse, SmsError> {
     let presented = auth::presented(&req, true)?;
+    // An upload's body is always under its signature: SMS's own agents sign it.
+    if presented.method() == AuthMethod::Aksk
+        && header_value(&req, "x-sdk-content-sha256")
+            .is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD")
+    {
+        return Err(SmsError::Unauthenticated(
+            "Authorization: an upload's body must be signed (X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is refused)"
+                .into(),
+        ));
+    }
     let task_id = TaskId::parse(&task_id);
 
     // Who is calling is known before any byte of the body is read: an unknown
@@ -172,6 +182,13 @@ pub async fn upload(
             task_name,
         )?,
     };
+    // A verified signature is used once: sent again, it is refused.
+    let claim = match (&presented, &body) {
+        (auth::Presented::Aksk(signature), Some(_)) => {
+            Some(config.seen_signatures.claim(signature)?)
+        }
+        _ => None,
+    };
     // Only a caller whose identity is proven is charged: a signed body too large
     // to read has an unchecked signature, and must not use up the key's budget.
     let proven = body.is_some() || presented.method() == AuthMethod::Token;
@@ -216,6 +233,9 @@ pub async fn upload(
         SubmitError::Full | SubmitError::Closed => SmsError::Unavailable(e.to_string()),
         SubmitError::Failed(msg) => SmsError::Storage(msg),
     })?;
+    if let Some(claim) = claim {
+        claim.keep();
+    }
     tracing::debug!(task_id = %task, id = receipt.id, duplicate_of = receipt.duplicate_of, "upload stored");
     Ok(HttpResponse::Ok()
         .content_type("application/json")
