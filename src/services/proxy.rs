@@ -47,6 +47,8 @@ impl Default for ProxySettings {
 
 /// A request body on its way to SMS.
 pub enum OutgoingBody {
+    /// The agent sent none: none goes on (not an empty chunked one).
+    Empty,
     /// Read whole first (it had to be hashed for a signature).
     Buffered(Bytes),
     /// Passed on as it arrives; `length` is the agent's `Content-Length`, and
@@ -162,6 +164,7 @@ impl Proxy {
         // as the SDK signer does with `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`.
         let payload_hash = match &request.body {
             OutgoingBody::Buffered(body) if !request.unsigned_payload => sha256_hex(body.as_ref()),
+            OutgoingBody::Empty if !request.unsigned_payload => sha256_hex(b""),
             _ => {
                 if self.auth.signs_bodies() {
                     // Signed too, as the SDK signer signs every header it sends.
@@ -183,10 +186,11 @@ impl Proxy {
         // SMS's time to answer starts once it has the body; a streamed body
         // arrives at the agent's pace, within its own deadline.
         let wait = match &request.body {
-            OutgoingBody::Buffered(_) => self.timeout,
+            OutgoingBody::Empty | OutgoingBody::Buffered(_) => self.timeout,
             OutgoingBody::Streamed { deadline, .. } => self.timeout + *deadline,
         };
         builder = match request.body {
+            OutgoingBody::Empty => builder,
             OutgoingBody::Buffered(body) => builder.body(body),
             OutgoingBody::Streamed { stream, length, .. } => {
                 if let Some(n) = length {

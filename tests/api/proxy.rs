@@ -863,3 +863,37 @@ async fn proxied_answers_carry_this_site_s_security_headers_not_sms_s() {
     );
     assert_eq!(reply.headers["x-frame-options"], "DENY");
 }
+
+#[tokio::test]
+async fn a_call_without_a_body_goes_on_without_one() {
+    for token_upstream in [true, false] {
+        let fake = FakeUpstream::start().await;
+        let app = proxy_app(
+            &fake,
+            |u| {
+                if token_upstream {
+                    u.auth = UpstreamAuth::Token(UPSTREAM_TOKEN.into());
+                }
+            },
+            |_| {},
+        )
+        .await;
+        let agent = app.add_credential("agent", Role::Agent, None, false);
+        for method in ["DELETE", "GET"] {
+            let reply = call(&app, method, "/v3/tasks/t1", &agent.token, &[], None).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        }
+        for got in fake.received() {
+            assert!(
+                !got.headers.contains_key("transfer-encoding"),
+                "{} went on chunked ({token_upstream}): {:?}",
+                got.method,
+                got.headers
+            );
+            assert!(got.body.is_empty());
+            if !token_upstream {
+                assert!(got.signature_ok, "{}", got.method);
+            }
+        }
+    }
+}

@@ -184,10 +184,19 @@ pub async fn pass_through(
             return Err(SmsError::BodyTooLarge(limit));
         }
         let tap = Arc::new(Mutex::new(BodyTap::new(log.settings().log_bodies)));
-        let body = OutgoingBody::Streamed {
-            stream: pump(payload, limit, ingest.body_timeout, tap.clone()),
-            length: declared,
-            deadline: ingest.body_timeout,
+        // HTTP/1 without Content-Length or Transfer-Encoding has no body at all.
+        let no_body = declared == Some(0)
+            || (declared.is_none()
+                && req.version() < actix_web::http::Version::HTTP_2
+                && !req.headers().contains_key("transfer-encoding"));
+        let body = if no_body {
+            OutgoingBody::Empty
+        } else {
+            OutgoingBody::Streamed {
+                stream: pump(payload, limit, ingest.body_timeout, tap.clone()),
+                length: declared,
+                deadline: ingest.body_timeout,
+            }
         };
         (credential, body, tap)
     };
