@@ -233,6 +233,15 @@ pub fn check(argv0: OsString, config: Option<&Path>) -> Result<ExitCode, CliErro
             }
         } else if SECRET_KEYS.contains(&key.as_str()) {
             "******** (set)".to_string()
+        } else if key == "notify-url" {
+            let shown: Vec<String> = raw
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(crate::domain::without_path)
+                .collect();
+            shown.join(",")
+        } else if key == "upstream-endpoint" {
+            crate::domain::without_userinfo(&raw.join(","))
         } else {
             raw.join(",")
         };

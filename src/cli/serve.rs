@@ -312,7 +312,7 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     let db = config.db.clone();
     if let Some(u) = &config.upstream {
         // The endpoint and how we sign in, never the secrets.
-        tracing::info!(endpoint = %u.endpoint, auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
+        tracing::info!(endpoint = %crate::domain::without_userinfo(&u.endpoint), auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
             proxy = config.proxy.is_some(),
             "upstream SMS configured{}{}", if u.forward { ": forwarding every upload" } else { " for replays" },
             if config.proxy.is_some() { "; passing every other /v3/ call on (--proxy)" } else { "" });

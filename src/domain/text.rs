@@ -55,3 +55,63 @@ mod tests {
         assert!(!printable("a\tb"));
     }
 }
+
+/// A URL as shown to people and logs: its user and password (`user:pass@`)
+/// replaced by `***@`. Anything that is not a URL is not shown.
+pub fn without_userinfo(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if !url.username().is_empty() || url.password().is_some() {
+                let _ = url.set_username("***");
+                let _ = url.set_password(None);
+            }
+            url.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "(not a URL; not shown)".into(),
+    }
+}
+
+/// A webhook URL as shown to people: scheme, host and port only, since the
+/// path and query usually are the hook's secret (`https://hooks.example/…`).
+pub fn without_path(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => {
+            let mut shown = format!("{}://", url.scheme());
+            if !url.username().is_empty() || url.password().is_some() {
+                shown.push_str("***@");
+            }
+            shown.push_str(url.host_str().unwrap_or_default());
+            if let Some(port) = url.port() {
+                shown.push_str(&format!(":{port}"));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                shown.push_str("/…");
+            }
+            shown
+        }
+        Err(_) => "(not a URL; not shown)".into(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_left_out() {
+        assert_eq!(
+            without_userinfo("https://user:pw@sms.example.com:8443/x"),
+            "https://***@sms.example.com:8443/x"
+        );
+        assert_eq!(
+            without_userinfo("https://sms.example.com"),
+            "https://sms.example.com"
+        );
+        assert_eq!(
+            without_path("https://hooks.example.com/services/T0/B0/SECRET?k=v"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(without_path("http://127.0.0.1:9/"), "http://127.0.0.1:9");
+        assert_eq!(without_path("not a url"), "(not a URL; not shown)");
+    }
+}

@@ -486,7 +486,19 @@ fn completions_and_manual_pages_come_from_the_command_line_itself() {
 async fn json_logs_have_a_line_per_request_and_never_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let mut served = serve_with(&db, &["--log-format", "json"], &[]);
+    // An upstream whose URL carries a password, and a webhook whose path is secret.
+    let mut served = serve_with(
+        &db,
+        &[
+            "--log-format",
+            "json",
+            "--upstream-endpoint",
+            "http://agent:endpoint-secret-77@127.0.0.1:9",
+            "--notify-url",
+            "http://127.0.0.1:9/hook-secret-88",
+        ],
+        &[("SMS_AUDIT_UPSTREAM_TOKEN", "upstream-secret-99")],
+    );
     let token = served.token.clone().expect("the token was handed over");
     let client = reqwest::Client::new();
     let post = |token: &str| upload(&client, &served.address, token).send();
@@ -527,7 +539,14 @@ async fn json_logs_have_a_line_per_request_and_never_a_secret() {
     assert_eq!(access[1]["error_code"], "APIGW.0301");
     assert!(access[1].get("credential").is_none_or(|c| c.is_null()));
     assert_eq!(access[2]["route"], "/api/v1/tasks");
-    for secret in [token.as_str(), wrong, "query-secret-1234"] {
+    for secret in [
+        token.as_str(),
+        wrong,
+        "query-secret-1234",
+        "endpoint-secret-77",
+        "hook-secret-88",
+        "upstream-secret-99",
+    ] {
         assert!(
             !log.iter().any(|l| l.contains(secret)),
             "a secret in the log: {secret}"
@@ -584,9 +603,19 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
         .args(["config", "check", "--config"])
         .arg(&config)
         .env("SMS_AUDIT_SESSION_HOURS", "3")
+        .env(
+            "SMS_AUDIT_NOTIFY_URL",
+            "https://hooks.example.com/services/T0/HOOK-SECRET,http://127.0.0.1:9/x?key=Q-SECRET",
+        )
+        .env(
+            "SMS_AUDIT_UPSTREAM_ENDPOINT",
+            "https://agent:PW-SECRET@sms.example.com",
+        )
         .output()
         .unwrap();
     let text = stdout(&out);
+    // Webhook paths and an endpoint's password are secrets too.
+    assert!(!text.contains("SECRET"), "{text}");
     let row = |key: &str| {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(key))
@@ -602,6 +631,11 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
     assert_eq!(row("sync"), "default full");
     assert_eq!(row("metrics-token"), "file ******** (set)");
     assert!(!text.contains("file-secret-token"));
+    assert_eq!(
+        row("notify-url"),
+        "env https://hooks.example.com/…,http://127.0.0.1:9/…"
+    );
+    assert_eq!(row("upstream-endpoint"), "env https://***@sms.example.com");
 
     // A bad file names the key and its line, and nothing starts.
     for (content, expected) in [

@@ -90,9 +90,14 @@ pub async fn page(
         })
         .await?;
     let upstream = upstream.0.as_ref();
+    // A webhook's path is its secret; an endpoint may carry a password.
+    let mut notifications = notifications;
+    for n in &mut notifications {
+        n.url = crate::domain::without_path(&n.url);
+    }
     let body = DeliveriesPage {
         nav: Some(Nav::from(&session)),
-        upstream: upstream.map(|u| u.endpoint.clone()),
+        upstream: upstream.map(|u| crate::domain::without_userinfo(&u.endpoint)),
         forwarding: upstream.is_some_and(|u| u.forward),
         operator: session.credential.role == Role::Operator,
         health,
