@@ -16,6 +16,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
 use crate::http::auth::AuthCache;
+use crate::http::auth_failures::AuthFailures;
 use crate::http::body_budget::{BodyBudget, DEFAULT_MAX_BUFFERED_BYTES};
 use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, SessionLifetime};
 
@@ -84,6 +85,8 @@ pub struct ServeConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// `/checkpoint` and `/tile/…` open to anyone.
     pub public_log: bool,
+    /// Refuse a signing or TLS key others may read, instead of warning.
+    pub strict_permissions: bool,
 }
 
 /// The writer's clock, in a [`ServeConfig`].
@@ -102,6 +105,7 @@ impl ServeConfig {
         Self {
             checkpoints: Some(CheckpointSettings::for_db(&db)),
             public_log: false,
+            strict_permissions: false,
             db,
             listen: "127.0.0.1:8080".into(),
             task_policy: TaskPolicy::Open,
@@ -179,6 +183,7 @@ struct SharedState {
     writer: web::Data<WriterHandle>,
     ingest: web::Data<IngestSettings>,
     auth_cache: web::Data<AuthCache>,
+    auth_failures: web::Data<AuthFailures>,
     verification: web::Data<VerificationJob>,
     replays: web::Data<ServerReplays>,
     upstream: web::Data<ConfiguredUpstream>,
@@ -199,6 +204,7 @@ impl SharedState {
             .app_data(self.writer.clone())
             .app_data(self.ingest.clone())
             .app_data(self.auth_cache.clone())
+            .app_data(self.auth_failures.clone())
             .app_data(self.verification.clone())
             .app_data(self.replays.clone())
             .app_data(self.upstream.clone())
@@ -284,6 +290,14 @@ impl Application {
     /// On a database without credentials, creates the `admin` operator credential.
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
         // A bad certificate or key is found before anything else happens.
+        if let Some(files) = &config.tls {
+            crate::storage::files::check_private(
+                &files.key,
+                "the TLS key",
+                config.strict_permissions,
+            )
+            .map_err(StartError::Tls)?;
+        }
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         if config.proxy.is_some() && config.upstream.is_none() {
             return Err(StartError::ProxyWithoutUpstream);
@@ -344,6 +358,7 @@ impl Application {
         };
         let reads = ReadPool::new(&config.db);
         if !config.null_store {
+            tokio::spawn(crate::storage::sessions::sweep_loop(writer.clone()));
             tokio::spawn(crate::services::fleet::snapshot_loop(
                 reads.clone(),
                 writer.clone(),
@@ -366,6 +381,15 @@ impl Application {
         }
         let checkpointer = match (&config.checkpoints, config.null_store) {
             (Some(settings), false) => {
+                crate::storage::files::check_private(
+                    &settings.key_path,
+                    "the checkpoint signing key",
+                    config.strict_permissions,
+                )
+                .map_err(|why| checkpoints::CheckpointError::Key {
+                    path: settings.key_path.display().to_string(),
+                    why,
+                })?;
                 let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
                 let checkpointer =
                     Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
@@ -421,6 +445,7 @@ impl Application {
                 max_header_bytes: config.max_header_bytes,
             }),
             auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
+            auth_failures: web::Data::new(AuthFailures::default()),
             verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
             replays: web::Data::new(ServerReplays {
                 reads: reads.clone(),

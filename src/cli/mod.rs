@@ -72,6 +72,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "SMS_AUDIT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Refuse (exit 2) a config file, signing key or TLS key that others than
+    /// its owner may read or change, instead of warning.
+    #[arg(long, global = true, env = "SMS_AUDIT_STRICT_PERMISSIONS")]
+    pub strict_permissions: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -233,8 +238,18 @@ pub(crate) fn output_error(e: std::io::Error) -> CliError {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Some(file) = &cli.config {
+        // It may hold secrets (a metrics token, webhook URLs) and says where
+        // uploads go: its owner's alone.
+        crate::storage::files::check_private(file, "the config file", cli.strict_permissions)
+            .map_err(fail)?;
+    }
     match cli.command {
-        Command::Serve(args) => serve::run(args.into_config(cli.db)?).await,
+        Command::Serve(args) => {
+            let mut config = args.into_config(cli.db)?;
+            config.strict_permissions = cli.strict_permissions;
+            serve::run(config).await
+        }
         Command::Credentials(cmd) => credentials::run(&cli.db, cmd),
         Command::Tasks(cmd) => tasks::run(&cli.db, cmd).await,
         Command::Verify(args) => verify::run(&cli.db, args),

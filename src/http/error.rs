@@ -38,6 +38,9 @@ pub enum SmsError {
     Unavailable(String),
     #[error("too many requests for this credential; slow down")]
     Throttled,
+    /// Too many failed authentications from this address: wait this many seconds.
+    #[error("too many failed authentications from this address; try again in {0} s")]
+    AuthBackoff(u64),
     #[error("no such path: {0}")]
     UnknownPath(String),
     #[error("method {0} is not allowed here")]
@@ -73,7 +76,7 @@ impl SmsError {
             SmsError::BodyTooLarge(_) => "SMS.2004",
             SmsError::Storage(_) => "SMS.2007",
             SmsError::Unavailable(_) => "SMS.0201",
-            SmsError::Throttled => "APIGW.0308",
+            SmsError::Throttled | SmsError::AuthBackoff(_) => "APIGW.0308",
             SmsError::UnknownPath(_) | SmsError::NotFound(_) => "APIGW.0101",
             SmsError::MethodNotAllowed(_) => "SMS.2003",
             SmsError::HeadersTooLarge(_) | SmsError::BodyTimeout(_) => "SMS.9001",
@@ -170,7 +173,7 @@ impl ResponseError for SmsError {
             SmsError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SmsError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SmsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SmsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            SmsError::Throttled | SmsError::AuthBackoff(_) => StatusCode::TOO_MANY_REQUESTS,
             SmsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             SmsError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             SmsError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -202,6 +205,9 @@ impl ResponseError for SmsError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, SmsError::Throttled | SmsError::Unavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let SmsError::AuthBackoff(seconds) = self {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         let mut response = response.json(body);
         response.extensions_mut().insert(ErrorCode(code));
@@ -239,6 +245,9 @@ pub enum PageError {
     BadRequest(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
+    /// Too many failed logins from this address: wait this many seconds.
+    #[error("too many failed logins from this address; try again in {0} s")]
+    LoginBackoff(u64),
     #[error("{0}")]
     Internal(String),
 }
@@ -284,6 +293,7 @@ impl ResponseError for PageError {
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PageError::LoginBackoff(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -301,6 +311,7 @@ impl ResponseError for PageError {
             PageError::NotFound(_) => ("Not found", "APIGW.0101"),
             PageError::BadRequest(_) => ("Bad request", "SMS.9001"),
             PageError::MethodNotAllowed(_) => ("Method not allowed", "SMS.2003"),
+            PageError::LoginBackoff(_) => ("Too many failed logins", "APIGW.0308"),
             _ => ("Something went wrong", "SMS.2007"),
         };
         if let PageError::Internal(msg) = self {
@@ -317,7 +328,11 @@ impl ResponseError for PageError {
                 other => other.to_string(),
             },
         };
-        let mut response = HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        if let PageError::LoginBackoff(seconds) = self {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        let mut response = response
             .content_type("text/html; charset=utf-8")
             .body(page.render().unwrap_or_else(|_| heading.to_string()));
         response.extensions_mut().insert(ErrorCode(code));

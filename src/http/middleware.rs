@@ -1,5 +1,6 @@
 //! Per-request context: an `X-Request-Id` and the security headers on every response, a limit on the size
-//! of a request's headers, and a rejection-log entry for every refused request.
+//! of a request's headers, per-address backoff after failed authentications, and a
+//! rejection-log entry for every refused request.
 
 use crate::http::metrics::{route_name, HttpMetrics};
 use actix_web::body::MessageBody;
@@ -7,12 +8,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, Version};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, ResponseError};
+use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
+use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::auth::CredentialName;
+use super::auth_failures::AuthFailures;
 use super::error::{ErrorCode, SmsError};
-use super::RequestLimits;
+use super::{IngestSettings, RequestLimits};
 use crate::domain::now_ms;
 use crate::storage::uploads::Rejection;
 use crate::storage::writer::WriterHandle;
@@ -41,17 +44,34 @@ pub async fn request_context(
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
 
+    // Only a request that presents credentials can fail to authenticate (a
+    // request with none is refused, but guesses nothing).
+    let guessing = presents_credentials(&req)
+        .then(|| {
+            Some((
+                req.app_data::<web::Data<AuthFailures>>()?.clone(),
+                client_address(&req)?,
+            ))
+        })
+        .flatten();
     let refusal = if header_bytes > limit {
-        Some(SmsError::HeadersTooLarge(limit))
+        Some(SmsError::HeadersTooLarge(limit).error_response())
+    } else if let Some(framing) = unsafe_framing(&req) {
+        Some(framing.error_response())
     } else {
-        unsafe_framing(&req)
+        guessing
+            .as_ref()
+            .and_then(|(failures, peer)| backoff(&req, failures, *peer))
     };
     let mut res = match refusal {
-        Some(refusal) => req
-            .into_response(refusal.error_response())
-            .map_into_right_body(),
+        Some(refusal) => req.into_response(refusal).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
+    if let Some((failures, peer)) = &guessing {
+        if res.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+            failures.failed(*peer);
+        }
+    }
     add_security_headers(res.headers_mut());
     // A proxied answer keeps SMS's own request id (the proxy log has both).
     if !res.headers().contains_key(X_REQUEST_ID) {
@@ -146,6 +166,45 @@ fn unsafe_framing(req: &ServiceRequest) -> Option<SmsError> {
         }
     }
     None
+}
+
+/// The caller's address: the peer's, or, when the peer is one of
+/// `--trusted-proxy`, the last address its `X-Forwarded-For` adds.
+fn client_address(req: &ServiceRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<web::Data<IngestSettings>>()
+        .is_some_and(|s| s.trusted_proxies.contains(&peer));
+    if !trusted {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .last();
+    Some(forwarded.unwrap_or(peer))
+}
+
+/// A token, a signature, or the login form.
+fn presents_credentials(req: &ServiceRequest) -> bool {
+    req.headers().contains_key("x-auth-token")
+        || req.headers().contains_key(header::AUTHORIZATION)
+        || (req.method() == actix_web::http::Method::POST && req.path() == "/login")
+}
+
+/// 429 for a request that presents credentials from an address that has
+/// failed too often lately.
+fn backoff(req: &ServiceRequest, failures: &AuthFailures, peer: IpAddr) -> Option<HttpResponse> {
+    let wait = failures.wait(peer)?;
+    let seconds = wait.as_secs().max(1);
+    Some(if super::error::is_api_path(req.path()) {
+        SmsError::AuthBackoff(seconds).error_response()
+    } else {
+        super::error::PageError::LoginBackoff(seconds).error_response()
+    })
 }
 
 /// Headers on every response: a strict CSP (no script at all, no framing), no MIME

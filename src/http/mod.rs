@@ -5,6 +5,7 @@
 //! pool, the writer handle, the settings below), registered by `startup`.
 
 pub mod auth;
+pub mod auth_failures;
 pub mod body_budget;
 pub mod error;
 pub mod extract;

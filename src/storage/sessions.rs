@@ -33,6 +33,27 @@ pub async fn create(
     Ok(cookie)
 }
 
+/// How often expired sessions are deleted while the service runs.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes every expired session, every [`SWEEP_EVERY`], until the writer stops:
+/// a session ends in the database when it expires, not at the next login.
+pub async fn sweep_loop(writer: WriterHandle) {
+    loop {
+        let now = now_ms();
+        let swept = writer
+            .execute(move |conn| {
+                conn.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
+                Ok(())
+            })
+            .await;
+        if let Err(SubmitError::Closed) = swept {
+            return;
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
 pub async fn delete(writer: &WriterHandle, cookie: &str) -> Result<(), SubmitError> {
     let id_hash = token_hash(cookie);
     writer

@@ -687,3 +687,62 @@ fn the_example_config_in_deploy_is_valid() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn files_others_may_read_are_warned_about_or_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let config = dir.path().join("sms-audit.toml");
+    std::fs::write(&config, "metrics-token = \"config-secret\"\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let check = |strict: bool| {
+        let mut cmd = Command::new(TestApp::binary());
+        cmd.args(["config", "check", "--config"]).arg(&config);
+        if strict {
+            cmd.arg("--strict-permissions");
+        }
+        cmd.output().unwrap()
+    };
+    let warned = check(false);
+    assert_eq!(warned.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        err.contains("the config file") && err.contains("0666"),
+        "{err}"
+    );
+    let refused = check(true);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--strict-permissions refuses it"));
+
+    // A signing key others may read: a warning at start, a refusal when strict.
+    let mut served = serve(&db);
+    assert_eq!(terminate(&mut served), 0);
+    let key = dir.path().join("audit.db.signing-key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut served = serve(&db);
+    assert!(
+        served
+            .startup_log
+            .iter()
+            .any(|l| l.contains("the checkpoint signing key") && l.contains("0644")),
+        "{:#?}",
+        served.startup_log
+    );
+    assert_eq!(terminate(&mut served), 0);
+    let refused = Command::new("timeout")
+        .args([
+            "20",
+            TestApp::binary(),
+            "--strict-permissions",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("signing key"));
+}

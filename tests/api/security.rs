@@ -1051,3 +1051,68 @@ async fn files_are_never_written_through_a_planted_link_and_keys_never_overwritt
     );
     assert!(!tls.join("cert.pem").exists());
 }
+
+#[tokio::test]
+async fn guessing_credentials_is_slowed_per_address_and_keys_are_not_told_apart() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, true);
+    let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
+    // An unknown access key and a known one with a wrong signature: one message.
+    let unknown = app
+        .upload_signed(TASK, "NOSUCHACCESSKEY00000", &sk, EXAMPLE, |_| {})
+        .await;
+    let wrong = app
+        .upload_signed(TASK, &ak, &sk, EXAMPLE, |p| {
+            p.secret_key = "not-the-key".into()
+        })
+        .await;
+    assert_eq!(
+        unknown.assert_error(401, "APIGW.0301")["error_msg"],
+        wrong.assert_error(401, "APIGW.0301")["error_msg"]
+    );
+    // 30 failures in a row are answered 401; then the address waits.
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        statuses.push(
+            app.upload(TASK, &format!("guess-{i}"), EXAMPLE)
+                .await
+                .status,
+        );
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 8, "{statuses:?}");
+    assert!(statuses[..25].iter().all(|s| *s == 401), "{statuses:?}");
+    let slowed = app.upload(TASK, &app.admin_token, EXAMPLE).await;
+    let body = slowed.assert_error(429, "APIGW.0308");
+    assert!(body["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("failed authentications"));
+    assert!(slowed.headers.contains_key("retry-after"));
+    let login = no_redirects()
+        .post(format!("{}/login", app.address))
+        .form(&[("token", "guess"), ("csrf_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    // What needs no credentials is not slowed.
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await;
+    assert_eq!(health.unwrap().status(), 200);
+    assert_eq!(app.count("uploads"), 0);
+    // Failures are forgiven at one a second: the right token gets through soon.
+    let started = std::time::Instant::now();
+    loop {
+        let status = app.upload(TASK, &app.admin_token, EXAMPLE).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

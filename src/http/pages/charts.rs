@@ -100,7 +100,10 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
         (LEFT, W - RIGHT, H - 12.0),
         max,
         y,
-        (&first[..16], &last[..16]),
+        (
+            first.get(..16).unwrap_or(&first),
+            last.get(..16).unwrap_or(&last),
+        ),
     );
 
     for &s in series {

@@ -222,8 +222,8 @@ pub async fn page(
         as_of,
         as_of_at,
         now: now_ms(),
-        trend_since: crate::domain::format_timestamp(trend_since)[..10].to_string(),
-        trend_until: crate::domain::format_timestamp(trend_until)[..10].to_string(),
+        trend_since: day_of(trend_since),
+        trend_until: day_of(trend_until),
         problems_chart,
         tasks_chart,
         trend_last: trend.last().cloned(),
@@ -291,4 +291,10 @@ fn as_of_rows(
         });
     }
     Ok((overview, (rows, matching)))
+}
+
+/// `YYYY-MM-DD` of a moment (the whole text, were it ever shorter).
+fn day_of(at: crate::domain::Timestamp) -> String {
+    let text = crate::domain::format_timestamp(at);
+    text.get(..10).unwrap_or(&text).to_string()
 }
