@@ -406,10 +406,14 @@ impl Application {
                 ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
 
-        let proxy_log = config
-            .proxy
-            .clone()
-            .map(|settings| web::Data::new(ProxyLog::new(writer.clone(), settings)));
+        let proxy_log = config.proxy.clone().map(|settings| {
+            let log = ProxyLog::new(writer.clone(), settings);
+            let log = match &config.upstream {
+                Some(upstream) => log.hiding(&upstream.auth),
+                None => log,
+            };
+            web::Data::new(log)
+        });
         let http_metrics = web::Data::new(HttpMetrics::default());
         let mut registry = prometheus_client::registry::Registry::default();
         http_metrics.register(&mut registry);

@@ -216,12 +216,34 @@ pub struct ProxyLog {
     settings: ProxySettings,
     recorded: AtomicU64,
     calls: Family<ProxiedLabels, Counter>,
+    /// Never kept in a logged body: the service's upstream credential.
+    hidden: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct ProxiedLabels {
     /// The status answered (0: the exchange broke off).
     status: u16,
+}
+
+/// Every occurrence of `secret` in `body` replaced by `[upstream credential]`.
+fn hide(body: &mut Vec<u8>, secret: &[u8]) {
+    const SHOWN: &[u8] = b"[upstream credential]";
+    if secret.is_empty() || !body.windows(secret.len()).any(|w| w == secret) {
+        return;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(secret) {
+            out.extend_from_slice(SHOWN);
+            i += secret.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    *body = out;
 }
 
 impl ProxyLog {
@@ -231,7 +253,21 @@ impl ProxyLog {
             settings,
             recorded: AtomicU64::new(0),
             calls: Family::default(),
+            hidden: Vec::new(),
         }
+    }
+
+    /// The service's own upstream credential (a token, or the access key) is
+    /// never kept in a logged body, should SMS or anything on the way echo it.
+    pub fn hiding(mut self, auth: &UpstreamAuth) -> Self {
+        let secret = match auth {
+            UpstreamAuth::Token(token) => token.clone(),
+            UpstreamAuth::Aksk { signer, .. } => signer.access_key.clone(),
+        };
+        if !secret.is_empty() {
+            self.hidden.push(secret.into_bytes());
+        }
+        self
     }
 
     /// Proxied calls by status, for `/metrics`.
@@ -247,7 +283,15 @@ impl ProxyLog {
         &self.settings
     }
 
-    pub fn record(&self, call: ProxyCall) {
+    pub fn record(&self, mut call: ProxyCall) {
+        for body in [&mut call.request_body, &mut call.response_body]
+            .into_iter()
+            .flatten()
+        {
+            for secret in &self.hidden {
+                hide(body, secret);
+            }
+        }
         self.calls
             .get_or_create(&ProxiedLabels {
                 status: call.status,

@@ -903,3 +903,42 @@ async fn a_call_without_a_body_goes_on_without_one() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_upstream_credential_echoed_back_is_never_kept_in_the_proxy_log() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Answer::Custom(
+        200,
+        format!(r#"{{"echo":"X-Auth-Token: {UPSTREAM_TOKEN}"}}"#),
+        vec![],
+    ));
+    let app = proxy_app(
+        &fake,
+        |u| u.auth = UpstreamAuth::Token(UPSTREAM_TOKEN.into()),
+        |p| p.log_bodies = true,
+    )
+    .await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let sent = format!("token {UPSTREAM_TOKEN} in a body");
+    let reply = call(
+        &app,
+        "POST",
+        "/v3/tasks/t/log",
+        &agent.token,
+        &[],
+        Some(&sent),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let calls = proxy_log(&app, 1).await;
+    let row = calls[0].to_string();
+    assert!(!row.contains(UPSTREAM_TOKEN), "{row}");
+    assert_eq!(
+        calls[0]["response_body"],
+        r#"{"echo":"X-Auth-Token: [upstream credential]"}"#
+    );
+    assert_eq!(
+        calls[0]["request_body"],
+        "token [upstream credential] in a body"
+    );
+}
