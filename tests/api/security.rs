@@ -1116,3 +1116,26 @@ async fn guessing_credentials_is_slowed_per_address_and_keys_are_not_told_apart(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn expired_sessions_are_deleted_without_waiting_for_a_login() {
+    let app = TestApp::spawn().await;
+    let stopped = app.stop().await;
+    rusqlite::Connection::open(&stopped.db_path)
+        .unwrap()
+        .execute(
+            "INSERT INTO sessions (id_sha256, credential_name, csrf_token, created_at, expires_at)
+             VALUES ('old', 'admin', 'x', 0, 1)",
+            [],
+        )
+        .unwrap();
+    let app = stopped.start().await;
+    let started = std::time::Instant::now();
+    while app.count("sessions") > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never swept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -298,3 +298,14 @@ fn day_of(at: crate::domain::Timestamp) -> String {
     let text = crate::domain::format_timestamp(at);
     text.get(..10).unwrap_or(&text).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_day_is_read_off_any_moment_without_panicking() {
+        assert_eq!(super::day_of(0), "1970-01-01");
+        for extreme in [i64::MIN, i64::MAX, -1] {
+            assert!(!super::day_of(extreme).is_empty());
+        }
+    }
+}

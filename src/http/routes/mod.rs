@@ -114,3 +114,28 @@ pub(super) async fn read_body(
     }
     Ok(Some(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_declared_length_reserves_no_more_than_a_little() {
+        use actix_web::FromRequest;
+        let (req, mut payload) = actix_web::test::TestRequest::post()
+            .insert_header(("content-length", "60000000"))
+            .set_payload("0123456789")
+            .to_http_parts();
+        let budget = BodyBudget::new(1 << 30);
+        let mut hold = budget.hold();
+        let payload = web::Payload::from_request(&req, &mut payload)
+            .await
+            .unwrap();
+        let body = read_body(&req, payload, 64 << 20, &budget, &mut hold)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body, b"0123456789");
+        assert!(body.capacity() <= RESERVE_AT_MOST, "{}", body.capacity());
+    }
+}
