@@ -22,7 +22,7 @@ pub const MAX_TASKS: usize = 1000;
 
 impl ReplayFilter {
     /// Checks task ids and the state (`any` or empty: every state).
-    /// `tasks` (at most [`MAX_TASKS`], duplicates dropped), a time range, the
+    /// `tasks` (at most `MAX_TASKS`, 1000, duplicates dropped), a time range, the
     /// deliveries' last state, and whether only each task's newest counts.
     pub fn new(
         tasks: &[String],

@@ -70,6 +70,28 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     replacement.commit()
 }
 
+/// Whether `path` (a key, a file holding secrets) lets others than its owner in:
+/// a warning, or with `strict` (`--strict-permissions`) a refusal, naming `what`.
+pub fn check_private(path: &Path, what: &str, strict: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let why = format!(
+        "{what} {} may be read or changed by others than its owner (mode {mode:04o}): `chmod 600` it",
+        path.display()
+    );
+    if strict {
+        return Err(format!("{why} (--strict-permissions refuses it)"));
+    }
+    tracing::warn!("{why}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,26 +125,4 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 3);
     }
-}
-
-/// Whether `path` (a key, a file holding secrets) lets others than its owner in:
-/// a warning, or with `strict` (`--strict-permissions`) a refusal, naming `what`.
-pub fn check_private(path: &Path, what: &str, strict: bool) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let why = format!(
-        "{what} {} may be read or changed by others than its owner (mode {mode:04o}): `chmod 600` it",
-        path.display()
-    );
-    if strict {
-        return Err(format!("{why} (--strict-permissions refuses it)"));
-    }
-    tracing::warn!("{why}");
-    Ok(())
 }

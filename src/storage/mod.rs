@@ -238,7 +238,7 @@ impl ReadPool {
     }
 
     /// [`with`](Self::with) on a blocking thread, for async callers; at most
-    /// [`MAX_IDLE_READERS`] at once.
+    /// `MAX_IDLE_READERS` (16) at once.
     pub async fn with_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,

@@ -26,6 +26,9 @@ const POLL: Duration = Duration::from_millis(500);
 /// Outcomes stored in one transaction at most.
 const RECORD_BATCH: usize = 256;
 
+/// The client for a stored delivery target, or why the target is refused.
+pub type UpstreamFor = Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>;
+
 /// Sends due deliveries until `stop` is set (or, with `until_idle`, until none are
 /// left pending).
 pub struct Sender<R: Recorder> {
@@ -33,7 +36,7 @@ pub struct Sender<R: Recorder> {
     pub recorder: Arc<R>,
     /// The client for a stored target, or why that target is refused: targets are
     /// checked at every send, since a database can be restored or edited.
-    pub upstream: Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>,
+    pub upstream: UpstreamFor,
     pub config: SenderConfig,
     pub wake: Arc<Notify>,
     pub stop: Arc<AtomicBool>,
@@ -153,7 +156,7 @@ struct Launcher {
     permits: Arc<Semaphore>,
     limiter: Option<governor::DefaultDirectRateLimiter>,
     upstreams: Mutex<HashMap<String, Result<Upstream, String>>>,
-    make_upstream: Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>,
+    make_upstream: UpstreamFor,
     policy: RetryPolicy,
     tally: Arc<Tally>,
     recordings: mpsc::UnboundedSender<(Outcome, Due)>,
