@@ -16,7 +16,7 @@ fn sms_audit(db: &std::path::Path, args: &[&str]) -> std::process::Output {
 }
 
 /// The example upload to a served binary at `address`, with `token`.
-fn upload(client: &reqwest::Client, address: &str, token: &str) -> reqwest::RequestBuilder {
+pub fn upload(client: &reqwest::Client, address: &str, token: &str) -> reqwest::RequestBuilder {
     client
         .post(format!("{address}{}", TestApp::upload_path(TASK)))
         .header("X-Auth-Token", token)

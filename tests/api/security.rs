@@ -960,15 +960,8 @@ async fn files_are_never_written_through_a_planted_link_and_keys_never_overwritt
     );
     let token = served.token.clone().expect("the token file was written");
     let client = reqwest::Client::new();
-    let upload = client
-        .post(format!("{}{}", served.address, TestApp::upload_path(TASK)))
-        .header("X-Auth-Token", &token)
-        .header("Content-Type", "application/json")
-        .body(EXAMPLE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), 200);
+    let upload = crate::cli::upload(&client, &served.address, &token);
+    assert_eq!(upload.send().await.unwrap().status(), 200);
     for _ in 0..100 {
         if std::fs::read_to_string(checkpoints.join("latest")).is_ok_and(|t| t.contains("\n1\n")) {
             break;
