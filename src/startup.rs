@@ -22,12 +22,19 @@ use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, 
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+/// How long a stop waits for the background loops to end.
+const BACKGROUND_STOP_WITHIN: Duration = Duration::from_secs(10);
 use crate::http::metrics::{HttpMetrics, MetricsEndpoint};
+use crate::services::background::Background;
 use crate::services::checkpoints::{self, CheckpointSettings, Checkpointer};
+use crate::services::fleet::snapshot_loop;
+use crate::services::notify::notify_loop;
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
 use crate::services::replay::ServerReplays;
+use crate::services::retention::retention_loop;
 use crate::services::retention::RetentionSettings;
+use crate::services::sessions::sweep_loop;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
@@ -262,6 +269,8 @@ pub struct Application {
     https: bool,
     /// Released once the writer has stopped.
     lock: Option<ProcessLock>,
+    /// The loops that write through the writer: stopped before it.
+    background: Background,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -357,26 +366,21 @@ impl Application {
             )?
         };
         let reads = ReadPool::new(&config.db);
+        let background = Background::default();
         if !config.null_store {
-            tokio::spawn(crate::storage::sessions::sweep_loop(writer.clone()));
-            tokio::spawn(crate::services::fleet::snapshot_loop(
-                reads.clone(),
-                writer.clone(),
-            ));
+            let w = writer.clone();
+            background.spawn("sessions sweep", |stop| sweep_loop(w, stop));
+            let (r, w) = (reads.clone(), writer.clone());
+            background.spawn("fleet snapshots", |stop| snapshot_loop(r, w, stop));
             if let Some(notify) = config.notify.clone() {
-                tokio::spawn(crate::services::notify::notify_loop(
-                    notify,
-                    reads.clone(),
-                    writer.clone(),
-                ));
+                let (r, w) = (reads.clone(), writer.clone());
+                background.spawn("notifications", |stop| notify_loop(notify, r, w, stop));
             }
             if let Some(retention) = config.retention.clone() {
-                tokio::spawn(crate::services::retention::retention_loop(
-                    config.db.clone(),
-                    retention,
-                    reads.clone(),
-                    writer.clone(),
-                ));
+                let (db, r, w) = (config.db.clone(), reads.clone(), writer.clone());
+                background.spawn("retention", |stop| {
+                    retention_loop(db, retention, r, w, stop)
+                });
             }
         }
         let checkpointer = match (&config.checkpoints, config.null_store) {
@@ -393,7 +397,8 @@ impl Application {
                 let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
                 let checkpointer =
                     Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
-                tokio::spawn(checkpointer.clone().run());
+                let c = checkpointer.clone();
+                background.spawn("checkpoints", |stop| c.run(stop));
                 Some(checkpointer)
             }
             _ => None,
@@ -522,6 +527,7 @@ impl Application {
             admin_token,
             https: config.tls.is_some(),
             lock,
+            background,
         })
     }
 
@@ -557,11 +563,13 @@ impl Application {
             sender,
             lock,
             checkpointer,
+            background,
             ..
         } = self;
+        // No loop writes after this (one in the middle of a step finishes it).
+        background.stop(BACKGROUND_STOP_WITHIN).await;
         // The last checkpoint covers every upload stored.
         if let Some(checkpointer) = checkpointer {
-            checkpointer.stop();
             if let Err(e) = checkpointer.make_now().await {
                 tracing::error!("final checkpoint not made: {e}");
             }

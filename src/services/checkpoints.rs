@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Notify;
 
 use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::{lock, now_ms};
@@ -90,7 +89,6 @@ pub struct Checkpointer {
     settings: CheckpointSettings,
     reads: ReadPool,
     writer: WriterHandle,
-    stop: Notify,
     /// One checkpoint at a time (the timer and the final one at shutdown).
     making: tokio::sync::Mutex<()>,
     last_error: std::sync::Mutex<Option<String>>,
@@ -108,7 +106,6 @@ impl Checkpointer {
             settings,
             reads,
             writer,
-            stop: Notify::new(),
             making: tokio::sync::Mutex::new(()),
             last_error: Default::default(),
         })
@@ -153,12 +150,11 @@ impl Checkpointer {
         Ok(Some(size))
     }
 
-    /// Makes checkpoints every interval until [`stop`](Self::stop).
-    pub async fn run(self: Arc<Self>) {
+    /// Makes checkpoints every interval until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.interval) => {}
-                _ = self.stop.notified() => return,
+            if super::background::pause(&stop, self.settings.interval).await {
+                return;
             }
             let made = self.make_now().await;
             let mut last = lock(&self.last_error);
@@ -173,10 +169,6 @@ impl Checkpointer {
                 }
             }
         }
-    }
-
-    pub fn stop(&self) {
-        self.stop.notify_one();
     }
 }
 

@@ -412,12 +412,13 @@ pub fn make_due_snapshots(
 pub async fn snapshot_loop(
     reads: crate::storage::ReadPool,
     writer: crate::storage::writer::WriterHandle,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut last_error: Option<String> = None;
     let mut first = true;
     loop {
-        if !first {
-            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        if !first && super::background::pause(&stop, std::time::Duration::from_secs(10)).await {
+            return;
         }
         let first_pass = std::mem::replace(&mut first, false);
         let (r, w) = (reads.clone(), writer.clone());

@@ -2,6 +2,7 @@
 //! HTTP. Verifying the ledger, sending the outbox, replays, comparing uploads,
 //! exports, fleet history, the SMS client, and the background verification job.
 
+pub mod background;
 pub mod checkpoints;
 pub mod compare;
 pub mod evidence;
@@ -13,5 +14,6 @@ pub mod outbox;
 pub mod proxy;
 pub mod replay;
 pub mod retention;
+pub mod sessions;
 pub mod upstream;
 pub mod verification;

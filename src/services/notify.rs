@@ -39,7 +39,12 @@ struct Cursors {
     given_up_since: Timestamp,
 }
 
-pub async fn notify_loop(settings: NotifySettings, reads: ReadPool, writer: WriterHandle) {
+pub async fn notify_loop(
+    settings: NotifySettings,
+    reads: ReadPool,
+    writer: WriterHandle,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let client = reqwest::Client::builder()
         .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -83,7 +88,9 @@ pub async fn notify_loop(settings: NotifySettings, reads: ReadPool, writer: Writ
         if let Err(e) = tick(&settings, &reads, &writer, &client, &cursors).await {
             tracing::warn!("notifications: {e}");
         }
-        tokio::time::sleep(TICK).await;
+        if super::background::pause(&stop, TICK).await {
+            return;
+        }
     }
 }
 

@@ -204,6 +204,7 @@ pub async fn retention_loop(
     settings: RetentionSettings,
     reads: crate::storage::ReadPool,
     writer: crate::storage::writer::WriterHandle,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let actor = format!("serve --retention {}", settings.keep.as_secs() / 86_400);
     loop {
@@ -249,7 +250,9 @@ pub async fn retention_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!("retention: the purge failed: {e}"),
         }
-        tokio::time::sleep(RETENTION_EVERY).await;
+        if super::background::pause(&stop, RETENTION_EVERY).await {
+            return;
+        }
     }
 }
 

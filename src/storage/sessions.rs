@@ -21,7 +21,7 @@ pub async fn create(
     let now = now_ms();
     writer
         .execute(move |conn| {
-            conn.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
+            delete_expired(conn, now)?;
             conn.execute(
                 "INSERT INTO sessions (id_sha256, credential_name, csrf_token, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -33,25 +33,10 @@ pub async fn create(
     Ok(cookie)
 }
 
-/// How often expired sessions are deleted while the service runs.
-pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Deletes every expired session, every [`SWEEP_EVERY`], until the writer stops:
-/// a session ends in the database when it expires, not at the next login.
-pub async fn sweep_loop(writer: WriterHandle) {
-    loop {
-        let now = now_ms();
-        let swept = writer
-            .execute(move |conn| {
-                conn.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
-                Ok(())
-            })
-            .await;
-        if let Err(SubmitError::Closed) = swept {
-            return;
-        }
-        tokio::time::sleep(SWEEP_EVERY).await;
-    }
+/// Deletes every session expired before `now`.
+pub fn delete_expired(conn: &Connection, now: i64) -> Result<(), rusqlite::Error> {
+    conn.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
+    Ok(())
 }
 
 pub async fn delete(writer: &WriterHandle, cookie: &str) -> Result<(), SubmitError> {
