@@ -6,7 +6,7 @@ use std::time::Duration;
 use sms_audit::domain::Role;
 use sms_audit::TaskPolicy;
 
-use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
+use crate::helpers::{body_with_items, eventually, TestApp, EXAMPLE, PATIENCE, TASK};
 
 #[tokio::test]
 async fn unauthenticated_requests_get_401() {
@@ -467,16 +467,15 @@ async fn rejections_are_logged_without_bodies_or_secrets() {
         .await
         .assert_error(401, "APIGW.0301");
 
-    // The log is written by the writer without waiting; give it a moment.
-    let mut rows = serde_json::Value::Null;
-    for _ in 0..50 {
-        rows = app.get("/api/v1/rejections", &app.admin_token).await.json()["rejections"].clone();
-        if rows.as_array().unwrap().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let rows = rows.as_array().unwrap().clone();
+    // The log is written by the writer without waiting.
+    let rows = eventually("two rows in the rejection log", PATIENCE, || async {
+        let rows = app.get("/api/v1/rejections", &app.admin_token).await.json()["rejections"]
+            .as_array()
+            .unwrap()
+            .clone();
+        (rows.len() >= 2).then_some(rows)
+    })
+    .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["status"], 401);
     assert_eq!(rows[0]["error_code"], "APIGW.0301");

@@ -3,7 +3,7 @@
 
 use sms_audit::domain::Role;
 
-use crate::helpers::{TestApp, EXAMPLE};
+use crate::helpers::{eventually, TestApp, EXAMPLE, PATIENCE};
 
 #[path = "../common/rfc6962.rs"]
 mod rfc6962;
@@ -149,16 +149,15 @@ async fn a_database_from_before_the_tree_gets_it_on_start() {
 }
 
 async fn wait_for_checkpoint(app: &TestApp, size: u64) -> String {
-    for _ in 0..200 {
+    let what = format!("a checkpoint of size {size}");
+    eventually(&what, PATIENCE, || async {
         let reply = app
             .get("/api/v1/checkpoints/latest", &app.admin_token)
             .await;
-        if reply.status == 200 && reply.text.lines().nth(1) == Some(&size.to_string()) {
-            return reply.text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("no checkpoint of size {size}");
+        let made = reply.status == 200 && reply.text.lines().nth(1) == Some(&size.to_string());
+        made.then_some(reply.text)
+    })
+    .await
 }
 
 fn verifies(note: &str, vkey: &str) -> bool {

@@ -114,17 +114,12 @@ impl FakeUpstream {
         what: &str,
         mut done: impl FnMut(&[Captured]) -> bool,
     ) -> Vec<Captured> {
-        for _ in 0..300 {
+        let what = format!("fake upstream: {what}");
+        crate::helpers::eventually(&what, crate::helpers::PATIENCE, || {
             let got = self.received();
-            if done(&got) {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "fake upstream: timed out waiting for {what}; got {:#?}",
-            self.received()
-        );
+            std::future::ready(done(&got).then_some(got))
+        })
+        .await
     }
 }
 

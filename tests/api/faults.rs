@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{TestApp, TASK};
+use crate::helpers::{eventually, TestApp, TASK};
 
 /// A body of about `size` bytes, told apart by `marker`.
 fn padded_body(marker: &str, size: usize) -> String {
@@ -268,21 +268,17 @@ async fn sigkill_under_load_with_forwarding_loses_nothing_acknowledged() {
     let served = crate::cli::serve_with(&db, &args, &envs);
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let mut pending = -1;
-    for _ in 0..200 {
-        pending = conn
+    eventually("no delivery left pending", Duration::from_secs(30), || {
+        let pending: i64 = conn
             .query_row(
                 "SELECT count(*) FROM deliveries WHERE state = 'pending'",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(pending, 0, "deliveries still pending");
+        std::future::ready((pending == 0).then_some(()))
+    })
+    .await;
     signal(&served, "-TERM");
     drop(served);
 

@@ -12,7 +12,7 @@ use sms_audit::services::outbox::UpstreamSettings;
 use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
 
 use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
-use crate::helpers::{body_with_problems, TestApp, EXAMPLE, TASK};
+use crate::helpers::{body_with_problems, eventually, TestApp, EXAMPLE, PATIENCE, TASK};
 
 pub fn settings(fake: &FakeUpstream) -> UpstreamSettings {
     UpstreamSettings {
@@ -53,17 +53,12 @@ async fn deliveries(app: &TestApp, id: i64) -> serde_json::Value {
 }
 
 async fn wait_state(app: &TestApp, id: i64, state: &str) -> serde_json::Value {
-    for _ in 0..200 {
+    let what = format!("upload {id}'s delivery to become {state}");
+    eventually(&what, PATIENCE, || async {
         let d = deliveries(app, id).await;
-        if d[0]["state"] == state {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "upload {id} never became {state}: {}",
-        deliveries(app, id).await
-    );
+        (d[0]["state"] == state).then_some(d)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -200,14 +195,12 @@ async fn uploads_committed_together_go_out_latest_wins_in_order_per_task() {
     let total = i64::from(TASKS * EACH);
     let mut uploads = Vec::new();
     for id in 1..=total {
-        let mut record = serde_json::Value::Null;
-        for _ in 0..200 {
-            record = app.get(&format!("/api/v1/uploads/{id}"), &t).await.json();
-            if record["deliveries"][0]["state"] != "pending" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("upload {id}'s delivery to leave pending");
+        let record = eventually(&what, PATIENCE, || async {
+            let record = app.get(&format!("/api/v1/uploads/{id}"), &t).await.json();
+            (record["deliveries"][0]["state"] != "pending").then_some(record)
+        })
+        .await;
         assert_eq!(
             record["deliveries"].as_array().unwrap().len(),
             1,

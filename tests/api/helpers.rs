@@ -491,3 +491,27 @@ pub fn sms_audit(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// How long [`eventually`] waits by default: generous, since it returns as soon
+/// as the awaited thing happens.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Checks `check` every 20 ms until it gives `Some`, and returns that; panics
+/// naming `what` (and the last thing seen) after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,14 +1,12 @@
 //! `/metrics`: the Prometheus text format, parsed with a Prometheus text parser;
 //! the optional bearer token.
 
-use std::time::Duration;
-
 use prometheus_parse::{Scrape, Value};
 use sms_audit::domain::Role;
 
 use crate::fake_upstream::FakeUpstream;
 use crate::forwarding::settings;
-use crate::helpers::{TestApp, EXAMPLE, TASK};
+use crate::helpers::{eventually, TestApp, EXAMPLE, PATIENCE, TASK};
 
 const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef0123456789abcdef";
 
@@ -126,24 +124,23 @@ async fn metrics_show_deliveries_attempts_and_verifications() {
     browser
         .post("/audit/verify", &[("csrf_token", &csrf)])
         .await;
-    let mut m = None;
-    for _ in 0..100 {
-        let (status, _, text) = scrape(&app, None).await;
-        assert_eq!(status, 200, "open without --metrics-token");
-        let parsed = parse(&text);
-        let delivered = value(&parsed, "sms_audit_deliveries", &[("state", "delivered")]);
-        let verified = value(
-            &parsed,
-            "sms_audit_verification_runs",
-            &[("result", "intact")],
-        );
-        if delivered == Some(1.0) && verified == Some(1.0) {
-            m = Some(parsed);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let m = m.expect("the delivery and the verification show");
+    let m = eventually(
+        "a delivery and a verification counted",
+        PATIENCE,
+        || async {
+            let (status, _, text) = scrape(&app, None).await;
+            assert_eq!(status, 200, "open without --metrics-token");
+            let parsed = parse(&text);
+            let delivered = value(&parsed, "sms_audit_deliveries", &[("state", "delivered")]);
+            let verified = value(
+                &parsed,
+                "sms_audit_verification_runs",
+                &[("result", "intact")],
+            );
+            (delivered == Some(1.0) && verified == Some(1.0)).then_some(parsed)
+        },
+    )
+    .await;
     assert_eq!(
         value(
             &m,
@@ -183,18 +180,14 @@ async fn metrics_count_proxied_calls_by_status() {
             .await;
         assert!(reply.status == 404 || reply.status == 200, "{}", reply.text);
     }
-    let mut counted = (None, None);
-    for _ in 0..100 {
+    eventually("one call each answered 404 and 200", PATIENCE, || async {
         let (_, _, text) = scrape(&app, None).await;
         let m = parse(&text);
-        counted = (
+        let counted = (
             value(&m, "sms_audit_proxied_calls_total", &[("status", "404")]),
             value(&m, "sms_audit_proxied_calls_total", &[("status", "200")]),
         );
-        if counted == (Some(1.0), Some(1.0)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(counted, (Some(1.0), Some(1.0)));
+        (counted == (Some(1.0), Some(1.0))).then_some(())
+    })
+    .await;
 }

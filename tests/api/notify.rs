@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::fake_upstream::{Answer, FakeUpstream};
 use crate::forwarding::settings;
-use crate::helpers::{body_with_problems, TestApp, TASK};
+use crate::helpers::{body_with_problems, eventually, TestApp, PATIENCE, TASK};
 
 /// A webhook receiver: records each JSON body with the status it answered; the
 /// first `fail_first` requests get 500.
@@ -147,17 +147,14 @@ async fn each_event_is_announced_once_with_retries_and_shown_on_deliveries() {
         "verification_broken",
         "upstream_down",
     ];
-    let mut delivered = Vec::new();
-    for _ in 0..200 {
-        delivered = receiver.delivered();
-        if kinds
+    let delivered = eventually("one message of each kind", PATIENCE, || {
+        let delivered = receiver.delivered();
+        let all = kinds
             .iter()
-            .all(|k| delivered.iter().any(|m| m["kind"] == *k))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .all(|k| delivered.iter().any(|m| m["kind"] == *k));
+        std::future::ready(all.then_some(delivered))
+    })
+    .await;
     for k in kinds {
         let of_kind: Vec<_> = delivered.iter().filter(|m| m["kind"] == k).collect();
         assert_eq!(of_kind.len(), 1, "{k}: {delivered:#?}");
@@ -234,12 +231,12 @@ async fn a_stored_url_that_is_not_configured_is_never_sent_to() {
         )
         .unwrap()
     };
-    for _ in 0..200 {
-        if state_of(&planted.url).0 != "pending" && state_of(&receiver.url).0 != "pending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("both sends to be settled", PATIENCE, || {
+        let settled =
+            state_of(&planted.url).0 != "pending" && state_of(&receiver.url).0 != "pending";
+        std::future::ready(settled.then_some(()))
+    })
+    .await;
     let (state, error) = state_of(&planted.url);
     assert_eq!(state, "failed");
     assert!(error.unwrap().contains("--notify-url"));

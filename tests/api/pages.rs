@@ -4,7 +4,8 @@
 use sms_audit::domain::Role;
 
 use crate::helpers::{
-    body_with_problems, form_value, no_redirects, set_cookie, TestApp, EXAMPLE, TASK,
+    body_with_problems, eventually, form_value, no_redirects, set_cookie, TestApp, EXAMPLE,
+    PATIENCE, TASK,
 };
 
 const XSS: &str = "<script>alert(1)</script>";
@@ -509,14 +510,11 @@ async fn audit_page_verifies_on_demand_and_filters_rejections() {
         .post("/audit/verify", &[("csrf_token", &browser.csrf)])
         .await;
     assert_eq!(started.status, 303);
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = browser.get("/audit").await.text;
-        if text.contains("badge good") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let text = eventually("the verification on /audit", PATIENCE, || async {
+        let text = browser.get("/audit").await.text;
+        text.contains("badge good").then_some(text)
+    })
+    .await;
     assert!(
         text.contains("<span class=\"badge good\">intact</span> 3 entries up to #3"),
         "{text}"

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fake_upstream::{Answer, FakeUpstream, AK, UPSTREAM_TOKEN};
 use crate::forwarding::settings;
-use crate::helpers::{Reply, TestApp, EXAMPLE, TASK};
+use crate::helpers::{eventually, Reply, TestApp, EXAMPLE, PATIENCE, TASK};
 
 pub async fn proxy_app(
     fake: &FakeUpstream,
@@ -35,16 +35,14 @@ pub async fn proxy_app(
 /// The proxy log through the API, waiting until it holds `n` calls (it is
 /// written after the answer).
 async fn proxy_log(app: &TestApp, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..200 {
+    let what = format!("the proxy log to hold {n} calls");
+    eventually(&what, PATIENCE, || async {
         let reply = app.get("/api/v1/proxy-log", &app.admin_token).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         let calls = reply.json()["calls"].as_array().unwrap().clone();
-        if calls.len() >= n {
-            return calls;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the proxy log never held {n} calls");
+        (calls.len() >= n).then_some(calls)
+    })
+    .await
 }
 
 /// `METHOD /path` with a token, any headers and body.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sms_audit::domain::Role;
 
-use crate::helpers::{body_with_items, sms_audit, TestApp, EXAMPLE, TASK};
+use crate::helpers::{body_with_items, eventually, sms_audit, TestApp, EXAMPLE, PATIENCE, TASK};
 
 fn query_i64(db: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(db)
@@ -274,18 +274,15 @@ async fn serve_retention_purges_what_is_older_than_the_days_kept() {
         })
         .await;
     assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
-    let mut done = 0;
-    for _ in 0..200 {
-        done = query_i64(
+    let done = eventually("the purge at start to finish", PATIENCE, || {
+        let done = query_i64(
             &app.db_path,
             "SELECT count(*) FROM admin_log WHERE action = 'purge' AND outcome = 'done'",
         );
-        if done > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(done, 1, "the purge at start did not finish");
+        std::future::ready((done > 0).then_some(done))
+    })
+    .await;
+    assert_eq!(done, 1);
     // The three old ones purged, today's kept; the service says who did it.
     assert_eq!(
         query_i64(

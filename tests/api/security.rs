@@ -6,7 +6,7 @@ use sms_audit::domain::Role;
 use sms_audit::storage::lock::{LockKind, ProcessLock};
 use sms_audit::{Application, ServeConfig};
 
-use crate::helpers::{no_redirects, TestApp, EXAMPLE, TASK};
+use crate::helpers::{eventually, no_redirects, TestApp, EXAMPLE, PATIENCE, TASK};
 
 #[tokio::test]
 async fn login_next_is_always_a_path_on_this_site() {
@@ -260,15 +260,10 @@ async fn framework_errors_answer_in_the_shape_of_their_side_and_are_logged() {
 
     // Every one of them is in the rejection log (stored within 0.2 s, or with the
     // writer's next commit).
-    let mut logged = 0;
-    for _ in 0..50 {
-        logged = app.count("rejections") - before;
-        if logged >= 8 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(logged >= 8, "{logged} rejections logged");
+    eventually("8 rejections logged", PATIENCE, || {
+        std::future::ready((app.count("rejections") - before >= 8).then_some(()))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -594,15 +589,12 @@ async fn an_endless_upstream_answer_is_read_only_so_far() {
         app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
         200
     );
-    let mut attempt = serde_json::Value::Null;
-    for _ in 0..100 {
+    let attempt = eventually("a delivery attempt", PATIENCE, || async {
         let record = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
-        attempt = record["deliveries"][0]["attempts"][0].clone();
-        if !attempt.is_null() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let attempt = record["deliveries"][0]["attempts"][0].clone();
+        (!attempt.is_null()).then_some(attempt)
+    })
+    .await;
     assert_eq!(attempt["http_status"], 500, "{attempt}");
     assert!(attempt["transport_error"].is_null(), "{attempt}");
     assert!(attempt["response_head"].as_str().unwrap().len() <= 4096);
