@@ -29,7 +29,11 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
             }
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The backup starts while uploads are being acknowledged.
+    crate::helpers::eventually("uploads under way", crate::helpers::PATIENCE, || {
+        std::future::ready((acked.load(Ordering::SeqCst) >= 30).then_some(()))
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
     let acked_before = acked.load(Ordering::SeqCst);

@@ -49,7 +49,7 @@ async fn unauthenticated_requests_get_401() {
 
 #[tokio::test]
 async fn bad_signatures_get_401() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.credential_cache_ttl = Duration::from_millis(200)).await;
     let agent = app.add_credential("sdk", Role::Agent, None, true);
     let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
 
@@ -108,9 +108,14 @@ async fn bad_signatures_get_401() {
         .await;
     missing.assert_error(401, "APIGW.0301");
 
-    // A credential in use is trusted for up to a second after it was looked up.
+    // A credential in use is trusted until its cache entry expires (here 200 ms):
+    // a body that is refused once authenticated shows when that has happened.
     sms_audit::storage::credentials::revoke(&app.write_conn(), "sdk").unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    eventually("the revocation to take effect", PATIENCE, || async {
+        let probe = app.upload_signed(TASK, &ak, &sk, "[]", |_| {}).await;
+        (probe.status == 401).then_some(())
+    })
+    .await;
     let revoked = app.upload_signed(TASK, &ak, &sk, EXAMPLE, |_| {}).await;
     revoked.assert_error(401, "APIGW.0301");
     stored = app.count("uploads");
@@ -387,9 +392,13 @@ async fn full_write_queue_gets_503() {
                 .await
                 .unwrap()
         }));
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While the writer is stalled nothing can be answered 200: the first answer
+    // back is a refusal of the full queue.
+    eventually("a refusal of the full queue", PATIENCE, || {
+        std::future::ready(pending.iter().any(|p| p.is_finished()).then_some(()))
+    })
+    .await;
     blocker.execute_batch("ROLLBACK").unwrap();
 
     let mut statuses = Vec::new();

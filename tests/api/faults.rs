@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{eventually, TestApp, TASK};
+use crate::helpers::{eventually, TestApp, PATIENCE, TASK};
 
 /// A body of about `size` bytes, told apart by `marker`.
 fn padded_body(marker: &str, size: usize) -> String {
@@ -103,19 +104,19 @@ async fn a_full_disk_refuses_uploads_cleanly_and_they_are_stored_again_once_spac
 
     // Space returns: uploads are stored again, without a restart.
     std::fs::remove_file(&filler).unwrap();
-    let mut back = None;
-    for attempt in 0..50 {
+    let mut attempt = 0;
+    let back = eventually("uploads stored again once there is space", PATIENCE, || {
+        attempt += 1;
         let marker = format!("after-{attempt}");
-        let reply = app
-            .upload(TASK, &app.admin_token, &padded_body(&marker, 100))
-            .await;
-        if reply.status == 200 {
-            back = Some(marker);
-            break;
+        let app = &app;
+        async move {
+            let reply = app
+                .upload(TASK, &app.admin_token, &padded_body(&marker, 100))
+                .await;
+            (reply.status == 200).then_some(marker)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let back = back.expect("uploads are stored again once there is space");
+    })
+    .await;
     let ready = app
         .send(app.client.get(format!("{}/readyz", app.address)))
         .await;
@@ -145,10 +146,12 @@ fn signal(served: &crate::cli::Served, signal: &str) {
 }
 
 /// Uploads `bodies` all at once; the status of each, or `None` without an answer.
+/// Sends every body at once; `answered` is notified as each answer comes.
 async fn upload_all(
     address: &str,
     token: &str,
     bodies: Vec<(String, String)>,
+    answered: Arc<tokio::sync::Notify>,
 ) -> Vec<(String, Option<u16>)> {
     let client = reqwest::Client::new();
     let url = format!("{address}{}", TestApp::upload_path(TASK));
@@ -160,11 +163,11 @@ async fn upload_all(
                 .header("X-Auth-Token", token)
                 .header("Content-Type", "application/json")
                 .body(body);
+            let answered = answered.clone();
             tokio::spawn(async move {
-                (
-                    marker,
-                    request.send().await.ok().map(|r| r.status().as_u16()),
-                )
+                let status = request.send().await.ok().map(|r| r.status().as_u16());
+                answered.notify_one();
+                (marker, status)
             })
         })
         .collect();
@@ -185,8 +188,11 @@ async fn sigterm_with_64_uploads_in_flight_answers_200_only_for_stored_ones() {
         .map(|i| (format!("term-{i}"), padded_body(&format!("term-{i}"), 2000)))
         .collect();
     let address = served.address.clone();
-    let uploads = tokio::spawn(async move { upload_all(&address, &token, bodies).await });
-    tokio::time::sleep(Duration::from_millis(3)).await;
+    let answered = Arc::new(tokio::sync::Notify::new());
+    let first = answered.clone();
+    let uploads = tokio::spawn(async move { upload_all(&address, &token, bodies, answered).await });
+    // The first answer: the others are on their way.
+    first.notified().await;
     signal(&served, "-TERM");
     let answers = uploads.await.unwrap();
     let exit = tokio::task::spawn_blocking(move || served.child.wait().unwrap())
@@ -227,8 +233,9 @@ async fn sigkill_under_load_with_forwarding_loses_nothing_acknowledged() {
             .clone();
         // Load from 8 clients until the kill.
         let mut loads = Vec::new();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for client_no in 0..8 {
-            let (address, t) = (served.address.clone(), t.clone());
+            let (address, t, answered) = (served.address.clone(), t.clone(), answered.clone());
             loads.push(tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut acked = Vec::new();
@@ -247,11 +254,17 @@ async fn sigkill_under_load_with_forwarding_loses_nothing_acknowledged() {
                         Ok(_) => {}
                         Err(_) => break,
                     }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 acked
             }));
         }
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Killed under load, with some uploads already acknowledged.
+        eventually("a round's load under way", PATIENCE, || {
+            let n = answered.load(std::sync::atomic::Ordering::SeqCst);
+            std::future::ready((n >= 100).then_some(()))
+        })
+        .await;
         signal(&served, "-KILL");
         for load in loads {
             acknowledged.extend(load.await.unwrap());

@@ -323,7 +323,9 @@ async fn a_terminated_replay_finishes_its_sends_and_prints_its_summary() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Terminated while its send is on the way (SMS holds it for 3 s).
+    sms.wait_for("the replay's send", |got| !got.is_empty())
+        .await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

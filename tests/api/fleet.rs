@@ -21,8 +21,15 @@ async fn two_rounds() -> (TestApp, String, String) {
         .as_str()
         .unwrap()
         .to_string();
-    // Later uploads get later milliseconds.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Later uploads get later milliseconds: the clock has passed the first round.
+    let first_ms = chrono::DateTime::parse_from_rfc3339(&first)
+        .unwrap()
+        .timestamp_millis();
+    crate::helpers::eventually("a later millisecond", crate::helpers::PATIENCE, || {
+        let later = chrono::Utc::now().timestamp_millis() > first_ms;
+        std::future::ready(later.then_some(()))
+    })
+    .await;
     for (task, different) in [("task-a", 0), ("task-b", 7), ("task-c", 0)] {
         let body = if task == "task-c" {
             r#"{"consistency_result":[{"dir_check":"/data","num_total_files":9,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}]}"#.to_string()

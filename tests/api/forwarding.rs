@@ -363,7 +363,7 @@ async fn client_errors_fail_at_once_keeping_the_sms_error() {
         "{codes:?}"
     );
     assert!(a[0]["last_error"].as_str().unwrap().starts_with("SMS."));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // `failed` is final: the sender reads pending deliveries only.
     assert_eq!(fake.received().len(), 2);
 }
 
@@ -378,9 +378,19 @@ async fn deliveries_older_than_the_max_age_are_dead() {
     );
     let d = wait_state(&app, 1, "dead").await;
     assert!(d[0]["attempts"].as_array().unwrap().len() >= 2, "{d}");
+    // Once dead, no attempt: a later upload's delivery is the sign that the
+    // sender has gone round again since.
     let n = fake.received().len();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(fake.received().len(), n, "no more attempts once dead");
+    assert_eq!(
+        app.upload("marker", &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    fake.wait_for("the later upload's attempt", |got| {
+        got.iter().any(|c| c.task() == "marker")
+    })
+    .await;
+    let for_task = fake.received().iter().filter(|c| c.task() == TASK).count();
+    assert_eq!(for_task, n, "no more attempts once dead");
 }
 
 #[tokio::test]
@@ -422,9 +432,10 @@ async fn without_forward_nothing_is_queued() {
         app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
         200
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(fake.received().is_empty());
+    // Deliveries are queued in the upload's own transaction: none, so none goes.
     assert_eq!(deliveries(&app, 1).await, serde_json::json!([]));
+    assert_eq!(app.count("deliveries"), 0);
+    assert!(fake.received().is_empty());
 }
 
 #[tokio::test]
@@ -490,7 +501,8 @@ async fn operators_start_replays_through_the_api() {
     assert_eq!(preview["count"], 2);
     assert_eq!(preview["tasks"], serde_json::json!({"a": 1, "b": 1}));
     assert_eq!(preview["replay_id"], serde_json::Value::Null);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A dry run creates no delivery, so nothing can be sent.
+    assert_eq!(app.count("deliveries"), 0, "a dry run queues nothing");
     assert!(fake.received().is_empty(), "a dry run sends nothing");
 
     let started = post(t.clone(), serde_json::json!({"tasks": ["a"]})).await;

@@ -181,11 +181,27 @@ async fn each_event_is_announced_once_with_retries_and_shown_on_deliveries() {
         "{all} requests for {} messages",
         delivered.len()
     );
-    // Still once each a little later (the scans run twice a second).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let again = receiver.delivered();
+    // Still once each after more scans: a later regression (upload 4) is
+    // announced only by a scan that also saw the events above again.
+    assert_eq!(
+        app.upload("task-b", &agent, &body_with_problems("/d", 20))
+            .await
+            .status,
+        200
+    );
+    let again = eventually("the later regression", PATIENCE, || {
+        let got = receiver.delivered();
+        let seen = got.iter().any(|m| m["upload_id"] == 4);
+        std::future::ready(seen.then_some(got))
+    })
+    .await;
     for k in kinds {
-        assert_eq!(again.iter().filter(|m| m["kind"] == k).count(), 1, "{k}");
+        let expected = if k == "regressed" { 2 } else { 1 };
+        assert_eq!(
+            again.iter().filter(|m| m["kind"] == k).count(),
+            expected,
+            "{k}"
+        );
     }
     let page = browser.get("/deliveries").await;
     assert!(page.text.contains("id=\"notifications\""), "{}", page.text);

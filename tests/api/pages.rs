@@ -631,11 +631,14 @@ async fn export_streams_csv_and_jsonl_with_filters() {
 
 #[tokio::test]
 async fn sessions_expire_and_cookies_are_secure_behind_https() {
-    let app = TestApp::spawn_with(|c| c.session_lifetime = std::time::Duration::from_secs(1)).await;
+    let app =
+        TestApp::spawn_with(|c| c.session_lifetime = std::time::Duration::from_millis(300)).await;
     let browser = app.login(&app.admin_token).await.ok().unwrap();
     assert_eq!(browser.get("/").await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    assert_eq!(browser.get("/").await.status, 303, "the session expired");
+    eventually("the session to expire", PATIENCE, || async {
+        (browser.get("/").await.status == 303).then_some(())
+    })
+    .await;
 
     // Behind a TLS-terminating proxy the cookies get `Secure`.
     let client = no_redirects();

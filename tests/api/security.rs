@@ -57,7 +57,9 @@ async fn deliveries_page_says_when_no_upstream_is_configured() {
 
 #[tokio::test]
 async fn a_task_scope_that_cannot_be_read_allows_no_task() {
-    let app = TestApp::spawn().await;
+    let app =
+        TestApp::spawn_with(|c| c.credential_cache_ttl = std::time::Duration::from_millis(200))
+            .await;
     let agent = app.add_credential("scoped", Role::Agent, Some(&[TASK]), false);
     assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
     app.write_conn()
@@ -66,8 +68,12 @@ async fn a_task_scope_that_cannot_be_read_allows_no_task() {
             [],
         )
         .unwrap();
-    // Past the credential cache.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Past the credential cache: a body refused once authorised (400) shows when.
+    eventually("the cached scope to expire", PATIENCE, || async {
+        let probe = app.upload(TASK, &agent.token, "[]").await;
+        (probe.status == 403).then_some(())
+    })
+    .await;
     app.upload(TASK, &agent.token, EXAMPLE)
         .await
         .assert_error(403, "SMS.9004");
@@ -387,14 +393,18 @@ async fn the_upstream_secret_goes_only_to_the_targets_the_service_was_given() {
     // What the service was given works.
     let ok = replay(&listed.url, false).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
-    for _ in 0..100 {
-        if !listed.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    listed.wait_for("the replay", |got| !got.is_empty()).await;
     assert_eq!(listed.received().len(), 1);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Refused targets were refused before any delivery was queued for them.
+    let queued: i64 = app
+        .write_conn()
+        .query_row(
+            "SELECT count(*) FROM deliveries WHERE target = ?1",
+            [attacker.url.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(queued, 0);
     assert!(attacker.received().is_empty(), "the attacker got a request");
 }
 
@@ -553,25 +563,22 @@ async fn a_flood_of_refused_requests_does_not_crowd_out_uploads_and_stays_visibl
     assert_eq!(app.count("uploads"), 200);
 
     // Every refusal is counted, although the log keeps only the newest rows.
-    let mut counted = 0;
-    for _ in 0..50 {
+    eventually("every refusal counted", PATIENCE, || async {
         let counts = app
             .get("/api/v1/rejections/counts", &app.admin_token)
             .await
             .json();
-        counted = counts["counts"]
+        let counted = counts["counts"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|c| c["error_code"] == "APIGW.0301")
             .map(|c| c["count"].as_u64().unwrap())
             .sum::<u64>();
-        if counted == FLOOD {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(counted, FLOOD);
+        assert!(counted <= FLOOD, "{counted}");
+        (counted == FLOOD).then_some(())
+    })
+    .await;
     assert!(app.count("rejections") <= 10_000);
 }
 
@@ -859,12 +866,12 @@ async fn a_large_web_replay_is_written_in_chunks_and_sent_whole() {
         )
         .unwrap();
     assert_eq!((total, created), (UPLOADS as i64, UPLOADS as i64));
-    for _ in 0..600 {
-        if sms.delivered().len() >= UPLOADS {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "every replayed upload delivered",
+        std::time::Duration::from_secs(30),
+        || std::future::ready((sms.delivered().len() >= UPLOADS).then_some(())),
+    )
+    .await;
     assert_eq!(sms.delivered().len(), UPLOADS);
 }
 
@@ -905,13 +912,24 @@ async fn delivery_outcomes_are_never_dropped_for_a_full_write_queue() {
             }
         })
         .await;
-    for _ in 0..400 {
-        if sms.received().len() >= UPLOADS {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Every delivery settled: from then on nothing more is sent.
+    eventually(
+        "every delivery settled",
+        std::time::Duration::from_secs(30),
+        || {
+            let pending: i64 = app
+                .write_conn()
+                .query_row(
+                    "SELECT count(*) FROM deliveries WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let done = pending == 0 && app.count("deliveries") == UPLOADS as i64;
+            std::future::ready(done.then_some(()))
+        },
+    )
+    .await;
     let mut bodies: Vec<Vec<u8>> = sms.received().into_iter().map(|c| c.body).collect();
     let sent = bodies.len();
     bodies.sort();
@@ -954,12 +972,12 @@ async fn files_are_never_written_through_a_planted_link_and_keys_never_overwritt
     let client = reqwest::Client::new();
     let upload = crate::cli::upload(&client, &served.address, &token);
     assert_eq!(upload.send().await.unwrap().status(), 200);
-    for _ in 0..100 {
-        if std::fs::read_to_string(checkpoints.join("latest")).is_ok_and(|t| t.contains("\n1\n")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("a checkpoint of the upload in the folder", PATIENCE, || {
+        let written =
+            std::fs::read_to_string(checkpoints.join("latest")).is_ok_and(|t| t.contains("\n1\n"));
+        std::future::ready(written.then_some(()))
+    })
+    .await;
     drop(served);
     for victim in [&token_victim, &latest_victim, &tmp_victim] {
         assert_eq!(
@@ -1090,16 +1108,12 @@ async fn guessing_credentials_is_slowed_per_address_and_keys_are_not_told_apart(
     assert_eq!(health.unwrap().status(), 200);
     assert_eq!(app.count("uploads"), 0);
     // Failures are forgiven at one a second: the right token gets through soon.
-    let started = std::time::Instant::now();
-    loop {
+    eventually("the right token to get through", PATIENCE, || async {
         let status = app.upload(TASK, &app.admin_token, EXAMPLE).await.status;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 429);
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        assert!(status == 200 || status == 429, "{status}");
+        (status == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -1115,12 +1129,8 @@ async fn expired_sessions_are_deleted_without_waiting_for_a_login() {
         )
         .unwrap();
     let app = stopped.start().await;
-    let started = std::time::Instant::now();
-    while app.count("sessions") > 0 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "never swept"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the expired session swept", PATIENCE, || {
+        std::future::ready((app.count("sessions") == 0).then_some(()))
+    })
+    .await;
 }
