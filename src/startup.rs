@@ -230,6 +230,295 @@ impl SharedState {
     }
 }
 
+/// What a start claims before anything runs: the writer lock, the listener, and
+/// the database (migrated, with its first credential).
+struct Claimed {
+    lock: Option<ProcessLock>,
+    listener: TcpListener,
+    address: SocketAddr,
+    admin_token: Option<String>,
+}
+
+/// The writer and its read side.
+struct Storage {
+    writer: WriterHandle,
+    writer_thread: WriterThread,
+    reads: ReadPool,
+    /// Wakes the outbox's sender when the writer queues deliveries.
+    outbox_wake: Arc<Notify>,
+}
+
+/// Everything that can be checked before anything is touched: the TLS files,
+/// and that `--proxy` has an upstream.
+fn check_before_start(config: &ServeConfig) -> Result<Option<rustls::ServerConfig>, StartError> {
+    if let Some(files) = &config.tls {
+        crate::storage::files::check_private(&files.key, "the TLS key", config.strict_permissions)
+            .map_err(StartError::Tls)?;
+    }
+    let tls = config.tls.as_ref().map(tls_config).transpose()?;
+    if config.proxy.is_some() && config.upstream.is_none() {
+        return Err(StartError::ProxyWithoutUpstream);
+    }
+    Ok(tls)
+}
+
+/// The lock before the database is touched (a second writer must change
+/// nothing), the port before anything is created (a start that cannot listen
+/// creates nothing, not even the admin credential whose token would then never
+/// be shown), then the database and, on one without credentials, `admin`.
+fn claim(config: &ServeConfig) -> Result<Claimed, StartError> {
+    let lock = (!config.null_store)
+        .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
+        .transpose()?;
+    let bind_error = |source| StartError::Bind {
+        addr: config.listen.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&config.listen).map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
+    let conn = prepare(&config.db, config.sync)?;
+    let admin_token = if credentials::is_empty(&conn)? {
+        let admin = NewCredential {
+            name: "admin",
+            role: Role::Operator,
+            tasks: None,
+            key_pair: KeyPair::None,
+        };
+        Some(credentials::add(&conn, admin)?.token)
+    } else {
+        None
+    };
+    Ok(Claimed {
+        lock,
+        listener,
+        address,
+        admin_token,
+    })
+}
+
+/// The writer thread (or the benchmarks' null one) and the read pool.
+fn start_storage(config: &ServeConfig) -> Result<Storage, StartError> {
+    let outbox_wake = Arc::new(Notify::new());
+    let forwarding = config
+        .upstream
+        .as_ref()
+        .filter(|u| u.forward)
+        .map(|u| writer::Forwarding {
+            target: u.endpoint.clone(),
+            wake: outbox_wake.clone(),
+            latest_wins: !u.deliver_all,
+        });
+    let (writer, writer_thread) = if config.null_store {
+        writer::spawn_null(config.queue_capacity)
+    } else {
+        writer::spawn_with_clock(
+            &config.db,
+            config.sync,
+            config.queue_capacity,
+            forwarding,
+            config.clock.0.clone(),
+            config.wal_checkpoints,
+        )?
+    };
+    Ok(Storage {
+        writer,
+        writer_thread,
+        reads: ReadPool::new(&config.db),
+        outbox_wake,
+    })
+}
+
+/// The loops that run beside the requests, and the checkpointer (one of them);
+/// none with `--null-store`.
+fn start_background(
+    config: &ServeConfig,
+    storage: &Storage,
+) -> Result<(Background, Option<Arc<Checkpointer>>), StartError> {
+    let background = Background::default();
+    if config.null_store {
+        return Ok((background, None));
+    }
+    let (reads, writer) = (&storage.reads, &storage.writer);
+    let w = writer.clone();
+    background.spawn("sessions sweep", |stop| sweep_loop(w, stop));
+    let (r, w) = (reads.clone(), writer.clone());
+    background.spawn("fleet snapshots", |stop| snapshot_loop(r, w, stop));
+    if let Some(notify) = config.notify.clone() {
+        let (r, w) = (reads.clone(), writer.clone());
+        background.spawn("notifications", |stop| notify_loop(notify, r, w, stop));
+    }
+    if let Some(retention) = config.retention.clone() {
+        let (db, r, w) = (config.db.clone(), reads.clone(), writer.clone());
+        background.spawn("retention", |stop| {
+            retention_loop(db, retention, r, w, stop)
+        });
+    }
+    let Some(settings) = &config.checkpoints else {
+        return Ok((background, None));
+    };
+    crate::storage::files::check_private(
+        &settings.key_path,
+        "the checkpoint signing key",
+        config.strict_permissions,
+    )
+    .map_err(|why| checkpoints::CheckpointError::Key {
+        path: settings.key_path.display().to_string(),
+        why,
+    })?;
+    let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
+    let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
+    let c = checkpointer.clone();
+    background.spawn("checkpoints", |stop| c.run(stop));
+    Ok((background, Some(checkpointer)))
+}
+
+/// The `/metrics` registry: every part's metrics, registered once.
+fn metrics_registry(
+    http: &HttpMetrics,
+    body_budget: &BodyBudget,
+    writer: &WriterHandle,
+    sender: Option<&ServiceSender>,
+    proxy_log: Option<&ProxyLog>,
+) -> prometheus_client::registry::Registry {
+    let mut registry = prometheus_client::registry::Registry::default();
+    http.register(&mut registry);
+    body_budget.register(&mut registry);
+    writer.metrics().register(&mut registry);
+    if let Some(sender) = sender {
+        sender.metrics().register(&mut registry);
+    }
+    if let Some(log) = proxy_log {
+        log.register(&mut registry);
+    }
+    registry
+}
+
+/// The state every HTTP worker shares.
+fn shared_state(
+    config: &ServeConfig,
+    storage: &Storage,
+    checkpointer: Option<Arc<Checkpointer>>,
+    sender: Option<&ServiceSender>,
+) -> SharedState {
+    let Storage {
+        reads,
+        writer,
+        outbox_wake,
+        ..
+    } = storage;
+    let proxy_log = config.proxy.clone().map(|settings| {
+        let log = ProxyLog::new(writer.clone(), settings);
+        match &config.upstream {
+            Some(upstream) => log.hiding(&upstream.auth),
+            None => log,
+        }
+    });
+    let http_metrics = HttpMetrics::default();
+    let body_budget = BodyBudget::new(config.max_buffered_bytes);
+    let registry = metrics_registry(
+        &http_metrics,
+        &body_budget,
+        writer,
+        sender,
+        proxy_log.as_ref(),
+    );
+    SharedState {
+        http_metrics: web::Data::new(http_metrics),
+        metrics: web::Data::new(MetricsEndpoint::new(
+            registry,
+            config.metrics_token.as_deref(),
+        )),
+        ingest: web::Data::new(IngestSettings {
+            task_policy: config.task_policy,
+            max_body_bytes: config.max_body_bytes,
+            max_results: config.max_results,
+            trusted_proxies: config.trusted_proxies.clone(),
+            rate_limiter: config
+                .rate_limit
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            body_timeout: config.body_timeout,
+            body_budget,
+            seen_signatures: Default::default(),
+        }),
+        limits: web::Data::new(RequestLimits {
+            max_header_bytes: config.max_header_bytes,
+        }),
+        auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
+        auth_failures: web::Data::new(AuthFailures::default()),
+        verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
+        replays: web::Data::new(ServerReplays {
+            reads: reads.clone(),
+            writer: writer.clone(),
+            wake: outbox_wake.clone(),
+        }),
+        upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
+        session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
+        checkpointer: checkpointer.map(web::Data::from),
+        public_log: web::Data::new(PublicLog(config.public_log)),
+        fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
+        proxy_log: proxy_log.map(web::Data::new),
+        reads: web::Data::new(reads.clone()),
+        writer: web::Data::new(writer.clone()),
+    }
+}
+
+/// The HTTP server on `listener`, each worker with the shared state (and, with
+/// `--proxy`, an SMS client of its own, so its connections to SMS are driven by
+/// its own event loop); our signal handlers when asked for.
+fn http_server(
+    config: &ServeConfig,
+    state: SharedState,
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+) -> Result<Server, StartError> {
+    let proxy_upstream = config.proxy.as_ref().and(config.upstream.clone());
+    let mut server = HttpServer::new(move || {
+        let proxy = proxy_upstream
+            .as_ref()
+            .map(|u| web::Data::new(Proxy::new(u.endpoint.clone(), u.auth.clone(), u.timeout)));
+        App::new()
+            .configure(|cfg| state.register(cfg))
+            .configure(|cfg| {
+                if let Some(proxy) = proxy {
+                    cfg.app_data(proxy);
+                }
+            })
+            .configure(crate::http::configure)
+            .wrap(middleware::from_fn(
+                crate::http::middleware::request_context,
+            ))
+    })
+    .shutdown_timeout(30)
+    // A client gets this long to send its request's head, then is dropped;
+    // idle keep-alive connections are closed after 5 s.
+    .client_request_timeout(config.header_timeout)
+    .keep_alive(Duration::from_secs(5))
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    // Signals are ours (below): actix's are only listened for once the server
+    // runs, and it stops at once on SIGINT.
+    .disable_signals();
+    if let Some(n) = config.workers {
+        server = server.workers(n);
+    }
+    let bind_error = |source| StartError::Bind {
+        addr: config.listen.clone(),
+        source,
+    };
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
+    }
+    .map_err(bind_error)?
+    .run();
+    if config.handle_signals {
+        stop_gracefully_on_signals(server.handle()).map_err(|source| StartError::Bind {
+            addr: "signal handlers".into(),
+            source,
+        })?;
+    }
+    Ok(server)
+}
+
 /// `--listen 8080` names only a port: say what was probably meant.
 fn listen_hint(addr: &str) -> String {
     match addr.trim().parse::<u16>() {
@@ -297,236 +586,39 @@ pub enum StartError {
 impl Application {
     /// Opens (and migrates) the database, starts the writer and binds the listener.
     /// On a database without credentials, creates the `admin` operator credential.
+    /// The steps, in order: what can be checked before anything is touched, the
+    /// database claimed, storage started, background work started, the metrics
+    /// registry and shared state put together, the HTTP server.
     pub async fn build(config: ServeConfig) -> Result<Self, StartError> {
-        // A bad certificate or key is found before anything else happens.
-        if let Some(files) = &config.tls {
-            crate::storage::files::check_private(
-                &files.key,
-                "the TLS key",
-                config.strict_permissions,
-            )
-            .map_err(StartError::Tls)?;
-        }
-        let tls = config.tls.as_ref().map(tls_config).transpose()?;
-        if config.proxy.is_some() && config.upstream.is_none() {
-            return Err(StartError::ProxyWithoutUpstream);
-        }
-        // Before the database is touched: a second writer must change nothing.
-        let lock = (!config.null_store)
-            .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
-            .transpose()?;
-        // The port too: a start that cannot listen creates nothing (not even the
-        // admin credential, whose token would then never be shown).
-        let listener = TcpListener::bind(&config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let address = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let conn = prepare(&config.db, config.sync)?;
-        let admin_token = if credentials::is_empty(&conn)? {
-            let issued = credentials::add(
-                &conn,
-                NewCredential {
-                    name: "admin",
-                    role: Role::Operator,
-                    tasks: None,
-                    key_pair: KeyPair::None,
-                },
-            )?;
-            Some(issued.token)
-        } else {
-            None
-        };
-        drop(conn);
-
-        let outbox_wake = Arc::new(Notify::new());
-        let forwarding =
-            config
-                .upstream
-                .as_ref()
-                .filter(|u| u.forward)
-                .map(|u| writer::Forwarding {
-                    target: u.endpoint.clone(),
-                    wake: outbox_wake.clone(),
-                    latest_wins: !u.deliver_all,
-                });
-        let (writer, writer_thread) = if config.null_store {
-            writer::spawn_null(config.queue_capacity)
-        } else {
-            writer::spawn_with_clock(
-                &config.db,
-                config.sync,
-                config.queue_capacity,
-                forwarding,
-                config.clock.0.clone(),
-                config.wal_checkpoints,
-            )?
-        };
-        let reads = ReadPool::new(&config.db);
-        let background = Background::default();
-        if !config.null_store {
-            let w = writer.clone();
-            background.spawn("sessions sweep", |stop| sweep_loop(w, stop));
-            let (r, w) = (reads.clone(), writer.clone());
-            background.spawn("fleet snapshots", |stop| snapshot_loop(r, w, stop));
-            if let Some(notify) = config.notify.clone() {
-                let (r, w) = (reads.clone(), writer.clone());
-                background.spawn("notifications", |stop| notify_loop(notify, r, w, stop));
-            }
-            if let Some(retention) = config.retention.clone() {
-                let (db, r, w) = (config.db.clone(), reads.clone(), writer.clone());
-                background.spawn("retention", |stop| {
-                    retention_loop(db, retention, r, w, stop)
-                });
-            }
-        }
-        let checkpointer = match (&config.checkpoints, config.null_store) {
-            (Some(settings), false) => {
-                crate::storage::files::check_private(
-                    &settings.key_path,
-                    "the checkpoint signing key",
-                    config.strict_permissions,
-                )
-                .map_err(|why| checkpoints::CheckpointError::Key {
-                    path: settings.key_path.display().to_string(),
-                    why,
-                })?;
-                let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
-                let checkpointer =
-                    Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
-                let c = checkpointer.clone();
-                background.spawn("checkpoints", |stop| c.run(stop));
-                Some(checkpointer)
-            }
-            _ => None,
-        };
+        let tls = check_before_start(&config)?;
+        let claimed = claim(&config)?;
+        let storage = start_storage(&config)?;
+        let (background, checkpointer) = start_background(&config, &storage)?;
         let sender = config
             .upstream
             .clone()
             .filter(|_| !config.null_store)
             .map(|settings| {
+                let Storage {
+                    reads,
+                    writer,
+                    outbox_wake,
+                    ..
+                } = &storage;
                 ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
-
-        let proxy_log = config.proxy.clone().map(|settings| {
-            let log = ProxyLog::new(writer.clone(), settings);
-            let log = match &config.upstream {
-                Some(upstream) => log.hiding(&upstream.auth),
-                None => log,
-            };
-            web::Data::new(log)
-        });
-        let http_metrics = web::Data::new(HttpMetrics::default());
-        let mut registry = prometheus_client::registry::Registry::default();
-        http_metrics.register(&mut registry);
-        let body_budget = BodyBudget::new(config.max_buffered_bytes);
-        body_budget.register(&mut registry);
-        writer.metrics().register(&mut registry);
-        if let Some(sender) = &sender {
-            sender.metrics().register(&mut registry);
-        }
-        if let Some(log) = &proxy_log {
-            log.register(&mut registry);
-        }
-        let metrics = web::Data::new(MetricsEndpoint::new(
-            registry,
-            config.metrics_token.as_deref(),
-        ));
-        let state = SharedState {
-            http_metrics,
-            metrics,
-            ingest: web::Data::new(IngestSettings {
-                task_policy: config.task_policy,
-                max_body_bytes: config.max_body_bytes,
-                max_results: config.max_results,
-                trusted_proxies: config.trusted_proxies.clone(),
-                rate_limiter: config
-                    .rate_limit
-                    .map(|n| RateLimiter::keyed(Quota::per_second(n))),
-                body_timeout: config.body_timeout,
-                body_budget,
-                seen_signatures: Default::default(),
-            }),
-            limits: web::Data::new(RequestLimits {
-                max_header_bytes: config.max_header_bytes,
-            }),
-            auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
-            auth_failures: web::Data::new(AuthFailures::default()),
-            verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
-            replays: web::Data::new(ServerReplays {
-                reads: reads.clone(),
-                writer: writer.clone(),
-                wake: outbox_wake,
-            }),
-            upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
-            session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
-            checkpointer: checkpointer.clone().map(web::Data::from),
-            public_log: web::Data::new(PublicLog(config.public_log)),
-            fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
-            proxy_log,
-            reads: web::Data::new(reads),
-            writer: web::Data::new(writer.clone()),
-        };
-        // Each HTTP worker gets a client of its own, so its connections to SMS
-        // are driven by its own event loop.
-        let proxy_upstream = config.proxy.as_ref().and(config.upstream.clone());
-        let mut server = HttpServer::new(move || {
-            let proxy = proxy_upstream
-                .as_ref()
-                .map(|u| web::Data::new(Proxy::new(u.endpoint.clone(), u.auth.clone(), u.timeout)));
-            App::new()
-                .configure(|cfg| state.register(cfg))
-                .configure(|cfg| {
-                    if let Some(proxy) = proxy {
-                        cfg.app_data(proxy);
-                    }
-                })
-                .configure(crate::http::configure)
-                .wrap(middleware::from_fn(
-                    crate::http::middleware::request_context,
-                ))
-        })
-        .shutdown_timeout(30)
-        // A client gets this long to send its request's head, then is dropped;
-        // idle keep-alive connections are closed after 5 s.
-        .client_request_timeout(config.header_timeout)
-        .keep_alive(Duration::from_secs(5))
-        .max_connections(MAX_CONNECTIONS_PER_WORKER)
-        // Signals are ours (below): actix's are only listened for once the
-        // server runs, and it stops at once on SIGINT.
-        .disable_signals();
-        if let Some(n) = config.workers {
-            server = server.workers(n);
-        }
-        let server = match tls {
-            Some(tls) => server.listen_rustls_0_23(listener, tls),
-            None => server.listen(listener),
-        }
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?
-        .run();
-        if config.handle_signals {
-            stop_gracefully_on_signals(server.handle()).map_err(|source| StartError::Bind {
-                addr: "signal handlers".into(),
-                source,
-            })?;
-        }
-
+        let state = shared_state(&config, &storage, checkpointer.clone(), sender.as_ref());
+        let server = http_server(&config, state, claimed.listener, tls)?;
         Ok(Self {
             server,
             checkpointer,
             sender,
-            address,
-            writer,
-            writer_thread,
-            admin_token,
+            address: claimed.address,
+            writer: storage.writer,
+            writer_thread: storage.writer_thread,
+            admin_token: claimed.admin_token,
             https: config.tls.is_some(),
-            lock,
+            lock: claimed.lock,
             background,
         })
     }

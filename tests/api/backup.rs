@@ -1,6 +1,5 @@
 //! `backup`: a consistent, checked copy while the service writes; `restore`.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -40,7 +39,7 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
     let run = {
         let (db, copy) = (app.db_path.clone(), copy.clone());
         tokio::task::spawn_blocking(move || {
-            Command::new(TestApp::binary())
+            crate::helpers::command()
                 .arg("backup")
                 .arg("--to")
                 .arg(&copy)
@@ -78,7 +77,7 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
         assert_eq!(mode & 0o777, 0o600);
     }
     // `verify` on the copy agrees.
-    let verify = Command::new(TestApp::binary())
+    let verify = crate::helpers::command()
         .arg("verify")
         .arg("--db")
         .arg(&copy)
@@ -87,7 +86,7 @@ async fn backup_under_load_holds_every_upload_acknowledged_before_it_started() {
     assert_eq!(verify.status.code(), Some(0));
 
     // An existing file is never overwritten.
-    let again = Command::new(TestApp::binary())
+    let again = crate::helpers::command()
         .arg("backup")
         .arg("--to")
         .arg(&copy)
@@ -265,8 +264,12 @@ async fn with_checkpoint_mode_off_sms_audit_leaves_the_wal_to_another_program() 
         for _ in 0..5 {
             assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);
         }
-        // A reader keeps the database open, as Litestream does.
+        // A reader keeps the database open, as Litestream does (having read, it
+        // holds the database, so the service's last connection is not the last).
         let reader = rusqlite::Connection::open(&app.db_path).unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM uploads", [], |r| r.get(0))
+            .unwrap();
         let stopped = app.stop().await;
         assert_eq!(wal_len(&stopped.db_path) == 0, truncated, "{mode:?}");
         drop(reader);

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::helpers::{TestApp, EXAMPLE, TASK};
 
+/// Runs `sms-audit ARGS` on `db` (given in the environment): the whole output.
 fn sms_audit(db: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(TestApp::binary())
+    crate::helpers::command()
         .args(args)
         .env("SMS_AUDIT_DB", db)
         .output()
@@ -60,7 +61,7 @@ fn serve(db: &std::path::Path) -> Served {
 pub fn serve_with(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Served {
     let (tx, rx) = mpsc::channel();
     let mut served = Served {
-        child: Command::new(TestApp::binary())
+        child: crate::helpers::command()
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(args)
@@ -252,7 +253,7 @@ fn credentials_add_json_list_and_revoke() {
     );
 
     // Global --db accepted after the subcommand too.
-    let list = Command::new(TestApp::binary())
+    let list = crate::helpers::command()
         .args(["credentials", "list", "--db"])
         .arg(&db)
         .output()
@@ -305,7 +306,7 @@ fn credentials_add_json_list_and_revoke() {
 async fn existing_access_key_is_registered_from_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let mut child = Command::new(TestApp::binary())
+    let mut child = crate::helpers::command()
         .args([
             "credentials",
             "add",
@@ -599,7 +600,7 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
     assert_eq!(terminate(&mut served), 0);
 
     // `config check`: where each value comes from; the secret masked.
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .args(["config", "check", "--config"])
         .arg(&config)
         .env("SMS_AUDIT_SESSION_HOURS", "3")
@@ -656,7 +657,7 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
     ] {
         std::fs::write(&config, content).unwrap();
         for args in [&["config", "check"][..], &["serve"][..]] {
-            let out = Command::new(TestApp::binary())
+            let out = crate::helpers::command()
                 .args(args)
                 .arg("--config")
                 .arg(&config)
@@ -675,7 +676,7 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
 #[test]
 fn the_example_config_in_deploy_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sms-audit.toml");
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .args(["config", "check", "--config", example])
         .env_remove("SMS_AUDIT_LOG_FORMAT")
         .output()
@@ -697,7 +698,7 @@ async fn files_others_may_read_are_warned_about_or_refused() {
     std::fs::write(&config, "metrics-token = \"config-secret\"\n").unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
     let check = |strict: bool| {
-        let mut cmd = Command::new(TestApp::binary());
+        let mut cmd = crate::helpers::command();
         cmd.args(["config", "check", "--config"]).arg(&config);
         if strict {
             cmd.arg("--strict-permissions");

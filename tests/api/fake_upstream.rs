@@ -320,15 +320,14 @@ pub fn command_for(
     db: &std::path::Path,
     args: &[&str],
 ) -> std::process::Command {
-    let mut cmd = std::process::Command::new(crate::helpers::TestApp::binary());
+    let mut cmd = crate::helpers::command();
     cmd.args(args)
         .arg("--db")
         .arg(db)
         .env("HUAWEICLOUD_SDK_AK", AK)
         .env("HUAWEICLOUD_SDK_SK", SK)
         .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
-        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url)
-        .stdin(std::process::Stdio::null());
+        .env("SMS_AUDIT_UPSTREAM_ENDPOINT", &fake.url);
     cmd
 }
 

@@ -302,7 +302,7 @@ async fn sigkill_under_load_with_forwarding_loses_nothing_acknowledged() {
             "{marker} was acknowledged and is lost"
         );
     }
-    let verify = Command::new(TestApp::binary())
+    let verify = crate::helpers::command()
         .arg("--db")
         .arg(&db)
         .arg("verify")

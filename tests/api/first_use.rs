@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use crate::helpers::{TestApp, TASK};
 
 fn run(db: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(TestApp::binary())
+    crate::helpers::command()
         .arg("--db")
         .arg(db)
         .args(args)
@@ -312,7 +312,7 @@ async fn a_terminated_replay_finishes_its_sends_and_prints_its_summary() {
             .status,
         200
     );
-    let child = Command::new(TestApp::binary())
+    let child = crate::helpers::command()
         .arg("--db")
         .arg(&app.db_path)
         .args(["replay", "--yes", "--upstream-endpoint", &sms.url])

@@ -1,8 +1,6 @@
 //! Fleet history over HTTP and on the command line: tasks as of a moment, what
 //! changed between two moments, the daily trend, and one directory across tasks.
 
-use std::process::Command;
-
 use sms_audit::domain::Role;
 
 use crate::helpers::{body_with_problems, TestApp};
@@ -279,7 +277,7 @@ async fn a_directory_across_tasks_and_the_directories_by_prefix() {
 async fn changes_on_the_command_line() {
     let (app, _, first) = two_rounds().await;
     let run = |format: &str| {
-        let out = Command::new(TestApp::binary())
+        let out = crate::helpers::command()
             .args([
                 "changes",
                 "--from",
@@ -313,7 +311,7 @@ async fn changes_on_the_command_line() {
     assert!(run("csv").starts_with("task_id,name,verdict"));
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     assert_eq!(json["counts"]["regressed"], 1);
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .args([
             "changes",
             "--from",

@@ -478,13 +478,16 @@ pub fn body_with_problems(dir: &str, different: u32) -> String {
 }
 
 /// Runs the binary with `--db DB`: (exit code, stdout, stderr).
+/// The binary, with no input: every test that runs it starts here.
+pub fn command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(TestApp::binary());
+    cmd.stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `sms-audit ARGS --db DB`: its exit code, stdout and stderr.
 pub fn sms_audit(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(TestApp::binary())
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .output()
-        .unwrap();
+    let out = command().args(args).arg("--db").arg(db).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,7 +1,5 @@
 //! `verify` recomputes the chain and names the first entry changed behind its back.
 
-use std::process::Command;
-
 use sms_audit::domain::Role;
 
 use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
@@ -21,7 +19,7 @@ async fn app_with_uploads(n: usize) -> TestApp {
 }
 
 fn verify(app: &TestApp) -> (i32, String) {
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .arg("verify")
         .arg("--db")
         .arg(&app.db_path)
@@ -154,7 +152,7 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
     let stranger = sms_audit::domain::checkpoint::CheckpointKey::generate("sms-audit/other")
         .unwrap()
         .verifier_key();
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .args(["verify", "--vkey", &stranger, "--db"])
         .arg(&app.db_path)
         .output()
@@ -218,7 +216,7 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
 }
 
 fn verify_args(app: &TestApp, args: &[&str]) -> (i32, String) {
-    let out = Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .arg("verify")
         .args(args)
         .arg("--db")

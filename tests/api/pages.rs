@@ -618,7 +618,7 @@ async fn export_streams_csv_and_jsonl_with_filters() {
 
     // The CLI writes the same to a file.
     let out = app.db_path.with_file_name("export.jsonl");
-    let status = std::process::Command::new(TestApp::binary())
+    let status = crate::helpers::command()
         .args(["export", "--format", "jsonl", "--task", TASK, "--out"])
         .arg(&out)
         .arg("--db")

@@ -30,7 +30,7 @@ async fn no_secret_appears_in_logs_pages_answers_or_errors() {
     );
     let admin = served.token.clone().expect("admin token");
     let cli = |args: &[&str]| {
-        let out = Command::new(TestApp::binary())
+        let out = crate::helpers::command()
             .arg("--db")
             .arg(&db)
             .args(args)

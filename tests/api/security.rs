@@ -175,7 +175,7 @@ async fn a_second_writer_on_one_database_is_refused_naming_the_holder() {
     assert!(refused.to_string().contains(&pid), "{refused}");
 
     // Another process: `serve` exits 2, naming this process.
-    let out = std::process::Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .args(["--db"])
         .arg(&app.db_path)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -187,7 +187,7 @@ async fn a_second_writer_on_one_database_is_refused_naming_the_holder() {
 
     // A replay being sent holds its own lock.
     let held = ProcessLock::acquire(&app.db_path, LockKind::Replay).unwrap();
-    let out = std::process::Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .arg("--db")
         .arg(&app.db_path)
         .args([
@@ -290,7 +290,7 @@ async fn output_commands_end_quietly_when_their_reader_goes_away() {
         // A pipe whose reading end is already closed: the first write fails.
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = std::process::Command::new(TestApp::binary())
+        let out = crate::helpers::command()
             .arg("--db")
             .arg(&app.db_path)
             .args(args)
@@ -355,7 +355,7 @@ async fn the_upstream_secret_goes_only_to_the_targets_the_service_was_given() {
     assert_eq!(preview.status, 400, "{}", preview.text);
 
     // The command line too: exit 2, nothing sent.
-    let out = std::process::Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .arg("--db")
         .arg(&app.db_path)
         .args(["replay", "--task", TASK, "--yes", "--to", &attacker.url])
@@ -371,7 +371,7 @@ async fn the_upstream_secret_goes_only_to_the_targets_the_service_was_given() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A plain-HTTP target that is not on loopback cannot even be listed.
-    let out = std::process::Command::new(TestApp::binary())
+    let out = crate::helpers::command()
         .arg("--db")
         .arg(&app.db_path)
         .args([
@@ -684,7 +684,7 @@ fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
         // --proxy without an upstream to pass calls on to.
         &["--proxy"],
     ] {
-        let out = std::process::Command::new(TestApp::binary())
+        let out = crate::helpers::command()
             .arg("--db")
             .arg(&db)
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -2,7 +2,6 @@
 //! working over HTTPS with certificate verification on.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use sms_audit::startup::TlsFiles;
 use sms_audit::{Application, ServeConfig};
@@ -10,7 +9,7 @@ use sms_audit::{Application, ServeConfig};
 use crate::helpers::{TestApp, EXAMPLE, TASK};
 
 fn self_signed(dir: &std::path::Path, hosts: &[&str]) -> TlsFiles {
-    let mut cmd = Command::new(TestApp::binary());
+    let mut cmd = crate::helpers::command();
     cmd.args(["tls", "self-signed", "--out"]).arg(dir);
     for h in hosts {
         cmd.args(["--host", h]);
@@ -98,7 +97,7 @@ async fn a_missing_unreadable_or_mismatched_certificate_stops_the_start() {
         });
         let refused = Application::build(config).await.err().expect("refused");
         assert!(refused.to_string().contains(says), "{refused}");
-        let out = Command::new(TestApp::binary())
+        let out = crate::helpers::command()
             .arg("--db")
             .arg(&db)
             .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
