@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use clap::Args;
 

@@ -26,9 +26,3 @@ pub use time::{
     check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp,
 };
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
-
-/// Locks a mutex, recovering the data if a thread panicked while holding it: every
-/// mutex in this crate guards data that stays consistent between statements.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}

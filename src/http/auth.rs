@@ -1,8 +1,8 @@
 //! Authenticating HTTP requests: `X-Auth-Token`, or AK/SK signatures verified with
 //! the same [`crate::domain::signing`] module that signs upstream requests.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpMessage, HttpRequest};
@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::error::SmsError;
 use crate::domain::signing::{self, AuthorizationHeader, ReceivedRequest};
-use crate::domain::{lock, token_hash, AuthMethod, Credential};
+use crate::domain::{token_hash, AuthMethod, Credential};
 use crate::storage::credentials;
 
 pub const MAX_TOKEN_LEN: usize = 16384;
@@ -222,7 +222,7 @@ impl AuthCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let map = lock(&self.credentials);
+        let map = self.credentials.lock();
         map.get(&Self::key(presented))
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, found)| found.clone())
@@ -234,7 +234,7 @@ impl AuthCache {
         let Some(found) = found.filter(|_| !self.ttl.is_zero()) else {
             return;
         };
-        let mut map = lock(&self.credentials);
+        let mut map = self.credentials.lock();
         if map.len() >= CACHE_ENTRIES {
             map.clear();
         }
@@ -242,11 +242,11 @@ impl AuthCache {
     }
 
     pub fn task_known(&self, task_id: &str) -> bool {
-        lock(&self.tasks).contains(task_id)
+        self.tasks.lock().contains(task_id)
     }
 
     pub fn remember_task(&self, task_id: &str) {
-        let mut set = lock(&self.tasks);
+        let mut set = self.tasks.lock();
         if set.len() >= CACHE_ENTRIES {
             set.clear();
         }
@@ -292,7 +292,7 @@ impl SignatureClaim<'_> {
 impl Drop for SignatureClaim<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            lock(&self.seen.inner).keys.remove(&key);
+            self.seen.inner.lock().keys.remove(&key);
         }
     }
 }
@@ -317,7 +317,7 @@ impl SeenSignatures {
             .finalize();
         let key = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
         let now = Instant::now();
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         while let Some(&(at, old)) = inner.order.front() {
             if now.duration_since(at) < SEEN_FOR && inner.order.len() < SEEN_AT_MOST {
                 break;

@@ -5,12 +5,10 @@
 //! request that presents credentials, before anything is looked up: guessing
 //! tokens goes from thousands a second to one.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use crate::domain::lock;
 
 /// Failures a peer may have in a row before it must wait.
 pub const FAILURES_ALLOWED: f64 = 30.0;
@@ -33,7 +31,7 @@ impl AuthFailures {
     /// How long `peer` must wait before presenting credentials again, if at all.
     pub fn wait(&self, peer: IpAddr) -> Option<Duration> {
         let now = Instant::now();
-        let peers = lock(&self.peers);
+        let peers = self.peers.lock();
         let (failures, at) = peers.get(&peer)?;
         let left = forgiven(*failures, *at, now);
         // Past the last allowed failure until one is forgiven.
@@ -44,7 +42,7 @@ impl AuthFailures {
     /// Counts one failed authentication of `peer`.
     pub fn failed(&self, peer: IpAddr) {
         let now = Instant::now();
-        let mut peers = lock(&self.peers);
+        let mut peers = self.peers.lock();
         if peers.len() >= PEERS_AT_MOST && !peers.contains_key(&peer) {
             peers.retain(|_, (failures, at)| forgiven(*failures, *at, now) >= 1.0);
             if peers.len() >= PEERS_AT_MOST {

@@ -7,7 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Serialize;
 
-use crate::domain::{BodyError, Session};
+use super::layout::Nav;
+use crate::domain::BodyError;
 use crate::services::replay::ReplayError;
 use crate::storage::StorageError;
 
@@ -212,23 +213,6 @@ impl ResponseError for SmsError {
         let mut response = response.json(body);
         response.extensions_mut().insert(ErrorCode(code));
         response
-    }
-}
-
-/// What the layout shows of the logged-in user.
-pub struct Nav {
-    pub user: String,
-    pub role: String,
-    pub csrf_token: String,
-}
-
-impl From<&Session> for Nav {
-    fn from(s: &Session) -> Self {
-        Nav {
-            user: s.credential.name.clone(),
-            role: s.credential.role.to_string(),
-            csrf_token: s.csrf_token.clone(),
-        }
     }
 }
 

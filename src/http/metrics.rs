@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -158,7 +160,7 @@ impl HttpMetrics {
         let method = method_label(method);
         let pattern = pattern.unwrap_or_default();
         {
-            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            let routes = self.routes.read();
             if let Some(entry) = routes.get(pattern.as_str()) {
                 if let Some((_, h)) = entry.by_method.iter().find(|(m, _)| *m == method) {
                     h.observe(latency.as_secs_f64());
@@ -166,7 +168,7 @@ impl HttpMetrics {
                 }
             }
         }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let mut routes = self.routes.write();
         let entry = routes.entry(pattern).or_insert_with_key(|p| RouteEntry {
             name: if p.is_empty() {
                 Arc::from("(none)")

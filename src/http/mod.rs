@@ -9,6 +9,7 @@ pub mod auth_failures;
 pub mod body_budget;
 pub mod error;
 pub mod extract;
+pub mod layout;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::routes::ingest::{ConsistencyResultDoc, UploadBodyDoc};
 
 use super::error::SmsErrorDoc;
-use super::{pages, routes};
+use super::routes;
 
 /// `POST /v3/{task_id}/consistency-result`, the form of SMS's documentation
 /// example: the same handler as the `/v3/tasks/…` path.
@@ -61,7 +61,7 @@ fn legacy_upload_path() {}
         routes::health::healthz,
         routes::health::readyz,
         routes::metrics::scrape,
-        pages::compare::api,
+        routes::compare::api,
         openapi_json,
     ),
     components(schemas(UploadBodyDoc, ConsistencyResultDoc, SmsErrorDoc)),

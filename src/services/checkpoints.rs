@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::domain::checkpoint::CheckpointKey;
-use crate::domain::{lock, now_ms};
+use crate::domain::now_ms;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{checkpoints, tree, ReadPool};
 
@@ -91,7 +91,7 @@ pub struct Checkpointer {
     writer: WriterHandle,
     /// One checkpoint at a time (the timer and the final one at shutdown).
     making: tokio::sync::Mutex<()>,
-    last_error: std::sync::Mutex<Option<String>>,
+    last_error: parking_lot::Mutex<Option<String>>,
 }
 
 impl Checkpointer {
@@ -157,7 +157,7 @@ impl Checkpointer {
                 return;
             }
             let made = self.make_now().await;
-            let mut last = lock(&self.last_error);
+            let mut last = self.last_error.lock();
             match made {
                 Ok(_) => *last = None,
                 Err(e) => {

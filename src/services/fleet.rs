@@ -22,7 +22,7 @@ pub fn tasks_as_of(
 /// (the ledger only grows), so paging, sorting and the two moments of a
 /// comparison reuse it; entries still expire after a minute, for renamed tasks.
 #[derive(Default)]
-pub struct StateCache(std::sync::Mutex<Vec<CachedStates>>);
+pub struct StateCache(parking_lot::Mutex<Vec<CachedStates>>);
 
 struct CachedStates {
     upto: i64,
@@ -42,14 +42,14 @@ impl StateCache {
     ) -> Result<std::sync::Arc<Vec<TaskState>>, StorageError> {
         let upto = fleet::last_id_at(conn, at)?;
         {
-            let mut kept = crate::domain::lock(&self.0);
+            let mut kept = self.0.lock();
             kept.retain(|c| c.made.elapsed() < Self::FRESH);
             if let Some(c) = kept.iter().find(|c| c.upto == upto) {
                 return Ok(c.states.clone());
             }
         }
         let states = std::sync::Arc::new(fleet::states_at(conn, upto)?);
-        let mut kept = crate::domain::lock(&self.0);
+        let mut kept = self.0.lock();
         if kept.len() == Self::KEPT {
             kept.remove(0);
         }

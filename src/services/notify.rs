@@ -5,12 +5,14 @@
 //! Mattermost- and Teams-style incoming webhooks show) to every URL, retried with
 //! the outbox's policy until delivered, failed or dead.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::domain::{format_timestamp, lock, now_ms, DeliveryState, Timestamp};
+use crate::domain::{format_timestamp, now_ms, DeliveryState, Timestamp};
 use crate::services::outbox::policy::{self, RetryPolicy};
 use crate::services::upstream::parse_retry_after;
 use crate::storage::notifications::{self, DueSend, Event};
@@ -188,7 +190,7 @@ fn find_events(
     cursors: &Mutex<Cursors>,
     upstream_after: Duration,
 ) -> Result<Vec<Event>, StorageError> {
-    let mut c = lock(cursors);
+    let mut c = cursors.lock();
     let mut events = Vec::new();
     let head = ledger::last_id(conn)?;
     let (regressed, reached) = notifications::regressed_between(conn, c.regressed_after, head)?;

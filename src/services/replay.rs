@@ -5,14 +5,16 @@
 //! so an interrupted replay is continued with `--resume`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::outbox::UpstreamSettings;
 use super::upstream;
-use crate::domain::{lock, ReplayFilter, ReplayRunner};
+use crate::domain::{ReplayFilter, ReplayRunner};
 use crate::storage::replays;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
@@ -121,12 +123,13 @@ impl ServerReplays {
             .execute_when_room(move |conn| {
                 let id =
                     replays::create_replay(conn, total, &filter, &to, ReplayRunner::Server, &by)?;
-                *lock(&out) = Some(id);
+                *out.lock() = Some(id);
                 Ok(())
             })
             .await
             .map_err(|e| ReplayError::Storage(e.to_string()))?;
-        let id = lock(&created)
+        let id = created
+            .lock()
             .take()
             .ok_or_else(|| ReplayError::Storage("the replay was not created".into()))?;
         let uploads = Arc::new(selection.uploads);

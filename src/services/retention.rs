@@ -3,13 +3,15 @@
 //! one step, then handing the freed pages back to the file system. Each purge is
 //! recorded in the admin log.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::domain::{lock, Timestamp};
+use crate::domain::Timestamp;
 use crate::storage::retention::{self, Candidates, NewAdminEntry, Purged};
 use crate::storage::StorageError;
 
@@ -105,7 +107,7 @@ pub fn purge(
         let (out, actor, before) = (log_id.clone(), settings.actor.clone(), settings.before);
         writes(Box::new(move |conn| {
             retention::mark_interrupted(conn, started_at)?;
-            *lock(&out) = retention::start(
+            *out.lock() = retention::start(
                 conn,
                 &NewAdminEntry {
                     started_at,
@@ -119,7 +121,7 @@ pub fn purge(
             Ok(())
         }))?;
     }
-    let log_id = *lock(&log_id);
+    let log_id = *log_id.lock();
     report.log_id = Some(log_id);
     let sizing = StepSize {
         target: settings.step,
@@ -133,7 +135,7 @@ pub fn purge(
         let written = writes(Box::new(move |conn| {
             let t = Instant::now();
             let p = retention::purge_range(conn, after, until, started_at)?;
-            *lock(&out) = (p, t.elapsed());
+            *out.lock() = (p, t.elapsed());
             Ok(())
         }));
         if let Err(e) = written {
@@ -147,7 +149,7 @@ pub fn purge(
                 purged.uploads
             ));
         }
-        let (p, took) = *lock(&step_out);
+        let (p, took) = *step_out.lock();
         purged += p;
         width = sizing.next(width, took, (MIN_STEP_IDS, MAX_STEP_IDS));
         after = until;
@@ -174,10 +176,10 @@ fn vacuum(writes: Writes<'_>, sizing: &StepSize) -> Result<u64, String> {
         writes(Box::new(move |conn| {
             let t = Instant::now();
             let n = retention::vacuum_step(conn, pages)?;
-            *lock(&step_out) = (n, t.elapsed());
+            *step_out.lock() = (n, t.elapsed());
             Ok(())
         }))?;
-        let (n, took) = *lock(&out);
+        let (n, took) = *out.lock();
         if n == 0 {
             return Ok(freed);
         }

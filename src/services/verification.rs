@@ -3,12 +3,14 @@
 //! recorded in the `verifications` table.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use super::ledger::{self, Parallelism, Scope};
 use crate::domain::chain::Verification;
-use crate::domain::{lock, now_ms};
+use crate::domain::now_ms;
 use crate::storage::history;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
@@ -79,7 +81,8 @@ impl VerificationJob {
 
     /// (entries checked, entries in the ledger) while a verification runs.
     pub fn progress(&self) -> Option<(u64, i64)> {
-        lock(&self.running)
+        self.running
+            .lock()
             .as_ref()
             .map(|p| (p.checked.load(Ordering::Relaxed), p.total))
     }
@@ -87,7 +90,7 @@ impl VerificationJob {
     /// Starts a verification on its own thread unless one is running.
     pub fn start(self: &Arc<Self>, total: i64, requested_by: String) {
         let progress = {
-            let mut running = lock(&self.running);
+            let mut running = self.running.lock();
             if running.is_some() {
                 return;
             }
@@ -123,10 +126,10 @@ impl VerificationJob {
                     }
                     Err(e) => tracing::error!(error = %e, "ledger verification failed to run"),
                 }
-                *lock(&job.running) = None;
+                *job.running.lock() = None;
             });
         if let Err(e) = spawned {
-            *lock(&self.running) = None;
+            *self.running.lock() = None;
             tracing::error!(error = %e, "could not start a verification");
         }
     }

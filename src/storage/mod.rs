@@ -27,12 +27,12 @@ pub mod uploads;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-
-use crate::domain::lock;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -273,13 +273,13 @@ impl ReadPool {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let taken = lock(&self.idle).pop();
+        let taken = self.idle.lock().pop();
         let conn = match taken {
             Some(c) => c,
             None => open_read(&self.path)?,
         };
         let result = f(&conn);
-        let mut idle = lock(&self.idle);
+        let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE_READERS {
             idle.push(conn);
         }

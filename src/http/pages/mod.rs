@@ -19,7 +19,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use crate::domain::{format_timestamp, now_ms, DeliveryState, Timestamp};
-pub use crate::http::error::{Nav, PageError};
+pub use crate::http::error::PageError;
+pub use crate::http::layout::Nav;
 pub use crate::http::urlencode;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -57,8 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(not_allowed("POST")),
         )
         .service(get_resource("/assets/app.css", stylesheet))
-        .service(get_resource("/assets/icon.svg", icon))
-        .service(get_resource("/api/v1/compare", compare::api));
+        .service(get_resource("/assets/icon.svg", icon));
 }
 
 async fn stylesheet() -> HttpResponse {

@@ -46,10 +46,7 @@ pub async fn scrape(
     metrics.set_from(&snapshot, &disk);
     let mut body = String::new();
     {
-        let registry = endpoint
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = endpoint.registry.lock();
         prometheus_client::encoding::text::encode(&mut body, &registry)
             .map_err(|e| SmsError::Storage(e.to_string()))?;
     }

@@ -1,6 +1,7 @@
 //! The JSON side's URL map: the SMS upload endpoint, the read API, replays, health
 //! checks, and JSON errors for unknown paths and wrong methods.
 
+pub(crate) mod compare;
 pub(crate) mod evidence;
 pub(crate) mod fleet;
 pub(crate) mod health;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     read_api::configure(cfg);
+    cfg.service(get_resource("/api/v1/compare", compare::api));
     evidence::configure(cfg);
     fleet::configure(cfg);
     cfg.service(

@@ -5,7 +5,9 @@
 //! proxy log once the answer has been passed on (or the exchange broke off).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use crate::domain::proxy::{
     connection_tokens, is_request_header_dropped, is_response_header_dropped, OperationRefusal,
     ProxyPath, Subject,
 };
-use crate::domain::{lock, now_ms, AuthMethod, Credential};
+use crate::domain::{now_ms, AuthMethod, Credential};
 use crate::http::auth::{self, header as header_value, AuthCache};
 use crate::http::error::{ErrorCode, SmsError};
 use crate::http::extract::data;
@@ -257,12 +259,12 @@ pub async fn pass_through(
         .await;
     let mut start = start;
     {
-        let tap = lock(&request_tap);
+        let tap = request_tap.lock();
         start.call.request_bytes = tap.bytes;
         start.call.request_body = tap.kept.clone();
     }
     let too_large = start.call.request_bytes > limit as u64;
-    let body_late = lock(&request_tap).broken.is_some() && !too_large;
+    let body_late = request_tap.lock().broken.is_some() && !too_large;
     let response = match sent {
         Ok(response) => response,
         Err(failure) => {
@@ -442,7 +444,7 @@ fn pump(
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
                 let seen = {
-                    let mut tap = lock(&tap);
+                    let mut tap = tap.lock();
                     tap.see(&chunk);
                     tap.bytes
                 };
@@ -458,7 +460,7 @@ fn pump(
         let result = match tokio::time::timeout(deadline, feed).await {
             Ok(result) => result,
             Err(_) => {
-                lock(&tap).broken = Some("the body did not arrive in time".into());
+                tap.lock().broken = Some("the body did not arrive in time".into());
                 Err(std::io::Error::other("the body did not arrive in time"))
             }
         };

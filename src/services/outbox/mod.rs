@@ -10,7 +10,9 @@ pub mod policy;
 pub mod sender;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -23,7 +25,7 @@ use tokio::sync::Notify;
 pub use policy::RetryPolicy;
 pub use sender::Sender;
 
-use crate::domain::{lock, Outcome, Runner};
+use crate::domain::{Outcome, Runner};
 use crate::services::upstream::{ReplayTargets, Upstream, UpstreamAuth};
 use crate::storage::outbox::{record, record_all};
 use crate::storage::writer::WriterHandle;
@@ -56,7 +58,7 @@ pub struct DirectRecorder(pub Arc<Mutex<Connection>>);
 impl Recorder for DirectRecorder {
     async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
         let conn = self.0.clone();
-        tokio::task::spawn_blocking(move || record_all(&lock(&conn), &outcomes))
+        tokio::task::spawn_blocking(move || record_all(&conn.lock(), &outcomes))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())

@@ -4,14 +4,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::policy::{self, RetryPolicy};
 use super::{Recorder, SenderConfig, Tally};
-use crate::domain::{lock, now_ms, DeliveryState, Outcome, Trigger};
+use crate::domain::{now_ms, DeliveryState, Outcome, Trigger};
 use crate::services::upstream::Upstream;
 use crate::storage::outbox::{self, Due, DueRow, FETCH_BATCH};
 use crate::storage::{ReadPool, StorageError};
@@ -196,7 +198,9 @@ impl Launcher {
                 .acquire_owned()
                 .await
                 .expect("never closed");
-            let upstream = lock(&self.upstreams)
+            let upstream = self
+                .upstreams
+                .lock()
                 .entry(due.target.clone())
                 .or_insert_with(|| (self.make_upstream)(&due.target))
                 .clone();
@@ -313,7 +317,7 @@ struct FlightState {
 
 impl Flight {
     fn forget_finished_before(&self, t: Instant) {
-        lock(&self.0).finished.retain(|_, at| *at >= t);
+        self.0.lock().finished.retain(|_, at| *at >= t);
     }
 
     /// Takes what may be sent now from a read, moving the cursor past it.
@@ -321,7 +325,7 @@ impl Flight {
         if let Some(last) = rows.last() {
             cursor.read_up_to(last.due.id);
         }
-        let mut state = lock(&self.0);
+        let mut state = self.0.lock();
         let mut chosen = Vec::new();
         for row in rows {
             let due = row.due;
@@ -344,7 +348,7 @@ impl Flight {
 
     /// A send is over (recorded at `finished`), or was never started (`None`).
     fn release(&self, due: &Due, finished: Option<Instant>) {
-        let mut state = lock(&self.0);
+        let mut state = self.0.lock();
         if let Some(at) = finished {
             state.finished.insert(due.id, at);
         }
@@ -355,7 +359,7 @@ impl Flight {
     }
 
     fn is_idle(&self) -> bool {
-        lock(&self.0).in_flight.is_empty()
+        self.0.lock().in_flight.is_empty()
     }
 
     async fn wait_until_idle(&self) {

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::logs::{self, LogBuffer, Waiting};
 use super::{handoff, Forwarding, Job, SubmitError, WriteFn, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
-use crate::domain::lock;
 use crate::storage::uploads::{self, LastUpload};
 use crate::storage::uploads::{NewUpload, Receipt};
 use crate::storage::{fleet, proxy_log, WalCheckpoints};
@@ -176,7 +177,7 @@ impl Writer {
                 Err(e) => Some(e.to_string()),
                 Ok((outcomes, _)) => outcomes.iter().find_map(|o| o.clone().err()),
             };
-            *lock(&self.trouble) = failure;
+            *self.trouble.lock() = failure;
         }
         match result {
             Ok((outcomes, exec_outcomes)) => {

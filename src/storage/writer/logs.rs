@@ -10,11 +10,11 @@
 //!   wait (the database has been failing for a while) is a call dropped, and
 //!   that is logged as an error.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::domain::{lock, Timestamp};
+use crate::domain::Timestamp;
 use crate::storage::proxy_log::ProxyCall;
 use crate::storage::uploads::Rejection;
 
@@ -55,7 +55,7 @@ pub struct LogBuffer(Mutex<Waiting>);
 impl LogBuffer {
     /// Never waits for the database, never fails.
     pub fn record(&self, r: Rejection) {
-        let mut waiting = lock(&self.0);
+        let mut waiting = self.0.lock();
         let minute = r.at - r.at.rem_euclid(60_000);
         let mut key = (minute, r.peer_addr.clone(), r.error_code.clone());
         if waiting.counts.len() >= KEYS_WAITING && !waiting.counts.contains_key(&key) {
@@ -69,7 +69,7 @@ impl LogBuffer {
 
     /// Never waits for the database.
     pub fn record_call(&self, mut call: ProxyCall) {
-        let mut waiting = lock(&self.0);
+        let mut waiting = self.0.lock();
         if waiting.call_bytes + call_bytes(&call) > CALL_BYTES_WAITING {
             call.request_body = None;
             call.response_body = None;
@@ -86,7 +86,7 @@ impl LogBuffer {
     /// Calls whose commit failed wait for the next one, in their order (as many
     /// as the bounds leave room for).
     pub(super) fn put_back_calls(&self, calls: Vec<ProxyCall>) {
-        let mut waiting = lock(&self.0);
+        let mut waiting = self.0.lock();
         let newer = std::mem::take(&mut waiting.calls);
         waiting.call_bytes = 0;
         for call in calls.into_iter().chain(newer) {
@@ -101,12 +101,12 @@ impl LogBuffer {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        let waiting = lock(&self.0);
+        let waiting = self.0.lock();
         waiting.counts.is_empty() && waiting.calls.is_empty()
     }
 
     pub(super) fn take(&self) -> Waiting {
-        std::mem::take(&mut *lock(&self.0))
+        std::mem::take(&mut *self.0.lock())
     }
 }
 

@@ -15,7 +15,9 @@ mod null;
 
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::domain::{now_ms, Timestamp};
 use std::thread::JoinHandle;
@@ -223,7 +225,7 @@ impl WriterHandle {
     /// stored (or why they were not: a full disk, say).
     pub async fn ping(&self) -> Result<(), SubmitError> {
         self.request(Job::Ping).await?;
-        match crate::domain::lock(&self.trouble).clone() {
+        match self.trouble.lock().clone() {
             Some(why) => Err(SubmitError::Failed(why)),
             None => Ok(()),
         }
