@@ -2,7 +2,7 @@
 //! the same [`crate::domain::signing`] module that signs upstream requests.
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpMessage, HttpRequest};
@@ -194,20 +194,24 @@ pub fn authenticate(
 /// never removed), so most requests need no database read before the body is
 /// checked. A revocation therefore takes effect within `ttl`.
 pub struct AuthCache {
-    ttl: Duration,
-    credentials: Mutex<HashMap<String, (Instant, Found)>>,
-    tasks: Mutex<HashSet<String>>,
+    /// `None` when credentials are not cached (`--credential-cache-ms 0`).
+    credentials: Option<moka::sync::Cache<String, Found>>,
+    tasks: moka::sync::Cache<String, ()>,
 }
 
-/// Entries kept before a cache starts over.
-const CACHE_ENTRIES: usize = 10_000;
+/// Entries kept at most in each cache; the least used go first.
+const CACHE_ENTRIES: u64 = 10_000;
 
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            credentials: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(HashSet::new()),
+            credentials: (!ttl.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(CACHE_ENTRIES)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+            tasks: moka::sync::Cache::new(CACHE_ENTRIES),
         }
     }
 
@@ -219,38 +223,23 @@ impl AuthCache {
     }
 
     pub fn credential(&self, presented: &Presented) -> Option<Found> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let map = self.credentials.lock();
-        map.get(&Self::key(presented))
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, found)| found.clone())
+        self.credentials.as_ref()?.get(&Self::key(presented))
     }
 
     /// Only credentials that exist are remembered; unknown ones are looked up
     /// every time.
     pub fn remember(&self, presented: &Presented, found: Option<&Found>) {
-        let Some(found) = found.filter(|_| !self.ttl.is_zero()) else {
-            return;
-        };
-        let mut map = self.credentials.lock();
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
+        if let (Some(cache), Some(found)) = (&self.credentials, found) {
+            cache.insert(Self::key(presented), found.clone());
         }
-        map.insert(Self::key(presented), (Instant::now(), found.clone()));
     }
 
     pub fn task_known(&self, task_id: &str) -> bool {
-        self.tasks.lock().contains(task_id)
+        self.tasks.contains_key(task_id)
     }
 
     pub fn remember_task(&self, task_id: &str) {
-        let mut set = self.tasks.lock();
-        if set.len() >= CACHE_ENTRIES {
-            set.clear();
-        }
-        set.insert(task_id.to_string());
+        self.tasks.insert(task_id.to_string(), ());
     }
 }
 

@@ -21,17 +21,21 @@ pub fn tasks_as_of(
 /// Fleet states recently asked for. A state as of an upload id never changes
 /// (the ledger only grows), so paging, sorting and the two moments of a
 /// comparison reuse it; entries still expire after a minute, for renamed tasks.
-#[derive(Default)]
-pub struct StateCache(parking_lot::Mutex<Vec<CachedStates>>);
+pub struct StateCache(moka::sync::Cache<i64, std::sync::Arc<Vec<TaskState>>>);
 
-struct CachedStates {
-    upto: i64,
-    made: std::time::Instant,
-    states: std::sync::Arc<Vec<TaskState>>,
+impl Default for StateCache {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(Self::KEPT)
+                .time_to_live(Self::FRESH)
+                .build(),
+        )
+    }
 }
 
 impl StateCache {
-    const KEPT: usize = 8;
+    const KEPT: u64 = 8;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
     /// Every task as of `at` (see [`tasks_as_of`]), from the cache when it can.
@@ -41,23 +45,11 @@ impl StateCache {
         at: Timestamp,
     ) -> Result<std::sync::Arc<Vec<TaskState>>, StorageError> {
         let upto = fleet::last_id_at(conn, at)?;
-        {
-            let mut kept = self.0.lock();
-            kept.retain(|c| c.made.elapsed() < Self::FRESH);
-            if let Some(c) = kept.iter().find(|c| c.upto == upto) {
-                return Ok(c.states.clone());
-            }
+        if let Some(states) = self.0.get(&upto) {
+            return Ok(states);
         }
         let states = std::sync::Arc::new(fleet::states_at(conn, upto)?);
-        let mut kept = self.0.lock();
-        if kept.len() == Self::KEPT {
-            kept.remove(0);
-        }
-        kept.push(CachedStates {
-            upto,
-            made: std::time::Instant::now(),
-            states: states.clone(),
-        });
+        self.0.insert(upto, states.clone());
         Ok(states)
     }
 
