@@ -33,13 +33,8 @@ fn log_identity(conn: &rusqlite::Connection) -> Result<Option<String>, CliError>
     let signers: Vec<String> = latest
         .note
         .lines()
-        .filter_map(|l| l.strip_prefix("\u{2014} "))
-        .filter_map(|l| {
-            let (name, sig) = l.rsplit_once(' ')?;
-            use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
-            Some(format!("{name}+{}", hex::encode(bytes.get(..4)?)))
-        })
+        .filter_map(|l| signed_note::Signature::from_bytes(l.as_bytes()).ok())
+        .map(|s| format!("{}+{:08x}", s.name(), s.id()))
         .collect();
     Ok(Some(format!(
         "origin {origin:?}, key {}",

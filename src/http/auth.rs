@@ -1,9 +1,7 @@
 //! Authenticating HTTP requests: `X-Auth-Token`, or AK/SK signatures verified with
 //! the same [`crate::domain::signing`] module that signs upstream requests.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::Utc;
@@ -41,6 +39,12 @@ pub fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// The caller leaves the body out of its signature (`X-Sdk-Content-Sha256:
+/// UNSIGNED-PAYLOAD`, as the SDK signer allows).
+pub fn unsigned_payload(req: &HttpRequest) -> bool {
+    header(req, "x-sdk-content-sha256").is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD")
 }
 
 /// A header as a signature covers it. HTTP/2 carries the host as the
@@ -248,22 +252,12 @@ impl AuthCache {
 /// as it was is refused rather than stored twice. A signature is claimed when it
 /// is verified and kept only once its upload is committed, so a request refused
 /// or failed may be sent again.
-pub struct SeenSignatures {
-    inner: Mutex<SeenInner>,
-}
-
-#[derive(Default)]
-struct SeenInner {
-    /// Each signature's key with when it was claimed.
-    keys: HashMap<u128, Instant>,
-    /// In arrival order, to forget them once the window has passed.
-    order: std::collections::VecDeque<(Instant, u128)>,
-}
+pub struct SeenSignatures(moka::sync::Cache<u128, ()>);
 
 /// How long a signature is remembered: the two 15-minute halves of its window.
 const SEEN_FOR: Duration = Duration::from_secs(30 * 60);
-/// The most remembered at once (about 40 MB); beyond it the oldest are forgotten.
-const SEEN_AT_MOST: usize = 1_000_000;
+/// The most remembered at once (tens of MB); beyond it the least used are forgotten.
+const SEEN_AT_MOST: u64 = 1_000_000;
 
 /// A claimed signature; given up when dropped unless [`SignatureClaim::keep`] is called.
 pub struct SignatureClaim<'a> {
@@ -281,16 +275,19 @@ impl SignatureClaim<'_> {
 impl Drop for SignatureClaim<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            self.seen.inner.lock().keys.remove(&key);
+            self.seen.0.invalidate(&key);
         }
     }
 }
 
 impl Default for SeenSignatures {
     fn default() -> Self {
-        Self {
-            inner: Mutex::new(SeenInner::default()),
-        }
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(SEEN_AT_MOST)
+                .time_to_live(SEEN_FOR)
+                .build(),
+        )
     }
 }
 
@@ -305,25 +302,12 @@ impl SeenSignatures {
             .chain_update(auth.signature.to_ascii_lowercase().as_bytes())
             .finalize();
         let key = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
-        let now = Instant::now();
-        let mut inner = self.inner.lock();
-        while let Some(&(at, old)) = inner.order.front() {
-            if now.duration_since(at) < SEEN_FOR && inner.order.len() < SEEN_AT_MOST {
-                break;
-            }
-            inner.order.pop_front();
-            // Only if not claimed again since (a claim given up, then made anew).
-            if inner.keys.get(&old) == Some(&at) {
-                inner.keys.remove(&old);
-            }
-        }
-        if inner.keys.contains_key(&key) {
+        // One atomic step: of two copies arriving together, one claims it.
+        if !self.0.entry(key).or_insert(()).is_fresh() {
             return Err(unauthenticated(
                 "Authorization: this signed request was received before; sign each request anew",
             ));
         }
-        inner.keys.insert(key, now);
-        inner.order.push_back((now, key));
         Ok(SignatureClaim {
             seen: self,
             key: Some(key),

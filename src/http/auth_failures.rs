@@ -5,8 +5,6 @@
 //! request that presents credentials, before anything is looked up: guessing
 //! tokens goes from thousands a second to one.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -14,13 +12,23 @@ use std::time::{Duration, Instant};
 pub const FAILURES_ALLOWED: f64 = 30.0;
 /// How fast a peer's failures are forgiven.
 pub const FAILURES_FORGIVEN_PER_SECOND: f64 = 1.0;
-/// Peers remembered at once; beyond it those with the fewest failures go first.
-const PEERS_AT_MOST: usize = 100_000;
+/// Peers remembered at once; beyond it the least used go first.
+const PEERS_AT_MOST: u64 = 100_000;
 
-#[derive(Default)]
-pub struct AuthFailures {
-    /// Each peer's failures not yet forgiven, as of when they were last counted.
-    peers: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+/// Each peer's failures not yet forgiven, as of when they were last counted; a
+/// peer idle long enough to be forgiven all is forgotten.
+pub struct AuthFailures(moka::sync::Cache<IpAddr, (f64, Instant)>);
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        let all_forgiven = Duration::from_secs_f64(FAILURES_ALLOWED / FAILURES_FORGIVEN_PER_SECOND);
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(PEERS_AT_MOST)
+                .time_to_idle(all_forgiven)
+                .build(),
+        )
+    }
 }
 
 fn forgiven(failures: f64, since: Instant, now: Instant) -> f64 {
@@ -30,10 +38,8 @@ fn forgiven(failures: f64, since: Instant, now: Instant) -> f64 {
 impl AuthFailures {
     /// How long `peer` must wait before presenting credentials again, if at all.
     pub fn wait(&self, peer: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let peers = self.peers.lock();
-        let (failures, at) = peers.get(&peer)?;
-        let left = forgiven(*failures, *at, now);
+        let (failures, at) = self.0.get(&peer)?;
+        let left = forgiven(failures, at, Instant::now());
         // Past the last allowed failure until one is forgiven.
         let over = left - (FAILURES_ALLOWED - 1.0);
         (over > 0.0).then(|| Duration::from_secs_f64(over / FAILURES_FORGIVEN_PER_SECOND))
@@ -42,15 +48,13 @@ impl AuthFailures {
     /// Counts one failed authentication of `peer`.
     pub fn failed(&self, peer: IpAddr) {
         let now = Instant::now();
-        let mut peers = self.peers.lock();
-        if peers.len() >= PEERS_AT_MOST && !peers.contains_key(&peer) {
-            peers.retain(|_, (failures, at)| forgiven(*failures, *at, now) >= 1.0);
-            if peers.len() >= PEERS_AT_MOST {
-                peers.clear();
-            }
-        }
-        let entry = peers.entry(peer).or_insert((0.0, now));
-        *entry = (forgiven(entry.0, entry.1, now) + 1.0, now);
+        self.0.entry(peer).and_upsert_with(|counted| {
+            let before = counted.map_or(0.0, |e| {
+                let (failures, at) = *e.value();
+                forgiven(failures, at, now)
+            });
+            (before + 1.0, now)
+        });
     }
 }
 

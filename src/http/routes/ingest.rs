@@ -107,10 +107,7 @@ pub async fn upload(
 ) -> Result<HttpResponse, SmsError> {
     let presented = auth::presented(&req, true)?;
     // An upload's body is always under its signature: SMS's own agents sign it.
-    if presented.method() == AuthMethod::Aksk
-        && header_value(&req, "x-sdk-content-sha256")
-            .is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD")
-    {
+    if presented.method() == AuthMethod::Aksk && auth::unsigned_payload(&req) {
         return Err(SmsError::Unauthenticated(
             "Authorization: an upload's body must be signed (X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is refused)"
                 .into(),

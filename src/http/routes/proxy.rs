@@ -136,8 +136,7 @@ pub async fn pass_through(
         }
     };
     let presented = auth::presented(&req, true)?;
-    let unsigned_payload =
-        header_value(&req, "x-sdk-content-sha256").is_some_and(|v| v.trim() == "UNSIGNED-PAYLOAD");
+    let unsigned_payload = auth::unsigned_payload(&req);
     // A body under a signature (the agent's, or the service's own) must be read
     // whole first; any other streams through.
     let read_first =
