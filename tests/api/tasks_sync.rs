@@ -23,7 +23,10 @@ async fn tasks_sync_reads_every_page_of_the_task_list_and_stores_names_and_state
     let mut listed: Vec<serde_json::Value> = (0..248)
         .map(|i| json!({"id": format!("task-{i:03}"), "name": format!("server {i}"), "state": "RUNNING", "type": "MIGRATE_FILE"}))
         .collect();
-    listed.push(json!({"id": TASK, "name": "db\u{202e}01", "state": "FINISHED"}));
+    listed.push(
+        json!({"id": TASK, "name": "db\u{202e}01", "state": "FINISHED",
+        "source_server": {"id": "src-0001", "name": "db01"}}),
+    );
     listed.push(json!({"id": "not a task id!", "name": "x", "state": "READY"}));
     fake.set_tasks(listed);
     let app = TestApp::spawn().await;
@@ -61,6 +64,16 @@ async fn tasks_sync_reads_every_page_of_the_task_list_and_stores_names_and_state
     let uploaded = tasks_json.iter().find(|t| t["task_id"] == TASK).unwrap();
     assert_eq!(uploaded["sms_state"], "FINISHED");
     assert!(uploaded["name"].is_null(), "{uploaded}");
+    // Its source server, for the pass-through's task scopes.
+    let source: Option<String> = app
+        .write_conn()
+        .query_row(
+            "SELECT sms_source_id FROM tasks WHERE task_id = ?1",
+            [TASK],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(source.as_deref(), Some("src-0001"));
     let browser = app.login(&app.admin_token).await.ok().unwrap();
     let page = browser.get("/tasks/task-007").await;
     assert!(page.text.contains("server 7"), "{}", page.text);
