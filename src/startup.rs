@@ -311,14 +311,14 @@ fn start_storage(config: &ServeConfig) -> Result<Storage, StartError> {
     let (writer, writer_thread) = if config.null_store {
         writer::spawn_null(config.queue_capacity)
     } else {
-        writer::spawn_with_clock(
-            &config.db,
-            config.sync,
-            config.queue_capacity,
+        let writer_config = writer::WriterConfig {
+            sync: config.sync,
+            wal_checkpoints: config.wal_checkpoints,
+            queue_capacity: config.queue_capacity,
             forwarding,
-            config.clock.0.clone(),
-            config.wal_checkpoints,
-        )?
+            clock: config.clock.0.clone(),
+        };
+        writer::spawn(&config.db, writer_config)?
     };
     Ok(Storage {
         writer,
@@ -383,7 +383,7 @@ fn metrics_registry(
     let mut registry = prometheus_client::registry::Registry::default();
     http.register(&mut registry);
     body_budget.register(&mut registry);
-    writer.metrics().register(&mut registry);
+    writer.register_metrics(&mut registry);
     if let Some(sender) = sender {
         sender.metrics().register(&mut registry);
     }

@@ -11,7 +11,7 @@ use sms_audit::domain::fleet::{day_of, Verdict, DAY_MS};
 use sms_audit::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
 use sms_audit::services::fleet;
 use sms_audit::storage::uploads::NewUpload;
-use sms_audit::storage::{self, writer, SyncMode};
+use sms_audit::storage::{self, writer};
 
 /// 2026-03-01T00:00:00Z: the histories start on a day boundary.
 const START: Timestamp = 1_772_323_200_000;
@@ -69,9 +69,11 @@ fn store(db: &std::path::Path, history: &[Upload]) -> Vec<Stored> {
             .pop_front()
             .expect("one time per upload")
     });
-    let (handle, thread) =
-        writer::spawn_with_clock(db, SyncMode::Normal, 64, None, clock, Default::default())
-            .unwrap();
+    let config = writer::WriterConfig {
+        clock,
+        ..Default::default()
+    };
+    let (handle, thread) = writer::spawn(db, config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -334,8 +336,7 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
         })
         .collect();
     store(&db, &history);
-    let (handle, thread) =
-        writer::spawn(&db, SyncMode::Normal, Default::default(), 64, None).unwrap();
+    let (handle, thread) = writer::spawn(&db, Default::default()).unwrap();
     let reads = storage::ReadPool::new(&db);
     assert_eq!(fleet::make_due_snapshots(&reads, &handle, 3).unwrap(), 3);
     assert_eq!(

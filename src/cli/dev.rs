@@ -11,7 +11,6 @@ use super::{fail, CliError};
 use crate::domain::TaskId;
 use crate::services::upstream;
 use crate::storage::lock::{LockKind, ProcessLock};
-use crate::storage::SyncMode;
 
 #[derive(Subcommand, Debug)]
 pub enum DevCommand {
@@ -143,15 +142,13 @@ async fn seed(
         }
         None => std::sync::Arc::new(crate::domain::now_ms),
     };
-    let (handle, thread) = writer::spawn_with_clock(
-        db,
-        SyncMode::Normal,
-        8192,
+    let config = writer::WriterConfig {
+        queue_capacity: 8192,
         forwarding,
         clock,
-        Default::default(),
-    )
-    .map_err(fail)?;
+        ..Default::default()
+    };
+    let (handle, thread) = writer::spawn(db, config).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -280,7 +280,7 @@ pub fn announced_up_to(
 mod tests {
     use super::regressed_between;
     use crate::storage::uploads::NewUpload;
-    use crate::storage::{open_read, writer, SyncMode};
+    use crate::storage::{open_read, writer};
 
     /// A scan reaches the head it was given even when nothing regressed, so the
     /// next one reads only newer uploads (not everything since the last regression).
@@ -288,8 +288,7 @@ mod tests {
     fn a_regression_scan_reaches_its_bound_with_or_without_finds() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("d.db");
-        let (handle, thread) =
-            writer::spawn(&db, SyncMode::Normal, Default::default(), 64, None).unwrap();
+        let (handle, thread) = writer::spawn(&db, Default::default()).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -2,35 +2,37 @@
 //! transaction, answer each after the commit.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
+use flume::{Receiver, RecvTimeoutError};
+use lru::LruCache;
 use parking_lot::Mutex;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use rusqlite::{Connection, TransactionBehavior};
-
-use super::logs::{self, LogBuffer, Waiting};
-use super::{handoff, Forwarding, Job, SubmitError, WriteFn, REJECTIONS_KEPT};
+use super::handoff::{self, UploadReply};
+use super::logs::{self, LogBuffer, PendingLogs};
+use super::{Forwarding, Job, SubmitError, WriteFn, WriterConfig, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
-use crate::storage::uploads::{self, LastUpload};
-use crate::storage::uploads::{NewUpload, Receipt};
+use crate::storage::uploads::{self, LastUpload, NewUpload, Receipt, TaskDelta};
 use crate::storage::{fleet, proxy_log, WalCheckpoints};
 
 /// Most jobs (counting each upload) committed in one transaction, give or take
 /// one worker's hand-off.
 const MAX_BATCH: usize = 512;
-/// Tasks whose latest upload the writer remembers; cleared when it grows past this.
-const LAST_UPLOAD_CACHE: usize = 100_000;
+/// Tasks whose latest upload the writer remembers (least recently used out).
+const LAST_UPLOAD_CACHE: NonZeroUsize = NonZeroUsize::new(100_000).unwrap();
 
 pub(super) struct Writer {
     conn: Connection,
     head: Head,
     /// The writer is the only one that adds uploads, so this never goes stale.
-    last_upload: HashMap<String, LastUpload>,
+    last_upload: LruCache<String, LastUpload>,
     forwarding: Option<Forwarding>,
-    rejections: Arc<LogBuffer>,
+    logs: Arc<LogBuffer>,
     /// Why the last uploads could not be stored, until some are stored again.
-    trouble: Arc<Mutex<Option<String>>>,
+    last_failure: Arc<Mutex<Option<String>>>,
     clock: super::Clock,
     wal_checkpoints: WalCheckpoints,
     metrics: super::WriterMetrics,
@@ -52,29 +54,69 @@ enum StoreError {
 
 /// What the writer shares with its handles.
 pub(super) struct Shared {
-    pub rejections: Arc<LogBuffer>,
-    pub trouble: Arc<Mutex<Option<String>>>,
+    pub logs: Arc<LogBuffer>,
+    pub last_failure: Arc<Mutex<Option<String>>>,
     pub metrics: super::WriterMetrics,
 }
 
+/// One batch's jobs, sorted by kind; each kind keeps its callers' order.
+#[derive(Default)]
+struct Batch {
+    uploads: Vec<Box<NewUpload>>,
+    replies: Vec<UploadReply>,
+    execs: Vec<WriteFn>,
+    exec_replies: Vec<super::ExecReply>,
+    pings: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+impl Batch {
+    /// Sorts `jobs`; taking an upload out of its job makes its room in the queue.
+    fn of(jobs: Vec<Job>) -> Self {
+        let mut batch = Batch::default();
+        for job in jobs {
+            match job {
+                Job::Upload(queued) => batch.add_upload(queued),
+                Job::Uploads(list) => list.into_iter().for_each(|q| batch.add_upload(q)),
+                Job::Ping(reply) => batch.pings.push(reply),
+                Job::Exec(write, reply) => {
+                    batch.execs.push(write);
+                    batch.exec_replies.push(reply);
+                }
+                // run() stops at Shutdown instead of batching it.
+                Job::Shutdown => {}
+            }
+        }
+        batch
+    }
+
+    fn add_upload(&mut self, queued: super::Queued) {
+        self.uploads.push(queued.upload);
+        self.replies.push(queued.reply);
+    }
+}
+
+/// What storing the uploads of a batch leaves for the steps after it.
+#[derive(Default)]
+struct StoredUploads<'a> {
+    outcomes: Outcomes,
+    /// Per task: what its summary row gains.
+    deltas: HashMap<&'a str, TaskDelta>,
+    fleet_changes: Vec<fleet::FleetChange>,
+    /// Ids are given in order and only to stored uploads: one contiguous range.
+    ids: Option<(i64, i64)>,
+}
+
 impl Writer {
-    pub(super) fn new(
-        conn: Connection,
-        head: Head,
-        forwarding: Option<Forwarding>,
-        shared: Shared,
-        clock: super::Clock,
-        wal_checkpoints: WalCheckpoints,
-    ) -> Self {
+    pub(super) fn new(conn: Connection, head: Head, config: WriterConfig, shared: Shared) -> Self {
         Self {
             conn,
             head,
-            last_upload: HashMap::new(),
-            forwarding,
-            rejections: shared.rejections,
-            trouble: shared.trouble,
-            clock,
-            wal_checkpoints,
+            last_upload: LruCache::new(LAST_UPLOAD_CACHE),
+            forwarding: config.forwarding,
+            logs: shared.logs,
+            last_failure: shared.last_failure,
+            clock: config.clock,
+            wal_checkpoints: config.wal_checkpoints,
             metrics: shared.metrics,
         }
     }
@@ -86,39 +128,18 @@ impl Writer {
             let first = match rx.recv_timeout(logs::FLUSH_EVERY) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.rejections.is_empty() {
-                        self.commit_batch(Vec::new());
-                    }
+                    self.flush_logs();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = Vec::new();
-            let mut size = 0;
-            let mut next = Some(first);
-            while let Some(job) = next.take() {
-                if matches!(job, Job::Shutdown) {
-                    stopping = true;
-                    break;
-                }
-                size += match &job {
-                    Job::Uploads(list) => list.len(),
-                    _ => 1,
-                };
-                batch.push(job);
-                // Never waits for more: the uploads arriving during this commit
-                // make the next batch (waiting here cost 20 % of durable ingest).
-                if size < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !batch.is_empty() {
-                self.commit_batch(batch);
+            let jobs;
+            (jobs, stopping) = gather(&rx, first);
+            if !jobs.is_empty() {
+                self.commit_batch(Batch::of(jobs));
             }
         }
-        if !self.rejections.is_empty() {
-            self.commit_batch(Vec::new());
-        }
+        self.flush_logs();
         if self.wal_checkpoints == WalCheckpoints::Passive {
             // Never waits: another reader (Litestream's) keeps the WAL it reads.
             let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
@@ -129,99 +150,72 @@ impl Writer {
         tracing::debug!("writer stopped with its queue committed");
     }
 
-    fn commit_batch(&mut self, batch: Vec<Job>) {
-        let mut uploads = Vec::new();
-        let mut replies = Vec::new();
-        let rejections = self.rejections.take();
-        let mut pings = Vec::new();
-        let mut execs = Vec::new();
-        let mut exec_replies = Vec::new();
-        for job in batch {
-            match job {
-                Job::Upload(upload, reply) => {
-                    uploads.push(upload);
-                    replies.push(reply);
-                }
-                Job::Uploads(list) => {
-                    for (upload, reply) in list {
-                        uploads.push(upload);
-                        replies.push(reply);
-                    }
-                }
-                Job::Ping(reply) => pings.push(reply),
-                Job::Exec(write, reply) => {
-                    execs.push(write);
-                    exec_replies.push(reply);
-                }
-                // run() stops at Shutdown instead of batching it.
-                Job::Shutdown => {}
-            }
+    /// Stores the logs waiting, when no job comes to carry them.
+    fn flush_logs(&mut self) {
+        if !self.logs.is_empty() {
+            self.commit_batch(Batch::default());
         }
-        self.metrics.queued_uploads.dec_by(uploads.len() as i64);
+    }
+
+    fn commit_batch(&mut self, batch: Batch) {
+        let logs = self.logs.take();
         // Fast path: the whole batch in one go. Should any upload fail, store the
         // batch again with a savepoint per upload, so that one fails alone.
-        let started = std::time::Instant::now();
-        let result = match self.store(&uploads, &execs, &rejections, false) {
-            Err(StoreError::Upload(_)) => self.store(&uploads, &execs, &rejections, true),
+        let started = Instant::now();
+        let result = match self.store(&batch, &logs, false) {
+            Err(StoreError::Upload(_)) => self.store(&batch, &logs, true),
             other => other,
         };
-        if !uploads.is_empty() {
-            self.metrics
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.batch_uploads.observe(uploads.len() as f64);
-        }
-        if !uploads.is_empty() {
-            // What `/readyz` reports: whether uploads are being stored right now.
-            let failure = match &result {
-                Err(e) => Some(e.to_string()),
-                Ok((outcomes, _)) => outcomes.iter().find_map(|o| o.clone().err()),
-            };
-            *self.trouble.lock() = failure;
+        if !batch.uploads.is_empty() {
+            self.observe(&batch, &result, started);
         }
         match result {
             Ok((outcomes, exec_outcomes)) => {
-                if let (Some(f), false) = (&self.forwarding, uploads.is_empty()) {
+                if let (Some(f), false) = (&self.forwarding, batch.uploads.is_empty()) {
                     f.wake.notify_one();
                 }
-                handoff::answer(
-                    replies
-                        .into_iter()
-                        .zip(outcomes.into_iter().map(|o| o.map_err(SubmitError::Failed))),
-                );
-                for (reply, outcome) in exec_replies.into_iter().zip(exec_outcomes) {
-                    let _ = reply.send(outcome);
-                }
-                for reply in pings {
-                    let _ = reply.send(Ok(()));
-                }
+                answer(batch, outcomes.into_iter(), exec_outcomes, Ok(()));
             }
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
-                self.rejections.put_back_calls(rejections.calls);
-                let failed = SubmitError::Failed(format!("commit failed: {e}"));
-                handoff::answer(replies.into_iter().map(|r| (r, Err(failed.clone()))));
-                for reply in exec_replies {
-                    let _ = reply.send(Err(format!("commit failed: {e}")));
-                }
-                for reply in pings {
-                    let _ = reply.send(Err(e.to_string()));
-                }
+                self.logs.put_back_calls(logs.calls);
+                let failed = format!("commit failed: {e}");
+                let outcomes = std::iter::repeat_n(Err(failed.clone()), batch.uploads.len());
+                let exec_outcomes = vec![Err(failed); batch.execs.len()];
+                answer(batch, outcomes, exec_outcomes, Err(e.to_string()));
             }
         }
+    }
+
+    /// Commit metrics, and what `/readyz` reports: whether uploads are being
+    /// stored right now.
+    fn observe(
+        &self,
+        batch: &Batch,
+        result: &Result<(Outcomes, ExecOutcomes), StoreError>,
+        started: Instant,
+    ) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.commit_seconds.observe(seconds);
+        self.metrics
+            .batch_uploads
+            .observe(batch.uploads.len() as f64);
+        *self.last_failure.lock() = match result {
+            Err(e) => Some(e.to_string()),
+            Ok((outcomes, _)) => outcomes.iter().find_map(|o| o.clone().err()),
+        };
     }
 
     /// Stores a batch in one transaction. On error nothing is kept, in the database
     /// or in the writer's memory.
     fn store(
         &mut self,
-        uploads: &[Box<NewUpload>],
-        execs: &[WriteFn],
-        rejections: &Waiting,
+        batch: &Batch,
+        logs: &PendingLogs,
         isolate: bool,
     ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
         let start_head = self.head.clone();
-        let result = self.try_store(uploads, execs, rejections, isolate);
+        let result = self.try_store(batch, logs, isolate);
         if result.is_err() {
             self.head = start_head;
             self.last_upload.clear();
@@ -229,136 +223,224 @@ impl Writer {
         result
     }
 
+    /// The steps of one commit, over one transaction.
     fn try_store(
         &mut self,
-        uploads: &[Box<NewUpload>],
-        execs: &[WriteFn],
-        rejections: &Waiting,
+        batch: &Batch,
+        logs: &PendingLogs,
         isolate: bool,
     ) -> Result<(Outcomes, ExecOutcomes), StoreError> {
-        if self.last_upload.len() > LAST_UPLOAD_CACHE {
-            self.last_upload.clear();
-        }
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(uploads.len());
-        let mut deltas: HashMap<&str, uploads::TaskDelta> = HashMap::new();
-        let mut fleet_changes = Vec::with_capacity(uploads.len());
-        // Ids are given in order and only to stored uploads: one contiguous range.
-        let mut stored_ids: Option<(i64, i64)> = None;
-        for upload in uploads {
-            let task_id = upload.task_id.as_str();
-            let previous = match self.last_upload.get(task_id) {
-                Some(last) => Some(last.clone()),
-                None => uploads::last_upload_of(&tx, task_id)?,
-            };
-            let stored = if isolate {
-                let sp = tx.savepoint()?;
-                match uploads::insert_upload(
-                    &sp,
-                    &self.head,
-                    previous.as_ref(),
-                    upload,
-                    (self.clock)(),
-                ) {
-                    Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
-                    Err(e) => {
-                        drop(sp); // rolls back to the savepoint
-                        tracing::error!(error = %e, task_id, "storing an upload failed");
-                        Err(e.to_string())
-                    }
-                }
-            } else {
-                Ok(uploads::insert_upload(
-                    &tx,
-                    &self.head,
-                    previous.as_ref(),
-                    upload,
-                    (self.clock)(),
-                )
-                .map_err(StoreError::Upload)?)
-            };
-            if let Ok(receipt) = &stored {
-                fleet_changes.push(fleet::change_of(
-                    receipt.received_at,
-                    previous.as_ref().map(|p| p.problems),
-                    receipt.problems,
-                ));
-                stored_ids = Some((
-                    stored_ids.map_or(receipt.id, |(first, _)| first),
-                    receipt.id,
-                ));
-                self.head = Head {
-                    id: receipt.id,
-                    hash: receipt.entry_hash.clone(),
-                    received_at: receipt.received_at,
-                };
-                self.last_upload.insert(
-                    task_id.to_string(),
-                    LastUpload {
-                        id: receipt.id,
-                        body_sha256: receipt.body_sha256.clone(),
-                        problems: receipt.problems,
-                    },
-                );
-                let delta = deltas.entry(task_id).or_insert(uploads::TaskDelta {
-                    count: 0,
-                    first_at: receipt.received_at,
-                    last_at: receipt.received_at,
-                    last_id: receipt.id,
-                    last_problems: receipt.problems,
-                    last_regressed: receipt.regressed,
-                });
-                delta.count += 1;
-                delta.last_at = receipt.received_at;
-                delta.last_id = receipt.id;
-                delta.last_problems = receipt.problems;
-                delta.last_regressed = receipt.regressed;
-            }
-            outcomes.push(stored);
-        }
-        for (task_id, delta) in &deltas {
-            uploads::update_task_summary(&tx, task_id, delta)?;
-        }
-        fleet::record_changes(&tx, &fleet_changes)?;
-        if let (Some(f), Some((first, last))) = (&self.forwarding, stored_ids) {
-            crate::storage::outbox::enqueue_live(
-                &tx,
-                first,
-                last,
-                &f.target,
-                f.latest_wins,
-                self.head.received_at,
+        let conn = &mut self.conn;
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stored = StoredUploads::default();
+        for upload in &batch.uploads {
+            let outcome = store_upload(
+                &mut tx,
+                &mut self.head,
+                &self.last_upload,
+                upload,
+                &self.clock,
+                isolate,
             )?;
+            if let Ok((receipt, previous)) = &outcome {
+                remember(
+                    &mut self.last_upload,
+                    &mut stored,
+                    upload.task_id.as_str(),
+                    receipt,
+                    *previous,
+                );
+            }
+            stored.outcomes.push(outcome.map(|(receipt, _)| receipt));
         }
-        let mut exec_outcomes = Vec::with_capacity(execs.len());
-        for write in execs {
-            let sp = tx.savepoint()?;
-            match write(&sp) {
-                Ok(()) => {
-                    sp.commit()?;
-                    exec_outcomes.push(Ok(()));
-                }
-                Err(e) => exec_outcomes.push(Err(e.to_string())),
+        update_summaries(&tx, &stored)?;
+        fleet::record_changes(&tx, &stored.fleet_changes)?;
+        queue_live_deliveries(
+            &tx,
+            self.forwarding.as_ref(),
+            stored.ids,
+            self.head.received_at,
+        )?;
+        let exec_outcomes = run_execs(&mut tx, &batch.execs)?;
+        store_logs(&tx, logs)?;
+        tx.commit()?;
+        Ok((stored.outcomes, exec_outcomes))
+    }
+}
+
+/// Takes `first` and every job already waiting behind it, up to [`MAX_BATCH`]
+/// uploads; says whether a Shutdown came.
+fn gather(rx: &Receiver<Job>, first: Job) -> (Vec<Job>, bool) {
+    let mut jobs = Vec::new();
+    let mut size = 0;
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        if matches!(job, Job::Shutdown) {
+            return (jobs, true);
+        }
+        size += match &job {
+            Job::Uploads(list) => list.len(),
+            _ => 1,
+        };
+        jobs.push(job);
+        // Never waits for more: the uploads arriving during this commit
+        // make the next batch (waiting here cost 20 % of durable ingest).
+        if size < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    (jobs, false)
+}
+
+/// Answers every caller of the batch: uploads and writes with their outcomes,
+/// pings with whether the transaction committed.
+fn answer(
+    batch: Batch,
+    outcomes: impl Iterator<Item = Result<Receipt, String>>,
+    exec_outcomes: ExecOutcomes,
+    committed: Result<(), String>,
+) {
+    let outcomes = outcomes.map(|o| o.map_err(SubmitError::Failed));
+    handoff::answer(batch.replies.into_iter().zip(outcomes));
+    for (reply, outcome) in batch.exec_replies.into_iter().zip(exec_outcomes) {
+        let _ = reply.send(outcome);
+    }
+    for reply in batch.pings {
+        let _ = reply.send(committed.clone());
+    }
+}
+
+/// Stores one upload after `head`, and moves `head` to it. With `isolate`, a
+/// failure is this upload's alone (its savepoint rolls back); otherwise it
+/// fails the transaction. Gives the receipt and the task's previous problems.
+fn store_upload(
+    tx: &mut Transaction,
+    head: &mut Head,
+    last_upload: &LruCache<String, LastUpload>,
+    upload: &NewUpload,
+    clock: &super::Clock,
+    isolate: bool,
+) -> Result<Result<(Receipt, Option<i64>), String>, StoreError> {
+    let task_id = upload.task_id.as_str();
+    let previous = match last_upload.peek(task_id) {
+        Some(last) => Some(last.clone()),
+        None => uploads::last_upload_of(tx, task_id)?,
+    };
+    let stored = if isolate {
+        let sp = tx.savepoint()?;
+        match uploads::insert_upload(&sp, head, previous.as_ref(), upload, clock()) {
+            Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
+            Err(e) => {
+                drop(sp); // rolls back to the savepoint
+                tracing::error!(error = %e, task_id, "storing an upload failed");
+                Err(e.to_string())
             }
         }
-        for r in &rejections.rows {
-            uploads::insert_rejection(&tx, r)?;
-        }
-        if !rejections.rows.is_empty() {
-            uploads::trim_rejections(&tx, REJECTIONS_KEPT)?;
-        }
-        for ((minute, peer, code), n) in &rejections.counts {
-            uploads::count_rejections(&tx, *minute, peer, code, *n)?;
-        }
-        if !rejections.counts.is_empty() {
-            uploads::trim_rejection_counts(&tx, crate::domain::now_ms())?;
-        }
-        for call in &rejections.calls {
-            proxy_log::insert(&tx, call)?;
-        }
-        tx.commit()?;
-        Ok((outcomes, exec_outcomes))
+    } else {
+        let receipt = uploads::insert_upload(tx, head, previous.as_ref(), upload, clock());
+        Ok(receipt.map_err(StoreError::Upload)?)
+    };
+    if let Ok(receipt) = &stored {
+        *head = Head {
+            id: receipt.id,
+            hash: receipt.entry_hash.clone(),
+            received_at: receipt.received_at,
+        };
     }
+    Ok(stored.map(|receipt| (receipt, previous.map(|p| p.problems))))
+}
+
+/// Notes a stored upload: the task's latest, its summary delta, the fleet's
+/// change and the batch's id range.
+fn remember<'a>(
+    last_upload: &mut LruCache<String, LastUpload>,
+    stored: &mut StoredUploads<'a>,
+    task_id: &'a str,
+    receipt: &Receipt,
+    previous_problems: Option<i64>,
+) {
+    stored.fleet_changes.push(fleet::change_of(
+        receipt.received_at,
+        previous_problems,
+        receipt.problems,
+    ));
+    let first = stored.ids.map_or(receipt.id, |(first, _)| first);
+    stored.ids = Some((first, receipt.id));
+    last_upload.put(
+        task_id.to_string(),
+        LastUpload {
+            id: receipt.id,
+            body_sha256: receipt.body_sha256.clone(),
+            problems: receipt.problems,
+        },
+    );
+    let delta = stored.deltas.entry(task_id).or_insert(TaskDelta {
+        count: 0,
+        first_at: receipt.received_at,
+        last_at: receipt.received_at,
+        last_id: receipt.id,
+        last_problems: receipt.problems,
+        last_regressed: receipt.regressed,
+    });
+    delta.count += 1;
+    delta.last_at = receipt.received_at;
+    delta.last_id = receipt.id;
+    delta.last_problems = receipt.problems;
+    delta.last_regressed = receipt.regressed;
+}
+
+fn update_summaries(tx: &Transaction, stored: &StoredUploads) -> rusqlite::Result<()> {
+    for (task_id, delta) in &stored.deltas {
+        uploads::update_task_summary(tx, task_id, delta)?;
+    }
+    Ok(())
+}
+
+/// Live forwarding: a delivery for every upload stored in this transaction.
+fn queue_live_deliveries(
+    tx: &Transaction,
+    forwarding: Option<&Forwarding>,
+    ids: Option<(i64, i64)>,
+    now: crate::domain::Timestamp,
+) -> rusqlite::Result<()> {
+    let (Some(f), Some((first, last))) = (forwarding, ids) else {
+        return Ok(());
+    };
+    crate::storage::outbox::enqueue_live(tx, first, last, &f.target, f.latest_wins, now)
+}
+
+/// Runs each write in its own savepoint: one failing fails alone.
+fn run_execs(tx: &mut Transaction, execs: &[WriteFn]) -> rusqlite::Result<ExecOutcomes> {
+    let mut outcomes = Vec::with_capacity(execs.len());
+    for write in execs {
+        let sp = tx.savepoint()?;
+        match write(&sp) {
+            Ok(()) => {
+                sp.commit()?;
+                outcomes.push(Ok(()));
+            }
+            Err(e) => outcomes.push(Err(e.to_string())),
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The rejection log, its per-minute counts and the proxy log.
+fn store_logs(tx: &Transaction, logs: &PendingLogs) -> rusqlite::Result<()> {
+    for r in &logs.rows {
+        uploads::insert_rejection(tx, r)?;
+    }
+    if !logs.rows.is_empty() {
+        uploads::trim_rejections(tx, REJECTIONS_KEPT)?;
+    }
+    for ((minute, peer, code), n) in &logs.counts {
+        uploads::count_rejections(tx, *minute, peer, code, *n)?;
+    }
+    if !logs.counts.is_empty() {
+        uploads::trim_rejection_counts(tx, crate::domain::now_ms())?;
+    }
+    for call in &logs.calls {
+        proxy_log::insert(tx, call)?;
+    }
+    Ok(())
 }

@@ -8,12 +8,13 @@
 //! answers in one message, and a task on that worker hands them to the waiting
 //! requests, which wakes them without a system call.
 
+use flume::{Sender, TrySendError};
 use std::cell::RefCell;
-use std::sync::mpsc::{SyncSender, TrySendError};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Job, SubmitError};
+use super::room::Slot;
+use super::{Job, Queued, SubmitError};
 use crate::storage::uploads::{NewUpload, Receipt};
 
 pub(super) type Outcome = Result<Receipt, SubmitError>;
@@ -62,8 +63,8 @@ pub(super) fn answer(replies: impl IntoIterator<Item = (UploadReply, Outcome)>) 
 /// Uploads waiting to be handed to one writer.
 struct Pending {
     writer: u64,
-    queue: SyncSender<Job>,
-    uploads: Vec<(Box<NewUpload>, UploadReply)>,
+    queue: Sender<Job>,
+    uploads: Vec<Queued>,
 }
 
 struct Worker {
@@ -80,8 +81,9 @@ thread_local! {
 /// Must run inside a tokio `LocalSet`, as every actix-web worker does.
 pub(super) fn submit_on_worker(
     writer: u64,
-    queue: &SyncSender<Job>,
+    queue: &Sender<Job>,
     upload: Box<NewUpload>,
+    slot: Slot,
 ) -> oneshot::Receiver<Outcome> {
     let (tx, rx) = oneshot::channel();
     WORKER.with(|cell| {
@@ -103,17 +105,21 @@ pub(super) fn submit_on_worker(
                 pending: Vec::new(),
             }
         });
-        let reply = UploadReply {
-            tx,
-            inbox: Some(worker.inbox.clone()),
+        let queued = Queued {
+            upload,
+            reply: UploadReply {
+                tx,
+                inbox: Some(worker.inbox.clone()),
+            },
+            _slot: slot,
         };
         match worker.pending.iter_mut().find(|p| p.writer == writer) {
-            Some(pending) => pending.uploads.push((upload, reply)),
+            Some(pending) => pending.uploads.push(queued),
             None => {
                 worker.pending.push(Pending {
                     writer,
                     queue: queue.clone(),
-                    uploads: vec![(upload, reply)],
+                    uploads: vec![queued],
                 });
                 // Runs after the tasks already ready on this worker.
                 tokio::task::spawn_local(async move { hand_over(writer) });
@@ -137,8 +143,8 @@ fn hand_over(writer: u64) {
         Err(TrySendError::Disconnected(job)) => (job, SubmitError::Closed),
     };
     if let (Job::Uploads(uploads), why) = refused {
-        for (_, reply) in uploads {
-            let _ = reply.tx.send(Err(why.clone()));
+        for queued in uploads {
+            let _ = queued.reply.tx.send(Err(why.clone()));
         }
     }
 }
@@ -148,8 +154,7 @@ mod tests {
     use super::Outcome;
     use crate::domain::signing::sha256_hex;
     use crate::storage::uploads::NewUpload;
-    use crate::storage::writer::{spawn, SubmitError, WriterHandle};
-    use crate::storage::SyncMode;
+    use crate::storage::writer::{spawn, SubmitError, WriterConfig, WriterHandle};
 
     fn upload(n: usize) -> NewUpload {
         let task = format!("task-{}", n % 7);
@@ -162,8 +167,11 @@ mod tests {
     fn submit_together(count: usize, capacity: usize) -> (Vec<(Vec<u8>, Outcome)>, WriterHandle) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("d.db");
-        let (handle, thread) =
-            spawn(&db, SyncMode::Normal, Default::default(), capacity, None).unwrap();
+        let config = WriterConfig {
+            queue_capacity: capacity,
+            ..WriterConfig::default()
+        };
+        let (handle, thread) = spawn(&db, config).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -196,7 +204,7 @@ mod tests {
     fn each_upload_on_a_worker_gets_its_own_answer() {
         let (receipts, handle) = submit_together(300, 4096);
         let mut registry = prometheus_client::registry::Registry::default();
-        handle.metrics().register(&mut registry);
+        handle.register_metrics(&mut registry);
         let mut scrape = String::new();
         prometheus_client::encoding::text::encode(&mut scrape, &registry).unwrap();
         let commits: f64 = scrape
@@ -232,6 +240,6 @@ mod tests {
             .filter(|r| matches!(r, Err(SubmitError::Full)))
             .count();
         assert_eq!((stored, full), (10, 15));
-        assert_eq!(handle.metrics().queued_uploads.get(), 0);
+        assert_eq!(handle.queued_uploads(), 0);
     }
 }

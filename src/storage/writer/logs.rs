@@ -40,7 +40,7 @@ const KEYS_WAITING: usize = 10_000;
 
 /// What waits to be stored.
 #[derive(Default)]
-pub struct Waiting {
+pub struct PendingLogs {
     pub rows: Vec<Rejection>,
     /// (minute, peer, error code) → refusals.
     pub counts: HashMap<(Timestamp, String, String), i64>,
@@ -50,7 +50,7 @@ pub struct Waiting {
 }
 
 #[derive(Default)]
-pub struct LogBuffer(Mutex<Waiting>);
+pub struct LogBuffer(Mutex<PendingLogs>);
 
 impl LogBuffer {
     /// Never waits for the database, never fails.
@@ -105,7 +105,7 @@ impl LogBuffer {
         waiting.counts.is_empty() && waiting.calls.is_empty()
     }
 
-    pub(super) fn take(&self) -> Waiting {
+    pub(super) fn take(&self) -> PendingLogs {
         std::mem::take(&mut *self.0.lock())
     }
 }

@@ -1,7 +1,6 @@
-//! What the writer tells `/metrics`: how many uploads each commit carries, how
-//! long commits take, and how many uploads wait for one.
+//! What the writer tells `/metrics`: how many uploads each commit carries and how
+//! long commits take (how many wait for one is read off the queue's room).
 
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -12,8 +11,6 @@ pub struct WriterMetrics {
     pub batch_uploads: Histogram,
     /// Seconds from opening a batch's transaction to its commit (and fsync).
     pub commit_seconds: Histogram,
-    /// Uploads queued for the writer and not yet taken into a batch.
-    pub queued_uploads: Gauge,
 }
 
 impl Default for WriterMetrics {
@@ -23,7 +20,6 @@ impl Default for WriterMetrics {
             batch_uploads: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             // 50 µs to about 3 s.
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
-            queued_uploads: Gauge::default(),
         }
     }
 }
@@ -39,11 +35,6 @@ impl WriterMetrics {
             "sms_audit_writer_commit_seconds",
             "Time to store and commit (with fsync) one writer batch",
             self.commit_seconds.clone(),
-        );
-        registry.register(
-            "sms_audit_writer_queued_uploads",
-            "Uploads waiting in the write queue",
-            self.queued_uploads.clone(),
         );
     }
 }

@@ -12,22 +12,23 @@ mod handoff;
 mod logs;
 mod metrics;
 mod null;
+mod room;
 
 use std::path::Path;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
-
-use crate::domain::{now_ms, Timestamp};
 use std::thread::JoinHandle;
 
+use flume::{Sender, TrySendError};
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::uploads::{NewUpload, Receipt, Rejection};
 use super::{prepare, StorageError, SyncMode, WalCheckpoints};
+use crate::domain::{now_ms, Timestamp};
+use handoff::UploadReply;
 use logs::LogBuffer;
+use room::{QueueRoom, Slot};
 
 pub use metrics::WriterMetrics;
 pub use null::spawn_null;
@@ -35,16 +36,22 @@ pub use null::spawn_null;
 /// Rejection-log rows kept; older ones are trimmed.
 pub const REJECTIONS_KEPT: i64 = 10_000;
 
-use handoff::UploadReply;
 /// A write other than an upload (sessions, verification results), run inside the
 /// writer's transaction. `Fn`, not `FnOnce`: a failed batch is stored again.
 pub type WriteFn = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
 type ExecReply = oneshot::Sender<Result<(), String>>;
 
+/// An upload in the queue, holding its slot until the writer takes it.
+struct Queued {
+    upload: Box<NewUpload>,
+    reply: UploadReply,
+    _slot: Slot,
+}
+
 enum Job {
-    Upload(Box<NewUpload>, UploadReply),
+    Upload(Queued),
     /// The uploads one HTTP worker gathered (see `handoff`).
-    Uploads(Vec<(Box<NewUpload>, UploadReply)>),
+    Uploads(Vec<Queued>),
     /// Answers whether a write transaction can be opened right now.
     Ping(oneshot::Sender<Result<(), String>>),
     Exec(WriteFn, ExecReply),
@@ -62,16 +69,25 @@ pub enum SubmitError {
     Failed(String),
 }
 
+impl<T> From<TrySendError<T>> for SubmitError {
+    fn from(e: TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        }
+    }
+}
+
 /// The handle request handlers use; cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
     /// Tells this writer's uploads apart in a worker's hand-off list.
     id: u64,
-    /// Most uploads waiting (`--queue-capacity`).
-    capacity: usize,
-    rejections: Arc<LogBuffer>,
-    trouble: Arc<Mutex<Option<String>>>,
+    /// Room for `--queue-capacity` uploads waiting.
+    room: QueueRoom,
+    logs: Arc<LogBuffer>,
+    last_failure: Arc<Mutex<Option<String>>>,
     metrics: WriterMetrics,
 }
 
@@ -106,36 +122,32 @@ impl WriterHandle {
     }
 
     async fn enqueue(&self, upload: NewUpload, on_worker: bool) -> Result<Receipt, SubmitError> {
-        // Counted before it is sent, so that the writer never takes it first.
-        if self.metrics.queued_uploads.inc() >= self.capacity as i64 {
-            self.metrics.queued_uploads.dec();
-            return Err(SubmitError::Full);
-        }
+        let slot = self.room.take()?;
+        let upload = Box::new(upload);
         let answer = if on_worker {
-            handoff::submit_on_worker(self.id, &self.tx, Box::new(upload))
+            handoff::submit_on_worker(self.id, &self.tx, upload, slot)
         } else {
             let (reply, answer) = UploadReply::direct();
-            match self.tx.try_send(Job::Upload(Box::new(upload), reply)) {
-                Ok(()) => answer,
-                Err(e) => {
-                    self.metrics.queued_uploads.dec();
-                    return Err(match e {
-                        TrySendError::Full(_) => SubmitError::Full,
-                        TrySendError::Disconnected(_) => SubmitError::Closed,
-                    });
-                }
-            }
+            let queued = Queued {
+                upload,
+                reply,
+                _slot: slot,
+            };
+            self.tx.try_send(Job::Upload(queued))?;
+            answer
         };
-        let result = answer.await.unwrap_or(Err(SubmitError::Closed));
-        if matches!(result, Err(SubmitError::Full | SubmitError::Closed)) {
-            self.metrics.queued_uploads.dec();
-        }
-        result
+        answer.await.unwrap_or(Err(SubmitError::Closed))
     }
 
-    /// The writer's metrics, for `/metrics`.
-    pub fn metrics(&self) -> &WriterMetrics {
-        &self.metrics
+    /// Uploads waiting for the writer and not yet taken into a batch.
+    pub fn queued_uploads(&self) -> usize {
+        self.room.queued()
+    }
+
+    /// Adds the writer's metrics to `/metrics`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
+        registry.register_collector(Box::new(self.room.clone()));
     }
 
     /// Queues a job without waiting for room, then waits for its answer.
@@ -144,51 +156,35 @@ impl WriterHandle {
         job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
     ) -> Result<T, SubmitError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.try_send(job(tx)).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Full,
-            TrySendError::Disconnected(_) => SubmitError::Closed,
-        })?;
-        match rx.await {
-            Ok(result) => result.map_err(SubmitError::Failed),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        self.tx.try_send(job(tx))?;
+        answer_of(rx.await)
     }
 
     /// Records a rejection without waiting, never in the upload queue (see
     /// `rejections`): the log is lossy and must never slow the service down.
     pub fn log_rejection(&self, rejection: Rejection) {
-        self.rejections.record(rejection);
+        self.logs.record(rejection);
     }
 
     /// Records a proxied call without waiting, never in the upload queue (see
     /// `logs`); dropped (and logged as an error) only when the database has been
     /// failing for so long that the calls waiting for it fill their buffer.
     pub fn log_proxy_call(&self, call: super::proxy_log::ProxyCall) {
-        self.rejections.record_call(call)
+        self.logs.record_call(call)
     }
 
     /// [`execute`](Self::execute) for writes that must not be lost: when the queue
-    /// is full, waits for room (checking every millisecond) instead of failing.
+    /// is full, waits for room instead of failing.
     pub async fn execute_when_room(
         &self,
         write: impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     ) -> Result<(), SubmitError> {
         let (tx, rx) = oneshot::channel();
-        let mut job = Job::Exec(Box::new(write), tx);
-        loop {
-            match self.tx.try_send(job) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) => {
-                    job = back;
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Closed),
-            }
-        }
-        match rx.await {
-            Ok(result) => result.map_err(SubmitError::Failed),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        self.tx
+            .send_async(Job::Exec(Box::new(write), tx))
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        answer_of(rx.await)
     }
 
     /// Runs `write` in the writer's next transaction; answers after the commit.
@@ -225,10 +221,19 @@ impl WriterHandle {
     /// stored (or why they were not: a full disk, say).
     pub async fn ping(&self) -> Result<(), SubmitError> {
         self.request(Job::Ping).await?;
-        match self.trouble.lock().clone() {
+        match self.last_failure.lock().clone() {
             Some(why) => Err(SubmitError::Failed(why)),
             None => Ok(()),
         }
+    }
+}
+
+fn answer_of<T>(
+    answer: Result<Result<T, String>, oneshot::error::RecvError>,
+) -> Result<T, SubmitError> {
+    match answer {
+        Ok(result) => result.map_err(SubmitError::Failed),
+        Err(_) => Err(SubmitError::Closed),
     }
 }
 
@@ -252,89 +257,85 @@ pub struct Forwarding {
 /// earlier than the entry before, whatever it says.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// How the writer stores: durability, checkpoints, queue, live forwarding and clock.
+#[derive(Clone)]
+pub struct WriterConfig {
+    pub sync: SyncMode,
+    pub wal_checkpoints: WalCheckpoints,
+    /// Most uploads waiting for a commit (`--queue-capacity`).
+    pub queue_capacity: usize,
+    pub forwarding: Option<Forwarding>,
+    /// Synthetic histories (`dev seed --span`, tests) bring their own.
+    pub clock: Clock,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            sync: SyncMode::Normal,
+            wal_checkpoints: WalCheckpoints::default(),
+            queue_capacity: 64,
+            forwarding: None,
+            clock: Arc::new(now_ms),
+        }
+    }
+}
+
 /// Starts the writer on `path` (already migrated by [`prepare`]).
 pub fn spawn(
     path: &Path,
-    sync: SyncMode,
-    wal_checkpoints: WalCheckpoints,
-    queue_capacity: usize,
-    forwarding: Option<Forwarding>,
+    config: WriterConfig,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
-    spawn_with_clock(
-        path,
-        sync,
-        queue_capacity,
-        forwarding,
-        Arc::new(now_ms),
-        wal_checkpoints,
-    )
+    let conn = prepare(path, config.sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    catch_up(&conn)?;
+    let head = super::ledger::head(&conn)?;
+    let checkpointer = match config.wal_checkpoints {
+        WalCheckpoints::Passive => Some(checkpoint::spawn(path, config.sync)?),
+        WalCheckpoints::Off => None,
+    };
+    let (tx, rx) = flume::bounded(config.queue_capacity);
+    let handle = WriterHandle {
+        tx,
+        id: next_writer_id(),
+        room: QueueRoom::new(config.queue_capacity),
+        logs: Arc::default(),
+        last_failure: Arc::default(),
+        metrics: WriterMetrics::default(),
+    };
+    let shared = batch::Shared {
+        logs: handle.logs.clone(),
+        last_failure: handle.last_failure.clone(),
+        metrics: handle.metrics.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("sms-audit-writer".into())
+        .spawn(move || batch::Writer::new(conn, head, config, shared).run(rx))
+        .expect("spawning the writer thread");
+    let thread = WriterThread {
+        writer: thread,
+        checkpointer,
+    };
+    Ok((handle, thread))
 }
 
-/// [`spawn`] with another clock (synthetic histories: `dev seed --span`, tests).
-pub fn spawn_with_clock(
-    path: &Path,
-    sync: SyncMode,
-    queue_capacity: usize,
-    forwarding: Option<Forwarding>,
-    clock: Clock,
-    wal_checkpoints: WalCheckpoints,
-) -> Result<(WriterHandle, WriterThread), StorageError> {
-    let conn = prepare(path, sync)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    // A database from before the Merkle tree gets its tree now, once.
-    let added = {
-        let tx =
-            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
-        let added = super::tree::catch_up(&tx)?;
-        tx.commit()?;
-        added
-    };
+/// Brings what older versions did not keep up to date: the Merkle tree, the
+/// fleet's trend and directories.
+fn catch_up(conn: &Connection) -> Result<(), StorageError> {
+    let immediate = rusqlite::TransactionBehavior::Immediate;
+    let tx = rusqlite::Transaction::new_unchecked(conn, immediate)?;
+    let added = super::tree::catch_up(&tx)?;
+    tx.commit()?;
     if added > 0 {
         tracing::info!(
             uploads = added,
             "added the existing uploads to the Merkle tree"
         );
     }
-    // And one from before fleet history gets its trend and directories.
-    let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, immediate)?;
     if super::fleet::catch_up(&tx)? {
         tracing::info!("built the fleet's trend and directories from the existing uploads");
     }
     tx.commit()?;
-    let head = super::ledger::head(&conn)?;
-    let checkpointer = match wal_checkpoints {
-        WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
-        WalCheckpoints::Off => None,
-    };
-    let (tx, rx) = mpsc::sync_channel(queue_capacity);
-    let rejections = Arc::new(LogBuffer::default());
-    let trouble = Arc::<Mutex<Option<String>>>::default();
-    let (log, writer_trouble) = (rejections.clone(), trouble.clone());
-    let metrics = WriterMetrics::default();
-    let writer_metrics = metrics.clone();
-    let thread = std::thread::Builder::new()
-        .name("sms-audit-writer".into())
-        .spawn(move || {
-            let shared = batch::Shared {
-                rejections: log,
-                trouble: writer_trouble,
-                metrics: writer_metrics,
-            };
-            batch::Writer::new(conn, head, forwarding, shared, clock, wal_checkpoints).run(rx)
-        })
-        .expect("spawning the writer thread");
-    Ok((
-        WriterHandle {
-            tx,
-            id: next_writer_id(),
-            capacity: queue_capacity,
-            rejections,
-            trouble,
-            metrics: metrics.clone(),
-        },
-        WriterThread {
-            writer: thread,
-            checkpointer,
-        },
-    ))
+    Ok(())
 }

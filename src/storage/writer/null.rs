@@ -1,7 +1,6 @@
 //! A writer that stores nothing, for benchmarks.
 
-use std::sync::mpsc;
-
+use super::room::QueueRoom;
 use super::{handoff, Job, WriterHandle, WriterThread};
 use crate::domain::now_ms;
 use crate::domain::signing::sha256_hex;
@@ -9,9 +8,7 @@ use crate::storage::uploads::Receipt;
 
 /// A writer that stores nothing: the ceiling in benchmarks (`serve --null-store`).
 pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
-    let (tx, rx) = mpsc::sync_channel::<Job>(queue_capacity);
-    let metrics = super::WriterMetrics::default();
-    let queued = metrics.queued_uploads.clone();
+    let (tx, rx) = flume::bounded::<Job>(queue_capacity);
     let thread = std::thread::Builder::new()
         .name("sms-audit-null-writer".into())
         .spawn(move || {
@@ -23,8 +20,10 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
                 let mut next = Some(first);
                 while let Some(job) = next.take() {
                     match job {
-                        Job::Upload(upload, reply) => uploads.push((upload, reply)),
-                        Job::Uploads(list) => uploads.extend(list),
+                        Job::Upload(queued) => uploads.push((queued.upload, queued.reply)),
+                        Job::Uploads(list) => {
+                            uploads.extend(list.into_iter().map(|q| (q.upload, q.reply)))
+                        }
                         Job::Ping(reply) => {
                             let _ = reply.send(Ok(()));
                         }
@@ -35,7 +34,6 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
                     }
                     next = rx.try_recv().ok();
                 }
-                queued.dec_by(uploads.len() as i64);
                 handoff::answer(uploads.into_iter().map(|(upload, reply)| {
                     id += 1;
                     let hash = sha256_hex(&upload.raw_body);
@@ -57,10 +55,10 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
         WriterHandle {
             tx,
             id: super::next_writer_id(),
-            capacity: queue_capacity,
-            rejections: Default::default(),
-            trouble: Default::default(),
-            metrics,
+            room: QueueRoom::new(queue_capacity),
+            logs: Default::default(),
+            last_failure: Default::default(),
+            metrics: Default::default(),
         },
         WriterThread {
             writer: thread,
