@@ -59,16 +59,7 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
         }
         _ => {
             let presented = auth::presented(req, false)?;
-            let cache = data::<AuthCache>(req);
-            let found = match cache.credential(&presented) {
-                Some(found) => Some(found),
-                None => {
-                    let p = presented.clone();
-                    let found = reads.with_blocking(move |c| auth::lookup(c, &p)).await?;
-                    cache.remember(&presented, found.as_ref());
-                    found
-                }
-            };
+            let found = auth::find(&presented, &data::<AuthCache>(req), &reads).await?;
             auth::authenticate(req, &presented, found, None)?
         }
     };

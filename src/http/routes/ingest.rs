@@ -16,7 +16,7 @@ use crate::storage::uploads::NewUpload;
 use crate::storage::writer::{SubmitError, WriterHandle};
 use crate::storage::{queries, ReadPool};
 
-use super::read_body;
+use super::authenticated::{authenticate_with_body, Authorize, BodyRules};
 
 fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
     let value = req
@@ -54,22 +54,27 @@ pub struct ConsistencyResultDoc {
     num_target_more_files: u32,
 }
 
-/// 403 unless `credential` may upload to `task_name`.
-fn may_upload(credential: Credential, task_name: &str) -> Result<Credential, SmsError> {
-    if credential.may_upload_to(task_name) {
-        return Ok(credential);
+/// 403 unless the credential may upload to this task.
+struct UploadTo<'a>(&'a str);
+
+impl Authorize for UploadTo<'_> {
+    async fn authorize(&self, credential: &Credential) -> Result<(), SmsError> {
+        let task_name = self.0;
+        if credential.may_upload_to(task_name) {
+            return Ok(());
+        }
+        Err(SmsError::Forbidden(if credential.role.may_upload() {
+            format!(
+                "credential {:?} may not upload to task {task_name:?}",
+                credential.name
+            )
+        } else {
+            format!(
+                "credential {:?} is an {} credential; uploading needs an agent or operator",
+                credential.name, credential.role
+            )
+        }))
     }
-    Err(SmsError::Forbidden(if credential.role.may_upload() {
-        format!(
-            "credential {:?} may not upload to task {task_name:?}",
-            credential.name
-        )
-    } else {
-        format!(
-            "credential {:?} is an {} credential; uploading needs an agent or operator",
-            credential.name, credential.role
-        )
-    }))
 }
 
 #[utoipa::path(
@@ -114,86 +119,29 @@ pub async fn upload(
         ));
     }
     let task_id = TaskId::parse(&task_id);
-
     // Who is calling is known before any byte of the body is read: an unknown
-    // credential costs no memory. Under `registered`, the task must exist; known
-    // tasks and recently seen credentials are cached, so usually no read is needed.
-    let task_to_check = task_id
-        .as_ref()
-        .ok()
-        .filter(|t| config.task_policy == TaskPolicy::Registered && !cache.task_known(t.as_str()))
-        .cloned();
-    let cached = cache.credential(&presented);
-    let (found, task_known) = if cached.is_some() && task_to_check.is_none() {
-        (cached, true)
-    } else {
-        let lookup_presented = presented.clone();
-        let task = task_to_check.clone();
-        let (found, known) = reads
-            .with_blocking(move |conn| {
-                let found = match cached {
-                    Some(found) => Some(found),
-                    None => auth::lookup(conn, &lookup_presented)?,
-                };
-                let known = match (&found, task) {
-                    (Some(_), Some(t)) => queries::task_exists(conn, t.as_str())?,
-                    _ => true,
-                };
-                Ok((found, known))
-            })
-            .await?;
-        cache.remember(&presented, found.as_ref());
-        if let (Some(t), true) = (&task_to_check, known) {
-            cache.remember_task(t.as_str());
-        }
-        (found, known)
-    };
-    let found = auth::require_known(&presented, found)?;
+    // credential costs no memory.
+    let found = auth::require_known(&presented, auth::find(&presented, &cache, &reads).await?)?;
+    let task_known = is_registered(&task_id, &config, &cache, &reads).await?;
     let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
-    // A token is checked whole now; a signature needs the body.
-    let by_token = match presented.method() {
-        AuthMethod::Token => Some(may_upload(
-            auth::authenticate(&req, &presented, Some(found.clone()), Some(&[]))?,
-            task_name,
-        )?),
-        AuthMethod::Aksk => None,
-    };
-    // A client that sends its body slowly holds a connection: it gets a deadline.
     let mut hold = config.body_budget.hold();
-    let body = tokio::time::timeout(
-        config.body_timeout,
-        read_body(
-            &req,
-            payload,
-            config.max_body_bytes,
-            &config.body_budget,
-            &mut hold,
-        ),
+    let rules = BodyRules {
+        limit: config.max_body_bytes,
+        timeout: config.body_timeout,
+        budget: &config.body_budget,
+    };
+    let (credential, body) = authenticate_with_body(
+        &req,
+        &presented,
+        found,
+        payload,
+        rules,
+        &mut hold,
+        &UploadTo(task_name),
     )
-    .await
-    .map_err(|_| SmsError::BodyTimeout(config.body_timeout.as_secs()))??;
-    let credential = match by_token {
-        Some(credential) => credential,
-        None => may_upload(
-            auth::authenticate(&req, &presented, Some(found), body.as_deref())?,
-            task_name,
-        )?,
-    };
-    // A verified signature is used once: sent again, it is refused.
-    let claim = match (&presented, &body) {
-        (auth::Presented::Aksk(signature), Some(_)) => {
-            Some(config.seen_signatures.claim(signature)?)
-        }
-        _ => None,
-    };
-    // Only a caller whose identity is proven is charged: a signed body too large
-    // to read has an unchecked signature, and must not use up the key's budget.
+    .await?;
     let proven = body.is_some() || presented.method() == AuthMethod::Token;
-    if let (Some(limiter), true) = (&config.rate_limiter, proven) {
-        if limiter.check_key(&credential.name).is_err() {
-            return Err(SmsError::Throttled);
-        }
-    }
+    let claim = admit(&config, &presented, &credential, body.is_some(), proven)?;
     let task_id = task_id.map_err(SmsError::bad_request)?;
     if !task_known {
         return Err(SmsError::TaskNotFound(format!(
@@ -203,25 +151,16 @@ pub async fn upload(
     check_content_type(&req)?;
     let raw_body = body.ok_or(SmsError::BodyTooLarge(config.max_body_bytes))?;
     let parsed = UploadBody::parse(&raw_body, config.max_results)?;
-
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let peer = req.peer_addr();
-    let forwarded_for = peer
-        .filter(|p| config.trusted_proxies.contains(&p.ip()))
-        .and_then(|_| header_value(&req, "x-forwarded-for"));
+    let origin = Origin::of(&req, &config);
     let upload = NewUpload {
-        request_id,
+        request_id: origin.request_id,
         task_id,
         credential_name: credential.name,
         auth_method: presented.method(),
-        project_id: header_value(&req, "x-project-id"),
-        peer_addr: peer.map(|p| p.to_string()).unwrap_or_default(),
-        forwarded_for,
-        user_agent: header_value(&req, "user-agent"),
+        project_id: origin.project_id,
+        peer_addr: origin.peer_addr,
+        forwarded_for: origin.forwarded_for,
+        user_agent: origin.user_agent,
         raw_body,
         body: parsed,
     };
@@ -237,4 +176,78 @@ pub async fn upload(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("{}"))
+}
+
+/// A verified signature is used once: sent again, it is refused. And the
+/// credential's rate limit: only a caller whose identity is proven is charged (a
+/// signed body too large to read has an unchecked signature, and must not use up
+/// the key's budget).
+fn admit<'c>(
+    config: &'c IngestSettings,
+    presented: &auth::Presented,
+    credential: &Credential,
+    body_read: bool,
+    proven: bool,
+) -> Result<Option<auth::SignatureClaim<'c>>, SmsError> {
+    let claim = match (presented, body_read) {
+        (auth::Presented::Aksk(signature), true) => Some(config.seen_signatures.claim(signature)?),
+        _ => None,
+    };
+    if let (Some(limiter), true) = (&config.rate_limiter, proven) {
+        if limiter.check_key(&credential.name).is_err() {
+            return Err(SmsError::Throttled);
+        }
+    }
+    Ok(claim)
+}
+
+/// Under `--task-policy registered`, whether the task exists; known tasks are
+/// cached, so usually no read is needed. Always true under `open`.
+async fn is_registered(
+    task_id: &Result<TaskId, String>,
+    config: &IngestSettings,
+    cache: &AuthCache,
+    reads: &ReadPool,
+) -> Result<bool, SmsError> {
+    let Ok(task) = task_id else { return Ok(true) };
+    if config.task_policy != TaskPolicy::Registered || cache.task_known(task.as_str()) {
+        return Ok(true);
+    }
+    let name = task.as_str().to_string();
+    let known = reads
+        .with_blocking(move |conn| queries::task_exists(conn, &name))
+        .await?;
+    if known {
+        cache.remember_task(task.as_str());
+    }
+    Ok(known)
+}
+
+/// Where an upload came from: request id, peer, forwarded-for (from trusted
+/// proxies only), project and user agent.
+struct Origin {
+    request_id: String,
+    project_id: Option<String>,
+    peer_addr: String,
+    forwarded_for: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Origin {
+    fn of(req: &HttpRequest, config: &IngestSettings) -> Self {
+        let peer = req.peer_addr();
+        Origin {
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            project_id: header_value(req, "x-project-id"),
+            peer_addr: peer.map(|p| p.to_string()).unwrap_or_default(),
+            forwarded_for: peer
+                .filter(|p| config.trusted_proxies.contains(&p.ip()))
+                .and_then(|_| header_value(req, "x-forwarded-for")),
+            user_agent: header_value(req, "user-agent"),
+        }
+    }
 }

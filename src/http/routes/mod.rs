@@ -1,6 +1,7 @@
 //! The JSON side's URL map: the SMS upload endpoint, the read API, replays, health
 //! checks, and JSON errors for unknown paths and wrong methods.
 
+mod authenticated;
 pub(crate) mod compare;
 pub(crate) mod evidence;
 pub(crate) mod fleet;
@@ -70,9 +71,10 @@ pub fn not_allowed(allow: &'static str) -> actix_web::Route {
 async fn upload_path_other_method(
     req: HttpRequest,
     payload: web::Payload,
+    pass_through: Option<proxy::PassThrough>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if proxy::enabled(&req) {
-        return Ok(proxy::pass_through(req, payload).await?);
+    if let Some(state) = pass_through {
+        return Ok(proxy::pass_through(req, payload, state).await?);
     }
     Err(error::method_not_allowed(&req, "POST"))
 }
@@ -81,9 +83,10 @@ async fn upload_path_other_method(
 async fn other_path(
     req: HttpRequest,
     payload: web::Payload,
+    pass_through: Option<proxy::PassThrough>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if req.path().starts_with("/v3/") && proxy::enabled(&req) {
-        return Ok(proxy::pass_through(req, payload).await?);
+    if let (true, Some(state)) = (req.path().starts_with("/v3/"), pass_through) {
+        return Ok(proxy::pass_through(req, payload, state).await?);
     }
     Err(error::not_found(&req, None))
 }

@@ -14,18 +14,18 @@ use std::time::{Duration, Instant};
 use actix_web::body::SizedStream;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{Future, Stream, StreamExt};
 
-use super::read_body;
+use super::authenticated::{authenticate_with_body, Authorize, BodyRules};
 use crate::domain::proxy::{
     connection_tokens, is_request_header_dropped, is_response_header_dropped, OperationRefusal,
     ProxyPath, Subject,
 };
 use crate::domain::{now_ms, AuthMethod, Credential};
 use crate::http::auth::{self, header as header_value, AuthCache};
+use crate::http::body_budget::BodyHold;
 use crate::http::error::{ErrorCode, SmsError};
-use crate::http::extract::data;
 use crate::http::middleware::RequestId;
 use crate::http::IngestSettings;
 use crate::services::proxy::{
@@ -34,15 +34,52 @@ use crate::services::proxy::{
 use crate::storage::proxy_log::{CallOutcome, ProxyCall};
 use crate::storage::{queries, ReadPool};
 
-/// Whether this service passes `/v3/` calls on to SMS.
-pub fn enabled(req: &HttpRequest) -> bool {
-    req.app_data::<web::Data<Proxy>>().is_some()
+/// What the pass-through works with; only there with `serve --proxy`, so a
+/// handler taking `Option<PassThrough>` gets `None` without it.
+pub struct PassThrough {
+    proxy: web::Data<Proxy>,
+    log: web::Data<ProxyLog>,
+    cache: web::Data<AuthCache>,
+    reads: web::Data<ReadPool>,
+    ingest: web::Data<IngestSettings>,
+}
+
+impl FromRequest for PassThrough {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = || {
+            Some(PassThrough {
+                proxy: req.app_data::<web::Data<Proxy>>()?.clone(),
+                log: req.app_data::<web::Data<ProxyLog>>()?.clone(),
+                cache: req.app_data::<web::Data<AuthCache>>()?.clone(),
+                reads: req.app_data::<web::Data<ReadPool>>()?.clone(),
+                ingest: req.app_data::<web::Data<IngestSettings>>()?.clone(),
+            })
+        };
+        std::future::ready(state().ok_or_else(|| {
+            actix_web::error::ErrorNotFound("the pass-through is off (serve without --proxy)")
+        }))
+    }
 }
 
 /// Who may have SMS do things: agents and operators, within their task scope. A
 /// credential limited to some tasks may not call what is about every task or
 /// source of the project (`/v3/tasks` lists and creates them all), and reaches a
 /// source only when `tasks sync` found it to be the source of one of its tasks.
+struct CallTo<'a> {
+    path: &'a ProxyPath,
+    subject: &'a Subject<'a>,
+    reads: &'a ReadPool,
+}
+
+impl Authorize for CallTo<'_> {
+    async fn authorize(&self, credential: &Credential) -> Result<(), SmsError> {
+        authorize(credential, self.path, self.subject, self.reads).await
+    }
+}
+
 async fn authorize(
     credential: &Credential,
     path: &ProxyPath,
@@ -104,112 +141,157 @@ impl CallStart {
 pub async fn pass_through(
     req: HttpRequest,
     payload: web::Payload,
+    state: PassThrough,
 ) -> Result<HttpResponse, SmsError> {
     let started = Instant::now();
     let at = now_ms();
-    let (proxy, log, cache, reads, ingest) = (
-        data::<Proxy>(&req),
-        data::<ProxyLog>(&req),
-        data::<AuthCache>(&req),
-        data::<ReadPool>(&req),
-        data::<IngestSettings>(&req),
-    );
-    let limit = log.settings().max_body_bytes;
     let path = ProxyPath::parse(req.uri().path())
         .map_err(|e| SmsError::bad_request(format!("path: {e}")))?;
     let subject = match path.operation(req.method().as_str()) {
         Ok((_, subject)) => subject,
-        Err(refusal @ OperationRefusal::UnknownPath(_)) => {
-            return Err(SmsError::UnknownPath(refusal.to_string()))
-        }
-        Err(refusal @ OperationRefusal::Method { .. }) => {
-            let OperationRefusal::Method { ref allow, .. } = refusal else {
-                unreachable!()
-            };
-            let mut answer = SmsError::MethodNotAllowed(refusal.to_string()).error_response();
-            if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(allow) {
-                answer
-                    .headers_mut()
-                    .insert(actix_web::http::header::ALLOW, allow);
-            }
-            return Ok(answer);
-        }
+        Err(refusal) => return refused(refusal),
     };
-    let presented = auth::presented(&req, true)?;
-    let unsigned_payload = auth::unsigned_payload(&req);
-    // A body under a signature (the agent's, or the service's own) must be read
-    // whole first; any other streams through.
-    let read_first =
-        !unsigned_payload && (presented.method() == AuthMethod::Aksk || proxy.signs_bodies());
-    let declared = header_value(&req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    // An unknown credential is refused before any byte of the body is read.
-    let found = auth::require_known(&presented, auth::find(&presented, &cache, &reads).await?)?;
+    let call = CallTo {
+        path: &path,
+        subject: &subject,
+        reads: &state.reads,
+    };
     // Bodies read whole are charged to the budget until the call is over.
-    let mut hold = ingest.body_budget.hold();
-
-    let (credential, body, request_tap) = if read_first {
-        // A token is checked whole (role and scope too) before the body is read;
-        // a signature needs the body.
-        let by_token = match presented.method() {
-            AuthMethod::Token => {
-                let credential =
-                    auth::authenticate(&req, &presented, Some(found.clone()), Some(&[]))?;
-                authorize(&credential, &path, &subject, &reads).await?;
-                Some(credential)
-            }
-            AuthMethod::Aksk => None,
-        };
-        let reading = read_body(&req, payload, limit, &ingest.body_budget, &mut hold);
-        let body = tokio::time::timeout(ingest.body_timeout, reading)
-            .await
-            .map_err(|_| SmsError::BodyTimeout(ingest.body_timeout.as_secs()))??;
-        let credential = match by_token {
-            Some(credential) => credential,
-            None => {
-                let credential =
-                    auth::authenticate(&req, &presented, Some(found), body.as_deref())?;
-                authorize(&credential, &path, &subject, &reads).await?;
-                credential
-            }
-        };
-        let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
-        let mut tap = BodyTap::new(log.settings().log_bodies);
-        tap.see(&body);
-        let body = OutgoingBody::Buffered(Bytes::from(body));
-        (credential, body, Arc::new(Mutex::new(tap)))
-    } else {
-        // A token, or a signature that leaves the body out: known before the body.
-        let credential = auth::authenticate(&req, &presented, Some(found), Some(&[]))?;
-        authorize(&credential, &path, &subject, &reads).await?;
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(SmsError::BodyTooLarge(limit));
+    let mut hold = state.ingest.body_budget.hold();
+    let (credential, body, request_tap) =
+        authenticated_request(&req, payload, &state, &call, &mut hold).await?;
+    let limit = state.log.settings().max_body_bytes;
+    let unsigned_payload = auth::unsigned_payload(&req);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| SmsError::bad_request("method: not a valid HTTP method"))?;
+    let mut start = call_start(&req, &credential, &path, started, at);
+    let sent = state
+        .proxy
+        .send(OutgoingRequest {
+            method,
+            path: &path,
+            raw_query: req.query_string(),
+            headers: outgoing_headers(&req),
+            body,
+            unsigned_payload,
+        })
+        .await;
+    {
+        let tap = request_tap.lock();
+        start.call.request_bytes = tap.bytes;
+        start.call.request_body = tap.kept.clone();
+    }
+    let too_large = start.call.request_bytes > limit as u64;
+    let body_late = request_tap.lock().broken.is_some() && !too_large;
+    let response = match sent {
+        Ok(response) => response,
+        Err(failure) => {
+            let error = match failure {
+                _ if too_large => (CallOutcome::TooLarge, SmsError::BodyTooLarge(limit)),
+                _ if body_late => (
+                    CallOutcome::Aborted,
+                    SmsError::BodyTimeout(state.ingest.body_timeout.as_secs()),
+                ),
+                ProxyFailure::NotVerbatim(_) => {
+                    return Err(SmsError::bad_request(failure.to_string()))
+                }
+                failure => unanswered(failure),
+            };
+            return Ok(not_sent(start, &state.log, error));
         }
-        let tap = Arc::new(Mutex::new(BodyTap::new(log.settings().log_bodies)));
-        // HTTP/1 without Content-Length or Transfer-Encoding has no body at all.
-        let no_body = declared == Some(0)
-            || (declared.is_none()
-                && req.version() < actix_web::http::Version::HTTP_2
-                && !req.headers().contains_key("transfer-encoding"));
-        let body = if no_body {
-            OutgoingBody::Empty
-        } else {
-            OutgoingBody::Streamed {
-                stream: pump(payload, limit, ingest.body_timeout, tap.clone()),
-                length: declared,
-                deadline: ingest.body_timeout,
-            }
-        };
-        (credential, body, tap)
     };
+    start.call.latency_us = started.elapsed().as_micros() as u64;
+    start.call.upstream_request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (secret, stall) = (path.answer_is_secret(), state.proxy.timeout());
+    Ok(answer(&req, response, start, state.log, secret, stall))
+}
 
+/// The answer to a call SMS has no such operation for: 404 for a path it does
+/// not have, 405 with `Allow` for a method.
+fn refused(refusal: OperationRefusal) -> Result<HttpResponse, SmsError> {
+    let allow = match &refusal {
+        OperationRefusal::UnknownPath(_) => return Err(SmsError::UnknownPath(refusal.to_string())),
+        OperationRefusal::Method { allow, .. } => allow.clone(),
+    };
+    let mut answer = SmsError::MethodNotAllowed(refusal.to_string()).error_response();
+    if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        answer
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, allow);
+    }
+    Ok(answer)
+}
+
+/// The caller, verified and authorized, and the body to send on: read whole
+/// when under a signature (the agent's, or the service's own), streamed
+/// otherwise. An unknown credential is refused before any byte is read.
+async fn authenticated_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &PassThrough,
+    call: &CallTo<'_>,
+    hold: &mut BodyHold,
+) -> Result<(Credential, OutgoingBody, Arc<Mutex<BodyTap>>), SmsError> {
+    let presented = auth::presented(req, true)?;
+    let found = auth::find(&presented, &state.cache, &state.reads).await?;
+    let found = auth::require_known(&presented, found)?;
+    let settings = state.log.settings();
+    let limit = settings.max_body_bytes;
+    let tap = Arc::new(Mutex::new(BodyTap::new(settings.log_bodies)));
+    let read_first = !auth::unsigned_payload(req)
+        && (presented.method() == AuthMethod::Aksk || state.proxy.signs_bodies());
+    if read_first {
+        let rules = BodyRules {
+            limit,
+            timeout: state.ingest.body_timeout,
+            budget: &state.ingest.body_budget,
+        };
+        let (credential, body) =
+            authenticate_with_body(req, &presented, found, payload, rules, hold, call).await?;
+        let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
+        tap.lock().see(&body);
+        return Ok((credential, OutgoingBody::Buffered(Bytes::from(body)), tap));
+    }
+    // A token, or a signature that leaves the body out: known before the body.
+    let credential = auth::authenticate(req, &presented, Some(found), Some(&[]))?;
+    call.authorize(&credential).await?;
+    let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(SmsError::BodyTooLarge(limit));
+    }
+    // HTTP/1 without Content-Length or Transfer-Encoding has no body at all.
+    let no_body = declared == Some(0)
+        || (declared.is_none()
+            && req.version() < actix_web::http::Version::HTTP_2
+            && !req.headers().contains_key("transfer-encoding"));
+    let body = if no_body {
+        OutgoingBody::Empty
+    } else {
+        let timeout = state.ingest.body_timeout;
+        OutgoingBody::Streamed {
+            stream: pump(payload, limit, timeout, tap.clone()),
+            length: declared,
+            deadline: timeout,
+        }
+    };
+    Ok((credential, body, tap))
+}
+
+/// The agent's headers SMS gets: end-to-end ones, in the HTTP client's types
+/// (actix and the client use different versions of the `http` crate).
+fn outgoing_headers(
+    req: &HttpRequest,
+) -> Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
     let tokens = connection_tokens(
         req.headers()
             .get_all("connection")
             .filter_map(|v| v.to_str().ok()),
     );
-    // actix and the HTTP client use different versions of the `http` types.
-    let headers = req
-        .headers()
+    req.headers()
         .iter()
         .filter(|(name, _)| !is_request_header_dropped(name.as_str(), &tokens))
         .filter_map(|(name, value)| {
@@ -218,10 +300,18 @@ pub async fn pass_through(
                 reqwest::header::HeaderValue::from_bytes(value.as_bytes()).ok()?,
             ))
         })
-        .collect();
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|_| SmsError::bad_request("method: not a valid HTTP method"))?;
-    let start = CallStart {
+        .collect()
+}
+
+/// The call's log entry as far as it is known before SMS answers.
+fn call_start(
+    req: &HttpRequest,
+    credential: &Credential,
+    path: &ProxyPath,
+    started: Instant,
+    at: crate::domain::Timestamp,
+) -> CallStart {
+    CallStart {
         started,
         call: ProxyCall {
             at,
@@ -245,72 +335,35 @@ pub async fn pass_through(
             request_body: None,
             response_body: None,
         },
-    };
-    let sent = proxy
-        .send(OutgoingRequest {
-            method,
-            path: &path,
-            raw_query: req.query_string(),
-            headers,
-            body,
-            unsigned_payload,
-        })
-        .await;
-    let mut start = start;
-    {
-        let tap = request_tap.lock();
-        start.call.request_bytes = tap.bytes;
-        start.call.request_body = tap.kept.clone();
     }
-    let too_large = start.call.request_bytes > limit as u64;
-    let body_late = request_tap.lock().broken.is_some() && !too_large;
-    let response = match sent {
-        Ok(response) => response,
-        Err(failure) => {
-            let (outcome, error) = match failure {
-                _ if too_large => (CallOutcome::TooLarge, SmsError::BodyTooLarge(limit)),
-                _ if body_late => (
-                    CallOutcome::Aborted,
-                    SmsError::BodyTimeout(ingest.body_timeout.as_secs()),
-                ),
-                ProxyFailure::Timeout(_) => (
-                    CallOutcome::Timeout,
-                    SmsError::UpstreamTimeout(failure.to_string()),
-                ),
-                ProxyFailure::NotVerbatim(_) => {
-                    return Err(SmsError::bad_request(failure.to_string()))
-                }
-                ProxyFailure::Unreachable(_) => (
-                    CallOutcome::Unreachable,
-                    SmsError::UpstreamUnavailable(failure.to_string()),
-                ),
-            };
-            start.finish(
-                &log,
-                outcome,
-                error.status_code().as_u16(),
-                Some(error.to_string()),
-            );
-            let mut answer = error.error_response();
-            // Recorded in the proxy log, not as a refusal in the rejection log.
-            answer.extensions_mut().remove::<ErrorCode>();
-            return Ok(answer);
-        }
-    };
-    start.call.latency_us = started.elapsed().as_micros() as u64;
-    start.call.upstream_request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok(answer(
-        &req,
-        response,
-        start,
-        log,
-        path.answer_is_secret(),
-        proxy.timeout(),
-    ))
+}
+
+/// SMS could not be reached or did not answer in time.
+fn unanswered(failure: ProxyFailure) -> (CallOutcome, SmsError) {
+    match failure {
+        ProxyFailure::Timeout(_) => (
+            CallOutcome::Timeout,
+            SmsError::UpstreamTimeout(failure.to_string()),
+        ),
+        _ => (
+            CallOutcome::Unreachable,
+            SmsError::UpstreamUnavailable(failure.to_string()),
+        ),
+    }
+}
+
+/// The agent's answer when SMS gave none, recorded in the proxy log (not as a
+/// refusal in the rejection log).
+fn not_sent(
+    start: CallStart,
+    log: &ProxyLog,
+    (outcome, error): (CallOutcome, SmsError),
+) -> HttpResponse {
+    let status = error.status_code().as_u16();
+    start.finish(log, outcome, status, Some(error.to_string()));
+    let mut answer = error.error_response();
+    answer.extensions_mut().remove::<ErrorCode>();
+    answer
 }
 
 /// SMS's answer, passed on: status, end-to-end headers, and the body as it comes.

@@ -62,7 +62,7 @@ pub(super) struct Shared {
 /// One batch's jobs, sorted by kind; each kind keeps its callers' order.
 #[derive(Default)]
 struct Batch {
-    uploads: Vec<Box<NewUpload>>,
+    uploads: Vec<NewUpload>,
     replies: Vec<UploadReply>,
     execs: Vec<WriteFn>,
     exec_replies: Vec<super::ExecReply>,
@@ -90,7 +90,7 @@ impl Batch {
     }
 
     fn add_upload(&mut self, queued: super::Queued) {
-        self.uploads.push(queued.upload);
+        self.uploads.push(*queued.upload);
         self.replies.push(queued.reply);
     }
 }
