@@ -4,18 +4,17 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use clap::Args;
+use rusqlite::Connection;
 
 use super::{confirm, fail, open, open_existing, CliError, UpstreamArgs};
-use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
-use crate::services::outbox::{DirectRecorder, RetryPolicy, Sender, SenderConfig, Tally};
-use crate::services::upstream::{self, ReplayTargets};
+use crate::domain::{DeliveryState, ReplayFilter};
+use crate::services::outbox::SendCounts;
+use crate::services::replay::{self, DirectReplay, Sending};
+use crate::services::upstream::{ReplayTargets, UpstreamAuth};
 use crate::storage::lock::{LockKind, ProcessLock};
-use crate::storage::{self, replays};
+use crate::storage::replays;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -97,62 +96,11 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
             .ok_or_else(|| fail("no interrupted replay to resume"))?;
         (id, target, args.upstream.auth()?)
     } else {
-        let target = match &args.to {
-            Some(url) => allowed_targets(&args)?.check(url).map_err(fail)?,
-            // A dry run sends nothing, so it needs no upstream.
-            None if args.dry_run && !args.upstream.configured() => NO_UPSTREAM.to_string(),
-            None => args.upstream.endpoint()?,
-        };
-        let filter = ReplayFilter::new(
-            &args.tasks,
-            args.since,
-            args.until,
-            Some(&args.state),
-            args.latest_per_task,
-        )
-        .map_err(fail)?;
-        let selection = replays::select(&conn, &filter).map_err(fail)?;
-        say!(
-            "{} of {} would be sent to {target}",
-            counted(selection.uploads.len(), "upload"),
-            counted(selection.per_task.len(), "task")
-        )?;
-        for task in &filter.tasks {
-            if !selection.per_task.contains_key(task.as_str()) {
-                eprintln!("warning: task {task} has no uploads that match");
-            }
+        match create(&conn, &args)? {
+            Created::Replay(id, target, auth) => (id, target, auth),
+            Created::Nothing(code) => return Ok(code),
         }
-        for (task, n) in selection.per_task.iter().take(20) {
-            say!("  {task}: {n}")?;
-        }
-        if selection.per_task.len() > 20 {
-            say!("  … and {} more tasks", selection.per_task.len() - 20)?;
-        }
-        if args.dry_run {
-            say!("dry run: nothing sent")?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        if selection.uploads.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        // Before asking or storing anything: a replay that cannot be sent is no use.
-        let auth = args.upstream.auth()?;
-        if !args.yes && !confirm("Send them? [y/N] ")? {
-            say!("nothing sent")?;
-            return Ok(ExitCode::from(1));
-        }
-        let id = replays::create(
-            &conn,
-            &selection,
-            &filter,
-            &target,
-            ReplayRunner::Cli,
-            "cli",
-        )
-        .map_err(fail)?;
-        (id, target, auth)
     };
-    let timeout = std::time::Duration::from_secs(args.upstream.upstream_timeout.max(1));
     let total = replays::states(&conn, replay_id)
         .map_err(fail)?
         .get(DeliveryState::Pending);
@@ -160,69 +108,137 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         "replay {replay_id}: sending {} to {target}",
         counted(total as usize, "upload")
     )?;
-
     // A resumed replay's target comes from the database: checked like a new one.
     let targets = allowed_targets(&args)?;
     targets.check(&target).map_err(fail)?;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tally: Arc<Tally> = Arc::default();
-    let sender = Sender {
-        reads: storage::ReadPool::new(db),
-        recorder: Arc::new(DirectRecorder(Arc::new(Mutex::new(conn)))),
-        upstream: Arc::new(move |target: &str| {
-            let allowed = targets.check(target)?;
-            Ok(upstream::Upstream::new(allowed, auth.clone(), timeout))
-        }),
-        config: SenderConfig {
-            runner: Runner::Replay(replay_id),
-            concurrency: args.concurrency.max(1),
-            deliver_all: true,
-            // A replay runs while someone watches: retry briefly, then report.
-            policy: RetryPolicy {
-                first: std::time::Duration::from_secs(1),
-                cap: std::time::Duration::from_secs(30),
-                max_age: std::time::Duration::from_secs(600),
-            },
-            rate: args.rate,
-        },
-        wake: Arc::default(),
-        stop: stop.clone(),
-        tally: tally.clone(),
+    let replay = DirectReplay {
+        replay_id,
+        targets,
+        auth,
+        timeout: std::time::Duration::from_secs(args.upstream.upstream_timeout.max(1)),
+        concurrency: args.concurrency,
+        rate: args.rate,
     };
-    let bar = indicatif::ProgressBar::new(total as u64);
+    let sending = replay.start(db, conn);
+    let counts = sending.counts.clone();
+    let interrupted = watch(sending, total as u64).await?;
+    report(db, replay_id, &counts, interrupted)
+}
+
+/// What choosing a new replay came to.
+enum Created {
+    Replay(i64, String, UpstreamAuth),
+    /// A dry run, nothing selected, or the question answered no.
+    Nothing(ExitCode),
+}
+
+/// Selects what the flags ask for, says what would be sent, asks, and creates
+/// the replay.
+fn create(conn: &Connection, args: &ReplayArgs) -> Result<Created, CliError> {
+    let target = match &args.to {
+        Some(url) => allowed_targets(args)?.check(url).map_err(fail)?,
+        // A dry run sends nothing, so it needs no upstream.
+        None if args.dry_run && !args.upstream.configured() => NO_UPSTREAM.to_string(),
+        None => args.upstream.endpoint()?,
+    };
+    let filter = ReplayFilter::new(
+        &args.tasks,
+        args.since,
+        args.until,
+        Some(&args.state),
+        args.latest_per_task,
+    )
+    .map_err(fail)?;
+    let selection = replays::select(conn, &filter).map_err(fail)?;
+    describe(&selection, &filter, &target)?;
+    if args.dry_run {
+        say!("dry run: nothing sent")?;
+        return Ok(Created::Nothing(ExitCode::SUCCESS));
+    }
+    if selection.uploads.is_empty() {
+        return Ok(Created::Nothing(ExitCode::SUCCESS));
+    }
+    // Before asking or storing anything: a replay that cannot be sent is no use.
+    let auth = args.upstream.auth()?;
+    if !args.yes && !confirm("Send them? [y/N] ")? {
+        say!("nothing sent")?;
+        return Ok(Created::Nothing(ExitCode::from(1)));
+    }
+    let id = replay::create_direct(conn, &selection, &filter, &target).map_err(fail)?;
+    Ok(Created::Replay(id, target, auth))
+}
+
+/// How many uploads of which tasks would be sent.
+fn describe(
+    selection: &replays::Selection,
+    filter: &ReplayFilter,
+    target: &str,
+) -> Result<(), CliError> {
+    say!(
+        "{} of {} would be sent to {target}",
+        counted(selection.uploads.len(), "upload"),
+        counted(selection.per_task.len(), "task")
+    )?;
+    for task in &filter.tasks {
+        if !selection.per_task.contains_key(task.as_str()) {
+            eprintln!("warning: task {task} has no uploads that match");
+        }
+    }
+    for (task, n) in selection.per_task.iter().take(20) {
+        say!("  {task}: {n}")?;
+    }
+    if selection.per_task.len() > 20 {
+        say!("  … and {} more tasks", selection.per_task.len() - 20)?;
+    }
+    Ok(())
+}
+
+/// Shows progress until the replay ends. SIGINT and SIGTERM both end it the same
+/// way: the sends in flight finish and are recorded; the exit code (130 or 143)
+/// is returned.
+async fn watch(mut sending: Sending, total: u64) -> Result<Option<u8>, CliError> {
+    let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} {per_sec}")
             .map_err(fail)?,
     );
-    let mut run = tokio::spawn(sender.run(true));
-    // SIGINT and SIGTERM both end the replay the same way: the sends in flight
-    // finish and are recorded, the summary is printed; exit 130 or 143.
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(fail)?;
     let mut interrupted: Option<u8> = None;
+    let counts = sending.counts.clone();
     loop {
         tokio::select! {
-            _ = &mut run => break,
+            _ = &mut sending.done => break,
             _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
                 interrupted = Some(130);
-                stop.store(true, SeqCst);
+                sending.stop.store(true, SeqCst);
                 bar.println("interrupted: letting the uploads in flight finish…");
             }
             _ = terminate.recv(), if interrupted.is_none() => {
                 interrupted = Some(143);
-                stop.store(true, SeqCst);
+                sending.stop.store(true, SeqCst);
                 bar.println("terminated: letting the uploads in flight finish…");
             }
             _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                let (ok, failed) = (tally.delivered.load(Relaxed), tally.failed.load(Relaxed));
+                let (ok, failed) = (counts.delivered.load(Relaxed), counts.failed.load(Relaxed));
                 bar.set_position(ok + failed);
-                bar.set_message(format!("sent {} · ok {ok} · failed {failed} · retrying {}", tally.sent.load(Relaxed), tally.retrying.load(Relaxed)));
+                bar.set_message(format!("sent {} · ok {ok} · failed {failed} · retrying {}", counts.sent.load(Relaxed), counts.retrying.load(Relaxed)));
             }
         }
     }
     bar.finish_and_clear();
-    let conn = open(db)?;
-    let states = replays::states(&conn, replay_id).map_err(fail)?;
+    Ok(interrupted)
+}
+
+/// The summary, and the exit code: 0 when all was delivered, 1 when some was
+/// not (or is left to `--resume`).
+fn report(
+    db: &Path,
+    replay_id: i64,
+    counts: &SendCounts,
+    interrupted: Option<u8>,
+) -> Result<ExitCode, CliError> {
+    let states = replay::conclude(&open(db)?, replay_id).map_err(fail)?;
     let count = |state| states.get(state);
     say!(
         "replay {replay_id}: {} delivered, {} failed, {} dead, {} pending ({} attempts this run)",
@@ -230,25 +246,19 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         count(DeliveryState::Failed),
         count(DeliveryState::Dead),
         count(DeliveryState::Pending),
-        tally.sent.load(Relaxed)
+        counts.sent.load(Relaxed)
     )?;
-    if count(DeliveryState::Pending) == 0 {
-        replays::finish(&conn, replay_id).map_err(fail)?;
-    } else {
+    if count(DeliveryState::Pending) > 0 {
         say!(
             "continue with: sms-audit --db {} replay --resume",
             db.display()
         )?;
     }
-    Ok(if let Some(code) = interrupted {
-        ExitCode::from(code)
-    } else if count(DeliveryState::Failed)
-        + count(DeliveryState::Dead)
-        + count(DeliveryState::Pending)
-        > 0
-    {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    let undelivered =
+        count(DeliveryState::Failed) + count(DeliveryState::Dead) + count(DeliveryState::Pending);
+    Ok(match interrupted {
+        Some(code) => ExitCode::from(code),
+        None if undelivered > 0 => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
     })
 }

@@ -5,17 +5,25 @@
 //! so an interrupted replay is continued with `--resume`.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::outbox::UpstreamSettings;
-use super::upstream;
-use crate::domain::{ReplayFilter, ReplayRunner};
-use crate::storage::replays;
+use rusqlite::Connection;
+
+use super::outbox::{
+    DirectRecorder, RetryPolicy, SendCounts, Sender, SenderConfig, UpstreamSettings,
+};
+use super::upstream::{self, ReplayTargets, Upstream, UpstreamAuth};
+use crate::domain::{DeliveryState, ReplayFilter, ReplayRunner, Runner};
+use crate::storage::replays::{self, StateCounts};
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
 
@@ -163,4 +171,88 @@ fn answer(
         tasks,
         dry_run,
     }
+}
+
+/// A replay sent by this process (the `replay` command) rather than by the
+/// service: the same sender, recording on a connection of its own.
+pub struct DirectReplay {
+    pub replay_id: i64,
+    /// Where it may send; its stored target is checked again at every send.
+    pub targets: ReplayTargets,
+    pub auth: UpstreamAuth,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    /// Most uploads sent per second.
+    pub rate: Option<NonZeroU32>,
+}
+
+/// A direct replay on its way: set `stop` to let the sends in flight finish and
+/// end it; `counts` says how far it got.
+pub struct Sending {
+    pub done: tokio::task::JoinHandle<()>,
+    pub stop: Arc<AtomicBool>,
+    pub counts: Arc<SendCounts>,
+}
+
+impl DirectReplay {
+    /// Starts sending on the current runtime; ends once nothing is pending.
+    pub fn start(self, db: &Path, conn: Connection) -> Sending {
+        let (stop, counts) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::<SendCounts>::default(),
+        );
+        let (targets, auth, timeout) = (self.targets, self.auth, self.timeout);
+        let sender = Sender {
+            reads: ReadPool::new(db),
+            recorder: Arc::new(DirectRecorder(Arc::new(Mutex::new(conn)))),
+            upstream: Arc::new(move |target: &str| {
+                let allowed = targets.check(target)?;
+                Ok(Upstream::new(allowed, auth.clone(), timeout))
+            }),
+            config: SenderConfig {
+                runner: Runner::Replay(self.replay_id),
+                concurrency: self.concurrency.max(1),
+                deliver_all: true,
+                // A replay runs while someone watches: retry briefly, then report.
+                policy: RetryPolicy {
+                    first: Duration::from_secs(1),
+                    cap: Duration::from_secs(30),
+                    max_age: Duration::from_secs(600),
+                },
+                rate: self.rate,
+            },
+            wake: Arc::default(),
+            stop: stop.clone(),
+            tally: counts.clone(),
+        };
+        let done = tokio::spawn(sender.run(true));
+        Sending { done, stop, counts }
+    }
+}
+
+/// Creates a replay of `selection` run from the command line; its id.
+pub fn create_direct(
+    conn: &Connection,
+    selection: &replays::Selection,
+    filter: &ReplayFilter,
+    target: &str,
+) -> Result<i64, StorageError> {
+    Ok(replays::create(
+        conn,
+        selection,
+        filter,
+        target,
+        ReplayRunner::Cli,
+        "cli",
+    )?)
+}
+
+/// Where a replay stands, by delivery state; marked finished once nothing of it
+/// is pending.
+pub fn conclude(conn: &Connection, replay_id: i64) -> Result<StateCounts, StorageError> {
+    let states = replays::states(conn, replay_id)?;
+    if states.get(DeliveryState::Pending) == 0 {
+        replays::finish(conn, replay_id)?;
+    }
+    Ok(states)
 }

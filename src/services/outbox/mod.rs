@@ -79,7 +79,7 @@ pub struct SenderConfig {
 
 /// Counts of what a sender did, for progress bars and summaries, and its metrics.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub struct SendCounts {
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
@@ -132,7 +132,7 @@ pub struct ServiceSender {
     stop: Arc<AtomicBool>,
     wake: Arc<Notify>,
     thread: std::thread::JoinHandle<()>,
-    tally: Arc<Tally>,
+    tally: Arc<SendCounts>,
 }
 
 impl ServiceSender {
@@ -143,7 +143,7 @@ impl ServiceSender {
         wake: Arc<Notify>,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(SendCounts::default());
         let sender = Sender {
             reads,
             recorder: Arc::new(writer),

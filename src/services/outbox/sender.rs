@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::policy::{self, RetryPolicy};
-use super::{Recorder, SenderConfig, Tally};
+use super::{Recorder, SendCounts, SenderConfig};
 use crate::domain::{now_ms, DeliveryState, Outcome, Trigger};
 use crate::services::upstream::Upstream;
 use crate::storage::outbox::{self, Due, DueRow, FETCH_BATCH};
@@ -42,7 +42,7 @@ pub struct Sender<R: Recorder> {
     pub config: SenderConfig,
     pub wake: Arc<Notify>,
     pub stop: Arc<AtomicBool>,
-    pub tally: Arc<Tally>,
+    pub tally: Arc<SendCounts>,
 }
 
 impl<R: Recorder> Sender<R> {
@@ -160,7 +160,7 @@ struct Launcher {
     upstreams: Mutex<HashMap<String, Result<Upstream, String>>>,
     make_upstream: UpstreamFor,
     policy: RetryPolicy,
-    tally: Arc<Tally>,
+    tally: Arc<SendCounts>,
     recordings: mpsc::UnboundedSender<(Outcome, Due)>,
 }
 
@@ -236,7 +236,7 @@ impl Launcher {
     }
 }
 
-impl Tally {
+impl SendCounts {
     fn count(&self, o: &Outcome) {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics
