@@ -4,7 +4,7 @@
 # uploads/s, p99 and the slowest upload: with no purge, with `serve --retention 45`
 # purging the older half through the writer from the start, and with
 # `sms-audit purge` doing the same from the command line next to the service.
-# Each purge's steps are bounded by --purge-step-ms (STEP_MS, default 50).
+# Each purge's steps are bounded by --purge-step (STEP_MS, milliseconds, default 50).
 # Needs wrk. Usage: scripts/bench-purge.sh [UPLOADS] [SECONDS] [CONNECTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,7 @@ if [ ! -e "$seeded" ]; then
   "$bin" --db "$seeded" dev seed --uploads "$uploads" --tasks 10000 --span 90d 2>/dev/null
 fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "database: $(du -m "$seeded" | cut -f1) MB, $uploads uploads over 90 days; wrk -t2 -c$connections -d${duration}s; --purge-step-ms $step_ms"
+echo "database: $(du -m "$seeded" | cut -f1) MB, $uploads uploads over 90 days; wrk -t2 -c$connections -d${duration}s; --purge-step ${step_ms}ms"
 
 run() { # name, extra serve flags...
   local name=$1; shift
@@ -36,14 +36,14 @@ run() { # name, extra serve flags...
   cp "$seeded" "$db"
   export SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$db" credentials add --name "bench-$name" --role agent --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  RUST_LOG=info "$bin" --db "$db" serve --listen 127.0.0.1:0 --purge-step-ms "$step_ms" "$@" 2>"$work/$name.log" &
+  RUST_LOG=info "$bin" --db "$db" serve --listen 127.0.0.1:0 --purge-step "${step_ms}ms" "$@" 2>"$work/$name.log" &
   pid=$!
   local address cli=
   address=$(address_of "$work/$name.log")
   if [ "$name" = command-line ]; then
     local before
     before=$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
-    ( start=$(date +%s.%N); "$bin" --db "$db" purge --before "$before" --yes --step-ms "$step_ms" >"$work/purge.out"
+    ( start=$(date +%s.%N); "$bin" --db "$db" purge --before "$before" --yes --step "${step_ms}ms" >"$work/purge.out"
       echo "took $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)") s" >>"$work/purge.out" ) &
     cli=$!
   fi

@@ -14,11 +14,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use governor::{Quota, RateLimiter};
 
-use crate::domain::{upload_body::DEFAULT_MAX_RESULTS, Role, TaskPolicy};
+use crate::domain::{Role, TaskPolicy};
 use crate::http::auth::AuthCache;
 use crate::http::auth_failures::AuthFailures;
-use crate::http::body_budget::{BodyBudget, DEFAULT_MAX_BUFFERED_BYTES};
-use crate::http::{ConfiguredUpstream, IngestSettings, PublicLog, RequestLimits, SessionLifetime};
+use crate::http::body_budget::BodyBudget;
+use crate::http::{
+    ConfiguredUpstream, HttpSettings, IngestSettings, PublicLog, RequestLimits, SessionLifetime,
+};
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
@@ -38,8 +40,11 @@ use crate::services::sessions::sweep_loop;
 use crate::services::verification::VerificationJob;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
-use crate::storage::writer::{self, WriterHandle, WriterThread};
-use crate::storage::{prepare, ReadPool, StorageError, SyncMode, WalCheckpoints};
+use crate::storage::writer::{self, WriterHandle, WriterSettings, WriterThread};
+use crate::storage::{prepare, ReadPool, StorageError};
+
+/// Where `serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
@@ -47,13 +52,10 @@ pub struct ServeConfig {
     pub db: PathBuf,
     pub listen: String,
     pub task_policy: TaskPolicy,
-    pub max_body_bytes: usize,
-    /// Bytes of request bodies held in memory at once (`--max-buffered-bytes`).
-    pub max_buffered_bytes: usize,
-    pub max_results: usize,
-    pub sync: SyncMode,
-    /// Who checkpoints the WAL (`--checkpoint-mode`).
-    pub wal_checkpoints: WalCheckpoints,
+    /// Limits and lifetimes of requests, sessions and cached credentials.
+    pub http: HttpSettings,
+    /// Durability, WAL checkpoints and the write queue.
+    pub writer: WriterSettings,
     /// Purge uploads older than this (`--retention`).
     pub retention: Option<RetentionSettings>,
     /// What stamps uploads (`received_at`); tests make histories with another.
@@ -65,23 +67,11 @@ pub struct ServeConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limit: Option<NonZeroU32>,
-    pub queue_capacity: usize,
     /// Accept and answer uploads without storing them (benchmark ceiling only).
     pub null_store: bool,
     pub workers: Option<usize>,
     /// Stop on SIGINT/SIGTERM (off for in-process tests).
     pub handle_signals: bool,
-    /// How long a looked-up credential is trusted without reading it again (so a
-    /// revocation takes effect within this time).
-    pub credential_cache_ttl: Duration,
-    /// How long a login lasts.
-    pub session_lifetime: Duration,
-    /// How long a client may take to send a request's head (then it is disconnected).
-    pub header_timeout: Duration,
-    /// How long a client may take to send an upload's body (then 408).
-    pub body_timeout: Duration,
-    /// The most bytes of headers a request may have (then 431).
-    pub max_header_bytes: usize,
     /// The real SMS endpoint, for forwarding and web replays.
     pub upstream: Option<UpstreamSettings>,
     /// Serve HTTPS with this certificate chain and key (PEM files).
@@ -114,28 +104,19 @@ impl ServeConfig {
             public_log: false,
             strict_permissions: false,
             db,
-            listen: "127.0.0.1:8080".into(),
-            task_policy: TaskPolicy::Open,
-            max_body_bytes: 65536,
-            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
-            max_results: DEFAULT_MAX_RESULTS,
-            sync: SyncMode::Full,
-            wal_checkpoints: WalCheckpoints::Passive,
+            listen: DEFAULT_LISTEN.into(),
+            task_policy: TaskPolicy::default(),
+            http: HttpSettings::DEFAULT,
+            writer: WriterSettings::DEFAULT,
             retention: None,
             clock: UploadClock(std::sync::Arc::new(crate::domain::now_ms)),
             metrics_token: None,
             notify: None,
             trusted_proxies: Vec::new(),
             rate_limit: None,
-            queue_capacity: 4096,
             null_store: false,
             workers: None,
             handle_signals: true,
-            credential_cache_ttl: Duration::from_secs(1),
-            session_lifetime: Duration::from_secs(12 * 3600),
-            header_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(30),
-            max_header_bytes: 32 * 1024,
             upstream: None,
             tls: None,
             proxy: None,
@@ -276,7 +257,7 @@ fn claim(config: &ServeConfig) -> Result<Claimed, StartError> {
     };
     let listener = TcpListener::bind(&config.listen).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
-    let conn = prepare(&config.db, config.sync)?;
+    let conn = prepare(&config.db, config.writer.sync)?;
     let admin_token = if credentials::is_empty(&conn)? {
         let admin = NewCredential {
             name: "admin",
@@ -309,12 +290,10 @@ fn start_storage(config: &ServeConfig) -> Result<Storage, StartError> {
             latest_wins: !u.deliver_all,
         });
     let (writer, writer_thread) = if config.null_store {
-        writer::spawn_null(config.queue_capacity)
+        writer::spawn_null(config.writer.queue_capacity)
     } else {
         let writer_config = writer::WriterConfig {
-            sync: config.sync,
-            wal_checkpoints: config.wal_checkpoints,
-            queue_capacity: config.queue_capacity,
+            settings: config.writer,
             forwarding,
             clock: config.clock.0.clone(),
         };
@@ -414,7 +393,7 @@ fn shared_state(
         }
     });
     let http_metrics = HttpMetrics::default();
-    let body_budget = BodyBudget::new(config.max_buffered_bytes);
+    let body_budget = BodyBudget::new(config.http.max_buffered_bytes);
     let registry = metrics_registry(
         &http_metrics,
         &body_budget,
@@ -430,20 +409,20 @@ fn shared_state(
         )),
         ingest: web::Data::new(IngestSettings {
             task_policy: config.task_policy,
-            max_body_bytes: config.max_body_bytes,
-            max_results: config.max_results,
+            max_body_bytes: config.http.max_body_bytes,
+            max_results: config.http.max_results,
             trusted_proxies: config.trusted_proxies.clone(),
             rate_limiter: config
                 .rate_limit
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
-            body_timeout: config.body_timeout,
+            body_timeout: config.http.body_timeout,
             body_budget,
             seen_signatures: Default::default(),
         }),
         limits: web::Data::new(RequestLimits {
-            max_header_bytes: config.max_header_bytes,
+            max_header_bytes: config.http.max_header_bytes,
         }),
-        auth_cache: web::Data::new(AuthCache::new(config.credential_cache_ttl)),
+        auth_cache: web::Data::new(AuthCache::new(config.http.credential_cache_ttl)),
         auth_failures: web::Data::new(AuthFailures::default()),
         verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
         replays: web::Data::new(ServerReplays {
@@ -452,7 +431,7 @@ fn shared_state(
             wake: outbox_wake.clone(),
         }),
         upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
-        session_lifetime: web::Data::new(SessionLifetime(config.session_lifetime)),
+        session_lifetime: web::Data::new(SessionLifetime(config.http.session_lifetime)),
         checkpointer: checkpointer.map(web::Data::from),
         public_log: web::Data::new(PublicLog(config.public_log)),
         fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
@@ -491,7 +470,7 @@ fn http_server(
     .shutdown_timeout(30)
     // A client gets this long to send its request's head, then is dropped;
     // idle keep-alive connections are closed after 5 s.
-    .client_request_timeout(config.header_timeout)
+    .client_request_timeout(config.http.header_timeout)
     .keep_alive(Duration::from_secs(5))
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
     // Signals are ours (below): actix's are only listened for once the server

@@ -70,6 +70,7 @@ fn store(db: &std::path::Path, history: &[Upload]) -> Vec<Stored> {
             .expect("one time per upload")
     });
     let config = writer::WriterConfig {
+        settings: unsynced(),
         clock,
         ..Default::default()
     };
@@ -336,7 +337,11 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
         })
         .collect();
     store(&db, &history);
-    let (handle, thread) = writer::spawn(&db, Default::default()).unwrap();
+    let config = writer::WriterConfig {
+        settings: unsynced(),
+        ..Default::default()
+    };
+    let (handle, thread) = writer::spawn(&db, config).unwrap();
     let reads = storage::ReadPool::new(&db);
     assert_eq!(fleet::make_due_snapshots(&reads, &handle, 3).unwrap(), 3);
     assert_eq!(
@@ -354,5 +359,13 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
             storage::fleet::states_by_seeks(&conn, upto).unwrap(),
             "as of upload {upto}"
         );
+    }
+}
+
+/// Histories made in a test need no fsync.
+fn unsynced() -> writer::WriterSettings {
+    writer::WriterSettings {
+        sync: storage::SyncMode::Normal,
+        ..writer::WriterSettings::DEFAULT
     }
 }

@@ -21,7 +21,7 @@ pub enum CredentialsCommand {
         json: bool,
     },
     /// Revoke a credential: on a running service its token and AK/SK stop working
-    /// within --credential-cache-ms (1 s by default), and its page sessions end.
+    /// within --credential-cache (1s by default), and its page sessions end.
     /// Its name stays taken.
     Revoke {
         /// The credential's name.

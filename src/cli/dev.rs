@@ -143,10 +143,13 @@ async fn seed(
         None => std::sync::Arc::new(crate::domain::now_ms),
     };
     let config = writer::WriterConfig {
-        queue_capacity: 8192,
+        settings: writer::WriterSettings {
+            sync: crate::storage::SyncMode::Normal,
+            queue_capacity: 8192,
+            ..writer::WriterSettings::DEFAULT
+        },
         forwarding,
         clock,
-        ..Default::default()
     };
     let (handle, thread) = writer::spawn(db, config).map_err(fail)?;
     let bar = indicatif::ProgressBar::new(uploads);

@@ -31,9 +31,11 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::services::outbox::UpstreamSettings;
 use crate::services::upstream;
 use crate::storage::{self, SyncMode};
 
@@ -165,10 +167,12 @@ pub struct UpstreamArgs {
     /// ru-moscow-1, ap-southeast-1).
     #[arg(long, env = "SMS_AUDIT_UPSTREAM_REGION")]
     pub upstream_region: Option<String>,
-    /// Seconds before a request to SMS is given up (and retried later).
-    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", default_value_t = 30,
-        value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub upstream_timeout: u64,
+    /// How long before a request to SMS is given up (and retried later), e.g.
+    /// 30s; a bare number is seconds.
+    #[arg(long, env = "SMS_AUDIT_UPSTREAM_TIMEOUT", value_name = "D",
+        default_value_t = FlagDuration(UpstreamSettings::DEFAULT_TIMEOUT),
+        value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(1)..=Duration::from_secs(3600)))]
+    pub upstream_timeout: FlagDuration,
 }
 
 impl UpstreamArgs {
@@ -190,26 +194,65 @@ impl UpstreamArgs {
 }
 
 /// The longest duration a flag takes: 100 years.
-const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// `72h`, `30m`, `45s`, `3d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 72h"))?;
-    let unit_secs: u64 = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
-    };
-    n.checked_mul(unit_secs)
-        .filter(|secs| *secs <= MAX_DURATION_SECS)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is longer than 100 years"))
+/// A duration flag's value: `72h`, `30m`, `45s`, `500ms`, `3d`, `1h 30m`
+/// (humantime's units), or a bare number in the flag's own unit (seconds for most;
+/// days for `--retention`, as it always took).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagDuration(pub Duration);
+
+/// Shown as the largest unit that says it exactly (`90d`, `12h`, `50ms`): the
+/// defaults in `--help` and `config check`.
+impl std::fmt::Display for FlagDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1000, "s"),
+        ];
+        match units
+            .iter()
+            .find(|(size, _)| ms > 0 && ms.is_multiple_of(*size))
+        {
+            Some((size, unit)) => write!(f, "{}{unit}", ms / size),
+            None => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+/// A parser for a duration flag: a bare number counts in `bare` units; the value
+/// must lie in `range`.
+pub fn duration_in(
+    bare: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<FlagDuration, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let s = s.trim();
+        let duration = match s.parse::<u64>() {
+            Ok(n) => u32::try_from(n)
+                .ok()
+                .and_then(|n| bare.checked_mul(n))
+                .unwrap_or(Duration::MAX),
+            Err(_) => humantime::parse_duration(s)
+                .map_err(|e| format!("{s:?} is not a duration like 72h, 30m, 45s or 500ms: {e}"))?,
+        };
+        let shown = |d: &Duration| FlagDuration(*d).to_string();
+        if duration > MAX_DURATION.min(*range.end()) {
+            return Err(format!("{s:?} is longer than {}", shown(range.end())));
+        }
+        if duration < *range.start() {
+            return Err(format!("{s:?} is shorter than {}", shown(range.start())));
+        }
+        Ok(FlagDuration(duration))
+    }
+}
+
+/// `72h`, `30m`, `45s`, `3d`, or plain seconds; up to 100 years.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_in(Duration::from_secs(1), Duration::ZERO..=MAX_DURATION)(s).map(|d| d.0)
 }
 
 /// Why a command stopped early.

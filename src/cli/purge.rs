@@ -4,9 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{confirm, fail, open_existing, CliError};
+use super::{confirm, duration_in, fail, open_existing, CliError, FlagDuration};
 use crate::domain::{format_timestamp, now_ms, Timestamp};
-use crate::services::retention::{self, PurgeReport, PurgeSettings, Step};
+use crate::services::retention::{self, PurgeReport, PurgeSettings, RetentionSettings, Step};
 use crate::storage::lock::{LockKind, ProcessLock};
 use crate::storage::{self, SyncMode};
 
@@ -22,11 +22,16 @@ pub struct PurgeArgs {
     /// Do not ask before purging.
     #[arg(long)]
     pub yes: bool,
-    /// The longest, in milliseconds, one step may hold the database's write lock
-    /// (a running service's uploads wait at most that long).
-    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", default_value_t = 50,
+    /// The longest one step may hold the database's write lock (a running
+    /// service's uploads wait at most that long), e.g. 50ms; a bare number is seconds.
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP", value_name = "D",
+        default_value_t = FlagDuration(RetentionSettings::DEFAULT_STEP),
+        value_parser = duration_in(Duration::from_secs(1), Duration::from_millis(1)..=Duration::from_secs(60)))]
+    pub step: FlagDuration,
+    /// The older spelling of --step, in milliseconds.
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", hide = true, conflicts_with = "step",
         value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub step_ms: u64,
+    pub step_ms: Option<u64>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -38,7 +43,7 @@ pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
     let mut settings = PurgeSettings {
         before: args.before,
         actor: super::operator(),
-        step: Duration::from_millis(args.step_ms),
+        step: args.step_ms.map_or(args.step.0, Duration::from_millis),
         dry_run: true,
     };
     let nothing = |_: Step| -> Result<(), String> { Err("a dry run writes nothing".into()) };

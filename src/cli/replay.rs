@@ -115,7 +115,7 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         replay_id,
         targets,
         auth,
-        timeout: std::time::Duration::from_secs(args.upstream.upstream_timeout.max(1)),
+        timeout: args.upstream.upstream_timeout.0,
         concurrency: args.concurrency,
         rate: args.rate,
     };

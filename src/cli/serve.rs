@@ -6,71 +6,79 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
 use clap::Args;
 
-use super::{fail, parse_duration, CliError, UpstreamArgs};
+use super::{duration_in, fail, CliError, FlagDuration, UpstreamArgs};
 use crate::domain::TaskPolicy;
-use crate::http::body_budget::DEFAULT_MAX_BUFFERED_BYTES;
+use crate::http::HttpSettings;
 use crate::services::checkpoints::CheckpointSettings;
 use crate::services::notify::NotifySettings;
 use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::proxy::ProxySettings;
 use crate::services::retention::RetentionSettings;
 use crate::services::upstream::ReplayTargets;
-use crate::startup::{Application, ServeConfig, TlsFiles};
+use crate::startup::{Application, ServeConfig, TlsFiles, DEFAULT_LISTEN};
+use crate::storage::writer::WriterSettings;
 use crate::storage::{SyncMode, WalCheckpoints};
 
+/// `--session-lifetime`'s range: a minute to a year.
+const SESSION_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(365 * 86_400);
+const SECOND: Duration = Duration::from_secs(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
+const DAY: Duration = Duration::from_secs(86_400);
+
+// Every default below is the settings struct's own (written once, there).
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
-    #[arg(long, env = "SMS_AUDIT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "SMS_AUDIT_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// `open`: the first upload of a task registers it; `registered`: only tasks
     /// added with `tasks add` accept uploads.
-    #[arg(
-        long,
-        env = "SMS_AUDIT_TASK_POLICY",
-        value_enum,
-        default_value = "open"
-    )]
+    #[arg(long, env = "SMS_AUDIT_TASK_POLICY", value_enum, default_value_t = TaskPolicy::default())]
     pub task_policy: TaskPolicy,
     /// Largest accepted upload body, in bytes.
-    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = 65536,
+    #[arg(long, env = "SMS_AUDIT_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64 * 1024 * 1024))]
     pub max_body_bytes: usize,
     /// The most bytes of request bodies held in memory at once, across every
     /// request (uploads, and bodies the pass-through reads whole); beyond it 503.
-    #[arg(long, env = "SMS_AUDIT_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES,
+    #[arg(long, env = "SMS_AUDIT_MAX_BUFFERED_BYTES", default_value_t = HTTP.max_buffered_bytes,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=16 * 1024 * 1024 * 1024))]
     pub max_buffered_bytes: usize,
     /// Most `consistency_result` items in one upload.
-    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = 30,
+    #[arg(long, env = "SMS_AUDIT_MAX_RESULTS", default_value_t = HTTP.max_results,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_results: usize,
     /// `full`: fsync every commit (survives power loss); `normal`: survives a
     /// crash of the process only.
-    #[arg(long, env = "SMS_AUDIT_SYNC", value_enum, default_value = "full")]
+    #[arg(long, env = "SMS_AUDIT_SYNC", value_enum, default_value_t = WRITER.sync)]
     pub sync: SyncMode,
     /// `passive`: sms-audit copies the WAL into the database twice a second without
     /// waiting for readers; `off`: it never does, for Litestream (which holds a
     /// read transaction and checkpoints itself) to do alone.
-    #[arg(
-        long,
-        env = "SMS_AUDIT_CHECKPOINT_MODE",
-        value_enum,
-        default_value = "passive"
-    )]
+    #[arg(long, env = "SMS_AUDIT_CHECKPOINT_MODE", value_enum, default_value_t = WRITER.wal_checkpoints)]
     pub checkpoint_mode: WalCheckpoints,
-    /// Keep uploads' raw bodies and result rows this many days, then purge them
-    /// (at start and every hour; the ledger entries stay). Off when absent.
-    #[arg(long, env = "SMS_AUDIT_RETENTION", value_name = "DAYS",
-        value_parser = clap::value_parser!(u64).range(1..=36_500))]
-    pub retention: Option<u64>,
-    /// The longest, in milliseconds, one purge or vacuum step holds the writer
-    /// (and so delays uploads).
-    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", default_value_t = 50,
+    /// Keep uploads' raw bodies and result rows this long (e.g. 365d; a bare
+    /// number is days), then purge them (at start and every hour; the ledger
+    /// entries stay). Off when absent.
+    #[arg(long, env = "SMS_AUDIT_RETENTION", value_name = "D",
+        value_parser = duration_in(DAY, DAY..=DAY * 36_500))]
+    pub retention: Option<FlagDuration>,
+    /// The longest one purge or vacuum step holds the writer (and so delays
+    /// uploads), e.g. 50ms; a bare number is seconds.
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP", value_name = "D",
+        default_value_t = FlagDuration(RetentionSettings::DEFAULT_STEP),
+        value_parser = duration_in(SECOND, MILLISECOND..=SECOND * 60))]
+    pub purge_step: FlagDuration,
+    /// The older spelling of --purge-step, in milliseconds.
+    #[arg(long, env = "SMS_AUDIT_PURGE_STEP_MS", hide = true, conflicts_with = "purge_step",
         value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub purge_step_ms: u64,
+    pub purge_step_ms: Option<u64>,
     /// `/metrics` answers only `Authorization: Bearer <this token>` (give it in
     /// the environment rather than on the command line, where `ps` shows it).
     #[arg(long, env = "SMS_AUDIT_METRICS_TOKEN", hide_env_values = true)]
@@ -81,9 +89,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_NOTIFY_URL", value_delimiter = ',', value_parser = parse_notify_url)]
     pub notify_url: Vec<String>,
     /// Announce SMS failing every delivery attempt for longer than this.
-    #[arg(long, env = "SMS_AUDIT_NOTIFY_UPSTREAM_AFTER", default_value = "10m",
-        value_parser = super::parse_duration)]
-    pub notify_upstream_after: std::time::Duration,
+    #[arg(long, env = "SMS_AUDIT_NOTIFY_UPSTREAM_AFTER", value_name = "D",
+        default_value_t = FlagDuration(NotifySettings::DEFAULT_UPSTREAM_AFTER), value_parser = any_duration())]
+    pub notify_upstream_after: FlagDuration,
     /// Peer address whose X-Forwarded-For header is stored (repeatable).
     #[arg(long, env = "SMS_AUDIT_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<IpAddr>,
@@ -92,18 +100,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_RATE_LIMIT")]
     pub rate_limit: Option<NonZeroU32>,
     /// Uploads waiting for the writer before new ones get 503 SMS.0201.
-    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = 4096,
+    #[arg(long, env = "SMS_AUDIT_QUEUE_CAPACITY", default_value_t = WRITER.queue_capacity,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub queue_capacity: usize,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SMS_AUDIT_WORKERS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub workers: Option<usize>,
-    /// How long, in milliseconds, a credential once looked up is trusted without
-    /// reading it again: a revocation takes effect within this time (0: every
+    /// How long a credential once looked up is trusted without reading it again,
+    /// e.g. 1s or 250ms: a revocation takes effect within this time (0: every
     /// request reads its credential).
-    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", default_value_t = 1000,
+    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE", value_name = "D",
+        default_value_t = FlagDuration(HTTP.credential_cache_ttl),
+        value_parser = duration_in(SECOND, Duration::ZERO..=SECOND * 3600))]
+    pub credential_cache: FlagDuration,
+    /// The older spelling of --credential-cache, in milliseconds.
+    #[arg(long, env = "SMS_AUDIT_CREDENTIAL_CACHE_MS", hide = true, conflicts_with = "credential_cache",
         value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub credential_cache_ms: u64,
+    pub credential_cache_ms: Option<u64>,
     /// Forward every upload to SMS as it is stored (needs an upstream endpoint or
     /// region and credentials).
     #[arg(long, env = "SMS_AUDIT_FORWARD")]
@@ -115,7 +128,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_PROXY")]
     pub proxy: bool,
     /// Largest request body passed on by --proxy, in bytes (log uploads are large).
-    #[arg(long, env = "SMS_AUDIT_PROXY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024,
+    #[arg(long, env = "SMS_AUDIT_PROXY_MAX_BODY_BYTES", default_value_t = PROXY.max_body_bytes,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024 * 1024 * 1024))]
     pub proxy_max_body_bytes: usize,
     /// Keep the first 16 KiB of each proxied request and answer body in the proxy
@@ -123,32 +136,41 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_PROXY_LOG_BODIES")]
     pub proxy_log_bodies: bool,
     /// How long proxied calls stay in the proxy log (e.g. 90d).
-    #[arg(long, env = "SMS_AUDIT_PROXY_LOG_RETENTION", default_value = "90d", value_parser = parse_duration)]
-    pub proxy_log_retention: std::time::Duration,
+    #[arg(long, env = "SMS_AUDIT_PROXY_LOG_RETENTION", value_name = "D",
+        default_value_t = FlagDuration(PROXY.retention), value_parser = any_duration())]
+    pub proxy_log_retention: FlagDuration,
     /// Send every upload, not only each task's newest (SMS keeps only the newest).
     #[arg(long, env = "SMS_AUDIT_DELIVER_ALL")]
     pub deliver_all: bool,
     /// Give a delivery up (`dead`) when it is still failing after this long
     /// (e.g. 72h, 30m, 3d).
-    #[arg(long, env = "SMS_AUDIT_MAX_DELIVERY_AGE", default_value = "72h", value_parser = parse_duration)]
-    pub max_delivery_age: std::time::Duration,
+    #[arg(long, env = "SMS_AUDIT_MAX_DELIVERY_AGE", value_name = "D",
+        default_value_t = FlagDuration(RetryPolicy::DEFAULT.max_age), value_parser = any_duration())]
+    pub max_delivery_age: FlagDuration,
     /// Deliveries sent at the same time.
-    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = 16,
+    #[arg(long, env = "SMS_AUDIT_FORWARD_CONCURRENCY", default_value_t = UpstreamSettings::DEFAULT_CONCURRENCY,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub forward_concurrency: usize,
-    /// How long a login to the pages lasts, in hours.
-    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", default_value_t = 12,
+    /// How long a login to the pages lasts (e.g. 12h, 30m).
+    #[arg(long, env = "SMS_AUDIT_SESSION_LIFETIME", value_name = "D",
+        default_value_t = FlagDuration(HTTP.session_lifetime),
+        value_parser = duration_in(SECOND, SESSION_RANGE))]
+    pub session_lifetime: FlagDuration,
+    /// The older spelling of --session-lifetime, in hours.
+    #[arg(long, env = "SMS_AUDIT_SESSION_HOURS", hide = true, conflicts_with = "session_lifetime",
         value_parser = clap::value_parser!(u64).range(1..=8760))]
-    pub session_hours: u64,
+    pub session_hours: Option<u64>,
     /// How long a client may take to send a request's head before it is
-    /// disconnected (e.g. 5s).
-    #[arg(long, env = "SMS_AUDIT_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub header_timeout: std::time::Duration,
-    /// How long a client may take to send an upload's body (then 408).
-    #[arg(long, env = "SMS_AUDIT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub body_timeout: std::time::Duration,
+    /// disconnected (e.g. 5s; at least 1 s).
+    #[arg(long, env = "SMS_AUDIT_HEADER_TIMEOUT", value_name = "D",
+        default_value_t = FlagDuration(HTTP.header_timeout), value_parser = any_duration())]
+    pub header_timeout: FlagDuration,
+    /// How long a client may take to send an upload's body (then 408; at least 1 s).
+    #[arg(long, env = "SMS_AUDIT_BODY_TIMEOUT", value_name = "D",
+        default_value_t = FlagDuration(HTTP.body_timeout), value_parser = any_duration())]
+    pub body_timeout: FlagDuration,
     /// The most bytes of headers a request may send (then 431).
-    #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = 32768,
+    #[arg(long, env = "SMS_AUDIT_MAX_HEADER_BYTES", default_value_t = HTTP.max_header_bytes,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=131_072))]
     pub max_header_bytes: usize,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
@@ -169,9 +191,11 @@ pub struct ServeArgs {
     /// with mode 0600 when missing; never stored in the database).
     #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
-    /// How often a checkpoint is made when the tree has grown (e.g. 60s, 5m).
-    #[arg(long, env = "SMS_AUDIT_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    pub checkpoint_interval: std::time::Duration,
+    /// How often a checkpoint is made when the tree has grown (e.g. 60s, 5m; at
+    /// least 100 ms).
+    #[arg(long, env = "SMS_AUDIT_CHECKPOINT_INTERVAL", value_name = "D",
+        default_value_t = FlagDuration(CheckpointSettings::DEFAULT_INTERVAL), value_parser = any_duration())]
+    pub checkpoint_interval: FlagDuration,
     /// Also write each checkpoint to DIR as `<size>.checkpoint` and `latest`.
     #[arg(long, env = "SMS_AUDIT_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
@@ -184,86 +208,78 @@ pub struct ServeArgs {
     pub null_store: bool,
 }
 
+const HTTP: HttpSettings = HttpSettings::DEFAULT;
+const WRITER: WriterSettings = WriterSettings::DEFAULT;
+const PROXY: ProxySettings = ProxySettings::DEFAULT;
+
+/// A duration of up to 100 years; a bare number is seconds.
+fn any_duration() -> impl Fn(&str) -> Result<FlagDuration, String> + Clone + Send + Sync + 'static {
+    duration_in(SECOND, Duration::ZERO..=Duration::MAX)
+}
+
 impl ServeArgs {
     pub fn into_config(self, db: PathBuf) -> Result<ServeConfig, CliError> {
-        if self.forward && !self.upstream.configured() {
-            return Err(fail(
-                "--forward needs --upstream-endpoint URL or --upstream-region R",
-            ));
-        }
-        if self.proxy && !self.upstream.configured() {
-            return Err(fail(
-                "--proxy needs --upstream-endpoint URL or --upstream-region R",
-            ));
-        }
-        let upstream = if self.upstream.configured() {
-            Some(UpstreamSettings {
-                endpoint: self.upstream.endpoint()?,
-                auth: self.upstream.auth()?,
-                timeout: std::time::Duration::from_secs(self.upstream.upstream_timeout.max(1)),
-                concurrency: self.forward_concurrency.max(1),
-                forward: self.forward,
-                deliver_all: self.deliver_all,
-                policy: RetryPolicy {
-                    max_age: self.max_delivery_age,
-                    ..RetryPolicy::default()
-                },
-                replay_targets: ReplayTargets::new(
-                    Some(&self.upstream.endpoint()?),
-                    &self.replay_target,
-                )
-                .map_err(fail)?,
-            })
-        } else {
-            None
+        let upstream = self.upstream_settings()?;
+        let http = HttpSettings {
+            max_body_bytes: self.max_body_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_results: self.max_results,
+            max_header_bytes: self.max_header_bytes,
+            header_timeout: self.header_timeout.0.max(SECOND),
+            body_timeout: self.body_timeout.0.max(SECOND),
+            session_lifetime: match self.session_hours {
+                Some(hours) => Duration::from_secs(hours * 3600),
+                None => self.session_lifetime.0,
+            },
+            credential_cache_ttl: match self.credential_cache_ms {
+                Some(ms) => Duration::from_millis(ms),
+                None => self.credential_cache.0,
+            },
+        };
+        let purge_step = match self.purge_step_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => self.purge_step.0,
         };
         Ok(ServeConfig {
             upstream,
             listen: self.listen,
             task_policy: self.task_policy,
-            max_body_bytes: self.max_body_bytes,
-            max_buffered_bytes: self.max_buffered_bytes,
-            max_results: self.max_results,
-            sync: self.sync,
-            wal_checkpoints: self.checkpoint_mode,
+            http,
+            writer: WriterSettings {
+                sync: self.sync,
+                wal_checkpoints: self.checkpoint_mode,
+                queue_capacity: self.queue_capacity.max(1),
+            },
             metrics_token: self.metrics_token.clone(),
             notify: (!self.notify_url.is_empty()).then(|| NotifySettings {
                 urls: self.notify_url.clone(),
-                upstream_after: self.notify_upstream_after,
+                upstream_after: self.notify_upstream_after.0,
                 policy: RetryPolicy {
-                    max_age: std::time::Duration::from_secs(24 * 3600),
+                    max_age: Duration::from_secs(24 * 3600),
                     ..RetryPolicy::default()
                 },
-                timeout: std::time::Duration::from_secs(10),
+                timeout: Duration::from_secs(10),
             }),
-            retention: self.retention.map(|days| RetentionSettings {
-                keep: std::time::Duration::from_secs(days * 86_400),
-                step: std::time::Duration::from_millis(self.purge_step_ms),
+            retention: self.retention.map(|keep| RetentionSettings {
+                keep: keep.0,
+                step: purge_step,
             }),
             trusted_proxies: self.trusted_proxy,
             rate_limit: self.rate_limit,
-            queue_capacity: self.queue_capacity.max(1),
             null_store: self.null_store,
             workers: self.workers,
             handle_signals: true,
-            credential_cache_ttl: std::time::Duration::from_millis(self.credential_cache_ms),
-            session_lifetime: std::time::Duration::from_secs(self.session_hours * 3600),
-            header_timeout: self.header_timeout.max(std::time::Duration::from_secs(1)),
-            body_timeout: self.body_timeout.max(std::time::Duration::from_secs(1)),
-            max_header_bytes: self.max_header_bytes,
             proxy: self.proxy.then_some(ProxySettings {
                 max_body_bytes: self.proxy_max_body_bytes,
                 log_bodies: self.proxy_log_bodies,
-                retention: self.proxy_log_retention,
+                retention: self.proxy_log_retention.0,
             }),
             checkpoints: Some({
                 let defaults = CheckpointSettings::for_db(&db);
                 CheckpointSettings {
                     origin: self.log_origin.unwrap_or(defaults.origin),
                     key_path: self.signing_key.unwrap_or(defaults.key_path),
-                    interval: self
-                        .checkpoint_interval
-                        .max(std::time::Duration::from_millis(100)),
+                    interval: self.checkpoint_interval.0.max(Duration::from_millis(100)),
                     dir: self.checkpoint_dir,
                 }
             }),
@@ -274,6 +290,35 @@ impl ServeArgs {
             },
             ..ServeConfig::new(db)
         })
+    }
+
+    /// The upstream SMS, when one is configured; `--forward` and `--proxy` need one.
+    fn upstream_settings(&self) -> Result<Option<UpstreamSettings>, CliError> {
+        for (on, flag) in [(self.forward, "--forward"), (self.proxy, "--proxy")] {
+            if on && !self.upstream.configured() {
+                return Err(fail(format!(
+                    "{flag} needs --upstream-endpoint URL or --upstream-region R"
+                )));
+            }
+        }
+        if !self.upstream.configured() {
+            return Ok(None);
+        }
+        let endpoint = self.upstream.endpoint()?;
+        Ok(Some(UpstreamSettings {
+            replay_targets: ReplayTargets::new(Some(&endpoint), &self.replay_target)
+                .map_err(fail)?,
+            endpoint,
+            auth: self.upstream.auth()?,
+            timeout: self.upstream.upstream_timeout.0,
+            concurrency: self.forward_concurrency.max(1),
+            forward: self.forward,
+            deliver_all: self.deliver_all,
+            policy: RetryPolicy {
+                max_age: self.max_delivery_age.0,
+                ..RetryPolicy::default()
+            },
+        }))
     }
 }
 

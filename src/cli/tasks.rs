@@ -116,7 +116,7 @@ async fn sync(conn: &rusqlite::Connection, upstream: &UpstreamArgs) -> Result<()
     let client = crate::services::upstream::Upstream::new(
         endpoint.clone(),
         upstream.auth()?,
-        std::time::Duration::from_secs(upstream.upstream_timeout),
+        upstream.upstream_timeout.0,
     );
     let now = crate::domain::now_ms();
     let mut synced = Synced::default();

@@ -42,9 +42,10 @@ impl Session {
 }
 
 /// Whether an upload may register its task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TaskPolicy {
     /// The first upload of a task registers it.
+    #[default]
     Open,
     /// Only tasks registered with `tasks add` accept uploads.
     Registered,

@@ -198,7 +198,7 @@ pub fn authenticate(
 /// never removed), so most requests need no database read before the body is
 /// checked. A revocation therefore takes effect within `ttl`.
 pub struct AuthCache {
-    /// `None` when credentials are not cached (`--credential-cache-ms 0`).
+    /// `None` when credentials are not cached (`--credential-cache 0`).
     credentials: Option<moka::sync::Cache<String, Found>>,
     tasks: moka::sync::Cache<String, ()>,
 }

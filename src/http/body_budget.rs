@@ -13,9 +13,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::SmsError;
 
-/// The default `--max-buffered-bytes`: 256 MiB.
-pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
-
 #[derive(Clone, Debug)]
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,

@@ -28,6 +28,47 @@ use crate::domain::TaskPolicy;
 use crate::services::outbox::UpstreamSettings;
 use crate::storage::proxy_log;
 
+/// The HTTP side's limits and lifetimes, with their defaults (the flags' too).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest upload body (`--max-body-bytes`).
+    pub max_body_bytes: usize,
+    /// Bytes of request bodies held in memory at once (`--max-buffered-bytes`).
+    pub max_buffered_bytes: usize,
+    /// Most `consistency_result` items (`--max-results`).
+    pub max_results: usize,
+    /// The most bytes of headers a request may have, then 431 (`--max-header-bytes`).
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request's head, then it is disconnected.
+    pub header_timeout: Duration,
+    /// How long a client may take to send an upload's body, then 408.
+    pub body_timeout: Duration,
+    /// How long a login to the pages lasts.
+    pub session_lifetime: Duration,
+    /// How long a looked-up credential is trusted without reading it again (so a
+    /// revocation takes effect within this time).
+    pub credential_cache_ttl: Duration,
+}
+
+impl HttpSettings {
+    pub const DEFAULT: HttpSettings = HttpSettings {
+        max_body_bytes: 65_536,
+        max_buffered_bytes: 256 * 1024 * 1024,
+        max_results: crate::domain::upload_body::DEFAULT_MAX_RESULTS,
+        max_header_bytes: 32 * 1024,
+        header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(30),
+        session_lifetime: Duration::from_secs(12 * 3600),
+        credential_cache_ttl: Duration::from_secs(1),
+    };
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// What the upload endpoint needs of the configuration.
 pub struct IngestSettings {
     pub task_policy: TaskPolicy,

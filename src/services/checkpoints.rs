@@ -28,13 +28,16 @@ pub struct CheckpointSettings {
 }
 
 impl CheckpointSettings {
+    /// `--checkpoint-interval`'s default.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
     /// The defaults for a database: `sms-audit/<hostname>`, `<db>.signing-key`,
-    /// every 60 s, no directory.
+    /// every [`DEFAULT_INTERVAL`](Self::DEFAULT_INTERVAL), no directory.
     pub fn for_db(db: &Path) -> Self {
         Self {
             origin: default_origin(),
             key_path: PathBuf::from(format!("{}.signing-key", db.display())),
-            interval: Duration::from_secs(60),
+            interval: Self::DEFAULT_INTERVAL,
             dir: None,
         }
     }

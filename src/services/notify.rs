@@ -33,6 +33,11 @@ pub struct NotifySettings {
     pub timeout: Duration,
 }
 
+impl NotifySettings {
+    /// `--notify-upstream-after`'s default.
+    pub const DEFAULT_UPSTREAM_AFTER: Duration = Duration::from_secs(600);
+}
+
 /// Where each scan goes on from.
 struct Cursors {
     regressed_after: i64,

@@ -35,13 +35,17 @@ pub struct ProxySettings {
     pub retention: Duration,
 }
 
+impl ProxySettings {
+    pub const DEFAULT: ProxySettings = ProxySettings {
+        max_body_bytes: 10 * 1024 * 1024,
+        log_bodies: false,
+        retention: Duration::from_secs(90 * 24 * 3600),
+    };
+}
+
 impl Default for ProxySettings {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 10 * 1024 * 1024,
-            log_bodies: false,
-            retention: Duration::from_secs(90 * 24 * 3600),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -199,6 +199,11 @@ pub struct RetentionSettings {
     pub step: Duration,
 }
 
+impl RetentionSettings {
+    /// The longest one purge or vacuum step holds the writer, unless told.
+    pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
+}
+
 /// Purges what is older than `settings.keep` at start and then every hour, for
 /// as long as the service runs; each step goes through the writer with ingest.
 pub async fn retention_loop(

@@ -259,7 +259,7 @@ async fn with_checkpoint_mode_off_sms_audit_leaves_the_wal_to_another_program() 
         (sms_audit::storage::WalCheckpoints::Passive, true),
         (sms_audit::storage::WalCheckpoints::Off, false),
     ] {
-        let app = TestApp::spawn_with(|c| c.wal_checkpoints = mode).await;
+        let app = TestApp::spawn_with(|c| c.writer.wal_checkpoints = mode).await;
         let agent = app.add_credential("agent", Role::Agent, None, false).token;
         for _ in 0..5 {
             assert_eq!(app.upload(TASK, &agent, EXAMPLE).await.status, 200);

@@ -747,3 +747,129 @@ async fn files_others_may_read_are_warned_about_or_refused() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("signing key"));
 }
+
+/// The README's `serve` flag table is the command line's: every visible flag has
+/// a row naming its environment variable and (when it has one) its default, and
+/// every row names a flag that exists.
+#[test]
+fn readme_flag_table_matches_the_serve_flags() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("`serve` options:")
+        .nth(1)
+        .expect("the README has the serve options table");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.split(" | ").map(|c| c.trim_matches(['|', ' '])).collect())
+        .collect();
+    let command = sms_audit::cli::Cli::command();
+    let serve = command.find_subcommand("serve").unwrap();
+    let flags: Vec<&clap::Arg> = serve
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && a.get_long().is_some_and(|l| l != "help"))
+        .collect();
+    let names_flag = |cell: &str, long: &str| {
+        cell.contains(&format!("`--{long}`")) || cell.contains(&format!("`--{long} "))
+    };
+    for arg in &flags {
+        let long = arg.get_long().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| names_flag(r[0], long))
+            .unwrap_or_else(|| panic!("--{long} has no row in the README's table"));
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            let named = row[1]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .any(|shown| shown.starts_with(['_', 'S']) && env.ends_with(shown));
+            assert!(named, "--{long}: the README names not {env} but {}", row[1]);
+        }
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if let [default] = &defaults[..] {
+            assert!(
+                row[2].starts_with(&format!("`{default}`")),
+                "--{long}: the default is {default}, the README says {}",
+                row[2]
+            );
+        }
+    }
+    for row in &rows {
+        let named: Vec<&str> = row[0]
+            .split("`--")
+            .skip(1)
+            .map(|rest| rest.split([' ', '`']).next().unwrap())
+            .collect();
+        assert!(!named.is_empty(), "a row without a flag: {row:?}");
+        for long in named {
+            assert!(
+                flags.iter().any(|a| a.get_long() == Some(long)),
+                "the README's table has --{long}, which serve does not take"
+            );
+        }
+    }
+}
+
+/// Durations take units; the older spellings keep their own units.
+#[test]
+fn duration_flags_take_units_and_old_spellings_keep_theirs() {
+    use clap::Parser;
+    let args = |args: &[&str]| {
+        let mut argv = vec!["sms-audit", "serve"];
+        argv.extend(args);
+        let sms_audit::cli::Command::Serve(serve) =
+            sms_audit::cli::Cli::try_parse_from(argv).unwrap().command
+        else {
+            unreachable!()
+        };
+        serve
+    };
+    let parse = |given: &[&str]| args(given).into_config("/nonexistent/d.db".into()).unwrap();
+    let hours = |n: u64| Duration::from_secs(n * 3600);
+    assert_eq!(parse(&[]).http.session_lifetime, hours(12));
+    assert_eq!(
+        parse(&["--session-lifetime", "90m"]).http.session_lifetime,
+        hours(3) / 2
+    );
+    assert_eq!(
+        parse(&["--session-hours", "2"]).http.session_lifetime,
+        hours(2)
+    );
+    assert_eq!(
+        parse(&["--credential-cache", "250ms"])
+            .http
+            .credential_cache_ttl,
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        parse(&["--credential-cache-ms", "250"])
+            .http
+            .credential_cache_ttl,
+        Duration::from_millis(250)
+    );
+    let retention = |given| parse(given).retention.unwrap();
+    assert_eq!(retention(&["--retention", "30"]).keep, hours(30 * 24));
+    assert_eq!(retention(&["--retention", "30d"]).keep, hours(30 * 24));
+    assert_eq!(
+        retention(&["--retention", "1d", "--purge-step-ms", "20"]).step,
+        Duration::from_millis(20)
+    );
+    assert_eq!(
+        retention(&["--retention", "1d", "--purge-step", "20ms"]).step,
+        Duration::from_millis(20)
+    );
+    // Seconds, bare or not, for the upstream's timeout.
+    let timeout = |t: &str| args(&["--upstream-timeout", t]).upstream.upstream_timeout.0;
+    assert_eq!(timeout("45"), Duration::from_secs(45));
+    assert_eq!(timeout("2m"), Duration::from_secs(120));
+}

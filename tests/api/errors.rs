@@ -49,7 +49,8 @@ async fn unauthenticated_requests_get_401() {
 
 #[tokio::test]
 async fn bad_signatures_get_401() {
-    let app = TestApp::spawn_with(|c| c.credential_cache_ttl = Duration::from_millis(200)).await;
+    let app =
+        TestApp::spawn_with(|c| c.http.credential_cache_ttl = Duration::from_millis(200)).await;
     let agent = app.add_credential("sdk", Role::Agent, None, true);
     let (ak, sk) = (agent.access_key.unwrap(), agent.secret_key.unwrap());
 
@@ -216,7 +217,7 @@ async fn content_type_must_be_json() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413_also_when_streamed() {
-    let app = TestApp::spawn_with(|c| c.max_body_bytes = 300).await;
+    let app = TestApp::spawn_with(|c| c.http.max_body_bytes = 300).await;
     let t = app.admin_token.clone();
     let big = body_with_items(5);
     assert!(big.len() > 300);
@@ -327,7 +328,7 @@ async fn bad_bodies_get_400_naming_every_bad_path() {
 
 #[tokio::test]
 async fn max_results_raises_the_item_cap() {
-    let app = TestApp::spawn_with(|c| c.max_results = 40).await;
+    let app = TestApp::spawn_with(|c| c.http.max_results = 40).await;
     assert_eq!(
         app.upload(TASK, &app.admin_token, &body_with_items(40))
             .await
@@ -368,7 +369,7 @@ async fn storage_failure_gets_500_and_stores_nothing() {
 
 #[tokio::test]
 async fn full_write_queue_gets_503() {
-    let app = TestApp::spawn_with(|c| c.queue_capacity = 1).await;
+    let app = TestApp::spawn_with(|c| c.writer.queue_capacity = 1).await;
     // Hold the write lock so the writer stalls and the queue fills.
     let blocker = app.write_conn();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -188,7 +188,7 @@ fn a_revoked_name_is_named_as_revoked_and_help_tells_how_long_revocation_takes()
     assert!(text(&out).contains("revoked"), "{}", text(&out));
     let help = run(&db, &["credentials", "revoke", "--help"]);
     assert!(
-        text(&help).contains("credential-cache-ms"),
+        text(&help).contains("--credential-cache (1s"),
         "{}",
         text(&help)
     );

@@ -221,7 +221,7 @@ async fn forwarded_for_is_stored_only_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn bodies_beyond_the_buffered_budget_get_503_and_store_nothing() {
-    let app = TestApp::spawn_with(|c| c.max_buffered_bytes = 16).await;
+    let app = TestApp::spawn_with(|c| c.http.max_buffered_bytes = 16).await;
     let reply = app.upload(TASK, &app.admin_token, EXAMPLE).await;
     reply.assert_error(503, "SMS.0201");
     assert!(

@@ -632,7 +632,8 @@ async fn export_streams_csv_and_jsonl_with_filters() {
 #[tokio::test]
 async fn sessions_expire_and_cookies_are_secure_behind_https() {
     let app =
-        TestApp::spawn_with(|c| c.session_lifetime = std::time::Duration::from_millis(300)).await;
+        TestApp::spawn_with(|c| c.http.session_lifetime = std::time::Duration::from_millis(300))
+            .await;
     let browser = app.login(&app.admin_token).await.ok().unwrap();
     assert_eq!(browser.get("/").await.status, 200);
     eventually("the session to expire", PATIENCE, || async {

@@ -663,7 +663,7 @@ async fn a_streamed_body_that_comes_too_slowly_never_reaches_sms_whole() {
     let app = TestApp::spawn_with(move |c| {
         c.upstream = Some(upstream);
         c.proxy = Some(ProxySettings::default());
-        c.body_timeout = Duration::from_secs(1);
+        c.http.body_timeout = Duration::from_secs(1);
     })
     .await;
     let agent = app.add_credential("agent", Role::Agent, None, false);

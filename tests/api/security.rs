@@ -57,9 +57,10 @@ async fn deliveries_page_says_when_no_upstream_is_configured() {
 
 #[tokio::test]
 async fn a_task_scope_that_cannot_be_read_allows_no_task() {
-    let app =
-        TestApp::spawn_with(|c| c.credential_cache_ttl = std::time::Duration::from_millis(200))
-            .await;
+    let app = TestApp::spawn_with(|c| {
+        c.http.credential_cache_ttl = std::time::Duration::from_millis(200)
+    })
+    .await;
     let agent = app.add_credential("scoped", Role::Agent, Some(&[TASK]), false);
     assert_eq!(app.upload(TASK, &agent.token, EXAMPLE).await.status, 200);
     app.write_conn()
@@ -87,7 +88,7 @@ async fn a_task_scope_that_cannot_be_read_allows_no_task() {
 async fn oversize_bodies_with_a_bad_signature_do_not_use_up_the_key_rate_limit() {
     let app = TestApp::spawn_with(|c| {
         c.rate_limit = std::num::NonZeroU32::new(5);
-        c.max_body_bytes = 2048;
+        c.http.max_body_bytes = 2048;
     })
     .await;
     let agent = app.add_credential("signer", Role::Agent, None, true);
@@ -530,7 +531,7 @@ fn arbitrary_query_strings_on_every_get_route_never_get_a_5xx() {
 async fn a_flood_of_refused_requests_does_not_crowd_out_uploads_and_stays_visible() {
     use futures_util::StreamExt;
     const FLOOD: u64 = 20_000;
-    let app = TestApp::spawn_with(|c| c.queue_capacity = 2).await;
+    let app = TestApp::spawn_with(|c| c.writer.queue_capacity = 2).await;
     let agent = app.add_credential("agent", Role::Agent, None, false);
     let url = format!("{}{}", app.address, TestApp::upload_path(TASK));
     let client = app.client.clone();
@@ -679,6 +680,11 @@ fn numbers_out_of_range_in_flags_stop_the_command_cleanly() {
         &["--max-delivery-age", "18446744073709551615"],
         &["--forward-concurrency", "0"],
         &["--upstream-timeout", "0"],
+        &["--session-lifetime", "0s"],
+        &["--credential-cache", "2h"],
+        &["--retention", "0"],
+        &["--purge-step", "61s"],
+        &["--upstream-timeout", "2h"],
         &["--proxy-max-body-bytes", "0"],
         &["--proxy-log-retention", "99999999999999999d"],
         // --proxy without an upstream to pass calls on to.
@@ -735,8 +741,8 @@ async fn trickle(
 #[tokio::test]
 async fn slow_and_oversized_clients_are_cut_off() {
     let app = TestApp::spawn_with(|c| {
-        c.header_timeout = std::time::Duration::from_secs(1);
-        c.body_timeout = std::time::Duration::from_secs(1);
+        c.http.header_timeout = std::time::Duration::from_secs(1);
+        c.http.body_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let pause = std::time::Duration::from_millis(200);
@@ -888,7 +894,7 @@ async fn delivery_outcomes_are_never_dropped_for_a_full_write_queue() {
         s.concurrency = 16;
         TestApp::spawn_with(move |c| {
             c.upstream = Some(s);
-            c.queue_capacity = 2;
+            c.writer.queue_capacity = 2;
         })
         .await
     };

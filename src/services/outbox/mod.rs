@@ -212,6 +212,11 @@ pub struct UpstreamSettings {
 }
 
 impl UpstreamSettings {
+    /// `--upstream-timeout`'s default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `--forward-concurrency`'s default.
+    pub const DEFAULT_CONCURRENCY: usize = 16;
+
     pub fn client_for(&self, endpoint: &str) -> Upstream {
         Upstream::new(endpoint.to_string(), self.auth.clone(), self.timeout)
     }

@@ -18,13 +18,17 @@ pub struct RetryPolicy {
     pub max_age: Duration,
 }
 
+impl RetryPolicy {
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        first: Duration::from_secs(5),
+        cap: Duration::from_secs(3600),
+        max_age: Duration::from_secs(72 * 3600),
+    };
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            first: Duration::from_secs(5),
-            cap: Duration::from_secs(3600),
-            max_age: Duration::from_secs(72 * 3600),
-        }
+        Self::DEFAULT
     }
 }
 

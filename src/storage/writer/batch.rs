@@ -116,7 +116,7 @@ impl Writer {
             logs: shared.logs,
             last_failure: shared.last_failure,
             clock: config.clock,
-            wal_checkpoints: config.wal_checkpoints,
+            wal_checkpoints: config.settings.wal_checkpoints,
             metrics: shared.metrics,
         }
     }

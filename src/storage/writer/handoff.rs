@@ -154,7 +154,8 @@ mod tests {
     use super::Outcome;
     use crate::domain::signing::sha256_hex;
     use crate::storage::uploads::NewUpload;
-    use crate::storage::writer::{spawn, SubmitError, WriterConfig, WriterHandle};
+    use crate::storage::writer::{spawn, SubmitError, WriterConfig, WriterHandle, WriterSettings};
+    use crate::storage::SyncMode;
 
     fn upload(n: usize) -> NewUpload {
         let task = format!("task-{}", n % 7);
@@ -168,7 +169,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("d.db");
         let config = WriterConfig {
-            queue_capacity: capacity,
+            settings: WriterSettings {
+                sync: SyncMode::Normal,
+                queue_capacity: capacity,
+                ..WriterSettings::DEFAULT
+            },
             ..WriterConfig::default()
         };
         let (handle, thread) = spawn(&db, config).unwrap();

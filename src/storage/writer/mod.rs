@@ -257,13 +257,35 @@ pub struct Forwarding {
 /// earlier than the entry before, whatever it says.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-/// How the writer stores: durability, checkpoints, queue, live forwarding and clock.
-#[derive(Clone)]
-pub struct WriterConfig {
+/// The writer's flags, with their defaults (`serve`'s too).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// `--sync`.
     pub sync: SyncMode,
+    /// `--checkpoint-mode`.
     pub wal_checkpoints: WalCheckpoints,
     /// Most uploads waiting for a commit (`--queue-capacity`).
     pub queue_capacity: usize,
+}
+
+impl WriterSettings {
+    pub const DEFAULT: WriterSettings = WriterSettings {
+        sync: SyncMode::Full,
+        wal_checkpoints: WalCheckpoints::Passive,
+        queue_capacity: 4096,
+    };
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// How the writer stores: its settings, live forwarding and the clock.
+#[derive(Clone)]
+pub struct WriterConfig {
+    pub settings: WriterSettings,
     pub forwarding: Option<Forwarding>,
     /// Synthetic histories (`dev seed --span`, tests) bring their own.
     pub clock: Clock,
@@ -272,9 +294,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            sync: SyncMode::Normal,
-            wal_checkpoints: WalCheckpoints::default(),
-            queue_capacity: 64,
+            settings: WriterSettings::DEFAULT,
             forwarding: None,
             clock: Arc::new(now_ms),
         }
@@ -286,19 +306,24 @@ pub fn spawn(
     path: &Path,
     config: WriterConfig,
 ) -> Result<(WriterHandle, WriterThread), StorageError> {
-    let conn = prepare(path, config.sync)?;
+    let WriterSettings {
+        sync,
+        wal_checkpoints,
+        queue_capacity,
+    } = config.settings;
+    let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     catch_up(&conn)?;
     let head = super::ledger::head(&conn)?;
-    let checkpointer = match config.wal_checkpoints {
-        WalCheckpoints::Passive => Some(checkpoint::spawn(path, config.sync)?),
+    let checkpointer = match wal_checkpoints {
+        WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
         WalCheckpoints::Off => None,
     };
-    let (tx, rx) = flume::bounded(config.queue_capacity);
+    let (tx, rx) = flume::bounded(queue_capacity);
     let handle = WriterHandle {
         tx,
         id: next_writer_id(),
-        room: QueueRoom::new(config.queue_capacity),
+        room: QueueRoom::new(queue_capacity),
         logs: Arc::default(),
         last_failure: Arc::default(),
         metrics: WriterMetrics::default(),
