@@ -18,9 +18,7 @@ use crate::domain::{Role, TaskPolicy};
 use crate::http::auth::AuthCache;
 use crate::http::auth_failures::AuthFailures;
 use crate::http::body_budget::BodyBudget;
-use crate::http::{
-    ConfiguredUpstream, HttpSettings, IngestSettings, PublicLog, RequestLimits, SessionLifetime,
-};
+use crate::http::{Access, Delivery, Evidence, HttpSettings, IngestSettings, Metrics};
 
 /// Open connections each HTTP worker serves at most; more wait to be accepted.
 const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
@@ -164,26 +162,20 @@ pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> 
     })
 }
 
-/// The pieces of state handlers take, each as `web::Data` of its own.
+/// The state handlers take, a `web::Data` per subsystem: storage (reads, the
+/// writer), ingest, access, delivery, evidence, the fleet's cache, metrics, and
+/// with `--proxy` the proxy log (handlers tell by its presence).
 #[derive(Clone)]
 struct SharedState {
     reads: web::Data<ReadPool>,
     writer: web::Data<WriterHandle>,
     ingest: web::Data<IngestSettings>,
-    auth_cache: web::Data<AuthCache>,
-    auth_failures: web::Data<AuthFailures>,
-    verification: web::Data<VerificationJob>,
-    replays: web::Data<ServerReplays>,
-    upstream: web::Data<ConfiguredUpstream>,
-    session_lifetime: web::Data<SessionLifetime>,
-    limits: web::Data<RequestLimits>,
-    public_log: web::Data<PublicLog>,
+    access: web::Data<Access>,
+    delivery: web::Data<Delivery>,
+    evidence: web::Data<Evidence>,
     fleet_states: web::Data<crate::services::fleet::StateCache>,
-    http_metrics: web::Data<HttpMetrics>,
-    metrics: web::Data<MetricsEndpoint>,
-    /// With `--proxy` only: handlers tell by its presence.
+    metrics: web::Data<Metrics>,
     proxy_log: Option<web::Data<ProxyLog>>,
-    checkpointer: Option<web::Data<Checkpointer>>,
 }
 
 impl SharedState {
@@ -191,22 +183,13 @@ impl SharedState {
         cfg.app_data(self.reads.clone())
             .app_data(self.writer.clone())
             .app_data(self.ingest.clone())
-            .app_data(self.auth_cache.clone())
-            .app_data(self.auth_failures.clone())
-            .app_data(self.verification.clone())
-            .app_data(self.replays.clone())
-            .app_data(self.upstream.clone())
-            .app_data(self.session_lifetime.clone())
-            .app_data(self.limits.clone())
-            .app_data(self.public_log.clone())
+            .app_data(self.access.clone())
+            .app_data(self.delivery.clone())
+            .app_data(self.evidence.clone())
             .app_data(self.fleet_states.clone())
-            .app_data(self.http_metrics.clone())
             .app_data(self.metrics.clone());
         if let Some(log) = &self.proxy_log {
             cfg.app_data(log.clone());
-        }
-        if let Some(checkpointer) = &self.checkpointer {
-            cfg.app_data(checkpointer.clone());
         }
     }
 }
@@ -402,11 +385,10 @@ fn shared_state(
         proxy_log.as_ref(),
     );
     SharedState {
-        http_metrics: web::Data::new(http_metrics),
-        metrics: web::Data::new(MetricsEndpoint::new(
-            registry,
-            config.metrics_token.as_deref(),
-        )),
+        metrics: web::Data::new(Metrics {
+            http: http_metrics,
+            endpoint: MetricsEndpoint::new(registry, config.metrics_token.as_deref()),
+        }),
         ingest: web::Data::new(IngestSettings {
             task_policy: config.task_policy,
             max_body_bytes: config.http.max_body_bytes,
@@ -419,21 +401,25 @@ fn shared_state(
             body_budget,
             seen_signatures: Default::default(),
         }),
-        limits: web::Data::new(RequestLimits {
+        access: web::Data::new(Access {
+            credentials: AuthCache::new(config.http.credential_cache_ttl),
+            failures: AuthFailures::default(),
             max_header_bytes: config.http.max_header_bytes,
+            session_lifetime: config.http.session_lifetime,
         }),
-        auth_cache: web::Data::new(AuthCache::new(config.http.credential_cache_ttl)),
-        auth_failures: web::Data::new(AuthFailures::default()),
-        verification: web::Data::from(VerificationJob::new(reads.clone(), writer.clone())),
-        replays: web::Data::new(ServerReplays {
-            reads: reads.clone(),
-            writer: writer.clone(),
-            wake: outbox_wake.clone(),
+        delivery: web::Data::new(Delivery {
+            upstream: config.upstream.clone(),
+            replays: ServerReplays {
+                reads: reads.clone(),
+                writer: writer.clone(),
+                wake: outbox_wake.clone(),
+            },
         }),
-        upstream: web::Data::new(ConfiguredUpstream(config.upstream.clone())),
-        session_lifetime: web::Data::new(SessionLifetime(config.http.session_lifetime)),
-        checkpointer: checkpointer.map(web::Data::from),
-        public_log: web::Data::new(PublicLog(config.public_log)),
+        evidence: web::Data::new(Evidence {
+            checkpointer,
+            public_log: config.public_log,
+            verification: VerificationJob::new(reads.clone(), writer.clone()),
+        }),
         fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
         proxy_log: proxy_log.map(web::Data::new),
         reads: web::Data::new(reads.clone()),

@@ -5,12 +5,13 @@
 //! Put them last in a handler's arguments: path and query errors then answer
 //! before authentication, as they always have.
 
+use crate::http::Access;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::auth::{self, AuthCache, CredentialName};
+use super::auth::{self, CredentialName};
 use super::error::PageError;
 use super::error::SmsError;
 use crate::domain::{Credential, Role, Session};
@@ -59,7 +60,7 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
         }
         _ => {
             let presented = auth::presented(req, false)?;
-            let found = auth::find(&presented, &data::<AuthCache>(req), &reads).await?;
+            let found = auth::find(&presented, &data::<Access>(req).credentials, &reads).await?;
             auth::authenticate(req, &presented, found, None)?
         }
     };

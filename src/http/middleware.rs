@@ -2,7 +2,7 @@
 //! of a request's headers, per-address backoff after failed authentications, and a
 //! rejection-log entry for every refused request.
 
-use crate::http::metrics::{route_name, HttpMetrics};
+use crate::http::metrics::route_name;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::auth::CredentialName;
 use super::auth_failures::AuthFailures;
 use super::error::{ErrorCode, SmsError};
-use super::{IngestSettings, RequestLimits};
+use super::{Access, IngestSettings, Metrics};
 use crate::domain::now_ms;
 use crate::storage::uploads::Rejection;
 use crate::storage::writer::WriterHandle;
@@ -35,9 +35,8 @@ pub async fn request_context(
     let started = std::time::Instant::now();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let writer = req.app_data::<web::Data<WriterHandle>>().cloned();
-    let limit = req
-        .app_data::<web::Data<RequestLimits>>()
-        .map_or(usize::MAX, |l| l.max_header_bytes);
+    let access = req.app_data::<web::Data<Access>>().cloned();
+    let limit = access.as_ref().map_or(usize::MAX, |a| a.max_header_bytes);
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -47,12 +46,7 @@ pub async fn request_context(
     // Only a request that presents credentials can fail to authenticate (a
     // request with none is refused, but guesses nothing).
     let guessing = presents_credentials(&req)
-        .then(|| {
-            Some((
-                req.app_data::<web::Data<AuthFailures>>()?.clone(),
-                client_address(&req)?,
-            ))
-        })
+        .then(|| Some((access.clone()?, client_address(&req)?)))
         .flatten();
     let refusal = if header_bytes > limit {
         Some(SmsError::HeadersTooLarge(limit).error_response())
@@ -61,15 +55,15 @@ pub async fn request_context(
     } else {
         guessing
             .as_ref()
-            .and_then(|(failures, peer)| backoff(&req, failures, *peer))
+            .and_then(|(access, peer)| backoff(&req, &access.failures, *peer))
     };
     let mut res = match refusal {
         Some(refusal) => req.into_response(refusal).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
-    if let Some((failures, peer)) = &guessing {
+    if let Some((access, peer)) = &guessing {
         if res.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-            failures.failed(*peer);
+            access.failures.failed(*peer);
         }
     }
     add_security_headers(res.headers_mut());
@@ -113,13 +107,17 @@ fn access_log<B>(
 ) {
     let req = res.request();
     let latency = started.elapsed();
-    let route = match req.app_data::<web::Data<HttpMetrics>>() {
+    let route = match req.app_data::<web::Data<Metrics>>() {
         Some(metrics) => {
-            let route = metrics.observe_request(req.match_pattern(), req.method(), latency);
+            let route = metrics
+                .http
+                .observe_request(req.match_pattern(), req.method(), latency);
             if req.method() == actix_web::http::Method::POST
                 && route.ends_with("/consistency-result")
             {
-                metrics.count_upload(code.map(|ErrorCode(c)| c), res.status().is_success());
+                metrics
+                    .http
+                    .count_upload(code.map(|ErrorCode(c)| c), res.status().is_success());
             }
             route
         }

@@ -1,8 +1,10 @@
 //! The HTTP layer: the SMS upload endpoint, the JSON API and the HTML pages, with
 //! authentication, extractors, middleware and the one error type.
 //!
-//! Handlers take the shared state they use as `web::Data` of each piece (the read
-//! pool, the writer handle, the settings below), registered by `startup`.
+//! Handlers take the shared state they use as extractors: `web::Data` of a few
+//! pieces, one per subsystem (the read pool, the writer handle, and [`Access`],
+//! [`Delivery`], [`Evidence`], [`Metrics`], [`IngestSettings`] below), registered
+//! by `startup`; only extractors and middleware look state up themselves.
 
 pub mod auth;
 pub mod auth_failures;
@@ -25,7 +27,12 @@ use governor::DefaultKeyedRateLimiter;
 use serde::Deserialize;
 
 use crate::domain::TaskPolicy;
+use std::sync::Arc;
+
+use crate::services::checkpoints::Checkpointer;
 use crate::services::outbox::UpstreamSettings;
+use crate::services::replay::ServerReplays;
+use crate::services::verification::VerificationJob;
 use crate::storage::proxy_log;
 
 /// The HTTP side's limits and lifetimes, with their defaults (the flags' too).
@@ -86,25 +93,45 @@ pub struct IngestSettings {
     pub seen_signatures: auth::SeenSignatures,
 }
 
-/// Limits on every request, before any handler runs.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestLimits {
+/// Who may call, and how hard they may try: the credential cache, the backoff
+/// after failed authentications, the limit on a request's head and how long a
+/// login lasts.
+pub struct Access {
+    pub credentials: auth::AuthCache,
+    pub failures: auth_failures::AuthFailures,
     /// The most bytes of headers (names, values, separators) a request may send.
     pub max_header_bytes: usize,
+    pub session_lifetime: Duration,
 }
 
-/// How long a login to the pages lasts.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLifetime(pub Duration);
+/// Sending to SMS: the upstream `serve` was given (if any) and the service's
+/// replays.
+pub struct Delivery {
+    pub upstream: Option<UpstreamSettings>,
+    pub replays: ServerReplays,
+}
 
-/// Whether `/checkpoint` and `/tile/…` are open to anyone (`--public-log`), for
-/// monitors and witnesses.
-#[derive(Debug, Clone, Copy)]
-pub struct PublicLog(pub bool);
+/// What auditors check: signed checkpoints (none with `--null-store`), whether
+/// `/checkpoint` and `/tile/…` are open to anyone (`--public-log`), and the
+/// ledger's verification.
+pub struct Evidence {
+    pub checkpointer: Option<Arc<Checkpointer>>,
+    pub public_log: bool,
+    pub verification: Arc<VerificationJob>,
+}
 
-/// The real SMS endpoint, if `serve` was given one.
-#[derive(Debug, Clone)]
-pub struct ConfiguredUpstream(pub Option<UpstreamSettings>);
+impl Evidence {
+    /// The checkpoints' verifier key, when this service makes checkpoints.
+    pub fn verifier_key(&self) -> Option<String> {
+        self.checkpointer.as_ref().map(|c| c.verifier_key())
+    }
+}
+
+/// `/metrics`: the HTTP side's own metrics, and the endpoint that renders all.
+pub struct Metrics {
+    pub http: metrics::HttpMetrics,
+    pub endpoint: metrics::MetricsEndpoint,
+}
 
 /// The proxy log's filters, shared with the `/proxy` page.
 #[derive(Deserialize, Default)]

@@ -775,10 +775,11 @@ async fn bodies_of_unknown_callers_are_never_read_into_memory() {
         at_start >> 20
     );
     // What remains is actix's buffering of each connection (up to 160 KiB each
-    // while a client pushes), not the bodies: 1.5 GiB before bodies waited for
-    // the credential check.
+    // while a client pushes) and the allocator's arenas, not the bodies: 1.5 GiB
+    // before bodies waited for the credential check. A debug build grows by 50
+    // MiB or so, more when the machine is busy (it once reached 64 MiB).
     assert!(
-        peak - at_start < 64 * 1024 * 1024,
+        peak - at_start < 128 * 1024 * 1024,
         "RSS grew {} MiB under 150 unauthenticated 10 MiB bodies",
         (peak - at_start) >> 20
     );

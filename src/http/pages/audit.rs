@@ -1,6 +1,7 @@
 //! The audit page: the ledger's head and last verification, starting a new one,
 //! and the rejection log.
 
+use crate::http::Evidence;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use askama::Template;
@@ -11,9 +12,7 @@ use super::{html, Nav, PageError};
 use crate::domain::now_ms;
 use crate::http::extract::Query;
 use crate::http::extract::{CsrfForm, PageUser};
-use crate::services::checkpoints::Checkpointer;
 use crate::services::evidence;
-use crate::services::verification::VerificationJob;
 use crate::storage::checkpoints::{self, StoredCheckpoint};
 use crate::storage::history::{self, VerificationRecord};
 use crate::storage::queries::{self, RejectionCount, RejectionFilter, RejectionRow};
@@ -63,10 +62,9 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 pub async fn page(
-    checkpointer: Option<web::Data<Checkpointer>>,
     query: Query<AuditQuery>,
     reads: web::Data<ReadPool>,
-    verification: web::Data<VerificationJob>,
+    evidence: web::Data<Evidence>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let status = match non_empty(&query.status) {
@@ -102,14 +100,14 @@ pub async fn page(
         head_id: overview.head_id,
         head_hash: overview.head_hash,
         last: overview.last_verification,
-        running: verification.progress(),
+        running: evidence.verification.progress(),
         kept: REJECTIONS_KEPT,
         filter_status: query.status.clone().unwrap_or_default(),
         filter_code: query.error_code.clone().unwrap_or_default(),
         filter_credential: query.credential.clone().unwrap_or_default(),
         rejections,
         floods,
-        verifier_key: checkpointer.map(|c| c.verifier_key()),
+        verifier_key: evidence.verifier_key(),
         checkpoints,
         consistency,
         disk,
@@ -121,15 +119,15 @@ pub async fn page(
 
 pub async fn start_verification(
     reads: web::Data<ReadPool>,
-    verification: web::Data<VerificationJob>,
+    evidence: web::Data<Evidence>,
     form: CsrfForm<CsrfOnly>,
 ) -> Result<HttpResponse, PageError> {
     let PageUser(session) = form.who;
     let total = reads
         .with_blocking(|conn| Ok(history::overview(conn)?.head_id))
         .await?;
-    verification
-        .into_inner()
+    evidence
+        .verification
         .start(total, format!("page:{}", session.credential.name));
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/audit"))

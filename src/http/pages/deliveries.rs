@@ -11,8 +11,8 @@ use crate::domain::{DeliveryState, RawReplayFilter, Role};
 use crate::http::error::SmsError;
 use crate::http::extract::Query;
 use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
-use crate::http::ConfiguredUpstream;
-use crate::services::replay::{self, ReplayAnswer, ServerReplays};
+use crate::http::Delivery;
+use crate::services::replay::{self, ReplayAnswer};
 use crate::storage::history::{self, DeliveryFilter, DeliveryRow, OutboxHealth};
 use crate::storage::notifications::{self, SentNotification};
 use crate::storage::ReadPool;
@@ -61,7 +61,7 @@ impl DeliveriesPage {
 pub async fn page(
     query: Query<DeliveriesQuery>,
     reads: web::Data<ReadPool>,
-    upstream: web::Data<ConfiguredUpstream>,
+    delivery: web::Data<Delivery>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let state_filter = match query.state.as_deref().map(str::trim) {
@@ -89,7 +89,7 @@ pub async fn page(
             ))
         })
         .await?;
-    let upstream = upstream.0.as_ref();
+    let upstream = delivery.upstream.as_ref();
     // A webhook's path is its secret; an endpoint may carry a password.
     let mut notifications = notifications;
     for n in &mut notifications {
@@ -137,13 +137,13 @@ impl ReplayForm {
     /// Selects (and unless `dry_run`, creates) the replay the form describes.
     async fn start(
         &self,
-        upstream: &ConfiguredUpstream,
-        replays: &ServerReplays,
+        delivery: &Delivery,
         dry_run: bool,
         requested_by: &str,
     ) -> Result<ReplayAnswer, SmsError> {
-        let target = replay::target(upstream.0.as_ref(), Some(&self.to), dry_run)?;
+        let target = replay::target(delivery.upstream.as_ref(), Some(&self.to), dry_run)?;
         let filter = self.filter.parse().map_err(SmsError::bad_request)?;
+        let replays = &delivery.replays;
         Ok(replays.start(filter, target, dry_run, requested_by).await?)
     }
 }
@@ -165,12 +165,11 @@ impl PreviewPage {
 
 pub async fn preview(
     form: Query<ReplayForm>,
-    upstream: web::Data<ConfiguredUpstream>,
-    replays: web::Data<ServerReplays>,
+    delivery: web::Data<Delivery>,
     PageOperator(session): PageOperator,
 ) -> Result<HttpResponse, PageError> {
     let answer = form
-        .start(&upstream, &replays, true, &session.credential.name)
+        .start(&delivery, true, &session.credential.name)
         .await?;
     let body = PreviewPage {
         nav: Some(Nav::from(&session)),
@@ -183,16 +182,14 @@ pub async fn preview(
 }
 
 pub async fn confirm(
-    upstream: web::Data<ConfiguredUpstream>,
-    replays: web::Data<ServerReplays>,
+    delivery: web::Data<Delivery>,
     submitted: CsrfForm<ReplayForm, PageOperator>,
 ) -> Result<HttpResponse, PageError> {
     let PageOperator(session) = &submitted.who;
     let answer = submitted
         .form
         .start(
-            &upstream,
-            &replays,
+            &delivery,
             false,
             &format!("page:{}", session.credential.name),
         )

@@ -14,7 +14,7 @@ use crate::http::extract::Query;
 use crate::http::extract::{
     page_session, CarriesCsrf, CsrfForm, PageUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
-use crate::http::SessionLifetime;
+use crate::http::Access;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{sessions, ReadPool};
 
@@ -114,7 +114,7 @@ pub async fn submit(
     form: web::Form<LoginForm>,
     reads: web::Data<ReadPool>,
     writer: web::Data<WriterHandle>,
-    lifetime: web::Data<SessionLifetime>,
+    access: web::Data<Access>,
 ) -> Result<HttpResponse, PageError> {
     let next = safe_next(form.next.as_deref());
     let expected = req
@@ -160,7 +160,7 @@ pub async fn submit(
             StatusCode::FORBIDDEN,
         );
     }
-    let lifetime = lifetime.0;
+    let lifetime = access.session_lifetime;
     let cookie_value = sessions::create(&writer, &credential.name, lifetime.as_millis() as i64)
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?;

@@ -1,7 +1,7 @@
 //! The proxy page: calls passed on to SMS (`serve --proxy`), newest first, with
 //! filters and a link to older calls.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::{html, urlencode, Nav, PageError};
@@ -31,9 +31,9 @@ struct ProxyPage {
 }
 
 pub async fn page(
-    req: HttpRequest,
     query: Query<ProxyLogQuery>,
     reads: web::Data<ReadPool>,
+    log: Option<web::Data<ProxyLog>>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let filter = query.filter().map_err(PageError::BadRequest)?;
@@ -58,7 +58,6 @@ pub async fn page(
         }
         link
     });
-    let log = req.app_data::<web::Data<ProxyLog>>();
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let body = ProxyPage {
         nav: Some(Nav::from(&session)),

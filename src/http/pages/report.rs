@@ -2,13 +2,13 @@
 //! directory, its history in brief, the signed checkpoint that covers it, and how
 //! to check the evidence. Print CSS only, no JavaScript.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use crate::http::Evidence;
+use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::{html, urlencode, Nav, PageError};
 use crate::domain::{format_timestamp, TaskId};
 use crate::http::extract::PageUser;
-use crate::services::checkpoints::Checkpointer;
 use crate::storage::checkpoints::{self, StoredCheckpoint};
 use crate::storage::history::{self, TaskRow};
 use crate::storage::queries::{self, UploadRecord};
@@ -31,9 +31,9 @@ struct ReportPage {
 }
 
 pub async fn page(
-    req: HttpRequest,
     path: web::Path<String>,
     reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let task_id = TaskId::parse(&path)
@@ -73,9 +73,7 @@ pub async fn page(
         regressions,
         checkpoint,
         covers_latest,
-        verifier_key: req
-            .app_data::<web::Data<Checkpointer>>()
-            .map(|c| c.verifier_key()),
+        verifier_key: evidence.verifier_key(),
         generated_at: format_timestamp(crate::domain::now_ms()),
     }
     .render()?;

@@ -5,7 +5,7 @@ use askama::Template;
 
 use super::{html, Nav, PageError, When};
 use crate::http::extract::PageUser;
-use crate::http::ConfiguredUpstream;
+use crate::http::Delivery;
 use crate::storage::checkpoints;
 use crate::storage::history;
 use crate::storage::queries::{self, UploadRecord};
@@ -27,7 +27,7 @@ struct UploadPage {
 pub async fn page(
     path: web::Path<String>,
     reads: web::Data<ReadPool>,
-    upstream: web::Data<ConfiguredUpstream>,
+    delivery: web::Data<Delivery>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let id: i64 = path
@@ -53,7 +53,7 @@ pub async fn page(
         received,
         previous,
         next,
-        forwarding: upstream.0.as_ref().is_some_and(|u| u.forward),
+        forwarding: delivery.upstream.as_ref().is_some_and(|u| u.forward),
     }
     .render()?;
     Ok(html(body))

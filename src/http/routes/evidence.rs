@@ -11,8 +11,7 @@ use super::read_api::{page_limit, time_range};
 use crate::domain::TaskId;
 use crate::http::error::SmsError;
 use crate::http::extract::{ApiReader, Query};
-use crate::http::PublicLog;
-use crate::services::checkpoints::Checkpointer;
+use crate::http::Evidence;
 use crate::services::evidence::{self, EvidenceError};
 use crate::storage::{checkpoints, tree, ReadPool};
 
@@ -28,9 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Monitors and witnesses read the log like any C2SP tlog-tiles log: open with
 /// `--public-log`, otherwise for auditors and operators.
-async fn may_read_log(req: &HttpRequest) -> Result<(), SmsError> {
-    let public = req.app_data::<web::Data<PublicLog>>().is_some_and(|p| p.0);
-    if !public {
+async fn may_read_log(req: &HttpRequest, evidence: &Evidence) -> Result<(), SmsError> {
+    if !evidence.public_log {
         ApiReader::extract(req).await?;
     }
     Ok(())
@@ -47,8 +45,9 @@ async fn may_read_log(req: &HttpRequest) -> Result<(), SmsError> {
 async fn log_checkpoint(
     req: HttpRequest,
     reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
 ) -> Result<HttpResponse, SmsError> {
-    may_read_log(&req).await?;
+    may_read_log(&req, &evidence).await?;
     let latest = reads.with_blocking(checkpoints::latest).await?;
     let latest = latest.ok_or_else(|| SmsError::NotFound("no checkpoint yet".into()))?;
     Ok(HttpResponse::Ok()
@@ -66,8 +65,12 @@ async fn log_checkpoint(
     params(("path" = String, Path, description = "a C2SP tlog-tiles path")),
     responses((status = 200, description = "A tile of the Merkle tree (C2SP tlog-tiles)"))
 )]
-async fn tile(req: HttpRequest, reads: web::Data<ReadPool>) -> Result<HttpResponse, SmsError> {
-    may_read_log(&req).await?;
+async fn tile(
+    req: HttpRequest,
+    reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
+) -> Result<HttpResponse, SmsError> {
+    may_read_log(&req, &evidence).await?;
     let path = req.path().trim_start_matches('/').to_string();
     let partial = path.contains(".p/");
     let data = reads
@@ -108,16 +111,16 @@ pub const BUNDLE_BODY_BYTES: u64 = 32 * 1024 * 1024;
     security(("token" = []), ("session" = []))
 )]
 async fn bundle(
-    req: HttpRequest,
     query: Query<EvidenceQuery>,
     reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let task = TaskId::parse(&query.task_id).map_err(SmsError::bad_request)?;
     let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
-    let checkpointer = req
-        .app_data::<web::Data<Checkpointer>>()
-        .cloned()
+    let checkpointer = evidence
+        .checkpointer
+        .clone()
         .ok_or_else(|| SmsError::Unavailable("this service makes no checkpoints".into()))?;
     checkpointer
         .make_now()
@@ -182,9 +185,9 @@ struct ListQuery {
     security(("token" = []), ("session" = []))
 )]
 async fn list(
-    req: HttpRequest,
     query: Query<ListQuery>,
     reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
     _: ApiReader,
 ) -> Result<HttpResponse, SmsError> {
     let limit = page_limit(query.limit, 50)?;
@@ -196,9 +199,7 @@ async fn list(
         list.truncate(limit as usize);
         list.last().map(|c| c.tree_size)
     });
-    let verifier_key = req
-        .app_data::<web::Data<Checkpointer>>()
-        .map(|c| c.verifier_key());
+    let verifier_key = evidence.verifier_key();
     Ok(HttpResponse::Ok().json(json!({
         "checkpoints": list,
         "next_before": next_before.flatten(),

@@ -4,6 +4,7 @@
 //! the commit.
 
 use crate::http::error::SmsErrorDoc;
+use crate::http::Access;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
@@ -106,7 +107,7 @@ pub async fn upload(
     task_id: web::Path<String>,
     payload: web::Payload,
     config: web::Data<IngestSettings>,
-    cache: web::Data<AuthCache>,
+    access: web::Data<Access>,
     reads: web::Data<ReadPool>,
     writer: web::Data<WriterHandle>,
 ) -> Result<HttpResponse, SmsError> {
@@ -121,8 +122,11 @@ pub async fn upload(
     let task_id = TaskId::parse(&task_id);
     // Who is calling is known before any byte of the body is read: an unknown
     // credential costs no memory.
-    let found = auth::require_known(&presented, auth::find(&presented, &cache, &reads).await?)?;
-    let task_known = is_registered(&task_id, &config, &cache, &reads).await?;
+    let found = auth::require_known(
+        &presented,
+        auth::find(&presented, &access.credentials, &reads).await?,
+    )?;
+    let task_known = is_registered(&task_id, &config, &access.credentials, &reads).await?;
     let task_name = task_id.as_ref().map(TaskId::as_str).unwrap_or("");
     let mut hold = config.body_budget.hold();
     let rules = BodyRules {

@@ -2,11 +2,11 @@
 //! gauges read at the scrape. With `--metrics-token`, only for
 //! `Authorization: Bearer <token>`.
 
+use crate::http::Metrics;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::http::error::SmsError;
-use crate::http::metrics::{HttpMetrics, MetricsEndpoint};
 use crate::storage::{history, retention, ReadPool};
 
 /// OpenMetrics 1.0, the text format prometheus-client writes (Prometheus reads it).
@@ -21,15 +21,14 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 )]
 pub async fn scrape(
     req: HttpRequest,
-    endpoint: web::Data<MetricsEndpoint>,
-    metrics: web::Data<HttpMetrics>,
+    metrics: web::Data<Metrics>,
     reads: web::Data<ReadPool>,
 ) -> Result<HttpResponse, SmsError> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !endpoint.allows(authorization) {
+    if !metrics.endpoint.allows(authorization) {
         return Err(SmsError::Unauthenticated(
             "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
         ));
@@ -43,10 +42,10 @@ pub async fn scrape(
             ))
         })
         .await?;
-    metrics.set_from(&snapshot, &disk);
+    metrics.http.set_from(&snapshot, &disk);
     let mut body = String::new();
     {
-        let registry = endpoint.registry.lock();
+        let registry = metrics.endpoint.registry.lock();
         prometheus_client::encoding::text::encode(&mut body, &registry)
             .map_err(|e| SmsError::Storage(e.to_string()))?;
     }

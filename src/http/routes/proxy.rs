@@ -4,6 +4,7 @@
 //! answer streams back to the agent as it comes, and the call is recorded in the
 //! proxy log once the answer has been passed on (or the exchange broke off).
 
+use crate::http::Access;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::domain::proxy::{
     ProxyPath, Subject,
 };
 use crate::domain::{now_ms, AuthMethod, Credential};
-use crate::http::auth::{self, header as header_value, AuthCache};
+use crate::http::auth::{self, header as header_value};
 use crate::http::body_budget::BodyHold;
 use crate::http::error::{ErrorCode, SmsError};
 use crate::http::middleware::RequestId;
@@ -39,7 +40,7 @@ use crate::storage::{queries, ReadPool};
 pub struct PassThrough {
     proxy: web::Data<Proxy>,
     log: web::Data<ProxyLog>,
-    cache: web::Data<AuthCache>,
+    access: web::Data<Access>,
     reads: web::Data<ReadPool>,
     ingest: web::Data<IngestSettings>,
 }
@@ -53,7 +54,7 @@ impl FromRequest for PassThrough {
             Some(PassThrough {
                 proxy: req.app_data::<web::Data<Proxy>>()?.clone(),
                 log: req.app_data::<web::Data<ProxyLog>>()?.clone(),
-                cache: req.app_data::<web::Data<AuthCache>>()?.clone(),
+                access: req.app_data::<web::Data<Access>>()?.clone(),
                 reads: req.app_data::<web::Data<ReadPool>>()?.clone(),
                 ingest: req.app_data::<web::Data<IngestSettings>>()?.clone(),
             })
@@ -237,7 +238,7 @@ async fn authenticated_request(
     hold: &mut BodyHold,
 ) -> Result<(Credential, OutgoingBody, Arc<Mutex<BodyTap>>), SmsError> {
     let presented = auth::presented(req, true)?;
-    let found = auth::find(&presented, &state.cache, &state.reads).await?;
+    let found = auth::find(&presented, &state.access.credentials, &state.reads).await?;
     let found = auth::require_known(&presented, found)?;
     let settings = state.log.settings();
     let limit = settings.max_body_bytes;

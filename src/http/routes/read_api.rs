@@ -1,7 +1,8 @@
 //! The JSON read API under `/api/v1`, for auditors and operators.
 
-#[allow(unused_imports)] // named by the OpenAPI annotations
 use crate::http::error::ApiRefusals;
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use crate::http::Evidence;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +13,6 @@ use crate::http::error::SmsError;
 use crate::http::extract::ApiReader;
 use crate::http::extract::Query;
 use crate::http::ProxyLogQuery;
-use crate::services::verification::VerificationJob;
 use crate::storage::queries::{self, UploadPageQuery};
 use crate::storage::{fleet, proxy_log, ReadPool};
 
@@ -235,10 +235,13 @@ async fn upload(
     security(("token" = []), ("session" = []))
 )]
 async fn ledger_status(
-    job: web::Data<VerificationJob>,
+    evidence: web::Data<Evidence>,
     ApiReader(reader): ApiReader,
 ) -> Result<HttpResponse, SmsError> {
-    let verification = job.verify_now(&format!("api:{}", reader.name)).await?;
+    let verification = evidence
+        .verification
+        .verify_now(&format!("api:{}", reader.name))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": if verification.intact() { "intact" } else { "broken" },
         "entries": verification.entries,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::domain::RawReplayFilter;
 use crate::http::error::SmsError;
 use crate::http::extract::ApiOperator;
-use crate::http::ConfiguredUpstream;
-use crate::services::replay::{self, ServerReplays};
+use crate::http::Delivery;
+use crate::services::replay;
 
 /// The body of `POST /api/v1/replays`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -33,14 +33,14 @@ pub struct ReplayRequest {
 )]
 pub async fn create(
     body: web::Json<ReplayRequest>,
-    upstream: web::Data<ConfiguredUpstream>,
-    replays: web::Data<ServerReplays>,
+    delivery: web::Data<Delivery>,
     ApiOperator(credential): ApiOperator,
 ) -> Result<HttpResponse, SmsError> {
-    let target = replay::target(upstream.0.as_ref(), body.to.as_deref(), body.dry_run)?;
+    let target = replay::target(delivery.upstream.as_ref(), body.to.as_deref(), body.dry_run)?;
     let filter = body.filter.parse().map_err(SmsError::bad_request)?;
     let dry_run = body.dry_run;
-    let answer = replays
+    let answer = delivery
+        .replays
         .start(filter, target, dry_run, &format!("api:{}", credential.name))
         .await?;
     Ok(if dry_run {
