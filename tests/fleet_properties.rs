@@ -221,7 +221,7 @@ fn check_views(
                 );
                 *counts.entry(verdict).or_insert(0) += 1;
             }
-            for v in Verdict::ALL {
+            for &v in <Verdict as strum::VariantArray>::VARIANTS {
                 prop_assert_eq!(changes.counts.of(v), counts.get(&v).copied().unwrap_or(0));
             }
             prop_assert_eq!(

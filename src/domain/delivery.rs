@@ -1,15 +1,28 @@
 //! Deliveries of stored uploads to SMS: their states, what made them, and who
 //! sends them.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DeliveryState {
     /// Waiting for its (next) attempt.
     Pending,
@@ -24,45 +37,26 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 5] = [
-        DeliveryState::Pending,
-        DeliveryState::Delivered,
-        DeliveryState::Failed,
-        DeliveryState::Dead,
-        DeliveryState::Superseded,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Dead => "dead",
-            DeliveryState::Superseded => "superseded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == s)
-    }
-}
-
-impl fmt::Display for DeliveryState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DeliveryState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s).ok_or_else(|| format!("unknown delivery state {s:?}"))
+        self.into()
     }
 }
 
 /// Why a delivery exists (deliveries) or why an attempt was made (attempts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Trigger {
     /// Forwarding as the upload was stored.
     Live,
@@ -74,29 +68,7 @@ pub enum Trigger {
 
 impl Trigger {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Live => "live",
-            Trigger::Replay => "replay",
-            Trigger::Retry => "retry",
-        }
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Trigger {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "live" => Ok(Trigger::Live),
-            "replay" => Ok(Trigger::Replay),
-            "retry" => Ok(Trigger::Retry),
-            other => Err(format!("unknown trigger {other:?}")),
-        }
+        self.into()
     }
 }
 
@@ -109,7 +81,8 @@ pub enum Runner {
 }
 
 /// Who sends a replay's deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum ReplayRunner {
     Server,
     Cli,
@@ -117,10 +90,7 @@ pub enum ReplayRunner {
 
 impl ReplayRunner {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ReplayRunner::Server => "server",
-            ReplayRunner::Cli => "cli",
-        }
+        self.into()
     }
 }
 
@@ -175,10 +145,11 @@ mod tests {
 
     #[test]
     fn states_and_triggers_round_trip_through_their_names() {
-        for state in DeliveryState::ALL {
-            assert_eq!(state.as_str().parse::<DeliveryState>(), Ok(state));
+        use strum::VariantArray;
+        for state in DeliveryState::VARIANTS {
+            assert_eq!(state.as_str().parse::<DeliveryState>(), Ok(*state));
         }
-        assert!(DeliveryState::parse("any").is_none());
+        assert!("any".parse::<DeliveryState>().is_err());
         for trigger in [Trigger::Live, Trigger::Replay, Trigger::Retry] {
             assert_eq!(trigger.as_str().parse::<Trigger>(), Ok(trigger));
         }

@@ -15,8 +15,22 @@ pub fn day_of(at: Timestamp) -> i64 {
 
 /// How a task changed between two moments, by its open problems (different,
 /// missing and extra files) in its latest upload at each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Verdict {
     /// No upload at the first moment.
     New,
@@ -29,13 +43,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 4] = [
-        Verdict::New,
-        Verdict::Improved,
-        Verdict::Regressed,
-        Verdict::Unchanged,
-    ];
-
     /// The verdict for `before` problems (none: no upload yet) and `after`.
     pub fn of(before: Option<i64>, after: i64) -> Self {
         match before {
@@ -47,16 +54,7 @@ impl Verdict {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::New => "new",
-            Verdict::Improved => "improved",
-            Verdict::Regressed => "regressed",
-            Verdict::Unchanged => "unchanged",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
+        self.into()
     }
 }
 
@@ -70,10 +68,11 @@ mod tests {
         assert_eq!(Verdict::of(Some(3), 1), Verdict::Improved);
         assert_eq!(Verdict::of(Some(1), 3), Verdict::Regressed);
         assert_eq!(Verdict::of(Some(2), 2), Verdict::Unchanged);
-        for v in Verdict::ALL {
-            assert_eq!(Verdict::parse(v.as_str()), Some(v));
+        use strum::VariantArray;
+        for v in Verdict::VARIANTS {
+            assert_eq!(v.as_str().parse::<Verdict>(), Ok(*v));
         }
-        assert_eq!(Verdict::parse("clean"), None);
+        assert!("clean".parse::<Verdict>().is_err());
         assert_eq!(day_of(0), 0);
         assert_eq!(day_of(DAY_MS - 1), 0);
         assert_eq!(day_of(DAY_MS), 1);

@@ -46,7 +46,7 @@ impl ReplayFilter {
         super::check_range(since, until)?;
         let state = match state.unwrap_or("") {
             "" | "any" => None,
-            s => Some(DeliveryState::parse(s).ok_or_else(|| {
+            s => Some(s.parse::<DeliveryState>().ok().ok_or_else(|| {
                 format!(
                     "state: must be pending, failed, dead, delivered, superseded or any, not {s:?}"
                 )

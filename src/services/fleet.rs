@@ -246,7 +246,9 @@ impl ChangeFilter {
         match s.unwrap_or("") {
             "" | "all" => Ok(ChangeFilter::All),
             "clean" => Ok(ChangeFilter::Clean),
-            other => Verdict::parse(other)
+            other => other
+                .parse::<Verdict>()
+                .ok()
                 .map(ChangeFilter::Verdict)
                 .ok_or_else(|| {
                     format!(

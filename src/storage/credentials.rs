@@ -19,7 +19,7 @@ pub(super) fn credential_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cre
     let role: String = r.get(1)?;
     let scope: Option<String> = r.get(2)?;
     Ok(Credential {
-        role: role.parse().map_err(|e: String| {
+        role: role.parse().map_err(|e: strum::ParseError| {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
         })?,
         task_scope: scope.map(|s| parse_scope(&name, &s)),

@@ -21,7 +21,7 @@ impl FromSql for DeliveryState {
         value
             .as_str()?
             .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
+            .map_err(|e: strum::ParseError| FromSqlError::Other(e.into()))
     }
 }
 
@@ -36,7 +36,7 @@ impl FromSql for Trigger {
         value
             .as_str()?
             .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
+            .map_err(|e: strum::ParseError| FromSqlError::Other(e.into()))
     }
 }
 

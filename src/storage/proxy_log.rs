@@ -7,8 +7,9 @@ use super::StorageError;
 use crate::domain::{format_timestamp, Timestamp};
 
 /// How a proxied call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::EnumString, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CallOutcome {
     /// SMS answered (whatever its status), and the answer was passed on whole.
     Answered,
@@ -25,25 +26,7 @@ pub enum CallOutcome {
 
 impl CallOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            CallOutcome::Answered => "answered",
-            CallOutcome::Unreachable => "unreachable",
-            CallOutcome::Timeout => "timeout",
-            CallOutcome::TooLarge => "too_large",
-            CallOutcome::Aborted => "aborted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            CallOutcome::Answered,
-            CallOutcome::Unreachable,
-            CallOutcome::Timeout,
-            CallOutcome::TooLarge,
-            CallOutcome::Aborted,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+        self.into()
     }
 }
 
@@ -135,7 +118,7 @@ impl CallFilter {
             .transpose()?;
         let outcome = given(outcome)
             .map(|o| {
-                CallOutcome::parse(&o).ok_or_else(|| {
+                o.parse::<CallOutcome>().ok().ok_or_else(|| {
                     format!("outcome: {o:?} is not one of answered, unreachable, timeout, too_large, aborted")
                 })
             })

@@ -34,7 +34,7 @@ struct DeliveriesPage {
     forwarding: bool,
     operator: bool,
     health: OutboxHealth,
-    states: [&'static str; 5],
+    states: Vec<&'static str>,
     state: String,
     task_id: String,
     since: String,
@@ -66,7 +66,7 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let state_filter = match query.state.as_deref().map(str::trim) {
         None | Some("") | Some("any") => None,
-        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+        Some(s) => Some(s.parse::<DeliveryState>().ok().ok_or_else(|| {
             PageError::BadRequest(format!(
                 "state: must be pending, delivered, failed, dead or superseded (empty: any), not {s:?}"
             ))
@@ -101,7 +101,10 @@ pub async fn page(
         forwarding: upstream.is_some_and(|u| u.forward),
         operator: session.credential.role == Role::Operator,
         health,
-        states: DeliveryState::ALL.map(DeliveryState::as_str),
+        states: <DeliveryState as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
         state: state_filter
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
