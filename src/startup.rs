@@ -217,7 +217,7 @@ struct Storage {
 fn check_before_start(config: &ServeConfig) -> Result<Option<rustls::ServerConfig>, StartError> {
     if let Some(files) = &config.tls {
         crate::storage::files::check_private(&files.key, "the TLS key", config.strict_permissions)
-            .map_err(StartError::Tls)?;
+            .map_err(|e| StartError::Tls(e.to_string()))?;
     }
     let tls = config.tls.as_ref().map(tls_config).transpose()?;
     if config.proxy.is_some() && config.upstream.is_none() {
@@ -325,7 +325,7 @@ fn start_background(
     )
     .map_err(|why| checkpoints::CheckpointError::Key {
         path: settings.key_path.display().to_string(),
-        why,
+        why: why.to_string(),
     })?;
     let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
     let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::{confirm, duration_in, fail, open_existing, CliError, FlagDuration};
 use crate::domain::{format_timestamp, now_ms, Timestamp};
-use crate::services::retention::{self, PurgeReport, PurgeSettings, RetentionSettings, Step};
+use crate::services::retention::{
+    self, PurgeReport, PurgeSettings, RetentionSettings, Step, WriteError,
+};
 use crate::storage::lock::{LockKind, ProcessLock};
 use crate::storage::{self, SyncMode};
 
@@ -46,7 +48,7 @@ pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
         step: args.step_ms.map_or(args.step.0, Duration::from_millis),
         dry_run: true,
     };
-    let nothing = |_: Step| -> Result<(), String> { Err("a dry run writes nothing".into()) };
+    let nothing = |_: Step| Err(WriteError::DryRun);
     let plan = retention::purge(&read, &nothing, &settings, &now_ms).map_err(fail)?;
     if args.dry_run || plan.plan.uploads == 0 {
         print(&plan, &args)?;
@@ -65,12 +67,11 @@ pub fn run(db: &Path, args: PurgeArgs) -> Result<ExitCode, CliError> {
     // each step the command pauses long enough for it to get in and commit.
     let write = storage::open_write(db, SyncMode::Full).map_err(fail)?;
     let pause = (settings.step * 2).max(Duration::from_millis(100));
-    let writes = |step: Step| -> Result<(), String> {
-        let tx =
-            rusqlite::Transaction::new_unchecked(&write, rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| e.to_string())?;
-        step(&tx).map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
+    let writes = |step: Step| -> Result<(), WriteError> {
+        let immediate = rusqlite::TransactionBehavior::Immediate;
+        let tx = rusqlite::Transaction::new_unchecked(&write, immediate)?;
+        step(&tx)?;
+        tx.commit()?;
         std::thread::sleep(pause);
         Ok(())
     };

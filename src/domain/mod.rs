@@ -18,11 +18,11 @@ pub mod upload_body;
 
 pub use credential::{csrf_equal, random_hex, token_hash, Credential, Session, TaskPolicy};
 pub use delivery::{AttemptResult, DeliveryState, Outcome, ReplayRunner, Runner, Trigger};
-pub use replay_filter::{RawReplayFilter, ReplayFilter};
+pub use replay_filter::{FilterError, RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
-pub use task_id::TaskId;
+pub use task_id::{BadTaskId, TaskId};
 pub use text::{escape_invisible, is_bidi_control, printable, without_path, without_userinfo};
 pub use time::{
-    check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, Timestamp,
+    check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, TimeError, Timestamp,
 };
 pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};

@@ -4,7 +4,7 @@
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{parse_time_field, DeliveryState, TaskId, Timestamp};
+use super::{parse_time_field, BadTaskId, DeliveryState, TaskId, TimeError, Timestamp};
 
 /// A checked replay filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -15,6 +15,19 @@ pub struct ReplayFilter {
     /// Only uploads whose latest delivery is in this state; `None` is any upload.
     pub state: Option<DeliveryState>,
     pub latest_per_task: bool,
+}
+
+/// Why a replay's selection was refused; each names its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("tasks: at most {MAX_TASKS} task ids in one replay, not {0} (leave it empty for every task)")]
+    TooManyTasks(usize),
+    #[error(transparent)]
+    Task(#[from] BadTaskId),
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    #[error("state: must be pending, failed, dead, delivered, superseded or any, not {0:?}")]
+    State(String),
 }
 
 /// The most task ids one replay names.
@@ -30,12 +43,9 @@ impl ReplayFilter {
         until: Option<Timestamp>,
         state: Option<&str>,
         latest_per_task: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FilterError> {
         if tasks.len() > MAX_TASKS {
-            return Err(format!(
-                "tasks: at most {MAX_TASKS} task ids in one replay, not {} (leave it empty for every task)",
-                tasks.len()
-            ));
+            return Err(FilterError::TooManyTasks(tasks.len()));
         }
         let mut tasks: Vec<TaskId> = tasks
             .iter()
@@ -46,11 +56,10 @@ impl ReplayFilter {
         super::check_range(since, until)?;
         let state = match state.unwrap_or("") {
             "" | "any" => None,
-            s => Some(s.parse::<DeliveryState>().ok().ok_or_else(|| {
-                format!(
-                    "state: must be pending, failed, dead, delivered, superseded or any, not {s:?}"
-                )
-            })?),
+            s => Some(
+                s.parse::<DeliveryState>()
+                    .map_err(|_| FilterError::State(s.to_string()))?,
+            ),
         };
         Ok(Self {
             tasks,
@@ -80,7 +89,7 @@ pub struct RawReplayFilter {
 
 impl RawReplayFilter {
     /// Blank values mean "not given"; errors name the field.
-    pub fn parse(&self) -> Result<ReplayFilter, String> {
+    pub fn parse(&self) -> Result<ReplayFilter, FilterError> {
         let tasks: Vec<String> = self
             .tasks
             .iter()
@@ -174,6 +183,7 @@ mod tests {
                 .unwrap()
                 .parse()
                 .unwrap_err()
+                .to_string()
         };
         assert!(bad(r#"{"since": "yesterday"}"#).starts_with("since:"));
         assert!(bad(r#"{"state": "bogus"}"#).starts_with("state:"));

@@ -2,6 +2,15 @@
 
 use std::fmt;
 
+/// What is wrong with a string that is not a task id (one message for every
+/// way: SMS gives one too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "task_id: must be 1 to {} characters of A-Z a-z 0-9 _ -",
+    TaskId::MAX_LEN
+)]
+pub struct BadTaskId;
+
 /// An SMS task id: 1 to 36 characters of `[A-Za-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(String);
@@ -9,21 +18,11 @@ pub struct TaskId(String);
 impl TaskId {
     pub const MAX_LEN: usize = 36;
 
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > Self::MAX_LEN {
-            return Err(format!(
-                "task_id: must be 1 to {} characters of A-Z a-z 0-9 _ -",
-                Self::MAX_LEN
-            ));
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(format!(
-                "task_id: must be 1 to {} characters of A-Z a-z 0-9 _ -",
-                Self::MAX_LEN
-            ));
+    /// A task id, or why `s` is none.
+    pub fn parse(s: &str) -> Result<Self, BadTaskId> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.bytes().all(allowed) {
+            return Err(BadTaskId);
         }
         Ok(Self(s.to_string()))
     }

@@ -18,9 +18,27 @@ pub fn format_timestamp(ms: Timestamp) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Why a time or a range of times was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error(
+        "{given:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27){hint}"
+    )]
+    NotATime { given: String, hint: &'static str },
+    #[error("since ({}) is after until ({}): the range is empty", format_timestamp(*.since), format_timestamp(*.until))]
+    EmptyRange { since: Timestamp, until: Timestamp },
+    /// A named field's time (a form's, a query's).
+    #[error("{field}: {source}")]
+    Field {
+        field: String,
+        #[source]
+        source: Box<TimeError>,
+    },
+}
+
 /// A time on the command line or in a query string: RFC 3339, or a plain date
 /// meaning 00:00 UTC.
-pub fn parse_time_arg(s: &str) -> Result<Timestamp, String> {
+pub fn parse_time_arg(s: &str) -> Result<Timestamp, TimeError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
@@ -38,31 +56,29 @@ pub fn parse_time_arg(s: &str) -> Result<Timestamp, String> {
     } else {
         ""
     };
-    Err(format!(
-        "{s:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27){hint}"
-    ))
+    Err(TimeError::NotATime {
+        given: s.to_string(),
+        hint,
+    })
 }
 
 /// A time range whose ends are in order: `since` must not be after `until`.
-pub fn check_range(since: Option<Timestamp>, until: Option<Timestamp>) -> Result<(), String> {
+pub fn check_range(since: Option<Timestamp>, until: Option<Timestamp>) -> Result<(), TimeError> {
     match (since, until) {
-        (Some(s), Some(u)) if s > u => Err(format!(
-            "since ({}) is after until ({}): the range is empty",
-            format_timestamp(s),
-            format_timestamp(u)
-        )),
+        (Some(since), Some(until)) if since > until => Err(TimeError::EmptyRange { since, until }),
         _ => Ok(()),
     }
 }
 
 /// A form or query field holding a time: blank means "not given"; an error names
 /// the field.
-pub fn parse_time_field(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
+pub fn parse_time_field(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, TimeError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => parse_time_arg(v)
-            .map(Some)
-            .map_err(|e| format!("{name}: {e}")),
+        Some(v) => parse_time_arg(v).map(Some).map_err(|e| TimeError::Field {
+            field: name.to_string(),
+            source: Box::new(e),
+        }),
     }
 }
 

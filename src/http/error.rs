@@ -59,9 +59,9 @@ pub enum SmsError {
 }
 
 impl SmsError {
-    pub fn bad_request(msg: impl Into<String>) -> Self {
+    pub fn bad_request(msg: impl std::fmt::Display) -> Self {
         SmsError::BadRequest {
-            msg: msg.into(),
+            msg: msg.to_string(),
             params: None,
         }
     }
@@ -234,6 +234,13 @@ pub enum PageError {
     LoginBackoff(u64),
     #[error("{0}")]
     Internal(String),
+}
+
+impl PageError {
+    /// 400 with what was wrong with the request.
+    pub fn bad_request(why: impl std::fmt::Display) -> Self {
+        PageError::BadRequest(why.to_string())
+    }
 }
 
 impl From<SmsError> for PageError {

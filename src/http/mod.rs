@@ -147,7 +147,7 @@ pub struct ProxyLogQuery {
 }
 
 impl ProxyLogQuery {
-    pub fn filter(&self) -> Result<proxy_log::CallFilter, String> {
+    pub fn filter(&self) -> Result<proxy_log::CallFilter, proxy_log::FilterFieldError> {
         proxy_log::CallFilter::parse(
             self.credential.as_deref(),
             self.method.as_deref(),

@@ -235,89 +235,42 @@ pub fn bundle(
     ))
 }
 
+/// Why a bundle does not check out: the first failure found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("format is {0:?}, not {BUNDLE_FORMAT:?}")]
+    Format(String),
+    #[error("verifier key: {0}")]
+    VerifierKey(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("entry {id}: {why}")]
+    Entry { id: i64, why: String },
+}
+
 /// Checks a bundle with nothing but itself and a verifier key (`vkey`, or the
 /// bundle's own): the checkpoint's signature, then each entry's body hash, entry
 /// hash and inclusion proof. Returns a summary, or the first failure.
-pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, String> {
+pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, BundleError> {
     if bundle.format != BUNDLE_FORMAT {
-        return Err(format!(
-            "format is {:?}, not {BUNDLE_FORMAT:?}",
-            bundle.format
-        ));
+        return Err(BundleError::Format(bundle.format.clone()));
     }
-    let vkey = vkey.unwrap_or(&bundle.vkey);
-    let verifier = StandardVerifier::new(vkey).map_err(|e| format!("verifier key: {e}"))?;
-    let note = Note::from_bytes(bundle.checkpoint.as_bytes())
-        .map_err(|e| format!("checkpoint: not a signed note: {e}"))?;
-    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
-        .map_err(|e| format!("checkpoint: the signature does not verify with {vkey}: {e}"))?;
-    let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|e| format!("checkpoint: {e}"))?;
-    let (size, root) = (checkpoint.size(), *checkpoint.hash());
+    let checkpoint = signed_checkpoint(bundle, vkey.unwrap_or(&bundle.vkey))?;
     let mut purged = 0;
     let mut previous: Option<i64> = None;
     for e in &bundle.entries {
-        let at = |what: &str| format!("entry {}: {what}", e.id);
+        let at = |why: String| BundleError::Entry { id: e.id, why };
         // Entries come once each, in the log's order: a copy or a reordering is
         // a bundle someone has edited.
-        if previous.is_some_and(|p| e.id <= p) {
-            return Err(at(&format!(
-                "comes after entry {}: entries must be unique and in ascending id order",
-                previous.unwrap_or_default()
+        if let Some(p) = previous.filter(|p| e.id <= *p) {
+            return Err(at(format!(
+                "comes after entry {p}: entries must be unique and in ascending id order"
             )));
         }
         previous = Some(e.id);
-        match (&e.raw_body_base64, &e.purged_at) {
-            (Some(body), _) => {
-                let raw = BASE64_STANDARD
-                    .decode(body)
-                    .map_err(|_| at("raw_body_base64 is not base64"))?;
-                if sha256_hex(&raw) != e.body_sha256 {
-                    return Err(at("the raw body does not match body_sha256"));
-                }
-            }
-            // Purged: the entry hash below still covers body_sha256.
-            (None, Some(_)) => purged += 1,
-            (None, None) => return Err(at("raw_body_base64 is missing (and purged_at too)")),
+        if verify_entry(e, &checkpoint).map_err(|why| at(why.to_string()))? == Body::Purged {
+            purged += 1;
         }
-        let id = e.id.to_string();
-        let recomputed = entry_hash_of([
-            &id,
-            &e.request_id,
-            &e.task_id,
-            &e.received_at,
-            &e.credential_name,
-            &e.auth_method,
-            &e.body_sha256,
-            &e.prev_hash,
-        ]);
-        if recomputed != e.entry_hash {
-            return Err(at("entry_hash does not match the entry's fields"));
-        }
-        let leaf_bytes =
-            tree::entry_bytes(&e.entry_hash).map_err(|_| at("entry_hash is not 64 hex digits"))?;
-        if e.id < 1 || e.id as u64 > size {
-            return Err(at(&format!(
-                "not in the checkpoint's tree of {size} uploads"
-            )));
-        }
-        let proof = e
-            .inclusion_proof
-            .iter()
-            .map(|h| Hash::parse_hash(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| at("a proof hash is not base64 of 32 bytes"))?;
-        tlog_tiles::check_record(
-            &proof,
-            size,
-            root,
-            e.id as u64 - 1,
-            tree::leaf_hash(&leaf_bytes),
-        )
-        .map_err(|_| {
-            at(&format!(
-                "the inclusion proof does not lead to the checkpoint's root (tree of {size})"
-            ))
-        })?;
     }
     let bodies = if purged > 0 {
         format!(" ({purged} with their body purged by retention: hashes and proofs checked)")
@@ -325,12 +278,85 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Stri
         String::new()
     };
     Ok(format!(
-        "evidence intact: {} entries{bodies}, each in the checkpoint of {size} uploads signed by {}; \
+        "evidence intact: {} entries{bodies}, each in the checkpoint of {} uploads signed by {}; \
          this proves each entry is in the log, not that the log holds no other upload of the task \
          (an entry left out of a bundle goes unnoticed)",
         bundle.entries.len(),
+        checkpoint.size(),
         checkpoint.origin()
     ))
+}
+
+/// The bundle's checkpoint, once its signature verifies with `vkey`.
+fn signed_checkpoint(bundle: &Bundle, vkey: &str) -> Result<Checkpoint, BundleError> {
+    let verifier =
+        StandardVerifier::new(vkey).map_err(|e| BundleError::VerifierKey(e.to_string()))?;
+    let bad = |what: String| BundleError::Checkpoint(what);
+    let note = Note::from_bytes(bundle.checkpoint.as_bytes())
+        .map_err(|e| bad(format!("not a signed note: {e}")))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| bad(format!("the signature does not verify with {vkey}: {e}")))?;
+    Checkpoint::from_bytes(note.text()).map_err(|e| bad(e.to_string()))
+}
+
+/// Whether an entry came with its body.
+#[derive(PartialEq, Eq)]
+enum Body {
+    Present,
+    Purged,
+}
+
+/// One entry: its body against `body_sha256` (unless purged), its entry hash
+/// against its fields, and its inclusion proof against the checkpoint's root.
+fn verify_entry(
+    e: &BundleEntry,
+    checkpoint: &Checkpoint,
+) -> Result<Body, std::borrow::Cow<'static, str>> {
+    let body = match (&e.raw_body_base64, &e.purged_at) {
+        (Some(body), _) => {
+            let raw = BASE64_STANDARD
+                .decode(body)
+                .map_err(|_| "raw_body_base64 is not base64")?;
+            if sha256_hex(&raw) != e.body_sha256 {
+                return Err("the raw body does not match body_sha256".into());
+            }
+            Body::Present
+        }
+        // Purged: the entry hash below still covers body_sha256.
+        (None, Some(_)) => Body::Purged,
+        (None, None) => return Err("raw_body_base64 is missing (and purged_at too)".into()),
+    };
+    let id = e.id.to_string();
+    let recomputed = entry_hash_of([
+        &id,
+        &e.request_id,
+        &e.task_id,
+        &e.received_at,
+        &e.credential_name,
+        &e.auth_method,
+        &e.body_sha256,
+        &e.prev_hash,
+    ]);
+    if recomputed != e.entry_hash {
+        return Err("entry_hash does not match the entry's fields".into());
+    }
+    let leaf_bytes =
+        tree::entry_bytes(&e.entry_hash).map_err(|_| "entry_hash is not 64 hex digits")?;
+    let (size, root) = (checkpoint.size(), *checkpoint.hash());
+    if e.id < 1 || e.id as u64 > size {
+        return Err(format!("not in the checkpoint's tree of {size} uploads").into());
+    }
+    let proof = e
+        .inclusion_proof
+        .iter()
+        .map(|h| Hash::parse_hash(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "a proof hash is not base64 of 32 bytes")?;
+    let leaf = tree::leaf_hash(&leaf_bytes);
+    tlog_tiles::check_record(&proof, size, root, e.id as u64 - 1, leaf).map_err(|_| {
+        format!("the inclusion proof does not lead to the checkpoint's root (tree of {size})")
+    })?;
+    Ok(body)
 }
 
 /// Checks every stored checkpoint's signature with `vkey`, and that its text

@@ -240,21 +240,25 @@ pub enum ChangeFilter {
     Clean,
 }
 
+/// A `verdict` or `sort` the fleet's changes do not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeQueryError {
+    #[error("verdict: must be new, improved, regressed, unchanged or clean (got {0:?})")]
+    Verdict(String),
+    #[error("sort: must be change or task (got {0:?})")]
+    Sort(String),
+}
+
 impl ChangeFilter {
     /// `new`, `improved`, `regressed`, `unchanged`, `clean`, or empty for all.
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: Option<&str>) -> Result<Self, ChangeQueryError> {
         match s.unwrap_or("") {
             "" | "all" => Ok(ChangeFilter::All),
             "clean" => Ok(ChangeFilter::Clean),
             other => other
                 .parse::<Verdict>()
-                .ok()
                 .map(ChangeFilter::Verdict)
-                .ok_or_else(|| {
-                    format!(
-                    "verdict: must be new, improved, regressed, unchanged or clean (got {other:?})"
-                )
-                }),
+                .map_err(|_| ChangeQueryError::Verdict(other.to_string())),
         }
     }
 
@@ -285,11 +289,11 @@ pub enum ChangeSort {
 }
 
 impl ChangeSort {
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: Option<&str>) -> Result<Self, ChangeQueryError> {
         match s.unwrap_or("change") {
             "change" => Ok(ChangeSort::Change),
             "task" => Ok(ChangeSort::Task),
-            other => Err(format!("sort: must be change or task (got {other:?})")),
+            other => Err(ChangeQueryError::Sort(other.to_string())),
         }
     }
 

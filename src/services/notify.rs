@@ -101,19 +101,27 @@ pub async fn notify_loop(
     }
 }
 
+/// Why one round of notifications stopped (the next round tries again).
+#[derive(Debug, thiserror::Error)]
+enum TickError {
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Writer(#[from] crate::storage::writer::SubmitError),
+}
+
 async fn tick(
     settings: &NotifySettings,
     reads: &ReadPool,
     writer: &WriterHandle,
     client: &reqwest::Client,
     cursors: &Arc<Mutex<Cursors>>,
-) -> Result<(), String> {
+) -> Result<(), TickError> {
     let after = settings.upstream_after;
     let scan_cursors = cursors.clone();
     let events = reads
         .with_blocking(move |conn| find_events(conn, &scan_cursors, after))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !events.is_empty() {
         let (urls, now) = (settings.urls.clone(), now_ms());
         writer
@@ -123,13 +131,11 @@ async fn tick(
                 }
                 Ok(())
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     let due = reads
         .with_blocking(|conn| notifications::due(conn, now_ms(), SENDS_PER_TICK))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     for send in due {
         // A stored URL is sent to only while it is still configured: a restored or
         // edited database must not choose where events go.
@@ -149,8 +155,7 @@ async fn tick(
             .execute(move |conn| {
                 notifications::record(conn, send.id, state, next, status, error.as_deref(), now)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(())
 }

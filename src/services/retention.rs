@@ -20,7 +20,34 @@ use crate::storage::StorageError;
 pub type Step = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
 
 /// Runs a [`Step`] in a transaction of its own and commits it.
-pub type Writes<'a> = &'a dyn Fn(Step) -> Result<(), String>;
+pub type Writes<'a> = &'a dyn Fn(Step) -> Result<(), WriteError>;
+
+/// Why a step was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Writer(#[from] crate::storage::writer::SubmitError),
+    /// A dry run writes nothing.
+    #[error("a dry run writes nothing")]
+    DryRun,
+}
+
+/// Why a purge stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("the purge stopped after {purged} uploads: {source}")]
+    Stopped {
+        purged: u64,
+        #[source]
+        source: WriteError,
+    },
+}
 
 /// Ids per first purge step, and the bounds steps are sized within.
 const FIRST_STEP_IDS: i64 = 1024;
@@ -83,11 +110,10 @@ pub fn purge(
     writes: Writes<'_>,
     settings: &PurgeSettings,
     now: &dyn Fn() -> Timestamp,
-) -> Result<PurgeReport, String> {
-    let storage = |e: StorageError| e.to_string();
-    let up_to_id = retention::last_id_before(read, settings.before).map_err(storage)?;
-    let plan = retention::candidates(read, up_to_id).map_err(storage)?;
-    let incremental_vacuum = retention::incremental_vacuum(read).map_err(storage)?;
+) -> Result<PurgeReport, PurgeError> {
+    let up_to_id = retention::last_id_before(read, settings.before)?;
+    let plan = retention::candidates(read, up_to_id)?;
+    let incremental_vacuum = retention::incremental_vacuum(read)?;
     let mut report = PurgeReport {
         before: settings.before,
         up_to_id,
@@ -144,10 +170,10 @@ pub fn purge(
                 // Stamped with its start: `now` may not be called from here.
                 retention::finish(conn, log_id, started_at, &failed, Some(purged), None)
             }));
-            return Err(format!(
-                "the purge stopped after {} uploads: {e}",
-                purged.uploads
-            ));
+            return Err(PurgeError::Stopped {
+                purged: purged.uploads,
+                source: e,
+            });
         }
         let (p, took) = *step_out.lock();
         purged += p;
@@ -167,7 +193,7 @@ pub fn purge(
 }
 
 /// Hands free pages back to the file system, a step at a time.
-fn vacuum(writes: Writes<'_>, sizing: &StepSize) -> Result<u64, String> {
+fn vacuum(writes: Writes<'_>, sizing: &StepSize) -> Result<u64, WriteError> {
     let mut pages = FIRST_STEP_PAGES;
     let mut freed = 0;
     loop {
@@ -222,28 +248,28 @@ pub async fn retention_loop(
             actor.clone(),
             settings.clone(),
         );
-        let ran = tokio::task::spawn_blocking(move || -> Result<Option<PurgeReport>, String> {
-            use crate::storage::lock::{LockKind, ProcessLock};
-            // Another purge (the command line's) is at it: next time.
-            let Ok(_purging) = ProcessLock::acquire(&db, LockKind::Purge) else {
-                return Ok(None);
-            };
-            let now = crate::domain::now_ms();
-            let purge = PurgeSettings {
-                before: now.saturating_sub(settings2.keep.as_millis() as i64),
-                actor,
-                step: settings2.step,
-                dry_run: false,
-            };
-            let writes = |step: Step| writer.execute_blocking(step).map_err(|e| e.to_string());
-            reads
-                .with(|read| Ok(self::purge(read, &writes, &purge, &crate::domain::now_ms)))
-                .map_err(|e| e.to_string())?
-                .map(Some)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let ran =
+            tokio::task::spawn_blocking(move || -> Result<Option<PurgeReport>, PurgeError> {
+                use crate::storage::lock::{LockKind, ProcessLock};
+                // Another purge (the command line's) is at it: next time.
+                let Ok(_purging) = ProcessLock::acquire(&db, LockKind::Purge) else {
+                    return Ok(None);
+                };
+                let now = crate::domain::now_ms();
+                let purge = PurgeSettings {
+                    before: now.saturating_sub(settings2.keep.as_millis() as i64),
+                    actor,
+                    step: settings2.step,
+                    dry_run: false,
+                };
+                let writes = |step: Step| Ok(writer.execute_blocking(step)?);
+                reads
+                    .with(|read| Ok(self::purge(read, &writes, &purge, &crate::domain::now_ms)))?
+                    .map(Some)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
         match ran {
             Ok(Some(r)) if r.purged.uploads > 0 => tracing::info!(
                 uploads = r.purged.uploads,

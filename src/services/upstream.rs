@@ -57,7 +57,7 @@ impl std::fmt::Debug for UpstreamAuth {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamConfigError {
     #[error("unknown region {0:?}; known: cn-north-4, ap-southeast-3, my-kualalumpur-1, ru-moscow-1, ap-southeast-1")]
     UnknownRegion(String),
@@ -69,6 +69,43 @@ pub enum UpstreamConfigError {
     NoEndpoint,
     #[error("replay target {0:?} must be an https:// URL (plain http:// only on loopback)")]
     InsecureTarget(String),
+}
+
+/// Why a replay or delivery target is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetRefused {
+    #[error(transparent)]
+    Invalid(#[from] UpstreamConfigError),
+    #[error("{0:?} is not a replay target of this service: use the configured upstream, a region's endpoint, or a URL the service was started with (--replay-target)")]
+    NotAllowed(String),
+}
+
+/// Why SMS's task list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListTasksError {
+    /// No answer (connection, TLS, timeout); the text says which.
+    #[error("{text}")]
+    Transport {
+        text: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("SMS answered {status}{detail}")]
+    Refused {
+        status: reqwest::StatusCode,
+        detail: String,
+    },
+    #[error("not a ListTasks answer: {0}")]
+    NotAnAnswer(#[from] serde_json::Error),
+}
+
+impl From<reqwest::Error> for ListTasksError {
+    fn from(source: reqwest::Error) -> Self {
+        ListTasksError::Transport {
+            text: describe(&source),
+            source,
+        }
+    }
 }
 
 impl UpstreamAuth {
@@ -195,19 +232,13 @@ impl ReplayTargets {
     }
 
     /// The allowed target `to` names, as configured; or why it is refused.
-    pub fn check(&self, to: &str) -> Result<String, String> {
-        let (_, wanted) = parsed(to).map_err(|e| e.to_string())?;
+    pub fn check(&self, to: &str) -> Result<String, TargetRefused> {
+        let (_, wanted) = parsed(to)?;
         self.allowed
             .iter()
             .find(|(_, url)| *url == wanted)
             .map(|(normalized, _)| normalized.clone())
-            .ok_or_else(|| {
-                format!(
-                    "{to:?} is not a replay target of this service: use the configured upstream, \
-                     a region's endpoint, or a URL the service was started with \
-                     (--replay-target)"
-                )
-            })
+            .ok_or_else(|| TargetRefused::NotAllowed(to.to_string()))
     }
 }
 
@@ -278,8 +309,8 @@ pub struct SmsSourceRef {
 }
 
 impl TaskPage {
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("not a ListTasks answer: {e}"))
+    pub fn parse(bytes: &[u8]) -> Result<Self, ListTasksError> {
+        Ok(serde_json::from_slice(bytes)?)
     }
 }
 
@@ -307,17 +338,14 @@ impl Upstream {
 
     /// One page of SMS's task list (`GET /v3/tasks?limit=&offset=`), signed as
     /// the SDK signs it.
-    pub async fn list_tasks(&self, limit: u32, offset: u32) -> Result<TaskPage, String> {
+    pub async fn list_tasks(&self, limit: u32, offset: u32) -> Result<TaskPage, ListTasksError> {
         let url = format!("{}/v3/tasks?limit={limit}&offset={offset}", self.endpoint);
         let response = self
             .signed(reqwest::Method::GET, &url, Vec::new(), b"")
             .send()
-            .await
-            .map_err(|e| describe(&e))?;
+            .await?;
         let status = response.status();
-        let bytes = read_capped(response, TASK_LIST_READ_LIMIT)
-            .await
-            .map_err(|e| describe(&e))?;
+        let bytes = read_capped(response, TASK_LIST_READ_LIMIT).await?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<SmsErrorBody>(&bytes)
                 .ok()
@@ -329,7 +357,7 @@ impl Upstream {
                     )
                 })
                 .unwrap_or_default();
-            return Err(format!("SMS answered {status}{detail}"));
+            return Err(ListTasksError::Refused { status, detail });
         }
         TaskPage::parse(&bytes)
     }

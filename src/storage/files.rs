@@ -72,7 +72,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Whether `path` (a key, a file holding secrets) lets others than its owner in:
 /// a warning, or with `strict` (`--strict-permissions`) a refusal, naming `what`.
-pub fn check_private(path: &Path, what: &str, strict: bool) -> Result<(), String> {
+pub fn check_private(path: &Path, what: &str, strict: bool) -> Result<(), PrivateRefused> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(());
@@ -81,15 +81,30 @@ pub fn check_private(path: &Path, what: &str, strict: bool) -> Result<(), String
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    let why = format!(
-        "{what} {} may be read or changed by others than its owner (mode {mode:04o}): `chmod 600` it",
-        path.display()
-    );
+    let why = NotPrivate {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        mode,
+    };
     if strict {
-        return Err(format!("{why} (--strict-permissions refuses it)"));
+        return Err(PrivateRefused(why));
     }
     tracing::warn!("{why}");
     Ok(())
+}
+
+/// [`NotPrivate`] under `--strict-permissions`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (--strict-permissions refuses it)")]
+pub struct PrivateRefused(pub NotPrivate);
+
+/// A file others than its owner may read or change.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {} may be read or changed by others than its owner (mode {mode:04o}): `chmod 600` it", path.display())]
+pub struct NotPrivate {
+    pub what: String,
+    pub path: std::path::PathBuf,
+    pub mode: u32,
 }
 
 #[cfg(test)]

@@ -96,6 +96,15 @@ pub struct CallFilter {
     pub outcome: Option<CallOutcome>,
 }
 
+/// A proxy-log filter's field that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterFieldError {
+    #[error("status: {0:?} is not an HTTP status (100 to 599)")]
+    Status(String),
+    #[error("outcome: {0:?} is not one of answered, unreachable, timeout, too_large, aborted")]
+    Outcome(String),
+}
+
 impl CallFilter {
     /// From query or form values; blank values match anything.
     pub fn parse(
@@ -104,7 +113,7 @@ impl CallFilter {
         path: Option<&str>,
         status: Option<&str>,
         outcome: Option<&str>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FilterFieldError> {
         let given = |v: Option<&str>| {
             v.map(str::trim)
                 .filter(|v| !v.is_empty())
@@ -113,14 +122,13 @@ impl CallFilter {
         let status = given(status)
             .map(|s| match s.parse::<u16>() {
                 Ok(n) if (100..=599).contains(&n) => Ok(n),
-                _ => Err(format!("status: {s:?} is not an HTTP status (100 to 599)")),
+                _ => Err(FilterFieldError::Status(s)),
             })
             .transpose()?;
         let outcome = given(outcome)
             .map(|o| {
-                o.parse::<CallOutcome>().ok().ok_or_else(|| {
-                    format!("outcome: {o:?} is not one of answered, unreachable, timeout, too_large, aborted")
-                })
+                o.parse::<CallOutcome>()
+                    .map_err(|_| FilterFieldError::Outcome(o))
             })
             .transpose()?;
         Ok(Self {

@@ -308,7 +308,9 @@ async fn the_evidence_api_checkpoints_first_and_its_bundle_verifies() {
     for edited in [duplicated, reordered] {
         let error = sms_audit::services::evidence::verify_bundle(&edited, Some(&vkey)).unwrap_err();
         assert!(
-            error.contains("unique and in ascending id order"),
+            error
+                .to_string()
+                .contains("unique and in ascending id order"),
             "{error}"
         );
     }

@@ -102,8 +102,8 @@ pub async fn page(
     if from_at > to_at {
         return Err(PageError::BadRequest("from: must not be after to".into()));
     }
-    let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(PageError::BadRequest)?;
-    let sort = ChangeSort::parse(query.sort.as_deref()).map_err(PageError::BadRequest)?;
+    let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(PageError::bad_request)?;
+    let sort = ChangeSort::parse(query.sort.as_deref()).map_err(PageError::bad_request)?;
     let page = query.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
         return Err(PageError::BadRequest(format!(

@@ -55,7 +55,7 @@ pub async fn page(
     reads: web::Data<ReadPool>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
-    let (a, b) = ids(&query).map_err(PageError::BadRequest)?;
+    let (a, b) = ids(&query).map_err(PageError::bad_request)?;
     let c = load(&reads, a, b)
         .await?
         .map_err(|missing| PageError::NotFound(format!("no upload #{missing}")))?;

@@ -209,7 +209,7 @@ pub fn num(n: impl std::fmt::Display) -> String {
 
 /// Parses an optional form/query time (RFC 3339 or a date); empty means none.
 pub fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp>, PageError> {
-    crate::domain::parse_time_field(name, value.as_deref()).map_err(PageError::BadRequest)
+    crate::domain::parse_time_field(name, value.as_deref()).map_err(PageError::bad_request)
 }
 
 /// A form's `since` and `until`, in order.
@@ -218,7 +218,7 @@ pub fn time_range(
     until: &Option<String>,
 ) -> Result<(Option<Timestamp>, Option<Timestamp>), PageError> {
     let (since, until) = (time_field("since", since)?, time_field("until", until)?);
-    crate::domain::check_range(since, until).map_err(PageError::BadRequest)?;
+    crate::domain::check_range(since, until).map_err(PageError::bad_request)?;
     Ok((since, until))
 }
 

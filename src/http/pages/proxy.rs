@@ -36,7 +36,7 @@ pub async fn page(
     log: Option<web::Data<ProxyLog>>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
-    let filter = query.filter().map_err(PageError::BadRequest)?;
+    let filter = query.filter().map_err(PageError::bad_request)?;
     let before_id = query.before_id;
     let mut calls = reads
         .with_blocking(move |conn| proxy_log::recent(conn, PAGE + 1, before_id, &filter))

@@ -15,13 +15,22 @@ pub struct CompareQuery {
     b: Option<String>,
 }
 
-pub(crate) fn ids(q: &CompareQuery) -> Result<(i64, i64), String> {
-    let parse = |name: &str, v: &Option<String>| {
+/// Which of the two uploads to compare is missing or not an id.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PickError {
+    #[error("{0}: pick an upload")]
+    Missing(&'static str),
+    #[error("{0}: must be an upload id")]
+    NotAnId(&'static str),
+}
+
+pub(crate) fn ids(q: &CompareQuery) -> Result<(i64, i64), PickError> {
+    let parse = |name: &'static str, v: &Option<String>| {
         v.as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("{name}: pick an upload"))?
+            .ok_or(PickError::Missing(name))?
             .parse::<i64>()
-            .map_err(|_| format!("{name}: must be an upload id"))
+            .map_err(|_| PickError::NotAnId(name))
     };
     Ok((parse("a", &q.a)?, parse("b", &q.b)?))
 }

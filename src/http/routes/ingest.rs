@@ -8,7 +8,7 @@ use crate::http::Access;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-use crate::domain::{AuthMethod, Credential, TaskId, TaskPolicy, UploadBody};
+use crate::domain::{AuthMethod, BadTaskId, Credential, TaskId, TaskPolicy, UploadBody};
 use crate::http::auth::{self, header as header_value, AuthCache};
 use crate::http::error::SmsError;
 use crate::http::middleware::RequestId;
@@ -208,7 +208,7 @@ fn admit<'c>(
 /// Under `--task-policy registered`, whether the task exists; known tasks are
 /// cached, so usually no read is needed. Always true under `open`.
 async fn is_registered(
-    task_id: &Result<TaskId, String>,
+    task_id: &Result<TaskId, BadTaskId>,
     config: &IngestSettings,
     cache: &AuthCache,
     reads: &ReadPool,

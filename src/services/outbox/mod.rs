@@ -31,6 +31,17 @@ use crate::storage::outbox::{record, record_all};
 use crate::storage::writer::WriterHandle;
 use crate::storage::ReadPool;
 
+/// Why outcomes could not be recorded (they are sent again later).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Writer(#[from] crate::storage::writer::SubmitError),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("recording stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
 /// Where recorded outcomes go: the service's writer thread, or the replay
 /// command's own connection.
 pub trait Recorder: Send + Sync + 'static {
@@ -38,16 +49,15 @@ pub trait Recorder: Send + Sync + 'static {
     fn record(
         &self,
         outcomes: Vec<Outcome>,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    ) -> impl std::future::Future<Output = Result<(), RecordError>> + Send;
 }
 
 impl Recorder for WriterHandle {
-    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), RecordError> {
         // Inside the writer's own transaction. An outcome is never dropped for a
         // full queue: it would be sent again.
-        self.execute_when_room(move |conn| outcomes.iter().try_for_each(|o| record(conn, o)))
-            .await
-            .map_err(|e| e.to_string())
+        let write = move |conn: &Connection| outcomes.iter().try_for_each(|o| record(conn, o));
+        Ok(self.execute_when_room(write).await?)
     }
 }
 
@@ -56,12 +66,10 @@ impl Recorder for WriterHandle {
 pub struct DirectRecorder(pub Arc<Mutex<Connection>>);
 
 impl Recorder for DirectRecorder {
-    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), String> {
+    async fn record(&self, outcomes: Vec<Outcome>) -> Result<(), RecordError> {
         let conn = self.0.clone();
-        tokio::task::spawn_blocking(move || record_all(&conn.lock(), &outcomes))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || record_all(&conn.lock(), &outcomes)).await??;
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::policy::{self, RetryPolicy};
 use super::{Recorder, SendCounts, SenderConfig};
 use crate::domain::{now_ms, DeliveryState, Outcome, Trigger};
-use crate::services::upstream::Upstream;
+use crate::services::upstream::{TargetRefused, Upstream};
 use crate::storage::outbox::{self, Due, DueRow, FETCH_BATCH};
 use crate::storage::{ReadPool, StorageError};
 
@@ -29,7 +29,7 @@ const POLL: Duration = Duration::from_millis(500);
 const RECORD_BATCH: usize = 256;
 
 /// The client for a stored delivery target, or why the target is refused.
-pub type UpstreamFor = Arc<dyn Fn(&str) -> Result<Upstream, String> + Send + Sync>;
+pub type UpstreamFor = Arc<dyn Fn(&str) -> Result<Upstream, TargetRefused> + Send + Sync>;
 
 /// Sends due deliveries until `stop` is set (or, with `until_idle`, until none are
 /// left pending).
@@ -157,7 +157,7 @@ impl<R: Recorder> Sender<R> {
 struct Launcher {
     permits: Arc<Semaphore>,
     limiter: Option<governor::DefaultDirectRateLimiter>,
-    upstreams: Mutex<HashMap<String, Result<Upstream, String>>>,
+    upstreams: Mutex<HashMap<String, Result<Upstream, TargetRefused>>>,
     make_upstream: UpstreamFor,
     policy: RetryPolicy,
     tally: Arc<SendCounts>,
@@ -220,7 +220,7 @@ impl Launcher {
                     }
                     Err(why) => {
                         drop(permit);
-                        policy::refused_target(&due, why, now_ms())
+                        policy::refused_target(&due, why.to_string(), now_ms())
                     }
                 };
                 tally.count(&o);
