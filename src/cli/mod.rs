@@ -267,6 +267,13 @@ pub enum CliError {
     OutputClosed,
 }
 
+/// anyhow's chain of contexts, outermost first: `--from b.db: not a database`.
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failed(format!("{e:#}"))
+    }
+}
+
 pub(crate) fn fail(e: impl std::fmt::Display) -> CliError {
     CliError::Failed(e.to_string())
 }

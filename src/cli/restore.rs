@@ -1,10 +1,12 @@
 //! `restore`: put a checked backup in place of the database, keeping the old one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{fail, output_error, CliError};
+use anyhow::Context;
+
+use super::{fail, CliError};
+use crate::domain::chain::{Head, Verification};
 use crate::domain::{format_timestamp, now_ms};
 use crate::services::ledger::{self, Parallelism, Scope};
 use crate::storage::lock::{LockKind, ProcessLock};
@@ -43,7 +45,6 @@ fn log_identity(conn: &rusqlite::Connection) -> Result<Option<String>, CliError>
 }
 
 pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
-    let mut out = std::io::stdout().lock();
     let started = now_ms();
     if !args.from.is_file() {
         return Err(fail(format!(
@@ -52,47 +53,90 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         )));
     }
     // 1. The backup is checked before anything is touched, and before anything
-    // of it is trusted: opened read-only and defensively, its schema compared.
-    let backup = storage::schema::open_untrusted(&args.from)
-        .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?;
-    let version = match storage::schema_version(&backup)
-        .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?
-    {
-        None => {
-            return Err(fail(format!(
-                "--from {}: not an sms-audit database",
-                args.from.display()
-            )))
+    // of it is trusted.
+    let checked = match check_backup(db, &args)? {
+        Ok(checked) => checked,
+        Err(why) => {
+            say!("not restored: {why}; {} is unchanged", db.display())?;
+            return Ok(ExitCode::from(1));
         }
-        Some(v) if v > storage::known_schema_version() => {
+    };
+    // 2. No service, replay or purge may write to the database meanwhile.
+    let _writer = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
+    let _replay = ProcessLock::acquire(db, LockKind::Replay).map_err(fail)?;
+    let _purge = ProcessLock::acquire(db, LockKind::Purge).map_err(fail)?;
+    // 3. The copy is staged next to the database (so the final rename is atomic).
+    let staged = stage(&args.from, db)
+        .map_err(|e| fail(format!("restore failed, nothing changed: {e:#}")))?;
+    // 4. What the database held, with its WAL folded in (so the file kept is whole).
+    let before = db.exists().then(|| {
+        storage::open_write(db, SyncMode::Full).and_then(|conn| {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            storage::ledger::head(&conn)
+        })
+    });
+    let stamp = format_timestamp(now_ms()).replace([':', '-', '.'], "");
+    let kept = storage::backup::replace_database(db, &staged, &stamp).map_err(|e| {
+        let _ = std::fs::remove_file(&staged);
+        fail(format!("restore failed: {e}"))
+    })?;
+    let replaced = kept
+        .as_ref()
+        .map(|k| format!("; the database it replaced kept as {}", k.display()))
+        .unwrap_or_default();
+    let detail = format!(
+        "from {}: {} entries, head {}{replaced}",
+        args.from.display(),
+        checked.entries,
+        checked.head_hash,
+    );
+    super::record_admin_action(db, started, "restore", &detail, "done");
+    say!(
+        "restored {} into {}: ledger intact, {} entries, head {}",
+        args.from.display(),
+        db.display(),
+        checked.entries,
+        checked.head_hash
+    )?;
+    if let Some(kept) = kept {
+        report_replaced(&kept, before, checked.head_id)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The backup's ledger when it may be restored; `Err` says why it is not (exit
+/// 1), an error why it could not be checked (exit 2). Opened read-only and
+/// defensively, its schema compared with the one its version makes, its log
+/// the database's (unless `--other-log`), its whole ledger verified.
+fn check_backup(db: &Path, args: &RestoreArgs) -> Result<Result<Verification, String>, CliError> {
+    let from = args.from.display().to_string();
+    let backup =
+        storage::schema::open_untrusted(&args.from).with_context(|| format!("--from {from}"))?;
+    let version = storage::schema_version(&backup).with_context(|| format!("--from {from}"))?;
+    let known = storage::known_schema_version();
+    let version = match version {
+        None => return Err(fail(format!("--from {from}: not an sms-audit database"))),
+        Some(v) if v > known => {
             return Err(fail(format!(
-                "--from {}: made by a newer sms-audit (schema {v}, this one knows {}); restore it with that version",
-                args.from.display(),
-                storage::known_schema_version()
+                "--from {from}: made by a newer sms-audit (schema {v}, this one knows {known}); restore it with that version"
             )))
         }
         Some(v) => v,
     };
     let difference = storage::schema::first_difference(&backup, version)
-        .map_err(|e| fail(format!("--from {}: {e}", args.from.display())))?;
+        .with_context(|| format!("--from {from}"))?;
     if let Some(difference) = difference {
-        writeln!(
-            out,
-            "not restored: {} is not an sms-audit database as sms-audit makes it: {difference}; {} is unchanged",
-            args.from.display(),
-            db.display()
-        )
-        .map_err(output_error)?;
-        return Ok(ExitCode::from(1));
+        return Ok(Err(format!(
+            "{from} is not an sms-audit database as sms-audit makes it: {difference}"
+        )));
     }
     if db.exists() && !args.other_log {
         let here = storage::open_read(db).map_err(fail)?;
         if let (Some(theirs), Some(ours)) = (log_identity(&backup)?, log_identity(&here)?) {
             if theirs != ours {
                 return Err(fail(format!(
-                    "--from {} is a backup of another log ({theirs}; this database's: {ours}); \
-                     restore it with --other-log to continue that log here instead",
-                    args.from.display()
+                    "--from {from} is a backup of another log ({theirs}; this database's: {ours}); \
+                     restore it with --other-log to continue that log here instead"
                 )));
             }
         }
@@ -106,23 +150,18 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         |_| {},
     )
     .map_err(fail)?;
-    drop(backup);
-    if let Some(bad) = &checked.first_bad {
-        writeln!(
-            out,
-            "not restored: the backup's ledger is BROKEN at entry {}: {}; {} is unchanged",
-            bad.id,
-            bad.problem,
-            db.display()
-        )
-        .map_err(output_error)?;
-        return Ok(ExitCode::from(1));
-    }
-    // 2. No service, replay or purge may write to the database meanwhile.
-    let _writer = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
-    let _replay = ProcessLock::acquire(db, LockKind::Replay).map_err(fail)?;
-    let _purge = ProcessLock::acquire(db, LockKind::Purge).map_err(fail)?;
-    // 3. The copy is staged next to the database (so the final rename is atomic).
+    Ok(match &checked.first_bad {
+        Some(bad) => Err(format!(
+            "the backup's ledger is BROKEN at entry {}: {}",
+            bad.id, bad.problem
+        )),
+        None => Ok(checked),
+    })
+}
+
+/// A copy of `from` beside `db`, owner-only, on disk in full; removed again when
+/// anything fails.
+fn stage(from: &Path, db: &Path) -> anyhow::Result<PathBuf> {
     let staged = PathBuf::from(format!("{}.restoring-{}", db.display(), std::process::id()));
     let _ = std::fs::remove_file(&staged);
     let mut options = std::fs::OpenOptions::new();
@@ -131,86 +170,50 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
         .open(&staged)
-        .map_err(|e| fail(format!("{}: {e}", staged.display())))?;
-    let staged_ok = storage::backup::online_copy(&args.from, &staged, |_, _| {}).and_then(|()| {
+        .with_context(|| staged.display().to_string())?;
+    let copied = (|| -> anyhow::Result<()> {
+        storage::backup::online_copy(from, &staged, |_, _| {})?;
         // The copy's pages on disk before it takes the database's name.
         let conn = storage::open_write(&staged, SyncMode::Full)?;
         conn.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(conn);
+        std::fs::File::open(&staged)?.sync_all()?;
         Ok(())
-    });
-    if let Err(e) = staged_ok.and_then(|()| {
-        std::fs::File::open(&staged)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| storage::StorageError::Background(e.to_string()))
-    }) {
+    })();
+    if let Err(e) = copied {
         let _ = std::fs::remove_file(&staged);
-        return Err(fail(format!("restore failed, nothing changed: {e}")));
+        return Err(e);
     }
-    // 4. What the database held, with its WAL folded in (so the file kept is whole).
-    let before = db.exists().then(|| {
-        storage::open_write(db, SyncMode::Full).and_then(|conn| {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            storage::ledger::head(&conn)
-        })
-    });
-    let stamp = format_timestamp(now_ms()).replace([':', '-', '.'], "");
-    let kept = storage::backup::replace_database(db, &staged, &stamp).map_err(|e| {
-        let _ = std::fs::remove_file(&staged);
-        fail(format!("restore failed: {e}"))
-    })?;
-    super::record_admin_action(
-        db,
-        started,
-        "restore",
-        &format!(
-            "from {}: {} entries, head {}{}",
-            args.from.display(),
-            checked.entries,
-            checked.head_hash,
-            kept.as_ref()
-                .map(|k| format!("; the database it replaced kept as {}", k.display()))
-                .unwrap_or_default()
-        ),
-        "done",
-    );
-    writeln!(
-        out,
-        "restored {} into {}: ledger intact, {} entries, head {}",
-        args.from.display(),
-        db.display(),
-        checked.entries,
-        checked.head_hash
-    )
-    .map_err(output_error)?;
-    if let Some(kept) = kept {
-        match before {
-            Some(Ok(old)) => {
-                writeln!(
-                    out,
-                    "the database it replaced ({} entries, head {}) is kept as {}",
-                    old.id,
-                    old.hash,
-                    kept.display()
-                )
-                .map_err(output_error)?;
-                let missing = old.id - checked.head_id;
-                if missing > 0 {
-                    writeln!(
-                        out,
-                        "warning: {missing} uploads newer than the backup are only in {}; checkpoints published after the backup will not match the chain from here on",
-                        kept.display()
-                    )
-                    .map_err(output_error)?;
-                }
-            }
-            Some(Err(e)) => writeln!(
-                out,
-                "the database it replaced (unreadable: {e}) is kept as {}",
+    Ok(staged)
+}
+
+/// What became of the database the backup replaced.
+fn report_replaced(
+    kept: &Path,
+    before: Option<Result<Head, storage::StorageError>>,
+    restored_head: i64,
+) -> Result<(), CliError> {
+    match before {
+        Some(Ok(old)) => {
+            say!(
+                "the database it replaced ({} entries, head {}) is kept as {}",
+                old.id,
+                old.hash,
                 kept.display()
-            )
-            .map_err(output_error)?,
-            None => {}
+            )?;
+            let missing = old.id - restored_head;
+            if missing > 0 {
+                say!(
+                    "warning: {missing} uploads newer than the backup are only in {}; checkpoints published after the backup will not match the chain from here on",
+                    kept.display()
+                )?;
+            }
         }
+        Some(Err(e)) => say!(
+            "the database it replaced (unreadable: {e}) is kept as {}",
+            kept.display()
+        )?,
+        None => {}
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
