@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, time_field, urlencode, Nav, PageError};
+use super::{html, page_number, time_field, urlencode, Nav, PageError};
 use crate::domain::fleet::{Verdict, DAY_MS};
 use crate::domain::{format_timestamp, now_ms, Timestamp};
 use crate::http::extract::{PageUser, Query};
@@ -23,8 +23,6 @@ pub struct ChangesQuery {
 
 /// Rows a page shows (the counts and the CSV cover all).
 const PER_PAGE: usize = 100;
-/// The last page number accepted.
-const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Template)]
 #[template(path = "changes.html")]
@@ -104,12 +102,7 @@ pub async fn page(
     }
     let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(PageError::bad_request)?;
     let sort = ChangeSort::parse(query.sort.as_deref()).map_err(PageError::bad_request)?;
-    let page = query.page.unwrap_or(1);
-    if !(1..=MAX_PAGE).contains(&page) {
-        return Err(PageError::BadRequest(format!(
-            "page: must be a number from 1 to {MAX_PAGE}"
-        )));
-    }
+    let page = page_number(query.page)?;
     let changes = reads
         .with_blocking(move |conn| states.changes(conn, from_at, to_at))
         .await?;

@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::charts::{daily_chart, DailySeries, SERIES_COLORS};
-use super::{html, time_field, urlencode, Nav, PageError};
+use super::{html, page_number, time_field, urlencode, Nav, PageError};
 use crate::domain::fleet::DAY_MS;
 use crate::domain::{now_ms, Timestamp};
 use crate::http::extract::PageUser;
@@ -17,8 +17,6 @@ use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
 use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 50;
-/// The last page number accepted (50 million tasks).
-const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Deserialize)]
 pub struct DashboardQuery {
@@ -120,26 +118,13 @@ pub async fn page(
     let search = query.q.clone().unwrap_or_default().trim().to_string();
     let sort = TaskSort::parse(query.sort.as_deref());
     let descending = query.dir.as_deref() != Some("asc");
-    let page = query.page.unwrap_or(1);
-    if !(1..=MAX_PAGE).contains(&page) {
-        return Err(PageError::BadRequest(format!(
-            "page: must be a number from 1 to {MAX_PAGE}"
-        )));
-    }
-    let as_of_at = time_field("as_of", &query.as_of)?;
-    let as_of = as_of_at
-        .and(query.as_of.clone())
-        .map(|t| t.trim().to_string());
-    let trend_until = time_field("trend_until", &query.trend_until)?
-        .or(as_of_at)
-        .unwrap_or_else(now_ms);
-    let trend_since = time_field("trend_since", &query.trend_since)?
-        .unwrap_or(trend_until - (fleet::DEFAULT_TREND_DAYS - 1) * DAY_MS);
-    if trend_since > trend_until {
-        return Err(PageError::BadRequest(
-            "trend_since: must not be after trend_until".into(),
-        ));
-    }
+    let page = page_number(query.page)?;
+    let Moments {
+        as_of_at,
+        as_of,
+        trend_since,
+        trend_until,
+    } = Moments::of(&query)?;
     let list = TaskListQuery {
         search: search.clone(),
         sort,
@@ -160,6 +145,86 @@ pub async fn page(
             })
         })
         .await?;
+    let (problems_chart, tasks_chart) = trend_charts(&trend);
+    let info = req.connection_info();
+    let base_url = format!("{}://{}", info.scheme(), info.host());
+    let (first_shown, last_shown) = shown(page, rows.len());
+    let body = DashboardPage {
+        nav: Some(Nav::from(&session)),
+        overview,
+        base_url,
+        search,
+        sort: sort.key(),
+        direction: if descending { "desc" } else { "asc" },
+        columns: [
+            ("task", "Task"),
+            ("last", "Last upload"),
+            ("nuploads", "Uploads"),
+            ("nproblems", "Problems"),
+        ],
+        prev_page: (page > 1).then(|| page - 1),
+        next_page: (last_shown < matching).then_some(page + 1),
+        rows,
+        matching,
+        first_shown,
+        last_shown,
+        as_of,
+        as_of_at,
+        now: now_ms(),
+        trend_since: day_of(trend_since),
+        trend_until: day_of(trend_until),
+        problems_chart,
+        tasks_chart,
+        trend_last: trend.last().cloned(),
+    }
+    .render()?;
+    Ok(html(body))
+}
+
+/// The first and last row numbers on `page` of `rows` (0 and before when none).
+fn shown(page: u32, rows: usize) -> (i64, i64) {
+    let before = i64::from(page - 1) * i64::from(PER_PAGE);
+    let first = if rows == 0 { 0 } else { before + 1 };
+    (first, before + rows as i64)
+}
+
+/// The moments a dashboard shows: the fleet as of a time (or now), and the
+/// trend's days.
+struct Moments {
+    as_of_at: Option<Timestamp>,
+    /// `as_of` as given, for the links that keep it.
+    as_of: Option<String>,
+    trend_since: Timestamp,
+    trend_until: Timestamp,
+}
+
+impl Moments {
+    fn of(query: &DashboardQuery) -> Result<Self, PageError> {
+        let as_of_at = time_field("as_of", &query.as_of)?;
+        let as_of = as_of_at
+            .and(query.as_of.clone())
+            .map(|t| t.trim().to_string());
+        let trend_until = time_field("trend_until", &query.trend_until)?
+            .or(as_of_at)
+            .unwrap_or_else(now_ms);
+        let trend_since = time_field("trend_since", &query.trend_since)?
+            .unwrap_or(trend_until - (fleet::DEFAULT_TREND_DAYS - 1) * DAY_MS);
+        if trend_since > trend_until {
+            return Err(PageError::bad_request(
+                "trend_since: must not be after trend_until",
+            ));
+        }
+        Ok(Moments {
+            as_of_at,
+            as_of,
+            trend_since,
+            trend_until,
+        })
+    }
+}
+
+/// The trend's two charts: open problems, and tasks reporting and clean.
+fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
     let dates: Vec<String> = trend.iter().map(|p| p.date.clone()).collect();
     let column = |f: fn(&TrendPoint) -> i64| trend.iter().map(f).collect::<Vec<i64>>();
     let (problems, reporting, clean) = (
@@ -192,44 +257,7 @@ pub async fn page(
         ],
         "tasks reporting and tasks clean",
     );
-    let info = req.connection_info();
-    let base_url = format!("{}://{}", info.scheme(), info.host());
-    let first_shown = if rows.is_empty() {
-        0
-    } else {
-        i64::from(page - 1) * i64::from(PER_PAGE) + 1
-    };
-    let last_shown = i64::from(page - 1) * i64::from(PER_PAGE) + rows.len() as i64;
-    let body = DashboardPage {
-        nav: Some(Nav::from(&session)),
-        overview,
-        base_url,
-        search,
-        sort: sort.key(),
-        direction: if descending { "desc" } else { "asc" },
-        columns: [
-            ("task", "Task"),
-            ("last", "Last upload"),
-            ("nuploads", "Uploads"),
-            ("nproblems", "Problems"),
-        ],
-        prev_page: (page > 1).then(|| page - 1),
-        next_page: (last_shown < matching).then_some(page + 1),
-        rows,
-        matching,
-        first_shown,
-        last_shown,
-        as_of,
-        as_of_at,
-        now: now_ms(),
-        trend_since: day_of(trend_since),
-        trend_until: day_of(trend_until),
-        problems_chart,
-        tasks_chart,
-        trend_last: trend.last().cloned(),
-    }
-    .render()?;
-    Ok(html(body))
+    (problems_chart, tasks_chart)
 }
 
 /// The dashboard's rows as of `at`: every task's latest upload received by then

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{html, urlencode, Nav, PageError};
+use super::{html, page_number, urlencode, Nav, PageError};
 use crate::http::extract::{PageUser, Query};
 use crate::storage::fleet::{self, DirectoryRow};
 use crate::storage::ReadPool;
@@ -22,7 +22,6 @@ pub struct DirectoriesQuery {
 
 /// Tasks a page shows.
 const PER_PAGE: usize = 200;
-const MAX_PAGE: u32 = 1_000_000;
 
 #[derive(Template)]
 #[template(path = "directories.html")]
@@ -57,12 +56,7 @@ pub async fn page(
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let path = query.path.clone().filter(|p| !p.is_empty());
-    let page = query.page.unwrap_or(1);
-    if !(1..=MAX_PAGE).contains(&page) {
-        return Err(PageError::BadRequest(format!(
-            "page: must be a number from 1 to {MAX_PAGE}"
-        )));
-    }
+    let page = page_number(query.page)?;
     let prefix = query.prefix.clone().unwrap_or_default();
     let (shown, search) = (path.clone(), prefix.clone());
     let (listed, rows) = reads

@@ -207,6 +207,20 @@ pub fn num(n: impl std::fmt::Display) -> String {
     out
 }
 
+/// The highest page number a list page takes.
+pub const MAX_PAGE: u32 = 1_000_000;
+
+/// A list page's `page`: 1 when absent, at most [`MAX_PAGE`].
+pub fn page_number(page: Option<u32>) -> Result<u32, PageError> {
+    let page = page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(PageError::bad_request(format!(
+            "page: must be a number from 1 to {MAX_PAGE}"
+        )));
+    }
+    Ok(page)
+}
+
 /// Parses an optional form/query time (RFC 3339 or a date); empty means none.
 pub fn time_field(name: &str, value: &Option<String>) -> Result<Option<Timestamp>, PageError> {
     crate::domain::parse_time_field(name, value.as_deref()).map_err(PageError::bad_request)

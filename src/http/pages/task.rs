@@ -108,6 +108,34 @@ impl TaskPage {
     }
 }
 
+/// A form's checkbox or a query's switch: true/on or false/off (or absent).
+fn switch(name: &str, value: Option<&str>) -> Result<bool, PageError> {
+    match value.map(str::trim) {
+        None | Some("") | Some("false") | Some("off") => Ok(false),
+        Some("true") | Some("on") => Ok(true),
+        Some(other) => Err(PageError::bad_request(format!(
+            "{name}: must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+/// The task's row as it stood at `at`: its latest upload by then.
+fn as_of(
+    conn: &rusqlite::Connection,
+    task: &mut history::TaskRow,
+    at: Timestamp,
+) -> Result<(), crate::storage::StorageError> {
+    let upto = fleet::last_id_at(conn, at)?;
+    let state = fleet::state_of(conn, task.task_id.as_str(), upto)?;
+    task.upload_count = fleet::upload_count_at(conn, task.task_id.as_str(), upto)?.0;
+    task.last_upload_at = state.as_ref().map(|s| s.received_at);
+    task.last_upload_id = state.as_ref().map(|s| s.upload_id);
+    task.problems = state.as_ref().map(|s| s.problems);
+    task.regressed = state.as_ref().is_some_and(|s| s.regressed);
+    task.latest = state.map(|s| s.totals);
+    Ok(())
+}
+
 pub async fn page(
     path: web::Path<String>,
     query: Query<TaskQuery>,
@@ -124,15 +152,7 @@ pub async fn page(
         (None, Some(at)) => Some(at + 1),
         (u, None) => u,
     };
-    let regressed_only = match query.regressed.as_deref().map(str::trim) {
-        None | Some("") | Some("false") | Some("off") => false,
-        Some("true") | Some("on") => true,
-        Some(other) => {
-            return Err(PageError::BadRequest(format!(
-                "regressed: must be true or false, not {other:?}"
-            )))
-        }
-    };
+    let regressed_only = switch("regressed", query.regressed.as_deref())?;
     let dir = query.dir.clone().filter(|d| !d.is_empty());
     let before_id = query.before_id;
     let id = task_id.clone();
@@ -143,14 +163,7 @@ pub async fn page(
                 return Ok(None);
             };
             if let Some(at) = as_of_at {
-                let upto = fleet::last_id_at(conn, at)?;
-                let state = fleet::state_of(conn, id.as_str(), upto)?;
-                task.upload_count = fleet::upload_count_at(conn, id.as_str(), upto)?.0;
-                task.last_upload_at = state.as_ref().map(|s| s.received_at);
-                task.last_upload_id = state.as_ref().map(|s| s.upload_id);
-                task.problems = state.as_ref().map(|s| s.problems);
-                task.regressed = state.as_ref().is_some_and(|s| s.regressed);
-                task.latest = state.map(|s| s.totals);
+                as_of(conn, &mut task, at)?;
             }
             let dirs = history::task_dirs(conn, id.as_str(), DIR_UPLOADS)?;
             let range = queries::id_range(conn, since, until)?;
@@ -176,11 +189,8 @@ pub async fn page(
     let Some((task, mut dirs, points, uploads, next_before_id, sms_state)) = found else {
         return Err(PageError::NotFound(format!("no task {task_id}")));
     };
-    if let Some(d) = &dir {
-        if !dirs.contains(d) {
-            dirs.push(d.clone());
-        }
-    }
+    // The chosen directory stays in the list even when it is no longer uploaded.
+    dirs.extend(dir.clone().filter(|d| !dirs.contains(d)));
     let body = TaskPage {
         nav: Some(Nav::from(&session)),
         task,
