@@ -25,4 +25,4 @@ pub use text::{escape_invisible, is_bidi_control, printable, without_path, witho
 pub use time::{
     check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, TimeError, Timestamp,
 };
-pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, UploadBody};
+pub use upload_body::{BodyError, ConsistencyResult, Count, DirCheck, Totals, UploadBody};

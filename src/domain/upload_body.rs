@@ -49,6 +49,22 @@ impl DirCheck {
     }
 }
 
+/// The four counts of an upload, summed over its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub num_total_files: i64,
+    pub num_different_files: i64,
+    pub num_target_miss_files: i64,
+    pub num_target_more_files: i64,
+}
+
+impl Totals {
+    /// Different, missing and extra files: what is still wrong.
+    pub fn problems(&self) -> i64 {
+        self.num_different_files + self.num_target_miss_files + self.num_target_more_files
+    }
+}
+
 /// One item of `consistency_result`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConsistencyResult {
@@ -79,14 +95,17 @@ pub struct UploadBody {
 
 impl UploadBody {
     /// Sums of the four counts over all items.
-    pub fn totals(&self) -> [i64; 4] {
-        let mut t = [0i64; 4];
-        for r in &self.results {
-            for (sum, c) in t.iter_mut().zip(r.counts()) {
-                *sum += i64::from(c.get());
-            }
+    /// The four counts summed over every result.
+    pub fn totals(&self) -> Totals {
+        let sum = |count: fn(&ConsistencyResult) -> Count| {
+            self.results.iter().map(|r| i64::from(count(r).get())).sum()
+        };
+        Totals {
+            num_total_files: sum(|r| r.num_total_files),
+            num_different_files: sum(|r| r.num_different_files),
+            num_target_miss_files: sum(|r| r.num_target_miss_files),
+            num_target_more_files: sum(|r| r.num_target_more_files),
         }
-        t
     }
 
     pub fn parse(bytes: &[u8], max_results: usize) -> Result<Self, BodyError> {
@@ -642,7 +661,9 @@ mod tests {
         let body = parse(include_str!("../../tests/fixtures/example-upload.json")).unwrap();
         assert_eq!(body.results.len(), 2);
         assert_eq!(body.results[0].dir_check.as_str(), "/root/data");
-        assert_eq!(body.totals(), [2470, 24, 24, 24]);
+        let totals = body.totals();
+        assert_eq!(totals.num_total_files, 2470);
+        assert_eq!(totals.problems(), 72);
     }
 
     #[test]

@@ -559,10 +559,10 @@ fn check_results(
     let t = body.totals();
     let expected_totals = [
         body.results.len() as i64,
-        t[0],
-        t[1],
-        t[2],
-        t[3],
+        t.num_total_files,
+        t.num_different_files,
+        t.num_target_miss_files,
+        t.num_target_more_files,
         body.finished_time.unwrap_or(-1),
     ];
     if stored_totals != expected_totals {

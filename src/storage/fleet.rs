@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::queries::{first_id_at_or_after, Totals};
+use super::queries::{first_id_at_or_after, totals_from_row, Totals};
 use super::StorageError;
 use crate::domain::fleet::day_of;
 use crate::domain::{ConsistencyResult, Timestamp};
@@ -72,7 +72,7 @@ fn apply_uploads(
     let mut added: Vec<TaskState> = Vec::new();
     let mut added_at: std::collections::HashMap<String, usize> = Default::default();
     while let Some(r) = rows.next()? {
-        let totals = Totals::from_row(r, 3)?;
+        let totals = totals_from_row(r, 3)?;
         let task_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
         let slot = match states.binary_search_by(|s| s.task_id.as_str().cmp(task_id)) {
             Ok(i) => &mut states[i],
@@ -213,7 +213,7 @@ pub fn states_by_seeks(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, S
          ORDER BY l.task_id",
     )?;
     let rows = stmt.query_map(params![upto], |r| {
-        let totals = Totals::from_row(r, 4)?;
+        let totals = totals_from_row(r, 4)?;
         Ok(TaskState {
             task_id: r.get(0)?,
             name: r.get(1)?,
@@ -281,7 +281,7 @@ fn latest_upload(
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
-                Totals::from_row(r, 2)?,
+                totals_from_row(r, 2)?,
                 r.get::<_, bool>(6)?,
             ))
         })
@@ -475,7 +475,7 @@ pub fn directory(conn: &Connection, path: &str) -> Result<Vec<DirectoryRow>, Sto
          WHERE d.dir_check = ?1 ORDER BY d.task_id",
     )?;
     let rows = stmt.query_map(params![path], |r| {
-        let totals = Totals::from_row(r, 4)?;
+        let totals = totals_from_row(r, 4)?;
         Ok(DirectoryRow {
             task_id: r.get(0)?,
             name: r.get(1)?,

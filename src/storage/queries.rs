@@ -7,30 +7,16 @@ use serde::Serialize;
 use super::StorageError;
 use crate::domain::{format_timestamp, now_ms, DeliveryState, TaskId, Timestamp, Trigger};
 
-/// Sums of the four counts over an upload's results.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Totals {
-    pub num_total_files: i64,
-    pub num_different_files: i64,
-    pub num_target_miss_files: i64,
-    pub num_target_more_files: i64,
-}
+pub use crate::domain::Totals;
 
-impl Totals {
-    /// Different, missing and extra files.
-    pub fn problems(&self) -> i64 {
-        self.num_different_files + self.num_target_miss_files + self.num_target_more_files
-    }
-
-    /// The four counts from columns `first..first + 4`.
-    pub fn from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
-        Ok(Totals {
-            num_total_files: r.get(first)?,
-            num_different_files: r.get(first + 1)?,
-            num_target_miss_files: r.get(first + 2)?,
-            num_target_more_files: r.get(first + 3)?,
-        })
-    }
+/// The four counts from columns `first..first + 4` of a row.
+pub fn totals_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Totals> {
+    Ok(Totals {
+        num_total_files: r.get(first)?,
+        num_different_files: r.get(first + 1)?,
+        num_target_miss_files: r.get(first + 2)?,
+        num_target_more_files: r.get(first + 3)?,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -82,7 +68,7 @@ pub fn tasks_after(
             last_received_at: r.get::<_, Option<i64>>(6)?.map(format_timestamp),
             last_upload_id,
             latest_totals: match last_upload_id {
-                Some(_) => Some(Totals::from_row(r, 8)?),
+                Some(_) => Some(totals_from_row(r, 8)?),
                 None => None,
             },
             sms_state: r.get(12)?,
@@ -254,7 +240,7 @@ pub fn task_uploads(
                 id: r.get(0)?,
                 received_at: format_timestamp(r.get(1)?),
                 result_count: r.get(2)?,
-                totals: Totals::from_row(r, 3)?,
+                totals: totals_from_row(r, 3)?,
                 duplicate_of: r.get(7)?,
                 finished_time: r.get(8)?,
                 regressed: r.get(9)?,
@@ -336,7 +322,7 @@ pub fn upload(conn: &Connection, id: i64) -> Result<Option<UploadRecord>, Storag
                 body_sha256: r.get(10)?,
                 finished_time: r.get(11)?,
                 result_count: r.get(12)?,
-                totals: Totals::from_row(r, 13)?,
+                totals: totals_from_row(r, 13)?,
                 duplicate_of: r.get(17)?,
                 prev_hash: r.get(18)?,
                 entry_hash: r.get(19)?,

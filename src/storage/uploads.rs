@@ -170,9 +170,35 @@ pub fn insert_upload(
     }
     .entry_hash();
 
-    let totals = upload.body.totals();
-    let problems = totals[1] + totals[2] + totals[3];
+    let problems = upload.body.totals().problems();
     let regressed = previous.is_some_and(|p| problems > p.problems);
+    let receipt = Receipt {
+        id,
+        entry_hash,
+        body_sha256,
+        received_at,
+        duplicate_of,
+        problems,
+        regressed,
+    };
+    insert_row(conn, &receipt, &head.hash, upload)?;
+    // The Merkle tree grows with the chain, in the same transaction.
+    let leaf = super::tree::entry_bytes(&receipt.entry_hash)?;
+    super::tree::append(conn, id as u64 - 1, &leaf)?;
+    insert_results(conn, id, &upload.body.results)?;
+    super::fleet::record_directories(conn, task_id, id, &upload.body.results)?;
+    Ok(receipt)
+}
+
+/// The upload's own row: where it came from, its body, its totals and its
+/// place in the chain.
+fn insert_row(
+    conn: &Connection,
+    receipt: &Receipt,
+    prev_hash: &str,
+    upload: &NewUpload,
+) -> rusqlite::Result<()> {
+    let totals = upload.body.totals();
     conn.prepare_cached(
         "INSERT INTO uploads (id, request_id, task_id, received_at, credential_name,
             auth_method, project_id, peer_addr, forwarded_for, user_agent, raw_body,
@@ -183,10 +209,10 @@ pub fn insert_upload(
             ?17, ?18, ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
-        id,
+        receipt.id,
         upload.request_id,
-        task_id,
-        received_at,
+        upload.task_id.as_str(),
+        receipt.received_at,
         upload.credential_name,
         upload.auth_method.as_str(),
         upload.project_id,
@@ -194,27 +220,33 @@ pub fn insert_upload(
         upload.forwarded_for,
         upload.user_agent,
         upload.raw_body,
-        body_sha256,
+        receipt.body_sha256,
         upload.body.finished_time,
         upload.body.results.len() as i64,
-        totals[0],
-        totals[1],
-        totals[2],
-        totals[3],
-        duplicate_of,
-        head.hash,
-        entry_hash,
-        regressed,
+        totals.num_total_files,
+        totals.num_different_files,
+        totals.num_target_miss_files,
+        totals.num_target_more_files,
+        receipt.duplicate_of,
+        prev_hash,
+        receipt.entry_hash,
+        receipt.regressed,
     ])?;
-    // The Merkle tree grows with the chain, in the same transaction.
-    super::tree::append(conn, id as u64 - 1, &super::tree::entry_bytes(&entry_hash)?)?;
+    Ok(())
+}
 
+/// One row per result item, in the body's order.
+fn insert_results(
+    conn: &Connection,
+    id: i64,
+    results: &[crate::domain::ConsistencyResult],
+) -> rusqlite::Result<()> {
     let mut insert_result = conn.prepare_cached(
         "INSERT INTO upload_results (upload_id, ordinal, dir_check, num_total_files,
             num_different_files, num_target_miss_files, num_target_more_files)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for (ordinal, r) in upload.body.results.iter().enumerate() {
+    for (ordinal, r) in results.iter().enumerate() {
         let [t, d, m, x] = r.counts().map(|c| c.get());
         insert_result.execute(params![
             id,
@@ -226,17 +258,7 @@ pub fn insert_upload(
             x
         ])?;
     }
-    super::fleet::record_directories(conn, task_id, id, &upload.body.results)?;
-
-    Ok(Receipt {
-        id,
-        entry_hash,
-        body_sha256,
-        received_at,
-        duplicate_of,
-        problems,
-        regressed,
-    })
+    Ok(())
 }
 
 /// Adds a row to the rejection log.
