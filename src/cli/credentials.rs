@@ -63,55 +63,7 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
         _ => open_existing(db)?,
     };
     match cmd {
-        CredentialsCommand::Add(args) => {
-            let tasks = args
-                .tasks
-                .map(|ids| {
-                    ids.iter()
-                        .map(|t| TaskId::parse(t.trim()).map_err(|e| format!("--tasks {t:?}: {e}")))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()
-                .map_err(fail)?;
-            let key_pair = match (args.aksk, args.access_key) {
-                (true, _) => KeyPair::Generate,
-                (false, Some(access_key)) => {
-                    let mut secret = String::new();
-                    std::io::stdin().read_to_string(&mut secret).map_err(fail)?;
-                    KeyPair::Existing {
-                        access_key,
-                        secret_key: secret.trim_end_matches(['\r', '\n']).to_string(),
-                    }
-                }
-                (false, None) => KeyPair::None,
-            };
-            let issued = credentials::add(
-                &conn,
-                NewCredential {
-                    name: &args.name,
-                    role: args.role,
-                    tasks,
-                    key_pair,
-                },
-            )
-            .map_err(fail)?;
-            if args.json {
-                say!("{}", serde_json::to_string(&issued).map_err(fail)?)?;
-            } else {
-                say!("name:       {}", issued.name)?;
-                say!("role:       {}", issued.role)?;
-                say!("token:      {}", issued.token)?;
-                if let Some(ak) = &issued.access_key {
-                    say!("access key: {ak}")?;
-                }
-                if let Some(sk) = &issued.secret_key {
-                    say!("secret key: {sk}")?;
-                }
-                eprintln!(
-                    "These secrets are shown only now; sms-audit keeps only the token's hash."
-                );
-            }
-        }
+        CredentialsCommand::Add(args) => add(&conn, args)?,
         CredentialsCommand::List { json } => {
             let all = credentials::list(&conn).map_err(fail)?;
             if json {
@@ -143,4 +95,54 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `credentials add`: the new credential's secrets, shown once.
+fn add(conn: &rusqlite::Connection, args: AddCredentialArgs) -> Result<(), CliError> {
+    let tasks = args
+        .tasks
+        .map(|ids| {
+            ids.iter()
+                .map(|t| TaskId::parse(t.trim()).map_err(|e| format!("--tasks {t:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(fail)?;
+    let key_pair = match (args.aksk, args.access_key) {
+        (true, _) => KeyPair::Generate,
+        (false, Some(access_key)) => {
+            let mut secret = String::new();
+            std::io::stdin().read_to_string(&mut secret).map_err(fail)?;
+            KeyPair::Existing {
+                access_key,
+                secret_key: secret.trim_end_matches(['\r', '\n']).to_string(),
+            }
+        }
+        (false, None) => KeyPair::None,
+    };
+    let issued = credentials::add(
+        &conn,
+        NewCredential {
+            name: &args.name,
+            role: args.role,
+            tasks,
+            key_pair,
+        },
+    )
+    .map_err(fail)?;
+    if args.json {
+        say!("{}", serde_json::to_string(&issued).map_err(fail)?)?;
+    } else {
+        say!("name:       {}", issued.name)?;
+        say!("role:       {}", issued.role)?;
+        say!("token:      {}", issued.token)?;
+        if let Some(ak) = &issued.access_key {
+            say!("access key: {ak}")?;
+        }
+        if let Some(sk) = &issued.secret_key {
+            say!("secret key: {sk}")?;
+        }
+        eprintln!("These secrets are shown only now; sms-audit keeps only the token's hash.");
+    }
+    Ok(())
 }

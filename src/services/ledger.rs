@@ -146,22 +146,8 @@ pub fn verify(
                 first = Some(tx);
                 continue;
             }
-            helpers.push(
-                std::thread::Builder::new()
-                    .name(format!("sms-audit-verify-{worker}"))
-                    .spawn_scoped(scope, move || -> Result<(), StorageError> {
-                        let conn = open()?;
-                        let _snapshot = conn.unchecked_transaction()?;
-                        if ledger::last_id(&conn)? < last {
-                            return Err(StorageError::Background(
-                                "entries were removed while the ledger was being verified".into(),
-                            ));
-                        }
-                        let share = (worker, workers, batch);
-                        read_and_check(&conn, share, (from, last), read, &tx)
-                    })
-                    .map_err(|e| StorageError::Background(e.to_string()))?,
-            );
+            let share = (worker, workers, batch);
+            helpers.push(spawn_helper(scope, open, share, (from, last), read, tx)?);
         }
         let (chain, progress) = (&mut chain, &mut progress);
         let sequencer = std::thread::Builder::new()
@@ -200,6 +186,31 @@ pub fn verify(
         ));
     }
     Ok(chain.finish(&start.totals))
+}
+
+/// A worker on a connection of its own, in the same snapshot as the caller's
+/// (the ledger's tables only grow, so every entry up to `last` is there).
+fn spawn_helper<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    open: OpenReader<'scope>,
+    share: (usize, usize, i64),
+    (from, last): (i64, i64),
+    read: Reading,
+    tx: std::sync::mpsc::SyncSender<CheckedBatch>,
+) -> Result<std::thread::ScopedJoinHandle<'scope, Result<(), StorageError>>, StorageError> {
+    std::thread::Builder::new()
+        .name(format!("sms-audit-verify-{}", share.0))
+        .spawn_scoped(scope, move || -> Result<(), StorageError> {
+            let conn = open()?;
+            let _snapshot = conn.unchecked_transaction()?;
+            if ledger::last_id(&conn)? < last {
+                return Err(StorageError::Background(
+                    "entries were removed while the ledger was being verified".into(),
+                ));
+            }
+            read_and_check(&conn, share, (from, last), read, &tx)
+        })
+        .map_err(|e| StorageError::Background(e.to_string()))
 }
 
 /// Worker `worker` of `workers`: reads and checks batches `worker`,

@@ -135,58 +135,16 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
         )));
     }
     let token = random_hex(32);
-    // `shown_secret` is what the caller sees once: only a secret generated here.
-    let (access_key, secret_key, shown_secret) = match new.key_pair {
-        KeyPair::None => (None, None, None),
-        // 20 upper-case characters, like Huawei Cloud access keys; 256-bit secret.
-        KeyPair::Generate => {
-            let sk = random_hex(32);
-            (
-                Some(random_hex(10).to_ascii_uppercase()),
-                Some(sk.clone()),
-                Some(sk),
-            )
-        }
-        KeyPair::Existing {
-            access_key,
-            secret_key,
-        } => {
-            if access_key.is_empty() || secret_key.is_empty() {
-                return Err(CredentialError::Invalid(
-                    "access key and secret key must not be empty".into(),
-                ));
-            }
-            (Some(access_key), Some(secret_key), None)
-        }
-    };
+    let Keys {
+        access_key,
+        secret_key,
+        shown_secret,
+    } = Keys::of(new.key_pair)?;
     let scope = new.tasks.map(|t| {
         serde_json::to_string(&t.iter().map(TaskId::as_str).collect::<Vec<_>>())
             .expect("strings serialize")
     });
-    // Some(revoked_at) when the name is taken.
-    let exists: Option<Option<i64>> = conn
-        .query_row(
-            "SELECT revoked_at FROM credentials WHERE name = ?1",
-            params![name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(revoked_at) = exists {
-        return Err(match revoked_at {
-            Some(at) => CredentialError::NameRevoked(name.to_string(), format_timestamp(at)),
-            None => CredentialError::NameTaken(name.to_string()),
-        });
-    }
-    if let Some(ak) = &access_key {
-        let taken: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM credentials WHERE access_key = ?1)",
-            params![ak],
-            |r| r.get(0),
-        )?;
-        if taken {
-            return Err(CredentialError::AccessKeyTaken(ak.clone()));
-        }
-    }
+    check_free(conn, name, access_key.as_deref())?;
     conn.execute(
         "INSERT INTO credentials (name, role, token_sha256, access_key, secret_key, task_scope, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -207,6 +165,80 @@ pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential
         access_key,
         secret_key: shown_secret,
     })
+}
+
+/// The access key and secret to store, and the secret to show once (only one
+/// generated here is shown).
+#[derive(Default)]
+struct Keys {
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    shown_secret: Option<String>,
+}
+
+impl Keys {
+    fn of(pair: KeyPair) -> Result<Self, CredentialError> {
+        Ok(match pair {
+            KeyPair::None => Keys::default(),
+            // 20 upper-case characters, like Huawei Cloud access keys; 256-bit secret.
+            KeyPair::Generate => {
+                let secret = random_hex(32);
+                Keys {
+                    access_key: Some(random_hex(10).to_ascii_uppercase()),
+                    secret_key: Some(secret.clone()),
+                    shown_secret: Some(secret),
+                }
+            }
+            KeyPair::Existing {
+                access_key,
+                secret_key,
+            } => {
+                if access_key.is_empty() || secret_key.is_empty() {
+                    return Err(CredentialError::Invalid(
+                        "access key and secret key must not be empty".into(),
+                    ));
+                }
+                Keys {
+                    access_key: Some(access_key),
+                    secret_key: Some(secret_key),
+                    shown_secret: None,
+                }
+            }
+        })
+    }
+}
+
+/// Neither the name (even revoked) nor the access key is anyone's yet.
+fn check_free(
+    conn: &Connection,
+    name: &str,
+    access_key: Option<&str>,
+) -> Result<(), CredentialError> {
+    // Some(revoked_at) when the name is taken.
+    let exists: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT revoked_at FROM credentials WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(revoked_at) = exists {
+        return Err(match revoked_at {
+            Some(at) => CredentialError::NameRevoked(name.to_string(), format_timestamp(at)),
+            None => CredentialError::NameTaken(name.to_string()),
+        });
+    }
+    if let Some(ak) = access_key {
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM credentials WHERE access_key = ?1)",
+            params![ak],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(CredentialError::AccessKeyTaken(ak.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// A credential as listed: never its secrets.

@@ -245,43 +245,64 @@ pub fn read_batch(
             }
             result_ahead = results.next()?;
         }
-        let entry = ScannedEntry {
-            id,
-            received_at: row.get(3)?,
-            totals: [
-                row.get(10)?,
-                row.get(11)?,
-                row.get(12)?,
-                row.get(13)?,
-                row.get(14)?,
-                row.get::<_, Option<i64>>(15)?.unwrap_or(-1),
-            ],
-            request_id: batch.push(row, 1)?,
-            task_id: batch.push(row, 2)?,
-            credential_name: batch.push(row, 4)?,
-            auth_method: batch.push(row, 5)?,
-            raw_body: batch.push(row, 6)?,
-            body_sha256: batch.push(row, 7)?,
-            prev_hash: batch.push(row, 8)?,
-            entry_hash: batch.push(row, 9)?,
-            results: first_result..batch.results.len(),
-            purged: row.get(16)?,
-        };
+        let entry = scanned_entry(&mut batch, row, first_result)?;
         batch.entries.push(entry);
     }
     if tree && count > 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-        )?;
-        let from = tlog_tiles::stored_hash_count(first as u64 - 1);
-        let until = tlog_tiles::stored_hash_count(last as u64);
-        let mut rows = stmt.query(params![from as i64, until as i64])?;
-        while let Some(r) = rows.next()? {
-            let hash = r.get_ref(1)?.as_blob().ok().and_then(|b| b.try_into().ok());
-            batch.tree.push((r.get::<_, i64>(0)? as u64, hash));
-        }
+        read_tree(conn, first, last, &mut batch)?;
     }
     Ok(batch)
+}
+
+/// An entry from its `uploads` row (columns as `read_batch` selects them), its
+/// text kept in the batch's bytes; its result rows are those from `first_result` on.
+fn scanned_entry(
+    batch: &mut ScannedBatch,
+    row: &rusqlite::Row<'_>,
+    first_result: usize,
+) -> rusqlite::Result<ScannedEntry> {
+    Ok(ScannedEntry {
+        id: row.get(0)?,
+        received_at: row.get(3)?,
+        totals: [
+            row.get(10)?,
+            row.get(11)?,
+            row.get(12)?,
+            row.get(13)?,
+            row.get(14)?,
+            row.get::<_, Option<i64>>(15)?.unwrap_or(-1),
+        ],
+        request_id: batch.push(row, 1)?,
+        task_id: batch.push(row, 2)?,
+        credential_name: batch.push(row, 4)?,
+        auth_method: batch.push(row, 5)?,
+        raw_body: batch.push(row, 6)?,
+        body_sha256: batch.push(row, 7)?,
+        prev_hash: batch.push(row, 8)?,
+        entry_hash: batch.push(row, 9)?,
+        results: first_result..batch.results.len(),
+        purged: row.get(16)?,
+    })
+}
+
+/// The stored tree hashes that leaves `first - 1 ..= last - 1` made.
+fn read_tree(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+    batch: &mut ScannedBatch,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, hash FROM tree_hashes WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+    )?;
+    let from = tlog_tiles::stored_hash_count(first as u64 - 1);
+    let until = tlog_tiles::stored_hash_count(last as u64);
+    let mut rows = stmt.query(params![from as i64, until as i64])?;
+    while let Some(r) = rows.next()? {
+        let hash = r.get_ref(1)?.as_blob().ok().and_then(|b| b.try_into().ok());
+        batch.tree.push((r.get::<_, i64>(0)? as u64, hash));
+    }
+    Ok(())
 }
 
 /// A task's entries with ids up to `max_id`, received in `[since, until)`, in id
