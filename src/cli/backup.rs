@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{fail, output_error, CliError};
+use super::{fail, CliError};
 use crate::domain::now_ms;
 use crate::services::ledger::{self, Parallelism, Scope};
 use crate::storage;
@@ -35,23 +35,7 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
         .open(&args.to)
         .map_err(|e| fail(format!("--to {}: {e}", args.to.display())))?;
     let started = now_ms();
-    let bar = std::io::stderr()
-        .is_terminal()
-        .then(|| indicatif::ProgressBar::new(0));
-    let copied = if args.compact {
-        storage::backup::compact_copy(db, &args.to)
-    } else {
-        storage::backup::online_copy(db, &args.to, |done, total| {
-            if let Some(bar) = &bar {
-                bar.set_length(total);
-                bar.set_position(done);
-            }
-        })
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    if let Err(e) = copied {
+    if let Err(e) = copy(db, &args) {
         let _ = std::fs::remove_file(&args.to);
         return Err(fail(format!("backup failed (nothing kept): {e}")));
     }
@@ -76,31 +60,46 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
         ),
         &outcome,
     );
-    let mut out = std::io::stdout().lock();
-    use std::io::Write;
     match &result.first_bad {
         None => {
-            writeln!(
-                out,
+            say!(
                 "backup written to {}: ledger intact, {} entries, head {} (id {})",
                 args.to.display(),
                 result.entries,
                 result.head_hash,
                 result.head_id
-            )
-            .map_err(output_error)?;
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(bad) => {
-            writeln!(
-                out,
+            say!(
                 "backup written to {}, but its ledger is BROKEN at entry {}: {} (so is the database's)",
                 args.to.display(),
                 bad.id,
                 bad.problem
-            )
-            .map_err(output_error)?;
+            )?;
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The copy: SQLite's online backup (with a progress bar on a terminal), or
+/// `VACUUM INTO` with `--compact`.
+fn copy(db: &Path, args: &BackupArgs) -> Result<(), storage::StorageError> {
+    if args.compact {
+        return storage::backup::compact_copy(db, &args.to);
+    }
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| indicatif::ProgressBar::new(0));
+    let copied = storage::backup::online_copy(db, &args.to, |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    copied
 }

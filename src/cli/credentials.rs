@@ -121,7 +121,7 @@ fn add(conn: &rusqlite::Connection, args: AddCredentialArgs) -> Result<(), CliEr
         (false, None) => KeyPair::None,
     };
     let issued = credentials::add(
-        &conn,
+        conn,
         NewCredential {
             name: &args.name,
             role: args.role,

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{fail, CliError};
-use crate::domain::TaskId;
+use crate::domain::{AuthMethod, TaskId, UploadBody};
 use crate::services::upstream;
 use crate::storage::lock::{LockKind, ProcessLock};
+use crate::storage::writer::{self, Clock};
 
 #[derive(Subcommand, Debug)]
 pub enum DevCommand {
@@ -107,6 +108,50 @@ async fn fake_upstream(listen: &str, delay_ms: u64) -> Result<ExitCode, CliError
     Ok(ExitCode::SUCCESS)
 }
 
+/// The clock of a seeded history: `span` long, ending now, one step per upload
+/// (the writer asks it once per upload, in order); now without a span.
+fn spread_over(span: Option<std::time::Duration>, uploads: u64) -> Result<Clock, CliError> {
+    let Some(span) = span else {
+        return Ok(std::sync::Arc::new(crate::domain::now_ms));
+    };
+    let span_ms = i64::try_from(span.as_millis()).map_err(fail)?;
+    let start = crate::domain::now_ms() - span_ms;
+    let step = span_ms / i64::try_from(uploads.max(1)).map_err(fail)?;
+    let next = std::sync::atomic::AtomicI64::new(0);
+    Ok(std::sync::Arc::new(move || {
+        start + step * next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }))
+}
+
+/// Seeded upload `i` of `tasks` tasks: a deterministic spread of counts, most
+/// uploads clean, some not.
+fn seed_upload(i: u64, tasks: u64) -> crate::storage::uploads::NewUpload {
+    let task = i % tasks;
+    let round = i / tasks;
+    let noise = (i.wrapping_mul(2_654_435_761) >> 7) % 50;
+    let different = noise.saturating_sub(35);
+    let body = format!(
+        r#"{{"consistency_result":[{{"dir_check":"/srv/data","num_total_files":{},"num_different_files":{different},"num_target_miss_files":{},"num_target_more_files":0}},{{"dir_check":"/etc","num_total_files":420,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":{}}},{{"dir_check":"/var/lib/app","num_total_files":{},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#,
+        10_000 + round * 3,
+        noise % 3,
+        noise % 2,
+        5_000 + task % 1000
+    );
+    let parsed = UploadBody::parse(body.as_bytes(), 30).expect("seed bodies are valid");
+    crate::storage::uploads::NewUpload {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        task_id: TaskId::parse(&format!("task-{task:05}")).expect("valid id"),
+        credential_name: "seed".into(),
+        auth_method: AuthMethod::Token,
+        project_id: None,
+        peer_addr: "127.0.0.1".into(),
+        forwarded_for: None,
+        user_agent: Some("sms-audit-seed".into()),
+        raw_body: body.into_bytes(),
+        body: parsed,
+    }
+}
+
 async fn seed(
     db: &Path,
     uploads: u64,
@@ -114,9 +159,6 @@ async fn seed(
     forward_to: Option<String>,
     span: Option<std::time::Duration>,
 ) -> Result<ExitCode, CliError> {
-    use crate::domain::{AuthMethod, UploadBody};
-    use crate::storage::uploads::NewUpload;
-    use crate::storage::writer;
     use futures_util::stream::{self, StreamExt};
 
     // Seeding trades power-loss safety for speed; the data is synthetic.
@@ -129,19 +171,7 @@ async fn seed(
             latest_wins: true,
         });
     let _lock = ProcessLock::acquire(db, LockKind::Writer).map_err(fail)?;
-    let clock: writer::Clock = match span {
-        // The writer asks the clock once per upload, in order.
-        Some(span) => {
-            let span_ms = i64::try_from(span.as_millis()).map_err(fail)?;
-            let start = crate::domain::now_ms() - span_ms;
-            let step = span_ms / i64::try_from(uploads.max(1)).map_err(fail)?;
-            let next = std::sync::atomic::AtomicI64::new(0);
-            std::sync::Arc::new(move || {
-                start + step * next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            })
-        }
-        None => std::sync::Arc::new(crate::domain::now_ms),
-    };
+    let clock = spread_over(span, uploads)?;
     let config = writer::WriterConfig {
         settings: writer::WriterSettings {
             sync: crate::storage::SyncMode::Normal,
@@ -162,39 +192,11 @@ async fn seed(
     let tasks = tasks.max(1);
     {
         let results = stream::iter(0..uploads)
-        .map(|i| {
-            let handle = handle.clone();
-            async move {
-                // A deterministic spread of counts: most uploads clean, some not.
-                let task = i % tasks;
-                let round = i / tasks;
-                let noise = (i.wrapping_mul(2_654_435_761) >> 7) % 50;
-                let different = noise.saturating_sub(35);
-                let body = format!(
-                    r#"{{"consistency_result":[{{"dir_check":"/srv/data","num_total_files":{},"num_different_files":{different},"num_target_miss_files":{},"num_target_more_files":0}},{{"dir_check":"/etc","num_total_files":420,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":{}}},{{"dir_check":"/var/lib/app","num_total_files":{},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#,
-                    10_000 + round * 3,
-                    noise % 3,
-                    noise % 2,
-                    5_000 + task % 1000
-                );
-                let parsed = UploadBody::parse(body.as_bytes(), 30).expect("seed bodies are valid");
-                handle
-                    .submit(NewUpload {
-                        request_id: uuid::Uuid::now_v7().to_string(),
-                        task_id: TaskId::parse(&format!("task-{task:05}")).expect("valid id"),
-                        credential_name: "seed".into(),
-                        auth_method: AuthMethod::Token,
-                        project_id: None,
-                        peer_addr: "127.0.0.1".into(),
-                        forwarded_for: None,
-                        user_agent: Some("sms-audit-seed".into()),
-                        raw_body: body.into_bytes(),
-                        body: parsed,
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(2048);
+            .map(|i| {
+                let handle = handle.clone();
+                async move { handle.submit(seed_upload(i, tasks)).await }
+            })
+            .buffer_unordered(2048);
         let mut results = std::pin::pin!(results);
         while let Some(result) = results.next().await {
             result.map_err(fail)?;

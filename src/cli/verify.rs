@@ -1,10 +1,10 @@
 //! `verify`: check the whole ledger.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{fail, open_existing, output_error, CliError};
+use super::{fail, open_existing, CliError};
+use crate::domain::chain::Verification;
 use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::now_ms;
 use crate::services::{evidence, ledger};
@@ -86,61 +86,61 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
     } else {
         eprintln!("the database is read-only: this run is not recorded in it");
     }
-    let mut out = std::io::stdout().lock();
     match &result.first_bad {
-        None => {
-            match result.since_checkpoint {
-                None => writeln!(
-                    out,
-                    "ledger intact: {} entries, head {} (id {})",
-                    result.entries, result.head_hash, result.head_id
-                ),
-                Some(size) => writeln!(
-                    out,
-                    "ledger intact since the checkpoint of {size} uploads: {} entries checked, head {} (id {})",
-                    result.entries, result.head_hash, result.head_id
-                ),
-            }
-            .map_err(output_error)?;
-            if result.pruned > 0 {
-                writeln!(
-                    out,
-                    "{} entries pruned by retention: their hashes and links are checked, their bodies and result rows are gone",
-                    result.pruned
-                )
-                .map_err(output_error)?;
-            }
-            let has_checkpoints =
-                crate::storage::checkpoints::latest(&conn).is_ok_and(|c| c.is_some());
-            match verifier_key(db, &args, &conn) {
-                Some(vkey) => match evidence::verify_checkpoint_signatures(&conn, &vkey).map_err(fail)? {
-                    Ok(n) => writeln!(out, "{n} checkpoints, each signed by {vkey}").map_err(output_error)?,
-                    Err(failure) => {
-                        writeln!(out, "checkpoint signature BROKEN: {failure}").map_err(output_error)?;
-                        return Ok(ExitCode::from(1));
-                    }
-                },
-                None if has_checkpoints => eprintln!(
-                    "checkpoint signatures not checked: pass --vkey (or --signing-key) to check them"
-                ),
-                None => {}
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        None => report_intact(db, &args, &conn, &result),
         Some(bad) => {
-            writeln!(out, "ledger BROKEN at entry {}: {}", bad.id, bad.problem)
-                .map_err(output_error)?;
+            say!("ledger BROKEN at entry {}: {}", bad.id, bad.problem)?;
             if result.entries > 0 || result.since_checkpoint.is_none() {
-                writeln!(
-                    out,
+                say!(
                     "{} entries checked before it are intact; last good head {}",
-                    result.entries, result.head_hash
-                )
-                .map_err(output_error)?;
+                    result.entries,
+                    result.head_hash
+                )?;
             }
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// An intact ledger: what was checked, and the checkpoints' signatures when a
+/// verifier key is at hand (exit 1 when one does not verify).
+fn report_intact(
+    db: &Path,
+    args: &VerifyArgs,
+    conn: &rusqlite::Connection,
+    result: &Verification,
+) -> Result<ExitCode, CliError> {
+    match result.since_checkpoint {
+        None => say!(
+            "ledger intact: {} entries, head {} (id {})",
+            result.entries, result.head_hash, result.head_id
+        ),
+        Some(size) => say!(
+            "ledger intact since the checkpoint of {size} uploads: {} entries checked, head {} (id {})",
+            result.entries, result.head_hash, result.head_id
+        ),
+    }?;
+    if result.pruned > 0 {
+        say!(
+            "{} entries pruned by retention: their hashes and links are checked, their bodies and result rows are gone",
+            result.pruned
+        )?;
+    }
+    let has_checkpoints = crate::storage::checkpoints::latest(conn).is_ok_and(|c| c.is_some());
+    match verifier_key(db, args, conn) {
+        Some(vkey) => match evidence::verify_checkpoint_signatures(conn, &vkey).map_err(fail)? {
+            Ok(n) => say!("{n} checkpoints, each signed by {vkey}")?,
+            Err(failure) => {
+                say!("checkpoint signature BROKEN: {failure}")?;
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None if has_checkpoints => eprintln!(
+            "checkpoint signatures not checked: pass --vkey (or --signing-key) to check them"
+        ),
+        None => {}
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where `--since-checkpoint` starts: the newest checkpoint the newest full run

@@ -128,26 +128,7 @@ pub fn purge(
         return Ok(report);
     }
     let started_at = now();
-    let log_id = Arc::new(Mutex::new(0i64));
-    {
-        let (out, actor, before) = (log_id.clone(), settings.actor.clone(), settings.before);
-        writes(Box::new(move |conn| {
-            retention::mark_interrupted(conn, started_at)?;
-            *out.lock() = retention::start(
-                conn,
-                &NewAdminEntry {
-                    started_at,
-                    actor: &actor,
-                    action: "purge",
-                    before_time: Some(before),
-                    up_to_id: Some(up_to_id),
-                    detail: None,
-                },
-            )?;
-            Ok(())
-        }))?;
-    }
-    let log_id = *log_id.lock();
+    let log_id = log_start(writes, settings, up_to_id, started_at)?;
     report.log_id = Some(log_id);
     let sizing = StepSize {
         target: settings.step,
@@ -190,6 +171,35 @@ pub fn purge(
         report.freed_pages = vacuum(writes, &sizing)?;
     }
     Ok(report)
+}
+
+/// The purge's entry in the admin log (and any purge that never finished marked
+/// interrupted); its id.
+fn log_start(
+    writes: Writes<'_>,
+    settings: &PurgeSettings,
+    up_to_id: i64,
+    started_at: Timestamp,
+) -> Result<i64, WriteError> {
+    let log_id = Arc::new(Mutex::new(0i64));
+    let (out, actor, before) = (log_id.clone(), settings.actor.clone(), settings.before);
+    writes(Box::new(move |conn| {
+        retention::mark_interrupted(conn, started_at)?;
+        *out.lock() = retention::start(
+            conn,
+            &NewAdminEntry {
+                started_at,
+                actor: &actor,
+                action: "purge",
+                before_time: Some(before),
+                up_to_id: Some(up_to_id),
+                detail: None,
+            },
+        )?;
+        Ok(())
+    }))?;
+    let id = *log_id.lock();
+    Ok(id)
 }
 
 /// Hands free pages back to the file system, a step at a time.

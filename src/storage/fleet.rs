@@ -85,7 +85,7 @@ fn apply_uploads(
                         name: None,
                         upload_id: 0,
                         received_at: 0,
-                        totals: totals.clone(),
+                        totals,
                         problems: 0,
                         regressed: false,
                     });
