@@ -119,3 +119,21 @@ fn the_count_sees_a_long_function() {
     assert_eq!(long[0].2, "long");
     assert_eq!(long[0].3, MAX_LINES + 2);
 }
+
+/// Templates stay readable: no line over 160 characters (long lines are broken
+/// before a tag with `{{-`/`{%-`, which keeps the output the same).
+#[test]
+fn no_template_line_is_longer_than_160_characters() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut long = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.chars().count() > 160 {
+                long.push(format!("{}:{}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(long.is_empty(), "template lines over 160 characters: {long:#?}");
+}

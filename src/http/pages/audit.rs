@@ -1,6 +1,7 @@
 //! The audit page: the ledger's head and last verification, starting a new one,
 //! and the rejection log.
 
+use super::filters;
 use crate::http::Evidence;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};

@@ -1,6 +1,7 @@
 //! What changed between two moments, for a weekly status review: every task's
 //! latest upload at each, its change in problems, and a verdict.
 
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;

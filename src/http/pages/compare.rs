@@ -1,6 +1,7 @@
 //! Comparing two uploads: the page and `GET /api/v1/compare`.
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 

@@ -1,6 +1,7 @@
 //! The dashboard: every task's latest upload (now, or as of a moment),
 //! searchable and sortable, and the fleet's daily trend.
 
+use super::filters;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;

@@ -1,6 +1,7 @@
 //! The deliveries page: forwarding's health, every delivery with filters, and the
 //! replay form (preview, then confirm) for operators.
 
+use super::filters;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use askama::Template;

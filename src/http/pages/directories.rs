@@ -1,6 +1,7 @@
 //! One directory across the fleet: every task's latest counts for it, for when
 //! one share or mount is the suspect on many servers.
 
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;

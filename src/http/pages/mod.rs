@@ -9,6 +9,7 @@ pub(crate) mod compare;
 mod dashboard;
 mod deliveries;
 mod directories;
+pub mod filters;
 mod login;
 mod proxy;
 mod report;

@@ -1,6 +1,7 @@
 //! The proxy page: calls passed on to SMS (`serve --proxy`), newest first, with
 //! filters and a link to older calls.
 
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 

@@ -2,6 +2,7 @@
 //! directory, its history in brief, the signed checkpoint that covers it, and how
 //! to check the evidence. Print CSS only, no JavaScript.
 
+use super::filters;
 use crate::http::Evidence;
 use actix_web::{web, HttpResponse};
 use askama::Template;

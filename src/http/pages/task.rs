@@ -1,5 +1,6 @@
 //! A task's page: its uploads over time, charts, filters.
 
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;

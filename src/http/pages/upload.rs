@@ -1,5 +1,6 @@
 //! One upload: its fields, raw body, results, and deliveries.
 
+use super::filters;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
