@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use sms_audit::domain::fleet::{day_of, Verdict, DAY_MS};
-use sms_audit::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
+use sms_audit::domain::Timestamp;
 use sms_audit::services::fleet;
 use sms_audit::storage::uploads::NewUpload;
 use sms_audit::storage::{self, writer};
@@ -93,18 +93,7 @@ fn store(db: &std::path::Path, history: &[Upload]) -> Vec<Stored> {
         let body = format!(r#"{{"consistency_result":[{}]}}"#, items.join(","));
         let task = format!("task-{}", u.task);
         let receipt = runtime
-            .block_on(handle.submit(NewUpload {
-                request_id: format!("00000000-0000-4000-8000-{n:012}"),
-                task_id: TaskId::parse(&task).unwrap(),
-                credential_name: "agent".into(),
-                auth_method: AuthMethod::Token,
-                project_id: None,
-                peer_addr: "127.0.0.1".into(),
-                forwarded_for: None,
-                user_agent: None,
-                body: UploadBody::parse(body.as_bytes(), 30).unwrap(),
-                raw_body: body.into_bytes(),
-            }))
+            .block_on(handle.submit(NewUpload::for_test_body(n, &task, body)))
             .unwrap();
         let mut totals = [0i64; 4];
         let items: Vec<(usize, [i64; 4])> = u

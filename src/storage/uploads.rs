@@ -22,14 +22,19 @@ pub struct NewUpload {
     pub body: UploadBody,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl NewUpload {
-    /// The `n`th upload of `task` with one result item (unit tests).
+    /// The `n`th upload of `task` with one result item (tests).
     pub fn for_test(n: usize, task: &str, dir: &str, counts: [u32; 4]) -> Self {
         let [t, d, m, x] = counts;
         let body = format!(
             r#"{{"consistency_result":[{{"dir_check":"{dir}","num_total_files":{t},"num_different_files":{d},"num_target_miss_files":{m},"num_target_more_files":{x}}}]}}"#
         );
+        Self::for_test_body(n, task, body)
+    }
+
+    /// The `n`th upload of `task` with this body (tests; it must be valid).
+    pub fn for_test_body(n: usize, task: &str, body: String) -> Self {
         NewUpload {
             request_id: format!("00000000-0000-4000-8000-{n:012}"),
             task_id: TaskId::parse(task).unwrap(),
