@@ -100,7 +100,10 @@ fn long_functions(file: &Path) -> Vec<(String, usize, String, usize)> {
 #[test]
 fn no_function_is_longer_than_80_lines() {
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let long: Vec<_> = files.iter().flat_map(|f| long_functions(f)).collect();
     assert!(
         long.is_empty(),
@@ -113,7 +116,11 @@ fn the_count_sees_a_long_function() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("long.rs");
     let body = "    let x = '{';\n".repeat(MAX_LINES);
-    std::fs::write(&file, format!("pub fn long() {{\n{body}}}\nfn short() {{}}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("pub fn long() {{\n{body}}}\nfn short() {{}}\n"),
+    )
+    .unwrap();
     let long = long_functions(&file);
     assert_eq!(long.len(), 1, "{long:?}");
     assert_eq!(long[0].2, "long");
@@ -135,5 +142,8 @@ fn no_template_line_is_longer_than_160_characters() {
             }
         }
     }
-    assert!(long.is_empty(), "template lines over 160 characters: {long:#?}");
+    assert!(
+        long.is_empty(),
+        "template lines over 160 characters: {long:#?}"
+    );
 }

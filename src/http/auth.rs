@@ -20,16 +20,16 @@ pub struct CredentialName(pub String);
 
 /// What the caller presented, before any database lookup.
 #[derive(Clone)]
-pub enum Presented {
+pub enum PresentedCredential {
     Token(String),
     Aksk(AuthorizationHeader),
 }
 
-impl Presented {
+impl PresentedCredential {
     pub fn method(&self) -> AuthMethod {
         match self {
-            Presented::Token(_) => AuthMethod::Token,
-            Presented::Aksk(_) => AuthMethod::Aksk,
+            PresentedCredential::Token(_) => AuthMethod::Token,
+            PresentedCredential::Aksk(_) => AuthMethod::Aksk,
         }
     }
 }
@@ -63,7 +63,7 @@ fn unauthenticated(msg: impl Into<String>) -> SmsError {
 
 /// Reads the credentials from the headers; checks everything that needs no lookup
 /// (token length, Authorization syntax, signed headers, X-Sdk-Date window).
-pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsError> {
+pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<PresentedCredential, SmsError> {
     if let Some(token) = req.headers().get("x-auth-token") {
         let token = token
             .to_str()
@@ -73,7 +73,7 @@ pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsEr
                 "X-Auth-Token must be 1 to {MAX_TOKEN_LEN} characters"
             )));
         }
-        return Ok(Presented::Token(token.to_string()));
+        return Ok(PresentedCredential::Token(token.to_string()));
     }
     let Some(authorization) = header(req, "authorization").filter(|_| allow_aksk) else {
         return Err(unauthenticated(if allow_aksk {
@@ -88,7 +88,7 @@ pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<Presented, SmsEr
     let received = received_request(req, &lookup, &[]);
     signing::check_date(&received, Utc::now())
         .map_err(|e| unauthenticated(format!("Authorization: {e}")))?;
-    Ok(Presented::Aksk(auth))
+    Ok(PresentedCredential::Aksk(auth))
 }
 
 fn received_request<'a>(
@@ -107,7 +107,7 @@ fn received_request<'a>(
 
 /// A credential looked up for what was presented, with the AK's secret key.
 #[derive(Clone)]
-pub struct Found {
+pub struct StoredCredential {
     pub credential: Credential,
     secret_key: Option<String>,
 }
@@ -115,30 +115,29 @@ pub struct Found {
 /// Looks the presented credential up. Blocking: run it on a blocking thread.
 pub fn lookup(
     conn: &rusqlite::Connection,
-    presented: &Presented,
-) -> Result<Option<Found>, crate::storage::StorageError> {
+    presented: &PresentedCredential,
+) -> Result<Option<StoredCredential>, crate::storage::StorageError> {
     Ok(match presented {
-        Presented::Token(token) => {
-            credentials::find_by_token(conn, token)?.map(|credential| Found {
+        PresentedCredential::Token(token) => {
+            credentials::find_by_token(conn, token)?.map(|credential| StoredCredential {
                 credential,
                 secret_key: None,
             })
         }
-        Presented::Aksk(auth) => {
-            credentials::find_by_access_key(conn, &auth.access_key)?.map(|(credential, sk)| Found {
+        PresentedCredential::Aksk(auth) => credentials::find_by_access_key(conn, &auth.access_key)?
+            .map(|(credential, sk)| StoredCredential {
                 credential,
                 secret_key: Some(sk),
-            })
-        }
+            }),
     })
 }
 
 /// Looks the presented credential up, through the cache.
 pub async fn find(
-    presented: &Presented,
+    presented: &PresentedCredential,
     cache: &AuthCache,
     reads: &crate::storage::ReadPool,
-) -> Result<Option<Found>, SmsError> {
+) -> Result<Option<StoredCredential>, SmsError> {
     if let Some(found) = cache.credential(presented) {
         return Ok(Some(found));
     }
@@ -157,11 +156,14 @@ pub const AKSK_REFUSED: &str =
 
 /// 401 for a credential that is not known, before anything else of the request
 /// (its body above all) is read.
-pub fn require_known(presented: &Presented, found: Option<Found>) -> Result<Found, SmsError> {
+pub fn require_known(
+    presented: &PresentedCredential,
+    found: Option<StoredCredential>,
+) -> Result<StoredCredential, SmsError> {
     found.ok_or_else(|| {
         unauthenticated(match presented {
-            Presented::Token(_) => "X-Auth-Token is not a known token",
-            Presented::Aksk(_) => AKSK_REFUSED,
+            PresentedCredential::Token(_) => "X-Auth-Token is not a known token",
+            PresentedCredential::Aksk(_) => AKSK_REFUSED,
         })
     })
 }
@@ -171,8 +173,8 @@ pub fn require_known(presented: &Presented, found: Option<Found>) -> Result<Foun
 /// which case the signature cannot be checked and the caller answers 413.
 pub fn authenticate(
     req: &HttpRequest,
-    presented: &Presented,
-    found: Option<Found>,
+    presented: &PresentedCredential,
+    found: Option<StoredCredential>,
     body: Option<&[u8]>,
 ) -> Result<Credential, SmsError> {
     let found = require_known(presented, found)?;
@@ -180,7 +182,9 @@ pub fn authenticate(
     // then shows whose key was used.
     req.extensions_mut()
         .insert(CredentialName(found.credential.name.clone()));
-    if let (Presented::Aksk(auth), Some(sk), Some(body)) = (presented, &found.secret_key, body) {
+    if let (PresentedCredential::Aksk(auth), Some(sk), Some(body)) =
+        (presented, &found.secret_key, body)
+    {
         let lookup = |name: &str| signed_header(req, name);
         let received = received_request(req, &lookup, body);
         signing::verify(auth, &received, sk).map_err(|e| match e {
@@ -199,7 +203,7 @@ pub fn authenticate(
 /// checked. A revocation therefore takes effect within `ttl`.
 pub struct AuthCache {
     /// `None` when credentials are not cached (`--credential-cache 0`).
-    credentials: Option<moka::sync::Cache<String, Found>>,
+    credentials: Option<moka::sync::Cache<String, StoredCredential>>,
     tasks: moka::sync::Cache<String, ()>,
 }
 
@@ -219,20 +223,20 @@ impl AuthCache {
         }
     }
 
-    fn key(presented: &Presented) -> String {
+    fn key(presented: &PresentedCredential) -> String {
         match presented {
-            Presented::Token(t) => token_hash(t),
-            Presented::Aksk(a) => format!("ak:{}", a.access_key),
+            PresentedCredential::Token(t) => token_hash(t),
+            PresentedCredential::Aksk(a) => format!("ak:{}", a.access_key),
         }
     }
 
-    pub fn credential(&self, presented: &Presented) -> Option<Found> {
+    pub fn credential(&self, presented: &PresentedCredential) -> Option<StoredCredential> {
         self.credentials.as_ref()?.get(&Self::key(presented))
     }
 
     /// Only credentials that exist are remembered; unknown ones are looked up
     /// every time.
-    pub fn remember(&self, presented: &Presented, found: Option<&Found>) {
+    pub fn remember(&self, presented: &PresentedCredential, found: Option<&StoredCredential>) {
         if let (Some(cache), Some(found)) = (&self.credentials, found) {
             cache.insert(Self::key(presented), found.clone());
         }

@@ -23,7 +23,7 @@ pub const SESSION_COOKIE: &str = "sms_audit_session";
 pub const LOGIN_CSRF_COOKIE: &str = "sms_audit_login_csrf";
 
 /// A piece of shared state `startup` registered.
-pub(crate) fn data<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
+pub(crate) fn registered<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T> {
     req.app_data::<web::Data<T>>()
         .cloned()
         .expect("startup registers every piece of shared state")
@@ -44,7 +44,7 @@ impl FromRequest for ApiReader {
 }
 
 async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
-    let reads = data::<ReadPool>(req);
+    let reads = registered::<ReadPool>(req);
     let credential = match req.cookie(SESSION_COOKIE) {
         Some(cookie) if req.headers().get("x-auth-token").is_none() => {
             let value = cookie.value().to_string();
@@ -60,7 +60,8 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
         }
         _ => {
             let presented = auth::presented(req, false)?;
-            let found = auth::find(&presented, &data::<Access>(req).credentials, &reads).await?;
+            let found =
+                auth::find(&presented, &registered::<Access>(req).credentials, &reads).await?;
             auth::authenticate(req, &presented, found, None)?
         }
     };
@@ -125,7 +126,7 @@ pub async fn page_session(req: &HttpRequest) -> Result<Session, PageError> {
         return Err(PageError::LoginRequired(here));
     };
     let value = cookie.value().to_string();
-    let session = data::<ReadPool>(req)
+    let session = registered::<ReadPool>(req)
         .with_blocking(move |c| sessions::find(c, &value))
         .await
         .map_err(SmsError::from)?

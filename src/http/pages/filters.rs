@@ -1,5 +1,5 @@
-//! The pages' template filters, so templates write `{{ n|num }}` or
-//! `{{ at|iso }}` instead of calling into this crate. Each page module brings
+//! The pages' template filters, so templates write `{{ n|thousands }}` or
+//! `{{ at|utc }}` instead of calling into this crate. Each page module brings
 //! them into scope with `use super::filters;` (askama looks for `filters` there).
 
 use askama::Values;
@@ -9,20 +9,20 @@ use crate::domain::DeliveryState;
 
 /// Thousands separators for counts: `12,345`.
 #[askama::filter_fn]
-pub fn num(n: impl std::fmt::Display, _: &dyn Values) -> askama::Result<String> {
-    Ok(super::num(n))
+pub fn thousands(n: impl std::fmt::Display, _: &dyn Values) -> askama::Result<String> {
+    Ok(super::thousands(n))
 }
 
 /// RFC 3339 UTC text of a stored time.
 #[askama::filter_fn]
-pub fn iso(ms: impl Int, _: &dyn Values) -> askama::Result<String> {
-    Ok(super::iso(ms))
+pub fn utc(ms: impl Int, _: &dyn Values) -> askama::Result<String> {
+    Ok(super::utc(ms))
 }
 
-/// A stored time as RFC 3339 with a relative hint (`when.iso`, `when.relative`).
+/// A stored time as RFC 3339 with how long ago it was (`.iso`, `.relative`).
 #[askama::filter_fn]
-pub fn when(ms: impl Int, _: &dyn Values) -> askama::Result<super::When> {
-    Ok(super::when(ms))
+pub fn utc_and_age(ms: impl Int, _: &dyn Values) -> askama::Result<super::When> {
+    Ok(super::utc_and_age(ms))
 }
 
 /// Stored text with its invisible and bidirectional characters made visible.

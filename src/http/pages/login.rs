@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{html, Nav, PageError};
 use crate::domain::{csrf_equal, random_hex};
-use crate::http::auth::{self, Presented};
+use crate::http::auth::{self, PresentedCredential};
 use crate::http::error::ErrorCode;
 use crate::http::extract::Query;
 use crate::http::extract::{
@@ -138,7 +138,7 @@ pub async fn submit(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let presented = Presented::Token(token);
+    let presented = PresentedCredential::Token(token);
     let p = presented.clone();
     let found = reads.with_blocking(move |c| auth::lookup(c, &p)).await?;
     let credential = match auth::authenticate(&req, &presented, found, None) {

@@ -156,7 +156,7 @@ impl<T: Int + ?Sized> Int for &T {
     }
 }
 
-pub fn when(ms: impl Int) -> When {
+pub fn utc_and_age(ms: impl Int) -> When {
     let ms = ms.int();
     When {
         iso: format_timestamp(ms),
@@ -176,7 +176,7 @@ pub fn relative(ago_ms: i64) -> String {
 }
 
 /// RFC 3339 UTC text of a stored time.
-pub fn iso(ms: impl Int) -> String {
+pub fn utc(ms: impl Int) -> String {
     format_timestamp(ms.int())
 }
 
@@ -189,7 +189,7 @@ pub fn bytes(n: impl std::borrow::Borrow<u64>) -> String {
 }
 
 /// Thousands separators for counts.
-pub fn num(n: impl std::fmt::Display) -> String {
+pub fn thousands(n: impl std::fmt::Display) -> String {
     let text = n.to_string();
     let (negative, digits) = match text.strip_prefix('-') {
         Some(d) => (true, d.to_string()),
@@ -241,9 +241,9 @@ pub fn time_range(
 mod tests {
     #[test]
     fn numbers_get_separators() {
-        assert_eq!(super::num(0), "0");
-        assert_eq!(super::num(1234567), "1,234,567");
-        assert_eq!(super::num(-1000), "-1,000");
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+        assert_eq!(super::thousands(-1000), "-1,000");
         assert_eq!(super::relative(90_000), "1 min ago");
     }
 }

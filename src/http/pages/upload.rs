@@ -46,7 +46,8 @@ pub async fn page(
         .await?;
     let (u, previous, next, checkpoint) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
-    let received = super::when(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
+    let received =
+        super::utc_and_age(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
     let body = UploadPage {
         checkpoint,
         nav: Some(Nav::from(&session)),

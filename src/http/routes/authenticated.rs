@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest};
 
 use super::read_body;
 use crate::domain::{AuthMethod, Credential};
-use crate::http::auth::{self, Found, Presented};
+use crate::http::auth::{self, PresentedCredential, StoredCredential};
 use crate::http::body_budget::{BodyBudget, BodyHold};
 use crate::http::error::SmsError;
 
@@ -30,8 +30,8 @@ pub(super) struct BodyRules<'a> {
 /// read no further), whatever way the caller proves who it is.
 pub(super) async fn authenticate_with_body(
     req: &HttpRequest,
-    presented: &Presented,
-    found: Found,
+    presented: &PresentedCredential,
+    found: StoredCredential,
     payload: web::Payload,
     rules: BodyRules<'_>,
     hold: &mut BodyHold,

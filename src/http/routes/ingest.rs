@@ -188,13 +188,15 @@ pub async fn upload(
 /// the key's budget).
 fn admit<'c>(
     config: &'c IngestSettings,
-    presented: &auth::Presented,
+    presented: &auth::PresentedCredential,
     credential: &Credential,
     body_read: bool,
     proven: bool,
 ) -> Result<Option<auth::SignatureClaim<'c>>, SmsError> {
     let claim = match (presented, body_read) {
-        (auth::Presented::Aksk(signature), true) => Some(config.seen_signatures.claim(signature)?),
+        (auth::PresentedCredential::Aksk(signature), true) => {
+            Some(config.seen_signatures.claim(signature)?)
+        }
         _ => None,
     };
     if let (Some(limiter), true) = (&config.rate_limiter, proven) {

@@ -53,7 +53,7 @@ enum StoreError {
 }
 
 /// What the writer shares with its handles.
-pub(super) struct Shared {
+pub(super) struct HandleState {
     pub logs: Arc<LogBuffer>,
     pub last_failure: Arc<Mutex<Option<String>>>,
     pub metrics: super::WriterMetrics,
@@ -107,7 +107,12 @@ struct StoredUploads<'a> {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, head: Head, config: WriterConfig, shared: Shared) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        head: Head,
+        config: WriterConfig,
+        shared: HandleState,
+    ) -> Self {
         Self {
             conn,
             head,

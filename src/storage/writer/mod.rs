@@ -328,7 +328,7 @@ pub fn spawn(
         last_failure: Arc::default(),
         metrics: WriterMetrics::default(),
     };
-    let shared = batch::Shared {
+    let shared = batch::HandleState {
         logs: handle.logs.clone(),
         last_failure: handle.last_failure.clone(),
         metrics: handle.metrics.clone(),
