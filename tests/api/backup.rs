@@ -1,5 +1,6 @@
 //! `backup`: a consistent, checked copy while the service writes; `restore`.
 
+use crate::helpers::{output_text as text, run};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -366,4 +367,17 @@ async fn a_backup_of_another_log_needs_other_log() {
         &["restore", "--other-log", "--from", copy.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn backup_refuses_a_database_that_is_not_there_and_writes_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = run(
+        &dir.path().join("typo.db"),
+        &["backup", "--to", copy.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no such database"), "{}", text(&out));
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }

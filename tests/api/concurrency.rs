@@ -1,4 +1,7 @@
+use crate::helpers::{EXAMPLE, TASK};
 use sms_audit::domain::Role;
+use sms_audit::storage::lock::{LockKind, ProcessLock};
+use sms_audit::{Application, ServeConfig};
 
 use crate::helpers::{body_with_items, TestApp};
 
@@ -57,4 +60,61 @@ async fn concurrent_uploads_are_all_stored_and_the_chain_verifies() {
     let ledger = app.get("/api/v1/ledger", &app.admin_token).await.json();
     assert_eq!(ledger["status"], "intact", "{ledger}");
     assert_eq!(ledger["entries"], total);
+}
+
+#[tokio::test]
+async fn a_second_writer_on_one_database_is_refused_naming_the_holder() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let pid = std::process::id().to_string();
+
+    // In this process: a second Application on the same file.
+    let mut config = ServeConfig::new(&app.db_path);
+    config.listen = "127.0.0.1:0".into();
+    config.handle_signals = false;
+    let refused = Application::build(config).await.err().expect("refused");
+    assert!(refused.to_string().contains(&pid), "{refused}");
+
+    // Another process: `serve` exits 2, naming this process.
+    let out = crate::helpers::command()
+        .args(["--db"])
+        .arg(&app.db_path)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("PID {pid}")), "{stderr}");
+
+    // A replay being sent holds its own lock.
+    let held = ProcessLock::acquire(&app.db_path, LockKind::Replay).unwrap();
+    let out = crate::helpers::command()
+        .arg("--db")
+        .arg(&app.db_path)
+        .args([
+            "replay",
+            "--upstream-endpoint",
+            "http://127.0.0.1:9",
+            "--yes",
+        ])
+        .env("SMS_AUDIT_UPSTREAM_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("PID {pid}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(held);
+
+    // The running service was not disturbed.
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    assert_eq!(app.count("uploads"), 2);
 }

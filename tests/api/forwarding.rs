@@ -746,3 +746,66 @@ async fn a_stored_target_that_is_not_configured_is_never_sent_to() {
     assert!(exfil.received().is_empty(), "the planted target got a call");
     assert!(fake.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delivery_outcomes_are_never_dropped_for_a_full_write_queue() {
+    use crate::fake_upstream::FakeUpstream;
+    use futures_util::StreamExt;
+
+    let sms = FakeUpstream::start().await;
+    // A queue of two: uploads and recorded outcomes fight for every slot.
+    let app = {
+        let mut s = crate::forwarding::settings(&sms);
+        s.deliver_all = true;
+        s.concurrency = 16;
+        TestApp::spawn_with(move |c| {
+            c.upstream = Some(s);
+            c.writer.queue_capacity = 2;
+        })
+        .await
+    };
+    const UPLOADS: usize = 300;
+    futures_util::stream::iter(0..UPLOADS)
+        .for_each_concurrent(16, |i| {
+            let app = &app;
+            async move {
+                let body = format!(
+                    r#"{{"marker":{i},"consistency_result":[{{"dir_check":"/d","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#
+                );
+                // A full queue answers 503: try again, as an agent would.
+                loop {
+                    let status = app.upload(&format!("q-{}", i % 10), &app.admin_token, &body).await.status;
+                    if status == 200 {
+                        break;
+                    }
+                    assert_eq!(status, 503);
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            }
+        })
+        .await;
+    // Every delivery settled: from then on nothing more is sent.
+    eventually(
+        "every delivery settled",
+        std::time::Duration::from_secs(30),
+        || {
+            let pending: i64 = app
+                .write_conn()
+                .query_row(
+                    "SELECT count(*) FROM deliveries WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let done = pending == 0 && app.count("deliveries") == UPLOADS as i64;
+            std::future::ready(done.then_some(()))
+        },
+    )
+    .await;
+    let mut bodies: Vec<Vec<u8>> = sms.received().into_iter().map(|c| c.body).collect();
+    let sent = bodies.len();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), UPLOADS, "every upload delivered");
+    assert_eq!(sent, UPLOADS, "none sent twice");
+}

@@ -479,6 +479,28 @@ pub fn body_with_problems(dir: &str, different: u32) -> String {
 
 /// Runs the binary with `--db DB`: (exit code, stdout, stderr).
 /// The binary, with no input: every test that runs it starts here.
+/// Runs a command on `db` to its end, with no input and no upstream from the
+/// environment.
+pub fn run(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    command()
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("SMS_AUDIT_UPSTREAM_ENDPOINT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A finished command's standard output and error, one after the other.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn command() -> std::process::Command {
     let mut cmd = std::process::Command::new(TestApp::binary());
     cmd.stdin(std::process::Stdio::null());

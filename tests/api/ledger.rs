@@ -1,6 +1,8 @@
 //! `verify` recomputes the chain and names the first entry changed behind its back.
 
+use crate::helpers::{output_text as text, run};
 use sms_audit::domain::Role;
+use std::process::Command;
 
 use crate::helpers::{body_with_items, TestApp, EXAMPLE, TASK};
 
@@ -389,4 +391,73 @@ async fn parallel_verification_agrees_with_a_sequential_one() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn verify_checks_a_read_only_copy_without_recording() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+                .await
+                .status,
+            200
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&media)
+        .status();
+    if !matches!(mounted, Ok(s) if s.success()) {
+        eprintln!("SKIPPED: mounting read-only media needs root (CI runs as root)");
+        return;
+    }
+    let copy = media.join("evidence.db");
+    app.write_conn()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let ro = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&media)
+        .status()
+        .unwrap();
+    assert!(ro.success());
+    let out = run(&copy, &["verify"]);
+    let _ = Command::new("umount").arg("-l").arg(&media).status();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("ledger intact: 3 entries"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("not recorded"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_ledger_checks_share_runs() {
+    let app = TestApp::spawn().await;
+    for _ in 0..300 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    let before = app.count("verifications");
+    let answers = futures_util::future::join_all(
+        (0..32).map(|_| app.get("/api/v1/ledger", &app.admin_token)),
+    )
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json()["status"], "intact");
+        assert_eq!(a.json()["entries"], 300);
+    }
+    let runs = app.count("verifications") - before;
+    assert!(
+        (1..=16).contains(&runs),
+        "{runs} verifications for 32 callers"
+    );
 }

@@ -672,3 +672,108 @@ async fn sessions_expire_and_cookies_are_secure_behind_https() {
         "{session}"
     );
 }
+
+#[tokio::test]
+async fn the_task_page_lists_every_directory_and_exports_its_time_range() {
+    let app = TestApp::spawn().await;
+    let with_etc = crate::helpers::body_with_problems("/etc", 1);
+    let without = crate::helpers::body_with_problems("/data", 0);
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, &with_etc).await.status,
+        200
+    );
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, &without).await.status,
+        200
+    );
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser
+        .get(&format!("/tasks/{TASK}?since=2020-01-01"))
+        .await;
+    assert!(
+        page.text.contains(r#"<option value="/etc""#),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains(r#"<option value="/data""#),
+        "{}",
+        page.text
+    );
+    let export_link = page
+        .text
+        .split("href=\"")
+        .find(|h| h.starts_with("/api/v1/export?format=csv"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&");
+    assert!(
+        export_link.contains("since=2020%2D01%2D01"),
+        "{export_link}"
+    );
+    let csv = app.get(&export_link, &app.admin_token).await;
+    assert_eq!(csv.status, 200, "{}", csv.text);
+}
+
+#[tokio::test]
+async fn the_upload_page_shows_the_stored_bytes_exactly_and_hidden_characters_visibly() {
+    let app = TestApp::spawn().await;
+    let exact =
+        r#"{"big":123456789012345678901234567890,"f":1.10,"g":0.1e1,"consistency_result":[]}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, exact).await.status, 200);
+    let hidden = r#"{"consistency_result":[
+        {"dir_check":"/a\u0000b","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0},
+        {"dir_check":"/a\nb","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0},
+        {"dir_check":"/a\u202egnp.exe","num_total_files":1,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}]}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, hidden).await.status, 200);
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+
+    let page = browser.get("/uploads/1").await;
+    for token in ["123456789012345678901234567890", "1.10", "0.1e1"] {
+        assert!(page.text.contains(token), "{token} changed on the page");
+    }
+    let page = browser.get("/uploads/2").await;
+    for escaped in [r"/a\u0000b", r"/a\u000ab", r"/a\u202egnp.exe"] {
+        assert!(
+            page.text.contains(escaped),
+            "{escaped} not shown: {}",
+            page.text
+        );
+    }
+    assert!(!page.text.contains('\u{0}') && !page.text.contains('\u{202e}'));
+    let task = browser.get(&format!("/tasks/{TASK}")).await;
+    assert!(
+        !task.text.contains('\u{202e}'),
+        "the task page shows a raw override"
+    );
+
+    let csv = app.get("/api/v1/export?format=csv", &app.admin_token).await;
+    assert!(csv.text.contains(r"/a\u0000b") && csv.text.contains(r"/a\u202egnp.exe"));
+    assert!(!csv.text.contains('\u{0}') && !csv.text.contains('\u{202e}'));
+}
+
+#[tokio::test]
+async fn finished_time_is_shown_as_a_time() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"finished_time": 1764400000, "consistency_result": []}"#;
+    assert_eq!(app.upload(TASK, &app.admin_token, body).await.status, 200);
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/uploads/1").await;
+    assert!(
+        page.text.contains("2025-11-29T07:06:40.000Z"),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
+async fn deliveries_page_says_when_no_upstream_is_configured() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get("/deliveries").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("not configured"), "{}", page.text);
+    assert!(!page.text.contains(">healthy<"), "{}", page.text);
+}

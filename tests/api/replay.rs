@@ -2,6 +2,7 @@
 //! fake SMS endpoint: filters, dry run, confirmation, rate, `--to`, failures, and a
 //! crash in the middle followed by `--resume`.
 
+use crate::helpers::{eventually, output_text as text, run as run_command, EXAMPLE, TASK};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -253,4 +254,136 @@ async fn an_interrupted_replay_resumes_without_sending_twice() {
     let (code, out) = run(&app, &fake, &["--resume"]).await;
     assert_eq!(code, 2, "nothing left to resume: {out}");
     assert!(out.contains("no interrupted replay"));
+}
+
+#[tokio::test]
+async fn a_dry_run_needs_no_upstream() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let out = run_command(
+        &app.db_path,
+        &[
+            "replay",
+            "--dry-run",
+            "--task",
+            TASK,
+            "--task",
+            "never-uploaded",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 upload of 1 task"), "{}", text(&out));
+    assert!(
+        text(&out).contains("warning: task never-uploaded has no uploads"),
+        "{}",
+        text(&out)
+    );
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .json(&serde_json::json!({"dry_run": true, "to": "https://sms.ap-southeast-3.myhuaweicloud.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["count"], 1);
+}
+
+#[tokio::test]
+async fn a_terminated_replay_finishes_its_sends_and_prints_its_summary() {
+    use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
+    let sms = FakeUpstream::start().await;
+    sms.script([Answer::Hang(std::time::Duration::from_secs(3))]);
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, crate::helpers::EXAMPLE)
+            .await
+            .status,
+        200
+    );
+    let child = crate::helpers::command()
+        .arg("--db")
+        .arg(&app.db_path)
+        .args(["replay", "--yes", "--upstream-endpoint", &sms.url])
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK)
+        .env("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Terminated while its send is on the way (SMS holds it for 3 s).
+    sms.wait_for("the replay's send", |got| !got.is_empty())
+        .await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert!(text(&out).contains("1 delivered"), "{}", text(&out));
+    assert!(text(&out).contains("--resume") || text(&out).contains("1 delivered, 0 failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_web_replay_is_written_in_chunks_and_sent_whole() {
+    use crate::fake_upstream::FakeUpstream;
+    use crate::forwarding::forwarding_app;
+    use futures_util::StreamExt;
+
+    let sms = FakeUpstream::start().await;
+    let app = forwarding_app(&sms, |s| {
+        s.forward = false;
+        s.concurrency = 8;
+    })
+    .await;
+    const UPLOADS: usize = 2_500; // more than one chunk of 2,000
+    let statuses: Vec<u16> = futures_util::stream::iter(0..UPLOADS)
+        .map(|i| {
+            let app = &app;
+            async move {
+                app.upload(&format!("chunk-{}", i % 20), &app.admin_token, EXAMPLE)
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/api/v1/replays", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .json(&serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json()["count"], UPLOADS);
+    let replay_id = reply.json()["replay_id"].as_i64().unwrap();
+    let conn = app.write_conn();
+    let (total, created): (i64, i64) = conn
+        .query_row(
+            "SELECT total, (SELECT count(*) FROM deliveries WHERE replay_id = ?1) FROM replays WHERE id = ?1",
+            [replay_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((total, created), (UPLOADS as i64, UPLOADS as i64));
+    eventually(
+        "every replayed upload delivered",
+        std::time::Duration::from_secs(30),
+        || std::future::ready((sms.delivered().len() >= UPLOADS).then_some(())),
+    )
+    .await;
+    assert_eq!(sms.delivered().len(), UPLOADS);
 }
