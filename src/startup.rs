@@ -2,6 +2,8 @@
 //! each handler takes, and the HTTP server; [`Application::build`] binds (port 0
 //! in tests) and reports its address.
 
+#![deny(missing_docs)]
+
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -47,8 +49,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Everything `serve` needs, resolved from flags and environment.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The SQLite database (`--db`), created on first start.
     pub db: PathBuf,
+    /// Where to listen (`--listen`); port 0 picks a free port.
     pub listen: String,
+    /// Whether an upload may register its task (`--task-policy`).
     pub task_policy: TaskPolicy,
     /// Limits and lifetimes of requests, sessions and cached credentials.
     pub http: HttpSettings,
@@ -62,11 +67,13 @@ pub struct ServeConfig {
     pub metrics_token: Option<String>,
     /// Where events are announced (`--notify-url`).
     pub notify: Option<crate::services::notify::NotifySettings>,
+    /// Peers whose `X-Forwarded-For` is stored (`--trusted-proxy`).
     pub trusted_proxies: Vec<IpAddr>,
     /// Uploads per second per credential; `None` is unlimited.
     pub rate_limit: Option<NonZeroU32>,
     /// Accept and answer uploads without storing them (benchmark ceiling only).
     pub null_store: bool,
+    /// HTTP worker threads (`--workers`; one per core when absent).
     pub workers: Option<usize>,
     /// Stop on SIGINT/SIGTERM (off for in-process tests).
     pub handle_signals: bool,
@@ -95,6 +102,7 @@ impl std::fmt::Debug for UploadClock {
 }
 
 impl ServeConfig {
+    /// The defaults (each subsystem's `DEFAULT`) for the database at `db`.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         let db = db.into();
         Self {
@@ -125,7 +133,9 @@ impl ServeConfig {
 /// The PEM files of a TLS certificate chain and its private key.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The certificate chain.
     pub cert: PathBuf,
+    /// Its private key.
     pub key: PathBuf,
 }
 
@@ -512,6 +522,7 @@ fn stop_gracefully_on_signals(server: ServerHandle) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The running service: its address, its server handle, and what stops with it.
 pub struct Application {
     server: Server,
     checkpointer: Option<Arc<Checkpointer>>,
@@ -527,23 +538,33 @@ pub struct Application {
     background: Background,
 }
 
+/// Why the service did not start (exit 2); nothing is left half-made.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The database could not be opened, migrated or written.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Another process writes to the database.
     #[error(transparent)]
     Locked(#[from] LockError),
+    /// The certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The signing key could not be read, made or trusted.
     #[error(transparent)]
     Checkpoints(#[from] checkpoints::CheckpointError),
+    /// `--proxy` without an upstream to pass calls on to.
     #[error("--proxy needs an upstream SMS endpoint and credentials")]
     ProxyWithoutUpstream,
+    /// The first credential could not be made.
     #[error("cannot create the admin credential: {0}")]
     Admin(#[from] credentials::CredentialError),
+    /// The address could not be listened on.
     #[error("cannot listen on {addr}: {source}{}", listen_hint(addr))]
     Bind {
+        /// As given (`--listen`).
         addr: String,
+        /// Why not.
         source: std::io::Error,
     },
 }
@@ -597,6 +618,7 @@ impl Application {
         }
     }
 
+    /// The address it listens on (the port chosen when 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -606,6 +628,7 @@ impl Application {
         self.admin_token.as_deref()
     }
 
+    /// Stops the server from elsewhere (tests, the signal handlers).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
