@@ -5,7 +5,7 @@ use actix_web::ResponseError;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sms_audit::domain::upload_body::{UploadBody, DEFAULT_MAX_RESULTS};
-use sms_audit::http::error::SmsError;
+use sms_audit::http::error::ApiError;
 
 /// The README's body rules ("The upload endpoint"), written against serde_json's
 /// model independently of the parser.
@@ -134,7 +134,7 @@ fn body() -> BoxedStrategy<Value> {
 fn status_of(result: &Result<UploadBody, sms_audit::domain::BodyError>) -> u16 {
     match result {
         Ok(_) => 200,
-        Err(e) => SmsError::from(e.clone()).status_code().as_u16(),
+        Err(e) => ApiError::from(e.clone()).status_code().as_u16(),
     }
 }
 

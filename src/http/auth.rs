@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::Utc;
 
-use super::error::SmsError;
+use super::error::ApiError;
 use crate::domain::signing::{self, AuthorizationHeader, ReceivedRequest};
 use crate::domain::{token_hash, AuthMethod, Credential};
 use crate::storage::credentials;
@@ -57,13 +57,13 @@ fn signed_header(req: &HttpRequest, name: &str) -> Option<String> {
     })
 }
 
-fn unauthenticated(msg: impl Into<String>) -> SmsError {
-    SmsError::Unauthenticated(msg.into())
+fn unauthenticated(msg: impl Into<String>) -> ApiError {
+    ApiError::Unauthenticated(msg.into())
 }
 
 /// Reads the credentials from the headers; checks everything that needs no lookup
 /// (token length, Authorization syntax, signed headers, X-Sdk-Date window).
-pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<PresentedCredential, SmsError> {
+pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<PresentedCredential, ApiError> {
     if let Some(token) = req.headers().get("x-auth-token") {
         let token = token
             .to_str()
@@ -137,7 +137,7 @@ pub async fn find(
     presented: &PresentedCredential,
     cache: &AuthCache,
     reads: &crate::storage::ReadPool,
-) -> Result<Option<StoredCredential>, SmsError> {
+) -> Result<Option<StoredCredential>, ApiError> {
     if let Some(found) = cache.credential(presented) {
         return Ok(Some(found));
     }
@@ -159,7 +159,7 @@ pub const AKSK_REFUSED: &str =
 pub fn require_known(
     presented: &PresentedCredential,
     found: Option<StoredCredential>,
-) -> Result<StoredCredential, SmsError> {
+) -> Result<StoredCredential, ApiError> {
     found.ok_or_else(|| {
         unauthenticated(match presented {
             PresentedCredential::Token(_) => "X-Auth-Token is not a known token",
@@ -176,7 +176,7 @@ pub fn authenticate(
     presented: &PresentedCredential,
     found: Option<StoredCredential>,
     body: Option<&[u8]>,
-) -> Result<Credential, SmsError> {
+) -> Result<Credential, ApiError> {
     let found = require_known(presented, found)?;
     // Known from here on, even if the signature turns out bad: the rejection log
     // then shows whose key was used.
@@ -298,7 +298,7 @@ impl Default for SeenSignatures {
 impl SeenSignatures {
     /// Claims `auth`'s signature (case does not matter), or 401 when it was
     /// received before.
-    pub fn claim(&self, auth: &AuthorizationHeader) -> Result<SignatureClaim<'_>, SmsError> {
+    pub fn claim(&self, auth: &AuthorizationHeader) -> Result<SignatureClaim<'_>, ApiError> {
         use sha2::Digest;
         let digest = sha2::Sha256::new()
             .chain_update(auth.access_key.as_bytes())

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::SmsError;
+use super::error::ApiError;
 
 #[derive(Clone, Debug)]
 pub struct BodyBudget {
@@ -48,7 +48,7 @@ impl BodyBudget {
     }
 
     /// Charges `n` more bytes to `hold`, or refuses with 503 without waiting.
-    pub fn charge(&self, hold: &mut BodyHold, n: usize) -> Result<(), SmsError> {
+    pub fn charge(&self, hold: &mut BodyHold, n: usize) -> Result<(), ApiError> {
         if n == 0 {
             return Ok(());
         }
@@ -57,7 +57,7 @@ impl BodyBudget {
             .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok());
         let Some(permit) = permit else {
             self.refused.inc();
-            return Err(SmsError::Unavailable(format!(
+            return Err(ApiError::Unavailable(format!(
                 "the service holds as many request bodies as it may ({} bytes, \
                  --max-buffered-bytes); try again shortly",
                 self.limit
@@ -106,7 +106,7 @@ mod tests {
         let mut b = budget.hold();
         assert!(matches!(
             budget.charge(&mut b, 20),
-            Err(SmsError::Unavailable(_))
+            Err(ApiError::Unavailable(_))
         ));
         assert_eq!(budget.buffered.get(), 90);
         assert_eq!(budget.refused.get(), 1);

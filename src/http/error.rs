@@ -1,4 +1,4 @@
-//! The two error types: [`SmsError`], which every API handler returns, rendered
+//! The two error types: [`ApiError`], which every API handler returns, rendered
 //! as SMS renders errors (`{"error_code": "...", "error_msg": "..."}`), and
 //! [`PageError`], shown as a page in the site's layout.
 
@@ -12,8 +12,11 @@ use crate::domain::BodyError;
 use crate::services::replay::ReplayError;
 use crate::storage::StorageError;
 
+/// The error of the upload endpoint, the pass-through and the JSON API
+/// (`/api/v1`, `/metrics`, health): answered in SMS's error shape
+/// (`{"error_code", "error_msg"}`) with SMS's codes (`SMS.9001`, `APIGW.0301`, …).
 #[derive(Debug, thiserror::Error)]
-pub enum SmsError {
+pub enum ApiError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -58,9 +61,9 @@ pub enum SmsError {
     UpstreamTimeout(String),
 }
 
-impl SmsError {
+impl ApiError {
     pub fn bad_request(msg: impl std::fmt::Display) -> Self {
-        SmsError::BadRequest {
+        ApiError::BadRequest {
             msg: msg.to_string(),
             params: None,
         }
@@ -68,45 +71,45 @@ impl SmsError {
 
     pub fn error_code(&self) -> &'static str {
         match self {
-            SmsError::Unauthenticated(_) => "APIGW.0301",
-            SmsError::Forbidden(_) => "SMS.9004",
-            SmsError::BadRequest { .. } => "SMS.9001",
-            SmsError::TaskNotFound(_) => "SMS.7703",
-            SmsError::ContentTypeMissing => "SMS.2005",
-            SmsError::ContentTypeWrong(_) => "SMS.2006",
-            SmsError::BodyTooLarge(_) => "SMS.2004",
-            SmsError::Storage(_) => "SMS.2007",
-            SmsError::Unavailable(_) => "SMS.0201",
-            SmsError::Throttled | SmsError::AuthBackoff(_) => "APIGW.0308",
-            SmsError::UnknownPath(_) | SmsError::NotFound(_) => "APIGW.0101",
-            SmsError::MethodNotAllowed(_) => "SMS.2003",
-            SmsError::HeadersTooLarge(_) | SmsError::BodyTimeout(_) => "SMS.9001",
-            SmsError::UpstreamUnavailable(_) => "APIGW.0202",
-            SmsError::UpstreamTimeout(_) => "APIGW.0203",
+            ApiError::Unauthenticated(_) => "APIGW.0301",
+            ApiError::Forbidden(_) => "SMS.9004",
+            ApiError::BadRequest { .. } => "SMS.9001",
+            ApiError::TaskNotFound(_) => "SMS.7703",
+            ApiError::ContentTypeMissing => "SMS.2005",
+            ApiError::ContentTypeWrong(_) => "SMS.2006",
+            ApiError::BodyTooLarge(_) => "SMS.2004",
+            ApiError::Storage(_) => "SMS.2007",
+            ApiError::Unavailable(_) => "SMS.0201",
+            ApiError::Throttled | ApiError::AuthBackoff(_) => "APIGW.0308",
+            ApiError::UnknownPath(_) | ApiError::NotFound(_) => "APIGW.0101",
+            ApiError::MethodNotAllowed(_) => "SMS.2003",
+            ApiError::HeadersTooLarge(_) | ApiError::BodyTimeout(_) => "SMS.9001",
+            ApiError::UpstreamUnavailable(_) => "APIGW.0202",
+            ApiError::UpstreamTimeout(_) => "APIGW.0203",
         }
     }
 }
 
-impl From<BodyError> for SmsError {
+impl From<BodyError> for ApiError {
     fn from(e: BodyError) -> Self {
-        SmsError::BadRequest {
+        ApiError::BadRequest {
             msg: e.message(),
             params: e.params(),
         }
     }
 }
 
-impl From<StorageError> for SmsError {
+impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        SmsError::Storage(e.to_string())
+        ApiError::Storage(e.to_string())
     }
 }
 
-impl From<ReplayError> for SmsError {
+impl From<ReplayError> for ApiError {
     fn from(e: ReplayError) -> Self {
         match e {
-            ReplayError::Invalid(msg) => SmsError::bad_request(msg),
-            ReplayError::Storage(msg) => SmsError::Storage(msg),
+            ReplayError::Invalid(msg) => ApiError::bad_request(msg),
+            ReplayError::Storage(msg) => ApiError::Storage(msg),
         }
     }
 }
@@ -160,39 +163,39 @@ struct Detail<'a> {
     error_msg: String,
 }
 
-impl ResponseError for SmsError {
+impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            SmsError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            SmsError::Forbidden(_) => StatusCode::FORBIDDEN,
-            SmsError::BadRequest { .. }
-            | SmsError::ContentTypeMissing
-            | SmsError::ContentTypeWrong(_) => StatusCode::BAD_REQUEST,
-            SmsError::TaskNotFound(_) | SmsError::NotFound(_) | SmsError::UnknownPath(_) => {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRequest { .. }
+            | ApiError::ContentTypeMissing
+            | ApiError::ContentTypeWrong(_) => StatusCode::BAD_REQUEST,
+            ApiError::TaskNotFound(_) | ApiError::NotFound(_) | ApiError::UnknownPath(_) => {
                 StatusCode::NOT_FOUND
             }
-            SmsError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            SmsError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            SmsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SmsError::Throttled | SmsError::AuthBackoff(_) => StatusCode::TOO_MANY_REQUESTS,
-            SmsError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            SmsError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            SmsError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            SmsError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            SmsError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Throttled | ApiError::AuthBackoff(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let code = self.error_code();
         let empty: &[String] = &[];
-        let forbidden = matches!(self, SmsError::Forbidden(_));
+        let forbidden = matches!(self, ApiError::Forbidden(_));
         let body = ErrorBody {
             error_code: code,
             error_msg: self.to_string(),
             error_param: match self {
-                SmsError::BadRequest { params, .. } => params.as_deref(),
-                SmsError::Forbidden(_) => Some(empty),
+                ApiError::BadRequest { params, .. } => params.as_deref(),
+                ApiError::Forbidden(_) => Some(empty),
                 _ => None,
             },
             encoded_authorization_message: forbidden.then_some(""),
@@ -204,10 +207,10 @@ impl ResponseError for SmsError {
             }),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, SmsError::Throttled | SmsError::Unavailable(_)) {
+        if matches!(self, ApiError::Throttled | ApiError::Unavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        if let SmsError::AuthBackoff(seconds) = self {
+        if let ApiError::AuthBackoff(seconds) = self {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         let mut response = response.json(body);
@@ -243,8 +246,8 @@ impl PageError {
     }
 }
 
-impl From<SmsError> for PageError {
-    fn from(e: SmsError) -> Self {
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
         match e.status_code().as_u16() {
             401 => PageError::LoginRequired("/".into()),
             403 => PageError::Forbidden(e.to_string()),
@@ -257,7 +260,7 @@ impl From<SmsError> for PageError {
 
 impl From<StorageError> for PageError {
     fn from(e: StorageError) -> Self {
-        SmsError::from(e).into()
+        ApiError::from(e).into()
     }
 }
 
@@ -361,7 +364,7 @@ pub fn is_api_path(path: &str) -> bool {
 pub fn bad_input(req: &HttpRequest, what: &str, e: impl std::fmt::Display) -> actix_web::Error {
     let msg = format!("{what}: {e}");
     if is_api_path(req.path()) {
-        SmsError::bad_request(msg).into()
+        ApiError::bad_request(msg).into()
     } else {
         PageError::BadRequest(msg).into()
     }
@@ -376,8 +379,8 @@ pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> a
     };
     if is_api_path(req.path()) {
         match detail {
-            Some(_) => SmsError::NotFound(what).into(),
-            None => SmsError::UnknownPath(what).into(),
+            Some(_) => ApiError::NotFound(what).into(),
+            None => ApiError::UnknownPath(what).into(),
         }
     } else {
         PageError::NotFound(format!("no such page: {what}")).into()
@@ -389,7 +392,7 @@ pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> a
 pub fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::Error {
     let method = req.method().to_string();
     let mut response = if is_api_path(req.path()) {
-        SmsError::MethodNotAllowed(method.clone()).error_response()
+        ApiError::MethodNotAllowed(method.clone()).error_response()
     } else {
         PageError::MethodNotAllowed(method.clone()).error_response()
     };

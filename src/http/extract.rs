@@ -12,8 +12,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::auth::{self, CredentialName};
+use super::error::ApiError;
 use super::error::PageError;
-use super::error::SmsError;
 use crate::domain::{Credential, Role, Session};
 use crate::storage::{sessions, ReadPool};
 
@@ -34,8 +34,8 @@ pub(crate) fn registered<T: ?Sized + 'static>(req: &HttpRequest) -> web::Data<T>
 pub struct ApiReader(pub Credential);
 
 impl FromRequest for ApiReader {
-    type Error = SmsError;
-    type Future = LocalBoxFuture<'static, Result<Self, SmsError>>;
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
@@ -43,7 +43,7 @@ impl FromRequest for ApiReader {
     }
 }
 
-async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
+async fn api_reader(req: &HttpRequest) -> Result<Credential, ApiError> {
     let reads = registered::<ReadPool>(req);
     let credential = match req.cookie(SESSION_COOKIE) {
         Some(cookie) if req.headers().get("x-auth-token").is_none() => {
@@ -52,7 +52,7 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
                 .with_blocking(move |c| sessions::find(c, &value))
                 .await?
                 .ok_or_else(|| {
-                    SmsError::Unauthenticated("the session has expired; log in again".into())
+                    ApiError::Unauthenticated("the session has expired; log in again".into())
                 })?;
             req.extensions_mut()
                 .insert(CredentialName(session.credential.name.clone()));
@@ -66,7 +66,7 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
         }
     };
     if !credential.role.may_read() {
-        return Err(SmsError::Forbidden(format!(
+        return Err(ApiError::Forbidden(format!(
             "credential {:?} is an {} credential; reading needs an auditor or operator",
             credential.name, credential.role
         )));
@@ -78,8 +78,8 @@ async fn api_reader(req: &HttpRequest) -> Result<Credential, SmsError> {
 pub struct ApiOperator(pub Credential);
 
 impl FromRequest for ApiOperator {
-    type Error = SmsError;
-    type Future = LocalBoxFuture<'static, Result<Self, SmsError>>;
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
@@ -91,11 +91,11 @@ impl FromRequest for ApiOperator {
     }
 }
 
-pub fn require_operator(credential: &Credential) -> Result<(), SmsError> {
+pub fn require_operator(credential: &Credential) -> Result<(), ApiError> {
     if credential.role == Role::Operator {
         Ok(())
     } else {
-        Err(SmsError::Forbidden(format!(
+        Err(ApiError::Forbidden(format!(
             "credential {:?} is an {} credential; replays need an operator",
             credential.name, credential.role
         )))
@@ -129,7 +129,7 @@ pub async fn page_session(req: &HttpRequest) -> Result<Session, PageError> {
     let session = registered::<ReadPool>(req)
         .with_blocking(move |c| sessions::find(c, &value))
         .await
-        .map_err(SmsError::from)?
+        .map_err(ApiError::from)?
         .ok_or(PageError::LoginRequired(here))?;
     req.extensions_mut()
         .insert(CredentialName(session.credential.name.clone()));

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::CredentialName;
 use super::auth_failures::AuthFailures;
-use super::error::{ErrorCode, SmsError};
+use super::error::{ApiError, ErrorCode};
 use super::{Access, IngestSettings, Metrics};
 use crate::domain::now_ms;
 use crate::storage::uploads::Rejection;
@@ -49,7 +49,7 @@ pub async fn request_context(
         .then(|| Some((access.clone()?, client_address(&req)?)))
         .flatten();
     let refusal = if header_bytes > limit {
-        Some(SmsError::HeadersTooLarge(limit).error_response())
+        Some(ApiError::HeadersTooLarge(limit).error_response())
     } else if let Some(framing) = unsafe_framing(&req) {
         Some(framing.error_response())
     } else {
@@ -146,19 +146,19 @@ fn access_log<B>(
 /// must not be mistaken for one), and repeated `Host` or `Content-Length` headers
 /// (which two servers could read differently). actix's own parser already refuses
 /// most of the latter; this holds whatever the parser lets through.
-fn unsafe_framing(req: &ServiceRequest) -> Option<SmsError> {
+fn unsafe_framing(req: &ServiceRequest) -> Option<ApiError> {
     if req.method() == Method::CONNECT {
-        return Some(SmsError::MethodNotAllowed("CONNECT".into()));
+        return Some(ApiError::MethodNotAllowed("CONNECT".into()));
     }
     let uri = req.uri();
     if req.version() < Version::HTTP_2 && (uri.scheme().is_some() || uri.authority().is_some()) {
-        return Some(SmsError::bad_request(
+        return Some(ApiError::bad_request(
             "the request target must be a path (GET /v3/...), not a whole URL: sms-audit is not a forward proxy",
         ));
     }
     for name in ["host", "content-length"] {
         if req.headers().get_all(name).count() > 1 {
-            return Some(SmsError::bad_request(format!(
+            return Some(ApiError::bad_request(format!(
                 "the request has more than one {name} header"
             )));
         }
@@ -199,7 +199,7 @@ fn backoff(req: &ServiceRequest, failures: &AuthFailures, peer: IpAddr) -> Optio
     let wait = failures.wait(peer)?;
     let seconds = wait.as_secs().max(1);
     Some(if super::error::is_api_path(req.path()) {
-        SmsError::AuthBackoff(seconds).error_response()
+        ApiError::AuthBackoff(seconds).error_response()
     } else {
         super::error::PageError::LoginBackoff(seconds).error_response()
     })

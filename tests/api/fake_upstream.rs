@@ -20,7 +20,7 @@ pub const UPSTREAM_TOKEN: &str = "upstream-static-token-for-tests";
 #[derive(Debug, Clone)]
 pub enum Answer {
     Ok,
-    SmsError(u16, &'static str),
+    ApiError(u16, &'static str),
     RetryAfter(u16, u64),
     Status(u16),
     Hang(Duration),
@@ -215,7 +215,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         let answer = if signature_ok {
             answer
         } else {
-            Answer::SmsError(401, "APIGW.0301")
+            Answer::ApiError(401, "APIGW.0301")
         };
         s.received.push(Captured {
             method: method.clone(),
@@ -227,7 +227,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             at: std::time::Instant::now(),
             answer: match &answer {
                 Answer::Ok => "200".into(),
-                Answer::SmsError(s, _) | Answer::RetryAfter(s, _) | Answer::Status(s) => {
+                Answer::ApiError(s, _) | Answer::RetryAfter(s, _) | Answer::Status(s) => {
                     s.to_string()
                 }
                 Answer::Hang(_) => "hang".into(),
@@ -241,7 +241,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let request_id = uuid::Uuid::now_v7().to_string();
     let response = match answer {
         Answer::Ok => http(200, &request_id, &[], "{}"),
-        Answer::SmsError(status, code) => http(
+        Answer::ApiError(status, code) => http(
             status,
             &request_id,
             &[],

@@ -332,8 +332,8 @@ async fn each_retry_rule() {
 async fn client_errors_fail_at_once_keeping_the_sms_error() {
     let fake = FakeUpstream::start().await;
     fake.script([
-        Answer::SmsError(400, "SMS.9001"),
-        Answer::SmsError(404, "SMS.7703"),
+        Answer::ApiError(400, "SMS.9001"),
+        Answer::ApiError(404, "SMS.7703"),
     ]);
     let app = forwarding_app(&fake, |_| {}).await;
     assert_eq!(
@@ -537,7 +537,7 @@ async fn operators_start_replays_through_the_api() {
 #[tokio::test]
 async fn deliveries_page_shows_health_and_offers_replays_to_operators_only() {
     let fake = FakeUpstream::start().await;
-    fake.script([Answer::SmsError(400, "SMS.9001")]);
+    fake.script([Answer::ApiError(400, "SMS.9001")]);
     let app = forwarding_app(&fake, |_| {}).await;
     let t = app.admin_token.clone();
     assert_eq!(app.upload("a", &t, EXAMPLE).await.status, 200);

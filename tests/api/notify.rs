@@ -89,7 +89,7 @@ async fn each_event_is_announced_once_with_retries_and_shown_on_deliveries() {
     let receiver = Receiver::start(1).await;
     let fake = FakeUpstream::start().await;
     // The first delivery is refused for good; every later attempt fails.
-    fake.script([Answer::SmsError(400, "SMS.6501")]);
+    fake.script([Answer::ApiError(400, "SMS.6501")]);
     fake.set_default(Answer::Status(503));
     let upstream = settings(&fake);
     let url = receiver.url.clone();

@@ -148,7 +148,7 @@ async fn filters_select_the_uploads_sent_in_order() {
 async fn to_sends_elsewhere_and_failures_give_a_non_zero_exit() {
     let configured = FakeUpstream::start().await;
     let elsewhere = FakeUpstream::start().await;
-    elsewhere.script([Answer::SmsError(400, "SMS.9001")]);
+    elsewhere.script([Answer::ApiError(400, "SMS.9001")]);
     let app = seeded().await;
     let (code, out) = run(
         &app,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{html, time_range, urlencode, Nav, PageError};
 use crate::domain::{DeliveryState, RawReplayFilter, Role};
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::extract::Query;
 use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
 use crate::http::Delivery;
@@ -144,9 +144,9 @@ impl ReplayForm {
         delivery: &Delivery,
         dry_run: bool,
         requested_by: &str,
-    ) -> Result<ReplayAnswer, SmsError> {
+    ) -> Result<ReplayAnswer, ApiError> {
         let target = replay::target(delivery.upstream.as_ref(), Some(&self.to), dry_run)?;
-        let filter = self.filter.parse().map_err(SmsError::bad_request)?;
+        let filter = self.filter.parse().map_err(ApiError::bad_request)?;
         let replays = &delivery.replays;
         Ok(replays.start(filter, target, dry_run, requested_by).await?)
     }

@@ -12,11 +12,11 @@ use super::read_body;
 use crate::domain::{AuthMethod, Credential};
 use crate::http::auth::{self, PresentedCredential, StoredCredential};
 use crate::http::body_budget::{BodyBudget, BodyHold};
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 
 /// What a route allows a verified credential to do.
 pub(super) trait Authorize {
-    async fn authorize(&self, credential: &Credential) -> Result<(), SmsError>;
+    async fn authorize(&self, credential: &Credential) -> Result<(), ApiError>;
 }
 
 /// How a body is read before its signature can be checked.
@@ -36,7 +36,7 @@ pub(super) async fn authenticate_with_body(
     rules: BodyRules<'_>,
     hold: &mut BodyHold,
     route: &impl Authorize,
-) -> Result<(Credential, Option<Vec<u8>>), SmsError> {
+) -> Result<(Credential, Option<Vec<u8>>), ApiError> {
     let by_token = match presented.method() {
         AuthMethod::Token => {
             let credential = auth::authenticate(req, presented, Some(found.clone()), Some(&[]))?;
@@ -63,9 +63,9 @@ async fn read_within(
     payload: web::Payload,
     rules: &BodyRules<'_>,
     hold: &mut BodyHold,
-) -> Result<Option<Vec<u8>>, SmsError> {
+) -> Result<Option<Vec<u8>>, ApiError> {
     let reading = read_body(req, payload, rules.limit, rules.budget, hold);
     tokio::time::timeout(rules.timeout, reading)
         .await
-        .map_err(|_| SmsError::BodyTimeout(rules.timeout.as_secs()))?
+        .map_err(|_| ApiError::BodyTimeout(rules.timeout.as_secs()))?
 }

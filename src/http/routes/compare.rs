@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use crate::http::error::{ApiRefusals, SmsError};
+use crate::http::error::{ApiError, ApiRefusals};
 use crate::http::extract::{ApiReader, Query};
 use crate::services::compare::{compare, Comparison};
 use crate::storage::{queries, ReadPool};
@@ -40,7 +40,7 @@ pub(crate) async fn load(
     reads: &ReadPool,
     a: i64,
     b: i64,
-) -> Result<Result<Comparison, i64>, SmsError> {
+) -> Result<Result<Comparison, i64>, ApiError> {
     Ok(reads
         .with_blocking(move |conn| {
             let Some(ua) = queries::upload(conn, a)? else {
@@ -67,10 +67,10 @@ pub async fn api(
     query: Query<CompareQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
-    let (a, b) = ids(&query).map_err(SmsError::bad_request)?;
+) -> Result<HttpResponse, ApiError> {
+    let (a, b) = ids(&query).map_err(ApiError::bad_request)?;
     let c = load(&reads, a, b)
         .await?
-        .map_err(|missing| SmsError::NotFound(format!("no upload with id {missing}")))?;
+        .map_err(|missing| ApiError::NotFound(format!("no upload with id {missing}")))?;
     Ok(HttpResponse::Ok().json(c))
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::get_resource;
 use super::read_api::{page_limit, time_range};
 use crate::domain::TaskId;
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiReader, Query};
 use crate::http::Evidence;
 use crate::services::evidence::{self, EvidenceError};
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Monitors and witnesses read the log like any C2SP tlog-tiles log: open with
 /// `--public-log`, otherwise for auditors and operators.
-async fn may_read_log(req: &HttpRequest, evidence: &Evidence) -> Result<(), SmsError> {
+async fn may_read_log(req: &HttpRequest, evidence: &Evidence) -> Result<(), ApiError> {
     if !evidence.public_log {
         ApiReader::extract(req).await?;
     }
@@ -46,10 +46,10 @@ async fn log_checkpoint(
     req: HttpRequest,
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     may_read_log(&req, &evidence).await?;
     let latest = reads.with_blocking(checkpoints::latest).await?;
-    let latest = latest.ok_or_else(|| SmsError::NotFound("no checkpoint yet".into()))?;
+    let latest = latest.ok_or_else(|| ApiError::NotFound("no checkpoint yet".into()))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -69,14 +69,14 @@ async fn tile(
     req: HttpRequest,
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     may_read_log(&req, &evidence).await?;
     let path = req.path().trim_start_matches('/').to_string();
     let partial = path.contains(".p/");
     let data = reads
         .with_blocking(move |conn| tree::tile_data(conn, &path))
         .await?
-        .ok_or_else(|| SmsError::NotFound(format!("no such tile: {}", req.path())))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no such tile: {}", req.path())))?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header((
@@ -115,17 +115,17 @@ async fn bundle(
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
-    let task = TaskId::parse(&query.task_id).map_err(SmsError::bad_request)?;
+) -> Result<HttpResponse, ApiError> {
+    let task = TaskId::parse(&query.task_id).map_err(ApiError::bad_request)?;
     let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let checkpointer = evidence
         .checkpointer
         .clone()
-        .ok_or_else(|| SmsError::Unavailable("this service makes no checkpoints".into()))?;
+        .ok_or_else(|| ApiError::Unavailable("this service makes no checkpoints".into()))?;
     checkpointer
         .make_now()
         .await
-        .map_err(|e| SmsError::Storage(e.to_string()))?;
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
     let vkey = checkpointer.verifier_key();
     // One bundle is built at a time, with a bounded amount of bodies: each is
     // held in memory (and again as JSON) while it is built and sent.
@@ -133,7 +133,7 @@ async fn bundle(
     let _one_at_a_time = BUILDING
         .acquire()
         .await
-        .map_err(|e| SmsError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let limit = Some(BUNDLE_BODY_BYTES);
     let (bundle, _) = reads
         .with_blocking(move |conn| {
@@ -159,10 +159,10 @@ async fn bundle(
     responses((status = 200, description = "The latest signed checkpoint (a C2SP signed note, text/plain)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
-async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, SmsError> {
+async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, ApiError> {
     let latest = reads.with_blocking(checkpoints::latest).await?;
     let latest = latest.ok_or_else(|| {
-        SmsError::NotFound("no checkpoint yet: the first is made once an upload is stored".into())
+        ApiError::NotFound("no checkpoint yet: the first is made once an upload is stored".into())
     })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -189,7 +189,7 @@ async fn list(
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, 50)?;
     let before = query.before;
     let mut list = reads
@@ -207,14 +207,14 @@ async fn list(
     })))
 }
 
-impl From<EvidenceError> for SmsError {
+impl From<EvidenceError> for ApiError {
     fn from(e: EvidenceError) -> Self {
         match e {
-            EvidenceError::BadSize(msg) => SmsError::bad_request(msg),
-            EvidenceError::TooLarge { .. } => SmsError::bad_request(e.to_string()),
+            EvidenceError::BadSize(msg) => ApiError::bad_request(msg),
+            EvidenceError::TooLarge { .. } => ApiError::bad_request(e.to_string()),
             EvidenceError::NoSuchUpload(_)
             | EvidenceError::NoSuchTask(_)
-            | EvidenceError::NoCheckpoint => SmsError::NotFound(e.to_string()),
+            | EvidenceError::NoCheckpoint => ApiError::NotFound(e.to_string()),
             EvidenceError::Storage(e) => e.into(),
         }
     }
@@ -239,7 +239,7 @@ async fn inclusion(
     query: Query<ProofQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let (id, size) = (path.into_inner(), query.tree_size);
     let proof = reads
         .with_blocking(move |conn| Ok(evidence::inclusion(conn, id, size)))
@@ -266,7 +266,7 @@ async fn consistency(
     query: Query<ConsistencyQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let (from, to) = (query.from, query.to);
     let proof = reads
         .with_blocking(move |conn| Ok(evidence::consistency(conn, from, to)))

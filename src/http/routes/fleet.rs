@@ -13,7 +13,7 @@ use super::get_resource;
 use super::read_api::time_param;
 use crate::domain::fleet::DAY_MS;
 use crate::domain::{format_timestamp, now_ms, Timestamp};
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiReader, Query};
 use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort, DEFAULT_TREND_DAYS};
 use crate::storage::fleet::{DirectoryRow, TaskState};
@@ -58,11 +58,11 @@ struct ChangesQuery {
 }
 
 /// `from` and `to`: both given, in order.
-fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), SmsError> {
-    let from = time_param("from", from)?.ok_or_else(|| SmsError::bad_request("from: required"))?;
-    let to = time_param("to", to)?.ok_or_else(|| SmsError::bad_request("to: required"))?;
+fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), ApiError> {
+    let from = time_param("from", from)?.ok_or_else(|| ApiError::bad_request("from: required"))?;
+    let to = time_param("to", to)?.ok_or_else(|| ApiError::bad_request("to: required"))?;
     if from > to {
-        return Err(SmsError::bad_request("from: must not be after to"));
+        return Err(ApiError::bad_request("from: must not be after to"));
     }
     Ok((from, to))
 }
@@ -80,15 +80,15 @@ async fn changes(
     reads: web::Data<ReadPool>,
     states: web::Data<fleet::StateCache>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let (from, to) = moments(query.from.as_deref(), query.to.as_deref())?;
-    let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(SmsError::bad_request)?;
-    let sort = ChangeSort::parse(query.sort.as_deref()).map_err(SmsError::bad_request)?;
+    let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(ApiError::bad_request)?;
+    let sort = ChangeSort::parse(query.sort.as_deref()).map_err(ApiError::bad_request)?;
     let csv = match query.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(SmsError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "format: must be json or csv (got {other:?})"
             )))
         }
@@ -100,7 +100,7 @@ async fn changes(
     if csv {
         let mut out = Vec::new();
         fleet::write_changes_csv(&rows, &mut out)
-            .map_err(|e| SmsError::Storage(format!("writing CSV: {e}")))?;
+            .map_err(|e| ApiError::Storage(format!("writing CSV: {e}")))?;
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .insert_header((
@@ -127,11 +127,11 @@ struct TrendQuery {
 fn trend_range(
     since: Option<&str>,
     until: Option<&str>,
-) -> Result<(Timestamp, Timestamp), SmsError> {
+) -> Result<(Timestamp, Timestamp), ApiError> {
     let until = time_param("until", until)?.unwrap_or_else(now_ms);
     let since = time_param("since", since)?.unwrap_or(until - (DEFAULT_TREND_DAYS - 1) * DAY_MS);
     if since > until {
-        return Err(SmsError::bad_request("since: must not be after until"));
+        return Err(ApiError::bad_request("since: must not be after until"));
     }
     Ok((since, until))
 }
@@ -148,7 +148,7 @@ async fn trend(
     query: Query<TrendQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let (since, until) = trend_range(query.since.as_deref(), query.until.as_deref())?;
     let days = reads
         .with_blocking(move |conn| fleet::trend(conn, since, until))
@@ -188,7 +188,7 @@ async fn directories(
     query: Query<DirectoriesQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let DirectoriesQuery { path, prefix } = query.into_inner();
     match (path, prefix) {
         (Some(path), None) => {
@@ -221,7 +221,7 @@ async fn directories(
                     .collect::<Vec<_>>(),
             })))
         }
-        (Some(_), Some(_)) => Err(SmsError::bad_request(
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
             "path and prefix: give one (path: one directory's tasks; prefix: the directories)",
         )),
     }

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::storage::writer::WriterHandle;
 
 /// 200 while the process runs.
@@ -26,10 +26,10 @@ pub async fn healthz() -> HttpResponse {
     params(),
     responses((status = 200, description = "200 when the writer can open a write transaction now, 503 with the reason otherwise (no auth)"))
 )]
-pub async fn readyz(writer: web::Data<WriterHandle>) -> Result<HttpResponse, SmsError> {
+pub async fn readyz(writer: web::Data<WriterHandle>) -> Result<HttpResponse, ApiError> {
     writer
         .ping()
         .await
-        .map_err(|e| SmsError::Unavailable(format!("database is not writable: {e}")))?;
+        .map_err(|e| ApiError::Unavailable(format!("database is not writable: {e}")))?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

@@ -10,7 +10,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::domain::{AuthMethod, BadTaskId, Credential, TaskId, TaskPolicy, UploadBody};
 use crate::http::auth::{self, header as header_value, AuthCache};
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::middleware::RequestId;
 use crate::http::IngestSettings;
 use crate::storage::uploads::NewUpload;
@@ -19,17 +19,17 @@ use crate::storage::{queries, ReadPool};
 
 use super::authenticated::{authenticate_with_body, Authorize, BodyRules};
 
-fn check_content_type(req: &HttpRequest) -> Result<(), SmsError> {
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let value = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .ok_or(SmsError::ContentTypeMissing)?;
+        .ok_or(ApiError::ContentTypeMissing)?;
     let text = value.to_str().unwrap_or("(not text)");
     let essence = text.split(';').next().unwrap_or("").trim();
     if essence.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {
-        Err(SmsError::ContentTypeWrong(text.to_string()))
+        Err(ApiError::ContentTypeWrong(text.to_string()))
     }
 }
 
@@ -59,12 +59,12 @@ pub struct ConsistencyResultDoc {
 struct UploadTo<'a>(&'a str);
 
 impl Authorize for UploadTo<'_> {
-    async fn authorize(&self, credential: &Credential) -> Result<(), SmsError> {
+    async fn authorize(&self, credential: &Credential) -> Result<(), ApiError> {
         let task_name = self.0;
         if credential.may_upload_to(task_name) {
             return Ok(());
         }
-        Err(SmsError::Forbidden(if credential.role.may_upload() {
+        Err(ApiError::Forbidden(if credential.role.may_upload() {
             format!(
                 "credential {:?} may not upload to task {task_name:?}",
                 credential.name
@@ -110,11 +110,11 @@ pub async fn upload(
     access: web::Data<Access>,
     reads: web::Data<ReadPool>,
     writer: web::Data<WriterHandle>,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let presented = auth::presented(&req, true)?;
     // An upload's body is always under its signature: SMS's own agents sign it.
     if presented.method() == AuthMethod::Aksk && auth::unsigned_payload(&req) {
-        return Err(SmsError::Unauthenticated(
+        return Err(ApiError::Unauthenticated(
             "Authorization: an upload's body must be signed (X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is refused)"
                 .into(),
         ));
@@ -146,14 +146,14 @@ pub async fn upload(
     .await?;
     let proven = body.is_some() || presented.method() == AuthMethod::Token;
     let claim = admit(&config, &presented, &credential, body.is_some(), proven)?;
-    let task_id = task_id.map_err(SmsError::bad_request)?;
+    let task_id = task_id.map_err(ApiError::bad_request)?;
     if !task_known {
-        return Err(SmsError::TaskNotFound(format!(
+        return Err(ApiError::TaskNotFound(format!(
             "task {task_id} is not registered (the service runs with --task-policy registered)"
         )));
     }
     check_content_type(&req)?;
-    let raw_body = body.ok_or(SmsError::BodyTooLarge(config.max_body_bytes))?;
+    let raw_body = body.ok_or(ApiError::BodyTooLarge(config.max_body_bytes))?;
     let parsed = UploadBody::parse(&raw_body, config.max_results)?;
     let origin = Origin::of(&req, &config);
     let upload = NewUpload {
@@ -170,8 +170,8 @@ pub async fn upload(
     };
     let task = upload.task_id.clone();
     let receipt = writer.submit_on_worker(upload).await.map_err(|e| match e {
-        SubmitError::Full | SubmitError::Closed => SmsError::Unavailable(e.to_string()),
-        SubmitError::Failed(msg) => SmsError::Storage(msg),
+        SubmitError::Full | SubmitError::Closed => ApiError::Unavailable(e.to_string()),
+        SubmitError::Failed(msg) => ApiError::Storage(msg),
     })?;
     if let Some(claim) = claim {
         claim.keep();
@@ -192,7 +192,7 @@ fn admit<'c>(
     credential: &Credential,
     body_read: bool,
     proven: bool,
-) -> Result<Option<auth::SignatureClaim<'c>>, SmsError> {
+) -> Result<Option<auth::SignatureClaim<'c>>, ApiError> {
     let claim = match (presented, body_read) {
         (auth::PresentedCredential::Aksk(signature), true) => {
             Some(config.seen_signatures.claim(signature)?)
@@ -201,7 +201,7 @@ fn admit<'c>(
     };
     if let (Some(limiter), true) = (&config.rate_limiter, proven) {
         if limiter.check_key(&credential.name).is_err() {
-            return Err(SmsError::Throttled);
+            return Err(ApiError::Throttled);
         }
     }
     Ok(claim)
@@ -214,7 +214,7 @@ async fn is_registered(
     config: &IngestSettings,
     cache: &AuthCache,
     reads: &ReadPool,
-) -> Result<bool, SmsError> {
+) -> Result<bool, ApiError> {
     let Ok(task) = task_id else { return Ok(true) };
     if config.task_policy != TaskPolicy::Registered || cache.task_known(task.as_str()) {
         return Ok(true);

@@ -6,7 +6,7 @@ use crate::http::Metrics;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::storage::{history, retention, ReadPool};
 
 /// OpenMetrics 1.0, the text format prometheus-client writes (Prometheus reads it).
@@ -23,13 +23,13 @@ pub async fn scrape(
     req: HttpRequest,
     metrics: web::Data<Metrics>,
     reads: web::Data<ReadPool>,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !metrics.endpoint.allows(authorization) {
-        return Err(SmsError::Unauthenticated(
+        return Err(ApiError::Unauthenticated(
             "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
         ));
     }
@@ -47,7 +47,7 @@ pub async fn scrape(
     {
         let registry = metrics.endpoint.registry.lock();
         prometheus_client::encoding::text::encode(&mut body, &registry)
-            .map_err(|e| SmsError::Storage(e.to_string()))?;
+            .map_err(|e| ApiError::Storage(e.to_string()))?;
     }
     Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)

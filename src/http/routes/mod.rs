@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 
 use super::auth::header as header_value;
 use super::body_budget::{BodyBudget, BodyHold};
-use super::error::{self, SmsError};
+use super::error::{self, ApiError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `[^/]*` lets an empty task id reach the handler and get its 400.
@@ -102,7 +102,7 @@ pub(super) async fn read_body(
     limit: usize,
     budget: &BodyBudget,
     hold: &mut BodyHold,
-) -> Result<Option<Vec<u8>>, SmsError> {
+) -> Result<Option<Vec<u8>>, ApiError> {
     let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Ok(None);
@@ -110,7 +110,7 @@ pub(super) async fn read_body(
     let mut body = Vec::with_capacity((declared.unwrap_or(0) as usize).min(RESERVE_AT_MOST));
     while let Some(chunk) = payload.next().await {
         let chunk =
-            chunk.map_err(|e| SmsError::bad_request(format!("body: could not be read: {e}")))?;
+            chunk.map_err(|e| ApiError::bad_request(format!("body: could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Ok(None);
         }

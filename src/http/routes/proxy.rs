@@ -26,7 +26,7 @@ use crate::domain::proxy::{
 use crate::domain::{now_ms, AuthMethod, Credential};
 use crate::http::auth::{self, header as header_value};
 use crate::http::body_budget::BodyHold;
-use crate::http::error::{ErrorCode, SmsError};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::middleware::RequestId;
 use crate::http::IngestSettings;
 use crate::services::proxy::{
@@ -76,7 +76,7 @@ struct CallTo<'a> {
 }
 
 impl Authorize for CallTo<'_> {
-    async fn authorize(&self, credential: &Credential) -> Result<(), SmsError> {
+    async fn authorize(&self, credential: &Credential) -> Result<(), ApiError> {
         authorize(credential, self.path, self.subject, self.reads).await
     }
 }
@@ -86,9 +86,9 @@ async fn authorize(
     path: &ProxyPath,
     subject: &Subject<'_>,
     reads: &ReadPool,
-) -> Result<(), SmsError> {
+) -> Result<(), ApiError> {
     if !credential.role.may_upload() {
-        return Err(SmsError::Forbidden(format!(
+        return Err(ApiError::Forbidden(format!(
             "credential {:?} is an {} credential; calls to SMS need an agent or operator",
             credential.name, credential.role
         )));
@@ -108,7 +108,7 @@ async fn authorize(
     if allowed {
         Ok(())
     } else {
-        Err(SmsError::Forbidden(format!(
+        Err(ApiError::Forbidden(format!(
             "credential {:?} may not call {} (outside its tasks{})",
             credential.name,
             path.as_str(),
@@ -143,11 +143,11 @@ pub async fn pass_through(
     req: HttpRequest,
     payload: web::Payload,
     state: PassThrough,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let at = now_ms();
     let path = ProxyPath::parse(req.uri().path())
-        .map_err(|e| SmsError::bad_request(format!("path: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("path: {e}")))?;
     let subject = match path.operation(req.method().as_str()) {
         Ok((_, subject)) => subject,
         Err(refusal) => return refused(refusal),
@@ -164,7 +164,7 @@ pub async fn pass_through(
     let limit = state.log.settings().max_body_bytes;
     let unsigned_payload = auth::unsigned_payload(&req);
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|_| SmsError::bad_request("method: not a valid HTTP method"))?;
+        .map_err(|_| ApiError::bad_request("method: not a valid HTTP method"))?;
     let mut start = call_start(&req, &credential, &path, started, at);
     let sent = state
         .proxy
@@ -188,13 +188,13 @@ pub async fn pass_through(
         Ok(response) => response,
         Err(failure) => {
             let error = match failure {
-                _ if too_large => (CallOutcome::TooLarge, SmsError::BodyTooLarge(limit)),
+                _ if too_large => (CallOutcome::TooLarge, ApiError::BodyTooLarge(limit)),
                 _ if body_late => (
                     CallOutcome::Aborted,
-                    SmsError::BodyTimeout(state.ingest.body_timeout.as_secs()),
+                    ApiError::BodyTimeout(state.ingest.body_timeout.as_secs()),
                 ),
                 ProxyFailure::NotVerbatim(_) => {
-                    return Err(SmsError::bad_request(failure.to_string()))
+                    return Err(ApiError::bad_request(failure.to_string()))
                 }
                 failure => unanswered(failure),
             };
@@ -213,12 +213,12 @@ pub async fn pass_through(
 
 /// The answer to a call SMS has no such operation for: 404 for a path it does
 /// not have, 405 with `Allow` for a method.
-fn refused(refusal: OperationRefusal) -> Result<HttpResponse, SmsError> {
+fn refused(refusal: OperationRefusal) -> Result<HttpResponse, ApiError> {
     let allow = match &refusal {
-        OperationRefusal::UnknownPath(_) => return Err(SmsError::UnknownPath(refusal.to_string())),
+        OperationRefusal::UnknownPath(_) => return Err(ApiError::UnknownPath(refusal.to_string())),
         OperationRefusal::Method { allow, .. } => allow.clone(),
     };
-    let mut answer = SmsError::MethodNotAllowed(refusal.to_string()).error_response();
+    let mut answer = ApiError::MethodNotAllowed(refusal.to_string()).error_response();
     if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(&allow) {
         answer
             .headers_mut()
@@ -236,7 +236,7 @@ async fn authenticated_request(
     state: &PassThrough,
     call: &CallTo<'_>,
     hold: &mut BodyHold,
-) -> Result<(Credential, OutgoingBody, Arc<Mutex<BodyTap>>), SmsError> {
+) -> Result<(Credential, OutgoingBody, Arc<Mutex<BodyTap>>), ApiError> {
     let presented = auth::presented(req, true)?;
     let found = auth::find(&presented, &state.access.credentials, &state.reads).await?;
     let found = auth::require_known(&presented, found)?;
@@ -253,7 +253,7 @@ async fn authenticated_request(
         };
         let (credential, body) =
             authenticate_with_body(req, &presented, found, payload, rules, hold, call).await?;
-        let body = body.ok_or(SmsError::BodyTooLarge(limit))?;
+        let body = body.ok_or(ApiError::BodyTooLarge(limit))?;
         tap.lock().see(&body);
         return Ok((credential, OutgoingBody::Buffered(Bytes::from(body)), tap));
     }
@@ -262,7 +262,7 @@ async fn authenticated_request(
     call.authorize(&credential).await?;
     let declared = header_value(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(SmsError::BodyTooLarge(limit));
+        return Err(ApiError::BodyTooLarge(limit));
     }
     // HTTP/1 without Content-Length or Transfer-Encoding has no body at all.
     let no_body = declared == Some(0)
@@ -340,15 +340,15 @@ fn call_start(
 }
 
 /// SMS could not be reached or did not answer in time.
-fn unanswered(failure: ProxyFailure) -> (CallOutcome, SmsError) {
+fn unanswered(failure: ProxyFailure) -> (CallOutcome, ApiError) {
     match failure {
         ProxyFailure::Timeout(_) => (
             CallOutcome::Timeout,
-            SmsError::UpstreamTimeout(failure.to_string()),
+            ApiError::UpstreamTimeout(failure.to_string()),
         ),
         _ => (
             CallOutcome::Unreachable,
-            SmsError::UpstreamUnavailable(failure.to_string()),
+            ApiError::UpstreamUnavailable(failure.to_string()),
         ),
     }
 }
@@ -358,7 +358,7 @@ fn unanswered(failure: ProxyFailure) -> (CallOutcome, SmsError) {
 fn not_sent(
     start: CallStart,
     log: &ProxyLog,
-    (outcome, error): (CallOutcome, SmsError),
+    (outcome, error): (CallOutcome, ApiError),
 ) -> HttpResponse {
     let status = error.status_code().as_u16();
     start.finish(log, outcome, status, Some(error.to_string()));

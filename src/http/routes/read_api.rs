@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::get_resource;
 use crate::domain::{check_range, format_timestamp, now_ms, parse_time_arg, TaskId, Timestamp};
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::extract::ApiReader;
 use crate::http::extract::Query;
 use crate::http::ProxyLogQuery;
@@ -38,19 +38,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub(super) fn time_range(
     since: Option<&str>,
     until: Option<&str>,
-) -> Result<(Option<Timestamp>, Option<Timestamp>), SmsError> {
+) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
     let (since, until) = (time_param("since", since)?, time_param("until", until)?);
-    check_range(since, until).map_err(SmsError::bad_request)?;
+    check_range(since, until).map_err(ApiError::bad_request)?;
     Ok((since, until))
 }
 
 /// A list's `limit`: `default` when absent, else 1 to [`MAX_PAGE`] (400 otherwise).
-pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, SmsError> {
+pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(default);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)
     } else {
-        Err(SmsError::bad_request(format!(
+        Err(ApiError::bad_request(format!(
             "limit: must be from 1 to {MAX_PAGE}"
         )))
     }
@@ -76,7 +76,7 @@ async fn tasks(
     query: Query<TasksQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, DEFAULT_TASKS_PAGE)?;
     let after = query.after.clone().unwrap_or_default();
     if let Some(at) = time_param("as_of", query.as_of.as_deref())? {
@@ -100,7 +100,7 @@ async fn tasks_as_of(
     at: Timestamp,
     after: String,
     limit: u32,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let (mut page, counts) = reads
         .with_blocking(move |conn| {
             let upto = fleet::last_id_at(conn, at)?;
@@ -153,9 +153,9 @@ struct UploadsQuery {
 
 /// A time in the API's query. Unlike the pages' form fields
 /// ([`crate::domain::parse_time_field`]), a blank value is an error.
-pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, SmsError> {
+pub(super) fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     value
-        .map(|v| parse_time_arg(v).map_err(|e| SmsError::bad_request(format!("{name}: {e}"))))
+        .map(|v| parse_time_arg(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
         .transpose()
 }
 
@@ -172,8 +172,8 @@ async fn task_uploads(
     query: Query<UploadsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
-    let task_id = TaskId::parse(&path).map_err(SmsError::bad_request)?;
+) -> Result<HttpResponse, ApiError> {
+    let task_id = TaskId::parse(&path).map_err(ApiError::bad_request)?;
     let limit = page_limit(query.limit, DEFAULT_PAGE)?;
     let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let page = UploadPageQuery {
@@ -193,7 +193,7 @@ async fn task_uploads(
         })
         .await?;
     let Some((uploads, next_before_id)) = result else {
-        return Err(SmsError::TaskNotFound(format!("task {task_id} is unknown")));
+        return Err(ApiError::TaskNotFound(format!("task {task_id} is unknown")));
     };
     Ok(HttpResponse::Ok().json(json!({
         "task_id": task_id.as_str(),
@@ -215,12 +215,12 @@ async fn upload(
     path: web::Path<i64>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let record = reads
         .with_blocking(move |conn| queries::upload(conn, id))
         .await?;
-    let record = record.ok_or_else(|| SmsError::NotFound(format!("no upload with id {id}")))?;
+    let record = record.ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -237,7 +237,7 @@ async fn upload(
 async fn ledger_status(
     evidence: web::Data<Evidence>,
     ApiReader(reader): ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let verification = evidence
         .verification
         .verify_now(&format!("api:{}", reader.name))
@@ -271,7 +271,7 @@ async fn rejections(
     query: Query<RejectionsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, 100)?;
     let filter = queries::RejectionFilter {
         status: query.status,
@@ -298,9 +298,9 @@ async fn proxy_log(
     query: Query<ProxyLogQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, DEFAULT_PAGE)?;
-    let filter = query.filter().map_err(SmsError::bad_request)?;
+    let filter = query.filter().map_err(ApiError::bad_request)?;
     let before_id = query.before_id;
     let mut calls = reads
         .with_blocking(move |conn| proxy_log::recent(conn, limit + 1, before_id, &filter))
@@ -333,7 +333,7 @@ async fn rejection_counts(
     query: Query<CountsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, 100)?;
     let since = time_param("since", query.since.as_deref())?.unwrap_or(now_ms() - 3_600_000);
     let counts = reads
@@ -381,13 +381,13 @@ async fn export(
     query: Query<ExportQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     use crate::services::export::{self, ExportFilter, Format};
     let format = match query.format.as_deref() {
         Some("csv") | None => Format::Csv,
         Some("jsonl") => Format::Jsonl,
         Some(other) => {
-            return Err(SmsError::bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "format: must be csv or jsonl, not {other:?}"
             )))
         }
@@ -398,7 +398,7 @@ async fn export(
         .filter(|t| !t.is_empty())
         .map(TaskId::parse)
         .transpose()
-        .map_err(SmsError::bad_request)?;
+        .map_err(ApiError::bad_request)?;
     let (since, until) = time_range(query.since.as_deref(), query.until.as_deref())?;
     let filter = ExportFilter {
         task_id,

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use crate::domain::RawReplayFilter;
-use crate::http::error::SmsError;
+use crate::http::error::ApiError;
 use crate::http::extract::ApiOperator;
 use crate::http::Delivery;
 use crate::services::replay;
@@ -35,9 +35,9 @@ pub async fn create(
     body: web::Json<ReplayRequest>,
     delivery: web::Data<Delivery>,
     ApiOperator(credential): ApiOperator,
-) -> Result<HttpResponse, SmsError> {
+) -> Result<HttpResponse, ApiError> {
     let target = replay::target(delivery.upstream.as_ref(), body.to.as_deref(), body.dry_run)?;
-    let filter = body.filter.parse().map_err(SmsError::bad_request)?;
+    let filter = body.filter.parse().map_err(ApiError::bad_request)?;
     let dry_run = body.dry_run;
     let answer = delivery
         .replays
