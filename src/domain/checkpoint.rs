@@ -3,6 +3,8 @@
 //! and any signed-note library verify it unchanged. The text and the note come
 //! from `tlog_tiles` and `signed_note`; this module holds the key.
 
+#![deny(missing_docs)]
+
 use base64::prelude::{Engine, BASE64_STANDARD};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::SigningKey;
@@ -12,12 +14,16 @@ use tlog_tiles::{Checkpoint, Hash};
 /// The algorithm byte of an Ed25519 note key.
 const ALG_ED25519: u8 = 1;
 
+/// Why a checkpoint key could not be read or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// Not a key file sms-audit wrote.
     #[error("the signing key is not a note private key (PRIVATE+KEY+name+id+key)")]
     Format,
+    /// The origin is not one a signed note may name.
     #[error("the log origin {0:?} cannot name a note key (no spaces or +, not empty)")]
     Origin(String),
+    /// The signing library refused the key.
     #[error("signing failed: {0}")]
     Signing(String),
 }
@@ -97,6 +103,7 @@ impl CheckpointKey {
         )
     }
 
+    /// The log's name, line 1 of every checkpoint.
     pub fn origin(&self) -> &str {
         &self.origin
     }

@@ -1,6 +1,8 @@
 //! Who is calling: credentials as stored, login sessions, and the secrets behind
 //! them (random tokens, kept only as hashes).
 
+#![deny(missing_docs)]
+
 use subtle::ConstantTimeEq;
 
 use super::signing::sha256_hex;
@@ -9,14 +11,18 @@ use super::{Role, Timestamp};
 /// An authenticated caller, as stored.
 #[derive(Debug, Clone)]
 pub struct Credential {
+    /// Unique; shown in logs and pages, never secret.
     pub name: String,
+    /// What it may do.
     pub role: Role,
     /// Task ids the credential may upload to; `None` means any task.
     pub task_scope: Option<Vec<String>>,
+    /// Revoked credentials are kept (their uploads name them) but never accepted.
     pub revoked: bool,
 }
 
 impl Credential {
+    /// Whether it may upload to `task_id`: an agent or operator, within its task scope.
     pub fn may_upload_to(&self, task_id: &str) -> bool {
         self.role.may_upload()
             && self
@@ -29,8 +35,11 @@ impl Credential {
 /// A logged-in user of the pages.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// Who is logged in.
     pub credential: Credential,
+    /// What every form of the session must send back.
     pub csrf_token: String,
+    /// When the session ends (ms since the epoch).
     pub expires_at: Timestamp,
 }
 

@@ -1,6 +1,8 @@
 //! The fleet over time: what a task's change between two moments is called, and
 //! UTC days. README section "Fleet history" describes them for users.
 
+#![deny(missing_docs)]
+
 use serde::Serialize;
 
 use super::Timestamp;
@@ -53,6 +55,7 @@ impl Verdict {
         }
     }
 
+    /// The verdict's name, as queries and the JSON API spell it.
     pub fn as_str(self) -> &'static str {
         self.into()
     }

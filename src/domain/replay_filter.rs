@@ -1,6 +1,8 @@
 //! Which stored uploads a replay sends: one filter for the command line, the JSON
 //! API and the deliveries page's form.
 
+#![deny(missing_docs)]
+
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -9,23 +11,31 @@ use super::{parse_time_field, BadTaskId, DeliveryState, TaskId, TimeError, Times
 /// A checked replay filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayFilter {
+    /// Only these tasks (none: every task), sorted, without duplicates.
     pub tasks: Vec<TaskId>,
+    /// Uploads received from this time on.
     pub since: Option<Timestamp>,
+    /// Uploads received before this time.
     pub until: Option<Timestamp>,
     /// Only uploads whose latest delivery is in this state; `None` is any upload.
     pub state: Option<DeliveryState>,
+    /// Only the newest selected upload of each task (what SMS keeps).
     pub latest_per_task: bool,
 }
 
 /// Why a replay's selection was refused; each names its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// More task ids than one replay takes.
     #[error("tasks: at most {MAX_TASKS} task ids in one replay, not {0} (leave it empty for every task)")]
     TooManyTasks(usize),
+    /// A task id that is not one.
     #[error(transparent)]
     Task(#[from] BadTaskId),
+    /// A time that is not one, or a range whose ends are out of order.
     #[error(transparent)]
     Time(#[from] TimeError),
+    /// A state that is not one a delivery has.
     #[error("state: must be pending, failed, dead, delivered, superseded or any, not {0:?}")]
     State(String),
 }
@@ -75,14 +85,19 @@ impl ReplayFilter {
 /// or comma-separated (`tasks`, or the form's `task`), times as RFC 3339 or dates.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RawReplayFilter {
+    /// Task ids, as a list or comma-separated.
     #[serde(default, alias = "task", deserialize_with = "list_or_commas")]
     pub tasks: Vec<String>,
+    /// RFC 3339 or a date; blank is none.
     #[serde(default)]
     pub since: Option<String>,
+    /// RFC 3339 or a date; blank is none.
     #[serde(default)]
     pub until: Option<String>,
+    /// A delivery state, or `any`.
     #[serde(default)]
     pub state: Option<String>,
+    /// `true`, `on` or a checked box.
     #[serde(default, deserialize_with = "flag")]
     pub latest_per_task: bool,
 }

@@ -1,5 +1,7 @@
 //! Roles of credentials and how a request was authenticated.
 
+#![deny(missing_docs)]
+
 /// What a credential may do: agents upload, auditors read, operators do both.
 #[derive(
     Debug,
@@ -16,20 +18,26 @@
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum Role {
+    /// Uploads (and, through the pass-through, calls SMS).
     Agent,
+    /// Reads: pages, the JSON API, exports, evidence.
     Auditor,
+    /// Both, and the operator's actions (replays, verification).
     Operator,
 }
 
 impl Role {
+    /// The role's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
 
+    /// Agents and operators upload.
     pub fn may_upload(self) -> bool {
         matches!(self, Role::Agent | Role::Operator)
     }
 
+    /// Auditors and operators read.
     pub fn may_read(self) -> bool {
         matches!(self, Role::Auditor | Role::Operator)
     }
@@ -42,11 +50,14 @@ impl Role {
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum AuthMethod {
+    /// `X-Auth-Token`.
     Token,
+    /// An SDK-HMAC-SHA256 signature with an access key.
     Aksk,
 }
 
 impl AuthMethod {
+    /// The method's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         self.into()
     }

@@ -1,5 +1,7 @@
 //! Task ids as SMS accepts them.
 
+#![deny(missing_docs)]
+
 use std::fmt;
 
 /// What is wrong with a string that is not a task id (one message for every
@@ -16,6 +18,7 @@ pub struct BadTaskId;
 pub struct TaskId(String);
 
 impl TaskId {
+    /// The longest task id SMS accepts.
     pub const MAX_LEN: usize = 36;
 
     /// A task id, or why `s` is none.
@@ -27,6 +30,7 @@ impl TaskId {
         Ok(Self(s.to_string()))
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,5 +1,7 @@
 //! Times: stored as UTC milliseconds, shown and parsed as RFC 3339.
 
+#![deny(missing_docs)]
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 
 /// Milliseconds since the Unix epoch, UTC: how times are stored.
@@ -21,16 +23,30 @@ pub fn format_timestamp(ms: Timestamp) -> String {
 /// Why a time or a range of times was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TimeError {
+    /// Neither RFC 3339 nor a date.
     #[error(
         "{given:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27){hint}"
     )]
-    NotATime { given: String, hint: &'static str },
+    NotATime {
+        /// As given.
+        given: String,
+        /// A likely cause, when one is seen (a `+` read as a space in a URL).
+        hint: &'static str,
+    },
+    /// `since` after `until`.
     #[error("since ({}) is after until ({}): the range is empty", format_timestamp(*.since), format_timestamp(*.until))]
-    EmptyRange { since: Timestamp, until: Timestamp },
+    EmptyRange {
+        /// The range's start.
+        since: Timestamp,
+        /// The range's end.
+        until: Timestamp,
+    },
     /// A named field's time (a form's, a query's).
     #[error("{field}: {source}")]
     Field {
+        /// The field's name.
         field: String,
+        /// What is wrong with its value.
         #[source]
         source: Box<TimeError>,
     },
