@@ -11,23 +11,34 @@
 //! 7. body SHA-256 (64 lower-case hex), 8. `prev_hash` (64 lower-case hex; the first
 //!    entry's is 64 zeros).
 
+#![deny(missing_docs)]
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{format_timestamp, Timestamp};
 
+/// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The fields an entry hash covers; the text ones as their UTF-8 bytes (as
 /// stored: a verification hashes what it reads, without decoding it first).
 pub struct EntryFields<'a> {
+    /// The entry's position, from 1.
     pub id: i64,
+    /// The request's `X-Request-Id`.
     pub request_id: &'a [u8],
+    /// The SMS task id.
     pub task_id: &'a [u8],
+    /// When it was stored (ms since the epoch).
     pub received_at: Timestamp,
+    /// Who uploaded it.
     pub credential_name: &'a [u8],
+    /// `token` or `aksk`.
     pub auth_method: &'a [u8],
+    /// SHA-256 of the raw body, hex.
     pub body_sha256: &'a [u8],
+    /// The entry before's hash (or the genesis hash).
     pub prev_hash: &'a [u8],
 }
 
@@ -55,6 +66,7 @@ impl EntryFields<'_> {
         ])
     }
 
+    /// SHA-256 over the fields, each length-prefixed, hex: the entry's hash.
     pub fn entry_hash(&self) -> String {
         hex::encode(self.digest())
     }
@@ -80,12 +92,16 @@ pub fn entry_hash_of(fields: [&str; 8]) -> String {
 /// The last entry of the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Head {
+    /// The last entry's id (0 for an empty ledger).
     pub id: i64,
+    /// Its hash (the genesis hash for an empty ledger).
     pub hash: String,
+    /// When it was stored.
     pub received_at: Timestamp,
 }
 
 impl Head {
+    /// The head of an empty ledger.
     pub fn genesis() -> Self {
         Head {
             id: 0,
@@ -95,12 +111,16 @@ impl Head {
     }
 }
 
+/// The first entry that does not check out.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BadEntry {
+    /// Its id.
     pub id: i64,
+    /// What is wrong with it.
     pub problem: String,
 }
 
+/// What a verification of the chain found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     /// Entries checked.
@@ -114,7 +134,9 @@ pub struct Verification {
     pub checkpoint_verified: Option<u64>,
     /// The last entry's hash (64 zeros for an empty ledger).
     pub head_hash: String,
+    /// The last entry's id.
     pub head_id: i64,
+    /// The first bad entry; `None` when the ledger is intact.
     pub first_bad: Option<BadEntry>,
     /// Entries checked whose body and result rows were purged (retention): their
     /// hashes and links are checked, their bodies are gone.
@@ -127,6 +149,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Verification {
+    /// Whether no entry was bad.
     pub fn intact(&self) -> bool {
         self.first_bad.is_none()
     }

@@ -1,6 +1,8 @@
 //! Deliveries of stored uploads to SMS: their states, what made them, and who
 //! sends them.
 
+#![deny(missing_docs)]
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// The state's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -67,6 +70,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The trigger's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -76,7 +80,9 @@ impl Trigger {
 /// command-line replay's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
+    /// The service's own sender.
     Server,
+    /// The `replay` command running this replay.
     Replay(i64),
 }
 
@@ -84,11 +90,14 @@ pub enum Runner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "lowercase")]
 pub enum ReplayRunner {
+    /// The running service sends it.
     Server,
+    /// The `replay` command sends it.
     Cli,
 }
 
 impl ReplayRunner {
+    /// The runner's name, as stored.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -97,26 +106,40 @@ impl ReplayRunner {
 /// What one attempt to deliver an upload came to.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptResult {
+    /// Where it was sent.
     pub url: String,
+    /// SMS's HTTP status, when it answered.
     pub status: Option<u16>,
+    /// SMS's `X-Request-Id`, when it gave one.
     pub upstream_request_id: Option<String>,
+    /// SMS's `error_code`, when its answer had one.
     pub error_code: Option<String>,
+    /// SMS's `error_msg`, when its answer had one.
     pub error_msg: Option<String>,
+    /// Why no answer came (connection, TLS, timeout).
     pub transport_error: Option<String>,
     /// The first 4 KiB of the response body.
     pub response_head: Option<String>,
+    /// SMS's `Retry-After`, when it gave one.
     pub retry_after: Option<Duration>,
+    /// How long the attempt took.
     pub latency: Duration,
 }
 
 /// What an attempt changes: the attempt row and the delivery's new state.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The delivery attempted.
     pub delivery_id: i64,
+    /// When the attempt was made.
     pub at: super::Timestamp,
+    /// Why it was made: live, replay or retry.
     pub attempt_trigger: Trigger,
+    /// What came of it.
     pub result: AttemptResult,
+    /// The delivery's state after it.
     pub state: DeliveryState,
+    /// When the next attempt is due (for a pending delivery).
     pub next_attempt_at: super::Timestamp,
 }
 

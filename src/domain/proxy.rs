@@ -3,6 +3,8 @@
 //! library or a server behind SMS might resolve differently (dot segments, encoded
 //! separators, matrix parameters) is refused rather than rewritten.
 
+#![deny(missing_docs)]
+
 use percent_encoding::percent_decode_str;
 
 /// A path under `/v3/` that is safe to send on byte for byte.
@@ -13,18 +15,25 @@ pub struct ProxyPath {
     segments: Vec<String>,
 }
 
+/// Why a path is not passed on even before its operation is looked up.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PathRefusal {
+    /// Not under `/v3/`.
     #[error("only paths under /v3/ are passed on to SMS")]
     OutsideV3,
+    /// A `.` or `..` segment, which a server further on could resolve.
     #[error("the path has a dot segment ({0:?}); paths are passed on as sent and may not climb")]
     DotSegment(String),
+    /// An encoded `/` or `\`, which could be decoded into another path.
     #[error("the path has an encoded slash or backslash in {0:?}")]
     EncodedSeparator(String),
+    /// An empty segment (`//`).
     #[error("the path has an empty segment (\"//\" or a trailing \"/\")")]
     EmptySegment,
+    /// A `%25`, which could be decoded twice.
     #[error("the path has an encoded % in {0:?} (a path decoded twice would change)")]
     DoubleEncoded(String),
+    /// A character a path may not hold (control, space, non-ASCII, …).
     #[error("the path has a character that must be percent-encoded (a space, a backslash, a semicolon, {{ }} and the like) or a broken %-escape")]
     BadCharacter,
 }
@@ -101,11 +110,15 @@ pub const OPERATIONS: &[(&str, &str)] = &[
 /// Why a call that is well formed is still not passed on.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OperationRefusal {
+    /// No SMS operation has this path.
     #[error("{0} is not a path of the SMS API (paths are matched exactly, case too)")]
     UnknownPath(String),
+    /// SMS has the path, but not with this method.
     #[error("{method} is not an SMS operation on {template}")]
     Method {
+        /// As sent.
         method: String,
+        /// The operation's path template.
         template: &'static str,
         /// The methods SMS takes there, for `Allow`.
         allow: String,
@@ -218,6 +231,7 @@ impl ProxyPath {
         Ok((template, subject))
     }
 
+    /// The path as received.
     pub fn as_str(&self) -> &str {
         &self.raw
     }

@@ -4,13 +4,17 @@
 //! [`Signer`] signs what sms-audit sends upstream. Both build the same
 //! [`CanonicalRequest`], so they cannot drift apart.
 
+#![deny(missing_docs)]
+
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The signature scheme's name in `Authorization`.
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
+/// `X-Sdk-Date`'s format.
 pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 /// How far `X-Sdk-Date` may be from the server clock.
 pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(15);
@@ -26,6 +30,7 @@ fn encode(s: &str) -> String {
     utf8_percent_encode(s, SDK_ENCODE).to_string()
 }
 
+/// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -33,6 +38,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The six-part canonical request the SDK signers build: method, path, query,
 /// headers, signed header names, body hash (README, "The upload endpoint").
 pub struct CanonicalRequest<'a> {
+    /// The HTTP method.
     pub method: &'a str,
     /// The path as sent on the wire (may be percent-encoded).
     pub path: &'a str,
@@ -45,6 +51,7 @@ pub struct CanonicalRequest<'a> {
 }
 
 impl CanonicalRequest<'_> {
+    /// The signed header names, lower-case, sorted, `;`-separated.
     pub fn signed_header_names(&self) -> String {
         let mut names: Vec<String> = self
             .headers
@@ -55,6 +62,7 @@ impl CanonicalRequest<'_> {
         names.join(";")
     }
 
+    /// The canonical request's text, as the SDK hashes it.
     pub fn to_text(&self) -> String {
         let decoded = percent_decode_str(self.path).decode_utf8_lossy();
         let mut uri = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
@@ -100,6 +108,7 @@ impl CanonicalRequest<'_> {
     }
 }
 
+/// What is signed: the algorithm, the date and the canonical request's hash.
 pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{sdk_date}\n{}",
@@ -107,6 +116,7 @@ pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
     )
 }
 
+/// HMAC-SHA256 of `string_to_sign` under `secret_key`, hex.
 pub fn signature(secret_key: &str, string_to_sign: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
         .expect("HMAC accepts keys of any length");
@@ -117,6 +127,7 @@ pub fn signature(secret_key: &str, string_to_sign: &str) -> String {
 /// Signs outgoing requests with one AK/SK pair.
 #[derive(Clone)]
 pub struct Signer {
+    /// The AK, sent in the clear.
     pub access_key: String,
     secret_key: String,
 }
@@ -130,6 +141,7 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
+    /// A signer for this access key and secret key.
     pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
         Self {
             access_key: access_key.into(),
@@ -150,10 +162,12 @@ impl Signer {
     }
 }
 
+/// A time as `X-Sdk-Date` writes it.
 pub fn format_sdk_date(t: DateTime<Utc>) -> String {
     t.format(DATE_FORMAT).to_string()
 }
 
+/// `X-Sdk-Date`'s time, when well-formed.
 pub fn parse_sdk_date(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s, DATE_FORMAT)
         .ok()
@@ -163,30 +177,41 @@ pub fn parse_sdk_date(s: &str) -> Option<DateTime<Utc>> {
 /// The parts of an `Authorization: SDK-HMAC-SHA256 ...` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizationHeader {
+    /// `Access=`.
     pub access_key: String,
+    /// `SignedHeaders=`, lower-case.
     pub signed_headers: Vec<String>,
+    /// `Signature=`, hex.
     pub signature: String,
 }
 
+/// Why a signature is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
+    /// Not `SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
     #[error(
         "Authorization header is not SDK-HMAC-SHA256 Access=..., SignedHeaders=..., Signature=..."
     )]
     Malformed,
+    /// `host` or `x-sdk-date` is not signed.
     #[error("SignedHeaders must include host and x-sdk-date")]
     RequiredHeaderNotSigned,
+    /// A signed header is not in the request.
     #[error("signed header {0} is missing from the request")]
     SignedHeaderMissing(String),
+    /// `X-Sdk-Date` is missing or not a date.
     #[error("X-Sdk-Date is missing or not YYYYMMDDTHHMMSSZ")]
     BadDate,
+    /// `X-Sdk-Date` is too far from the server's clock.
     #[error("X-Sdk-Date is more than 15 minutes from the server clock")]
     ClockSkew,
+    /// The signature is not the request's.
     #[error("signature does not match")]
     Mismatch,
 }
 
 impl AuthorizationHeader {
+    /// Reads an `Authorization` header value.
     pub fn parse(value: &str) -> Result<Self, SignatureError> {
         let rest = value
             .trim()
@@ -232,11 +257,15 @@ impl AuthorizationHeader {
 
 /// A received request, as far as signature verification needs it.
 pub struct ReceivedRequest<'a> {
+    /// The HTTP method.
     pub method: &'a str,
+    /// The path as received (percent-encoded as sent).
     pub path: &'a str,
+    /// The query string as received.
     pub raw_query: &'a str,
     /// Looks up a header value by lower-case name.
     pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// The body as received.
     pub body: &'a [u8],
 }
 

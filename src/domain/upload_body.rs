@@ -4,16 +4,22 @@
 //! integers) into types that cannot hold an out-of-range value. Unknown fields are
 //! allowed; they stay in the stored raw body.
 
+#![deny(missing_docs)]
+
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 
 /// Default cap on `consistency_result` items (`--max-results` raises it).
 pub const DEFAULT_MAX_RESULTS: usize = 30;
+/// The largest count SMS accepts.
 pub const MAX_COUNT: u64 = 1_000_000;
+/// The largest `finished_time` accepted (seconds since the epoch).
 pub const MAX_FINISHED_TIME: u64 = 100_000_000_000;
+/// The longest `dir_check`, in characters.
 pub const MAX_DIR_CHECK_CHARS: usize = 1024;
 
+/// The four count fields, in their order.
 pub const COUNT_FIELDS: [&str; 4] = [
     "num_total_files",
     "num_different_files",
@@ -27,9 +33,11 @@ pub const COUNT_FIELDS: [&str; 4] = [
 pub struct Count(u32);
 
 impl Count {
+    /// A count, when within 0 to [`MAX_COUNT`].
     pub fn new(n: u64) -> Option<Self> {
         (n <= MAX_COUNT).then_some(Self(n as u32))
     }
+    /// The count.
     pub fn get(self) -> u32 {
         self.0
     }
@@ -41,9 +49,11 @@ impl Count {
 pub struct DirCheck(String);
 
 impl DirCheck {
+    /// A directory, when at most [`MAX_DIR_CHECK_CHARS`] characters.
     pub fn new(s: &str) -> Option<Self> {
         (s.chars().count() <= MAX_DIR_CHECK_CHARS).then(|| Self(s.to_string()))
     }
+    /// The directory as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,9 +62,13 @@ impl DirCheck {
 /// The four counts of an upload, summed over its results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
+    /// Files checked.
     pub num_total_files: i64,
+    /// Files that differ.
     pub num_different_files: i64,
+    /// Files missing on the target.
     pub num_target_miss_files: i64,
+    /// Files only on the target.
     pub num_target_more_files: i64,
 }
 
@@ -68,14 +82,20 @@ impl Totals {
 /// One item of `consistency_result`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConsistencyResult {
+    /// The checked directory.
     pub dir_check: DirCheck,
+    /// Files checked.
     pub num_total_files: Count,
+    /// Files that differ.
     pub num_different_files: Count,
+    /// Files missing on the target.
     pub num_target_miss_files: Count,
+    /// Files only on the target.
     pub num_target_more_files: Count,
 }
 
 impl ConsistencyResult {
+    /// The four counts, in [`COUNT_FIELDS`] order.
     pub fn counts(&self) -> [Count; 4] {
         [
             self.num_total_files,
@@ -89,7 +109,9 @@ impl ConsistencyResult {
 /// A parsed, valid upload body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadBody {
+    /// The `consistency_result` items, in order.
     pub results: Vec<ConsistencyResult>,
+    /// When the agent finished (seconds since the epoch), if it said.
     pub finished_time: Option<i64>,
 }
 
@@ -108,6 +130,7 @@ impl UploadBody {
         }
     }
 
+    /// Reads a body byte for byte as SMS would: UTF-8 JSON, an object, every field's rule; at most `max_results` items.
     pub fn parse(bytes: &[u8], max_results: usize) -> Result<Self, BodyError> {
         let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
         if text.starts_with('\u{feff}') {
@@ -461,8 +484,11 @@ mod direct {
 /// Why a body was refused. Every variant is a client error (400 `SMS.9001`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
+    /// Not UTF-8.
     NotUtf8,
+    /// Not JSON (the parser's message).
     NotJson(String),
+    /// JSON, but not an object.
     NotObject,
     /// (path, problem) for every bad path, in document order.
     Fields(Vec<(String, String)>),
