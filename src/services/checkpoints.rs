@@ -4,6 +4,8 @@
 //! tool to carry off the machine. Reading the root is O(log n) and signing takes
 //! microseconds: ingest never waits for a checkpoint.
 
+#![deny(missing_docs)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +25,9 @@ pub struct CheckpointSettings {
     pub origin: String,
     /// The Ed25519 key file (created, mode 0600, when missing).
     pub key_path: PathBuf,
+    /// How often a checkpoint is made when the tree has grown.
     pub interval: Duration,
+    /// Where each checkpoint is also written (`<size>.checkpoint`, `latest`).
     pub dir: Option<PathBuf>,
 }
 
@@ -53,10 +57,18 @@ pub fn default_origin() -> String {
     format!("sms-audit/{host}")
 }
 
+/// Why checkpoints could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The signing key could not be read, made or trusted.
     #[error("signing key {path}: {why}")]
-    Key { path: String, why: String },
+    Key {
+        /// The key file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Making or storing a checkpoint failed.
     #[error("{0}")]
     Failed(String),
 }
@@ -98,6 +110,7 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// A checkpointer signing with `key`, reading and writing through the service's storage.
     pub fn new(
         key: CheckpointKey,
         settings: CheckpointSettings,
@@ -114,6 +127,7 @@ impl Checkpointer {
         })
     }
 
+    /// The key's verifier key (`name+id+base64`), for auditors.
     pub fn verifier_key(&self) -> String {
         self.key.verifier_key()
     }

@@ -2,6 +2,8 @@
 //! upload, with its raw body, so the chain can be re-verified offline). Rows are
 //! streamed in id order; nothing is buffered beyond a write buffer.
 
+#![deny(missing_docs)]
+
 use std::io::Write;
 
 use rusqlite::Connection;
@@ -12,14 +14,18 @@ pub use crate::storage::export::{estimate, ExportFilter};
 use crate::storage::export::{scan, ExportedResult, ExportedUpload};
 use crate::storage::StorageError;
 
+/// How an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// Comma-separated values, one upload a row, formulas neutralised.
     Csv,
+    /// One JSON object a line, the raw body kept byte for byte.
     Jsonl,
 }
 
 impl Format {
+    /// The HTTP `Content-Type` of the format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",
@@ -27,6 +33,7 @@ impl Format {
         }
     }
 
+    /// The file name extension of the format.
     pub fn extension(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -35,10 +42,13 @@ impl Format {
     }
 }
 
+/// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// Reading the uploads failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Writing the output failed (a closed pipe, a full disk).
     #[error("writing the export failed: {0}")]
     Write(#[from] std::io::Error),
 }
@@ -62,6 +72,7 @@ impl From<serde_json::Error> for ExportError {
     }
 }
 
+/// The CSV's columns, in order.
 pub const CSV_HEADER: [&str; 19] = [
     "upload_id",
     "request_id",

@@ -5,6 +5,8 @@
 //! Mattermost- and Teams-style incoming webhooks show) to every URL, retried with
 //! the outbox's policy until delivered, failed or dead.
 
+#![deny(missing_docs)]
+
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -24,12 +26,16 @@ const TICK: Duration = Duration::from_millis(500);
 /// Sends made per tick at most.
 const SENDS_PER_TICK: u32 = 32;
 
+/// `--notify-url` and how announcements are sent.
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
+    /// Where each event is posted.
     pub urls: Vec<String>,
     /// SMS failing for longer than this is announced.
     pub upstream_after: Duration,
+    /// How failed posts are retried and when they are given up.
     pub policy: RetryPolicy,
+    /// How long one post may take.
     pub timeout: Duration,
 }
 
@@ -46,6 +52,7 @@ struct Cursors {
     given_up_since: Timestamp,
 }
 
+/// Finds events and posts them to every URL, until `stop`.
 pub async fn notify_loop(
     settings: NotifySettings,
     reads: ReadPool,

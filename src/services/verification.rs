@@ -2,6 +2,8 @@
 //! time, on its own thread, its progress readable while it runs and its result
 //! recorded in the `verifications` table.
 
+#![deny(missing_docs)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,6 +34,7 @@ struct Progress {
 }
 
 impl VerificationJob {
+    /// A job that verifies on `reads` and records its runs through `writer`.
     pub fn new(reads: ReadPool, writer: WriterHandle) -> Arc<Self> {
         Arc::new(Self {
             reads,

@@ -4,6 +4,8 @@
 //! deliveries are queued (`storage::outbox::enqueue_live`), in the writer's
 //! transaction.
 
+#![deny(missing_docs)]
+
 use std::time::Duration;
 
 use crate::domain::{AttemptResult, DeliveryState, Outcome, Timestamp, Trigger};
@@ -13,12 +15,16 @@ use crate::storage::outbox::Due;
 /// (`dead`) once a delivery is older than `max_age`.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
+    /// The first retry's delay.
     pub first: Duration,
+    /// The longest delay between retries.
     pub cap: Duration,
+    /// A delivery still failing after this long is `dead`.
     pub max_age: Duration,
 }
 
 impl RetryPolicy {
+    /// About 5 s doubling to 1 h; given up after 72 h.
     pub const DEFAULT: RetryPolicy = RetryPolicy {
         first: Duration::from_secs(5),
         cap: Duration::from_secs(3600),
@@ -69,6 +75,7 @@ impl RetryPolicy {
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// SMS took it (2xx).
     Delivered,
     /// Worth trying again (connection error, timeout, 429, 5xx).
     Retry,

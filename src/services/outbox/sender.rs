@@ -2,6 +2,8 @@
 //! time per task, in upload order, at most `concurrency` at once), and hands the
 //! outcomes to a [`Recorder`] in batches.
 
+#![deny(missing_docs)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,14 +36,20 @@ pub type UpstreamFor = Arc<dyn Fn(&str) -> Result<Upstream, TargetRefused> + Sen
 /// Sends due deliveries until `stop` is set (or, with `until_idle`, until none are
 /// left pending).
 pub struct Sender<R: Recorder> {
+    /// Where due deliveries and bodies are read.
     pub reads: ReadPool,
+    /// Where outcomes are stored.
     pub recorder: Arc<R>,
     /// The client for a stored target, or why that target is refused: targets are
     /// checked at every send, since a database can be restored or edited.
     pub upstream: UpstreamFor,
+    /// Concurrency, policy, rate and which deliveries.
     pub config: SenderConfig,
+    /// Wakes the sender when deliveries are queued.
     pub wake: Arc<Notify>,
+    /// Set to stop (sends in flight finish).
     pub stop: Arc<AtomicBool>,
+    /// What it did, for progress and metrics.
     pub tally: Arc<SendCounts>,
 }
 
