@@ -142,7 +142,7 @@ async fn a_person_logs_in_and_reads_the_history() {
         },
     )
     .unwrap();
-    sms_audit::storage::queries::register_task(
+    sms_audit::storage::tasks::register_task(
         &conn,
         &TaskId::parse("web-01").unwrap(),
         Some("Web server <01>"),

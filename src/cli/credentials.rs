@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{fail, open, open_existing, CliError};
-use crate::domain::{Role, TaskId};
+use crate::domain::{format_timestamp, Role, TaskId};
+use crate::http::json::{self, CredentialJson};
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 
 #[derive(Subcommand, Debug)]
@@ -67,7 +68,10 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
         CredentialsCommand::List { json } => {
             let all = credentials::list(&conn).map_err(fail)?;
             if json {
-                say!("{}", serde_json::to_string(&all).map_err(fail)?)?;
+                say!(
+                    "{}",
+                    serde_json::to_string(&json::all::<_, CredentialJson>(all)).map_err(fail)?
+                )?;
             } else {
                 say!(
                     "{:<24} {:<9} {:<22} {:<25} STATUS",
@@ -82,9 +86,11 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
                         c.name,
                         c.role,
                         c.access_key.as_deref().unwrap_or("-"),
-                        c.created_at,
-                        c.revoked_at
-                            .map_or("active".to_string(), |t| format!("revoked {t}"))
+                        format_timestamp(c.created_at),
+                        c.revoked_at.map_or("active".to_string(), |t| format!(
+                            "revoked {}",
+                            format_timestamp(t)
+                        ))
                     )?;
                 }
             }

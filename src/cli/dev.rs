@@ -18,8 +18,10 @@ pub enum DevCommand {
     /// Stores synthetic uploads through the real writer (group commit, ledger,
     /// summaries), for benchmarks.
     Seed {
+        /// How many uploads to store.
         #[arg(long, default_value_t = 1_000_000)]
         uploads: u64,
+        /// Over how many tasks.
         #[arg(long, default_value_t = 10_000)]
         tasks: u64,
         /// Also queue a live delivery of each upload to this endpoint.
@@ -32,6 +34,7 @@ pub enum DevCommand {
     },
     /// A stand-in SMS endpoint that answers every request 200 (drain benchmark).
     FakeUpstream {
+        /// The address to listen on (port 0: any free port, printed).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// Answer each request after this many milliseconds (SMS across a network).
@@ -41,6 +44,7 @@ pub enum DevCommand {
     /// The benchmarks' ceiling: a bare actix-web endpoint at the upload path that
     /// parses the body as JSON and answers `{}` (no auth, no storage).
     BareEndpoint {
+        /// The address to listen on (port 0: any free port, printed).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },

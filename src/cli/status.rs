@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{fail, CliError};
 use crate::domain::format_timestamp;
 use crate::storage::retention::{self, DiskUse};
-use crate::storage::{self, checkpoints, history, outbox};
+use crate::storage::{self, checkpoints, outbox, overview};
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -103,7 +103,7 @@ pub fn run(db: &Path, args: StatusArgs) -> Result<ExitCode, CliError> {
 }
 
 fn gather(db: &Path, conn: &rusqlite::Connection) -> Result<Status, storage::StorageError> {
-    let overview = history::overview(conn)?;
+    let overview = overview::overview(conn)?;
     let (pending, oldest) = outbox::pending_overall(conn)?;
     let checkpoint = checkpoints::latest(conn)?;
     let done = |action| -> Result<Option<String>, storage::StorageError> {
@@ -120,7 +120,7 @@ fn gather(db: &Path, conn: &rusqlite::Connection) -> Result<Status, storage::Sto
         pending_deliveries: pending,
         oldest_pending_since: oldest.map(format_timestamp),
         last_checkpoint_size: checkpoint.as_ref().map(|c| c.tree_size),
-        last_checkpoint: checkpoint.map(|c| c.time),
+        last_checkpoint: checkpoint.map(|c| format_timestamp(c.time)),
         last_verification_intact: overview
             .last_verification
             .as_ref()

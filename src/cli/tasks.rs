@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{fail, open, open_existing, CliError, UpstreamArgs};
-use crate::domain::TaskId;
+use crate::domain::{format_timestamp, TaskId};
+use crate::http::json::{self, TaskJson};
 use crate::services::upstream::TaskPage;
-use crate::storage::queries;
+use crate::storage::tasks;
 
 #[derive(Subcommand, Debug)]
 pub enum TasksCommand {
@@ -76,7 +77,7 @@ fn store(
             .as_ref()
             .and_then(|s| s.id.as_deref())
             .filter(|s| s.len() <= 64 && crate::domain::printable(s));
-        if queries::record_sms_task(&tx, &id, name, state, source, now).map_err(fail)? {
+        if tasks::record_sms_task(&tx, &id, name, state, source, now).map_err(fail)? {
             synced.new += 1;
         }
         synced.tasks += 1;
@@ -159,7 +160,7 @@ pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
             if let Some(n) = &name {
                 check_name(n)?;
             }
-            let created = queries::register_task(&conn, &task_id, name.as_deref()).map_err(fail)?;
+            let created = tasks::register_task(&conn, &task_id, name.as_deref()).map_err(fail)?;
             match (created, &name) {
                 (true, _) => say!("registered task {task_id}")?,
                 (false, Some(n)) => say!("updated task {task_id}: name {n:?}")?,
@@ -167,9 +168,12 @@ pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
             }
         }
         TasksCommand::List { json } => {
-            let tasks = queries::list_tasks(&conn).map_err(fail)?;
+            let tasks = tasks::list_tasks(&conn).map_err(fail)?;
             if json {
-                say!("{}", serde_json::to_string(&tasks).map_err(fail)?)?;
+                say!(
+                    "{}",
+                    serde_json::to_string(&json::all::<_, TaskJson>(tasks)).map_err(fail)?
+                )?;
             } else {
                 say!(
                     "{:<38} {:>8} {:<25} {:<12} NAME",
@@ -183,7 +187,7 @@ pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
                         "{:<38} {:>8} {:<25} {:<12} {}",
                         t.task_id,
                         t.upload_count,
-                        t.last_received_at.as_deref().unwrap_or("-"),
+                        t.last_received_at.map_or("-".into(), format_timestamp),
                         t.sms_state.as_deref().unwrap_or("-"),
                         t.name.as_deref().unwrap_or("")
                     )?;

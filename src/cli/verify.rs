@@ -8,8 +8,9 @@ use crate::domain::chain::Verification;
 use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::now_ms;
 use crate::services::{evidence, ledger};
-use crate::storage::history::LastFullRun;
-use crate::storage::{self, history};
+use crate::storage::verifications;
+use crate::storage::verifications::LastFullRun;
+use crate::storage::{self};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -82,7 +83,7 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
     })
     .map_err(fail)?;
     if writable {
-        history::record_verification(&conn, &result, started, "cli").map_err(fail)?;
+        verifications::record_verification(&conn, &result, started, "cli").map_err(fail)?;
     } else {
         eprintln!("the database is read-only: this run is not recorded in it");
     }
@@ -146,7 +147,7 @@ fn report_intact(
 /// Where `--since-checkpoint` starts: the newest checkpoint the newest full run
 /// recomputed, when that run found the ledger intact.
 fn since_checkpoint(conn: &rusqlite::Connection) -> Result<u64, CliError> {
-    let run = history::last_full_verification(conn).map_err(fail)?;
+    let run = verifications::last_full_verification(conn).map_err(fail)?;
     match run {
         None => Err(fail(
             "--since-checkpoint: no full verification has been run on this database yet; run `sms-audit verify` first",

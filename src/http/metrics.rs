@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::now_ms;
-use crate::storage::history::MetricsSnapshot;
+use crate::storage::overview::MetricsSnapshot;
 use crate::storage::retention::DiskUse;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

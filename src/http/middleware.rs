@@ -17,7 +17,7 @@ use super::auth_failures::AuthFailures;
 use super::error::{ApiError, ErrorCode};
 use super::{Access, IngestSettings, Metrics};
 use crate::domain::now_ms;
-use crate::storage::uploads::Rejection;
+use crate::storage::rejections::Rejection;
 use crate::storage::writer::WriterHandle;
 
 /// The request's id, in the request's extensions for handlers to store.

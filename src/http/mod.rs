@@ -11,6 +11,7 @@ pub mod auth_failures;
 pub mod body_budget;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod layout;
 pub mod metrics;
 pub mod middleware;

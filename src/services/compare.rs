@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use crate::storage::queries::{ResultRow, Totals, UploadRecord};
+use crate::domain::{format_timestamp, Totals};
+use crate::storage::uploads::{ResultRow, UploadRecord};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -173,8 +174,8 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
     let side = |u: &UploadRecord| Side {
         id: u.id,
         task_id: u.task_id.clone(),
-        received_at: u.received_at.clone(),
-        purged_at: u.purged_at.clone(),
+        received_at: format_timestamp(u.received_at),
+        purged_at: u.purged_at.map(format_timestamp),
     };
     Comparison {
         a: side(a),

@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+use crate::storage::verifications;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use std::time::Instant;
 use super::ledger::{self, Parallelism, Scope};
 use crate::domain::chain::Verification;
 use crate::domain::now_ms;
-use crate::storage::history;
+
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
 
@@ -76,7 +77,7 @@ impl VerificationJob {
         let (record, by) = (v.clone(), requested_by.to_string());
         let _ = self
             .writer
-            .execute(move |conn| history::record_verification(conn, &record, started_ms, &by))
+            .execute(move |conn| verifications::record_verification(conn, &record, started_ms, &by))
             .await;
         *last = Some((started, v.clone()));
         Ok(v)
@@ -122,7 +123,7 @@ impl VerificationJob {
                 match result {
                     Ok(v) => {
                         if let Err(e) = job.writer.execute_blocking(move |conn| {
-                            history::record_verification(conn, &v, started, &requested_by)
+                            verifications::record_verification(conn, &v, started, &requested_by)
                         }) {
                             tracing::error!(error = %e, "recording a verification failed");
                         }

@@ -1,18 +1,17 @@
 //! Signed checkpoints of the Merkle tree, as made (the key is never stored here).
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
 use super::StorageError;
-use crate::domain::{format_timestamp, Timestamp};
+use crate::domain::Timestamp;
 
 /// A checkpoint as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct StoredCheckpoint {
     pub tree_size: u64,
     /// Standard base64.
     pub root_hash: String,
-    pub time: String,
+    pub time: Timestamp,
     /// The signed note, as served at `/api/v1/checkpoints/latest`.
     pub note: String,
 }
@@ -40,7 +39,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
             .try_into()
             .map(|h: [u8; 32]| tlog_tiles::Hash(h).to_string())
             .unwrap_or_default(),
-        time: format_timestamp(r.get(2)?),
+        time: r.get(2)?,
         note: r.get(3)?,
     })
 }

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use super::StorageError;
 use crate::domain::{
     format_timestamp, now_ms, printable, random_hex, token_hash, Credential, Role, TaskId,
+    Timestamp,
 };
 
 const CREDENTIAL_COLUMNS: &str = "name, role, task_scope, revoked_at";
@@ -73,8 +74,11 @@ pub fn find_by_access_key(
 pub enum CredentialError {
     #[error("a credential named {0:?} already exists")]
     NameTaken(String),
-    #[error("a credential named {0:?} was revoked on {1}; names are not reused, choose another")]
-    NameRevoked(String, String),
+    #[error(
+        "a credential named {name:?} was revoked on {}; names are not reused, choose another",
+        format_timestamp(*.revoked_at)
+    )]
+    NameRevoked { name: String, revoked_at: Timestamp },
     #[error("access key {0:?} is already registered")]
     AccessKeyTaken(String),
     #[error("no credential named {0:?}")]
@@ -224,7 +228,10 @@ fn check_free(
         .optional()?;
     if let Some(revoked_at) = exists {
         return Err(match revoked_at {
-            Some(at) => CredentialError::NameRevoked(name.to_string(), format_timestamp(at)),
+            Some(at) => CredentialError::NameRevoked {
+                name: name.to_string(),
+                revoked_at: at,
+            },
             None => CredentialError::NameTaken(name.to_string()),
         });
     }
@@ -242,14 +249,14 @@ fn check_free(
 }
 
 /// A credential as listed: never its secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct CredentialSummary {
     pub name: String,
     pub role: String,
     pub access_key: Option<String>,
     pub tasks: Option<Vec<String>>,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
@@ -265,8 +272,8 @@ pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
             name,
             role: r.get(1)?,
             access_key: r.get(2)?,
-            created_at: format_timestamp(r.get(4)?),
-            revoked_at: r.get::<_, Option<i64>>(5)?.map(format_timestamp),
+            created_at: r.get(4)?,
+            revoked_at: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

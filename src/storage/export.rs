@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::queries::id_range;
+use super::uploads::id_range;
 use super::StorageError;
 use crate::domain::{TaskId, Timestamp};
 

@@ -6,9 +6,11 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::queries::{first_id_at_or_after, totals_from_row, Totals};
+use super::uploads::first_id_at_or_after;
+use super::uploads::totals_from_row;
 use super::StorageError;
 use crate::domain::fleet::day_of;
+use crate::domain::Totals;
 use crate::domain::{ConsistencyResult, Timestamp};
 
 /// The id of the last upload received at or before `at` (0: none).
@@ -314,7 +316,7 @@ pub fn upload_count_at(
 }
 
 /// The fleet at the end of a day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetDay {
     /// Days since 1970-01-01 (UTC).
     pub day: i64,
@@ -455,7 +457,7 @@ pub fn record_directories(
 }
 
 /// A task's latest counts for one directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryRow {
     pub task_id: String,
     pub name: Option<String>,

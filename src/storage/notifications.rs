@@ -3,10 +3,9 @@
 //! find new events.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
 use super::StorageError;
-use crate::domain::{format_timestamp, Timestamp};
+use crate::domain::Timestamp;
 
 /// An event to announce.
 #[derive(Debug, Clone)]
@@ -96,12 +95,12 @@ pub fn record(
 }
 
 /// A notification and its sends, for `/deliveries`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SentNotification {
     pub id: i64,
     pub kind: String,
     pub text: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub url: String,
     pub state: String,
     pub attempts: i64,
@@ -124,7 +123,7 @@ pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<SentNotification>, St
             id: r.get(0)?,
             kind: r.get(1)?,
             text: r.get(2)?,
-            created_at: format_timestamp(r.get(3)?),
+            created_at: r.get(3)?,
             url: r.get(4)?,
             state: r.get(5)?,
             attempts: r.get(6)?,

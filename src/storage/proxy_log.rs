@@ -4,7 +4,7 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::StorageError;
-use crate::domain::{format_timestamp, Timestamp};
+use crate::domain::Timestamp;
 
 /// How a proxied call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::EnumString, strum::IntoStaticStr)]
@@ -142,10 +142,10 @@ impl CallFilter {
 }
 
 /// A recorded call as the API and the page show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct CallRow {
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub request_id: String,
     pub credential_name: String,
     pub peer_addr: String,
@@ -160,9 +160,7 @@ pub struct CallRow {
     pub request_bytes: i64,
     pub response_bytes: i64,
     /// The kept start of each body (as text, lossily), with `--proxy-log-bodies`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
 }
 
@@ -198,7 +196,7 @@ pub fn recent(
         |r| {
             Ok(CallRow {
                 id: r.get(0)?,
-                at: format_timestamp(r.get(1)?),
+                at: r.get(1)?,
                 request_id: r.get(2)?,
                 credential_name: r.get(3)?,
                 peer_addr: r.get(4)?,

@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
-use serde::Serialize;
 
-use super::queries::id_range;
+use super::uploads::id_range;
 use super::StorageError;
 use crate::domain::{now_ms, DeliveryState, ReplayFilter, ReplayRunner};
 
 /// The uploads a filter selects, oldest first.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Selection {
     pub uploads: Vec<(i64, String)>,
     /// Uploads per task.

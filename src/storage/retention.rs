@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::queries::first_id_at_or_after;
+use super::uploads::first_id_at_or_after;
 use super::StorageError;
 use crate::domain::Timestamp;
 
@@ -114,7 +114,7 @@ pub fn purged_up_to(conn: &Connection) -> Result<i64, StorageError> {
 }
 
 /// An administrative action, as recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AdminEntry {
     pub id: i64,
     pub started_at: Timestamp,

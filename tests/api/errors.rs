@@ -172,7 +172,7 @@ async fn unknown_task_gets_404_under_the_registered_policy() {
     app.assert_nothing_stored();
 
     let task = sms_audit::domain::TaskId::parse(TASK).unwrap();
-    sms_audit::storage::queries::register_task(&app.write_conn(), &task, Some("web-01")).unwrap();
+    sms_audit::storage::tasks::register_task(&app.write_conn(), &task, Some("web-01")).unwrap();
     assert_eq!(app.upload(TASK, &t, EXAMPLE).await.status, 200);
     let tasks = app.get("/api/v1/tasks", &t).await.json();
     assert_eq!(tasks["tasks"][0]["name"], "web-01");

@@ -1,14 +1,20 @@
-//! A fake SMS endpoint: a real HTTP server on loopback that checks each request's
-//! AK/SK signature, records what it received byte for byte, and answers as it is
-//! told (200, 400 with an SMS error, 429/503 with Retry-After, 500, hanging, or
-//! dropping the connection).
+//! A fake SMS endpoint: a real HTTP server (hyper) on loopback that checks each
+//! request's AK/SK signature, records what it received byte for byte, and answers
+//! as it is told (200, 400 with an SMS error, 429/503 with Retry-After, 500,
+//! hanging, dropping the connection, or a body that never ends).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use sms_audit::domain::signing::{self, AuthorizationHeader, ReceivedRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const AK: &str = "UPSTREAMAK0000000000";
@@ -123,88 +129,51 @@ impl FakeUpstream {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or("").split(' ');
-    let method = request_line.next().unwrap_or("").to_string();
-    let target = request_line.next().unwrap_or("").to_string();
-    let mut headers = HashMap::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
+/// One connection, served by hyper; `Answer::Drop` ends it without an answer.
+async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let service = service_fn(move |req| answer(req, state.clone()));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// Why the fake closed a connection without answering (`Answer::Drop`).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dropped by the script")
     }
-    let chunked = headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        // Until the last chunk; a request cut off before it is never answered.
-        loop {
-            if let Some(body) = dechunk(&buf[header_end..]) {
-                break body;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    } else {
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < header_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf[header_end..header_end + length].to_vec()
-    };
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let token_ok = headers.get("x-auth-token").map(String::as_str) == Some(UPSTREAM_TOKEN);
-    let signature_ok = token_ok
-        || headers
-            .get("authorization")
-            .and_then(|a| AuthorizationHeader::parse(a).ok())
-            .filter(|a| a.access_key == AK)
-            .is_some_and(|auth| {
-                let lookup = |name: &str| headers.get(name).cloned();
-                let request = ReceivedRequest {
-                    method: &method,
-                    path,
-                    raw_query: query,
-                    header: &lookup,
-                    body: &body,
-                };
-                signing::check_date(&request, chrono::Utc::now()).is_ok()
-                    && signing::verify(&auth, &request, SK).is_ok()
-            });
+}
+
+impl std::error::Error for Dropped {}
+
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+async fn answer(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Body>, Dropped> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    for (name, value) in req.headers() {
+        headers.insert(
+            name.as_str().to_string(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        );
+    }
+    // A request cut off before its end is never answered.
+    let body = req.into_body().collect().await.map_err(|_| Dropped)?;
+    let body = body.to_bytes().to_vec();
+    let signature_ok = signed(&method, &path, &query, &headers, &body);
     let answer = {
         let mut s = state.lock().unwrap();
         let answer = if method == "GET" && path == "/v3/tasks" {
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                    .and_then(|v| v.parse::<usize>().ok())
-            };
-            let (limit, offset) = (param("limit").unwrap_or(50), param("offset").unwrap_or(0));
-            let page: Vec<_> = s.tasks.iter().skip(offset).take(limit).cloned().collect();
-            let body = serde_json::json!({"count": s.tasks.len(), "tasks": page}).to_string();
-            Answer::Custom(200, body, Vec::new())
+            list_tasks(&s.tasks, &query)
         } else {
             s.script
                 .pop_front()
@@ -218,99 +187,138 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             Answer::ApiError(401, "APIGW.0301")
         };
         s.received.push(Captured {
-            method: method.clone(),
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: headers.clone(),
+            method,
+            path,
+            query,
+            headers,
             body,
             signature_ok,
             at: std::time::Instant::now(),
-            answer: match &answer {
-                Answer::Ok => "200".into(),
-                Answer::ApiError(s, _) | Answer::RetryAfter(s, _) | Answer::Status(s) => {
-                    s.to_string()
-                }
-                Answer::Hang(_) => "hang".into(),
-                Answer::Drop => "drop".into(),
-                Answer::Endless(s) => s.to_string(),
-                Answer::Custom(s, _, _) => s.to_string(),
-            },
+            answer: answer.label(),
         });
         answer
     };
-    let request_id = uuid::Uuid::now_v7().to_string();
+    respond(answer).await
+}
+
+/// Whether the request carries the upstream token or a valid AK/SK signature.
+fn signed(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> bool {
+    if headers.get("x-auth-token").map(String::as_str) == Some(UPSTREAM_TOKEN) {
+        return true;
+    }
+    headers
+        .get("authorization")
+        .and_then(|a| AuthorizationHeader::parse(a).ok())
+        .filter(|a| a.access_key == AK)
+        .is_some_and(|auth| {
+            let lookup = |name: &str| headers.get(name).cloned();
+            let request = ReceivedRequest {
+                method,
+                path,
+                raw_query: query,
+                header: &lookup,
+                body,
+            };
+            signing::check_date(&request, chrono::Utc::now()).is_ok()
+                && signing::verify(&auth, &request, SK).is_ok()
+        })
+}
+
+/// `GET /v3/tasks?limit=&offset=` as SMS's `ListTasks` answers it.
+fn list_tasks(tasks: &[serde_json::Value], query: &str) -> Answer {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let (limit, offset) = (param("limit").unwrap_or(50), param("offset").unwrap_or(0));
+    let page: Vec<_> = tasks.iter().skip(offset).take(limit).cloned().collect();
+    let body = serde_json::json!({"count": tasks.len(), "tasks": page}).to_string();
+    Answer::Custom(200, body, Vec::new())
+}
+
+impl Answer {
+    /// What `Captured::answer` records.
+    fn label(&self) -> String {
+        match self {
+            Answer::Ok => "200".into(),
+            Answer::ApiError(s, _)
+            | Answer::RetryAfter(s, _)
+            | Answer::Status(s)
+            | Answer::Endless(s)
+            | Answer::Custom(s, _, _) => s.to_string(),
+            Answer::Hang(_) => "hang".into(),
+            Answer::Drop => "drop".into(),
+        }
+    }
+}
+
+async fn respond(answer: Answer) -> Result<Response<Body>, Dropped> {
     let response = match answer {
-        Answer::Ok => http(200, &request_id, &[], "{}"),
+        Answer::Ok => http(200, &[], "{}"),
         Answer::ApiError(status, code) => http(
             status,
-            &request_id,
             &[],
             &format!(r#"{{"error_code":"{code}","error_msg":"refused by the fake SMS"}}"#),
         ),
         Answer::RetryAfter(status, secs) => http(
             status,
-            &request_id,
             &[("Retry-After", secs.to_string())],
             r#"{"error_code":"APIGW.0308","error_msg":"slow down"}"#,
         ),
-        Answer::Status(status) => http(status, &request_id, &[], "upstream trouble"),
+        Answer::Status(status) => http(status, &[], "upstream trouble"),
         Answer::Hang(d) => {
             tokio::time::sleep(d).await;
-            http(200, &request_id, &[], "{}")
+            http(200, &[], "{}")
         }
-        Answer::Drop => return,
-        Answer::Custom(status, body, extra) => http(status, &request_id, &extra, &body),
-        Answer::Endless(status) => {
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\n\r\n",
-                1u64 << 30
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(&vec![b'x'; 1 << 20]).await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            return;
-        }
+        Answer::Drop => return Err(Dropped),
+        Answer::Custom(status, body, extra) => http(status, &extra, &body),
+        Answer::Endless(status) => endless(status),
     };
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    Ok(response)
 }
 
-/// A whole chunked body, or `None` while its last chunk has not arrived.
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        if data.len() < size + 2 {
-            return None;
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+/// This status with a body that claims 1 GiB, sends 1 MiB and then stalls for 5 s.
+fn endless(status: u16) -> Response<Body> {
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'x'; 1 << 20])))
+    });
+    let stall = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(Frame::data(Bytes::new()))
+    });
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .header("Content-Length", (1u64 << 30).to_string())
+        .header("X-Request-Id", uuid::Uuid::now_v7().to_string())
+        .body(BodyExt::boxed(StreamBody::new(first.chain(stall))))
+        .unwrap()
 }
 
-fn http(status: u16, request_id: &str, extra: &[(&str, String)], body: &str) -> String {
-    let mut out = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n",
-        body.len()
-    );
+fn http(status: u16, extra: &[(&str, String)], body: &str) -> Response<Body> {
+    let mut response = Response::builder()
+        .status(status)
+        .header("X-Request-Id", uuid::Uuid::now_v7().to_string());
     if !extra
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
     {
-        out.push_str("Content-Type: application/json\r\n");
+        response = response.header("Content-Type", "application/json");
     }
     for (k, v) in extra {
-        out.push_str(&format!("{k}: {v}\r\n"));
+        response = response.header(*k, v);
     }
-    out.push_str("\r\n");
-    out.push_str(body);
-    out
+    response
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap()
 }
 
 /// A command of the binary on `db`, with the upstream credentials and this fake as

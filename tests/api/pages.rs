@@ -193,7 +193,7 @@ async fn dashboard_lists_tasks_with_totals_trend_regressions_search_sort_and_pag
         );
     }
     let task = sms_audit::domain::TaskId::parse("db-02").unwrap();
-    sms_audit::storage::queries::register_task(&app.write_conn(), &task, Some("Database server"))
+    sms_audit::storage::tasks::register_task(&app.write_conn(), &task, Some("Database server"))
         .unwrap();
     let browser = app.login(&t).await.ok().unwrap();
 
@@ -454,7 +454,7 @@ async fn task_names_and_directories_are_escaped_everywhere() {
         200
     );
     let task = sms_audit::domain::TaskId::parse(TASK).unwrap();
-    sms_audit::storage::queries::register_task(&app.write_conn(), &task, Some(XSS)).unwrap();
+    sms_audit::storage::tasks::register_task(&app.write_conn(), &task, Some(XSS)).unwrap();
     let browser = app.login(&t).await.ok().unwrap();
     for path in [
         "/".to_string(),

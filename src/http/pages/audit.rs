@@ -3,6 +3,7 @@
 
 use super::filters;
 use crate::http::Evidence;
+use crate::storage::{overview, rejections};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use askama::Template;
@@ -15,9 +16,11 @@ use crate::http::extract::Query;
 use crate::http::extract::{CsrfForm, PageUser};
 use crate::services::evidence;
 use crate::storage::checkpoints::{self, StoredCheckpoint};
-use crate::storage::history::{self, VerificationRecord};
-use crate::storage::queries::{self, RejectionCount, RejectionFilter, RejectionRow};
+use crate::storage::rejections::Rejection;
+use crate::storage::rejections::RejectionCount;
+use crate::storage::rejections::RejectionFilter;
 use crate::storage::retention::{self, AdminEntry, DiskUse};
+use crate::storage::verifications::VerificationRecord;
 use crate::storage::writer::REJECTIONS_KEPT;
 use crate::storage::ReadPool;
 
@@ -44,7 +47,7 @@ struct AuditPage {
     filter_status: String,
     filter_code: String,
     filter_credential: String,
-    rejections: Vec<RejectionRow>,
+    rejections: Vec<Rejection>,
     /// The largest per-minute refusal counts of the last hour.
     floods: Vec<RejectionCount>,
     verifier_key: Option<String>,
@@ -83,9 +86,9 @@ pub async fn page(
     let (overview, rejections, floods, checkpoints, consistency, (disk, admin_log)) = reads
         .with_blocking(move |conn| {
             Ok((
-                history::overview(conn)?,
-                queries::recent_rejections(conn, 200, &filter)?,
-                queries::rejection_counts(conn, now_ms() - 3_600_000, 20)?,
+                overview::overview(conn)?,
+                rejections::recent_rejections(conn, 200, &filter)?,
+                rejections::rejection_counts(conn, now_ms() - 3_600_000, 20)?,
                 checkpoints::list(conn, 10, None)?,
                 evidence::latest_two_consistent(conn).ok().flatten(),
                 (
@@ -125,7 +128,7 @@ pub async fn start_verification(
 ) -> Result<HttpResponse, PageError> {
     let PageUser(session) = form.who;
     let total = reads
-        .with_blocking(|conn| Ok(history::overview(conn)?.head_id))
+        .with_blocking(|conn| Ok(overview::overview(conn)?.head_id))
         .await?;
     evidence
         .verification

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::domain::format_timestamp;
-use crate::storage::history::ChartPoint;
+use crate::storage::uploads::ChartPoint;
 
 pub const SERIES_COLORS: [&str; 4] = ["#1f4e79", "#cf222e", "#9a6700", "#8250df"];
 pub const SERIES_NAMES: [&str; 4] = [

@@ -2,6 +2,7 @@
 //! searchable and sortable, and the fleet's daily trend.
 
 use super::filters;
+use crate::storage::{overview, tasks, uploads};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -14,7 +15,10 @@ use crate::http::extract::PageUser;
 use crate::http::extract::Query;
 use crate::services::fleet::{self, TrendPoint};
 use crate::storage::fleet::TaskState;
-use crate::storage::history::{self, Overview, TaskListQuery, TaskRow, TaskSort};
+use crate::storage::overview::Overview;
+use crate::storage::tasks::TaskListQuery;
+use crate::storage::tasks::TaskRow;
+use crate::storage::tasks::TaskSort;
 use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 50;
@@ -136,9 +140,9 @@ pub async fn page(
     let (overview, (rows, matching), trend) = reads
         .with_blocking(move |conn| {
             let trend = fleet::trend(conn, trend_since, trend_until)?;
-            let overview = history::overview(conn)?;
+            let overview = overview::overview(conn)?;
             Ok(match as_of_at {
-                None => (overview, history::task_rows(conn, &list)?, trend),
+                None => (overview, tasks::task_rows(conn, &list)?, trend),
                 Some(at) => {
                     let (overview, rows) = as_of_rows(conn, &states, overview, at, &list)?;
                     (overview, rows, trend)
@@ -308,7 +312,7 @@ fn as_of_rows(
     {
         let (count, _) = stored::upload_count_at(conn, &s.task_id, upto)?;
         rows.push(TaskRow {
-            trend: history::recent_problems(conn, &s.task_id, s.upload_id)?,
+            trend: uploads::recent_problems(conn, &s.task_id, s.upload_id)?,
             last_upload_at: Some(s.received_at),
             upload_count: count,
             last_upload_id: Some(s.upload_id),

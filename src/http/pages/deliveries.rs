@@ -14,8 +14,11 @@ use crate::http::extract::Query;
 use crate::http::extract::{CarriesCsrf, CsrfForm, PageOperator, PageUser};
 use crate::http::Delivery;
 use crate::services::replay::{self, ReplayAnswer};
-use crate::storage::history::{self, DeliveryFilter, DeliveryRow, OutboxHealth};
 use crate::storage::notifications::{self, SentNotification};
+use crate::storage::outbox;
+use crate::storage::outbox::DeliveryFilter;
+use crate::storage::outbox::DeliveryRow;
+use crate::storage::outbox::OutboxHealth;
 use crate::storage::ReadPool;
 
 #[derive(Deserialize)]
@@ -84,8 +87,8 @@ pub async fn page(
     let (health, (rows, next_before_id), notifications) = reads
         .with_blocking(move |conn| {
             Ok((
-                history::outbox_health(conn)?,
-                history::deliveries(conn, &filter, 100)?,
+                outbox::outbox_health(conn)?,
+                outbox::deliveries(conn, &filter, 100)?,
                 notifications::recent(conn, 50)?,
             ))
         })

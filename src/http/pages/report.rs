@@ -4,6 +4,7 @@
 
 use super::filters;
 use crate::http::Evidence;
+use crate::storage::{tasks, uploads};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -11,8 +12,8 @@ use super::{html, urlencode, Nav, PageError};
 use crate::domain::{format_timestamp, TaskId};
 use crate::http::extract::PageUser;
 use crate::storage::checkpoints::{self, StoredCheckpoint};
-use crate::storage::history::{self, TaskRow};
-use crate::storage::queries::{self, UploadRecord};
+use crate::storage::tasks::TaskRow;
+use crate::storage::uploads::UploadRecord;
 use crate::storage::ReadPool;
 
 #[derive(Template)]
@@ -42,14 +43,14 @@ pub async fn page(
     let id = task_id.as_str().to_string();
     let found = reads
         .with_blocking(move |conn| {
-            let Some(task) = history::task(conn, &id)? else {
+            let Some(task) = tasks::task(conn, &id)? else {
                 return Ok(None);
             };
             let latest = match task.last_upload_id {
-                Some(last) => queries::upload(conn, last)?,
+                Some(last) => uploads::upload(conn, last)?,
                 None => None,
             };
-            let (first, regressions) = history::task_history_summary(conn, &id)?;
+            let (first, regressions) = uploads::task_history_summary(conn, &id)?;
             Ok(Some((
                 task,
                 latest,

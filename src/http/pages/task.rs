@@ -1,6 +1,7 @@
 //! A task's page: its uploads over time, charts, filters.
 
 use super::filters;
+use crate::storage::{tasks, uploads};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -10,8 +11,9 @@ use super::{html, time_field, time_range, urlencode, Nav, PageError};
 use crate::domain::{format_timestamp, TaskId, Timestamp};
 use crate::http::extract::PageUser;
 use crate::http::extract::Query;
-use crate::storage::history::{self, TaskRow};
-use crate::storage::queries::{self, UploadPageQuery, UploadSummary};
+use crate::storage::tasks::TaskRow;
+use crate::storage::uploads::UploadPageQuery;
+use crate::storage::uploads::UploadSummary;
 use crate::storage::{fleet, ReadPool};
 
 const PER_PAGE: u32 = 25;
@@ -50,7 +52,7 @@ struct TaskPage {
     as_of: Option<String>,
     as_of_at: Option<Timestamp>,
     /// The task's state as SMS last listed it (`tasks sync`), and when.
-    sms_state: Option<(String, String)>,
+    sms_state: Option<(String, crate::domain::Timestamp)>,
 }
 
 impl TaskPage {
@@ -123,7 +125,7 @@ fn switch(name: &str, value: Option<&str>) -> Result<bool, PageError> {
 /// The task's row as it stood at `at`: its latest upload by then.
 fn as_of(
     conn: &rusqlite::Connection,
-    task: &mut history::TaskRow,
+    task: &mut tasks::TaskRow,
     at: Timestamp,
 ) -> Result<(), crate::storage::StorageError> {
     let upto = fleet::last_id_at(conn, at)?;
@@ -160,15 +162,15 @@ pub async fn page(
     let chart_dir = dir.clone();
     let found = reads
         .with_blocking(move |conn| {
-            let Some(mut task) = history::task(conn, id.as_str())? else {
+            let Some(mut task) = tasks::task(conn, id.as_str())? else {
                 return Ok(None);
             };
             if let Some(at) = as_of_at {
                 as_of(conn, &mut task, at)?;
             }
-            let dirs = history::task_dirs(conn, id.as_str(), DIR_UPLOADS)?;
-            let range = queries::id_range(conn, since, until)?;
-            let points = history::chart_points(
+            let dirs = uploads::task_dirs(conn, id.as_str(), DIR_UPLOADS)?;
+            let range = uploads::id_range(conn, since, until)?;
+            let points = uploads::chart_points(
                 conn,
                 id.as_str(),
                 chart_dir.as_deref(),
@@ -182,8 +184,8 @@ pub async fn page(
                 until,
                 regressed_only,
             };
-            let (uploads, next) = queries::task_uploads(conn, id.as_str(), &page)?;
-            let sms_state = queries::sms_state(conn, id.as_str())?;
+            let (uploads, next) = uploads::task_uploads(conn, id.as_str(), &page)?;
+            let sms_state = tasks::sms_state(conn, id.as_str())?;
             Ok(Some((task, dirs, points, uploads, next, sms_state)))
         })
         .await?;

@@ -8,8 +8,9 @@ use super::{html, Nav, PageError, When};
 use crate::http::extract::PageUser;
 use crate::http::Delivery;
 use crate::storage::checkpoints;
-use crate::storage::history;
-use crate::storage::queries::{self, UploadRecord};
+
+use crate::storage::uploads;
+use crate::storage::uploads::UploadRecord;
 use crate::storage::ReadPool;
 
 #[derive(Template)]
@@ -36,18 +37,17 @@ pub async fn page(
         .map_err(|_| PageError::NotFound(format!("no upload {:?}", path.as_str())))?;
     let found = reads
         .with_blocking(move |conn| {
-            let Some(u) = queries::upload(conn, id)? else {
+            let Some(u) = uploads::upload(conn, id)? else {
                 return Ok(None);
             };
-            let (previous, next) = history::neighbours(conn, &u.task_id, id)?;
+            let (previous, next) = uploads::neighbours(conn, &u.task_id, id)?;
             let checkpoint = checkpoints::covering(conn, id)?;
             Ok(Some((u, previous, next, checkpoint)))
         })
         .await?;
     let (u, previous, next, checkpoint) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
-    let received =
-        super::utc_and_age(crate::domain::parse_time_arg(&u.received_at).unwrap_or_default());
+    let received = super::utc_and_age(u.received_at);
     let body = UploadPage {
         checkpoint,
         nav: Some(Nav::from(&session)),

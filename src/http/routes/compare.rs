@@ -7,7 +7,8 @@ use serde::Deserialize;
 use crate::http::error::{ApiError, ApiRefusals};
 use crate::http::extract::{ApiReader, Query};
 use crate::services::compare::{compare, Comparison};
-use crate::storage::{queries, ReadPool};
+use crate::storage::uploads;
+use crate::storage::ReadPool;
 
 #[derive(Deserialize)]
 pub struct CompareQuery {
@@ -43,10 +44,10 @@ pub(crate) async fn load(
 ) -> Result<Result<Comparison, i64>, ApiError> {
     Ok(reads
         .with_blocking(move |conn| {
-            let Some(ua) = queries::upload(conn, a)? else {
+            let Some(ua) = uploads::upload(conn, a)? else {
                 return Ok(Err(a));
             };
-            let Some(ub) = queries::upload(conn, b)? else {
+            let Some(ub) = uploads::upload(conn, b)? else {
                 return Ok(Err(b));
             };
             Ok(Ok(compare(&ua, &ub)))

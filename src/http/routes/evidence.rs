@@ -11,6 +11,7 @@ use super::read_api::{page_limit, time_range};
 use crate::domain::TaskId;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiReader, Query};
+use crate::http::json::{self, CheckpointJson};
 use crate::http::Evidence;
 use crate::services::evidence::{self, EvidenceError};
 use crate::storage::{checkpoints, tree, ReadPool};
@@ -201,7 +202,7 @@ async fn list(
     });
     let verifier_key = evidence.verifier_key();
     Ok(HttpResponse::Ok().json(json!({
-        "checkpoints": list,
+        "checkpoints": json::all::<_, CheckpointJson>(list),
         "next_before": next_before.flatten(),
         "verifier_key": verifier_key,
     })))

@@ -5,6 +5,7 @@
 
 use crate::http::error::SmsErrorDoc;
 use crate::http::Access;
+use crate::storage::tasks;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
@@ -15,7 +16,7 @@ use crate::http::middleware::RequestId;
 use crate::http::IngestSettings;
 use crate::storage::uploads::NewUpload;
 use crate::storage::writer::{SubmitError, WriterHandle};
-use crate::storage::{queries, ReadPool};
+use crate::storage::ReadPool;
 
 use super::authenticated::{authenticate_with_body, Authorize, BodyRules};
 
@@ -221,7 +222,7 @@ async fn is_registered(
     }
     let name = task.as_str().to_string();
     let known = reads
-        .with_blocking(move |conn| queries::task_exists(conn, &name))
+        .with_blocking(move |conn| tasks::task_exists(conn, &name))
         .await?;
     if known {
         cache.remember_task(task.as_str());

@@ -7,7 +7,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::http::error::ApiError;
-use crate::storage::{history, retention, ReadPool};
+use crate::storage::overview;
+use crate::storage::{retention, ReadPool};
 
 /// OpenMetrics 1.0, the text format prometheus-client writes (Prometheus reads it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -37,7 +38,7 @@ pub async fn scrape(
     let (snapshot, disk) = reads
         .with_blocking(move |conn| {
             Ok((
-                history::metrics_snapshot(conn)?,
+                overview::metrics_snapshot(conn)?,
                 retention::disk_use(conn, &path)?,
             ))
         })

@@ -5,6 +5,7 @@
 //! proxy log once the answer has been passed on (or the exchange broke off).
 
 use crate::http::Access;
+use crate::storage::tasks;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ use crate::services::proxy::{
     BodyTap, OutgoingBody, OutgoingRequest, Proxy, ProxyFailure, ProxyLog,
 };
 use crate::storage::proxy_log::{CallOutcome, ProxyCall};
-use crate::storage::{queries, ReadPool};
+use crate::storage::ReadPool;
 
 /// What the pass-through works with; only there with `serve --proxy`, so a
 /// handler taking `Option<PassThrough>` gets `None` without it.
@@ -99,7 +100,7 @@ async fn authorize(
         Subject::Source(source) if credential.task_scope.is_some() => {
             let source = source.to_string();
             let tasks = reads
-                .with_blocking(move |conn| queries::tasks_of_source(conn, &source))
+                .with_blocking(move |conn| tasks::tasks_of_source(conn, &source))
                 .await?;
             tasks.iter().any(|t| credential.may_upload_to(t))
         }

@@ -3,6 +3,7 @@
 use crate::http::error::ApiRefusals;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use crate::http::Evidence;
+use crate::storage::{rejections, tasks, uploads};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,8 +13,11 @@ use crate::domain::{check_range, format_timestamp, now_ms, parse_time_arg, TaskI
 use crate::http::error::ApiError;
 use crate::http::extract::ApiReader;
 use crate::http::extract::Query;
+use crate::http::json::{
+    self, CallJson, RejectionCountJson, RejectionJson, TaskJson, UploadJson, UploadSummaryJson,
+};
 use crate::http::ProxyLogQuery;
-use crate::storage::queries::{self, UploadPageQuery};
+use crate::storage::uploads::UploadPageQuery;
 use crate::storage::{fleet, proxy_log, ReadPool};
 
 pub const DEFAULT_PAGE: u32 = 50;
@@ -84,13 +88,15 @@ async fn tasks(
     }
     // One more than asked tells whether there is a next page.
     let mut tasks = reads
-        .with_blocking(move |conn| queries::tasks_after(conn, &after, limit + 1))
+        .with_blocking(move |conn| tasks::tasks_after(conn, &after, limit + 1))
         .await?;
     let next_after = (tasks.len() > limit as usize).then(|| {
         tasks.truncate(limit as usize);
         tasks.last().map(|t| t.task_id.clone())
     });
-    Ok(HttpResponse::Ok().json(json!({ "tasks": tasks, "next_after": next_after.flatten() })))
+    Ok(HttpResponse::Ok().json(
+        json!({ "tasks": json::all::<_, TaskJson>(tasks), "next_after": next_after.flatten() }),
+    ))
 }
 
 /// `GET /api/v1/tasks?as_of=T`: each task as its latest upload received at or
@@ -186,10 +192,10 @@ async fn task_uploads(
     let id = task_id.clone();
     let result = reads
         .with_blocking(move |conn| {
-            if !queries::task_exists(conn, id.as_str())? {
+            if !tasks::task_exists(conn, id.as_str())? {
                 return Ok(None);
             }
-            queries::task_uploads(conn, id.as_str(), &page).map(Some)
+            uploads::task_uploads(conn, id.as_str(), &page).map(Some)
         })
         .await?;
     let Some((uploads, next_before_id)) = result else {
@@ -197,7 +203,7 @@ async fn task_uploads(
     };
     Ok(HttpResponse::Ok().json(json!({
         "task_id": task_id.as_str(),
-        "uploads": uploads,
+        "uploads": json::all::<_, UploadSummaryJson>(uploads),
         "next_before_id": next_before_id,
     })))
 }
@@ -218,10 +224,10 @@ async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let record = reads
-        .with_blocking(move |conn| queries::upload(conn, id))
+        .with_blocking(move |conn| uploads::upload(conn, id))
         .await?;
     let record = record.ok_or_else(|| ApiError::NotFound(format!("no upload with id {id}")))?;
-    Ok(HttpResponse::Ok().json(record))
+    Ok(HttpResponse::Ok().json(UploadJson::from(record)))
 }
 
 /// Verifies the chain now; concurrent callers share one run (see
@@ -273,15 +279,15 @@ async fn rejections(
     _: ApiReader,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, 100)?;
-    let filter = queries::RejectionFilter {
+    let filter = rejections::RejectionFilter {
         status: query.status,
         error_code: query.error_code.clone(),
         credential_name: query.credential.clone(),
     };
     let rows = reads
-        .with_blocking(move |conn| queries::recent_rejections(conn, limit, &filter))
+        .with_blocking(move |conn| rejections::recent_rejections(conn, limit, &filter))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "rejections": rows })))
+    Ok(HttpResponse::Ok().json(json!({ "rejections": json::all::<_, RejectionJson>(rows) })))
 }
 
 /// `GET /api/v1/proxy-log?limit=&before_id=&credential=&method=&path=&status=&outcome=`:
@@ -310,7 +316,7 @@ async fn proxy_log(
         calls.last().map(|c| c.id)
     });
     Ok(HttpResponse::Ok()
-        .json(json!({ "calls": calls, "next_before_id": next_before_id.flatten() })))
+        .json(json!({ "calls": json::all::<_, CallJson>(calls), "next_before_id": next_before_id.flatten() })))
 }
 
 #[derive(Deserialize)]
@@ -337,9 +343,9 @@ async fn rejection_counts(
     let limit = page_limit(query.limit, 100)?;
     let since = time_param("since", query.since.as_deref())?.unwrap_or(now_ms() - 3_600_000);
     let counts = reads
-        .with_blocking(move |conn| queries::rejection_counts(conn, since, limit))
+        .with_blocking(move |conn| rejections::rejection_counts(conn, since, limit))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "counts": counts })))
+    Ok(HttpResponse::Ok().json(json!({ "counts": json::all::<_, RejectionCountJson>(counts) })))
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use super::logs::{self, LogBuffer, PendingLogs};
 use super::{Forwarding, Job, SubmitError, WriteFn, WriterConfig, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
 use crate::storage::uploads::{self, LastUpload, NewUpload, Receipt, TaskDelta};
-use crate::storage::{fleet, proxy_log, WalCheckpoints};
+use crate::storage::{fleet, proxy_log, rejections, WalCheckpoints};
 
 /// Most jobs (counting each upload) committed in one transaction, give or take
 /// one worker's hand-off.
@@ -315,6 +315,21 @@ fn answer(
     }
 }
 
+/// An upload's chain entry, result rows and Merkle leaf, and its results as the
+/// task's latest counts per directory.
+fn insert_entry(
+    conn: &Connection,
+    head: &Head,
+    previous: Option<&LastUpload>,
+    upload: &NewUpload,
+    at: crate::domain::Timestamp,
+) -> Result<Receipt, rusqlite::Error> {
+    let receipt = uploads::insert_upload(conn, head, previous, upload, at)?;
+    let task_id = upload.task_id.as_str();
+    fleet::record_directories(conn, task_id, receipt.id, &upload.body.results)?;
+    Ok(receipt)
+}
+
 /// Stores one upload after `head`, and moves `head` to it. With `isolate`, a
 /// failure is this upload's alone (its savepoint rolls back); otherwise it
 /// fails the transaction. Gives the receipt and the task's previous problems.
@@ -333,7 +348,7 @@ fn store_upload(
     };
     let stored = if isolate {
         let sp = tx.savepoint()?;
-        match uploads::insert_upload(&sp, head, previous.as_ref(), upload, clock()) {
+        match insert_entry(&sp, head, previous.as_ref(), upload, clock()) {
             Ok(receipt) => sp.commit().map(|_| Ok(receipt))?,
             Err(e) => {
                 drop(sp); // rolls back to the savepoint
@@ -342,7 +357,7 @@ fn store_upload(
             }
         }
     } else {
-        let receipt = uploads::insert_upload(tx, head, previous.as_ref(), upload, clock());
+        let receipt = insert_entry(tx, head, previous.as_ref(), upload, clock());
         Ok(receipt.map_err(StoreError::Upload)?)
     };
     if let Ok(receipt) = &stored {
@@ -433,16 +448,16 @@ fn run_execs(tx: &mut Transaction, execs: &[WriteFn]) -> rusqlite::Result<ExecOu
 /// The rejection log, its per-minute counts and the proxy log.
 fn store_logs(tx: &Transaction, logs: &PendingLogs) -> rusqlite::Result<()> {
     for r in &logs.rows {
-        uploads::insert_rejection(tx, r)?;
+        rejections::insert_rejection(tx, r)?;
     }
     if !logs.rows.is_empty() {
-        uploads::trim_rejections(tx, REJECTIONS_KEPT)?;
+        rejections::trim_rejections(tx, REJECTIONS_KEPT)?;
     }
     for ((minute, peer, code), n) in &logs.counts {
-        uploads::count_rejections(tx, *minute, peer, code, *n)?;
+        rejections::count_rejections(tx, *minute, peer, code, *n)?;
     }
     if !logs.counts.is_empty() {
-        uploads::trim_rejection_counts(tx, crate::domain::now_ms())?;
+        rejections::trim_rejection_counts(tx, crate::domain::now_ms())?;
     }
     for call in &logs.calls {
         proxy_log::insert(tx, call)?;

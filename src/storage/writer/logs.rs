@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::domain::Timestamp;
 use crate::storage::proxy_log::ProxyCall;
-use crate::storage::uploads::Rejection;
+use crate::storage::rejections::Rejection;
 
 /// How often waiting rejections are stored when no other write comes.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(200);

@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::uploads::{NewUpload, Receipt, Rejection};
+use super::rejections::Rejection;
+use super::uploads::{NewUpload, Receipt};
 use super::{prepare, StorageError, SyncMode, WalCheckpoints};
 use crate::domain::{now_ms, Timestamp};
 use handoff::UploadReply;

@@ -1,6 +1,11 @@
 //! The outbox tables (`deliveries`, `delivery_attempts`): queueing live
 //! deliveries in the writer's transaction, reading what is due, and recording
-//! attempts. The sending policy and the sender are in `services::outbox`.
+//! attempts. The sending policy and the sender are in `services::outbox`; the
+//! reads for people (an upload's deliveries, the deliveries page) in [`read`].
+
+pub mod read;
+
+pub use read::*;
 
 use std::collections::HashMap;
 

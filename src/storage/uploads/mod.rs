@@ -1,5 +1,10 @@
-//! The statements the writer runs to store an upload: the chain entry, its result
-//! rows, the task summary, and the rejection log.
+//! The `uploads` table and its result rows (`upload_results`): the statements the
+//! writer runs to store an upload (its chain entry, result rows and the task's
+//! summary) here, and the reads in [`read`].
+
+pub mod read;
+
+pub use read::*;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -62,19 +67,6 @@ pub struct Receipt {
     pub problems: i64,
     /// More problems than the task's previous upload.
     pub regressed: bool,
-}
-
-/// A refused request, for the bounded rejection log.
-#[derive(Debug, Clone)]
-pub struct Rejection {
-    pub at: Timestamp,
-    pub peer_addr: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub error_code: String,
-    pub credential_name: Option<String>,
-    pub request_id: String,
 }
 
 /// Upload-count and time changes to one task's summary row within a batch.
@@ -191,7 +183,6 @@ pub fn insert_upload(
     let leaf = super::tree::entry_bytes(&receipt.entry_hash)?;
     super::tree::append(conn, id as u64 - 1, &leaf)?;
     insert_results(conn, id, &upload.body.results)?;
-    super::fleet::record_directories(conn, task_id, id, &upload.body.results)?;
     Ok(receipt)
 }
 
@@ -263,60 +254,5 @@ fn insert_results(
             x
         ])?;
     }
-    Ok(())
-}
-
-/// Adds a row to the rejection log.
-pub fn insert_rejection(conn: &Connection, r: &Rejection) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(
-        "INSERT INTO rejections (at, peer_addr, method, path, status, error_code,
-            credential_name, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        r.at,
-        r.peer_addr,
-        r.method,
-        r.path,
-        r.status,
-        r.error_code,
-        r.credential_name,
-        r.request_id
-    ])?;
-    Ok(())
-}
-
-/// Adds `n` refusals to a minute's count for a peer and error code.
-pub fn count_rejections(
-    conn: &Connection,
-    minute: Timestamp,
-    peer: &str,
-    code: &str,
-    n: i64,
-) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(
-        "INSERT INTO rejection_counts (minute, peer_addr, error_code, count)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (minute, peer_addr, error_code) DO UPDATE SET count = count + excluded.count",
-    )?
-    .execute(params![minute, peer, code, n])?;
-    Ok(())
-}
-
-/// Drops per-minute rejection counts older than [`REJECTION_COUNTS_KEPT_MS`].
-pub fn trim_rejection_counts(conn: &Connection, now: Timestamp) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached("DELETE FROM rejection_counts WHERE minute < ?1")?
-        .execute(params![now - REJECTION_COUNTS_KEPT_MS])?;
-    Ok(())
-}
-
-/// How long per-minute rejection counts are kept: 30 days.
-pub const REJECTION_COUNTS_KEPT_MS: i64 = 30 * 86_400_000;
-
-/// Keeps the newest `kept` rows of the rejection log.
-pub fn trim_rejections(conn: &Connection, kept: i64) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached(
-        "DELETE FROM rejections WHERE id <= (SELECT max(id) FROM rejections) - ?1",
-    )?
-    .execute(params![kept])?;
     Ok(())
 }
