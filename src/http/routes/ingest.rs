@@ -172,7 +172,7 @@ pub async fn upload(
     let task = upload.task_id.clone();
     let receipt = writer.submit_on_worker(upload).await.map_err(|e| match e {
         SubmitError::Full | SubmitError::Closed => ApiError::Unavailable(e.to_string()),
-        SubmitError::Failed(msg) => ApiError::Storage(msg),
+        SubmitError::Failed(why) => ApiError::Storage(why.to_string()),
     })?;
     if let Some(claim) = claim {
         claim.keep();

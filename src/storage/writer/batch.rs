@@ -13,7 +13,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::handoff::{self, UploadReply};
 use super::logs::{self, LogBuffer, PendingLogs};
-use super::{Forwarding, Job, SubmitError, WriteFn, WriterConfig, REJECTIONS_KEPT};
+use super::{Forwarding, Job, SubmitError, WriteFailure, WriteFn, WriterConfig, REJECTIONS_KEPT};
 use crate::domain::chain::Head;
 use crate::storage::uploads::{self, LastUpload, NewUpload, Receipt, TaskDelta};
 use crate::storage::{fleet, proxy_log, rejections, WalCheckpoints};
@@ -32,15 +32,15 @@ pub(super) struct Writer {
     forwarding: Option<Forwarding>,
     logs: Arc<LogBuffer>,
     /// Why the last uploads could not be stored, until some are stored again.
-    last_failure: Arc<Mutex<Option<String>>>,
+    last_failure: Arc<Mutex<Option<WriteFailure>>>,
     clock: super::Clock,
     wal_checkpoints: WalCheckpoints,
     metrics: super::WriterMetrics,
 }
 
 /// The result of storing one batch: an outcome per upload, in order.
-type Outcomes = Vec<Result<Receipt, String>>;
-type ExecOutcomes = Vec<Result<(), String>>;
+type Outcomes = Vec<Result<Receipt, WriteFailure>>;
+type ExecOutcomes = Vec<Result<(), WriteFailure>>;
 
 #[derive(Debug, thiserror::Error)]
 enum StoreError {
@@ -52,10 +52,18 @@ enum StoreError {
     Transaction(#[from] rusqlite::Error),
 }
 
+impl StoreError {
+    fn into_inner(self) -> rusqlite::Error {
+        match self {
+            StoreError::Upload(e) | StoreError::Transaction(e) => e,
+        }
+    }
+}
+
 /// What the writer shares with its handles.
 pub(super) struct HandleState {
     pub logs: Arc<LogBuffer>,
-    pub last_failure: Arc<Mutex<Option<String>>>,
+    pub last_failure: Arc<Mutex<Option<WriteFailure>>>,
     pub metrics: super::WriterMetrics,
 }
 
@@ -66,7 +74,7 @@ struct Batch {
     replies: Vec<UploadReply>,
     execs: Vec<WriteFn>,
     exec_replies: Vec<super::ExecReply>,
-    pings: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    pings: Vec<tokio::sync::oneshot::Sender<Result<(), WriteFailure>>>,
 }
 
 impl Batch {
@@ -170,7 +178,8 @@ impl Writer {
         let result = match self.store(&batch, &logs, false) {
             Err(StoreError::Upload(_)) => self.store(&batch, &logs, true),
             other => other,
-        };
+        }
+        .map_err(|e| WriteFailure::Commit(Arc::new(e.into_inner())));
         if !batch.uploads.is_empty() {
             self.observe(&batch, &result, started);
         }
@@ -184,10 +193,9 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
                 self.logs.put_back_calls(logs.calls);
-                let failed = format!("commit failed: {e}");
-                let outcomes = std::iter::repeat_n(Err(failed.clone()), batch.uploads.len());
-                let exec_outcomes = vec![Err(failed); batch.execs.len()];
-                answer(batch, outcomes, exec_outcomes, Err(e.to_string()));
+                let outcomes = std::iter::repeat_n(Err(e.clone()), batch.uploads.len());
+                let exec_outcomes = vec![Err(e.clone()); batch.execs.len()];
+                answer(batch, outcomes, exec_outcomes, Err(e));
             }
         }
     }
@@ -197,7 +205,7 @@ impl Writer {
     fn observe(
         &self,
         batch: &Batch,
-        result: &Result<(Outcomes, ExecOutcomes), StoreError>,
+        result: &Result<(Outcomes, ExecOutcomes), WriteFailure>,
         started: Instant,
     ) {
         let seconds = started.elapsed().as_secs_f64();
@@ -206,7 +214,7 @@ impl Writer {
             .batch_uploads
             .observe(batch.uploads.len() as f64);
         *self.last_failure.lock() = match result {
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e.clone()),
             Ok((outcomes, _)) => outcomes.iter().find_map(|o| o.clone().err()),
         };
     }
@@ -301,9 +309,9 @@ fn gather(rx: &Receiver<Job>, first: Job) -> (Vec<Job>, bool) {
 /// pings with whether the transaction committed.
 fn answer(
     batch: Batch,
-    outcomes: impl Iterator<Item = Result<Receipt, String>>,
+    outcomes: impl Iterator<Item = Result<Receipt, WriteFailure>>,
     exec_outcomes: ExecOutcomes,
-    committed: Result<(), String>,
+    committed: Result<(), WriteFailure>,
 ) {
     let outcomes = outcomes.map(|o| o.map_err(SubmitError::Failed));
     handoff::answer(batch.replies.into_iter().zip(outcomes));
@@ -340,7 +348,7 @@ fn store_upload(
     upload: &NewUpload,
     clock: &super::Clock,
     isolate: bool,
-) -> Result<Result<(Receipt, Option<i64>), String>, StoreError> {
+) -> Result<Result<(Receipt, Option<i64>), WriteFailure>, StoreError> {
     let task_id = upload.task_id.as_str();
     let previous = match last_upload.peek(task_id) {
         Some(last) => Some(last.clone()),
@@ -353,7 +361,7 @@ fn store_upload(
             Err(e) => {
                 drop(sp); // rolls back to the savepoint
                 tracing::error!(error = %e, task_id, "storing an upload failed");
-                Err(e.to_string())
+                Err(WriteFailure::job(e))
             }
         }
     } else {
@@ -439,7 +447,7 @@ fn run_execs(tx: &mut Transaction, execs: &[WriteFn]) -> rusqlite::Result<ExecOu
                 sp.commit()?;
                 outcomes.push(Ok(()));
             }
-            Err(e) => outcomes.push(Err(e.to_string())),
+            Err(e) => outcomes.push(Err(WriteFailure::job(e))),
         }
     }
     Ok(outcomes)

@@ -40,7 +40,7 @@ pub const REJECTIONS_KEPT: i64 = 10_000;
 /// A write other than an upload (sessions, verification results), run inside the
 /// writer's transaction. `Fn`, not `FnOnce`: a failed batch is stored again.
 pub type WriteFn = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
-type ExecReply = oneshot::Sender<Result<(), String>>;
+type ExecReply = oneshot::Sender<Result<(), WriteFailure>>;
 
 /// An upload in the queue, holding its slot until the writer takes it.
 struct Queued {
@@ -54,20 +54,44 @@ enum Job {
     /// The uploads one HTTP worker gathered (see `handoff`).
     Uploads(Vec<Queued>),
     /// Answers whether a write transaction can be opened right now.
-    Ping(oneshot::Sender<Result<(), String>>),
+    Ping(oneshot::Sender<Result<(), WriteFailure>>),
     Exec(WriteFn, ExecReply),
     /// Commit what came before, then stop.
     Shutdown,
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why a job given to the writer was not done.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
+    /// No room in the queue (`--queue-capacity`).
     #[error("the write queue is full; retry shortly")]
     Full,
+    /// The writer has stopped.
     #[error("the service is shutting down")]
     Closed,
+    /// The database refused it.
     #[error("storage failed: {0}")]
-    Failed(String),
+    Failed(#[from] WriteFailure),
+}
+
+/// Why the writer could not store a job: SQLite's error, and whether the whole
+/// batch failed with it. Shared (`Arc`) because one failed commit answers every
+/// job of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteFailure {
+    /// The batch's transaction failed (the database locked, the disk full, …):
+    /// nothing of the batch was kept.
+    #[error("commit failed: {0}")]
+    Commit(Arc<rusqlite::Error>),
+    /// This job's own statements failed; the rest of its batch was kept.
+    #[error("{0}")]
+    Job(Arc<rusqlite::Error>),
+}
+
+impl WriteFailure {
+    fn job(e: rusqlite::Error) -> Self {
+        WriteFailure::Job(Arc::new(e))
+    }
 }
 
 impl<T> From<TrySendError<T>> for SubmitError {
@@ -88,7 +112,7 @@ pub struct WriterHandle {
     /// Room for `--queue-capacity` uploads waiting.
     room: QueueRoom,
     logs: Arc<LogBuffer>,
-    last_failure: Arc<Mutex<Option<String>>>,
+    last_failure: Arc<Mutex<Option<WriteFailure>>>,
     metrics: WriterMetrics,
 }
 
@@ -154,7 +178,7 @@ impl WriterHandle {
     /// Queues a job without waiting for room, then waits for its answer.
     async fn request<T>(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
+        job: impl FnOnce(oneshot::Sender<Result<T, WriteFailure>>) -> Job,
     ) -> Result<T, SubmitError> {
         let (tx, rx) = oneshot::channel();
         self.tx.try_send(job(tx))?;
@@ -207,9 +231,7 @@ impl WriterHandle {
         self.tx
             .send(Job::Exec(Box::new(write), tx))
             .map_err(|_| SubmitError::Closed)?;
-        rx.blocking_recv()
-            .map_err(|_| SubmitError::Closed)?
-            .map_err(SubmitError::Failed)
+        Ok(rx.blocking_recv().map_err(|_| SubmitError::Closed)??)
     }
 
     /// Asks the writer to commit everything queued so far and stop. Blocks while
@@ -230,7 +252,7 @@ impl WriterHandle {
 }
 
 fn answer_of<T>(
-    answer: Result<Result<T, String>, oneshot::error::RecvError>,
+    answer: Result<Result<T, WriteFailure>, oneshot::error::RecvError>,
 ) -> Result<T, SubmitError> {
     match answer {
         Ok(result) => result.map_err(SubmitError::Failed),
