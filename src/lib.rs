@@ -10,14 +10,21 @@
 //! - [`http`]: the upload endpoint, the JSON API and the pages;
 //! - [`cli`] and [`startup`]: the command line, and putting the process together.
 //!
+//! Every public item of `domain`, `storage`, `services` and `startup` has a doc
+//! comment (`#[deny(missing_docs)]` on each below).
+//!
 //! The upload path: `http::routes::ingest` → `http::auth` →
 //! `domain::upload_body` → `storage::writer` (group commit) → `storage::uploads`.
 
 pub mod cli;
+#[deny(missing_docs)]
 pub mod domain;
 pub mod http;
+#[deny(missing_docs)]
 pub mod services;
+#[deny(missing_docs)]
 pub mod startup;
+#[deny(missing_docs)]
 pub mod storage;
 
 pub use domain::TaskPolicy;

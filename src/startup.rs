@@ -2,8 +2,6 @@
 //! each handler takes, and the HTTP server; [`Application::build`] binds (port 0
 //! in tests) and reports its address.
 
-#![deny(missing_docs)]
-
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;

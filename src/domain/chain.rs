@@ -11,8 +11,6 @@
 //! 7. body SHA-256 (64 lower-case hex), 8. `prev_hash` (64 lower-case hex; the first
 //!    entry's is 64 zeros).
 
-#![deny(missing_docs)]
-
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

@@ -1,8 +1,6 @@
 //! The fleet over time: what a task's change between two moments is called, and
 //! UTC days. README section "Fleet history" describes them for users.
 
-#![deny(missing_docs)]
-
 use serde::Serialize;
 
 use super::Timestamp;

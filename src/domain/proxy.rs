@@ -3,8 +3,6 @@
 //! library or a server behind SMS might resolve differently (dot segments, encoded
 //! separators, matrix parameters) is refused rather than rewritten.
 
-#![deny(missing_docs)]
-
 use percent_encoding::percent_decode_str;
 
 /// A path under `/v3/` that is safe to send on byte for byte.

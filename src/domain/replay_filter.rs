@@ -1,8 +1,6 @@
 //! Which stored uploads a replay sends: one filter for the command line, the JSON
 //! API and the deliveries page's form.
 
-#![deny(missing_docs)]
-
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 

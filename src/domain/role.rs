@@ -1,7 +1,5 @@
 //! Roles of credentials and how a request was authenticated.
 
-#![deny(missing_docs)]
-
 /// What a credential may do: agents upload, auditors read, operators do both.
 #[derive(
     Debug,

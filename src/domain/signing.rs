@@ -4,8 +4,6 @@
 //! [`Signer`] signs what sms-audit sends upstream. Both build the same
 //! [`CanonicalRequest`], so they cannot drift apart.
 
-#![deny(missing_docs)]
-
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

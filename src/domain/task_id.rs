@@ -1,7 +1,5 @@
 //! Task ids as SMS accepts them.
 
-#![deny(missing_docs)]
-
 use std::fmt;
 
 /// What is wrong with a string that is not a task id (one message for every

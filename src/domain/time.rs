@@ -1,7 +1,5 @@
 //! Times: stored as UTC milliseconds, shown and parsed as RFC 3339.
 
-#![deny(missing_docs)]
-
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 
 /// Milliseconds since the Unix epoch, UTC: how times are stored.

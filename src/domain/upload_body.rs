@@ -4,8 +4,6 @@
 //! integers) into types that cannot hold an out-of-range value. Unknown fields are
 //! allowed; they stay in the stored raw body.
 
-#![deny(missing_docs)]
-
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;

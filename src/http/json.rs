@@ -2,8 +2,6 @@
 //! as the API writes them, with times as RFC 3339 strings. Storage returns typed
 //! rows; what a client reads is decided here.
 
-#![deny(missing_docs)]
-
 use serde::Serialize;
 
 use crate::domain::{format_timestamp, DeliveryState, Timestamp, Totals, Trigger};

@@ -4,8 +4,6 @@
 //! tool to carry off the machine. Reading the root is O(log n) and signing takes
 //! microseconds: ingest never waits for a checkpoint.
 
-#![deny(missing_docs)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,19 +8,28 @@ use serde::Serialize;
 use crate::domain::{format_timestamp, Totals};
 use crate::storage::uploads::{ResultRow, UploadRecord};
 
+/// How one side compares with the other.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// Fewer problems.
     Improved,
+    /// More problems.
     Regressed,
+    /// As many problems.
     Unchanged,
 }
 
+/// The four counts of a directory (or of a whole upload).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 pub struct Counts {
+    /// Files checked.
     pub num_total_files: i64,
+    /// Files that differ.
     pub num_different_files: i64,
+    /// Files missing on the target.
     pub num_target_miss_files: i64,
+    /// Files only on the target.
     pub num_target_more_files: i64,
 }
 
@@ -34,6 +43,7 @@ impl Counts {
         }
     }
 
+    /// Different + missing + extra files.
     pub fn problems(&self) -> i64 {
         self.num_different_files + self.num_target_miss_files + self.num_target_more_files
     }
@@ -70,37 +80,55 @@ impl From<&Totals> for Counts {
 /// One directory present in both uploads.
 #[derive(Debug, Clone, Serialize)]
 pub struct DirComparison {
+    /// The directory.
     pub dir_check: String,
+    /// Its counts in A.
     pub a: Counts,
+    /// Its counts in B.
     pub b: Counts,
+    /// B minus A.
     pub change: Counts,
+    /// B against A.
     pub verdict: Verdict,
 }
 
 /// A directory present in one upload only.
 #[derive(Debug, Clone, Serialize)]
 pub struct OneSided {
+    /// The directory.
     pub dir_check: String,
+    /// Its counts there.
     pub counts: Counts,
 }
 
+/// One of the two uploads compared.
 #[derive(Debug, Clone, Serialize)]
 pub struct Side {
+    /// The upload's id.
     pub id: i64,
+    /// Its task.
     pub task_id: String,
+    /// When it arrived (RFC 3339).
     pub received_at: String,
     /// Retention purged its result rows: only its totals compare.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purged_at: Option<String>,
 }
 
+/// Two uploads side by side, directory by directory.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// The older upload (A).
     pub a: Side,
+    /// The newer upload (B).
     pub b: Side,
+    /// Directories in both, by name.
     pub directories: Vec<DirComparison>,
+    /// Directories only A reported.
     pub only_in_a: Vec<OneSided>,
+    /// Directories only B reported.
     pub only_in_b: Vec<OneSided>,
+    /// The whole uploads compared.
     pub totals: DirComparison,
 }
 
@@ -128,6 +156,7 @@ fn keyed(rows: &[ResultRow]) -> Vec<(String, Counts)> {
     out
 }
 
+/// Compares upload `b` with upload `a`, directory by directory.
 pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
     let purged = a.purged_at.is_some() || b.purged_at.is_some();
     // A purged side has no directories left: compare totals only (as stored).

@@ -16,18 +16,30 @@ use crate::storage::{checkpoints, ledger, tree, StorageError};
 /// The `format` of an evidence bundle.
 pub const BUNDLE_FORMAT: &str = "sms-audit-evidence/1";
 
+/// Why evidence could not be given.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
+    /// A tree size that does not fit.
     #[error("{0}")]
     BadSize(String),
+    /// No upload with this id.
     #[error("no upload with id {0}")]
     NoSuchUpload(i64),
+    /// No task with this id.
     #[error("no task {0:?}")]
     NoSuchTask(String),
+    /// No checkpoint has been signed yet.
     #[error("no checkpoint yet: evidence needs one (the first is made once an upload is stored)")]
     NoCheckpoint,
+    /// The bundle would exceed its size limit.
     #[error("the bundle would hold {bytes} bytes of upload bodies, more than the {limit} one request may: narrow it with since and until, or use `sms-audit evidence export`")]
-    TooLarge { bytes: u64, limit: u64 },
+    TooLarge {
+        /// Bytes of bodies it would hold.
+        bytes: u64,
+        /// The most one request may hold.
+        limit: u64,
+    },
+    /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -37,10 +49,15 @@ pub enum EvidenceError {
 /// RFC 6962 section 2.1.1).
 #[derive(Debug, Serialize)]
 pub struct InclusionProof {
+    /// The upload's place in the tree (its id minus one).
     pub leaf_index: u64,
+    /// The tree's size the proof leads to.
     pub tree_size: u64,
+    /// The leaf's hash (hex).
     pub leaf_hash: String,
+    /// The tree's root (hex).
     pub root_hash: String,
+    /// The sibling hashes, leaf to root (hex).
     pub hashes: Vec<String>,
 }
 
@@ -48,10 +65,15 @@ pub struct InclusionProof {
 /// section 2.1.2).
 #[derive(Debug, Serialize)]
 pub struct ConsistencyProof {
+    /// The smaller tree's size.
     pub from: u64,
+    /// The larger tree's size.
     pub to: u64,
+    /// The smaller tree's root (hex).
     pub from_root: String,
+    /// The larger tree's root (hex).
     pub to_root: String,
+    /// The proof's hashes (hex).
     pub hashes: Vec<String>,
 }
 
@@ -109,6 +131,7 @@ pub fn inclusion(
     })
 }
 
+/// The consistency proof from tree size `from` to `to` (RFC 6962).
 pub fn consistency(
     conn: &Connection,
     from: u64,
@@ -138,29 +161,42 @@ pub fn consistency(
 /// body, an inclusion proof each) and the signed checkpoint the proofs lead to.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Bundle {
+    /// The bundle's format and version.
     pub format: String,
     /// The log's verifier key (pin your own copy with `evidence verify --vkey`).
     pub vkey: String,
     /// The signed checkpoint (a C2SP signed note).
     pub checkpoint: String,
+    /// The uploads it holds, by id.
     pub entries: Vec<BundleEntry>,
 }
 
+/// One upload in an evidence bundle: its chain entry and raw body.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BundleEntry {
+    /// The upload's id.
     pub id: i64,
+    /// The `X-Request-Id` it was answered with.
     pub request_id: String,
+    /// Its task.
     pub task_id: String,
+    /// When it arrived (RFC 3339).
     pub received_at: String,
+    /// The credential that sent it.
     pub credential_name: String,
+    /// How that credential signed.
     pub auth_method: String,
+    /// SHA-256 of the raw body.
     pub body_sha256: String,
+    /// The previous entry's hash.
     pub prev_hash: String,
+    /// This entry's hash.
     pub entry_hash: String,
     /// Absent once retention purged the body (`purged_at` says when): the entry
     /// hash still covers `body_sha256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_body_base64: Option<String>,
+    /// When retention purged its body, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purged_at: Option<String>,
     /// The audit path (base64) of leaf `id - 1` in the checkpoint's tree.
@@ -238,14 +274,23 @@ pub fn bundle(
 /// Why a bundle does not check out: the first failure found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
+    /// Not a bundle this version reads.
     #[error("format is {0:?}, not {BUNDLE_FORMAT:?}")]
     Format(String),
+    /// The verifier key given is not one.
     #[error("verifier key: {0}")]
     VerifierKey(String),
+    /// The bundle's checkpoint does not verify.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// An entry that does not verify, and why.
     #[error("entry {id}: {why}")]
-    Entry { id: i64, why: String },
+    Entry {
+        /// The entry's id.
+        id: i64,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// Checks a bundle with nothing but itself and a verifier key (`vkey`, or the

@@ -2,8 +2,6 @@
 //! upload, with its raw body, so the chain can be re-verified offline). Rows are
 //! streamed in id order; nothing is buffered beyond a write buffer.
 
-#![deny(missing_docs)]
-
 use std::io::Write;
 
 use rusqlite::Connection;

@@ -69,12 +69,15 @@ impl StateCache {
 /// One task between two moments.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
+    /// The task.
     pub task_id: String,
+    /// Its name, if it has one.
     pub name: Option<String>,
     /// Its latest upload at the first moment (none: it had not reported yet).
     pub from: Option<TaskState>,
     /// Its latest upload at the second moment.
     pub to: TaskState,
+    /// The second moment against the first.
     pub verdict: Verdict,
     /// No problems at the second moment.
     pub clean: bool,
@@ -85,14 +88,20 @@ pub struct Change {
 /// Tasks per verdict, and how many are clean.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerdictCounts {
+    /// Tasks that first reported in between.
     pub new: usize,
+    /// Tasks with fewer problems.
     pub improved: usize,
+    /// Tasks with more problems.
     pub regressed: usize,
+    /// Tasks with as many problems (not zero).
     pub unchanged: usize,
+    /// Tasks with no problems at both moments.
     pub clean: usize,
 }
 
 impl VerdictCounts {
+    /// How many tasks have this verdict.
     pub fn of(&self, verdict: Verdict) -> usize {
         match verdict {
             Verdict::New => self.new,
@@ -106,8 +115,11 @@ impl VerdictCounts {
 /// What changed between two moments: every task with an upload by `to`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changes {
+    /// The first moment.
     pub from: Timestamp,
+    /// The second moment.
     pub to: Timestamp,
+    /// Tasks per verdict.
     pub counts: VerdictCounts,
     /// By task id.
     pub tasks: Vec<Change>,
@@ -172,8 +184,11 @@ pub fn compare_states(
 pub struct TrendPoint {
     /// `YYYY-MM-DD` (UTC).
     pub date: String,
+    /// Tasks that had reported by then.
     pub tasks_reporting: i64,
+    /// Their problems, summed over each task's latest upload.
     pub open_problems: i64,
+    /// Those whose latest upload had no problems.
     pub tasks_clean: i64,
 }
 
@@ -234,7 +249,9 @@ pub fn date_of(day: i64) -> String {
 /// Which tasks of a [`Changes`] to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeFilter {
+    /// Every task.
     All,
+    /// Tasks with this verdict.
     Verdict(Verdict),
     /// No problems at the second moment.
     Clean,
@@ -243,8 +260,10 @@ pub enum ChangeFilter {
 /// A `verdict` or `sort` the fleet's changes do not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeQueryError {
+    /// `verdict=` names no verdict.
     #[error("verdict: must be new, improved, regressed, unchanged or clean (got {0:?})")]
     Verdict(String),
+    /// `sort=` names no order.
     #[error("sort: must be change or task (got {0:?})")]
     Sort(String),
 }
@@ -262,6 +281,7 @@ impl ChangeFilter {
         }
     }
 
+    /// The value of `verdict=` that names this filter.
     pub fn key(self) -> &'static str {
         match self {
             ChangeFilter::All => "",
@@ -289,6 +309,7 @@ pub enum ChangeSort {
 }
 
 impl ChangeSort {
+    /// The order `sort=` names (the default when absent).
     pub fn parse(s: Option<&str>) -> Result<Self, ChangeQueryError> {
         match s.unwrap_or("change") {
             "change" => Ok(ChangeSort::Change),
@@ -297,6 +318,7 @@ impl ChangeSort {
         }
     }
 
+    /// The value of `sort=` that names this order.
     pub fn key(self) -> &'static str {
         match self {
             ChangeSort::Change => "change",

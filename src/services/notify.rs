@@ -5,8 +5,6 @@
 //! Mattermost- and Teams-style incoming webhooks show) to every URL, retried with
 //! the outbox's policy until delivered, failed or dead.
 
-#![deny(missing_docs)]
-
 use std::sync::Arc;
 
 use parking_lot::Mutex;

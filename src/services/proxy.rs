@@ -36,6 +36,7 @@ pub struct ProxySettings {
 }
 
 impl ProxySettings {
+    /// The defaults of the `--proxy-*` flags.
     pub const DEFAULT: ProxySettings = ProxySettings {
         max_body_bytes: 10 * 1024 * 1024,
         log_bodies: false,
@@ -58,28 +59,39 @@ pub enum OutgoingBody {
     /// Passed on as it arrives; `length` is the agent's `Content-Length`, and
     /// `deadline` the time the agent has to send it all.
     Streamed {
+        /// The body as it streams in.
         stream: reqwest::Body,
+        /// Its `Content-Length`, if the client sent one.
         length: Option<u64>,
+        /// How long the client may take to send it.
         deadline: Duration,
     },
 }
 
 /// One call to pass on; `headers` are already the ones that may go on.
 pub struct OutgoingRequest<'a> {
+    /// The client's method.
     pub method: reqwest::Method,
+    /// The SMS path, checked.
     pub path: &'a ProxyPath,
+    /// The query, as the client sent it.
     pub raw_query: &'a str,
+    /// The headers passed on (never the client's credentials).
     pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    /// The body.
     pub body: OutgoingBody,
     /// The agent sent `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`: the body is not
     /// signed on the way on either.
     pub unsigned_payload: bool,
 }
 
+/// Why a call got no answer from SMS.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyFailure {
+    /// SMS could not be reached.
     #[error("SMS could not be reached: {0}")]
     Unreachable(String),
+    /// SMS did not answer within this many seconds.
     #[error("SMS did not answer within {0} s")]
     Timeout(u64),
     /// The HTTP client would send the path or query (`.0`) other than received.
@@ -102,6 +114,7 @@ pub struct Proxy {
 const SIGNED_WHEN_PRESENT: &[&str] = &["content-type", "x-project-id", "x-domain-id"];
 
 impl Proxy {
+    /// A pass-through to `endpoint`, signing with `auth`.
     pub fn new(endpoint: String, auth: UpstreamAuth, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -251,6 +264,7 @@ fn hide(body: &mut Vec<u8>, secret: &[u8]) {
 }
 
 impl ProxyLog {
+    /// A log of passed-on calls, written through `writer`.
     pub fn new(writer: WriterHandle, settings: ProxySettings) -> Self {
         Self {
             writer,
@@ -283,10 +297,12 @@ impl ProxyLog {
         );
     }
 
+    /// What the log keeps.
     pub fn settings(&self) -> &ProxySettings {
         &self.settings
     }
 
+    /// Records a call without waiting (bodies cut to the kept length).
     pub fn record(&self, mut call: ProxyCall) {
         for body in [&mut call.request_body, &mut call.response_body]
             .into_iter()
@@ -321,13 +337,16 @@ impl ProxyLog {
 /// The start of a streamed body, kept for the log while it passes.
 #[derive(Debug, Default)]
 pub struct BodyTap {
+    /// Bytes seen.
     pub bytes: u64,
+    /// The start of the body, when bodies are kept.
     pub kept: Option<Vec<u8>>,
     /// Why the body stopped before its end (it came too slowly).
     pub broken: Option<String>,
 }
 
 impl BodyTap {
+    /// A tap that keeps the body's start when `keep` is set.
     pub fn new(keep: bool) -> Self {
         Self {
             bytes: 0,
@@ -336,6 +355,7 @@ impl BodyTap {
         }
     }
 
+    /// Counts a chunk, keeping what fits.
     pub fn see(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
         if let Some(kept) = &mut self.kept {

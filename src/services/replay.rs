@@ -33,18 +33,25 @@ const REPLAY_CHUNK: usize = 2_000;
 /// What a replay request selected, and, unless it was a dry run, the replay made.
 #[derive(Debug, Serialize)]
 pub struct ReplayAnswer {
+    /// The replay run's id (none for a dry run).
     pub replay_id: Option<i64>,
+    /// Where it sends.
     pub target: String,
+    /// Uploads selected.
     pub count: usize,
+    /// Uploads per task.
     pub tasks: BTreeMap<String, usize>,
+    /// Nothing was queued, only counted.
     pub dry_run: bool,
 }
 
+/// Why a replay was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The request cannot be served as asked (the caller's mistake).
     #[error("{0}")]
     Invalid(String),
+    /// The database failed.
     #[error("{0}")]
     Storage(String),
 }
@@ -90,12 +97,16 @@ pub fn target(
 /// selected and created in the writer's transaction (what is counted is sent),
 /// then handed to the service's sender.
 pub struct ServerReplays {
+    /// Where replays read the uploads they select.
     pub reads: ReadPool,
+    /// Where they queue deliveries.
     pub writer: WriterHandle,
+    /// Wakes the server's sender.
     pub wake: Arc<Notify>,
 }
 
 impl ServerReplays {
+    /// Selects uploads and queues a delivery of each (or only counts them).
     pub async fn start(
         &self,
         filter: ReplayFilter,
@@ -176,11 +187,15 @@ fn answer(
 /// A replay sent by this process (the `replay` command) rather than by the
 /// service: the same sender, recording on a connection of its own.
 pub struct DirectReplay {
+    /// The replay run's id.
     pub replay_id: i64,
     /// Where it may send; its stored target is checked again at every send.
     pub targets: ReplayTargets,
+    /// How requests to SMS are signed.
     pub auth: UpstreamAuth,
+    /// How long one attempt may take.
     pub timeout: Duration,
+    /// Deliveries in flight at once.
     pub concurrency: usize,
     /// Most uploads sent per second.
     pub rate: Option<NonZeroU32>,
@@ -189,8 +204,11 @@ pub struct DirectReplay {
 /// A direct replay on its way: set `stop` to let the sends in flight finish and
 /// end it; `counts` says how far it got.
 pub struct Sending {
+    /// Ends when the replay's deliveries are done or it is stopped.
     pub done: tokio::task::JoinHandle<()>,
+    /// Set to stop sending.
     pub stop: Arc<AtomicBool>,
+    /// What has been sent so far.
     pub counts: Arc<SendCounts>,
 }
 

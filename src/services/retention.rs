@@ -25,8 +25,10 @@ pub type Writes<'a> = &'a dyn Fn(Step) -> Result<(), WriteError>;
 /// Why a step was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// A statement failed.
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    /// The writer refused or failed.
     #[error(transparent)]
     Writer(#[from] crate::storage::writer::SubmitError),
     /// A dry run writes nothing.
@@ -37,13 +39,18 @@ pub enum WriteError {
 /// Why a purge stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PurgeError {
+    /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A purge step failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A purge step failed after earlier steps had purged.
     #[error("the purge stopped after {purged} uploads: {source}")]
     Stopped {
+        /// Uploads purged before it failed.
         purged: u64,
+        /// Why it failed.
         #[source]
         source: WriteError,
     },
@@ -55,6 +62,7 @@ const MAX_STEP_IDS: i64 = 1 << 20;
 const MIN_STEP_IDS: i64 = 16;
 const FIRST_STEP_PAGES: u32 = 256;
 
+/// What a purge removes, and whether it only reports.
 #[derive(Debug, Clone)]
 pub struct PurgeSettings {
     /// Uploads received before this are purged.
@@ -63,20 +71,26 @@ pub struct PurgeSettings {
     pub actor: String,
     /// The longest one step may hold the write lock (and so delay ingest).
     pub step: Duration,
+    /// Only report what would be purged.
     pub dry_run: bool,
 }
 
+/// What a purge did (or, dry, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct PurgeReport {
+    /// Uploads received before this were candidates.
     pub before: Timestamp,
     /// The last upload received before `before` (0: none).
     pub up_to_id: i64,
     /// What the purge found to do (what a dry run reports).
     pub plan: Candidates,
+    /// What was purged.
     pub purged: Purged,
     /// Pages handed back to the file system, and whether the database can.
     pub freed_pages: u64,
+    /// Whether freed pages were returned to the file system.
     pub incremental_vacuum: bool,
+    /// Nothing was purged, only counted.
     pub dry_run: bool,
     /// The admin log's row (none for a dry run or when nothing was due).
     pub log_id: Option<i64>,
@@ -232,6 +246,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 pub struct RetentionSettings {
     /// Uploads received longer ago than this are purged.
     pub keep: Duration,
+    /// How long one purge step may hold the writer.
     pub step: Duration,
 }
 

@@ -30,6 +30,7 @@ pub const REGIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The SMS endpoint of a Huawei Cloud region, if the region is known.
 pub fn region_endpoint(region: &str) -> Option<&'static str> {
     REGIONS.iter().find(|(r, _)| *r == region).map(|(_, e)| *e)
 }
@@ -37,10 +38,14 @@ pub fn region_endpoint(region: &str) -> Option<&'static str> {
 /// How sms-audit authenticates to SMS: never with the agent's own credentials.
 #[derive(Clone)]
 pub enum UpstreamAuth {
+    /// AK/SK signing.
     Aksk {
+        /// Signs with the service's key pair.
         signer: Signer,
+        /// The `X-Project-Id` to send, if configured.
         project_id: Option<String>,
     },
+    /// A static `X-Auth-Token`.
     Token(String),
 }
 
@@ -57,16 +62,22 @@ impl std::fmt::Debug for UpstreamAuth {
     }
 }
 
+/// Why the upstream settings cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamConfigError {
+    /// A region with no known endpoint.
     #[error("unknown region {0:?}; known: cn-north-4, ap-southeast-3, my-kualalumpur-1, ru-moscow-1, ap-southeast-1")]
     UnknownRegion(String),
+    /// An endpoint that is not a URL of scheme, host and port.
     #[error("upstream endpoint {0:?} must be an http:// or https:// URL")]
     BadEndpoint(String),
+    /// Neither a key pair nor a token.
     #[error("no upstream credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (and HUAWEICLOUD_SDK_PROJECT_ID), or SMS_AUDIT_UPSTREAM_TOKEN")]
     NoCredentials,
+    /// Neither an endpoint nor a region.
     #[error("an upstream endpoint is needed: --upstream-endpoint URL or --upstream-region R")]
     NoEndpoint,
+    /// A plain-HTTP endpoint that is not on loopback.
     #[error("replay target {0:?} must be an https:// URL (plain http:// only on loopback)")]
     InsecureTarget(String),
 }
@@ -74,8 +85,10 @@ pub enum UpstreamConfigError {
 /// Why a replay or delivery target is refused.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetRefused {
+    /// The target is not a usable endpoint.
     #[error(transparent)]
     Invalid(#[from] UpstreamConfigError),
+    /// The target is not the configured upstream.
     #[error("{0:?} is not a replay target of this service: use the configured upstream, a region's endpoint, or a URL the service was started with (--replay-target)")]
     NotAllowed(String),
 }
@@ -86,15 +99,21 @@ pub enum ListTasksError {
     /// No answer (connection, TLS, timeout); the text says which.
     #[error("{text}")]
     Transport {
+        /// What was being done.
         text: String,
+        /// The transport's error.
         #[source]
         source: reqwest::Error,
     },
+    /// SMS answered with an error.
     #[error("SMS answered {status}{detail}")]
     Refused {
+        /// Its HTTP status.
         status: reqwest::StatusCode,
+        /// The start of its answer.
         detail: String,
     },
+    /// SMS's answer was not the JSON expected.
     #[error("not a ListTasks answer: {0}")]
     NotAnAnswer(#[from] serde_json::Error),
 }
@@ -176,6 +195,7 @@ impl UpstreamAuth {
     }
 }
 
+/// `url` as scheme, host and port, without a trailing slash or path.
 pub fn normalize_endpoint(url: &str) -> Result<String, UpstreamConfigError> {
     let trimmed = url.trim().trim_end_matches('/');
     let parsed =
@@ -256,11 +276,13 @@ pub fn endpoint(url: Option<&str>, region: Option<&str>) -> Result<String, Upstr
 /// Sends stored uploads to one SMS endpoint.
 #[derive(Clone)]
 pub struct Upstream {
+    /// SMS's endpoint.
     pub endpoint: String,
     auth: UpstreamAuth,
     client: reqwest::Client,
 }
 
+/// How much of an answer an attempt records.
 pub const RESPONSE_HEAD_BYTES: usize = 4096;
 /// The most of an upstream answer that is read: an SMS error body is small; a
 /// misbehaving upstream must not make the sender buffer without bound.
@@ -289,26 +311,35 @@ const TASK_LIST_READ_LIMIT: usize = 16 * 1024 * 1024;
 /// Only what sms-audit keeps is read; the rest of each task is ignored.
 #[derive(Debug, Deserialize)]
 pub struct TaskPage {
+    /// Tasks SMS has in all.
     pub count: u64,
+    /// This page's tasks.
     #[serde(default)]
     pub tasks: Vec<SmsTask>,
 }
 
+/// A task as SMS's `ListTasks` gives it.
 #[derive(Debug, Deserialize)]
 pub struct SmsTask {
+    /// Its id.
     pub id: String,
+    /// Its name.
     pub name: Option<String>,
+    /// Its state (`RUNNING`, `MIGRATE_SUCCESS`, …).
     pub state: Option<String>,
     /// The task's source server (`source_server.id`).
     pub source_server: Option<SmsSourceRef>,
 }
 
+/// A task's source server, as SMS names it.
 #[derive(Debug, Deserialize)]
 pub struct SmsSourceRef {
+    /// Its id.
     pub id: Option<String>,
 }
 
 impl TaskPage {
+    /// A page of `ListTasks`, from its JSON.
     pub fn parse(bytes: &[u8]) -> Result<Self, ListTasksError> {
         Ok(serde_json::from_slice(bytes)?)
     }
@@ -321,6 +352,7 @@ struct SmsErrorBody {
 }
 
 impl Upstream {
+    /// A client for `endpoint`, signing with `auth`.
     pub fn new(endpoint: String, auth: UpstreamAuth, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -389,6 +421,7 @@ impl Upstream {
         request
     }
 
+    /// The consistency-result URL of a task.
     pub fn url_for(&self, task_id: &str) -> String {
         format!("{}/v3/tasks/{task_id}/consistency-result", self.endpoint)
     }

@@ -2,8 +2,6 @@
 //! time, on its own thread, its progress readable while it runs and its result
 //! recorded in the `verifications` table.
 
-#![deny(missing_docs)]
-
 use crate::storage::verifications;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

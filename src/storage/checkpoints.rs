@@ -8,14 +8,17 @@ use crate::domain::Timestamp;
 /// A checkpoint as the API shows it.
 #[derive(Debug, Clone)]
 pub struct StoredCheckpoint {
+    /// How many uploads it covers.
     pub tree_size: u64,
     /// Standard base64.
     pub root_hash: String,
+    /// When it was signed.
     pub time: Timestamp,
     /// The signed note, as served at `/api/v1/checkpoints/latest`.
     pub note: String,
 }
 
+/// Stores a checkpoint (once per tree size).
 pub fn insert(
     conn: &Connection,
     tree_size: u64,
@@ -44,6 +47,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCheckpoint> {
     })
 }
 
+/// The newest checkpoint, if any.
 pub fn latest(conn: &Connection) -> Result<Option<StoredCheckpoint>, StorageError> {
     Ok(conn
         .prepare_cached(

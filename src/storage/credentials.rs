@@ -70,21 +70,33 @@ pub fn find_by_access_key(
         .optional()?)
 }
 
+/// Why a credential could not be added or revoked.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
+    /// The name is in use.
     #[error("a credential named {0:?} already exists")]
     NameTaken(String),
+    /// The name belonged to a revoked credential.
     #[error(
         "a credential named {name:?} was revoked on {}; names are not reused, choose another",
         format_timestamp(*.revoked_at)
     )]
-    NameRevoked { name: String, revoked_at: Timestamp },
+    NameRevoked {
+        /// The name.
+        name: String,
+        /// When its credential was revoked.
+        revoked_at: Timestamp,
+    },
+    /// The access key is in use.
     #[error("access key {0:?} is already registered")]
     AccessKeyTaken(String),
+    /// No credential has this name.
     #[error("no credential named {0:?}")]
     NotFound(String),
+    /// A name, key or scope that is not allowed.
     #[error("{0}")]
     Invalid(String),
+    /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -97,33 +109,49 @@ impl From<rusqlite::Error> for CredentialError {
 
 /// How a new credential gets an AK/SK pair, if at all.
 pub enum KeyPair {
+    /// Token only.
     None,
+    /// A new access key and secret key.
     Generate,
+    /// This key pair.
     Existing {
+        /// The access key.
         access_key: String,
+        /// The secret key.
         secret_key: String,
     },
 }
 
+/// A credential to add.
 pub struct NewCredential<'a> {
+    /// Its name (unique, never reused).
     pub name: &'a str,
+    /// What it may do.
     pub role: Role,
+    /// The tasks it may upload to (`None`: any).
     pub tasks: Option<Vec<TaskId>>,
+    /// Its AK/SK key pair, if any.
     pub key_pair: KeyPair,
 }
 
 /// The secrets of a new credential, shown once.
 #[derive(Debug, Serialize)]
 pub struct IssuedCredential {
+    /// Its name.
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// Its bearer token (stored only hashed).
     pub token: String,
+    /// Its access key, if it has a key pair.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_key: Option<String>,
+    /// Its secret key (stored encrypted), if it has a key pair.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
 }
 
+/// Adds a credential; its secrets are returned once.
 pub fn add(conn: &Connection, new: NewCredential<'_>) -> Result<IssuedCredential, CredentialError> {
     let name = new.name.trim();
     if name.is_empty() || name.len() > 128 || !printable(name) {
@@ -251,14 +279,21 @@ fn check_free(
 /// A credential as listed: never its secrets.
 #[derive(Debug)]
 pub struct CredentialSummary {
+    /// Its name.
     pub name: String,
+    /// What it may do.
     pub role: String,
+    /// Its access key, if it has a key pair.
     pub access_key: Option<String>,
+    /// The tasks it may upload to (`None`: any).
     pub tasks: Option<Vec<String>>,
+    /// When it was added.
     pub created_at: Timestamp,
+    /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Every credential, by name.
 pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
     let mut stmt = conn.prepare(
         "SELECT name, role, access_key, task_scope, created_at, revoked_at
@@ -279,6 +314,7 @@ pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Revokes a credential; its name stays taken.
 pub fn revoke(conn: &Connection, name: &str) -> Result<(), CredentialError> {
     let changed = conn.execute(
         "UPDATE credentials SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
@@ -290,6 +326,7 @@ pub fn revoke(conn: &Connection, name: &str) -> Result<(), CredentialError> {
     Ok(())
 }
 
+/// Whether no credential has ever been added.
 pub fn is_empty(conn: &Connection) -> Result<bool, StorageError> {
     Ok(
         conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM credentials)", [], |r| {

@@ -10,8 +10,11 @@ use crate::domain::{TaskId, Timestamp};
 /// Which uploads an export covers.
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
+    /// Only this task's uploads.
     pub task_id: Option<TaskId>,
+    /// Only uploads received at or after this time.
     pub since: Option<Timestamp>,
+    /// Only uploads received before this time.
     pub until: Option<Timestamp>,
 }
 
@@ -35,19 +38,33 @@ pub fn estimate(conn: &Connection, filter: &ExportFilter) -> Result<u64, Storage
 
 /// An upload's fields as exported.
 pub struct ExportedUpload {
+    /// Its id.
     pub id: i64,
+    /// The `X-Request-Id` it was answered with.
     pub request_id: String,
+    /// Its task.
     pub task_id: String,
+    /// When it arrived.
     pub received_at: Timestamp,
+    /// The credential that sent it.
     pub credential_name: String,
+    /// How that credential signed.
     pub auth_method: String,
+    /// The `X-Project-Id` header, if sent.
     pub project_id: Option<String>,
+    /// The TCP peer.
     pub peer_addr: String,
+    /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// SHA-256 of the raw body.
     pub body_sha256: String,
+    /// The previous entry's hash.
     pub prev_hash: String,
+    /// This entry's hash.
     pub entry_hash: String,
+    /// The earlier upload of the task with the same bytes, if any.
     pub duplicate_of: Option<i64>,
+    /// The agent's `finished_time`, as sent.
     pub finished_time: Option<i64>,
     /// Only when asked for.
     pub raw_body: Option<Vec<u8>>,
@@ -57,8 +74,11 @@ pub struct ExportedUpload {
 
 /// One result item of an upload.
 pub struct ExportedResult {
+    /// Its place in the upload, from 0.
     pub ordinal: i64,
+    /// The directory it checked.
     pub dir_check: String,
+    /// Total, different, missing and extra files.
     pub counts: [i64; 4],
 }
 

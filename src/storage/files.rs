@@ -28,6 +28,7 @@ pub struct Replacement {
 }
 
 impl Replacement {
+    /// A temporary file beside `path`, to replace it with.
     pub fn new(path: &Path) -> std::io::Result<Self> {
         let name = path
             .file_name()
@@ -42,6 +43,7 @@ impl Replacement {
         })
     }
 
+    /// The temporary file, to write.
     pub fn file(&mut self) -> &mut File {
         self.file.as_mut().expect("not committed yet")
     }
@@ -102,8 +104,11 @@ pub struct PrivateRefused(pub NotPrivate);
 #[derive(Debug, thiserror::Error)]
 #[error("{what} {} may be read or changed by others than its owner (mode {mode:04o}): `chmod 600` it", path.display())]
 pub struct NotPrivate {
+    /// What the file is (`the database`, `the key`, …).
     pub what: String,
+    /// Its path.
     pub path: std::path::PathBuf,
+    /// Its permission bits.
     pub mode: u32,
 }
 

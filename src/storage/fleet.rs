@@ -21,11 +21,17 @@ pub fn last_id_at(conn: &Connection, at: Timestamp) -> Result<i64, StorageError>
 /// A task as its latest upload up to some id shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskState {
+    /// The task.
     pub task_id: String,
+    /// Its name, if it has one.
     pub name: Option<String>,
+    /// Its latest upload by then.
     pub upload_id: i64,
+    /// When that upload arrived.
     pub received_at: Timestamp,
+    /// That upload's totals.
     pub totals: Totals,
+    /// Its problems (different + missing + extra files).
     pub problems: i64,
     /// The upload has more problems than the task's upload before it.
     pub regressed: bool,
@@ -360,8 +366,11 @@ pub fn fleet_days(conn: &Connection, first: i64, last: i64) -> Result<Vec<FleetD
 /// What one stored upload changed in the fleet: its day, and its task's problems
 /// before (none: the task's first upload) and after.
 pub struct FleetChange {
+    /// The upload's day (UTC).
     pub day: i64,
+    /// Its task's problems before it (none: the task's first upload).
     pub before: Option<i64>,
+    /// Its task's problems after it.
     pub after: i64,
 }
 
@@ -459,11 +468,17 @@ pub fn record_directories(
 /// A task's latest counts for one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryRow {
+    /// The task.
     pub task_id: String,
+    /// Its name, if it has one.
     pub name: Option<String>,
+    /// Its latest upload reporting the directory.
     pub upload_id: i64,
+    /// When that upload arrived.
     pub received_at: Timestamp,
+    /// The directory's counts in it.
     pub totals: Totals,
+    /// The directory's problems in it.
     pub problems: i64,
 }
 

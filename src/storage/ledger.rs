@@ -45,15 +45,25 @@ pub fn entry_head(conn: &Connection, id: i64) -> Result<Option<Head>, StorageErr
 
 /// One upload as stored, with everything verification recomputes.
 pub struct StoredEntry {
+    /// Its id.
     pub id: i64,
+    /// The `X-Request-Id` it was answered with.
     pub request_id: String,
+    /// Its task.
     pub task_id: String,
+    /// When it arrived.
     pub received_at: Timestamp,
+    /// The credential that sent it.
     pub credential_name: String,
+    /// How that credential signed.
     pub auth_method: String,
+    /// The raw body (empty once purged).
     pub raw_body: Vec<u8>,
+    /// SHA-256 of the raw body.
     pub body_sha256: String,
+    /// The previous entry's hash.
     pub prev_hash: String,
+    /// This entry's hash.
     pub entry_hash: String,
     /// When retention emptied `raw_body`.
     pub purged_at: Option<Timestamp>,
@@ -61,7 +71,9 @@ pub struct StoredEntry {
 
 /// What the task summaries count: uploads, and the highest upload id.
 pub struct SummaryTotals {
+    /// Uploads counted.
     pub uploads: i64,
+    /// The newest upload counted.
     pub last_upload_id: i64,
 }
 
@@ -71,17 +83,27 @@ pub type Span = std::ops::Range<usize>;
 /// An entry as a verification reads it: numbers inline, text and blobs as spans
 /// of the batch's bytes (one buffer per batch instead of a dozen per entry).
 pub struct ScannedEntry {
+    /// Its id.
     pub id: i64,
+    /// When it arrived.
     pub received_at: Timestamp,
     /// result_count, total, different, target_miss, target_more, finished_time (-1: none).
     pub totals: [i64; 6],
+    /// The `X-Request-Id`, in the batch's bytes.
     pub request_id: Span,
+    /// The task id, in the batch's bytes.
     pub task_id: Span,
+    /// The credential's name, in the batch's bytes.
     pub credential_name: Span,
+    /// The auth method, in the batch's bytes.
     pub auth_method: Span,
+    /// The raw body, in the batch's bytes.
     pub raw_body: Span,
+    /// The body's SHA-256, in the batch's bytes.
     pub body_sha256: Span,
+    /// The previous hash, in the batch's bytes.
     pub prev_hash: Span,
+    /// This entry's hash, in the batch's bytes.
     pub entry_hash: Span,
     /// Its rows in the batch's `results`.
     pub results: std::ops::Range<usize>,
@@ -91,8 +113,11 @@ pub struct ScannedEntry {
 
 /// A stored result row as a verification reads it.
 pub struct ScannedResult {
+    /// Its place in the upload, from 0.
     pub ordinal: i64,
+    /// The directory, in the batch's bytes.
     pub dir_check: Span,
+    /// Total, different, missing and extra files.
     pub counts: [i64; 4],
 }
 
@@ -100,8 +125,11 @@ pub struct ScannedResult {
 /// they made.
 #[derive(Default)]
 pub struct ScannedBatch {
+    /// Every text of the batch, back to back (the spans point into it).
     pub bytes: Vec<u8>,
+    /// The entries, by id.
     pub entries: Vec<ScannedEntry>,
+    /// Their result rows, by upload and ordinal.
     pub results: Vec<ScannedResult>,
     /// The stored hashes the batch's leaves made, as `(idx, hash)`; a hash that
     /// is not 32 bytes is `None`. Empty when the tree is not compared.
@@ -109,6 +137,7 @@ pub struct ScannedBatch {
 }
 
 impl ScannedBatch {
+    /// The bytes a span points at.
     pub fn get(&self, span: &Span) -> &[u8] {
         &self.bytes[span.clone()]
     }
@@ -133,6 +162,7 @@ pub struct ScanStart {
     pub tree_size: u64,
     /// The last entry's id (0: an empty ledger).
     pub last_id: i64,
+    /// The task summaries' totals where the scan starts.
     pub totals: SummaryTotals,
     /// The database has the `purged_at` column (a database from before retention
     /// does not).
@@ -325,6 +355,7 @@ pub fn task_body_bytes(
     Ok(bytes.max(0) as u64)
 }
 
+/// A task's entries, by id.
 pub fn task_entries(
     conn: &Connection,
     task_id: &str,

@@ -36,17 +36,25 @@ impl LockKind {
     }
 }
 
+/// Why the database could not be locked for this process.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Another process holds it.
     #[error("{db} is in use: {holder} (PID {pid}); stop that process first")]
     Held {
+        /// The database.
         db: PathBuf,
+        /// What holds it (`serve`, `restore`, …).
         holder: &'static str,
+        /// The holder's process id, as it recorded it.
         pid: String,
     },
+    /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }

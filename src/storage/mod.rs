@@ -70,17 +70,24 @@ pub enum WalCheckpoints {
     Off,
 }
 
+/// Why the database could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    /// A blocking task failed.
     #[error("a background task failed: {0}")]
     Background(String),
+    /// The database's directory could not be created.
     #[error("cannot create database file {path}: {source}")]
     Create {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -231,6 +238,7 @@ pub struct ReadPool {
 const MAX_IDLE_READERS: usize = 16;
 
 impl ReadPool {
+    /// A pool of read-only connections to the database at `path`.
     pub fn new(path: &Path) -> Self {
         Self {
             path: Arc::new(path.to_path_buf()),

@@ -12,7 +12,9 @@ use crate::domain::Timestamp;
 pub struct Event {
     /// Unique per event: the same event found twice is stored once.
     pub key: String,
+    /// What happened (the notification's kind).
     pub kind: &'static str,
+    /// The message, as sent.
     pub text: String,
     /// The JSON object to POST (with `text`).
     pub payload: String,
@@ -48,13 +50,19 @@ pub fn add(
 /// A send that is due.
 #[derive(Debug, Clone)]
 pub struct DueSend {
+    /// The send's id.
     pub id: i64,
+    /// Where it goes.
     pub url: String,
+    /// The JSON sent.
     pub payload: String,
+    /// Attempts so far.
     pub attempts: u32,
+    /// When the notification was made.
     pub created_at: Timestamp,
 }
 
+/// Sends due at `now`, oldest first (at most `limit`).
 pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> Result<Vec<DueSend>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.url, n.payload, s.attempts, s.created_at
@@ -97,17 +105,27 @@ pub fn record(
 /// A notification and its sends, for `/deliveries`.
 #[derive(Debug, Clone)]
 pub struct SentNotification {
+    /// The notification's id.
     pub id: i64,
+    /// What happened.
     pub kind: String,
+    /// The message.
     pub text: String,
+    /// When it was made.
     pub created_at: Timestamp,
+    /// Where it was sent.
     pub url: String,
+    /// Where the send stands (`pending`, `sent`, `failed`).
     pub state: String,
+    /// Attempts so far.
     pub attempts: i64,
+    /// The last attempt's HTTP status.
     pub last_status: Option<i64>,
+    /// The last attempt's error.
     pub last_error: Option<String>,
 }
 
+/// The newest sends (at most `limit`), with their notifications.
 pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<SentNotification>, StorageError> {
     if !super::has_table(conn, "notifications")? {
         return Ok(Vec::new());
@@ -136,8 +154,11 @@ pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<SentNotification>, St
 
 /// A regressed upload.
 pub struct Regressed {
+    /// The upload's id.
     pub id: i64,
+    /// Its task.
     pub task_id: String,
+    /// Its problems.
     pub problems: i64,
 }
 
@@ -182,12 +203,19 @@ pub fn last_verification_id(conn: &Connection) -> Result<i64, StorageError> {
 
 /// A delivery to SMS that was given up.
 pub struct GivenUp {
+    /// The delivery's id.
     pub id: i64,
+    /// The upload it delivers.
     pub upload_id: i64,
+    /// That upload's task.
     pub task_id: String,
+    /// Where it was going.
     pub target: String,
+    /// Its state (`dead`).
     pub state: String,
+    /// The last attempt's HTTP status.
     pub last_status: Option<i64>,
+    /// The last attempt's error.
     pub last_error: Option<String>,
 }
 
@@ -214,12 +242,17 @@ pub fn given_up_since(conn: &Connection, since: Timestamp) -> Result<Vec<GivenUp
 
 /// A verification that found damage.
 pub struct Broken {
+    /// The verification run's id.
     pub id: i64,
+    /// The first entry that did not check out.
     pub first_bad_id: i64,
+    /// What was wrong with it.
     pub problem: String,
+    /// Who asked for the run.
     pub requested_by: String,
 }
 
+/// Runs that found the chain broken, after run `after`.
 pub fn broken_verifications_after(
     conn: &Connection,
     after: i64,

@@ -2,8 +2,6 @@
 //! `status` open with, and what `/metrics` reads at each scrape. Each is a few
 //! cheap queries (counts from indexes, the head by primary key).
 
-#![deny(missing_docs)]
-
 use rusqlite::{Connection, OptionalExtension};
 
 use super::uploads::first_id_at_or_after;

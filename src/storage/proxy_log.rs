@@ -25,6 +25,7 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
+    /// The outcome as stored.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -33,24 +34,41 @@ impl CallOutcome {
 /// One proxied call, as recorded.
 #[derive(Debug, Clone)]
 pub struct ProxyCall {
+    /// When the call arrived.
     pub at: Timestamp,
+    /// The `X-Request-Id` it was answered with.
     pub request_id: String,
+    /// The credential that made it.
     pub credential_name: String,
+    /// The TCP peer.
     pub peer_addr: String,
+    /// The method.
     pub method: String,
+    /// The SMS path.
     pub path: String,
+    /// The query, as sent.
     pub query: String,
+    /// The status the client got.
     pub status: u16,
+    /// Answered by SMS, or why not.
     pub outcome: CallOutcome,
+    /// What went wrong, if anything.
     pub error: Option<String>,
+    /// How long the call took.
     pub latency_us: u64,
+    /// SMS's `X-Request-Id`, if it answered.
     pub upstream_request_id: Option<String>,
+    /// Bytes of the request's body.
     pub request_bytes: u64,
+    /// Bytes of the answer's body.
     pub response_bytes: u64,
+    /// The kept start of the request's body (`--proxy-log-bodies`).
     pub request_body: Option<Vec<u8>>,
+    /// The kept start of the answer's body (`--proxy-log-bodies`).
     pub response_body: Option<Vec<u8>>,
 }
 
+/// Adds a call to the proxy log.
 pub fn insert(conn: &Connection, c: &ProxyCall) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO proxy_calls (at, request_id, credential_name, peer_addr, method, path,
@@ -88,19 +106,25 @@ pub fn trim(conn: &Connection, before: Timestamp) -> Result<usize, rusqlite::Err
 /// Which calls to show; `None` fields match anything.
 #[derive(Debug, Default, Clone)]
 pub struct CallFilter {
+    /// Only calls by this credential.
     pub credential_name: Option<String>,
+    /// Only calls with this method.
     pub method: Option<String>,
     /// Calls whose path starts with this.
     pub path_prefix: Option<String>,
+    /// Only calls answered with this status.
     pub status: Option<u16>,
+    /// Only calls with this outcome.
     pub outcome: Option<CallOutcome>,
 }
 
 /// A proxy-log filter's field that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterFieldError {
+    /// `status=` is not an HTTP status.
     #[error("status: {0:?} is not an HTTP status (100 to 599)")]
     Status(String),
+    /// `outcome=` names no outcome.
     #[error("outcome: {0:?} is not one of answered, unreachable, timeout, too_large, aborted")]
     Outcome(String),
 }
@@ -144,23 +168,39 @@ impl CallFilter {
 /// A recorded call as the API and the page show it.
 #[derive(Debug)]
 pub struct CallRow {
+    /// Its id.
     pub id: i64,
+    /// When the call arrived.
     pub at: Timestamp,
+    /// The `X-Request-Id` it was answered with.
     pub request_id: String,
+    /// The credential that made it.
     pub credential_name: String,
+    /// The TCP peer.
     pub peer_addr: String,
+    /// The method.
     pub method: String,
+    /// The SMS path.
     pub path: String,
+    /// The query, as sent.
     pub query: String,
+    /// The status the client got.
     pub status: u16,
+    /// Answered by SMS, or why not.
     pub outcome: String,
+    /// What went wrong, if anything.
     pub error: Option<String>,
+    /// How long the call took.
     pub latency_ms: f64,
+    /// SMS's `X-Request-Id`, if it answered.
     pub upstream_request_id: Option<String>,
+    /// Bytes of the request's body.
     pub request_bytes: i64,
+    /// Bytes of the answer's body.
     pub response_bytes: i64,
     /// The kept start of each body (as text, lossily), with `--proxy-log-bodies`.
     pub request_body: Option<String>,
+    /// The kept start of the answer's body (as text, lossily).
     pub response_body: Option<String>,
 }
 

@@ -2,8 +2,6 @@
 //! (`rejection_counts`, kept 30 days): the writer's statements and the reads
 //! behind the audit page and `/api/v1/rejections`.
 
-#![deny(missing_docs)]
-
 use rusqlite::{params, Connection};
 
 use super::StorageError;

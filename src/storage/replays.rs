@@ -12,6 +12,7 @@ use crate::domain::{now_ms, DeliveryState, ReplayFilter, ReplayRunner};
 /// The uploads a filter selects, oldest first.
 #[derive(Debug, Default)]
 pub struct Selection {
+    /// The uploads selected, by id, with their tasks.
     pub uploads: Vec<(i64, String)>,
     /// Uploads per task.
     pub per_task: BTreeMap<String, usize>,
@@ -149,6 +150,7 @@ pub fn resumable(conn: &Connection) -> Result<Option<(i64, String)>, StorageErro
 pub struct StateCounts(BTreeMap<&'static str, i64>);
 
 impl StateCounts {
+    /// Deliveries in this state.
     pub fn get(&self, state: DeliveryState) -> i64 {
         self.0.get(state.as_str()).copied().unwrap_or(0)
     }

@@ -22,6 +22,7 @@ pub struct Candidates {
     pub uploads: u64,
     /// Their result rows and raw-body bytes.
     pub result_rows: u64,
+    /// Raw-body bytes they hold.
     pub bytes: u64,
     /// Uploads it leaves because a delivery of theirs is pending.
     pub kept_pending: u64,
@@ -32,6 +33,7 @@ pub struct Candidates {
 const PENDING: &str =
     "EXISTS (SELECT 1 FROM deliveries d WHERE d.upload_id = u.id AND d.state = 'pending')";
 
+/// What purging every upload up to `up_to_id` would remove.
 pub fn candidates(conn: &Connection, up_to_id: i64) -> Result<Candidates, StorageError> {
     let sql = format!(
         "SELECT
@@ -56,8 +58,11 @@ pub fn candidates(conn: &Connection, up_to_id: i64) -> Result<Candidates, Storag
 /// What a purge (or one step of it) purged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Purged {
+    /// Uploads whose body and result rows were purged.
     pub uploads: u64,
+    /// Result rows deleted.
     pub result_rows: u64,
+    /// Raw-body bytes freed.
     pub bytes: u64,
 }
 
@@ -116,31 +121,51 @@ pub fn purged_up_to(conn: &Connection) -> Result<i64, StorageError> {
 /// An administrative action, as recorded.
 #[derive(Debug, Clone)]
 pub struct AdminEntry {
+    /// The entry's id.
     pub id: i64,
+    /// When the action started.
     pub started_at: Timestamp,
+    /// Who started it.
     pub actor: String,
+    /// What it was (`purge`, …).
     pub action: String,
+    /// Uploads received before this were its candidates.
     pub before_time: Option<Timestamp>,
+    /// The newest upload it covered.
     pub up_to_id: Option<i64>,
+    /// When it finished.
     pub finished_at: Option<Timestamp>,
+    /// How it ended.
     pub outcome: Option<String>,
+    /// Uploads it purged.
     pub uploads: Option<i64>,
+    /// Result rows it deleted.
     pub result_rows: Option<i64>,
+    /// Bytes it freed.
     pub bytes: Option<i64>,
+    /// Uploads kept because a delivery of them was pending.
     pub kept_pending: Option<i64>,
+    /// Anything else worth knowing.
     pub detail: Option<String>,
 }
 
 /// A new action's row; its outcome comes with [`finish`].
 pub struct NewAdminEntry<'a> {
+    /// When the action starts.
     pub started_at: Timestamp,
+    /// Who starts it.
     pub actor: &'a str,
+    /// What it is.
     pub action: &'a str,
+    /// Uploads received before this are its candidates.
     pub before_time: Option<Timestamp>,
+    /// The newest upload it covers.
     pub up_to_id: Option<i64>,
+    /// Anything else worth knowing.
     pub detail: Option<&'a str>,
 }
 
+/// Records an action's start; returns its id.
 pub fn start(conn: &Connection, e: &NewAdminEntry<'_>) -> Result<i64, rusqlite::Error> {
     conn.execute(
         "INSERT INTO admin_log (started_at, actor, action, before_time, up_to_id, detail)
@@ -282,10 +307,13 @@ pub fn vacuum_step(conn: &Connection, pages: u32) -> Result<u64, rusqlite::Error
 pub struct DiskUse {
     /// The database file, its WAL (both in bytes).
     pub database_bytes: u64,
+    /// Bytes in the write-ahead log.
     pub wal_bytes: u64,
+    /// The database's page size.
     pub page_size: u64,
     /// Pages in the database, and of those the free ones.
     pub pages: u64,
+    /// Pages free inside the file.
     pub free_pages: u64,
     /// Free pages go back to the file system after a purge (a database created
     /// by a version with retention); otherwise new uploads reuse them.
@@ -297,6 +325,7 @@ pub fn incremental_vacuum(conn: &Connection) -> Result<bool, StorageError> {
     Ok(conn.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))? == 2)
 }
 
+/// How much room the database at `path` takes.
 pub fn disk_use(conn: &Connection, path: &std::path::Path) -> Result<DiskUse, StorageError> {
     let pragma = |name: &str| -> Result<i64, StorageError> {
         Ok(conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)

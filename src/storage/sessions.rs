@@ -39,6 +39,7 @@ pub fn delete_expired(conn: &Connection, now: i64) -> Result<(), rusqlite::Error
     Ok(())
 }
 
+/// Ends a session (logout).
 pub async fn delete(writer: &WriterHandle, cookie: &str) -> Result<(), SubmitError> {
     let id_hash = token_hash(cookie);
     writer

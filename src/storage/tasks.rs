@@ -2,8 +2,6 @@
 //! first and last upload, the latest upload's problems), as the API, the dashboard
 //! and `tasks` read them. Every query is served by the primary key or an index.
 
-#![deny(missing_docs)]
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::uploads::{recent_problems, totals_from_row};

@@ -1,8 +1,6 @@
 //! The `verifications` table: every run of the chain check (`verify`, the API,
 //! the scheduled check), what it found, and the newest runs.
 
-#![deny(missing_docs)]
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StorageError;

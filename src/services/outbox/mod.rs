@@ -34,10 +34,13 @@ use crate::storage::ReadPool;
 /// Why outcomes could not be recorded (they are sent again later).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The writer refused or failed.
     #[error(transparent)]
     Writer(#[from] crate::storage::writer::SubmitError),
+    /// A statement failed.
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
+    /// The blocking task that recorded it panicked or was cancelled.
     #[error("recording stopped: {0}")]
     Stopped(#[from] tokio::task::JoinError),
 }
@@ -76,10 +79,13 @@ impl Recorder for DirectRecorder {
 /// Options of one sender.
 #[derive(Clone)]
 pub struct SenderConfig {
+    /// Which deliveries this sender takes (the server's or one replay's).
     pub runner: Runner,
+    /// Deliveries in flight at once.
     pub concurrency: usize,
     /// Send every upload instead of only each task's newest (live deliveries).
     pub deliver_all: bool,
+    /// When to retry and when to give up.
     pub policy: RetryPolicy,
     /// Most attempts started per second (replays); `None` is unlimited.
     pub rate: Option<std::num::NonZeroU32>,
@@ -88,13 +94,19 @@ pub struct SenderConfig {
 /// Counts of what a sender did, for progress bars and summaries, and its metrics.
 #[derive(Debug, Default)]
 pub struct SendCounts {
+    /// Attempts made.
     pub sent: AtomicU64,
+    /// Deliveries SMS accepted.
     pub delivered: AtomicU64,
+    /// Deliveries given up.
     pub failed: AtomicU64,
+    /// Attempts that will be retried.
     pub retrying: AtomicU64,
+    /// The same, for `/metrics`.
     pub metrics: SenderMetrics,
 }
 
+/// The labels of an attempt in `/metrics`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct AttemptLabels {
     /// The delivery's state after the attempt: delivered, pending (retried), failed, dead.
@@ -104,7 +116,9 @@ pub struct AttemptLabels {
 /// Delivery attempts by outcome, and how long SMS took to answer them.
 #[derive(Debug, Clone)]
 pub struct SenderMetrics {
+    /// Attempts by outcome.
     pub attempts: Family<AttemptLabels, Counter>,
+    /// How long SMS took to answer.
     pub upstream_seconds: Histogram,
 }
 
@@ -119,6 +133,7 @@ impl Default for SenderMetrics {
 }
 
 impl SenderMetrics {
+    /// Adds these metrics to `/metrics`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "sms_audit_delivery_attempts",
@@ -144,6 +159,7 @@ pub struct ServiceSender {
 }
 
 impl ServiceSender {
+    /// Starts the sender; it runs until `stop` is cancelled.
     pub fn spawn(
         settings: UpstreamSettings,
         reads: ReadPool,
@@ -207,13 +223,19 @@ impl ServiceSender {
 /// Where and how uploads go to SMS, as the person running `serve` configured it.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
+    /// SMS's endpoint (scheme, host and port).
     pub endpoint: String,
+    /// How requests to SMS are signed.
     pub auth: UpstreamAuth,
+    /// How long one attempt may take.
     pub timeout: Duration,
+    /// Deliveries in flight at once.
     pub concurrency: usize,
     /// Add a delivery for every upload as it is stored (`serve --forward`).
     pub forward: bool,
+    /// Deliver every upload, not only each task's latest (`--deliver-all`).
     pub deliver_all: bool,
+    /// When to retry and when to give up.
     pub policy: RetryPolicy,
     /// Where web replays may go.
     pub replay_targets: ReplayTargets,
@@ -225,6 +247,7 @@ impl UpstreamSettings {
     /// `--forward-concurrency`'s default.
     pub const DEFAULT_CONCURRENCY: usize = 16;
 
+    /// A client for `endpoint` with these credentials and timeout.
     pub fn client_for(&self, endpoint: &str) -> Upstream {
         Upstream::new(endpoint.to_string(), self.auth.clone(), self.timeout)
     }

@@ -4,8 +4,6 @@
 //! deliveries are queued (`storage::outbox::enqueue_live`), in the writer's
 //! transaction.
 
-#![deny(missing_docs)]
-
 use std::time::Duration;
 
 use crate::domain::{AttemptResult, DeliveryState, Outcome, Timestamp, Trigger};

@@ -2,8 +2,6 @@
 //! time per task, in upload order, at most `concurrency` at once), and hands the
 //! outcomes to a [`Recorder`] in batches.
 
-#![deny(missing_docs)]
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

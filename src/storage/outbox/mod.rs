@@ -103,19 +103,28 @@ pub fn enqueue_live(
 /// A delivery ready to be attempted.
 #[derive(Debug, Clone)]
 pub struct Due {
+    /// The delivery's id.
     pub id: i64,
+    /// The upload it delivers.
     pub upload_id: i64,
+    /// That upload's task.
     pub task_id: String,
+    /// The endpoint it goes to.
     pub target: String,
+    /// Live forwarding or a replay.
     pub trigger: Trigger,
+    /// Attempts so far.
     pub attempts: u32,
+    /// When it was queued.
     pub created_at: Timestamp,
 }
 
 /// A due delivery and the oldest pending upload of its task in the same group
 /// (live, or the same replay) and target: that one goes first.
 pub struct DueRow {
+    /// The delivery.
     pub due: Due,
+    /// The oldest pending upload of its task in the same group and target.
     pub oldest_pending: i64,
 }
 

@@ -2,8 +2,6 @@
 //! upload's deliveries with their attempts, the deliveries page, and how
 //! forwarding is doing.
 
-#![deny(missing_docs)]
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::{DeliveryState, Timestamp, Trigger};

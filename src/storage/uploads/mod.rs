@@ -15,15 +15,25 @@ use crate::domain::{AuthMethod, TaskId, Timestamp, UploadBody};
 /// An upload that passed every check, ready to be stored.
 #[derive(Debug)]
 pub struct NewUpload {
+    /// The `X-Request-Id` it is answered with.
     pub request_id: String,
+    /// The task it is uploaded to.
     pub task_id: TaskId,
+    /// The credential that sent it.
     pub credential_name: String,
+    /// How that credential signed.
     pub auth_method: AuthMethod,
+    /// The `X-Project-Id` header, if sent.
     pub project_id: Option<String>,
+    /// The TCP peer.
     pub peer_addr: String,
+    /// `X-Forwarded-For`, kept only from trusted proxies.
     pub forwarded_for: Option<String>,
+    /// The `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The body, byte for byte.
     pub raw_body: Vec<u8>,
+    /// The body, parsed.
     pub body: UploadBody,
 }
 
@@ -58,10 +68,15 @@ impl NewUpload {
 /// What the writer answers for a stored upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
+    /// Its id (its place in the chain).
     pub id: i64,
+    /// Its entry hash.
     pub entry_hash: String,
+    /// SHA-256 of its body.
     pub body_sha256: String,
+    /// When it was stored.
     pub received_at: Timestamp,
+    /// The earlier upload of the task with the same bytes, if any.
     pub duplicate_of: Option<i64>,
     /// Different + missing + extra files over all results.
     pub problems: i64,
@@ -71,19 +86,28 @@ pub struct Receipt {
 
 /// Upload-count and time changes to one task's summary row within a batch.
 pub struct TaskDelta {
+    /// Uploads added.
     pub count: i64,
+    /// The first one's time.
     pub first_at: Timestamp,
+    /// The last one's time.
     pub last_at: Timestamp,
+    /// The last one's id.
     pub last_id: i64,
+    /// The last one's problems.
     pub last_problems: i64,
+    /// Whether the last one regressed.
     pub last_regressed: bool,
 }
 
 /// The latest upload of a task, as the writer last stored it.
 #[derive(Clone)]
 pub struct LastUpload {
+    /// Its id.
     pub id: i64,
+    /// SHA-256 of its body.
     pub body_sha256: String,
+    /// Its problems.
     pub problems: i64,
 }
 

@@ -2,8 +2,6 @@
 //! time, one upload whole, chart points, sparklines and time bounds. Every query
 //! is served by the primary key or an index; none scans all uploads.
 
-#![deny(missing_docs)]
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::{Timestamp, Totals};

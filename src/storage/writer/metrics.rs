@@ -25,6 +25,7 @@ impl Default for WriterMetrics {
 }
 
 impl WriterMetrics {
+    /// Adds these metrics to `/metrics`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "sms_audit_writer_batch_uploads",

@@ -269,7 +269,9 @@ fn next_writer_id() -> u64 {
 /// transaction, and the sender is woken after the commit.
 #[derive(Clone)]
 pub struct Forwarding {
+    /// The endpoint deliveries go to.
     pub target: String,
+    /// Wakes the sender after a commit.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
     /// Latest wins: a task's undelivered live delivery is superseded by the next
     /// upload of the task, in the same transaction.
@@ -292,6 +294,7 @@ pub struct WriterSettings {
 }
 
 impl WriterSettings {
+    /// Full sync, passive WAL checkpoints, room for 4,096 waiting uploads.
     pub const DEFAULT: WriterSettings = WriterSettings {
         sync: SyncMode::Full,
         wal_checkpoints: WalCheckpoints::Passive,
@@ -308,7 +311,9 @@ impl Default for WriterSettings {
 /// How the writer stores: its settings, live forwarding and the clock.
 #[derive(Clone)]
 pub struct WriterConfig {
+    /// Durability and queue settings.
     pub settings: WriterSettings,
+    /// Live forwarding, if on.
     pub forwarding: Option<Forwarding>,
     /// Synthetic histories (`dev seed --span`, tests) bring their own.
     pub clock: Clock,
