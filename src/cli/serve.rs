@@ -203,9 +203,22 @@ pub struct ServeArgs {
     /// monitors and witnesses (default: auditors and operators only).
     #[arg(long, env = "SMS_AUDIT_PUBLIC_LOG")]
     pub public_log: bool,
-    /// Benchmarks only: answer uploads without storing them.
+    /// Benchmarks only: answer uploads without storing them. Exists only in
+    /// builds with the `dev` feature, so no flag, variable or file can switch
+    /// storage off in a real one.
+    #[cfg(feature = "dev")]
     #[arg(long, hide = true)]
     pub null_store: bool,
+}
+
+impl ServeArgs {
+    /// `--null-store`, in the builds that have it.
+    fn stores_nothing(&self) -> bool {
+        #[cfg(feature = "dev")]
+        return self.null_store;
+        #[cfg(not(feature = "dev"))]
+        false
+    }
 }
 
 const HTTP: HttpSettings = HttpSettings::DEFAULT;
@@ -220,6 +233,7 @@ fn any_duration() -> impl Fn(&str) -> Result<FlagDuration, String> + Clone + Sen
 impl ServeArgs {
     pub fn into_config(self, db: PathBuf) -> Result<ServeConfig, CliError> {
         let upstream = self.upstream_settings()?;
+        let null_store = self.stores_nothing();
         let http = HttpSettings {
             max_body_bytes: self.max_body_bytes,
             max_buffered_bytes: self.max_buffered_bytes,
@@ -266,7 +280,7 @@ impl ServeArgs {
             }),
             trusted_proxies: self.trusted_proxy,
             rate_limit: self.rate_limit,
-            null_store: self.null_store,
+            null_store,
             workers: self.workers,
             handle_signals: true,
             proxy: self.proxy.then_some(ProxySettings {
@@ -355,6 +369,10 @@ fn hand_over_admin_token(db: &Path, token: &str) -> Result<(), CliError> {
 
 pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     let db = config.db.clone();
+    let stores_nothing = config.null_store;
+    if stores_nothing {
+        tracing::warn!("--null-store: uploads are answered and NOT stored (benchmarks only)");
+    }
     if let Some(u) = &config.upstream {
         // The endpoint and how we sign in, never the secrets.
         tracing::info!(endpoint = %crate::domain::without_userinfo(&u.endpoint), auth = ?u.auth, forward = u.forward, deliver_all = u.deliver_all,
@@ -368,7 +386,11 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
     }
     tracing::info!(address = %app.address(), db = %db.display(), "listening on {}://{}", app.scheme(), app.address());
     app.run_until_stopped().await.map_err(fail)?;
-    tracing::info!("stopped; every accepted upload is committed");
+    if stores_nothing {
+        tracing::warn!("stopped; --null-store stored nothing");
+    } else {
+        tracing::info!("stopped; every accepted upload is committed");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

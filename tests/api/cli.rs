@@ -873,3 +873,50 @@ fn duration_flags_take_units_and_old_spellings_keep_theirs() {
     assert_eq!(timeout("45"), Duration::from_secs(45));
     assert_eq!(timeout("2m"), Duration::from_secs(120));
 }
+
+/// Storage cannot be switched off in a real build: `--null-store` exists only
+/// with the `dev` feature, so the flag, the environment and a config file are
+/// all refused, and `config check` never lists it.
+#[cfg(not(feature = "dev"))]
+#[test]
+fn benchmark_switches_are_refused_outside_dev_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let config = dir.path().join("sms-audit.toml");
+    std::fs::write(&config, "null-store = true\n").unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = crate::helpers::command()
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), crate::helpers::output_text(&out))
+    };
+    // An address nothing can bind: a build that took the switch fails to
+    // listen instead of serving (and this test ends either way).
+    let (code, text) = run(&["serve", "--null-store", "--listen", "nowhere:0"], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--null-store"), "{text}");
+    let config_arg = config.to_str().unwrap();
+    for args in [
+        &["serve", "--listen", "nowhere:0", "--config", config_arg][..],
+        &["config", "check", "--config", config_arg],
+    ] {
+        let (code, text) = run(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains("line 1: null-store: unknown key"),
+            "{args:?}: {text}"
+        );
+    }
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    let (code, text) = run(
+        &["config", "check", "--config", config_arg],
+        &[("SMS_AUDIT_NULL_STORE", "true")],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("null"), "{text}");
+    assert!(!db.exists(), "nothing was created");
+}
