@@ -41,7 +41,7 @@ pub enum EvidenceCommand {
         file: PathBuf,
         /// The log's verifier key to check against (default: the bundle's own,
         /// which proves only that the bundle is consistent with itself).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::domain::checkpoint::parse_verifier_key)]
         vkey: Option<String>,
     },
 }

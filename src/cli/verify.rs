@@ -16,7 +16,7 @@ use crate::storage::{self};
 pub struct VerifyArgs {
     /// Check the checkpoints' signatures with this verifier key (default: the one
     /// of the signing key file, when there is one).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::domain::checkpoint::parse_verifier_key)]
     pub vkey: Option<String>,
     /// The checkpoint signing key file (default `<db>.signing-key`).
     #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]

@@ -119,6 +119,18 @@ impl CheckpointKey {
     }
 }
 
+/// A verifier key as a flag takes it (`--vkey`): checked when the command line
+/// is read, so that a malformed key is a usage error, never a "broken" verdict.
+pub fn parse_verifier_key(text: &str) -> Result<String, String> {
+    signed_note::StandardVerifier::new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| {
+            format!(
+                "not a verifier key ({e}): expected NAME+KEYID+BASE64, as `/api/v1/checkpoints` gives it"
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,6 +162,25 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("checkpoint signature BROKEN"), "{text}");
+    // A malformed key is a usage error, not a broken signature.
+    for malformed in ["not-a-key", "sms-audit/x+12345678+AAAA", ""] {
+        for command in [&["verify"][..], &["evidence", "verify", "bundle.json"]] {
+            let out = crate::helpers::command()
+                .args(command)
+                .args(["--vkey", malformed, "--db"])
+                .arg(&app.db_path)
+                .output()
+                .unwrap();
+            let text = crate::helpers::output_text(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command:?} {malformed:?}: {text}"
+            );
+            assert!(text.contains("not a verifier key"), "{command:?}: {text}");
+            assert!(!text.contains("BROKEN"), "{text}");
+        }
+    }
     let conn = app.write_conn();
     let root: Vec<u8> = conn
         .query_row(
