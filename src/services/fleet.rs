@@ -192,6 +192,19 @@ pub struct TrendPoint {
     pub tasks_clean: i64,
 }
 
+impl TrendPoint {
+    /// The fleet as these states show it (every task's latest upload by a moment),
+    /// dated with the moment's day.
+    pub fn of_states(states: &[TaskState], at: Timestamp) -> Self {
+        TrendPoint {
+            date: date_of(day_of(at)),
+            tasks_reporting: states.len() as i64,
+            open_problems: states.iter().map(|s| s.problems).sum(),
+            tasks_clean: states.iter().filter(|s| s.problems == 0).count() as i64,
+        }
+    }
+}
+
 /// Days a trend covers unless asked otherwise (the dashboard, the API).
 pub const DEFAULT_TREND_DAYS: i64 = 90;
 

@@ -351,6 +351,28 @@ async fn pages_as_of_a_moment_keep_it_in_every_link() {
     );
     assert!(html.contains("id=\"total-tasks\">2<"), "{html}");
     assert!(html.contains("<a href=\"/\">Back to now</a>"));
+    // Every figure is as of the moment: the trend's last point ends there (not
+    // at the end of its day, which today is now), and the head is the head then.
+    let trend_last = html.split("id=\"trend-last\">").nth(1).unwrap();
+    let trend_last = &trend_last[..trend_last.find("</p>").unwrap()];
+    assert!(
+        trend_last.contains(&format!(
+            "{first}: 2 tasks reporting, 7 open problems, 0 tasks"
+        )),
+        "{trend_last}"
+    );
+    let hash_of = |id: i64| {
+        let app = &app;
+        async move {
+            let upload = app
+                .get(&format!("/api/v1/uploads/{id}"), &app.admin_token)
+                .await
+                .json();
+            upload["entry_hash"].as_str().unwrap()[..16].to_string()
+        }
+    };
+    assert!(html.contains(&hash_of(2).await), "the head then");
+    assert!(!html.contains(&hash_of(5).await), "not today's head");
 
     let task = browser
         .get(&format!("/tasks/task-b?as_of={as_of}"))

@@ -130,6 +130,10 @@ pub async fn page(
         trend_since,
         trend_until,
     } = Moments::of(&query)?;
+    let trend_ends_at_moment = query
+        .trend_until
+        .as_deref()
+        .is_none_or(|t| t.trim().is_empty());
     let list = TaskListQuery {
         search: search.clone(),
         sort,
@@ -139,12 +143,21 @@ pub async fn page(
     };
     let (overview, (rows, matching), trend) = reads
         .with_blocking(move |conn| {
-            let trend = fleet::trend(conn, trend_since, trend_until)?;
+            let mut trend = fleet::trend(conn, trend_since, trend_until)?;
             let overview = overview::overview(conn)?;
             Ok(match as_of_at {
                 None => (overview, tasks::task_rows(conn, &list)?, trend),
                 Some(at) => {
-                    let (overview, rows) = as_of_rows(conn, &states, overview, at, &list)?;
+                    let (overview, rows, then) = as_of_rows(conn, &states, overview, at, &list)?;
+                    // The trend's last day ends at the moment, not at midnight after it.
+                    if let (true, Some(last)) = (trend_ends_at_moment, trend.last_mut()) {
+                        if last.date == then.date {
+                            *last = TrendPoint {
+                                date: crate::domain::format_timestamp(at),
+                                ..then
+                            };
+                        }
+                    }
                     (overview, rows, trend)
                 }
             })
@@ -266,18 +279,20 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
 }
 
 /// The dashboard's rows as of `at`: every task's latest upload received by then
-/// (searched, sorted and paged here), and the cards counted as of then.
+/// (searched, sorted and paged here), the cards counted as of then (the head
+/// then), and the fleet's figures at that moment.
 fn as_of_rows(
     conn: &rusqlite::Connection,
     cache: &fleet::StateCache,
     overview: Overview,
     at: Timestamp,
     list: &TaskListQuery,
-) -> Result<(Overview, (Vec<TaskRow>, i64)), crate::storage::StorageError> {
+) -> Result<(Overview, (Vec<TaskRow>, i64), TrendPoint), crate::storage::StorageError> {
     use crate::storage::fleet as stored;
     let upto = stored::last_id_at(conn, at)?;
     let day_before = stored::last_id_at(conn, at - DAY_MS)?;
     let mut states = cache.tasks_as_of(conn, at)?.to_vec();
+    let then = TrendPoint::of_states(&states, at);
     let reporting = states.len() as i64;
     let needle = list.search.to_lowercase();
     if !needle.is_empty() {
@@ -302,6 +317,8 @@ fn as_of_rows(
         tasks: reporting,
         uploads: upto.max(0),
         uploads_24h: (upto - day_before).max(0),
+        head_id: upto.max(0),
+        head_hash: uploads::entry_hash(conn, upto)?,
         ..overview
     };
     let mut rows = Vec::new();
@@ -323,7 +340,7 @@ fn as_of_rows(
             task_id: s.task_id,
         });
     }
-    Ok((overview, (rows, matching)))
+    Ok((overview, (rows, matching), then))
 }
 
 /// `YYYY-MM-DD` of a moment (the whole text, were it ever shorter).

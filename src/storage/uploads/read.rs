@@ -374,6 +374,14 @@ pub fn neighbours(
     Ok((previous, next))
 }
 
+/// The entry hash of upload `id`, if there is one.
+pub fn entry_hash(conn: &Connection, id: i64) -> Result<Option<String>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT entry_hash FROM uploads WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?)
+}
+
 /// A task's first upload time and how many of its uploads regressed.
 pub fn task_history_summary(
     conn: &Connection,
