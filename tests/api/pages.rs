@@ -361,6 +361,50 @@ async fn upload_page_shows_metadata_results_body_hashes_and_neighbours() {
     assert!(missing.text.contains("<header class=\"top\">"));
 }
 
+/// The upload page says what the dashboard and task page mark: the verdict
+/// against the task's previous upload (with the comparison a click away), and
+/// the task's name.
+#[tokio::test]
+async fn the_upload_page_gives_its_verdict_against_the_previous_upload() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    for different in [3, 5, 5, 1] {
+        let body = body_with_problems("/x", different);
+        assert_eq!(app.upload(TASK, &agent, &body).await.status, 200);
+    }
+    let task = sms_audit::domain::TaskId::parse(TASK).unwrap();
+    sms_audit::storage::tasks::register_task(&app.write_conn(), &task, Some("web-01 → ECS"))
+        .unwrap();
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let verdict = |html: &str| {
+        let at = html.find("id=\"verdict\"").expect("a verdict line");
+        html[at..at + html[at..].find("</p>").unwrap()].to_string()
+    };
+    let first = browser.get("/uploads/1").await.text;
+    assert!(verdict(&first).contains("first upload"), "{first}");
+    for (id, word) in [(2, "regressed"), (3, "unchanged"), (4, "improved")] {
+        let page = browser.get(&format!("/uploads/{id}")).await.text;
+        let line = verdict(&page);
+        assert!(line.contains(&format!(">{word}</span>")), "#{id}: {line}");
+        assert!(
+            line.contains(&format!("/compare?a={}&amp;b={id}", id - 1)),
+            "#{id}: {line}"
+        );
+        assert!(page.contains("id=\"task-name\">(web-01 → ECS)"), "{page}");
+    }
+    // The same verdict as the task page's mark for the upload that regressed.
+    let path = format!("/api/v1/tasks/{TASK}/uploads");
+    let uploads = app.get(&path, &app.admin_token).await.json()["uploads"].clone();
+    let regressed: Vec<i64> = uploads
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["regressed"] == true)
+        .map(|u| u["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(regressed, [2]);
+}
+
 #[tokio::test]
 async fn compare_marks_each_directory_and_works_across_tasks() {
     let app = TestApp::spawn().await;

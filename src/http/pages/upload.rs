@@ -9,9 +9,10 @@ use crate::http::extract::PageUser;
 use crate::http::Delivery;
 use crate::storage::checkpoints;
 
-use crate::storage::uploads;
+use crate::services::compare::Verdict;
 use crate::storage::uploads::UploadRecord;
 use crate::storage::ReadPool;
+use crate::storage::{tasks, uploads};
 
 #[derive(Template)]
 #[template(path = "upload.html")]
@@ -24,6 +25,21 @@ struct UploadPage {
     forwarding: bool,
     /// The first checkpoint that covers the upload.
     checkpoint: Option<u64>,
+    /// The task's name, if it has one.
+    task_name: Option<String>,
+    /// Against the previous upload of the task: the verdict and its problems.
+    against_previous: Option<(Verdict, i64)>,
+}
+
+impl UploadPage {
+    /// The badge class and word of the verdict against the previous upload.
+    fn verdict_badge(verdict: &Verdict) -> (&'static str, &'static str) {
+        match verdict {
+            Verdict::Improved => ("good", "improved"),
+            Verdict::Regressed => ("bad", "regressed"),
+            Verdict::Unchanged => ("same", "unchanged"),
+        }
+    }
 }
 
 pub async fn page(
@@ -42,11 +58,31 @@ pub async fn page(
             };
             let (previous, next) = uploads::neighbours(conn, &u.task_id, id)?;
             let checkpoint = checkpoints::covering(conn, id)?;
-            Ok(Some((u, previous, next, checkpoint)))
+            let task_name = tasks::task(conn, &u.task_id)?.and_then(|t| t.name);
+            let previous_problems = match previous {
+                Some(p) => uploads::problems_of(conn, p)?,
+                None => None,
+            };
+            Ok(Some((
+                u,
+                (previous, next),
+                checkpoint,
+                task_name,
+                previous_problems,
+            )))
         })
         .await?;
-    let (u, previous, next, checkpoint) =
+    let (u, (previous, next), checkpoint, task_name, previous_problems) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
+    let against_previous = previous_problems.map(|before| {
+        let now = u.totals.problems();
+        let verdict = match now.cmp(&before) {
+            std::cmp::Ordering::Less => Verdict::Improved,
+            std::cmp::Ordering::Greater => Verdict::Regressed,
+            std::cmp::Ordering::Equal => Verdict::Unchanged,
+        };
+        (verdict, before)
+    });
     let received = super::utc_and_age(u.received_at);
     let body = UploadPage {
         checkpoint,
@@ -56,6 +92,8 @@ pub async fn page(
         previous,
         next,
         forwarding: delivery.upstream.as_ref().is_some_and(|u| u.forward),
+        task_name,
+        against_previous,
     }
     .render()?;
     Ok(html(body))

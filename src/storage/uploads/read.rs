@@ -374,6 +374,17 @@ pub fn neighbours(
     Ok((previous, next))
 }
 
+/// The problems (different + missing + extra files) of upload `id`, if there is one.
+pub fn problems_of(conn: &Connection, id: i64) -> Result<Option<i64>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT different_files + target_miss_files + target_more_files FROM uploads
+             WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?)
+}
+
 /// The entry hash of upload `id`, if there is one.
 pub fn entry_hash(conn: &Connection, id: i64) -> Result<Option<String>, StorageError> {
     Ok(conn
