@@ -20,6 +20,26 @@ pub enum Verdict {
     Unchanged,
 }
 
+impl Verdict {
+    /// `after` against `before`, by problems (different + missing + extra files).
+    pub fn of_problems(before: i64, after: i64) -> Self {
+        match after.cmp(&before) {
+            std::cmp::Ordering::Less => Verdict::Improved,
+            std::cmp::Ordering::Greater => Verdict::Regressed,
+            std::cmp::Ordering::Equal => Verdict::Unchanged,
+        }
+    }
+
+    /// The word pages and messages use.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "regressed",
+            Verdict::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// The four counts of a directory (or of a whole upload).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -88,8 +108,8 @@ pub struct DirComparison {
     pub b: Counts,
     /// B minus A.
     pub change: Counts,
-    /// B against A.
-    pub verdict: Verdict,
+    /// B against A (none across tasks: `null` in JSON).
+    pub verdict: Option<Verdict>,
 }
 
 /// A directory present in one upload only.
@@ -130,14 +150,15 @@ pub struct Comparison {
     pub only_in_b: Vec<OneSided>,
     /// The whole uploads compared.
     pub totals: DirComparison,
+    /// Both uploads are of one task. When not, no verdict is given: the
+    /// counts and their differences only.
+    pub same_task: bool,
 }
 
-fn verdict(a: &Counts, b: &Counts) -> Verdict {
-    match b.problems().cmp(&a.problems()) {
-        std::cmp::Ordering::Less => Verdict::Improved,
-        std::cmp::Ordering::Greater => Verdict::Regressed,
-        std::cmp::Ordering::Equal => Verdict::Unchanged,
-    }
+/// B against A; none between uploads of different tasks, which measure
+/// different servers.
+fn verdict(a: &Counts, b: &Counts, same_task: bool) -> Option<Verdict> {
+    same_task.then(|| Verdict::of_problems(a.problems(), b.problems()))
 }
 
 /// Directories keyed by `dir_check`; a name repeated within one upload gets `#2`,
@@ -168,6 +189,7 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
         }
     };
     let (ka, kb) = (rows(a), rows(b));
+    let same_task = a.task_id == b.task_id;
     let mut directories = Vec::new();
     let mut only_in_a = Vec::new();
     let (mut total_a, mut total_b) = (Counts::default(), Counts::default());
@@ -179,7 +201,7 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
                 a: *ca,
                 b: *cb,
                 change: cb.minus(ca),
-                verdict: verdict(ca, cb),
+                verdict: verdict(ca, cb, same_task),
             }),
             None => only_in_a.push(OneSided {
                 dir_check: dir.clone(),
@@ -217,7 +239,8 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
             a: total_a,
             b: total_b,
             change: total_b.minus(&total_a),
-            verdict: verdict(&total_a, &total_b),
+            verdict: verdict(&total_a, &total_b, same_task),
         },
+        same_task,
     }
 }

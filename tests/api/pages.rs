@@ -406,7 +406,7 @@ async fn the_upload_page_gives_its_verdict_against_the_previous_upload() {
 }
 
 #[tokio::test]
-async fn compare_marks_each_directory_and_works_across_tasks() {
+async fn compare_marks_each_directory_and_gives_no_verdict_across_tasks() {
     let app = TestApp::spawn().await;
     let t = app.admin_token.clone();
     let a = serde_json::json!({"consistency_result": [
@@ -420,6 +420,7 @@ async fn compare_marks_each_directory_and_works_across_tasks() {
         {"dir_check": "/same", "num_total_files": 11, "num_different_files": 1, "num_target_miss_files": 0, "num_target_more_files": 0},
         {"dir_check": "/new", "num_total_files": 4, "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0}]});
     assert_eq!(app.upload("task-a", &t, &a.to_string()).await.status, 200);
+    assert_eq!(app.upload("task-a", &t, &b.to_string()).await.status, 200);
     assert_eq!(app.upload("task-b", &t, &b.to_string()).await.status, 200);
 
     let json = app.get("/api/v1/compare?a=1&b=2", &t).await.json();
@@ -447,7 +448,8 @@ async fn compare_marks_each_directory_and_works_across_tasks() {
     assert_eq!(json["only_in_a"][0]["dir_check"], "/gone");
     assert_eq!(json["only_in_b"][0]["dir_check"], "/new");
     assert_eq!(json["a"]["task_id"], "task-a");
-    assert_eq!(json["b"]["task_id"], "task-b");
+    assert_eq!(json["b"]["task_id"], "task-a");
+    assert_eq!(json["same_task"], true);
     assert_eq!(json["totals"]["a"]["num_different_files"], 6);
     assert_eq!(json["totals"]["b"]["num_target_more_files"], 1);
     assert_eq!(
@@ -481,6 +483,22 @@ async fn compare_marks_each_directory_and_works_across_tasks() {
             && page.text.contains("/new")
     );
     assert!(page.text.contains("+2"), "changes are signed");
+    assert!(!page.text.contains("different-tasks"));
+
+    // Two tasks measure two servers: the counts and deltas, and no verdict.
+    let across = app.get("/api/v1/compare?a=1&b=3", &t).await.json();
+    assert_eq!(across["same_task"], false, "{across}");
+    assert_eq!(across["b"]["task_id"], "task-b");
+    assert!(across["totals"]["verdict"].is_null(), "{across}");
+    for d in across["directories"].as_array().unwrap() {
+        assert!(d["verdict"].is_null(), "{d}");
+    }
+    assert_eq!(across["directories"][1]["change"]["num_total_files"], 2);
+    let page = browser.get("/compare?a=1&b=3").await.text;
+    assert!(page.contains("id=\"different-tasks\""), "{page}");
+    for word in ["improved", "regressed", "unchanged"] {
+        assert!(!page.contains(&format!(">{word}<")), "{word}: {page}");
+    }
     assert_eq!(browser.get("/compare?a=1").await.status, 400);
     assert_eq!(browser.get("/compare?a=1&b=77").await.status, 404);
 }

@@ -19,20 +19,12 @@ struct ComparePage {
 }
 
 impl ComparePage {
-    fn verdict_name(&self, v: &Verdict) -> &'static str {
-        match v {
-            Verdict::Improved => "improved",
-            Verdict::Regressed => "regressed",
-            Verdict::Unchanged => "unchanged",
-        }
+    fn verdict_name(&self, v: &Option<Verdict>) -> &'static str {
+        v.map_or("no-verdict", Verdict::word)
     }
 
-    fn verdict_class(&self, v: &Verdict) -> &'static str {
-        match v {
-            Verdict::Improved => "good",
-            Verdict::Regressed => "bad",
-            Verdict::Unchanged => "same",
-        }
+    fn verdict_class(&self, v: &Option<Verdict>) -> &'static str {
+        v.map_or("same", super::verdict_class)
     }
 
     fn cells(&self, d: &DirComparison) -> Vec<(i64, i64, String)> {

@@ -180,6 +180,16 @@ pub fn utc(ms: impl Int) -> String {
     format_timestamp(ms.int())
 }
 
+/// The badge class of a verdict: good, bad or the same.
+pub fn verdict_class(verdict: crate::services::compare::Verdict) -> &'static str {
+    use crate::services::compare::Verdict;
+    match verdict {
+        Verdict::Improved => "good",
+        Verdict::Regressed => "bad",
+        Verdict::Unchanged => "same",
+    }
+}
+
 /// A size in bytes as people read it (`1.2 GiB`).
 pub fn bytes(n: impl std::borrow::Borrow<u64>) -> String {
     bytesize::ByteSize::b(*n.borrow())

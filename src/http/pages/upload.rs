@@ -34,11 +34,7 @@ struct UploadPage {
 impl UploadPage {
     /// The badge class and word of the verdict against the previous upload.
     fn verdict_badge(verdict: &Verdict) -> (&'static str, &'static str) {
-        match verdict {
-            Verdict::Improved => ("good", "improved"),
-            Verdict::Regressed => ("bad", "regressed"),
-            Verdict::Unchanged => ("same", "unchanged"),
-        }
+        (super::verdict_class(*verdict), verdict.word())
     }
 }
 
@@ -74,15 +70,8 @@ pub async fn page(
         .await?;
     let (u, (previous, next), checkpoint, task_name, previous_problems) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
-    let against_previous = previous_problems.map(|before| {
-        let now = u.totals.problems();
-        let verdict = match now.cmp(&before) {
-            std::cmp::Ordering::Less => Verdict::Improved,
-            std::cmp::Ordering::Greater => Verdict::Regressed,
-            std::cmp::Ordering::Equal => Verdict::Unchanged,
-        };
-        (verdict, before)
-    });
+    let against_previous =
+        previous_problems.map(|before| (Verdict::of_problems(before, u.totals.problems()), before));
     let received = super::utc_and_age(u.received_at);
     let body = UploadPage {
         checkpoint,
