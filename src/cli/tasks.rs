@@ -33,20 +33,33 @@ pub enum TasksCommand {
     Sync {
         #[command(flatten)]
         upstream: UpstreamArgs,
+        /// Replace names set by hand (`tasks add --name`) with SMS's too; by
+        /// default they are kept, and the report says which SMS names otherwise.
+        #[arg(long)]
+        overwrite_names: bool,
     },
     /// Store names and states from a saved `ListTasks` answer (one JSON object
     /// with `count` and `tasks`, or an array of them: one per page).
     Import {
         /// The saved answer.
         file: std::path::PathBuf,
+        /// Replace names set by hand with SMS's too (as `sync --overwrite-names`).
+        #[arg(long)]
+        overwrite_names: bool,
     },
 }
 
 /// What storing a task list did.
 #[derive(Default)]
 struct Synced {
+    /// Replace names set by hand.
+    overwrite_names: bool,
     tasks: usize,
     new: usize,
+    /// (task, its name before, SMS's name) for every name changed.
+    renamed: Vec<(String, Option<String>, String)>,
+    /// Tasks whose name set by hand was kept though SMS names them otherwise.
+    kept_names: usize,
     /// Ids that are not valid task ids, or names that are not printable text.
     skipped_ids: usize,
     skipped_names: usize,
@@ -77,8 +90,20 @@ fn store(
             .as_ref()
             .and_then(|s| s.id.as_deref())
             .filter(|s| s.len() <= 64 && crate::domain::printable(s));
-        if tasks::record_sms_task(&tx, &id, name, state, source, now).map_err(fail)? {
-            synced.new += 1;
+        let task = tasks::SmsTask {
+            task_id: &id,
+            name,
+            state,
+            source_id: source,
+        };
+        let stored =
+            tasks::record_sms_task(&tx, &task, synced.overwrite_names, now).map_err(fail)?;
+        synced.new += usize::from(stored.new);
+        synced.kept_names += usize::from(stored.kept_name);
+        if let (Some(before), Some(after)) = (stored.renamed_from, name) {
+            synced
+                .renamed
+                .push((id.to_string(), before, after.to_string()));
         }
         synced.tasks += 1;
     }
@@ -86,6 +111,19 @@ fn store(
 }
 
 fn report(synced: &Synced, from: &str) -> Result<(), CliError> {
+    for (task, before, after) in &synced.renamed {
+        match before {
+            Some(b) => say!("renamed task {task}: {b:?} → {after:?} (as SMS names it)")?,
+            None => say!("named task {task} {after:?} (as SMS names it)")?,
+        }
+    }
+    if synced.kept_names > 0 {
+        say!(
+            "kept the names set by hand of {} {} that SMS names otherwise (--overwrite-names replaces them)",
+            synced.kept_names,
+            if synced.kept_names == 1 { "task" } else { "tasks" }
+        )?;
+    }
     say!(
         "stored {} tasks from {from} ({} newly registered){}{}",
         synced.tasks,
@@ -112,7 +150,11 @@ fn report(synced: &Synced, from: &str) -> Result<(), CliError> {
 /// Tasks asked for per page of `ListTasks`.
 const PAGE: u32 = 100;
 
-async fn sync(conn: &rusqlite::Connection, upstream: &UpstreamArgs) -> Result<(), CliError> {
+async fn sync(
+    conn: &rusqlite::Connection,
+    upstream: &UpstreamArgs,
+    overwrite_names: bool,
+) -> Result<(), CliError> {
     let endpoint = upstream.endpoint()?;
     let client = crate::services::upstream::Upstream::new(
         endpoint.clone(),
@@ -120,7 +162,10 @@ async fn sync(conn: &rusqlite::Connection, upstream: &UpstreamArgs) -> Result<()
         upstream.upstream_timeout.0,
     );
     let now = crate::domain::now_ms();
-    let mut synced = Synced::default();
+    let mut synced = Synced {
+        overwrite_names,
+        ..Synced::default()
+    };
     let mut offset = 0u32;
     loop {
         let page = client.list_tasks(PAGE, offset).await.map_err(|e| {
@@ -194,8 +239,14 @@ pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
                 }
             }
         }
-        TasksCommand::Sync { upstream } => sync(&conn, &upstream).await?,
-        TasksCommand::Import { file } => {
+        TasksCommand::Sync {
+            upstream,
+            overwrite_names,
+        } => sync(&conn, &upstream, overwrite_names).await?,
+        TasksCommand::Import {
+            file,
+            overwrite_names,
+        } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
             let pages: Vec<TaskPage> = match serde_json::from_slice::<Vec<TaskPage>>(&bytes) {
@@ -203,7 +254,10 @@ pub async fn run(db: &Path, cmd: TasksCommand) -> Result<ExitCode, CliError> {
                 Err(_) => vec![TaskPage::parse(&bytes)
                     .map_err(|e| fail(format!("{}: {e}", file.display())))?],
             };
-            let mut synced = Synced::default();
+            let mut synced = Synced {
+                overwrite_names,
+                ..Synced::default()
+            };
             let now = crate::domain::now_ms();
             for page in &pages {
                 store(&conn, &page.tasks, now, &mut synced)?;

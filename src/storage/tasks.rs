@@ -98,27 +98,73 @@ pub fn task_exists(conn: &Connection, task_id: &str) -> Result<bool, StorageErro
         .query_row(params![task_id], |r| r.get(0))?)
 }
 
+/// A task as SMS lists it (`tasks sync`, `tasks import`).
+pub struct SmsTask<'a> {
+    /// Its id.
+    pub task_id: &'a TaskId,
+    /// Its name in SMS, if SMS gives one.
+    pub name: Option<&'a str>,
+    /// Its state in SMS.
+    pub state: Option<&'a str>,
+    /// Its source server's id in SMS.
+    pub source_id: Option<&'a str>,
+}
+
+/// What storing a task from SMS did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SmsTaskStored {
+    /// The task was not registered before.
+    pub new: bool,
+    /// Its name changed from this (none: it had none) to SMS's.
+    pub renamed_from: Option<Option<String>>,
+    /// SMS names it otherwise, and the name set by hand was kept.
+    pub kept_name: bool,
+}
+
 /// A task as SMS lists it: registered if new (`registered_by = 'sms'`), its
-/// name (when SMS gives one) and state stored. Returns whether it was new.
+/// state stored, and its name when SMS gives one, except over a name set by
+/// hand (`tasks add --name`) unless `overwrite_names`.
 pub fn record_sms_task(
     conn: &Connection,
-    task_id: &TaskId,
-    name: Option<&str>,
-    state: Option<&str>,
-    source_id: Option<&str>,
+    task: &SmsTask<'_>,
+    overwrite_names: bool,
     now: Timestamp,
-) -> Result<bool, StorageError> {
-    let existed = task_exists(conn, task_id.as_str())?;
+) -> Result<SmsTaskStored, StorageError> {
+    let existing: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT name, name_set_by FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task.task_id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let mut stored = SmsTaskStored {
+        new: existing.is_none(),
+        ..SmsTaskStored::default()
+    };
+    let (old_name, set_by) = existing.unwrap_or_default();
+    let by_hand = set_by.as_deref() == Some("cli");
+    let name = match task.name {
+        Some(n) if old_name.as_deref() == Some(n) => None,
+        Some(_) if by_hand && !overwrite_names => {
+            stored.kept_name = true;
+            None
+        }
+        Some(n) => {
+            stored.renamed_from = (!stored.new).then(|| old_name.clone());
+            Some(n)
+        }
+        None => None,
+    };
     conn.execute(
-        "INSERT INTO tasks (task_id, name, registered_at, registered_by, sms_state, sms_synced_at,
-             sms_source_id)
-         VALUES (?1, ?2, ?4, 'sms', ?3, ?4, ?5)
+        "INSERT INTO tasks (task_id, name, name_set_by, registered_at, registered_by, sms_state,
+             sms_synced_at, sms_source_id)
+         VALUES (?1, ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE 'sms' END, ?4, 'sms', ?3, ?4, ?5)
          ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name),
+             name_set_by = coalesce(excluded.name_set_by, name_set_by),
              sms_state = excluded.sms_state, sms_synced_at = excluded.sms_synced_at,
              sms_source_id = excluded.sms_source_id",
-        params![task_id.as_str(), name, state, now, source_id],
+        params![task.task_id.as_str(), name, task.state, now, task.source_id],
     )?;
-    Ok(!existed)
+    Ok(stored)
 }
 
 /// The tasks whose source server (as `tasks sync` read it from SMS) is `source_id`.
@@ -139,8 +185,10 @@ pub fn register_task(
 ) -> Result<bool, StorageError> {
     let existed = task_exists(conn, task_id.as_str())?;
     conn.execute(
-        "INSERT INTO tasks (task_id, name, registered_at, registered_by) VALUES (?1, ?2, ?3, 'cli')
-         ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name)",
+        "INSERT INTO tasks (task_id, name, name_set_by, registered_at, registered_by)
+         VALUES (?1, ?2, CASE WHEN ?2 IS NULL THEN NULL ELSE 'cli' END, ?3, 'cli')
+         ON CONFLICT (task_id) DO UPDATE SET name = coalesce(excluded.name, name),
+             name_set_by = coalesce(excluded.name_set_by, name_set_by)",
         params![task_id.as_str(), name, now_ms()],
     )?;
     Ok(!existed)

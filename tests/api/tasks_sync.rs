@@ -112,3 +112,72 @@ async fn tasks_import_reads_a_saved_answer() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("not a ListTasks answer"), "{out}");
 }
+
+/// A name set by hand survives `tasks sync` unless `--overwrite-names`; names
+/// from SMS follow SMS; every change is reported.
+#[tokio::test]
+async fn tasks_sync_keeps_names_set_by_hand_and_reports_what_it_renamed() {
+    let fake = FakeUpstream::start().await;
+    fake.set_tasks(vec![
+        json!({"id": "t-hand", "name": "sms name 1", "state": "RUNNING"}),
+        json!({"id": "t-sms", "name": "sms name 2", "state": "RUNNING"}),
+    ]);
+    let app = TestApp::spawn().await;
+    let name_of = |task: &str| -> Option<String> {
+        app.write_conn()
+            .query_row("SELECT name FROM tasks WHERE task_id = ?1", [task], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let (code, out) = tasks(
+        &app,
+        &fake,
+        &["add", "t-hand", "--name", "web-01 (CentOS 7) → ECS"],
+        SK,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = tasks(&app, &fake, &["sync"], SK).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        name_of("t-hand").as_deref(),
+        Some("web-01 (CentOS 7) → ECS")
+    );
+    assert_eq!(name_of("t-sms").as_deref(), Some("sms name 2"));
+    assert!(
+        out.contains("kept the names set by hand of 1 task that SMS names otherwise"),
+        "{out}"
+    );
+
+    // SMS renames its task: the next sync follows and says so.
+    fake.set_tasks(vec![
+        json!({"id": "t-hand", "name": "sms name 1", "state": "RUNNING"}),
+        json!({"id": "t-sms", "name": "sms name 3", "state": "FINISHED"}),
+    ]);
+    let (code, out) = tasks(&app, &fake, &["sync"], SK).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("renamed task t-sms: \"sms name 2\" → \"sms name 3\""),
+        "{out}"
+    );
+    assert!(!out.contains("renamed task t-hand"), "{out}");
+    assert_eq!(
+        name_of("t-hand").as_deref(),
+        Some("web-01 (CentOS 7) → ECS")
+    );
+
+    // Asked to, it replaces the name set by hand too, and reports it.
+    let (code, out) = tasks(&app, &fake, &["sync", "--overwrite-names"], SK).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("renamed task t-hand: \"web-01 (CentOS 7) → ECS\" → \"sms name 1\""),
+        "{out}"
+    );
+    assert_eq!(name_of("t-hand").as_deref(), Some("sms name 1"));
+    // Now SMS's name, it follows SMS from here on.
+    fake.set_tasks(vec![json!({"id": "t-hand", "name": "sms name 4"})]);
+    let (code, out) = tasks(&app, &fake, &["sync"], SK).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(name_of("t-hand").as_deref(), Some("sms name 4"), "{out}");
+}
