@@ -414,6 +414,12 @@ fn shared_state(
             failures: AuthFailures::default(),
             max_header_bytes: config.http.max_header_bytes,
             session_lifetime: config.http.session_lifetime,
+            db_flag: crate::domain::shell_word(&format!(
+                "--db={}",
+                std::path::absolute(&config.db)
+                    .unwrap_or_else(|_| config.db.clone())
+                    .display()
+            )),
         }),
         delivery: web::Data::new(Delivery {
             upstream: config.upstream.clone(),

@@ -384,7 +384,19 @@ fn confirm(question: &str) -> Result<bool, CliError> {
 
 /// Opens (creating and migrating if needed) the database for a command.
 fn open(db: &Path) -> Result<rusqlite::Connection, CliError> {
-    storage::prepare(db, SyncMode::Full).map_err(fail)
+    let new = !db.exists();
+    let conn = storage::prepare(db, SyncMode::Full).map_err(fail)?;
+    if new {
+        // Said, so that a command run in the wrong folder (or without the
+        // service's --db) does not quietly start a second ledger.
+        eprintln!(
+            "created a new database at {}",
+            std::path::absolute(db)
+                .unwrap_or_else(|_| db.to_path_buf())
+                .display()
+        );
+    }
+    Ok(conn)
 }
 
 /// For commands that only read (or change what exists): a database that is not

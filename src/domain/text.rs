@@ -115,3 +115,14 @@ mod url_tests {
         assert_eq!(without_path("not a url"), "(not a URL; not shown)");
     }
 }
+
+/// `word` as one word for a POSIX shell: as it is when it holds only characters
+/// no shell reads specially, else in single quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-=+:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}

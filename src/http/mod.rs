@@ -103,6 +103,10 @@ pub struct Access {
     /// The most bytes of headers (names, values, separators) a request may send.
     pub max_header_bytes: usize,
     pub session_lifetime: Duration,
+    /// `--db PATH` naming the running database (absolute, quoted for a shell),
+    /// for the commands the pages suggest: a credential made without it would go
+    /// to another database.
+    pub db_flag: String,
 }
 
 /// Sending to SMS: the upstream `serve` was given (if any) and the service's

@@ -206,6 +206,29 @@ fn credentials_add_json_list_and_revoke() {
         ],
     ));
     assert_eq!(out.lines().count(), 1, "exactly one JSON object: {out}");
+    // Creating a database is said (on stderr, the JSON stays alone on stdout),
+    // so that a command run in the wrong folder does not start a second ledger.
+    let made = sms_audit(
+        &db,
+        &["credentials", "add", "--name", "zz-2", "--role", "agent"],
+    );
+    assert!(
+        !String::from_utf8_lossy(&made.stderr).contains("created a new database"),
+        "only when it creates one"
+    );
+    let elsewhere = dir.path().join("elsewhere.db");
+    let made = sms_audit(
+        &elsewhere,
+        &["credentials", "add", "--name", "zz-3", "--role", "agent"],
+    );
+    let err = String::from_utf8_lossy(&made.stderr);
+    assert!(
+        err.contains(&format!(
+            "created a new database at {}",
+            elsewhere.display()
+        )),
+        "{err}"
+    );
     let issued: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&out).unwrap();
     let keys: Vec<&str> = issued.keys().map(String::as_str).collect();
     assert_eq!(

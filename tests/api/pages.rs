@@ -161,6 +161,25 @@ async fn fresh_dashboard_explains_how_to_point_an_agent_here() {
     );
     assert!(page.text.contains("curl -X POST"));
     assert!(!page.text.contains("id=\"tasks\""));
+    // The hint names the running database: run elsewhere, a credential made
+    // without it would go to a new one the service does not know.
+    let db_flag = sms_audit::domain::shell_word(&format!("--db={}", app.db_path.display()));
+    let hint = format!(
+        "sms-audit credentials add {} --name agent-01",
+        askama_escape(&db_flag)
+    );
+    assert!(page.text.contains(&hint), "{hint}: {}", page.text);
+    let login = reqwest::get(format!("{}/login", app.address))
+        .await
+        .unwrap();
+    let login = login.text().await.unwrap();
+    assert!(
+        login.contains(&format!(
+            "sms-audit credentials add {} --name NAME",
+            askama_escape(&db_flag)
+        )),
+        "{login}"
+    );
     for header in [
         "content-security-policy",
         "x-content-type-options",
@@ -838,4 +857,13 @@ async fn deliveries_page_says_when_no_upstream_is_configured() {
     assert_eq!(page.status, 200);
     assert!(page.text.contains("not configured"), "{}", page.text);
     assert!(!page.text.contains(">healthy<"), "{}", page.text);
+}
+
+/// Text as askama escapes it in HTML.
+fn askama_escape(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('\'', "&#39;")
+        .replace('"', "&#34;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
 }

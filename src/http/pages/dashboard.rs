@@ -40,6 +40,8 @@ struct DashboardPage {
     nav: Option<Nav>,
     overview: Overview,
     base_url: String,
+    /// `--db PATH` of the running database, for the hint.
+    db_flag: String,
     search: String,
     sort: &'static str,
     direction: &'static str,
@@ -118,6 +120,7 @@ pub async fn page(
     query: Query<DashboardQuery>,
     reads: web::Data<ReadPool>,
     states: web::Data<fleet::StateCache>,
+    access: web::Data<crate::http::Access>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let search = query.q.clone().unwrap_or_default().trim().to_string();
@@ -171,6 +174,7 @@ pub async fn page(
         nav: Some(Nav::from(&session)),
         overview,
         base_url,
+        db_flag: access.db_flag.clone(),
         search,
         sort: sort.key(),
         direction: if descending { "desc" } else { "asc" },

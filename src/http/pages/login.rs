@@ -25,6 +25,8 @@ struct LoginPage {
     csrf_token: String,
     next: String,
     error: Option<String>,
+    /// `--db PATH` of the running database, for the hint.
+    db_flag: String,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,7 @@ fn secure(req: &HttpRequest) -> bool {
 
 fn login_page(
     req: &HttpRequest,
+    access: &Access,
     next: String,
     error: Option<String>,
     status: StatusCode,
@@ -71,6 +74,7 @@ fn login_page(
         csrf_token: csrf_token.clone(),
         next,
         error,
+        db_flag: access.db_flag.clone(),
     }
     .render()?;
     let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf_token)
@@ -92,14 +96,18 @@ fn login_page(
     Ok(response)
 }
 
-pub async fn form(req: HttpRequest, query: Query<NextQuery>) -> Result<HttpResponse, PageError> {
+pub async fn form(
+    req: HttpRequest,
+    query: Query<NextQuery>,
+    access: web::Data<Access>,
+) -> Result<HttpResponse, PageError> {
     let next = safe_next(query.next.as_deref());
     if page_session(&req).await.is_ok() {
         return Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, next))
             .finish());
     }
-    login_page(&req, next, None, StatusCode::OK)
+    login_page(&req, &access, next, None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -124,6 +132,7 @@ pub async fn submit(
     if !csrf_equal(&expected, &form.csrf_token) {
         return login_page(
             &req,
+            &access,
             next,
             Some("The form expired; please try again.".into()),
             StatusCode::FORBIDDEN,
@@ -133,6 +142,7 @@ pub async fn submit(
     if token.is_empty() || token.len() > auth::MAX_TOKEN_LEN {
         return login_page(
             &req,
+            &access,
             next,
             Some("Enter a token.".into()),
             StatusCode::UNAUTHORIZED,
@@ -146,6 +156,7 @@ pub async fn submit(
         Err(_) => {
             return login_page(
                 &req,
+                &access,
                 next,
                 Some("That token is not valid (unknown or revoked).".into()),
                 StatusCode::UNAUTHORIZED,
@@ -155,6 +166,7 @@ pub async fn submit(
     if !credential.role.may_read() {
         return login_page(
             &req,
+            &access,
             next,
             Some(format!("{} is an {} credential: agents upload but cannot log in. Use an auditor or operator token.", credential.name, credential.role)),
             StatusCode::FORBIDDEN,

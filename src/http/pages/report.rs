@@ -30,12 +30,15 @@ struct ReportPage {
     verifier_key: Option<String>,
     evidence_link: String,
     generated_at: String,
+    /// `--db PATH` of the running database, for the hint.
+    db_flag: String,
 }
 
 pub async fn page(
     path: web::Path<String>,
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
+    access: web::Data<crate::http::Access>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
     let task_id = TaskId::parse(&path)
@@ -77,6 +80,7 @@ pub async fn page(
         covers_latest,
         verifier_key: evidence.verifier_key(),
         generated_at: format_timestamp(crate::domain::now_ms()),
+        db_flag: access.db_flag.clone(),
     }
     .render()?;
     Ok(html(body))
