@@ -798,6 +798,52 @@ async fn the_task_page_lists_every_directory_and_exports_its_time_range() {
     assert_eq!(csv.status, 200, "{}", csv.text);
 }
 
+/// With a directory chosen, the uploads table shows that directory's counts, as
+/// the charts do, and marks the uploads that did not report it.
+#[tokio::test]
+async fn the_task_pages_directory_filter_applies_to_its_uploads_table() {
+    let app = TestApp::spawn().await;
+    for body in [
+        crate::helpers::body_with_problems("/etc", 3),
+        crate::helpers::body_with_problems("/data", 0),
+    ] {
+        assert_eq!(app.upload(TASK, &app.admin_token, &body).await.status, 200);
+    }
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let rows = |html: &str| -> Vec<String> {
+        let table = html.split("<table id=\"uploads\">").nth(1).unwrap();
+        let table = &table[..table.find("</table>").unwrap()];
+        table.split("<tr").skip(2).map(str::to_string).collect()
+    };
+    let all = browser.get(&format!("/tasks/{TASK}")).await.text;
+    assert!(!all.contains("id=\"table-dir\""));
+    // Newest first: #2 then #1, each with its totals over /etc or /data and /var.
+    let rows_all = rows(&all);
+    assert!(rows_all[1].contains(">150<"), "{}", rows_all[1]);
+    let etc = browser.get(&format!("/tasks/{TASK}?dir=%2Fetc")).await.text;
+    assert!(etc.contains("id=\"table-dir\""), "{etc}");
+    let rows_etc = rows(&etc);
+    assert!(
+        rows_etc[0].contains("not reported in this upload"),
+        "{}",
+        rows_etc[0]
+    );
+    assert!(
+        rows_etc[1].contains(">100<") && rows_etc[1].contains(">3<"),
+        "{}",
+        rows_etc[1]
+    );
+    assert!(
+        !rows_etc[1].contains(">150<"),
+        "not the totals: {}",
+        rows_etc[1]
+    );
+    assert!(
+        etc.contains(&format!("href=\"/tasks/{TASK}?since=&#38;until=\"")),
+        "{etc}"
+    );
+}
+
 #[tokio::test]
 async fn the_upload_page_shows_the_stored_bytes_exactly_and_hidden_characters_visibly() {
     let app = TestApp::spawn().await;

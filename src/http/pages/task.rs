@@ -1,19 +1,17 @@
 //! A task's page: its uploads over time, charts, filters.
 
 use super::filters;
-use crate::storage::{tasks, uploads};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
 use super::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
 use super::{html, time_field, time_range, urlencode, Nav, PageError};
-use crate::domain::{format_timestamp, TaskId, Timestamp};
+use crate::domain::{format_timestamp, TaskId, Timestamp, Totals};
 use crate::http::extract::PageUser;
 use crate::http::extract::Query;
-use crate::storage::tasks::TaskRow;
-use crate::storage::uploads::UploadPageQuery;
-use crate::storage::uploads::UploadSummary;
+use crate::storage::tasks::{self, TaskRow};
+use crate::storage::uploads::{self, UploadPageQuery, UploadSummary};
 use crate::storage::{fleet, ReadPool};
 
 const PER_PAGE: u32 = 25;
@@ -45,7 +43,9 @@ struct TaskPage {
     problems_chart: String,
     totals_chart: String,
     chart_points: usize,
-    uploads: Vec<UploadSummary>,
+    /// Each upload with the counts the table shows: its totals, or with a
+    /// directory chosen, that directory's (none: the upload did not report it).
+    uploads: Vec<(UploadSummary, Option<Totals>)>,
     before_id: Option<i64>,
     next_before_id: Option<i64>,
     /// As typed, when the page shows the task as of a moment.
@@ -108,6 +108,13 @@ impl TaskPage {
 
     fn newest_link(&self) -> String {
         format!("/tasks/{}?{}", self.task.task_id, self.filters())
+    }
+
+    /// This page with every directory (the other filters kept).
+    fn without_dir_link(&self) -> String {
+        let filters = self.filters();
+        let rest = filters.split_once('&').map_or("", |(_, rest)| rest);
+        format!("/tasks/{}?{rest}", self.task.task_id)
     }
 }
 
@@ -184,7 +191,15 @@ pub async fn page(
                 until,
                 regressed_only,
             };
-            let (uploads, next) = uploads::task_uploads(conn, id.as_str(), &page)?;
+            let (listed, next) = uploads::task_uploads(conn, id.as_str(), &page)?;
+            let mut uploads = Vec::with_capacity(listed.len());
+            for u in listed {
+                let shown = match chart_dir.as_deref() {
+                    None => Some(u.totals),
+                    Some(dir) => uploads::dir_totals(conn, u.id, dir)?,
+                };
+                uploads.push((u, shown));
+            }
             let sms_state = tasks::sms_state(conn, id.as_str())?;
             Ok(Some((task, dirs, points, uploads, next, sms_state)))
         })

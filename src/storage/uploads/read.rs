@@ -374,6 +374,25 @@ pub fn neighbours(
     Ok((previous, next))
 }
 
+/// The four counts upload `id` reported for directory `dir` (summed, were it
+/// listed twice); none when the upload did not report it.
+pub fn dir_totals(conn: &Connection, id: i64, dir: &str) -> Result<Option<Totals>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*), sum(num_total_files), sum(num_different_files),
+                    sum(num_target_miss_files), sum(num_target_more_files)
+             FROM upload_results WHERE upload_id = ?1 AND dir_check = ?2",
+        )?
+        .query_row(params![id, dir], |r| {
+            let rows: i64 = r.get(0)?;
+            Ok(if rows == 0 {
+                None
+            } else {
+                Some(totals_from_row(r, 1)?)
+            })
+        })?)
+}
+
 /// The problems (different + missing + extra files) of upload `id`, if there is one.
 pub fn problems_of(conn: &Connection, id: i64) -> Result<Option<i64>, StorageError> {
     Ok(conn
