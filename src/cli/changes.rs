@@ -19,8 +19,8 @@ pub struct ChangesArgs {
     /// The first moment: RFC 3339, or a date meaning 00:00 UTC.
     #[arg(long)]
     pub from: String,
-    /// The second moment (not before --from).
-    #[arg(long)]
+    /// The second moment (not before --from); `now` by default.
+    #[arg(long, default_value = "now")]
     pub to: String,
     /// Only tasks with this verdict: new, improved, regressed, unchanged, or clean.
     #[arg(long)]
@@ -53,13 +53,10 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
             })?
         }
         ChangesFormat::Json => {
-            let json = serde_json::json!({
-                "from": format_timestamp(from),
-                "to": format_timestamp(to),
-                "counts": changes.counts,
-                "tasks": rows,
-            });
-            say!("{json}")?;
+            say!(
+                "{}",
+                crate::http::json::changes(from, to, &changes.counts, &rows)
+            )?;
         }
         ChangesFormat::Table => {
             let c = &changes.counts;

@@ -12,7 +12,7 @@ use crate::services::export::{self, ExportFilter};
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// csv: a row per result item; jsonl: a JSON object per upload, with its raw body.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, default_value = "csv")]
     pub format: export::Format,
     /// Only this task's uploads.
     #[arg(long = "task")]

@@ -23,7 +23,7 @@ pub fn format_timestamp(ms: Timestamp) -> String {
 pub enum TimeError {
     /// Neither RFC 3339 nor a date.
     #[error(
-        "{given:?} is not an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27){hint}"
+        "{given:?} is not an RFC 3339 time (2026-11-27T10:00:00Z), a date (2026-11-27) or now{hint}"
     )]
     NotATime {
         /// As given.
@@ -50,9 +50,12 @@ pub enum TimeError {
     },
 }
 
-/// A time on the command line or in a query string: RFC 3339, or a plain date
-/// meaning 00:00 UTC.
+/// A time on the command line or in a query string: RFC 3339, a plain date
+/// meaning 00:00 UTC, or `now`.
 pub fn parse_time_arg(s: &str) -> Result<Timestamp, TimeError> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(now_ms());
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }

@@ -5,8 +5,10 @@
 use serde::Serialize;
 
 use crate::domain::{format_timestamp, DeliveryState, Timestamp, Totals, Trigger};
+use crate::services::fleet::{Change, VerdictCounts};
 use crate::storage::checkpoints::StoredCheckpoint;
 use crate::storage::credentials::CredentialSummary;
+use crate::storage::fleet::TaskState;
 use crate::storage::outbox::{AttemptRow, DeliveryRecord};
 use crate::storage::proxy_log::CallRow;
 use crate::storage::rejections::{Rejection, RejectionCount};
@@ -360,6 +362,44 @@ impl From<StoredCheckpoint> for CheckpointJson {
             note: c.note,
         }
     }
+}
+
+/// A task as of a moment, in `changes`.
+fn task_state(s: &TaskState) -> serde_json::Value {
+    serde_json::json!({
+        "upload_id": s.upload_id,
+        "received_at": format_timestamp(s.received_at),
+        "totals": s.totals,
+        "problems": s.problems,
+        "regressed": s.regressed,
+    })
+}
+
+/// What changed between two moments: `GET /api/v1/changes` and
+/// `changes --format json` write this one shape.
+pub fn changes(
+    from: Timestamp,
+    to: Timestamp,
+    counts: &VerdictCounts,
+    rows: &[&Change],
+) -> serde_json::Value {
+    let task = |c: &Change| {
+        serde_json::json!({
+            "task_id": c.task_id,
+            "name": c.name,
+            "verdict": c.verdict,
+            "clean": c.clean,
+            "problems_change": c.problems_change,
+            "from": c.from.as_ref().map(task_state),
+            "to": task_state(&c.to),
+        })
+    };
+    serde_json::json!({
+        "from": format_timestamp(from),
+        "to": format_timestamp(to),
+        "counts": counts,
+        "tasks": rows.iter().map(|c| task(c)).collect::<Vec<_>>(),
+    })
 }
 
 /// Rows as their JSON shapes.

@@ -67,7 +67,7 @@ impl StateCache {
 }
 
 /// One task between two moments.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Change {
     /// The task.
     pub task_id: String,
@@ -113,7 +113,7 @@ impl VerdictCounts {
 }
 
 /// What changed between two moments: every task with an upload by `to`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Changes {
     /// The first moment.
     pub from: Timestamp,

@@ -311,6 +311,40 @@ async fn changes_on_the_command_line() {
     assert!(run("csv").starts_with("task_id,name,verdict"));
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     assert_eq!(json["counts"]["regressed"], 1);
+    // One shape: the command's JSON is the API's for the same query.
+    let api = app
+        .get(
+            &format!("/api/v1/changes?from={}&to=2999-01-01", enc(&first)),
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(json, api);
+    assert!(
+        json["tasks"][0]["to"]["received_at"].is_string(),
+        "RFC 3339: {json}"
+    );
+    // `--to` is now unless given, and `now` is a time wherever one is taken.
+    for to in [&[][..], &["--to", "now"]] {
+        let out = crate::helpers::command()
+            .args(["changes", "--from", &first, "--format", "json"])
+            .args(to)
+            .arg("--db")
+            .arg(&app.db_path)
+            .output()
+            .unwrap();
+        let text = crate::helpers::output_text(&out);
+        assert!(out.status.success(), "{to:?}: {text}");
+        let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(now["counts"], json["counts"], "{to:?}");
+    }
+    let api_now = app
+        .get(
+            &format!("/api/v1/changes?from={}&to=now", enc(&first)),
+            &app.admin_token,
+        )
+        .await;
+    assert_eq!(api_now.status, 200, "{}", api_now.text);
     let out = crate::helpers::command()
         .args([
             "changes",

@@ -148,6 +148,9 @@ async fn purge_empties_old_bodies_keeps_the_ledger_verifiable_and_records_itself
     assert!(lines[1].get("purged_at").is_none() && lines[1]["raw_body"] != "");
     let (_, out, _) = sms_audit(&db, &["export", "--format", "csv"]);
     assert!(out.lines().next().unwrap().ends_with(",purged_at"), "{out}");
+    // CSV unless asked otherwise, as the API.
+    let (code, default, _) = sms_audit(&db, &["export"]);
+    assert_eq!((code, default), (0, out));
 
     // Nothing left to purge the second time; the log says when it happened.
     let (code, out, _) = sms_audit(&db, &["purge", "--before", "2100-01-01", "--yes"]);

@@ -15,37 +15,14 @@ use crate::domain::fleet::DAY_MS;
 use crate::domain::{format_timestamp, now_ms, Timestamp};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiReader, Query};
-use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort, DEFAULT_TREND_DAYS};
-use crate::storage::fleet::{DirectoryRow, TaskState};
+use crate::services::fleet::{self, ChangeFilter, ChangeSort, DEFAULT_TREND_DAYS};
+use crate::storage::fleet::DirectoryRow;
 use crate::storage::{self, ReadPool};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/changes", changes))
         .service(get_resource("/api/v1/fleet/trend", trend))
         .service(get_resource("/api/v1/directories", directories));
-}
-
-/// A task as of a moment, as the API shows it.
-fn state_json(s: &TaskState) -> Value {
-    json!({
-        "upload_id": s.upload_id,
-        "received_at": format_timestamp(s.received_at),
-        "totals": s.totals,
-        "problems": s.problems,
-        "regressed": s.regressed,
-    })
-}
-
-fn change_json(c: &Change) -> Value {
-    json!({
-        "task_id": c.task_id,
-        "name": c.name,
-        "verdict": c.verdict,
-        "clean": c.clean,
-        "problems_change": c.problems_change,
-        "from": c.from.as_ref().map(state_json),
-        "to": state_json(&c.to),
-    })
 }
 
 #[derive(Deserialize)]
@@ -109,12 +86,7 @@ async fn changes(
             ))
             .body(out));
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "from": format_timestamp(from),
-        "to": format_timestamp(to),
-        "counts": changes.counts,
-        "tasks": rows.iter().map(|c| change_json(c)).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &changes.counts, &rows)))
 }
 
 #[derive(Deserialize)]
