@@ -234,20 +234,20 @@ fn check_before_start(config: &ServeConfig) -> Result<Option<rustls::ServerConfi
     Ok(tls)
 }
 
-/// The lock before the database is touched (a second writer must change
-/// nothing), the port before anything is created (a start that cannot listen
-/// creates nothing, not even the admin credential whose token would then never
-/// be shown), then the database and, on one without credentials, `admin`.
+/// The port before anything is created (a start that cannot listen creates
+/// nothing: no lock file, no database, not the admin credential whose token would
+/// then never be shown), the lock before the database is touched (a second writer
+/// must change nothing), then the database and, on one without credentials, `admin`.
 fn claim(config: &ServeConfig) -> Result<Claimed, StartError> {
-    let lock = (!config.null_store)
-        .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
-        .transpose()?;
     let bind_error = |source| StartError::Bind {
         addr: config.listen.clone(),
         source,
     };
     let listener = TcpListener::bind(&config.listen).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
+    let lock = (!config.null_store)
+        .then(|| ProcessLock::acquire(&config.db, LockKind::Writer))
+        .transpose()?;
     let conn = prepare(&config.db, config.writer.sync)?;
     let admin_token = if credentials::is_empty(&conn)? {
         let admin = NewCredential {

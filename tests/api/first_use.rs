@@ -12,6 +12,11 @@ fn a_start_that_cannot_listen_creates_nothing_and_the_next_one_hands_over_the_to
     let out = run(&db, &["serve", "--listen", &port]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!db.exists(), "the failed start created the database");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the failed start left {left:?}");
     drop(busy);
     let served = crate::cli::serve_with(&db, &[], &[]);
     assert!(served.token.is_some(), "the admin token is handed over");
