@@ -215,16 +215,19 @@ pub fn check(argv0: OsString, config: Option<&Path>) -> Result<ExitCode, CliErro
     for (key, arg) in known_args() {
         let id = arg.get_id().as_str();
         let m = if arg.is_global_set() { &matches } else { serve };
-        let source = match m.value_source(id) {
+        let mut source = match m.value_source(id) {
             Some(ValueSource::CommandLine) if from_file.contains(&key) => "file",
             Some(ValueSource::EnvVariable) => "env",
             Some(ValueSource::DefaultValue) => "default",
             _ => "unset",
         };
-        let raw: Vec<String> = m
+        let mut raw: Vec<String> = m
             .get_raw(id)
             .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
+        if let (true, Some(value)) = (raw.is_empty(), computed_default(&key, &matches)) {
+            (source, raw) = ("default", vec![value]);
+        }
         let shown = if raw.is_empty() {
             match m.get_flag_safe(id) {
                 Some(true) => "true".to_string(),
@@ -248,6 +251,23 @@ pub fn check(argv0: OsString, config: Option<&Path>) -> Result<ExitCode, CliErro
         say!("{key:<28} {source:<9} {shown}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The defaults `serve` works out when it starts rather than writes in its
+/// flags: what it would use, so that `config check` shows it.
+fn computed_default(key: &str, matches: &ArgMatches) -> Option<String> {
+    match key {
+        "workers" => Some(format!(
+            "{} (one per core)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )),
+        "log-origin" => Some(crate::services::checkpoints::default_origin()),
+        "signing-key" => {
+            let db = matches.get_one::<PathBuf>("db")?;
+            Some(format!("{}.signing-key", db.display()))
+        }
+        _ => None,
+    }
 }
 
 trait FlagSafe {

@@ -653,6 +653,17 @@ async fn a_config_file_fills_what_no_flag_or_environment_variable_sets() {
     assert_eq!(row("session-hours"), "env 3");
     assert_eq!(row("trusted-proxy"), "file 10.0.0.1,10.0.0.2");
     assert_eq!(row("sync"), "default full");
+    // Defaults worked out at start are shown as what serve would use.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(row("workers"), format!("default {cores} (one per core)"));
+    assert!(
+        row("log-origin").starts_with("default sms-audit/"),
+        "{text}"
+    );
+    assert!(
+        row("signing-key").starts_with("default ") && row("signing-key").ends_with(".signing-key"),
+        "{text}"
+    );
     assert_eq!(row("metrics-token"), "file ******** (set)");
     assert!(!text.contains("file-secret-token"));
     assert_eq!(
