@@ -148,7 +148,15 @@ fn add(conn: &rusqlite::Connection, args: AddCredentialArgs) -> Result<(), CliEr
         if let Some(sk) = &issued.secret_key {
             say!("secret key: {sk}")?;
         }
-        eprintln!("These secrets are shown only now; sms-audit keeps only the token's hash.");
+        if issued.secret_key.is_some() {
+            eprintln!(
+                "These secrets are shown only now. sms-audit keeps the token only as its hash; \
+                 the secret key is stored as is (checking a signature needs it), so guard the \
+                 database as you guard the key."
+            );
+        } else {
+            eprintln!("This token is shown only now; sms-audit keeps only its hash.");
+        }
     }
     Ok(())
 }

@@ -337,10 +337,12 @@ impl ResponseError for PageError {
 /// The pages' paths; every other path (the SMS API, the read API, health checks,
 /// and paths that name nothing) belongs to the JSON side, whose errors are
 /// SMS-shaped, as SMS itself answers an unknown path.
-const PAGE_PREFIXES: [&str; 9] = [
+pub const PAGE_PREFIXES: [&str; 11] = [
     "/tasks",
     "/uploads",
     "/compare",
+    "/changes",
+    "/directories",
     "/audit",
     "/deliveries",
     "/proxy",
@@ -359,14 +361,43 @@ pub fn is_api_path(path: &str) -> bool {
     !page
 }
 
+/// Paths only programs call: the SMS API, the JSON API, health, metrics and the
+/// transparency log. Their errors are JSON whoever asks.
+const MACHINE_PREFIXES: [&str; 7] = [
+    "/v3/",
+    "/api/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/checkpoint",
+    "/tile/",
+];
+
+/// Whether an error for this request is answered with the site's error page: a
+/// page's path, or any other path a browser opens (`Accept: text/html`) that is
+/// not one only programs call (a mistyped `/nope` gets the page, with the
+/// navigation, not SMS's JSON).
+pub fn wants_page(req: &HttpRequest) -> bool {
+    let path = req.path();
+    if !is_api_path(path) {
+        return true;
+    }
+    let browser = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    browser && !MACHINE_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
 /// A request actix's extractors could not read (`what`: query, form, body), in
 /// the shape of the side it was sent to, so it is also in the rejection log.
 pub fn bad_input(req: &HttpRequest, what: &str, e: impl std::fmt::Display) -> actix_web::Error {
-    let msg = format!("{what}: {e}");
-    if is_api_path(req.path()) {
-        ApiError::bad_request(msg).into()
+    if wants_page(req) {
+        // People read it: the parameter's problem in words, not the parser's.
+        PageError::BadRequest(e.to_string()).into()
     } else {
-        PageError::BadRequest(msg).into()
+        ApiError::bad_request(format!("{what}: {e}")).into()
     }
 }
 
@@ -377,13 +408,13 @@ pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> a
         Some(d) => format!("{path}: {d}"),
         None => path,
     };
-    if is_api_path(req.path()) {
+    if wants_page(req) {
+        PageError::NotFound(format!("no such page: {what}")).into()
+    } else {
         match detail {
             Some(_) => ApiError::NotFound(what).into(),
             None => ApiError::UnknownPath(what).into(),
         }
-    } else {
-        PageError::NotFound(format!("no such page: {what}")).into()
     }
 }
 
@@ -391,7 +422,7 @@ pub fn not_found(req: &HttpRequest, detail: Option<&dyn std::fmt::Display>) -> a
 /// header every 405 carries).
 pub fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::Error {
     let method = req.method().to_string();
-    let mut response = if is_api_path(req.path()) {
+    let mut response = if !wants_page(req) {
         ApiError::MethodNotAllowed(method.clone()).error_response()
     } else {
         PageError::MethodNotAllowed(method.clone()).error_response()

@@ -233,6 +233,35 @@ impl<T> Query<T> {
     }
 }
 
+/// The highest page number a list page takes.
+pub const MAX_PAGE: u32 = 1_000_000;
+
+/// What a list's `page` must be, in words (held to [`MAX_PAGE`] by a test).
+pub const PAGE_RANGE: &str = "page must be a whole number from 1 to 1,000,000";
+
+/// A query parameter's parse error as a person reads it: what the value must be,
+/// not what the parser found (`page must be a whole number from 1 to 1,000,000`,
+/// not `invalid digit found in string`).
+fn in_words(name: &str, parser_says: &str) -> String {
+    let number = [
+        "invalid digit",
+        "number too large",
+        "number too small",
+        "empty string",
+    ]
+    .iter()
+    .any(|s| parser_says.contains(s));
+    match name {
+        "." | "" => parser_says.to_string(),
+        "page" if number => PAGE_RANGE.to_string(),
+        name if number => format!("{name} must be a whole number"),
+        name if parser_says.contains("`true` or `false`") => {
+            format!("{name} must be true or false")
+        }
+        name => format!("{name}: {parser_says}"),
+    }
+}
+
 impl<T: DeserializeOwned> FromRequest for Query<T> {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, actix_web::Error>>;
@@ -246,13 +275,24 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
                 .map(Query)
                 .map_err(|e| {
                     let name = e.path().to_string();
-                    let inner = e.into_inner();
-                    let detail = match name.as_str() {
-                        "." | "" => inner.to_string(),
-                        name => format!("{name}: {inner}"),
-                    };
+                    let detail = in_words(&name, &e.into_inner().to_string());
                     super::error::bad_input(req, "query", detail)
                 }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_page_range_names_the_highest_page() {
+        let digits = super::MAX_PAGE.to_string();
+        let grouped: Vec<&str> = super::PAGE_RANGE
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(grouped.concat(), digits, "{}", super::PAGE_RANGE);
     }
 }

@@ -954,3 +954,49 @@ fn benchmark_switches_are_refused_outside_dev_builds() {
     assert!(!text.contains("null"), "{text}");
     assert!(!db.exists(), "nothing was created");
 }
+
+/// The README's list of CSV columns is the export's header, in order.
+#[test]
+fn the_readme_lists_every_csv_column() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("- CSV: one row per result item")
+        .expect("the CSV section");
+    let list = &readme[start..];
+    let list = &list[list.find("item fields): `").unwrap() + "item fields): `".len()..];
+    let list = &list[..list.find('`').unwrap()];
+    let columns: Vec<&str> = list.split(',').map(str::trim).collect();
+    assert_eq!(columns, sms_audit::services::export::CSV_HEADER);
+}
+
+/// What `credentials add` says it keeps is what it keeps: a token's hash, and
+/// with `--aksk` the secret key as it is.
+#[test]
+fn credentials_add_says_what_it_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let token_only = sms_audit(
+        &db,
+        &["credentials", "add", "--name", "t", "--role", "agent"],
+    );
+    let said = String::from_utf8_lossy(&token_only.stderr);
+    assert!(
+        said.contains("keeps only its hash") && !said.contains("secret key"),
+        "{said}"
+    );
+    let aksk = sms_audit(
+        &db,
+        &[
+            "credentials",
+            "add",
+            "--name",
+            "k",
+            "--role",
+            "agent",
+            "--aksk",
+        ],
+    );
+    let said = String::from_utf8_lossy(&aksk.stderr);
+    assert!(said.contains("the secret key is stored as is"), "{said}");
+    assert!(!said.contains("keeps only the token's hash"), "{said}");
+}

@@ -508,3 +508,54 @@ async fn rejections_are_logged_without_bodies_or_secrets() {
         assert!(!dump.contains(secret), "rejection log holds {secret}");
     }
 }
+
+/// Every path a browser opens gets the site's error page with its navigation,
+/// and the message says what the value must be; programs keep SMS's JSON.
+#[tokio::test]
+async fn browsers_get_error_pages_in_words_and_programs_json() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    for path in [
+        "/changes?page=abc",
+        "/directories?page=abc",
+        "/?page=abc",
+        "/?page=0",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 400, "{path}");
+        assert!(
+            page.text.contains("<header class=\"top\">"),
+            "{path}: {}",
+            page.text
+        );
+        assert!(
+            page.text
+                .contains("page must be a whole number from 1 to 1,000,000"),
+            "{path}: {}",
+            page.text
+        );
+        assert!(!page.text.contains("invalid digit"), "{path}");
+    }
+    let nope = browser.get("/nope").await;
+    assert_eq!(nope.status, 404);
+    assert!(
+        nope.text.contains("<header class=\"top\">"),
+        "{}",
+        nope.text
+    );
+    // Programs: the same mistakes answered as SMS answers them.
+    let plain = reqwest::get(format!("{}/nope", app.address)).await.unwrap();
+    assert_eq!(plain.status(), 404);
+    let json: serde_json::Value = plain.json().await.unwrap();
+    assert_eq!(json["error_code"], "APIGW.0101", "{json}");
+    let api = browser.get("/api/v1/tasks?limit=abc").await;
+    assert_eq!(api.status, 400);
+    let json: serde_json::Value = serde_json::from_str(&api.text).unwrap();
+    assert!(
+        json["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("limit must be a whole number"),
+        "{json}"
+    );
+}

@@ -453,9 +453,15 @@ impl Browser {
         .await
     }
 
-    /// Sends with the session cookie; redirects are not followed.
+    /// Sends with the session cookie and a browser's `Accept`; redirects are
+    /// not followed.
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.header("Cookie", &self.cookie).send().await.unwrap();
+        let response = request
+            .header("Cookie", &self.cookie)
+            .header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         Reply {

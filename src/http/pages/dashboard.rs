@@ -146,21 +146,13 @@ pub async fn page(
     };
     let (overview, (rows, matching), trend) = reads
         .with_blocking(move |conn| {
-            let mut trend = fleet::trend(conn, trend_since, trend_until)?;
+            let trend = fleet::trend(conn, trend_since, trend_until)?;
             let overview = overview::overview(conn)?;
             Ok(match as_of_at {
                 None => (overview, tasks::task_rows(conn, &list)?, trend),
                 Some(at) => {
                     let (overview, rows, then) = as_of_rows(conn, &states, overview, at, &list)?;
-                    // The trend's last day ends at the moment, not at midnight after it.
-                    if let (true, Some(last)) = (trend_ends_at_moment, trend.last_mut()) {
-                        if last.date == then.date {
-                            *last = TrendPoint {
-                                date: crate::domain::format_timestamp(at),
-                                ..then
-                            };
-                        }
-                    }
+                    let trend = ending_at(trend, then, at, trend_ends_at_moment);
                     (overview, rows, trend)
                 }
             })
@@ -201,6 +193,25 @@ pub async fn page(
     }
     .render()?;
     Ok(html(body))
+}
+
+/// The trend with its last day ending at the moment `at` (the fleet `then`), not
+/// at midnight after it, when the trend ends on the moment's day.
+fn ending_at(
+    mut trend: Vec<TrendPoint>,
+    then: TrendPoint,
+    at: Timestamp,
+    ends_at_moment: bool,
+) -> Vec<TrendPoint> {
+    if let (true, Some(last)) = (ends_at_moment, trend.last_mut()) {
+        if last.date == then.date {
+            *last = TrendPoint {
+                date: crate::domain::format_timestamp(at),
+                ..then
+            };
+        }
+    }
+    trend
 }
 
 /// The first and last row numbers on `page` of `rows` (0 and before when none).
@@ -282,6 +293,9 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
     (problems_chart, tasks_chart)
 }
 
+/// The cards, a page of rows with the number matching, and the fleet at a moment.
+type AsOfRows = (Overview, (Vec<TaskRow>, i64), TrendPoint);
+
 /// The dashboard's rows as of `at`: every task's latest upload received by then
 /// (searched, sorted and paged here), the cards counted as of then (the head
 /// then), and the fleet's figures at that moment.
@@ -291,7 +305,7 @@ fn as_of_rows(
     overview: Overview,
     at: Timestamp,
     list: &TaskListQuery,
-) -> Result<(Overview, (Vec<TaskRow>, i64), TrendPoint), crate::storage::StorageError> {
+) -> Result<AsOfRows, crate::storage::StorageError> {
     use crate::storage::fleet as stored;
     let upto = stored::last_id_at(conn, at)?;
     let day_before = stored::last_id_at(conn, at - DAY_MS)?;

@@ -218,16 +218,13 @@ pub fn thousands(n: impl std::fmt::Display) -> String {
     out
 }
 
-/// The highest page number a list page takes.
-pub const MAX_PAGE: u32 = 1_000_000;
+pub use crate::http::extract::{MAX_PAGE, PAGE_RANGE};
 
 /// A list page's `page`: 1 when absent, at most [`MAX_PAGE`].
 pub fn page_number(page: Option<u32>) -> Result<u32, PageError> {
     let page = page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
-        return Err(PageError::bad_request(format!(
-            "page: must be a number from 1 to {MAX_PAGE}"
-        )));
+        return Err(PageError::bad_request(PAGE_RANGE));
     }
     Ok(page)
 }

@@ -118,6 +118,28 @@ impl TaskPage {
     }
 }
 
+/// One page of the task's uploads, each with the counts its row shows: the
+/// totals, or that directory's (none where the upload did not report it).
+type TableRows = (Vec<(UploadSummary, Option<Totals>)>, Option<i64>);
+
+fn table_rows(
+    conn: &rusqlite::Connection,
+    task_id: &str,
+    page: &UploadPageQuery,
+    dir: Option<&str>,
+) -> Result<TableRows, crate::storage::StorageError> {
+    let (listed, next) = uploads::task_uploads(conn, task_id, page)?;
+    let mut rows = Vec::with_capacity(listed.len());
+    for u in listed {
+        let shown = match dir {
+            None => Some(u.totals),
+            Some(dir) => uploads::dir_totals(conn, u.id, dir)?,
+        };
+        rows.push((u, shown));
+    }
+    Ok((rows, next))
+}
+
 /// A form's checkbox or a query's switch: true/on or false/off (or absent).
 fn switch(name: &str, value: Option<&str>) -> Result<bool, PageError> {
     match value.map(str::trim) {
@@ -191,15 +213,7 @@ pub async fn page(
                 until,
                 regressed_only,
             };
-            let (listed, next) = uploads::task_uploads(conn, id.as_str(), &page)?;
-            let mut uploads = Vec::with_capacity(listed.len());
-            for u in listed {
-                let shown = match chart_dir.as_deref() {
-                    None => Some(u.totals),
-                    Some(dir) => uploads::dir_totals(conn, u.id, dir)?,
-                };
-                uploads.push((u, shown));
-            }
+            let (uploads, next) = table_rows(conn, id.as_str(), &page, chart_dir.as_deref())?;
             let sms_state = tasks::sms_state(conn, id.as_str())?;
             Ok(Some((task, dirs, points, uploads, next, sms_state)))
         })
