@@ -22,9 +22,7 @@ pub struct BackupArgs {
 }
 
 pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
-    if !db.exists() {
-        return Err(fail(format!("{}: no such database", db.display())));
-    }
+    super::existing_database(db)?;
     // Created here, empty and 0600, so the copy never exists with looser
     // permissions and an existing file is never overwritten.
     let mut options = std::fs::OpenOptions::new();

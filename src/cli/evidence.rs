@@ -70,6 +70,18 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
                 .verifier_key();
             let (bundle, newer) =
                 evidence::bundle(&conn, task.as_str(), since, until, vkey, None).map_err(fail)?;
+            if bundle.entries.is_empty() {
+                // An empty bundle proves nothing; written, it would pass for evidence.
+                return Err(fail(format!(
+                    "task {task} has no upload in a checkpoint{}: nothing to export, no file written{}",
+                    if since.is_some() || until.is_some() { " in that time range" } else { "" },
+                    if newer > 0 {
+                        format!(" ({newer} newer not in a checkpoint yet: the service makes one within --checkpoint-interval)")
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
             let json = serde_json::to_vec_pretty(&bundle).map_err(fail)?;
             crate::storage::files::replace(&out, &json)
                 .map_err(|e| fail(format!("{}: {e}", out.display())))?;

@@ -402,13 +402,24 @@ fn open(db: &Path) -> Result<rusqlite::Connection, CliError> {
 /// For commands that only read (or change what exists): a database that is not
 /// there is a mistyped path, not an empty ledger, and is not created.
 fn open_existing(db: &Path) -> Result<rusqlite::Connection, CliError> {
-    if !db.exists() {
-        return Err(fail(format!(
+    existing_database(db)?;
+    open(db)
+}
+
+/// That the database is there: "no such database" (with the hint) only when it
+/// is not; a folder this user cannot enter says so, with the path.
+fn existing_database(db: &Path) -> Result<(), CliError> {
+    match db.try_exists() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(fail(format!(
             "{}: no such database (check --db or SMS_AUDIT_DB; `serve`, `credentials add` and `tasks add` create one)",
             db.display()
-        )));
+        ))),
+        Err(e) => Err(fail(format!(
+            "{}: cannot be reached: {e} (check the permissions of the file and its folders)",
+            db.display()
+        ))),
     }
-    open(db)
 }
 
 #[cfg(test)]

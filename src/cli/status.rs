@@ -37,9 +37,7 @@ struct Status {
 }
 
 pub fn run(db: &Path, args: StatusArgs) -> Result<ExitCode, CliError> {
-    if !db.exists() {
-        return Err(fail(format!("{}: no such database", db.display())));
-    }
+    super::existing_database(db)?;
     // Read-only: a status never changes or migrates what it looks at.
     let conn = storage::open_read(db).map_err(fail)?;
     let status = gather(db, &conn).map_err(fail)?;

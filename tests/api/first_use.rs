@@ -43,11 +43,13 @@ fn commands_that_read_refuse_a_database_that_is_not_there() {
         &["replay", "--dry-run"],
         &["purge", "--before", "2030-01-01", "--dry-run"],
         &["status"],
+        &["backup", "--to", "/nonexistent/b.db"],
     ] {
         let out = run(&db, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        // Every one with the same hint (status and backup lacked it).
         assert!(
-            text(&out).contains("no such database"),
+            text(&out).contains("no such database (check --db or SMS_AUDIT_DB"),
             "{args:?}: {}",
             text(&out)
         );
@@ -55,6 +57,27 @@ fn commands_that_read_refuse_a_database_that_is_not_there() {
         assert!(
             std::fs::read_dir(dir.path()).unwrap().next().is_none(),
             "{args:?} left a file behind"
+        );
+    }
+}
+
+/// A database that cannot be reached is not "no such database": the path and
+/// the system's reason (a folder this user cannot enter, a file where a folder
+/// should be).
+#[test]
+fn a_database_that_cannot_be_reached_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let db = file.join("audit.db");
+    for args in [&["verify"][..], &["status"], &["credentials", "list"]] {
+        let out = run(&db, args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(!said.contains("no such database"), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("{}: cannot be reached", db.display())),
+            "{args:?}: {said}"
         );
     }
 }

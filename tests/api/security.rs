@@ -741,6 +741,27 @@ async fn files_are_never_written_through_a_planted_link_and_keys_never_overwritt
         assert!(meta.file_type().is_file());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
     }
+    // A range with no upload is an error, not an empty bundle that passes for
+    // evidence.
+    let empty = dir.path().join("empty.json");
+    let args = [
+        "evidence",
+        "export",
+        "--task",
+        TASK,
+        "--since",
+        "2999-01-01",
+        "--out",
+    ];
+    let mut args = args.to_vec();
+    args.push(empty.to_str().unwrap());
+    let (code, stdout, stderr) = crate::helpers::sms_audit(&db, &args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("nothing to export, no file written"),
+        "{stderr}"
+    );
+    assert!(!empty.exists());
 
     // `tls self-signed` never overwrites a key (or its certificate).
     let tls = dir.path().join("tls");
