@@ -97,6 +97,20 @@ pub async fn request_context(
     Ok(res)
 }
 
+/// Marks a request the pass-through handled (`--proxy`): its metrics and access
+/// log line say `route="proxy"`, not the `(none)` of paths that name nothing.
+pub struct Proxied;
+
+/// The route a request is counted under: `proxy` for passed-on calls, else the
+/// pattern that matched (none for paths that name nothing).
+fn route_pattern(req: &actix_web::HttpRequest) -> Option<String> {
+    if req.extensions().get::<Proxied>().is_some() {
+        Some("proxy".into())
+    } else {
+        req.match_pattern()
+    }
+}
+
 /// One line per request (target `sms_audit::access`): never the path's query or
 /// a header, so never a secret; the route's pattern, not the path.
 fn access_log<B>(
@@ -111,7 +125,7 @@ fn access_log<B>(
         Some(metrics) => {
             let route = metrics
                 .http
-                .observe_request(req.match_pattern(), req.method(), latency);
+                .observe_request(route_pattern(req), req.method(), latency);
             if req.method() == actix_web::http::Method::POST
                 && route.ends_with("/consistency-result")
             {
@@ -121,10 +135,9 @@ fn access_log<B>(
             }
             route
         }
-        None => std::sync::Arc::from(
-            req.match_pattern()
-                .map_or("(none)".into(), |p| route_name(&p)),
-        ),
+        None => {
+            std::sync::Arc::from(route_pattern(req).map_or("(none)".into(), |p| route_name(&p)))
+        }
     };
     let extensions = req.extensions();
     tracing::info!(

@@ -191,3 +191,46 @@ async fn metrics_count_proxied_calls_by_status() {
     })
     .await;
 }
+
+/// Calls passed on to SMS are counted under `route="proxy"`, apart from paths
+/// that name nothing (`(none)`).
+#[tokio::test]
+async fn proxied_calls_are_counted_as_proxy() {
+    let fake = FakeUpstream::start().await;
+    let app = crate::proxy::proxy_app(&fake, |_| {}, |_| {}).await;
+    let reply = app
+        .send(
+            app.client
+                .get(format!("{}/v3/tasks?limit=1", app.address))
+                .header("X-Auth-Token", &app.admin_token),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let junk = app
+        .client
+        .get(format!("{}/nope", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 404);
+    let text = eventually("both requests in /metrics", PATIENCE, || async {
+        let (_, _, text) = scrape(&app, None).await;
+        let m = parse(&text);
+        let proxied = value(
+            &m,
+            "sms_audit_http_request_duration_seconds",
+            &[("route", "proxy")],
+        );
+        let none = value(
+            &m,
+            "sms_audit_http_request_duration_seconds",
+            &[("route", "(none)")],
+        );
+        (proxied == Some(1.0) && none == Some(1.0)).then_some(text)
+    })
+    .await;
+    assert!(
+        !text.contains("route=\"/v3/"),
+        "not under a pattern: {text}"
+    );
+}

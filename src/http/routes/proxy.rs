@@ -146,6 +146,8 @@ pub async fn pass_through(
     state: PassThrough,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    req.extensions_mut()
+        .insert(crate::http::middleware::Proxied);
     let at = now_ms();
     let path = ProxyPath::parse(req.uri().path())
         .map_err(|e| ApiError::bad_request(format!("path: {e}")))?;
