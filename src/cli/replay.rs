@@ -30,8 +30,12 @@ pub struct ReplayArgs {
     /// Only uploads whose latest delivery is in this state.
     #[arg(long, default_value = "any", value_parser = ["pending", "failed", "dead", "delivered", "superseded", "any"])]
     pub state: String,
-    /// Only the newest selected upload of each task (what SMS keeps).
+    /// Send every selected upload of each task, in order; by default only each
+    /// task's newest selected upload is sent (what SMS keeps), as the web form does.
     #[arg(long)]
+    pub every_upload: bool,
+    /// The default (each task's newest selected upload), still accepted.
+    #[arg(long, hide = true, conflicts_with = "every_upload")]
     pub latest_per_task: bool,
     /// Send to this endpoint instead of the configured one: a region's endpoint,
     /// or a URL also given with --replay-target.
@@ -56,7 +60,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub yes: bool,
     /// Continue the last interrupted replay (what was delivered is not sent again).
-    #[arg(long, conflicts_with_all = ["tasks", "since", "until", "latest_per_task", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["tasks", "since", "until", "every_upload", "latest_per_task", "dry_run"])]
     pub resume: bool,
 }
 
@@ -146,7 +150,7 @@ fn create(conn: &Connection, args: &ReplayArgs) -> Result<Created, CliError> {
         args.since,
         args.until,
         Some(&args.state),
-        args.latest_per_task,
+        !args.every_upload,
     )
     .map_err(fail)?;
     let selection = replays::select(conn, &filter).map_err(fail)?;
@@ -161,8 +165,9 @@ fn create(conn: &Connection, args: &ReplayArgs) -> Result<Created, CliError> {
     // Before asking or storing anything: a replay that cannot be sent is no use.
     let auth = args.upstream.auth()?;
     if !args.yes && !confirm("Send them? [y/N] ")? {
-        say!("nothing sent")?;
-        return Ok(Created::Nothing(ExitCode::from(1)));
+        // As `purge`: a question not answered yes is a usage matter (exit 2).
+        eprintln!("nothing sent (--yes sends without asking)");
+        return Ok(Created::Nothing(ExitCode::from(2)));
     }
     let id = replay::create_direct(conn, &selection, &filter, &target).map_err(fail)?;
     Ok(Created::Replay(id, target, auth))

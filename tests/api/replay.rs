@@ -43,7 +43,11 @@ fn delivered_bodies(fake: &FakeUpstream) -> Vec<Vec<u8>> {
 async fn dry_run_counts_and_sends_nothing() {
     let fake = FakeUpstream::start().await;
     let app = seeded().await;
+    // By default each task's newest upload, as the web form and SMS.
     let (code, out) = run(&app, &fake, &["--dry-run"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("3 uploads of 3 tasks would be sent"), "{out}");
+    let (code, out) = run(&app, &fake, &["--dry-run", "--every-upload"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("6 uploads of 3 tasks would be sent"), "{out}");
     assert!(
@@ -59,10 +63,14 @@ async fn dry_run_counts_and_sends_nothing() {
     .await;
     assert_eq!(code, 0);
     assert!(out.contains("1 upload of 1 task"), "{out}");
-    // Without --yes and nobody to say yes, nothing is sent either.
+    // Without --yes and nobody to say yes, nothing is sent either: exit 2, as
+    // purge.
     let (code, out) = run(&app, &fake, &[]).await;
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("nothing sent"));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("nothing sent (--yes sends without asking)"),
+        "{out}"
+    );
     // The command has exited: what it did not send, nobody sends.
     assert!(fake.received().is_empty());
     assert_eq!(app.count("replays"), 0);
@@ -95,7 +103,12 @@ async fn without_upstream_credentials_a_replay_stores_nothing() {
 async fn filters_select_the_uploads_sent_in_order() {
     let fake = FakeUpstream::start().await;
     let app = seeded().await;
-    let (code, out) = run(&app, &fake, &["--task", "a", "--task", "c", "--yes"]).await;
+    let (code, out) = run(
+        &app,
+        &fake,
+        &["--task", "a", "--task", "c", "--every-upload", "--yes"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("4 delivered, 0 failed, 0 dead, 0 pending"),
@@ -129,7 +142,13 @@ async fn filters_select_the_uploads_sent_in_order() {
 
     // By the state of each upload's last delivery: b's first upload (2) was never sent.
     let fake3 = FakeUpstream::start().await;
-    let (_, out) = run(&app, &fake3, &["--state", "delivered", "--dry-run"]).await;
+    let every = ["--every-upload", "--dry-run"];
+    let (_, out) = run(
+        &app,
+        &fake3,
+        &[&["--state", "delivered"][..], &every].concat(),
+    )
+    .await;
     assert!(
         out.contains("5 uploads of 3 tasks") && out.contains("  b: 1"),
         "{out}"
@@ -140,7 +159,7 @@ async fn filters_select_the_uploads_sent_in_order() {
     let (_, out) = run(&app, &fake3, &["--until", "2000-01-01", "--dry-run"]).await;
     assert!(out.contains("0 uploads of 0 tasks"), "{out}");
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let (_, out) = run(&app, &fake3, &["--since", &today, "--dry-run"]).await;
+    let (_, out) = run(&app, &fake3, &[&["--since", &today][..], &every].concat()).await;
     assert!(out.contains("6 uploads of 3 tasks"), "{out}");
 }
 
@@ -156,6 +175,7 @@ async fn to_sends_elsewhere_and_failures_give_a_non_zero_exit() {
         &[
             "--task",
             "b",
+            "--every-upload",
             "--to",
             &elsewhere.url,
             "--replay-target",
@@ -185,7 +205,7 @@ async fn to_sends_elsewhere_and_failures_give_a_non_zero_exit() {
 async fn rate_limits_the_sending() {
     let fake = FakeUpstream::start().await;
     let app = seeded().await;
-    let (code, out) = run(&app, &fake, &["--rate", "4", "--yes"]).await;
+    let (code, out) = run(&app, &fake, &["--rate", "4", "--every-upload", "--yes"]).await;
     assert_eq!(code, 0, "{out}");
     let got = fake.received();
     assert_eq!(got.len(), 6);
@@ -212,7 +232,14 @@ async fn an_interrupted_replay_resumes_without_sending_twice() {
     let mut child = replay_command(
         &app,
         &fake,
-        &["--yes", "--concurrency", "1", "--upstream-timeout", "30"],
+        &[
+            "--yes",
+            "--every-upload",
+            "--concurrency",
+            "1",
+            "--upstream-timeout",
+            "30",
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())
