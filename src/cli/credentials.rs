@@ -27,6 +27,9 @@ pub enum CredentialsCommand {
     Revoke {
         /// The credential's name.
         name: String,
+        /// Revoke the last active operator without asking.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -74,28 +77,46 @@ pub fn run(db: &Path, cmd: CredentialsCommand) -> Result<ExitCode, CliError> {
                 )?;
             } else {
                 say!(
-                    "{:<24} {:<9} {:<22} {:<25} STATUS",
+                    "{:<24} {:<9} {:<22} {:<25} {:<25} {:<34} TASKS",
                     "NAME",
                     "ROLE",
                     "ACCESS KEY",
-                    "CREATED"
+                    "CREATED",
+                    "LAST USED",
+                    "STATUS"
                 )?;
                 for c in all {
                     say!(
-                        "{:<24} {:<9} {:<22} {:<25} {}",
+                        "{:<24} {:<9} {:<22} {:<25} {:<25} {:<34} {}",
                         c.name,
                         c.role,
                         c.access_key.as_deref().unwrap_or("-"),
                         format_timestamp(c.created_at),
+                        c.last_used_at.map_or("never".into(), format_timestamp),
                         c.revoked_at.map_or("active".to_string(), |t| format!(
                             "revoked {}",
                             format_timestamp(t)
-                        ))
+                        )),
+                        c.tasks.map_or("any".into(), |t| t.join(","))
                     )?;
                 }
             }
         }
-        CredentialsCommand::Revoke { name } => {
+        CredentialsCommand::Revoke { name, force } => {
+            let last_operator = credentials::list(&conn)
+                .map_err(fail)?
+                .iter()
+                .any(|c| c.name == name && c.role == "operator" && c.revoked_at.is_none())
+                && credentials::active_operators(&conn).map_err(fail)? == 1;
+            if last_operator && !force {
+                eprintln!(
+                    "{name} is the last active operator: without one, nobody can start replays or verifications on the pages and the API (until `credentials add --role operator`)"
+                );
+                if !super::confirm("Revoke it anyway? [y/N] ")? {
+                    eprintln!("nothing revoked (--force revokes without asking)");
+                    return Ok(ExitCode::from(2));
+                }
+            }
             credentials::revoke(&conn, &name).map_err(fail)?;
             say!("revoked {name}")?;
         }

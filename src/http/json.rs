@@ -327,6 +327,7 @@ pub struct CredentialJson {
     tasks: Option<Vec<String>>,
     created_at: String,
     revoked_at: Option<String>,
+    last_used_at: Option<String>,
 }
 
 impl From<CredentialSummary> for CredentialJson {
@@ -338,6 +339,7 @@ impl From<CredentialSummary> for CredentialJson {
             tasks: c.tasks,
             created_at: format_timestamp(c.created_at),
             revoked_at: time(c.revoked_at),
+            last_used_at: time(c.last_used_at),
         }
     }
 }

@@ -291,12 +291,32 @@ pub struct CredentialSummary {
     pub created_at: Timestamp,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// Its last stored upload or page login.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// Records that `name` was used at `at` (never moving its last use back).
+pub fn record_use(conn: &Connection, name: &str, at: Timestamp) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "UPDATE credentials SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE name = ?1",
+    )?
+    .execute(params![name, at])?;
+    Ok(())
+}
+
+/// How many active (not revoked) operators there are.
+pub fn active_operators(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM credentials WHERE role = 'operator' AND revoked_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Every credential, by name.
 pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
     let mut stmt = conn.prepare(
-        "SELECT name, role, access_key, task_scope, created_at, revoked_at
+        "SELECT name, role, access_key, task_scope, created_at, revoked_at, last_used_at
          FROM credentials ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -309,6 +329,7 @@ pub fn list(conn: &Connection) -> Result<Vec<CredentialSummary>, StorageError> {
             access_key: r.get(2)?,
             created_at: r.get(4)?,
             revoked_at: r.get(5)?,
+            last_used_at: r.get(6)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

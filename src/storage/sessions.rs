@@ -27,7 +27,7 @@ pub async fn create(
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id_hash, name, csrf, now, now + lifetime_ms],
             )?;
-            Ok(())
+            super::credentials::record_use(conn, &name, now)
         })
         .await?;
     Ok(cookie)

@@ -1000,3 +1000,71 @@ fn credentials_add_says_what_it_stores() {
     assert!(said.contains("the secret key is stored as is"), "{said}");
     assert!(!said.contains("keeps only the token's hash"), "{said}");
 }
+
+/// `credentials list` shows each credential's task scope and last use (its
+/// last upload or login); revoking the last operator asks first.
+#[tokio::test]
+async fn credentials_list_shows_scope_and_last_use_and_the_last_operator_is_kept() {
+    let app = TestApp::spawn().await;
+    let scoped = app.add_credential(
+        "scoped",
+        sms_audit::domain::Role::Agent,
+        Some(&[TASK]),
+        false,
+    );
+    app.add_credential("idle", sms_audit::domain::Role::Agent, None, false);
+    assert_eq!(app.upload(TASK, &scoped.token, EXAMPLE).await.status, 200);
+    let browser = app.login(&app.admin_token).await;
+    assert!(browser.is_ok());
+    let list = stdout(&sms_audit(&app.db_path, &["credentials", "list"]));
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name}: {list}"))
+            .to_string()
+    };
+    assert!(line("scoped").ends_with(TASK), "{list}");
+    assert!(
+        line("idle").ends_with("any") && line("idle").contains("never"),
+        "{list}"
+    );
+    let uploaded = app.get("/api/v1/uploads/1", &app.admin_token).await.json();
+    let at = uploaded["received_at"].as_str().unwrap().to_string();
+    assert!(
+        line("scoped").contains(&at),
+        "last use is its upload: {list}"
+    );
+    assert!(!line("admin").contains("never"), "the login counts: {list}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sms_audit(
+        &app.db_path,
+        &["credentials", "list", "--json"],
+    )))
+    .unwrap();
+    let scoped_json = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "scoped")
+        .unwrap();
+    assert_eq!(scoped_json["last_used_at"], at.as_str());
+
+    // The last operator: asked (nobody answers here), not revoked; --force does.
+    let kept = sms_audit(&app.db_path, &["credentials", "revoke", "admin"]);
+    assert_eq!(kept.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&kept.stderr);
+    assert!(said.contains("admin is the last active operator"), "{said}");
+    assert!(
+        said.contains("nothing revoked (--force revokes without asking)"),
+        "{said}"
+    );
+    let forced = sms_audit(&app.db_path, &["credentials", "revoke", "admin", "--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    // Another agent is no operator: revoked without asking.
+    assert!(sms_audit(&app.db_path, &["credentials", "revoke", "idle"])
+        .status
+        .success());
+}

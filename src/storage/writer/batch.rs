@@ -112,6 +112,8 @@ struct StoredUploads<'a> {
     fleet_changes: Vec<fleet::FleetChange>,
     /// Ids are given in order and only to stored uploads: one contiguous range.
     ids: Option<(i64, i64)>,
+    /// Per credential: its newest stored upload's time (its last use).
+    used: HashMap<&'a str, crate::domain::Timestamp>,
 }
 
 impl Writer {
@@ -256,6 +258,9 @@ impl Writer {
                 isolate,
             )?;
             if let Ok((receipt, previous)) = &outcome {
+                stored
+                    .used
+                    .insert(upload.credential_name.as_str(), receipt.received_at);
                 remember(
                     &mut self.last_upload,
                     &mut stored,
@@ -417,9 +422,13 @@ fn remember<'a>(
     delta.last_regressed = receipt.regressed;
 }
 
+/// Each task's summary and each credential's last use, once per batch.
 fn update_summaries(tx: &Transaction, stored: &StoredUploads) -> rusqlite::Result<()> {
     for (task_id, delta) in &stored.deltas {
         uploads::update_task_summary(tx, task_id, delta)?;
+    }
+    for (credential, at) in &stored.used {
+        crate::storage::credentials::record_use(tx, credential, *at)?;
     }
     Ok(())
 }
