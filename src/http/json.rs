@@ -19,20 +19,51 @@ fn time(at: Option<Timestamp>) -> Option<String> {
     at.map(format_timestamp)
 }
 
-/// A task in `GET /api/v1/tasks` and `tasks list --json`.
+/// A task in `GET /api/v1/tasks` (now or as of a moment: one shape, null where
+/// unknown) and `tasks list --json`.
 #[derive(Debug, Serialize)]
 pub struct TaskJson {
     task_id: String,
     name: Option<String>,
-    registered_at: String,
-    registered_by: String,
+    registered_at: Option<String>,
+    registered_by: Option<String>,
     upload_count: i64,
     first_received_at: Option<String>,
     last_received_at: Option<String>,
     last_upload_id: Option<i64>,
     latest_totals: Option<Totals>,
+    problems: Option<i64>,
+    regressed: Option<bool>,
     sms_state: Option<String>,
     sms_synced_at: Option<String>,
+}
+
+impl TaskJson {
+    /// A task as of a moment: its latest upload by then (`state`), its upload
+    /// count and first upload by then, and its registration. SMS's state is
+    /// not known as of a moment: null.
+    pub fn as_of(
+        state: &TaskState,
+        (upload_count, first): (i64, Option<Timestamp>),
+        registration: Option<(Timestamp, String)>,
+    ) -> Self {
+        let (registered_at, registered_by) = registration.unzip();
+        TaskJson {
+            task_id: state.task_id.clone(),
+            name: state.name.clone(),
+            registered_at: time(registered_at),
+            registered_by,
+            upload_count,
+            first_received_at: time(first),
+            last_received_at: Some(format_timestamp(state.received_at)),
+            last_upload_id: Some(state.upload_id),
+            latest_totals: Some(state.totals),
+            problems: Some(state.problems),
+            regressed: Some(state.regressed),
+            sms_state: None,
+            sms_synced_at: None,
+        }
+    }
 }
 
 impl From<TaskSummary> for TaskJson {
@@ -40,13 +71,15 @@ impl From<TaskSummary> for TaskJson {
         TaskJson {
             task_id: t.task_id,
             name: t.name,
-            registered_at: format_timestamp(t.registered_at),
-            registered_by: t.registered_by,
+            registered_at: Some(format_timestamp(t.registered_at)),
+            registered_by: Some(t.registered_by),
             upload_count: t.upload_count,
             first_received_at: time(t.first_received_at),
             last_received_at: time(t.last_received_at),
             last_upload_id: t.last_upload_id,
             latest_totals: t.latest_totals,
+            problems: t.problems,
+            regressed: t.last_upload_id.map(|_| t.regressed),
             sms_state: t.sms_state,
             sms_synced_at: time(t.sms_synced_at),
         }

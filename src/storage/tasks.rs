@@ -33,6 +33,10 @@ pub struct TaskSummary {
     pub sms_state: Option<String>,
     /// When `tasks sync` last read that state.
     pub sms_synced_at: Option<Timestamp>,
+    /// The latest upload's problems (none without uploads).
+    pub problems: Option<i64>,
+    /// Whether the latest upload has more problems than the one before.
+    pub regressed: bool,
 }
 
 /// Every task, by id.
@@ -50,7 +54,7 @@ pub fn tasks_after(
         "SELECT t.task_id, t.name, t.registered_at, t.registered_by, t.upload_count,
                 t.first_upload_at, t.last_upload_at, t.last_upload_id,
                 u.total_files, u.different_files, u.target_miss_files, u.target_more_files,
-                t.sms_state, t.sms_synced_at
+                t.sms_state, t.sms_synced_at, t.last_problems, t.last_regressed
          FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
          WHERE t.task_id > ?1
          ORDER BY t.task_id LIMIT ?2",
@@ -72,6 +76,8 @@ pub fn tasks_after(
             },
             sms_state: r.get(12)?,
             sms_synced_at: r.get(13)?,
+            problems: last_upload_id.map(|_| r.get(14)).transpose()?,
+            regressed: r.get(15)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -89,6 +95,17 @@ pub fn sms_state(
         })
         .optional()?
         .and_then(|(state, at)| Some((state?, at?))))
+}
+
+/// When and by whom the task was registered, if it is.
+pub fn registration(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<Option<(Timestamp, String)>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT registered_at, registered_by FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// Whether the task is registered.

@@ -64,6 +64,17 @@ async fn tasks_as_of_a_moment_show_their_latest_upload_then() {
     assert_eq!(tasks[0]["problems"], 2);
     assert_eq!(tasks[0]["upload_count"], 1);
     assert_eq!(tasks[1]["latest_totals"]["num_different_files"], 4);
+    // One shape with and without as_of: the same fields, null where unknown.
+    let now = app.get("/api/v1/tasks", &app.admin_token).await.json();
+    let keys = |t: &serde_json::Value| {
+        let mut k: Vec<String> = t.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&tasks[0]), keys(&now["tasks"][0]), "{then} / {now}");
+    assert_eq!(now["tasks"][0]["problems"], 1, "task-a now: {now}");
+    assert_eq!(now["tasks"][1]["regressed"], true, "task-b now: {now}");
+    assert!(tasks[0]["sms_state"].is_null() && tasks[0]["registered_at"].is_string());
 
     let now = app
         .get("/api/v1/tasks?as_of=2999-01-01", &app.admin_token)

@@ -115,8 +115,11 @@ async fn tasks_as_of(
             let counts = page
                 .iter()
                 .take(limit as usize)
-                .map(|s| fleet::upload_count_at(conn, &s.task_id, upto))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|s| {
+                    let count = fleet::upload_count_at(conn, &s.task_id, upto)?;
+                    Ok((count, tasks::registration(conn, &s.task_id)?))
+                })
+                .collect::<Result<Vec<_>, crate::storage::StorageError>>()?;
             Ok((page, counts))
         })
         .await?;
@@ -127,19 +130,7 @@ async fn tasks_as_of(
     let tasks: Vec<_> = page
         .iter()
         .zip(counts)
-        .map(|(s, (count, first))| {
-            json!({
-                "task_id": s.task_id,
-                "name": s.name,
-                "upload_count": count,
-                "first_received_at": first.map(format_timestamp),
-                "last_received_at": format_timestamp(s.received_at),
-                "last_upload_id": s.upload_id,
-                "latest_totals": s.totals,
-                "problems": s.problems,
-                "regressed": s.regressed,
-            })
-        })
+        .map(|(s, (count, registration))| TaskJson::as_of(s, count, registration))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "as_of": format_timestamp(at),
