@@ -54,7 +54,7 @@ pub enum TaskPolicy {
     /// The first upload of a task registers it.
     #[default]
     Open,
-    /// Only tasks registered with `tasks add` accept uploads.
+    /// Only tasks registered with tasks add accept uploads.
     Registered,
 }
 

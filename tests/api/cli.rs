@@ -502,6 +502,33 @@ fn completions_and_manual_pages_come_from_the_command_line_itself() {
     let serve = std::fs::read_to_string(pages.join("sms-audit-serve.1")).unwrap();
     assert!(serve.contains("checkpoint\\-mode"), "{serve}");
     assert!(pages.join("sms-audit-evidence-verify.1").exists());
+    // Plain text for roff: no Markdown backticks, and no DESCRIPTION that only
+    // repeats the NAME line.
+    for entry in std::fs::read_dir(&pages).unwrap() {
+        let path = entry.unwrap().path();
+        let page = std::fs::read_to_string(&path).unwrap();
+        assert!(!page.contains('`'), "{}: {page}", path.display());
+        let section = |name: &str| {
+            page.split(&format!(".SH {name}\n"))
+                .nth(1)
+                .map(|s| s.split(".SH").next().unwrap().trim().to_string())
+        };
+        let name = section("NAME").unwrap();
+        let about = name.split(" \\- ").nth(1).unwrap_or(&name).to_string();
+        if let Some(description) = section("DESCRIPTION") {
+            assert!(
+                !description.starts_with(&about),
+                "{}: {page}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            page.matches(".ds Aq \\(aq").count(),
+            1,
+            "{}",
+            path.display()
+        );
+    }
     // None of it needs or makes a database.
     assert!(!db.exists());
 }
