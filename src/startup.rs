@@ -85,6 +85,9 @@ pub struct ServeConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// `/checkpoint` and `/tile/…` open to anyone.
     pub public_log: bool,
+    /// The address people reach the service at (`--public-url`), for links
+    /// that must work off the page (the printed report's evidence link).
+    pub public_url: Option<String>,
     /// Refuse a signing or TLS key others may read, instead of warning.
     pub strict_permissions: bool,
 }
@@ -106,6 +109,7 @@ impl ServeConfig {
         Self {
             checkpoints: Some(CheckpointSettings::for_db(&db)),
             public_log: false,
+            public_url: None,
             strict_permissions: false,
             db,
             listen: DEFAULT_LISTEN.into(),
@@ -432,6 +436,7 @@ fn shared_state(
         evidence: web::Data::new(Evidence {
             checkpointer,
             public_log: config.public_log,
+            public_url: config.public_url.clone(),
             verification: VerificationJob::new(reads.clone(), writer.clone()),
         }),
         fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),

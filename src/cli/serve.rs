@@ -203,6 +203,11 @@ pub struct ServeArgs {
     /// monitors and witnesses (default: auditors and operators only).
     #[arg(long, env = "SMS_AUDIT_PUBLIC_LOG")]
     pub public_log: bool,
+    /// The address people reach this service at (`https://audit.example.com`),
+    /// for links that must work off the page, such as the printed report's
+    /// evidence link (default: the address the request came to).
+    #[arg(long, env = "SMS_AUDIT_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
     /// Benchmarks only: answer uploads without storing them. Exists only in
     /// builds with the `dev` feature, so no flag, variable or file can switch
     /// storage off in a real one.
@@ -298,6 +303,7 @@ impl ServeArgs {
                 }
             }),
             public_log: self.public_log,
+            public_url: self.public_url,
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,
@@ -392,6 +398,19 @@ pub async fn run(config: ServeConfig) -> Result<ExitCode, CliError> {
         tracing::info!("stopped; every accepted upload is committed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--public-url`: http or https, with a host, and nothing after the path; kept
+/// without a trailing slash.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must have no query, fragment or user".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// A notification URL: http or https, with a host.

@@ -122,6 +122,8 @@ pub struct Delivery {
 pub struct Evidence {
     pub checkpointer: Option<Arc<Checkpointer>>,
     pub public_log: bool,
+    /// `--public-url`: where people reach the service, for absolute links.
+    pub public_url: Option<String>,
     pub verification: Arc<VerificationJob>,
 }
 

@@ -913,3 +913,39 @@ fn askama_escape(text: &str) -> String {
         .replace('<', "&#60;")
         .replace('>', "&#62;")
 }
+
+/// The printed report opens with its verdict in one sentence and links the
+/// evidence by an absolute URL (`--public-url`, else the address asked).
+#[tokio::test]
+async fn the_report_gives_its_verdict_and_an_absolute_evidence_link() {
+    for public_url in [None, Some("https://audit.example.com")] {
+        let app = TestApp::spawn_with(move |c| c.public_url = public_url.map(str::to_string)).await;
+        let agent = app.add_credential("agent", Role::Agent, None, false).token;
+        for body in [body_with_problems("/x", 2), body_with_problems("/x", 5)] {
+            assert_eq!(app.upload(TASK, &agent, &body).await.status, 200);
+        }
+        assert_eq!(app.upload("t-empty", &agent, "{}").await.status, 200);
+        let browser = app.login(&app.admin_token).await.ok().unwrap();
+        let page = browser.get(&format!("/tasks/{TASK}/report")).await.text;
+        let verdict = page.split("id=\"report-verdict\"><strong>").nth(1).unwrap();
+        let verdict = &verdict[..verdict.find("</strong>").unwrap()];
+        assert!(
+            verdict.starts_with(&format!("Task {TASK}&#39;s latest upload (#2, "))
+                && verdict.contains(
+                    "reports 6 problems in 150 files checked, more than the upload before"
+                ),
+            "{verdict}"
+        );
+        let base = public_url.map_or(app.address.clone(), str::to_string);
+        let link = format!(
+            "{base}/api/v1/evidence?task_id={}",
+            sms_audit::http::urlencode(TASK)
+        );
+        assert!(page.contains(&format!("href=\"{link}\"")), "{link}: {page}");
+        let empty = browser.get("/tasks/t-empty/report").await.text;
+        assert!(
+            empty.contains("reported no results (an empty upload, not a clean one)"),
+            "{empty}"
+        );
+    }
+}

@@ -32,9 +32,55 @@ struct ReportPage {
     generated_at: String,
     /// `--db PATH` of the running database, for the hint.
     db_flag: String,
+    /// The report in one sentence.
+    verdict: String,
+}
+
+/// The report in one sentence: what the latest upload says, against the one
+/// before, and whether a signed checkpoint covers it.
+fn verdict(task: &TaskRow, latest: Option<&UploadRecord>, covers_latest: bool) -> String {
+    let Some(u) = latest else {
+        return format!(
+            "Task {} has no upload yet: there is nothing to report.",
+            task.task_id
+        );
+    };
+    let problems = u.totals.problems();
+    let state = if u.result_count == 0 {
+        "reported no results (an empty upload, not a clean one)".to_string()
+    } else if problems == 0 {
+        format!(
+            "is clean: {} files checked, none different, missing or extra",
+            super::thousands(u.totals.num_total_files)
+        )
+    } else {
+        format!(
+            "reports {} {} in {} files checked{}",
+            super::thousands(problems),
+            if problems == 1 { "problem" } else { "problems" },
+            super::thousands(u.totals.num_total_files),
+            if task.regressed {
+                ", more than the upload before"
+            } else {
+                ""
+            }
+        )
+    };
+    let signed = if covers_latest {
+        "it is in a signed checkpoint, so it can be proven unchanged"
+    } else {
+        "it is not in a signed checkpoint yet"
+    };
+    format!(
+        "Task {}'s latest upload (#{}, {}) {state}; {signed}.",
+        task.task_id,
+        u.id,
+        format_timestamp(u.received_at)
+    )
 }
 
 pub async fn page(
+    req: actix_web::HttpRequest,
     path: web::Path<String>,
     reads: web::Data<ReadPool>,
     evidence: web::Data<Evidence>,
@@ -69,9 +115,22 @@ pub async fn page(
         (Some(c), Some(last)) => c.tree_size >= last as u64,
         _ => false,
     };
+    // Absolute: the report is printed, and a relative link is no use on paper.
+    let base = match &evidence.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    let verdict = verdict(&task, latest.as_ref(), covers_latest);
     let body = ReportPage {
         nav: Some(Nav::from(&session)),
-        evidence_link: format!("/api/v1/evidence?task_id={}", urlencode(&task.task_id)),
+        evidence_link: format!(
+            "{base}/api/v1/evidence?task_id={}",
+            urlencode(&task.task_id)
+        ),
+        verdict,
         task,
         latest,
         first_received_at: first.map(format_timestamp),
