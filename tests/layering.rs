@@ -393,3 +393,100 @@ fn no_template_line_is_longer_than_160_characters() {
         "template lines over 160 characters: {long:#?}"
     );
 }
+
+/// Plural nouns a count is written with.
+const COUNTED_NOUNS: [&str; 16] = [
+    "tasks",
+    "uploads",
+    "entries",
+    "checkpoints",
+    "calls",
+    "deliveries",
+    "problems",
+    "directories",
+    "items",
+    "results",
+    "files",
+    "days",
+    "attempts",
+    "bytes",
+    "rows",
+    "pages",
+];
+
+/// Whether `line` writes a value (closed by `close`: `}` of a format string,
+/// `}}` of a template) straight before a plural noun: "1 uploads" when it is 1.
+fn counts_without_the_helper(line: &str, close: &str) -> bool {
+    let mut rest = line;
+    while let Some(i) = rest.find(close) {
+        let after = &rest[i + close.len()..];
+        rest = after;
+        let Some(words) = after.strip_prefix(' ') else {
+            continue;
+        };
+        let words = ["open ", "newer ", "new "]
+            .iter()
+            .find_map(|q| words.strip_prefix(q))
+            .unwrap_or(words);
+        let counted = COUNTED_NOUNS.iter().any(|noun| {
+            words
+                .strip_prefix(noun)
+                .is_some_and(|tail| !tail.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        });
+        if counted {
+            return true;
+        }
+    }
+    false
+}
+
+/// Counts go through one helper (`domain::counted`, the `count` filter), so no
+/// message or page says "1 uploads". The exceptions are not counts: a progress
+/// bar's `{pos}/{len}` and a command line's `--db {} credentials add`.
+#[test]
+fn every_count_agrees_with_its_noun() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let not_a_count = line.contains("{pos}/{len}") || line.contains("} credentials add");
+            if !not_a_count && line.contains('"') && counts_without_the_helper(line, "}") {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    for entry in std::fs::read_dir(root.join("templates")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if counts_without_the_helper(line, "}}") {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "counts written without domain::counted or |count: {found:#?}"
+    );
+}
+
+#[test]
+fn the_plural_checker_sees_a_count() {
+    assert!(counts_without_the_helper(r#"say!("{n} uploads")"#, "}"));
+    assert!(counts_without_the_helper(
+        "{{ n|thousands }} open problems",
+        "}}"
+    ));
+    assert!(!counts_without_the_helper(
+        r#"say!("{}", counted(n, "upload"))"#,
+        "}"
+    ));
+    assert!(!counts_without_the_helper(
+        "{{ n|count(\"upload\") }} of",
+        "}}"
+    ));
+    assert!(!counts_without_the_helper(r#"format!("{} uploadsx")"#, "}"));
+}

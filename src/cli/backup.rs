@@ -51,9 +51,9 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
         started,
         "backup",
         &format!(
-            "to {}: {} entries, head {}",
+            "to {}: {}, head {}",
             args.to.display(),
-            result.entries,
+            crate::domain::counted(result.entries, "entry"),
             result.head_hash
         ),
         &outcome,
@@ -61,9 +61,9 @@ pub fn run(db: &Path, args: BackupArgs) -> Result<ExitCode, CliError> {
     match &result.first_bad {
         None => {
             say!(
-                "backup written to {}: ledger intact, {} entries, head {} (id {})",
+                "backup written to {}: ledger intact, {}, head {} (id {})",
                 args.to.display(),
-                result.entries,
+                crate::domain::counted(result.entries, "entry"),
                 result.head_hash,
                 result.head_id
             )?;

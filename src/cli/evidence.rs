@@ -76,7 +76,7 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
                     "task {task} has no upload in a checkpoint{}: nothing to export, no file written{}",
                     if since.is_some() || until.is_some() { " in that time range" } else { "" },
                     if newer > 0 {
-                        format!(" ({newer} newer not in a checkpoint yet: the service makes one within --checkpoint-interval)")
+                        format!(" ({} not in a checkpoint yet: the service makes one within --checkpoint-interval)", crate::domain::counted(newer, "newer upload"))
                     } else {
                         String::new()
                     }
@@ -86,12 +86,16 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
             crate::storage::files::replace(&out, &json)
                 .map_err(|e| fail(format!("{}: {e}", out.display())))?;
             say!(
-                "wrote {} entries of task {task} to {}, with the checkpoint of {} uploads{}",
-                bundle.entries.len(),
+                "wrote {} of task {task} to {}, with the checkpoint of {}{}",
+                crate::domain::counted(bundle.entries.len() as u64, "entry"),
                 out.display(),
-                latest.tree_size,
+                crate::domain::counted(latest.tree_size, "upload"),
                 if newer > 0 {
-                    format!("; {newer} newer uploads of the task are not in a checkpoint yet")
+                    format!(
+                        "; {} of the task {} not in a checkpoint yet",
+                        crate::domain::counted(newer, "newer upload"),
+                        if newer == 1 { "is" } else { "are" }
+                    )
                 } else {
                     String::new()
                 }

@@ -73,7 +73,11 @@ pub fn run(db: &Path, args: ExportArgs) -> Result<ExitCode, CliError> {
                 .commit()
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             bar.finish_and_clear();
-            eprintln!("exported {n} uploads to {}", path.display());
+            eprintln!(
+                "exported {} to {}",
+                crate::domain::counted(n, "upload"),
+                path.display()
+            );
             n
         }
     };

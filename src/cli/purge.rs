@@ -89,29 +89,29 @@ fn print(r: &PurgeReport, args: &PurgeArgs) -> Result<(), CliError> {
     let p = &r.plan;
     if p.uploads == 0 {
         return say!(
-            "nothing to purge before {before}: {} uploads purged before, {} kept while a delivery of theirs is pending",
-            p.already_purged,
+            "nothing to purge before {before}: {} purged before, {} kept while a delivery of theirs is pending",
+            crate::domain::counted(p.already_purged, "upload"),
             p.kept_pending
         );
     }
     if r.dry_run {
         return say!(
-            "would purge {} uploads received before {before} (ids up to {}): {} result rows, {} bytes of raw bodies; {} kept while a delivery of theirs is pending, {} purged before",
-            p.uploads,
+            "would purge {} received before {before} (ids up to {}): {}, {} of raw bodies; {} kept while a delivery of theirs is pending, {} purged before",
+            crate::domain::counted(p.uploads, "upload"),
             r.up_to_id,
-            p.result_rows,
-            p.bytes,
+            crate::domain::counted(p.result_rows, "result row"),
+            crate::domain::counted(p.bytes, "byte"),
             p.kept_pending,
             p.already_purged
         );
     }
     let d = &r.purged;
     say!(
-        "purged {} uploads received before {before} (ids up to {}): {} result rows, {} bytes of raw bodies; {} kept while a delivery of theirs is pending; ledger entries kept (admin log entry {})",
-        d.uploads,
+        "purged {} received before {before} (ids up to {}): {}, {} of raw bodies; {} kept while a delivery of theirs is pending; ledger entries kept (admin log entry {})",
+        crate::domain::counted(d.uploads, "upload"),
         r.up_to_id,
-        d.result_rows,
-        d.bytes,
+        crate::domain::counted(d.result_rows, "result row"),
+        crate::domain::counted(d.bytes, "byte"),
         p.kept_pending,
         r.log_id.unwrap_or_default()
     )?;

@@ -67,15 +67,6 @@ pub struct ReplayArgs {
 /// What a dry run without an upstream says it would send to.
 const NO_UPSTREAM: &str = "the upstream (none configured yet: a real replay needs --upstream-endpoint or --upstream-region)";
 
-/// `1 upload`, `2 uploads`.
-fn counted(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
 /// Where this replay may send: the configured upstream, the SDK's regions and
 /// `--replay-target`.
 fn allowed_targets(args: &ReplayArgs) -> Result<ReplayTargets, CliError> {
@@ -110,7 +101,7 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         .get(DeliveryState::Pending);
     say!(
         "replay {replay_id}: sending {} to {target}",
-        counted(total as usize, "upload")
+        crate::domain::counted(total, "upload")
     )?;
     // A resumed replay's target comes from the database: checked like a new one.
     let targets = allowed_targets(&args)?;
@@ -181,8 +172,8 @@ fn describe(
 ) -> Result<(), CliError> {
     say!(
         "{} of {} would be sent to {target}",
-        counted(selection.uploads.len(), "upload"),
-        counted(selection.per_task.len(), "task")
+        crate::domain::counted(selection.uploads.len() as u64, "upload"),
+        crate::domain::counted(selection.per_task.len() as u64, "task")
     )?;
     for task in &filter.tasks {
         if !selection.per_task.contains_key(task.as_str()) {
@@ -246,12 +237,12 @@ fn report(
     let states = replay::conclude(&open(db)?, replay_id).map_err(fail)?;
     let count = |state| states.get(state);
     say!(
-        "replay {replay_id}: {} delivered, {} failed, {} dead, {} pending ({} attempts this run)",
+        "replay {replay_id}: {} delivered, {} failed, {} dead, {} pending ({} this run)",
         count(DeliveryState::Delivered),
         count(DeliveryState::Failed),
         count(DeliveryState::Dead),
         count(DeliveryState::Pending),
-        counts.sent.load(Relaxed)
+        crate::domain::counted(counts.sent.load(Relaxed), "attempt")
     )?;
     if count(DeliveryState::Pending) > 0 {
         say!(

@@ -85,17 +85,17 @@ pub fn run(db: &Path, args: RestoreArgs) -> Result<ExitCode, CliError> {
         .map(|k| format!("; the database it replaced kept as {}", k.display()))
         .unwrap_or_default();
     let detail = format!(
-        "from {}: {} entries, head {}{replaced}",
+        "from {}: {}, head {}{replaced}",
         args.from.display(),
-        checked.entries,
+        crate::domain::counted(checked.entries, "entry"),
         checked.head_hash,
     );
     super::record_admin_action(db, started, "restore", &detail, "done");
     say!(
-        "restored {} into {}: ledger intact, {} entries, head {}",
+        "restored {} into {}: ledger intact, {}, head {}",
         args.from.display(),
         db.display(),
-        checked.entries,
+        crate::domain::counted(checked.entries, "entry"),
         checked.head_hash
     )?;
     if let Some(kept) = kept {
@@ -196,15 +196,17 @@ fn report_replaced(
     match before {
         Some(Ok(old)) => {
             say!(
-                "the database it replaced ({} entries, head {}) is kept as {}",
-                old.id,
+                "the database it replaced ({}, head {}) is kept as {}",
+                crate::domain::counted(old.id, "entry"),
                 old.hash,
                 kept.display()
             )?;
             let missing = old.id - restored_head;
             if missing > 0 {
                 say!(
-                    "warning: {missing} uploads newer than the backup are only in {}; checkpoints published after the backup will not match the chain from here on",
+                    "warning: {} newer than the backup {} only in {}; checkpoints published after the backup will not match the chain from here on",
+                    crate::domain::counted(missing, "upload"),
+                    if missing == 1 { "is" } else { "are" },
                     kept.display()
                 )?;
             }

@@ -79,10 +79,9 @@ fn render(command: clap::Command, out: &mut dyn std::io::Write) -> std::io::Resu
     let text = String::from_utf8_lossy(&page);
     let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
-        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
-            if !seen.insert(line.to_string()) {
-                continue;
-            }
+        let preamble = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if preamble && !seen.insert(line.to_string()) {
+            continue;
         }
         writeln!(out, "{line}")?;
     }

@@ -49,14 +49,14 @@ pub fn run(db: &Path, args: StatusArgs) -> Result<ExitCode, CliError> {
     let d = &status.disk;
     say!("database          {}", status.database)?;
     say!(
-        "ledger            {} entries, head {}",
-        status.entries,
+        "ledger            {}, head {}",
+        crate::domain::counted(status.entries, "entry"),
         status.head_hash.as_deref().unwrap_or("(empty)")
     )?;
     say!(
-        "tasks             {} ({} uploads in the last 24 h)",
+        "tasks             {} ({} in the last 24 h)",
         status.tasks,
-        status.uploads_last_24h
+        crate::domain::counted(status.uploads_last_24h, "upload")
     )?;
     say!(
         "deliveries        {} pending{}",
@@ -72,7 +72,7 @@ pub fn run(db: &Path, args: StatusArgs) -> Result<ExitCode, CliError> {
         or_never(&status.last_checkpoint),
         status
             .last_checkpoint_size
-            .map(|n| format!(" ({n} uploads)"))
+            .map(|n| format!(" ({})", crate::domain::counted(n, "upload")))
             .unwrap_or_default()
     )?;
     say!(
@@ -86,9 +86,9 @@ pub fn run(db: &Path, args: StatusArgs) -> Result<ExitCode, CliError> {
     )?;
     say!("last backup       {}", or_never(&status.last_backup))?;
     say!(
-        "last purge        {} ({} uploads purged in all)",
+        "last purge        {} ({} purged in all)",
         or_never(&status.last_purge),
-        status.purged_uploads
+        crate::domain::counted(status.purged_uploads, "upload")
     )?;
     say!(
         "disk              database {}, WAL {}, {} free pages ({})",

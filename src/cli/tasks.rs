@@ -119,14 +119,13 @@ fn report(synced: &Synced, from: &str) -> Result<(), CliError> {
     }
     if synced.kept_names > 0 {
         say!(
-            "kept the names set by hand of {} {} that SMS names otherwise (--overwrite-names replaces them)",
-            synced.kept_names,
-            if synced.kept_names == 1 { "task" } else { "tasks" }
+            "kept the names set by hand of {} that SMS names otherwise (--overwrite-names replaces them)",
+            crate::domain::counted(synced.kept_names as u64, "task")
         )?;
     }
     say!(
-        "stored {} tasks from {from} ({} newly registered){}{}",
-        synced.tasks,
+        "stored {} from {from} ({} newly registered){}{}",
+        crate::domain::counted(synced.tasks as u64, "task"),
         synced.new,
         if synced.skipped_ids > 0 {
             format!(

@@ -78,7 +78,7 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
     let result = ledger::verify(&conn, &open, ledger::Parallelism::all_cores(), scope, |n| {
         if n >= reported + 100_000 {
             reported = n - n % 100_000;
-            eprintln!("checked {reported} entries");
+            eprintln!("checked {}", crate::domain::counted(reported, "entry"));
         }
     })
     .map_err(fail)?;
@@ -93,8 +93,8 @@ pub fn run(db: &Path, args: VerifyArgs) -> Result<ExitCode, CliError> {
             say!("ledger BROKEN at entry {}: {}", bad.id, bad.problem)?;
             if result.entries > 0 || result.since_checkpoint.is_none() {
                 say!(
-                    "{} entries checked before it are intact; last good head {}",
-                    result.entries,
+                    "{} checked before it are intact; last good head {}",
+                    crate::domain::counted(result.entries, "entry"),
                     result.head_hash
                 )?;
             }
@@ -113,24 +113,32 @@ fn report_intact(
 ) -> Result<ExitCode, CliError> {
     match result.since_checkpoint {
         None => say!(
-            "ledger intact: {} entries, head {} (id {})",
-            result.entries, result.head_hash, result.head_id
+            "ledger intact: {}, head {} (id {})",
+            crate::domain::counted(result.entries, "entry"),
+            result.head_hash,
+            result.head_id
         ),
         Some(size) => say!(
-            "ledger intact since the checkpoint of {size} uploads: {} entries checked, head {} (id {})",
-            result.entries, result.head_hash, result.head_id
+            "ledger intact since the checkpoint of {}: {} checked, head {} (id {})",
+            crate::domain::counted(size, "upload"),
+            crate::domain::counted(result.entries, "entry"),
+            result.head_hash,
+            result.head_id
         ),
     }?;
     if result.pruned > 0 {
         say!(
-            "{} entries pruned by retention: their hashes and links are checked, their bodies and result rows are gone",
-            result.pruned
+            "{} pruned by retention: their hashes and links are checked, their bodies and result rows are gone",
+            crate::domain::counted(result.pruned, "entry")
         )?;
     }
     let has_checkpoints = crate::storage::checkpoints::latest(conn).is_ok_and(|c| c.is_some());
     match verifier_key(db, args, conn) {
         Some(vkey) => match evidence::verify_checkpoint_signatures(conn, &vkey).map_err(fail)? {
-            Ok(n) => say!("{n} checkpoints, each signed by {vkey}")?,
+            Ok(n) => say!(
+                "{}, each signed by {vkey}",
+                crate::domain::counted(n as u64, "checkpoint")
+            )?,
             Err(failure) => {
                 say!("checkpoint signature BROKEN: {failure}")?;
                 return Ok(ExitCode::from(1));

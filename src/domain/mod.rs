@@ -22,7 +22,8 @@ pub use replay_filter::{FilterError, RawReplayFilter, ReplayFilter};
 pub use role::{AuthMethod, Role};
 pub use task_id::{BadTaskId, TaskId};
 pub use text::{
-    escape_invisible, is_bidi_control, printable, shell_word, without_path, without_userinfo,
+    counted, escape_invisible, is_bidi_control, plural, printable, shell_word, without_path,
+    without_userinfo,
 };
 pub use time::{
     check_range, format_timestamp, now_ms, parse_time_arg, parse_time_field, TimeError, Timestamp,

@@ -163,7 +163,8 @@ impl UploadBody {
             Some(Json::Array(items)) if items.len() > max_results => problems.push(
                 &results_at,
                 format!(
-                    "must have at most {max_results} items (got {})",
+                    "must have at most {} (got {})",
+                    super::counted(max_results as u64, "item"),
                     items.len()
                 ),
             ),
@@ -176,7 +177,10 @@ impl UploadBody {
             }
             Some(_) => problems.push(
                 &results_at,
-                format!("must be an array of at most {max_results} items, or null"),
+                format!(
+                    "must be an array of at most {}, or null",
+                    super::counted(max_results as u64, "item")
+                ),
             ),
         }
 

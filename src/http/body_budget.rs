@@ -58,9 +58,9 @@ impl BodyBudget {
         let Some(permit) = permit else {
             self.refused.inc();
             return Err(ApiError::Unavailable(format!(
-                "the service holds as many request bodies as it may ({} bytes, \
+                "the service holds as many request bodies as it may ({}, \
                  --max-buffered-bytes); try again shortly",
-                self.limit
+                crate::domain::counted(self.limit as u64, "byte")
             )));
         };
         self.buffered.inc_by(n as i64);

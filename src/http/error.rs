@@ -34,7 +34,7 @@ pub enum ApiError {
     ContentTypeMissing,
     #[error("Content-Type {0:?} is not application/json")]
     ContentTypeWrong(String),
-    #[error("body is larger than {0} bytes")]
+    #[error("body is larger than {}", crate::domain::counted(*.0 as u64, "byte"))]
     BodyTooLarge(usize),
     #[error("storage failed: {0}")]
     Storage(String),
@@ -49,7 +49,7 @@ pub enum ApiError {
     UnknownPath(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
-    #[error("the request's headers are larger than {0} bytes")]
+    #[error("the request's headers are larger than {}", crate::domain::counted(*.0 as u64, "byte"))]
     HeadersTooLarge(usize),
     #[error("the body was not received within {0} s")]
     BodyTimeout(u64),

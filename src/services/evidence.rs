@@ -32,7 +32,7 @@ pub enum EvidenceError {
     #[error("no checkpoint yet: evidence needs one (the first is made once an upload is stored)")]
     NoCheckpoint,
     /// The bundle would exceed its size limit.
-    #[error("the bundle would hold {bytes} bytes of upload bodies, more than the {limit} one request may: narrow it with since and until, or use `sms-audit evidence export`")]
+    #[error("the bundle would hold {} of upload bodies, more than the {limit} one request may: narrow it with since and until, or use `sms-audit evidence export`", crate::domain::counted(*bytes, "byte"))]
     TooLarge {
         /// Bytes of bodies it would hold.
         bytes: u64,
@@ -110,7 +110,8 @@ pub fn inclusion(
     let leaf_index = id as u64 - 1;
     if leaf_index >= tree_size {
         return Err(EvidenceError::BadSize(format!(
-            "tree_size: upload {id} is not in the tree of {tree_size} uploads{}",
+            "tree_size: upload {id} is not in the tree of {}{}",
+            crate::domain::counted(tree_size, "upload"),
             if Some(tree_size) == checkpointed {
                 " (the latest checkpoint); the next checkpoint will include it, or pass a tree_size"
             } else {
@@ -323,11 +324,11 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Bund
         String::new()
     };
     Ok(format!(
-        "evidence intact: {} entries{bodies}, each in the checkpoint of {} uploads signed by {}; \
+        "evidence intact: {}{bodies}, each in the checkpoint of {} signed by {}; \
          this proves each entry is in the log, not that the log holds no other upload of the task \
          (an entry left out of a bundle goes unnoticed)",
-        bundle.entries.len(),
-        checkpoint.size(),
+        crate::domain::counted(bundle.entries.len() as u64, "entry"),
+        crate::domain::counted(checkpoint.size(), "upload"),
         checkpoint.origin()
     ))
 }
@@ -389,7 +390,11 @@ fn verify_entry(
         tree::entry_bytes(&e.entry_hash).map_err(|_| "entry_hash is not 64 hex digits")?;
     let (size, root) = (checkpoint.size(), *checkpoint.hash());
     if e.id < 1 || e.id as u64 > size {
-        return Err(format!("not in the checkpoint's tree of {size} uploads").into());
+        return Err(format!(
+            "not in the checkpoint's tree of {}",
+            crate::domain::counted(size, "upload")
+        )
+        .into());
     }
     let proof = e
         .inclusion_proof
@@ -415,8 +420,8 @@ pub fn verify_checkpoint_signatures(
     for c in &stored {
         let failure = |why: String| {
             Ok(Err(format!(
-                "the checkpoint of {} uploads: {why}",
-                c.tree_size
+                "the checkpoint of {}: {why}",
+                crate::domain::counted(c.tree_size, "upload")
             )))
         };
         let verifier = match StandardVerifier::new(vkey) {

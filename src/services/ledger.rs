@@ -356,7 +356,8 @@ impl ChainCheck {
     ) -> Result<Result<Self, Verification>, StorageError> {
         let Some(&(_, root)) = start.checkpoint_roots.iter().find(|(s, _)| *s == size) else {
             return Err(StorageError::Background(format!(
-                "there is no checkpoint of {size} uploads"
+                "there is no checkpoint of {}",
+                crate::domain::counted(size, "upload")
             )));
         };
         let broken = |problem: String| Verification {
@@ -375,7 +376,8 @@ impl ChainCheck {
         let range = CompactRange(subtrees);
         if range.root() != root {
             return Ok(Err(broken(format!(
-                "the stored Merkle tree does not give the root of the checkpoint of {size} uploads"
+                "the stored Merkle tree does not give the root of the checkpoint of {}",
+                crate::domain::counted(size, "upload")
             ))));
         }
         let Some(last) = ledger::entry_head(conn, size as i64)? else {
@@ -389,7 +391,8 @@ impl ChainCheck {
         });
         if !included || last.hash.len() != 64 {
             return Ok(Err(broken(format!(
-                "entry {size} is not the last leaf of the checkpoint of {size} uploads"
+                "entry {size} is not the last leaf of the checkpoint of {}",
+                crate::domain::counted(size, "upload")
             ))));
         }
         let mut prev_hash = [0u8; 64];
@@ -497,7 +500,8 @@ impl ChainCheck {
             let made = self.range.root();
             if root != made {
                 return Some(format!(
-                    "the checkpoint of {checkpoint} uploads has root {root}, the chain gives {made}"
+                    "the checkpoint of {} has root {root}, the chain gives {made}",
+                    crate::domain::counted(checkpoint, "upload")
                 ));
             }
             self.checkpoint_verified = Some(checkpoint);
@@ -521,15 +525,18 @@ impl ChainCheck {
                 (self.tree_size > entries).then(|| BadEntry {
                     id: entries as i64 + 1,
                     problem: format!(
-                        "the stored Merkle tree covers {} uploads, the chain has {entries}",
-                        self.tree_size
+                        "the stored Merkle tree covers {}, the chain has {entries}",
+                        crate::domain::counted(self.tree_size, "upload")
                     ),
                 })
             })
             .or_else(|| {
                 self.pending.last().map(|(size, _)| BadEntry {
                     id: entries as i64 + 1,
-                    problem: format!("a checkpoint covers {size} uploads, the chain has {entries}"),
+                    problem: format!(
+                        "a checkpoint covers {}, the chain has {entries}",
+                        crate::domain::counted(*size, "upload")
+                    ),
                 })
             });
         Verification {
@@ -589,8 +596,9 @@ fn check_tail(totals: &SummaryTotals, head: &Head) -> Option<BadEntry> {
     (last > head.id || counted != head.id).then(|| BadEntry {
         id: head.id + 1,
         problem: format!(
-            "entry {} is missing: task summaries count {counted} uploads up to id {last}, the chain ends at {}",
+            "entry {} is missing: task summaries count {} up to id {last}, the chain ends at {}",
             head.id + 1,
+            crate::domain::counted(counted, "upload"),
             head.id
         ),
     })

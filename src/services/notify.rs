@@ -206,22 +206,7 @@ fn find_events(
     upstream_after: Duration,
 ) -> Result<Vec<Event>, StorageError> {
     let mut c = cursors.lock();
-    let mut events = Vec::new();
-    let head = ledger::last_id(conn)?;
-    let (regressed, reached) = notifications::regressed_between(conn, c.regressed_after, head)?;
-    c.regressed_after = reached;
-    for r in regressed {
-        let text = format!(
-            "sms-audit: task {} regressed: upload #{} has {} problems, more than the upload before it (/uploads/{})",
-            r.task_id, r.id, r.problems, r.id
-        );
-        events.push(event(
-            format!("regressed:upload:{}", r.id),
-            "regressed",
-            text,
-            json!({"task_id": r.task_id, "upload_id": r.id, "problems": r.problems}),
-        ));
-    }
+    let mut events = regression_events(conn, &mut c)?;
     let scan_from = c.given_up_since;
     c.given_up_since = now_ms() - 60_000;
     for d in notifications::given_up_since(conn, scan_from)? {
@@ -278,6 +263,34 @@ fn find_events(
         }
     }
     Ok(events)
+}
+
+/// Uploads stored since the last look that regressed.
+fn regression_events(
+    conn: &rusqlite::Connection,
+    c: &mut Cursors,
+) -> Result<Vec<Event>, StorageError> {
+    let head = ledger::last_id(conn)?;
+    let (regressed, reached) = notifications::regressed_between(conn, c.regressed_after, head)?;
+    c.regressed_after = reached;
+    Ok(regressed
+        .into_iter()
+        .map(|r| {
+            let text = format!(
+                "sms-audit: task {} regressed: upload #{} has {}, more than the upload before it (/uploads/{})",
+                r.task_id,
+                r.id,
+                crate::domain::counted(r.problems, "problem"),
+                r.id
+            );
+            event(
+                format!("regressed:upload:{}", r.id),
+                "regressed",
+                text,
+                json!({"task_id": r.task_id, "upload_id": r.id, "problems": r.problems}),
+            )
+        })
+        .collect())
 }
 
 fn event(key: String, kind: &'static str, text: String, mut details: serde_json::Value) -> Event {

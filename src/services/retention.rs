@@ -46,7 +46,7 @@ pub enum PurgeError {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// A purge step failed after earlier steps had purged.
-    #[error("the purge stopped after {purged} uploads: {source}")]
+    #[error("the purge stopped after {}: {source}", crate::domain::counted(*purged, "upload"))]
     Stopped {
         /// Uploads purged before it failed.
         purged: u64,

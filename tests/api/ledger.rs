@@ -148,7 +148,7 @@ async fn verify_checks_every_checkpoint_root_and_the_stored_tree() {
     assert_eq!(code, 0, "{out}");
     // Signatures, with the key file's verifier key, and with a stranger's.
     assert!(
-        out.contains("1 checkpoints, each signed by sms-audit/"),
+        out.contains("1 checkpoint, each signed by sms-audit/"),
         "{out}"
     );
     let stranger = sms_audit::domain::checkpoint::CheckpointKey::generate("sms-audit/other")

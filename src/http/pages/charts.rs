@@ -40,8 +40,8 @@ pub fn sparkline(values: &[i64]) -> String {
         "#1a7f37"
     };
     format!(
-        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="problems over the last {n} uploads, latest {last}"><polyline points="{p}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>"#,
-        n = values.len(),
+        r#"<svg class="spark" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="problems over the last {n}, latest {last}"><polyline points="{p}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>"#,
+        n = crate::domain::counted(values.len() as u64, "upload"),
         p = points.trim_end()
     )
 }
@@ -64,8 +64,8 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="counts over {} uploads">"#,
-        points.len()
+        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="counts over {}">"#,
+        crate::domain::counted(points.len() as u64, "upload")
     );
     if points.is_empty() {
         svg.push_str(
@@ -174,8 +174,8 @@ pub fn daily_chart(dates: &[String], series: &[DailySeries<'_>], label: &str) ->
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{label}, a point a day over {} days">"#,
-        dates.len()
+        r#"<svg class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{label}, a point a day over {}">"#,
+        crate::domain::counted(dates.len() as u64, "day")
     );
     if dates.is_empty() {
         svg.push_str(r##"<text x="20" y="40" fill="#5d6670">No days in this range.</text></svg>"##);

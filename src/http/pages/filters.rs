@@ -13,6 +13,13 @@ pub fn thousands(n: impl std::fmt::Display, _: &dyn Values) -> askama::Result<St
     Ok(super::thousands(n))
 }
 
+/// A count with thousands separators and its noun, plural unless one:
+/// `{{ n|count("upload") }}` is `1 upload` or `1,234 uploads`.
+#[askama::filter_fn]
+pub fn count(n: impl Int, _: &dyn Values, noun: &str) -> askama::Result<String> {
+    Ok(super::count_text(n.int(), noun))
+}
+
 /// RFC 3339 UTC text of a stored time.
 #[askama::filter_fn]
 pub fn utc(ms: impl Int, _: &dyn Values) -> askama::Result<String> {

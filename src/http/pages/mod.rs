@@ -150,6 +150,18 @@ impl Int for u32 {
     }
 }
 
+impl Int for usize {
+    fn int(&self) -> i64 {
+        i64::try_from(*self).unwrap_or(i64::MAX)
+    }
+}
+
+impl Int for u64 {
+    fn int(&self) -> i64 {
+        i64::try_from(*self).unwrap_or(i64::MAX)
+    }
+}
+
 impl<T: Int + ?Sized> Int for &T {
     fn int(&self) -> i64 {
         (**self).int()
@@ -171,7 +183,7 @@ pub fn relative(ago_ms: i64) -> String {
         0..=59 => "just now".into(),
         60..=3599 => format!("{} min ago", s / 60),
         3600..=86_399 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86_400),
+        _ => format!("{} ago", crate::domain::counted(s / 86_400, "day")),
     }
 }
 
@@ -188,6 +200,17 @@ pub fn verdict_class(verdict: crate::services::compare::Verdict) -> &'static str
         Verdict::Regressed => "bad",
         Verdict::Unchanged => "same",
     }
+}
+
+/// A count with thousands separators and its noun, plural unless one
+/// (`1 upload`, `1,234 uploads`): the pages' [`crate::domain::counted`].
+pub fn count_text(n: i64, noun: &str) -> String {
+    let noun = if n == 1 {
+        noun.to_string()
+    } else {
+        crate::domain::plural(noun)
+    };
+    format!("{} {noun}", thousands(n))
 }
 
 /// A size in bytes as people read it (`1.2 GiB`).

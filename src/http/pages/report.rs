@@ -50,15 +50,14 @@ fn verdict(task: &TaskRow, latest: Option<&UploadRecord>, covers_latest: bool) -
         "reported no results (an empty upload, not a clean one)".to_string()
     } else if problems == 0 {
         format!(
-            "is clean: {} files checked, none different, missing or extra",
-            super::thousands(u.totals.num_total_files)
+            "is clean: {} checked, none different, missing or extra",
+            super::count_text(u.totals.num_total_files, "file")
         )
     } else {
         format!(
-            "reports {} {} in {} files checked{}",
-            super::thousands(problems),
-            if problems == 1 { "problem" } else { "problems" },
-            super::thousands(u.totals.num_total_files),
+            "reports {} in {} checked{}",
+            super::count_text(problems, "problem"),
+            super::count_text(u.totals.num_total_files, "file"),
             if task.regressed {
                 ", more than the upload before"
             } else {
