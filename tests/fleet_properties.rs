@@ -194,7 +194,13 @@ fn check_views(
             let mut counts = BTreeMap::new();
             for (c, (task, w)) in changes.tasks.iter().zip(&after) {
                 let was = before.get(task).map(|s| s.problems);
-                let verdict = match was {
+                // An upload without results is "no results"; one before counts as none.
+                let was_with_results = before
+                    .get(task)
+                    .filter(|s| !s.items.is_empty())
+                    .map(|s| s.problems);
+                let verdict = match was_with_results {
+                    _ if w.items.is_empty() => Verdict::NoResults,
                     None => Verdict::New,
                     Some(b) if w.problems < b => Verdict::Improved,
                     Some(b) if w.problems > b => Verdict::Regressed,
@@ -202,7 +208,7 @@ fn check_views(
                 };
                 prop_assert_eq!(&c.task_id, task);
                 prop_assert_eq!(c.verdict, verdict, "{} from {} to {}", task, from, to);
-                prop_assert_eq!(c.clean, w.problems == 0);
+                prop_assert_eq!(c.clean, w.problems == 0 && !w.items.is_empty());
                 prop_assert_eq!(c.problems_change, w.problems - was.unwrap_or(0));
                 prop_assert_eq!(
                     c.from.as_ref().map(|s| s.upload_id),
@@ -215,7 +221,10 @@ fn check_views(
             }
             prop_assert_eq!(
                 changes.counts.clean,
-                after.values().filter(|s| s.problems == 0).count()
+                after
+                    .values()
+                    .filter(|s| s.problems == 0 && !s.items.is_empty())
+                    .count()
             );
         }
     }
@@ -243,7 +252,16 @@ fn check_trend_and_directories(
         );
         prop_assert_eq!(
             point.tasks_clean,
-            state.values().filter(|s| s.problems == 0).count() as i64,
+            state
+                .values()
+                .filter(|s| s.problems == 0 && !s.items.is_empty())
+                .count() as i64,
+            "{}",
+            point.date
+        );
+        prop_assert_eq!(
+            point.tasks_without_results,
+            state.values().filter(|s| s.items.is_empty()).count() as i64,
             "{}",
             point.date
         );
@@ -275,10 +293,12 @@ fn check_trend_and_directories(
 /// The catch-up for databases from before fleet history computes the same.
 fn check_catch_up(db: &std::path::Path, conn: &rusqlite::Connection) -> Result<(), TestCaseError> {
     let read_tables = |conn: &rusqlite::Connection| {
-        let days: Vec<(i64, i64, i64, i64)> = conn
+        let days: Vec<(i64, i64, i64, i64, i64)> = conn
             .prepare("SELECT * FROM fleet_days ORDER BY day")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

@@ -40,10 +40,16 @@ pub enum Verdict {
     Regressed,
     /// As many problems (whether or not there were uploads in between).
     Unchanged,
+    /// Its latest upload at the second moment has no results at all (`{}`, or
+    /// an empty or null `consistency_result`): nothing to compare, never better.
+    #[serde(rename = "no_results")]
+    #[strum(serialize = "no_results")]
+    NoResults,
 }
 
 impl Verdict {
-    /// The verdict for `before` problems (none: no upload yet) and `after`.
+    /// The verdict for `before` problems (none: no upload yet, or one without
+    /// results) and `after`, of an upload with results (else [`Verdict::NoResults`]).
     pub fn of(before: Option<i64>, after: i64) -> Self {
         match before {
             None => Verdict::New,

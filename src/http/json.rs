@@ -32,6 +32,8 @@ pub struct TaskJson {
     last_received_at: Option<String>,
     last_upload_id: Option<i64>,
     latest_totals: Option<Totals>,
+    /// Result items in the latest upload: 0 is "no results", never clean.
+    latest_result_count: Option<i64>,
     problems: Option<i64>,
     regressed: Option<bool>,
     sms_state: Option<String>,
@@ -58,6 +60,7 @@ impl TaskJson {
             last_received_at: Some(format_timestamp(state.received_at)),
             last_upload_id: Some(state.upload_id),
             latest_totals: Some(state.totals),
+            latest_result_count: Some(state.results),
             problems: Some(state.problems),
             regressed: Some(state.regressed),
             sms_state: None,
@@ -78,6 +81,7 @@ impl From<TaskSummary> for TaskJson {
             last_received_at: time(t.last_received_at),
             last_upload_id: t.last_upload_id,
             latest_totals: t.latest_totals,
+            latest_result_count: t.latest_result_count,
             problems: t.problems,
             regressed: t.last_upload_id.map(|_| t.regressed),
             sms_state: t.sms_state,
@@ -407,6 +411,7 @@ fn task_state(s: &TaskState) -> serde_json::Value {
         "totals": s.totals,
         "problems": s.problems,
         "regressed": s.regressed,
+        "result_count": s.results,
     })
 }
 

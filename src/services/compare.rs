@@ -189,7 +189,10 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
         }
     };
     let (ka, kb) = (rows(a), rows(b));
+    // Two tasks measure two servers, and an upload without results measured
+    // nothing: either way there is no verdict.
     let same_task = a.task_id == b.task_id;
+    let comparable = same_task && a.result_count > 0 && b.result_count > 0;
     let mut directories = Vec::new();
     let mut only_in_a = Vec::new();
     let (mut total_a, mut total_b) = (Counts::default(), Counts::default());
@@ -239,7 +242,7 @@ pub fn compare(a: &UploadRecord, b: &UploadRecord) -> Comparison {
             a: total_a,
             b: total_b,
             change: total_b.minus(&total_a),
-            verdict: verdict(&total_a, &total_b, same_task),
+            verdict: verdict(&total_a, &total_b, comparable),
         },
         same_task,
     }

@@ -79,7 +79,7 @@ pub struct Change {
     pub to: TaskState,
     /// The second moment against the first.
     pub verdict: Verdict,
-    /// No problems at the second moment.
+    /// Results and no problems at the second moment.
     pub clean: bool,
     /// Problems at the second moment minus at the first (0 before any upload).
     pub problems_change: i64,
@@ -96,7 +96,9 @@ pub struct VerdictCounts {
     pub regressed: usize,
     /// Tasks with as many problems (not zero).
     pub unchanged: usize,
-    /// Tasks with no problems at both moments.
+    /// Tasks whose latest upload at the second moment has no results.
+    pub no_results: usize,
+    /// Tasks with results and no problems at the second moment.
     pub clean: usize,
 }
 
@@ -108,6 +110,7 @@ impl VerdictCounts {
             Verdict::Improved => self.improved,
             Verdict::Regressed => self.regressed,
             Verdict::Unchanged => self.unchanged,
+            Verdict::NoResults => self.no_results,
         }
     }
 }
@@ -152,13 +155,21 @@ pub fn compare_states(
         // never loses its uploads).
         while before.next_if(|b| b.task_id < to_state.task_id).is_some() {}
         let from_state = before.next_if(|b| b.task_id == to_state.task_id);
-        let verdict = Verdict::of(from_state.as_ref().map(|s| s.problems), to_state.problems);
-        let clean = to_state.problems == 0;
+        // An upload without results says nothing: it neither improves on nor
+        // is improved on (before it, a task counts as new).
+        let verdict = if to_state.no_results() {
+            Verdict::NoResults
+        } else {
+            let before = from_state.as_ref().filter(|s| !s.no_results());
+            Verdict::of(before.map(|s| s.problems), to_state.problems)
+        };
+        let clean = to_state.clean();
         match verdict {
             Verdict::New => counts.new += 1,
             Verdict::Improved => counts.improved += 1,
             Verdict::Regressed => counts.regressed += 1,
             Verdict::Unchanged => counts.unchanged += 1,
+            Verdict::NoResults => counts.no_results += 1,
         }
         counts.clean += usize::from(clean);
         tasks.push(Change {
@@ -188,8 +199,10 @@ pub struct TrendPoint {
     pub tasks_reporting: i64,
     /// Their problems, summed over each task's latest upload.
     pub open_problems: i64,
-    /// Those whose latest upload had no problems.
+    /// Those whose latest upload had results and no problems.
     pub tasks_clean: i64,
+    /// Those whose latest upload had no results at all.
+    pub tasks_without_results: i64,
 }
 
 impl TrendPoint {
@@ -200,7 +213,8 @@ impl TrendPoint {
             date: date_of(day_of(at)),
             tasks_reporting: states.len() as i64,
             open_problems: states.iter().map(|s| s.problems).sum(),
-            tasks_clean: states.iter().filter(|s| s.problems == 0).count() as i64,
+            tasks_clean: states.iter().filter(|s| s.clean()).count() as i64,
+            tasks_without_results: states.iter().filter(|s| s.no_results()).count() as i64,
         }
     }
 }
@@ -236,6 +250,7 @@ pub fn fill_days(first: i64, last: i64, stored: &[FleetDay]) -> Vec<TrendPoint> 
         tasks_reporting: 0,
         open_problems: 0,
         tasks_clean: 0,
+        tasks_without_results: 0,
     };
     (first..=last)
         .map(|day| {
@@ -247,6 +262,7 @@ pub fn fill_days(first: i64, last: i64, stored: &[FleetDay]) -> Vec<TrendPoint> 
                 tasks_reporting: current.tasks_reporting,
                 open_problems: current.open_problems,
                 tasks_clean: current.tasks_clean,
+                tasks_without_results: current.tasks_without_results,
             }
         })
         .collect()
@@ -274,7 +290,9 @@ pub enum ChangeFilter {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeQueryError {
     /// `verdict=` names no verdict.
-    #[error("verdict: must be new, improved, regressed, unchanged or clean (got {0:?})")]
+    #[error(
+        "verdict: must be new, improved, regressed, unchanged, no_results or clean (got {0:?})"
+    )]
     Verdict(String),
     /// `sort=` names no order.
     #[error("sort: must be change or task (got {0:?})")]

@@ -35,6 +35,20 @@ pub struct TaskState {
     pub problems: i64,
     /// The upload has more problems than the task's upload before it.
     pub regressed: bool,
+    /// Result items in that upload: none is "no results", never clean.
+    pub results: i64,
+}
+
+impl TaskState {
+    /// Its latest upload has results and none of them a problem.
+    pub fn clean(&self) -> bool {
+        self.results > 0 && self.problems == 0
+    }
+
+    /// Its latest upload has no result items at all.
+    pub fn no_results(&self) -> bool {
+        self.results == 0
+    }
 }
 
 /// Uploads applied to a snapshot at most; further from one, [`states_at`] seeks
@@ -73,7 +87,7 @@ fn apply_uploads(
 ) -> Result<(), StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
-                target_more_files, regressed
+                target_more_files, regressed, result_count
          FROM uploads WHERE id > ?1 AND id <= ?2 ORDER BY id",
     )?;
     let mut rows = stmt.query(params![from, upto])?;
@@ -96,6 +110,7 @@ fn apply_uploads(
                         totals,
                         problems: 0,
                         regressed: false,
+                        results: 0,
                     });
                     added.last_mut().expect("just added")
                 }
@@ -106,6 +121,7 @@ fn apply_uploads(
         slot.problems = totals.problems();
         slot.totals = totals;
         slot.regressed = r.get(7)?;
+        slot.results = r.get(8)?;
     }
     if !added.is_empty() {
         states.extend(added);
@@ -143,6 +159,7 @@ pub fn encode_states(states: &[TaskState]) -> Vec<u8> {
             t.num_different_files,
             t.num_target_miss_files,
             t.num_target_more_files,
+            s.results,
         ] {
             out.extend_from_slice(&n.to_be_bytes());
         }
@@ -164,7 +181,7 @@ pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
         let task_id = std::str::from_utf8(take(&mut packed, len)?)
             .ok()?
             .to_string();
-        let mut n = [0i64; 6];
+        let mut n = [0i64; 7];
         for v in &mut n {
             *v = i64::from_be_bytes(take(&mut packed, 8)?.try_into().ok()?);
         }
@@ -183,6 +200,7 @@ pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
             problems: totals.problems(),
             totals,
             regressed,
+            results: n[6],
         });
     }
     Some(states)
@@ -215,7 +233,7 @@ pub fn states_by_seeks(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, S
             FROM tasks t
          )
          SELECT l.task_id, l.name, s.id, s.received_at, s.total_files, s.different_files,
-                s.target_miss_files, s.target_more_files, s.regressed
+                s.target_miss_files, s.target_more_files, s.regressed, s.result_count
          FROM latest l JOIN uploads s INDEXED BY uploads_task_state
               ON s.task_id = l.task_id AND s.id = l.id
          ORDER BY l.task_id",
@@ -230,6 +248,7 @@ pub fn states_by_seeks(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, S
             problems: totals.problems(),
             totals,
             regressed: r.get(8)?,
+            results: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -280,7 +299,7 @@ fn latest_upload(
 ) -> Result<Option<TaskState>, StorageError> {
     let mut latest = conn.prepare_cached(
         "SELECT id, received_at, total_files, different_files, target_miss_files,
-                target_more_files, regressed
+                target_more_files, regressed, result_count
          FROM uploads INDEXED BY uploads_task_state
          WHERE task_id = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
     )?;
@@ -291,11 +310,12 @@ fn latest_upload(
                 r.get::<_, i64>(1)?,
                 totals_from_row(r, 2)?,
                 r.get::<_, bool>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })
         .optional()?;
-    Ok(
-        found.map(|(upload_id, received_at, totals, regressed)| TaskState {
+    Ok(found.map(
+        |(upload_id, received_at, totals, regressed, results)| TaskState {
             task_id,
             name,
             upload_id,
@@ -303,8 +323,9 @@ fn latest_upload(
             problems: totals.problems(),
             totals,
             regressed,
-        }),
-    )
+            results,
+        },
+    ))
 }
 
 /// How many uploads a task had with id `<= upto`, and its first one's time.
@@ -330,8 +351,10 @@ pub struct FleetDay {
     pub tasks_reporting: i64,
     /// Problems summed over every task's latest upload.
     pub open_problems: i64,
-    /// Tasks whose latest upload has no problems.
+    /// Tasks whose latest upload has results and no problems.
     pub tasks_clean: i64,
+    /// Tasks whose latest upload has no results at all.
+    pub tasks_without_results: i64,
 }
 
 /// The stored days in `first..=last` (days with uploads), and the last stored day
@@ -343,17 +366,18 @@ pub fn fleet_days(conn: &Connection, first: i64, last: i64) -> Result<Vec<FleetD
             tasks_reporting: r.get(1)?,
             open_problems: r.get(2)?,
             tasks_clean: r.get(3)?,
+            tasks_without_results: r.get(4)?,
         })
     };
     let before = conn
         .prepare_cached(
-            "SELECT day, tasks_reporting, open_problems, tasks_clean FROM fleet_days
+            "SELECT day, tasks_reporting, open_problems, tasks_clean, tasks_without_results FROM fleet_days
              WHERE day < ?1 ORDER BY day DESC LIMIT 1",
         )?
         .query_row(params![first], row)
         .optional()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT day, tasks_reporting, open_problems, tasks_clean FROM fleet_days
+        "SELECT day, tasks_reporting, open_problems, tasks_clean, tasks_without_results FROM fleet_days
          WHERE day BETWEEN ?1 AND ?2 ORDER BY day",
     )?;
     let mut days: Vec<FleetDay> = before.into_iter().collect();
@@ -363,15 +387,32 @@ pub fn fleet_days(conn: &Connection, first: i64, last: i64) -> Result<Vec<FleetD
     Ok(days)
 }
 
-/// What one stored upload changed in the fleet: its day, and its task's problems
+/// What a task's latest upload says: its problems, and whether it had results
+/// at all (without, it is "no results", never clean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Different + missing + extra files.
+    pub problems: i64,
+    /// It had at least one result item.
+    pub has_results: bool,
+}
+
+impl Health {
+    /// Results, and none of them a problem.
+    pub fn clean(self) -> bool {
+        self.has_results && self.problems == 0
+    }
+}
+
+/// What one stored upload changed in the fleet: its day, and its task's health
 /// before (none: the task's first upload) and after.
 pub struct FleetChange {
     /// The upload's day (UTC).
     pub day: i64,
-    /// Its task's problems before it (none: the task's first upload).
-    pub before: Option<i64>,
-    /// Its task's problems after it.
-    pub after: i64,
+    /// Its task's latest upload before it (none: the task's first upload).
+    pub before: Option<Health>,
+    /// The upload itself.
+    pub after: Health,
 }
 
 /// Adds a batch's changes (in id order, so days never go back) to `fleet_days`:
@@ -382,7 +423,7 @@ pub fn record_changes(conn: &Connection, changes: &[FleetChange]) -> Result<(), 
     };
     let mut state = conn
         .prepare_cached(
-            "SELECT day, tasks_reporting, open_problems, tasks_clean FROM fleet_days
+            "SELECT day, tasks_reporting, open_problems, tasks_clean, tasks_without_results FROM fleet_days
              ORDER BY day DESC LIMIT 1",
         )?
         .query_row([], |r| {
@@ -391,6 +432,7 @@ pub fn record_changes(conn: &Connection, changes: &[FleetChange]) -> Result<(), 
                 tasks_reporting: r.get(1)?,
                 open_problems: r.get(2)?,
                 tasks_clean: r.get(3)?,
+                tasks_without_results: r.get(4)?,
             })
         })
         .optional()?
@@ -399,25 +441,32 @@ pub fn record_changes(conn: &Connection, changes: &[FleetChange]) -> Result<(), 
             tasks_reporting: 0,
             open_problems: 0,
             tasks_clean: 0,
+            tasks_without_results: 0,
         });
     let mut store = conn.prepare_cached(
-        "INSERT INTO fleet_days (day, tasks_reporting, open_problems, tasks_clean)
-         VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO fleet_days (day, tasks_reporting, open_problems, tasks_clean,
+             tasks_without_results)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (day) DO UPDATE SET tasks_reporting = excluded.tasks_reporting,
-            open_problems = excluded.open_problems, tasks_clean = excluded.tasks_clean",
+            open_problems = excluded.open_problems, tasks_clean = excluded.tasks_clean,
+            tasks_without_results = excluded.tasks_without_results",
     )?;
     for (i, c) in changes.iter().enumerate() {
         state.day = state.day.max(c.day);
         state.tasks_reporting += i64::from(c.before.is_none());
-        state.open_problems += c.after - c.before.unwrap_or(0);
-        state.tasks_clean += i64::from(c.after == 0) - i64::from(c.before == Some(0));
+        state.open_problems += c.after.problems - c.before.map_or(0, |b| b.problems);
+        state.tasks_clean +=
+            i64::from(c.after.clean()) - i64::from(c.before.is_some_and(Health::clean));
+        state.tasks_without_results +=
+            i64::from(!c.after.has_results) - i64::from(c.before.is_some_and(|b| !b.has_results));
         let day_ends = changes.get(i + 1).is_none_or(|next| next.day != c.day);
         if day_ends {
             store.execute(params![
                 state.day,
                 state.tasks_reporting,
                 state.open_problems,
-                state.tasks_clean
+                state.tasks_clean,
+                state.tasks_without_results
             ])?;
         }
     }
@@ -425,7 +474,7 @@ pub fn record_changes(conn: &Connection, changes: &[FleetChange]) -> Result<(), 
 }
 
 /// The change a stored upload makes to the fleet.
-pub fn change_of(received_at: Timestamp, before: Option<i64>, after: i64) -> FleetChange {
+pub fn change_of(received_at: Timestamp, before: Option<Health>, after: Health) -> FleetChange {
     FleetChange {
         day: day_of(received_at),
         before,
@@ -547,18 +596,23 @@ pub fn catch_up(conn: &Connection) -> Result<bool, rusqlite::Error> {
 pub fn rebuild(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(
         "DELETE FROM fleet_days;
-         INSERT INTO fleet_days (day, tasks_reporting, open_problems, tasks_clean)
-         SELECT day, reporting, problems, clean FROM (
+         INSERT INTO fleet_days (day, tasks_reporting, open_problems, tasks_clean,
+             tasks_without_results)
+         SELECT day, reporting, problems, clean, empty FROM (
              SELECT day,
                     sum(prev IS NULL) OVER running AS reporting,
                     sum(p - coalesce(prev, 0)) OVER running AS problems,
-                    sum((p = 0) - coalesce(prev = 0, 0)) OVER running AS clean,
+                    sum((p = 0 AND r > 0) - coalesce(prev = 0 AND prev_r > 0, 0)) OVER running
+                        AS clean,
+                    sum((r = 0) - coalesce(prev_r = 0, 0)) OVER running AS empty,
                     row_number() OVER (PARTITION BY day ORDER BY id DESC) AS from_last
              FROM (
                  SELECT id, received_at / 86400000 AS day,
                         different_files + target_miss_files + target_more_files AS p,
+                        result_count AS r,
                         lag(different_files + target_miss_files + target_more_files)
-                            OVER (PARTITION BY task_id ORDER BY id) AS prev
+                            OVER (PARTITION BY task_id ORDER BY id) AS prev,
+                        lag(result_count) OVER (PARTITION BY task_id ORDER BY id) AS prev_r
                  FROM uploads
              )
              WINDOW running AS (ORDER BY id ROWS UNBOUNDED PRECEDING)

@@ -37,6 +37,8 @@ pub struct TaskSummary {
     pub problems: Option<i64>,
     /// Whether the latest upload has more problems than the one before.
     pub regressed: bool,
+    /// Result items in the latest upload (none without uploads; 0: no results).
+    pub latest_result_count: Option<i64>,
 }
 
 /// Every task, by id.
@@ -54,7 +56,7 @@ pub fn tasks_after(
         "SELECT t.task_id, t.name, t.registered_at, t.registered_by, t.upload_count,
                 t.first_upload_at, t.last_upload_at, t.last_upload_id,
                 u.total_files, u.different_files, u.target_miss_files, u.target_more_files,
-                t.sms_state, t.sms_synced_at, t.last_problems, t.last_regressed
+                t.sms_state, t.sms_synced_at, t.last_problems, t.last_regressed, u.result_count
          FROM tasks t LEFT JOIN uploads u ON u.id = t.last_upload_id
          WHERE t.task_id > ?1
          ORDER BY t.task_id LIMIT ?2",
@@ -78,6 +80,7 @@ pub fn tasks_after(
             sms_synced_at: r.get(13)?,
             problems: last_upload_id.map(|_| r.get(14)).transpose()?,
             regressed: r.get(15)?,
+            latest_result_count: r.get(16)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -287,8 +290,17 @@ pub struct TaskRow {
     pub problems: Option<i64>,
     /// Whether the latest upload has more problems than the one before.
     pub regressed: bool,
+    /// Result items in the latest upload (none: no upload; 0: "no results").
+    pub results: Option<i64>,
     /// Problems per upload, oldest first, over the latest uploads.
     pub trend: Vec<i64>,
+}
+
+impl TaskRow {
+    /// Its latest upload has no result items: "no results", not clean.
+    pub fn no_results(&self) -> bool {
+        self.results == Some(0)
+    }
 }
 
 fn like_pattern(search: &str) -> String {
@@ -301,7 +313,7 @@ fn like_pattern(search: &str) -> String {
 
 const TASK_COLUMNS: &str = "t.task_id, t.name, t.last_upload_at, t.upload_count, t.last_upload_id,
     t.last_problems, t.last_regressed, u.total_files, u.different_files, u.target_miss_files,
-    u.target_more_files";
+    u.target_more_files, u.result_count";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
     let last_upload_id: Option<i64> = r.get(4)?;
@@ -313,6 +325,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         last_upload_id,
         problems: r.get(5)?,
         regressed: r.get(6)?,
+        results: r.get(11)?,
         latest: match last_upload_id {
             Some(_) => Some(totals_from_row(r, 7)?),
             None => None,

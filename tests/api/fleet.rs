@@ -119,7 +119,7 @@ async fn changes_between_two_moments_give_each_task_a_verdict() {
     let changes = app.get(&path, &app.admin_token).await.json();
     assert_eq!(
         changes["counts"],
-        serde_json::json!({"new": 1, "improved": 1, "regressed": 1, "unchanged": 0, "clean": 1})
+        serde_json::json!({"new": 1, "improved": 1, "regressed": 1, "unchanged": 0, "no_results": 0, "clean": 1})
     );
     // By change: the largest increase first.
     let rows = changes["tasks"].as_array().unwrap();
@@ -235,7 +235,7 @@ async fn the_trend_has_a_point_a_day_and_today_counts_every_task() {
         .json();
     assert_eq!(
         one["days"],
-        serde_json::json!([{"date": "2026-01-01", "tasks_reporting": 0, "open_problems": 0, "tasks_clean": 0}])
+        serde_json::json!([{"date": "2026-01-01", "tasks_reporting": 0, "open_problems": 0, "tasks_clean": 0, "tasks_without_results": 0}])
     );
     app.get(
         "/api/v1/fleet/trend?since=2026-02-01&until=2026-01-01",
@@ -485,4 +485,87 @@ async fn the_changes_page_shows_a_hundred_tasks_a_page() {
         "the counts stay those of all tasks"
     );
     assert_eq!(browser.get("/changes?page=0").await.status, 400);
+}
+
+/// An upload without results (`{}`, `[]`, `null`) is "no results" everywhere:
+/// never clean, never "improved", a gap in the charts, counted apart.
+#[tokio::test]
+async fn an_upload_without_results_is_no_results_not_clean() {
+    let (app, agent, first) = two_rounds().await;
+    // task-a had 1 problem; now it sends nothing; task-b sends `[]`; task-c `null`.
+    for (task, body) in [
+        ("task-a", "{}"),
+        ("task-b", r#"{"consistency_result":[]}"#),
+        ("task-c", r#"{"consistency_result":null}"#),
+    ] {
+        assert_eq!(app.upload(task, &agent, body).await.status, 200, "{task}");
+    }
+    let path = format!("/api/v1/changes?from={}&to=2999-01-01", enc(&first));
+    let changes = app.get(&path, &app.admin_token).await.json();
+    assert_eq!(changes["counts"]["no_results"], 3, "{changes}");
+    assert_eq!(changes["counts"]["improved"], 0, "not improved: {changes}");
+    assert_eq!(changes["counts"]["clean"], 0, "not clean: {changes}");
+    for t in changes["tasks"].as_array().unwrap() {
+        assert_eq!(t["verdict"], "no_results", "{t}");
+        assert_eq!(t["clean"], false, "{t}");
+        assert_eq!(t["to"]["result_count"], 0, "{t}");
+    }
+    let only = format!("{path}&verdict=no_results");
+    assert_eq!(
+        app.get(&only, &app.admin_token).await.json()["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // The trend: today no task clean, three with no results.
+    let trend = app
+        .get("/api/v1/fleet/trend", &app.admin_token)
+        .await
+        .json();
+    let today = trend["days"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["tasks_clean"], 0, "{today}");
+    assert_eq!(today["tasks_without_results"], 3, "{today}");
+    assert_eq!(today["open_problems"], 0, "{today}");
+    // The API's tasks, the dashboard, the task page, the upload page and compare.
+    let tasks = app.get("/api/v1/tasks", &app.admin_token).await.json();
+    assert!(
+        tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["latest_result_count"] == 0),
+        "{tasks}"
+    );
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let dashboard = browser.get("/").await.text;
+    assert_eq!(
+        dashboard
+            .matches("title=\"the latest upload has no results")
+            .count(),
+        3
+    );
+    assert!(dashboard.contains("3 tasks with no results"), "{dashboard}");
+    let task = browser.get("/tasks/task-a").await.text;
+    assert!(
+        task.contains(": no results</title>"),
+        "a marked gap, not a zero: {task}"
+    );
+    let upload = browser.get("/uploads/6").await.text;
+    assert!(
+        upload.contains("badge same\">no results</span>"),
+        "{upload}"
+    );
+    assert!(!upload.contains(">improved</span>"), "{upload}");
+    let compare = app
+        .get("/api/v1/compare?a=4&b=6", &app.admin_token)
+        .await
+        .json();
+    assert!(compare["totals"]["verdict"].is_null(), "{compare}");
+    // And the printed report says so.
+    let report = browser.get("/tasks/task-a/report").await.text;
+    assert!(
+        report.contains("reported no results (an empty upload, not a clean one)"),
+        "{report}"
+    );
 }

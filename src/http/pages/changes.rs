@@ -37,7 +37,7 @@ struct ChangesPage {
     counts: VerdictCounts,
     filter: &'static str,
     sort: &'static str,
-    verdicts: [(&'static str, usize); 5],
+    verdicts: [(&'static str, usize); 6],
     rows: Vec<Change>,
     presets: [(&'static str, String, String); 2],
     /// Rows shown (1-based, inclusive) of those the filter keeps.
@@ -123,6 +123,7 @@ pub async fn page(
         ("improved", counts.of(Verdict::Improved)),
         ("regressed", counts.of(Verdict::Regressed)),
         ("unchanged", counts.of(Verdict::Unchanged)),
+        ("no_results", counts.of(Verdict::NoResults)),
         ("clean", counts.clean),
     ];
     let now_text = format_timestamp(now);

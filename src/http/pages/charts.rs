@@ -108,17 +108,19 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
 
     for &s in series {
         let color = SERIES_COLORS[s];
+        // An upload without results breaks the line: its zeros are no result.
         let mut line = String::new();
         for (i, p) in points.iter().enumerate() {
-            let _ = write!(line, "{:.1},{:.1} ", x(i, p.at), y(p.values[s]));
+            if p.has_results {
+                let _ = write!(line, "{:.1},{:.1} ", x(i, p.at), y(p.values[s]));
+            } else {
+                segment(&mut svg, &line, color);
+                line.clear();
+            }
         }
-        let _ = write!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-            line.trim_end()
-        );
+        segment(&mut svg, &line, color);
         if points.len() <= 120 {
-            for (i, p) in points.iter().enumerate() {
+            for (i, p) in points.iter().enumerate().filter(|(_, p)| p.has_results) {
                 let _ = write!(
                     svg,
                     r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"><title>upload {} at {}: {} {}</title></circle>"#,
@@ -132,8 +134,39 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
             }
         }
     }
+    no_result_marks(&mut svg, points, &x, H - BOTTOM);
     svg.push_str("</svg>");
     svg
+}
+
+/// One stretch of a series' line (nothing for an empty stretch).
+fn segment(svg: &mut String, line: &str, color: &str) {
+    if !line.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            line.trim_end()
+        );
+    }
+}
+
+/// A grey mark on the baseline for each upload without results.
+fn no_result_marks(
+    svg: &mut String,
+    points: &[ChartPoint],
+    x: &dyn Fn(usize, i64) -> f64,
+    baseline: f64,
+) {
+    for (i, p) in points.iter().enumerate().filter(|(_, p)| !p.has_results) {
+        let _ = write!(
+            svg,
+            r##"<rect class="no-results" x="{:.1}" y="{:.1}" width="4" height="8" fill="#8c959f"><title>upload {} at {}: no results</title></rect>"##,
+            x(i, p.at) - 2.0,
+            baseline - 8.0,
+            p.id,
+            format_timestamp(p.at)
+        );
+    }
 }
 
 /// A chart's grid (five lines with their values, `max` at the top) and the labels
@@ -246,16 +279,26 @@ mod tests {
                 id: i,
                 at: 1_764_000_000_000 + i * 60_000,
                 values: [100, i, 0, 2],
+                has_results: i != 3,
             })
             .collect();
         let svg = counts_chart(&points, PROBLEM_SERIES);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 3);
+        // The upload without results breaks each line and is marked, not drawn at 0.
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            2 * PROBLEM_SERIES.len(),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("upload 3 at") && svg.contains(": no results</title>"),
+            "{svg}"
+        );
         assert_eq!(
             counts_chart(&points, TOTAL_SERIES)
                 .matches("<polyline")
                 .count(),
-            1
+            2
         );
         assert!(svg.contains("upload 4 at 2025-11-24T16:04:00.000Z: 4 different"));
         assert!(sparkline(&[3, 2, 0]).contains("latest 0"));

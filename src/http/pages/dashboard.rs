@@ -260,10 +260,11 @@ impl Moments {
 fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
     let dates: Vec<String> = trend.iter().map(|p| p.date.clone()).collect();
     let column = |f: fn(&TrendPoint) -> i64| trend.iter().map(f).collect::<Vec<i64>>();
-    let (problems, reporting, clean) = (
+    let (problems, reporting, clean, empty) = (
         column(|p| p.open_problems),
         column(|p| p.tasks_reporting),
         column(|p| p.tasks_clean),
+        column(|p| p.tasks_without_results),
     );
     let problems_chart = daily_chart(
         &dates,
@@ -287,8 +288,13 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
                 color: "#1a7f37",
                 values: &clean,
             },
+            DailySeries {
+                name: "tasks with no results",
+                color: "#8c959f",
+                values: &empty,
+            },
         ],
-        "tasks reporting and tasks clean",
+        "tasks reporting, clean and with no results",
     );
     (problems_chart, tasks_chart)
 }
@@ -354,6 +360,7 @@ fn as_of_rows(
             problems: Some(s.problems),
             regressed: s.regressed,
             latest: Some(s.totals),
+            results: Some(s.results),
             name: s.name,
             task_id: s.task_id,
         });

@@ -70,8 +70,10 @@ pub async fn page(
         .await?;
     let (u, (previous, next), checkpoint, task_name, previous_problems) =
         found.ok_or_else(|| PageError::NotFound(format!("no upload #{id}")))?;
-    let against_previous =
-        previous_problems.map(|before| (Verdict::of_problems(before, u.totals.problems()), before));
+    // An upload without results is compared with nothing: "no results".
+    let against_previous = previous_problems
+        .filter(|_| u.result_count > 0)
+        .map(|before| (Verdict::of_problems(before, u.totals.problems()), before));
     let received = super::utc_and_age(u.received_at);
     let body = UploadPage {
         checkpoint,

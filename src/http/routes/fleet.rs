@@ -34,10 +34,10 @@ struct ChangesQuery {
     format: Option<String>,
 }
 
-/// `from` and `to`: both given, in order.
+/// `from` (required) and `to` (now unless given), in order.
 fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp), ApiError> {
     let from = time_param("from", from)?.ok_or_else(|| ApiError::bad_request("from: required"))?;
-    let to = time_param("to", to)?.ok_or_else(|| ApiError::bad_request("to: required"))?;
+    let to = time_param("to", to)?.unwrap_or_else(crate::domain::now_ms);
     if from > to {
         return Err(ApiError::bad_request("from: must not be after to"));
     }
@@ -48,7 +48,7 @@ fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp
     get,
     path = "/api/v1/changes",
     tag = "api",
-    params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "required, not before from"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet")),
+    params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "not before from; default now"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged, no_results or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet")),
     responses((status = 200, description = "What changed in the fleet between two moments"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]

@@ -109,6 +109,8 @@ pub struct LastUpload {
     pub body_sha256: String,
     /// Its problems.
     pub problems: i64,
+    /// It had at least one result item.
+    pub has_results: bool,
 }
 
 /// The latest upload of a task, from its summary row.
@@ -117,7 +119,8 @@ pub fn last_upload_of(
     task_id: &str,
 ) -> Result<Option<LastUpload>, rusqlite::Error> {
     conn.prepare_cached(
-        "SELECT u.id, u.body_sha256, u.different_files + u.target_miss_files + u.target_more_files
+        "SELECT u.id, u.body_sha256, u.different_files + u.target_miss_files + u.target_more_files,
+                u.result_count > 0
          FROM tasks t JOIN uploads u ON u.id = t.last_upload_id
          WHERE t.task_id = ?1",
     )?
@@ -126,6 +129,7 @@ pub fn last_upload_of(
             id: r.get(0)?,
             body_sha256: r.get(1)?,
             problems: r.get(2)?,
+            has_results: r.get(3)?,
         })
     })
     .optional()

@@ -278,6 +278,8 @@ pub struct ChartPoint {
     pub at: Timestamp,
     /// Total, different, missing and extra files.
     pub values: [i64; 4],
+    /// The upload had results (without, its zeros mean nothing: a gap).
+    pub has_results: bool,
 }
 
 /// The four counts of a task's latest `limit` uploads with ids in `range`
@@ -294,13 +296,14 @@ pub fn chart_points(
             id: r.get(0)?,
             at: r.get(1)?,
             values: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+            has_results: r.get(6)?,
         })
     };
     let mut points: Vec<ChartPoint> = match dir {
         None => conn
             .prepare_cached(
                 "SELECT id, received_at, total_files, different_files, target_miss_files,
-                        target_more_files
+                        target_more_files, result_count > 0
                  FROM uploads WHERE task_id = ?1 AND id >= ?2 AND id < ?3
                  ORDER BY id DESC LIMIT ?4",
             )?
@@ -309,7 +312,7 @@ pub fn chart_points(
         Some(dir) => conn
             .prepare_cached(
                 "SELECT u.id, u.received_at, sum(r.num_total_files), sum(r.num_different_files),
-                        sum(r.num_target_miss_files), sum(r.num_target_more_files)
+                        sum(r.num_target_miss_files), sum(r.num_target_more_files), 1
                  FROM uploads u JOIN upload_results r ON r.upload_id = u.id
                  WHERE u.task_id = ?1 AND u.id >= ?2 AND u.id < ?3 AND r.dir_check = ?5
                  GROUP BY u.id ORDER BY u.id DESC LIMIT ?4",

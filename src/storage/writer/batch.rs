@@ -267,6 +267,7 @@ impl Writer {
                     upload.task_id.as_str(),
                     receipt,
                     *previous,
+                    !upload.body.results.is_empty(),
                 );
             }
             stored.outcomes.push(outcome.map(|(receipt, _)| receipt));
@@ -345,7 +346,7 @@ fn insert_entry(
 
 /// Stores one upload after `head`, and moves `head` to it. With `isolate`, a
 /// failure is this upload's alone (its savepoint rolls back); otherwise it
-/// fails the transaction. Gives the receipt and the task's previous problems.
+/// fails the transaction. Gives the receipt and the task's previous health.
 fn store_upload(
     tx: &mut Transaction,
     head: &mut Head,
@@ -353,7 +354,7 @@ fn store_upload(
     upload: &NewUpload,
     clock: &super::Clock,
     isolate: bool,
-) -> Result<Result<(Receipt, Option<i64>), WriteFailure>, StoreError> {
+) -> Result<Result<(Receipt, Option<fleet::Health>), WriteFailure>, StoreError> {
     let task_id = upload.task_id.as_str();
     let previous = match last_upload.peek(task_id) {
         Some(last) => Some(last.clone()),
@@ -380,7 +381,11 @@ fn store_upload(
             received_at: receipt.received_at,
         };
     }
-    Ok(stored.map(|receipt| (receipt, previous.map(|p| p.problems))))
+    let before = previous.map(|p| fleet::Health {
+        problems: p.problems,
+        has_results: p.has_results,
+    });
+    Ok(stored.map(|receipt| (receipt, before)))
 }
 
 /// Notes a stored upload: the task's latest, its summary delta, the fleet's
@@ -390,13 +395,16 @@ fn remember<'a>(
     stored: &mut StoredUploads<'a>,
     task_id: &'a str,
     receipt: &Receipt,
-    previous_problems: Option<i64>,
+    before: Option<fleet::Health>,
+    has_results: bool,
 ) {
-    stored.fleet_changes.push(fleet::change_of(
-        receipt.received_at,
-        previous_problems,
-        receipt.problems,
-    ));
+    let after = fleet::Health {
+        problems: receipt.problems,
+        has_results,
+    };
+    stored
+        .fleet_changes
+        .push(fleet::change_of(receipt.received_at, before, after));
     let first = stored.ids.map_or(receipt.id, |(first, _)| first);
     stored.ids = Some((first, receipt.id));
     last_upload.put(
@@ -405,6 +413,7 @@ fn remember<'a>(
             id: receipt.id,
             body_sha256: receipt.body_sha256.clone(),
             problems: receipt.problems,
+            has_results,
         },
     );
     let delta = stored.deltas.entry(task_id).or_insert(TaskDelta {
