@@ -3,8 +3,15 @@
 //! upload and a comparison, as a person would. Screenshots go to
 //! `target/screenshots/`.
 //!
-//! Needs the two programs, so it is ignored by a plain `cargo test`; `.ci/run`
-//! installs them and runs `cargo test --test browser -- --ignored`.
+//! A second test visits every page with data at 1400 and 390 px wide and
+//! measures what a reader sees: no sideways scroll, no timestamp broken over two
+//! lines, the dashboard's task table on the first screen, round chart ticks, and
+//! no serious or critical WCAG 2.1 AA violation found by axe-core.
+//!
+//! Needs the two programs and axe-core (npm), so it is ignored by a plain
+//! `cargo test`; `.ci/run` installs them and runs
+//! `cargo test --test browser -- --ignored` (axe-core from `AXE_CORE_JS`, else
+//! `target/axe/node_modules/axe-core/axe.min.js`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -34,6 +41,11 @@ fn free_port() -> u16 {
 }
 
 async fn browser() -> (Driver, Client) {
+    browser_with(&[]).await
+}
+
+/// A browser with more command-line switches (e.g. dark mode).
+async fn browser_with(extra: &[&str]) -> (Driver, Client) {
     let port = free_port();
     let driver = Driver(
         Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
@@ -44,13 +56,27 @@ async fn browser() -> (Driver, Client) {
             .expect("chromedriver is installed (Debian package chromium-driver)"),
     );
     let profile = tempfile::tempdir().unwrap().keep();
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     let caps = serde_json::json!({
         "goog:chromeOptions": {
             "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                     format!("--user-data-dir={}", profile.display())]
+            "args": args
         }
     });
     let caps: fantoccini::wd::Capabilities = caps.as_object().unwrap().clone();
@@ -76,16 +102,16 @@ async fn upload(
     task: &str,
     body: serde_json::Value,
 ) {
-    let status = client
+    let answer = client
         .post(format!("{base}/v3/tasks/{task}/consistency-result"))
         .header("X-Auth-Token", token)
         .header("Content-Type", "application/json")
         .body(body.to_string())
         .send()
         .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+        .unwrap();
+    let status = answer.status();
+    assert_eq!(status, 200, "{task}: {}", answer.text().await.unwrap());
 }
 
 fn result(dir: &str, total: u32, different: u32, missing: u32) -> serde_json::Value {
@@ -217,10 +243,10 @@ async fn a_person_logs_in_and_reads_the_history() {
     click(&client, Locator::LinkText("web-01")).await;
     client
         .wait()
-        .for_element(Locator::Css("svg.chart"))
+        .for_element(Locator::Css("figure.chart"))
         .await
         .unwrap();
-    assert_eq!(count(&client, "svg.chart polyline").await, 4);
+    assert_eq!(count(&client, "figure.chart polyline").await, 4);
     assert_eq!(count(&client, "#uploads tbody tr").await, 4);
     screenshot(&client, "task").await;
 
@@ -262,7 +288,7 @@ async fn a_person_logs_in_and_reads_the_history() {
     // The fleet: the trend on the dashboard, the dashboard as of a moment.
     client.goto(&format!("{base}/")).await.unwrap();
     // Open problems; tasks reporting, clean and with no results.
-    assert_eq!(count(&client, "svg.chart polyline").await, 4);
+    assert_eq!(count(&client, "figure.chart polyline").await, 4);
     assert!(
         text_of(&client, "#trend-last")
             .await
@@ -343,4 +369,392 @@ async fn a_person_logs_in_and_reads_the_history() {
     // No script ran anywhere: there is no alert to read.
     assert!(client.get_alert_text().await.is_err());
     client.close().await.unwrap();
+}
+
+/// axe-core's source, to inject into each page.
+fn axe_source() -> String {
+    let path = std::env::var("AXE_CORE_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/axe/node_modules/axe-core/axe.min.js")
+        });
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core at {} ({e}): npm install --prefix target/axe axe-core@4",
+            path.display()
+        )
+    })
+}
+
+/// What the page measures in the browser: sideways scroll, timestamps in tables
+/// broken over lines, the chart ticks, where the task table starts.
+const MEASURE: &str = r#"
+const doc = document.documentElement;
+const stamp = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g;
+const wrapped = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const node = walker.currentNode;
+  if (!node.parentElement.closest('td, th')) continue;
+  for (const m of node.textContent.matchAll(stamp)) {
+    const range = document.createRange();
+    range.setStart(node, m.index);
+    range.setEnd(node, m.index + m[0].length);
+    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+    if (tops.size > 1) wrapped.push(m[0]);
+  }
+}
+const tasks = document.getElementById('tasks');
+return {
+  scroll_width: doc.scrollWidth,
+  client_width: doc.clientWidth,
+  wrapped,
+  ticks: [...document.querySelectorAll('figure.chart')].map(f =>
+    [...f.querySelectorAll('.y-tick')].map(t => t.textContent)),
+  tasks_top: tasks ? tasks.getBoundingClientRect().top + window.scrollY : null,
+};
+"#;
+
+/// Runs axe-core (WCAG 2.0/2.1 A and AA rules) on the page; its serious and
+/// critical violations, as "rule: nodes".
+const AXE_RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+                    resultTypes: ['violations'] })
+  .then(r => done(r.violations
+      .filter(v => v.impact === 'serious' || v.impact === 'critical')
+      .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' + n.failureSummary).join(' | '))))
+  .catch(e => done(['axe failed: ' + e]));
+"#;
+
+/// A tick label as a number: `2,500`, `250k`, `1.5M`.
+fn tick_value(label: &str) -> f64 {
+    let label = label.replace(',', "");
+    let (number, unit) = match label.chars().last() {
+        Some('k') => (&label[..label.len() - 1], 1e3),
+        Some('M') => (&label[..label.len() - 1], 1e6),
+        Some('B') => (&label[..label.len() - 1], 1e9),
+        _ => (label.as_str(), 1.0),
+    };
+    number
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("{label}: a number"))
+        * unit
+}
+
+/// The ticks of one chart start at 0 and rise by 1, 2, 2.5 or 5 times a power of ten.
+fn assert_round_ticks(page: &str, labels: &[String]) {
+    let values: Vec<f64> = labels.iter().map(|l| tick_value(l)).collect();
+    assert!(values.len() >= 2, "{page}: ticks {labels:?}");
+    assert_eq!(values[0], 0.0, "{page}: ticks {labels:?}");
+    let step = values[1];
+    let mut mantissa = step;
+    while mantissa >= 10.0 {
+        mantissa /= 10.0;
+    }
+    assert!(
+        [1.0, 2.0, 2.5, 5.0]
+            .iter()
+            .any(|m| (m - mantissa).abs() < 1e-9),
+        "{page}: step {step} of {labels:?}"
+    );
+    for (k, v) in values.iter().enumerate() {
+        assert!((v - step * k as f64).abs() < 1e-6, "{page}: {labels:?}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, chromedriver and axe-core; run with --ignored"]
+async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
+    let axe = axe_source();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new(dir.path().join("audit.db"));
+    config.listen = "127.0.0.1:0".into();
+    config.handle_signals = false;
+    let app = Application::build(config.clone()).await.unwrap();
+    let admin = app.admin_token().unwrap().to_string();
+    let base = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped());
+
+    // Many tasks, long paths, a million files, and series that coincide
+    // (missing and extra equal in every upload).
+    let http = reqwest::Client::new();
+    let long = "/data/projects/2026/customer-migration-wave-03/application-servers/app-cluster-07/var/lib/storage";
+    for t in 0..60u32 {
+        let task = host(t);
+        for (k, (different, both)) in [(40, 7), (25, 7), (t % 4 * 5, t % 3)].iter().enumerate() {
+            let total = 940_000 + t * 1_000 + k as u32 * 33;
+            let body = if t == 7 && k == 2 {
+                serde_json::json!({"consistency_result": []})
+            } else {
+                serde_json::json!({"consistency_result": [
+                    {"dir_check": long, "num_total_files": total, "num_different_files": different,
+                     "num_target_miss_files": both, "num_target_more_files": both},
+                    {"dir_check": format!("{long}/tenant-{t:03}/objects/archive"), "num_total_files": 12_345,
+                     "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0}]})
+            };
+            upload(&http, &base, &admin, &task, body).await;
+        }
+    }
+    // A refused upload, for the rejection log.
+    let refused = http
+        .post(format!("{base}/v3/tasks/host-00/consistency-result"))
+        .header("X-Auth-Token", "not-a-token")
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let (_driver, client) = browser().await;
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&admin)
+        .await
+        .unwrap();
+    click(&client, Locator::Css("form[action='/login'] button")).await;
+    client
+        .wait()
+        .for_element(Locator::Id("tasks"))
+        .await
+        .unwrap();
+
+    // Keyboard focus is visible.
+    client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let outline = client
+        .execute(
+            "const s = getComputedStyle(document.activeElement); return s.outlineStyle + ' ' + s.outlineWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let outline = outline.as_str().unwrap().to_string();
+    assert!(
+        !outline.starts_with("none") && !outline.ends_with(" 0px"),
+        "the focused element shows a ring: {outline}"
+    );
+
+    let long_q = urlencode(long);
+    let pages: Vec<(&str, String)> = vec![
+        ("dashboard", "/".into()),
+        ("dashboard-problems", "/?state=problems".into()),
+        ("dashboard-as-of-2001", "/?as_of=2001-01-01".into()),
+        ("task", format!("/tasks/{}", host(1))),
+        ("task-dir", format!("/tasks/{}?dir={long_q}", host(2))),
+        ("task-no-results", format!("/tasks/{}", host(7))),
+        ("upload", "/uploads/5".into()),
+        ("compare", "/compare?a=4&b=6".into()),
+        ("compare-one-side", "/compare?a=4".into()),
+        ("changes", "/changes".into()),
+        ("directories", "/directories".into()),
+        ("directory", format!("/directories?path={long_q}")),
+        ("deliveries", "/deliveries".into()),
+        ("proxy", "/proxy".into()),
+        ("audit", "/audit".into()),
+        ("report", format!("/tasks/{}/report", host(1))),
+        ("not-found", "/tasks/no-such-task".into()),
+    ];
+    for (width, height) in [(1400u32, 1000u32), (390, 844)] {
+        client.set_window_size(width, height).await.unwrap();
+        for (name, path) in &pages {
+            client.goto(&format!("{base}{path}")).await.unwrap();
+            let page = format!("{name} at {width} px");
+            let m = client.execute(MEASURE, vec![]).await.unwrap();
+            let (scroll, client_width) = (
+                m["scroll_width"].as_u64().unwrap(),
+                m["client_width"].as_u64().unwrap(),
+            );
+            assert!(
+                scroll <= client_width,
+                "{page}: the page scrolls sideways ({scroll} > {client_width} px)"
+            );
+            assert_eq!(
+                m["wrapped"].as_array().unwrap().len(),
+                0,
+                "{page}: timestamps broken over two lines: {}",
+                m["wrapped"]
+            );
+            for chart in m["ticks"].as_array().unwrap() {
+                let labels: Vec<String> = chart
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.as_str().unwrap().to_string())
+                    .collect();
+                assert_round_ticks(&page, &labels);
+            }
+            if *name == "dashboard" && width == 1400 {
+                let top = m["tasks_top"].as_f64().expect("the task table");
+                assert!(top < 1000.0, "{page}: the task table starts at {top} px");
+            }
+            if width == 1400 {
+                client.execute(&axe, vec![]).await.unwrap();
+                let violations = client.execute_async(AXE_RUN, vec![]).await.unwrap();
+                assert_eq!(
+                    violations.as_array().map(Vec::len),
+                    Some(0),
+                    "{page}: axe-core: {violations:#}"
+                );
+            }
+            screenshot(&client, &format!("{name}-{width}")).await;
+            if name.starts_with("dashboard") || name.starts_with("task") {
+                client
+                    .execute(
+                        "document.querySelector('.charts, #no-history')?.scrollIntoView()",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                screenshot(&client, &format!("{name}-{width}-charts")).await;
+            }
+        }
+    }
+
+    // What a reader reads on some of them.
+    client.set_window_size(1400, 1000).await.unwrap();
+    client.goto(&format!("{base}/")).await.unwrap();
+    for card in ["problems", "regressed", "no_results", "clean"] {
+        assert_eq!(count(&client, &format!("#card-{card}")).await, 1, "{card}");
+    }
+    assert_eq!(text_of(&client, "#card-no_results .value").await, "1");
+    click(&client, Locator::Css("#card-no_results")).await;
+    client
+        .wait()
+        .for_element(Locator::Css("#card-no_results.selected"))
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "#tasks tbody tr").await, 1);
+    assert!(text_of(&client, "#tasks").await.contains("host-07"));
+    client
+        .goto(&format!("{base}/tasks/{}", host(1)))
+        .await
+        .unwrap();
+    let legend = text_of(&client, "figure.chart .legend").await;
+    assert!(
+        legend.contains("missing on target") && legend.contains("extra on target"),
+        "{legend}"
+    );
+    let dashes: Vec<String> = {
+        let mut found = Vec::new();
+        for line in client
+            .find_all(Locator::Css("figure.chart polyline"))
+            .await
+            .unwrap()
+        {
+            found.push(
+                line.attr("stroke-dasharray")
+                    .await
+                    .unwrap()
+                    .unwrap_or_default(),
+            );
+        }
+        found
+    };
+    assert!(
+        dashes.len() >= 3 && dashes[1] != dashes[2],
+        "coinciding series differ in dash: {dashes:?}"
+    );
+    assert!(count(&client, "figure.chart rect.hover title").await > 0);
+    client
+        .goto(&format!("{base}/directories?path={long_q}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "details.directories[open]").await,
+        0,
+        "the list folds away once a path is chosen"
+    );
+    client.goto(&format!("{base}/deliveries")).await.unwrap();
+    assert!(text_of(&client, "#forwarding-off")
+        .await
+        .contains("Forwarding is off"));
+    assert_eq!(count(&client, ".flash.bad").await, 0);
+    client.goto(&format!("{base}/audit")).await.unwrap();
+    let rejections = text_of(&client, "#rejections tbody").await;
+    assert!(
+        rejections.contains("APIGW.0301") && rejections.len() > "APIGW.0301".len() + 40,
+        "the message, not only the code: {rejections}"
+    );
+    client
+        .goto(&format!("{base}/tasks/no-such-task"))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "header.top nav").await,
+        1,
+        "an error page keeps the navigation"
+    );
+    client.goto(&format!("{base}/compare?a=4")).await.unwrap();
+    assert!(text_of(&client, "main")
+        .await
+        .contains("Pick both uploads to compare"));
+    client.close().await.unwrap();
+
+    // Dark mode, where the system asks for it: still AA.
+    let (_dark_driver, dark) = browser_with(&[
+        "--blink-settings=preferredColorScheme=0",
+        "--window-size=1400,1000",
+    ])
+    .await;
+    dark.goto(&format!("{base}/login")).await.unwrap();
+    dark.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&admin)
+        .await
+        .unwrap();
+    click(&dark, Locator::Css("form[action='/login'] button")).await;
+    dark.wait().for_element(Locator::Id("tasks")).await.unwrap();
+    let is_dark = dark
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        is_dark,
+        serde_json::json!(true),
+        "the browser asks for dark"
+    );
+    for (name, path) in [
+        ("dashboard", "/".to_string()),
+        ("task", format!("/tasks/{}", host(1))),
+    ] {
+        dark.goto(&format!("{base}{path}")).await.unwrap();
+        dark.execute(&axe, vec![]).await.unwrap();
+        let violations = dark.execute_async(AXE_RUN, vec![]).await.unwrap();
+        assert_eq!(
+            violations.as_array().map(Vec::len),
+            Some(0),
+            "{name} in dark mode: axe-core: {violations:#}"
+        );
+        screenshot(&dark, &format!("{name}-dark")).await;
+    }
+    dark.close().await.unwrap();
+}
+
+/// The survey's task ids: some short, some long.
+fn host(t: u32) -> String {
+    format!("host-{t:02}-{}", "x".repeat(1 + (t % 3) as usize * 12))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -145,6 +145,10 @@ pub enum ApiRefusals {
 #[derive(Clone, Copy, Debug)]
 pub struct ErrorCode(pub &'static str);
 
+/// The message an error response gave, for the rejection log.
+#[derive(Clone, Debug)]
+pub struct ErrorMessage(pub String);
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error_code: &'a str,
@@ -215,6 +219,9 @@ impl ResponseError for ApiError {
         }
         let mut response = response.json(body);
         response.extensions_mut().insert(ErrorCode(code));
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(self.to_string()));
         response
     }
 }
@@ -322,6 +329,11 @@ impl ResponseError for PageError {
                 other => other.to_string(),
             },
         };
+        let parts = ErrorPageParts {
+            status: page.status,
+            heading,
+            message: page.message.clone(),
+        };
         let mut response = HttpResponse::build(status);
         if let PageError::LoginBackoff(seconds) = self {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -330,6 +342,10 @@ impl ResponseError for PageError {
             .content_type("text/html; charset=utf-8")
             .body(page.render().unwrap_or_else(|_| heading.to_string()));
         response.extensions_mut().insert(ErrorCode(code));
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(parts.message.clone()));
+        response.extensions_mut().insert(parts);
         response
     }
 }
@@ -436,4 +452,58 @@ pub fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::
         response,
     )
     .into()
+}
+
+/// What an error page said, so [`keep_navigation`] can show it again with the
+/// navigation of the reader who is logged in.
+#[derive(Clone, Debug)]
+pub struct ErrorPageParts {
+    status: u16,
+    heading: &'static str,
+    message: String,
+}
+
+/// Error pages keep the navigation of a logged-in reader: `PageError` cannot
+/// see the request, so an error page of a request with a live session is
+/// rendered again here, with the session's navigation.
+pub async fn keep_navigation(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<
+        actix_web::body::EitherBody<impl actix_web::body::MessageBody, String>,
+    >,
+    actix_web::Error,
+> {
+    let res = next.call(req).await?;
+    let parts = res.response().extensions().get::<ErrorPageParts>().cloned();
+    let cookie = res.request().cookie(super::extract::SESSION_COOKIE);
+    let reads = res
+        .request()
+        .app_data::<actix_web::web::Data<crate::storage::ReadPool>>()
+        .cloned();
+    let (Some(parts), Some(cookie), Some(reads)) = (parts, cookie, reads) else {
+        return Ok(res.map_into_left_body());
+    };
+    let value = cookie.value().to_string();
+    let session = reads
+        .with_blocking(move |c| crate::storage::sessions::find(c, &value))
+        .await
+        .ok()
+        .flatten()
+        .filter(|s| s.credential.role.may_read());
+    let page = session.and_then(|s| {
+        ErrorPage {
+            nav: Some(Nav::from(&s)),
+            status: parts.status,
+            heading: parts.heading,
+            message: parts.message,
+        }
+        .render()
+        .ok()
+    });
+    Ok(match page {
+        Some(page) => res.map_body(|_, _| actix_web::body::EitherBody::right(page)),
+        None => res.map_into_left_body(),
+    })
 }

@@ -267,6 +267,9 @@ pub struct RejectionJson {
     path: String,
     status: u16,
     error_code: String,
+    /// The message the client was answered with (null in rows logged before
+    /// messages were kept).
+    error_msg: Option<String>,
     credential_name: Option<String>,
     request_id: String,
 }
@@ -280,6 +283,7 @@ impl From<Rejection> for RejectionJson {
             path: r.path,
             status: r.status,
             error_code: r.error_code,
+            error_msg: r.error_msg,
             credential_name: r.credential_name,
             request_id: r.request_id,
         }

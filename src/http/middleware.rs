@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::CredentialName;
 use super::auth_failures::AuthFailures;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, ErrorMessage};
 use super::{Access, IngestSettings, Metrics};
 use crate::domain::now_ms;
 use crate::storage::rejections::Rejection;
@@ -87,6 +87,11 @@ pub async fn request_context(
             path: req.path().chars().take(512).collect(),
             status: res.status().as_u16(),
             error_code: code.to_string(),
+            error_msg: res
+                .response()
+                .extensions()
+                .get::<ErrorMessage>()
+                .map(|m| m.0.clone()),
             credential_name: req
                 .extensions()
                 .get::<CredentialName>()

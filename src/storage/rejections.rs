@@ -22,17 +22,23 @@ pub struct Rejection {
     pub status: u16,
     /// The SMS error code it was answered with.
     pub error_code: String,
+    /// The message it was answered with, cut to [`MESSAGE_KEPT`] characters
+    /// (none in rows logged before messages were kept).
+    pub error_msg: Option<String>,
     /// The credential it named, if it named one.
     pub credential_name: Option<String>,
     /// The `X-Request-Id` it was answered with.
     pub request_id: String,
 }
 
+/// The most of a refusal's message the log keeps, in characters.
+pub const MESSAGE_KEPT: usize = 300;
+
 /// Adds a row to the rejection log.
 pub fn insert_rejection(conn: &Connection, r: &Rejection) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO rejections (at, peer_addr, method, path, status, error_code,
-            credential_name, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            credential_name, request_id, error_msg) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         r.at,
@@ -42,7 +48,10 @@ pub fn insert_rejection(conn: &Connection, r: &Rejection) -> Result<(), rusqlite
         r.status,
         r.error_code,
         r.credential_name,
-        r.request_id
+        r.request_id,
+        r.error_msg
+            .as_deref()
+            .map(|m| m.chars().take(MESSAGE_KEPT).collect::<String>())
     ])?;
     Ok(())
 }
@@ -135,7 +144,8 @@ pub fn recent_rejections(
     filter: &RejectionFilter,
 ) -> Result<Vec<Rejection>, StorageError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT at, peer_addr, method, path, status, error_code, credential_name, request_id
+        "SELECT at, peer_addr, method, path, status, error_code, credential_name, request_id,
+            error_msg
          FROM rejections
          WHERE (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR error_code = ?3)
            AND (?4 IS NULL OR credential_name = ?4)
@@ -158,6 +168,7 @@ pub fn recent_rejections(
                 error_code: r.get(5)?,
                 credential_name: r.get(6)?,
                 request_id: r.get(7)?,
+                error_msg: r.get(8)?,
             })
         },
     )?;

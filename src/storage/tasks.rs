@@ -270,6 +270,122 @@ pub struct TaskListQuery {
     pub offset: u32,
     /// Tasks on the page.
     pub limit: u32,
+    /// Only the tasks whose latest upload says this (none: every task).
+    pub filter: Option<TaskFilter>,
+}
+
+/// Tasks by what their latest upload says: the dashboard's cards, each a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFilter {
+    /// At least one different, missing or extra file.
+    Problems,
+    /// More problems than the upload before.
+    Regressed,
+    /// No result items at all: nothing was compared.
+    NoResults,
+    /// Results, and none of them a problem.
+    Clean,
+}
+
+impl TaskFilter {
+    /// Every filter, in the cards' order.
+    pub const ALL: [TaskFilter; 4] = [
+        TaskFilter::Problems,
+        TaskFilter::Regressed,
+        TaskFilter::NoResults,
+        TaskFilter::Clean,
+    ];
+
+    /// The filter a query's `state=` names.
+    pub fn parse(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.key() == key)
+    }
+
+    /// Its name in a query: `problems`, `regressed`, `no_results`, `clean`.
+    pub fn key(self) -> &'static str {
+        match self {
+            TaskFilter::Problems => "problems",
+            TaskFilter::Regressed => "regressed",
+            TaskFilter::NoResults => "no_results",
+            TaskFilter::Clean => "clean",
+        }
+    }
+
+    /// Whether a latest upload with these figures passes.
+    pub fn holds(self, problems: i64, regressed: bool, results: i64) -> bool {
+        match self {
+            TaskFilter::Problems => problems > 0,
+            TaskFilter::Regressed => regressed,
+            TaskFilter::NoResults => results == 0,
+            TaskFilter::Clean => results > 0 && problems == 0,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            TaskFilter::Problems => "t.last_problems > 0",
+            TaskFilter::Regressed => "t.last_regressed",
+            TaskFilter::NoResults => "u.result_count = 0",
+            TaskFilter::Clean => "u.result_count > 0 AND t.last_problems = 0",
+        }
+    }
+}
+
+/// How many tasks each [`TaskFilter`] passes, by their latest uploads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Tasks with problems.
+    pub problems: i64,
+    /// Tasks regressed.
+    pub regressed: i64,
+    /// Tasks with no results.
+    pub no_results: i64,
+    /// Tasks clean.
+    pub clean: i64,
+}
+
+impl HealthCounts {
+    /// The count of one filter.
+    pub fn of(&self, filter: TaskFilter) -> i64 {
+        match filter {
+            TaskFilter::Problems => self.problems,
+            TaskFilter::Regressed => self.regressed,
+            TaskFilter::NoResults => self.no_results,
+            TaskFilter::Clean => self.clean,
+        }
+    }
+
+    /// Counts one task's latest upload.
+    pub fn add(&mut self, problems: i64, regressed: bool, results: i64) {
+        for f in TaskFilter::ALL {
+            if f.holds(problems, regressed, results) {
+                match f {
+                    TaskFilter::Problems => self.problems += 1,
+                    TaskFilter::Regressed => self.regressed += 1,
+                    TaskFilter::NoResults => self.no_results += 1,
+                    TaskFilter::Clean => self.clean += 1,
+                }
+            }
+        }
+    }
+}
+
+/// Every task's latest upload, counted by [`TaskFilter`].
+pub fn health_counts(conn: &Connection) -> Result<HealthCounts, StorageError> {
+    let sql = format!(
+        "SELECT {} FROM tasks t JOIN uploads u ON u.id = t.last_upload_id",
+        TaskFilter::ALL
+            .map(|f| format!("coalesce(sum({}), 0)", f.sql()))
+            .join(", ")
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row([], |r| {
+        Ok(HealthCounts {
+            problems: r.get(0)?,
+            regressed: r.get(1)?,
+            no_results: r.get(2)?,
+            clean: r.get(3)?,
+        })
+    })?)
 }
 
 /// A task as the dashboard, task page and report show it.
@@ -342,18 +458,27 @@ pub fn task_rows(
     // Without a search the statements have no WHERE clause, so that SQLite counts
     // from an index and walks the sort index instead of sorting all tasks.
     let pattern = like_pattern(&q.search);
-    let filter = if q.search.is_empty() {
-        "?1 IS NULL"
+    let mut filter = if q.search.is_empty() {
+        "?1 IS NULL".to_string()
     } else {
-        "(t.task_id LIKE ?1 ESCAPE '\\' OR t.name LIKE ?1 ESCAPE '\\')"
+        "(t.task_id LIKE ?1 ESCAPE '\\' OR t.name LIKE ?1 ESCAPE '\\')".to_string()
     };
+    if let Some(f) = q.filter {
+        filter = format!("{filter} AND {}", f.sql());
+    }
     let search = (!q.search.is_empty()).then_some(pattern);
-    let matching: i64 = if q.search.is_empty() {
-        conn.prepare_cached("SELECT count(*) FROM tasks")?
-            .query_row([], |r| r.get(0))?
-    } else {
-        conn.prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
-            .query_row(params![search], |r| r.get(0))?
+    let matching: i64 = match (q.search.is_empty(), q.filter) {
+        (true, None) => conn
+            .prepare_cached("SELECT count(*) FROM tasks")?
+            .query_row([], |r| r.get(0))?,
+        (false, None) => conn
+            .prepare_cached(&format!("SELECT count(*) FROM tasks t WHERE {filter}"))?
+            .query_row(params![search], |r| r.get(0))?,
+        (_, Some(_)) => conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM tasks t JOIN uploads u ON u.id = t.last_upload_id WHERE {filter}"
+            ))?
+            .query_row(params![search], |r| r.get(0))?,
     };
     let direction = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(

@@ -90,9 +90,19 @@ impl TestApp {
     }
 
     async fn start(dir: TempDir, config: ServeConfig, admin_token: Option<String>) -> Self {
-        let app = Application::build(config.clone())
-            .await
-            .expect("the application starts");
+        let mut tries = 0;
+        let app = loop {
+            match Application::build(config.clone()).await {
+                Ok(app) => break app,
+                // A child process another test is starting holds a copy of the
+                // lock's descriptor from fork until exec: wait that moment out.
+                Err(sms_audit::startup::StartError::Locked(_)) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the application starts: {e:?}"),
+            }
+        };
         let admin_token = app
             .admin_token()
             .map(str::to_string)

@@ -292,7 +292,7 @@ async fn task_page_charts_pages_and_filters_its_history() {
     let browser = app.login(&t).await.ok().unwrap();
     let page = browser.get(&format!("/tasks/{TASK}")).await;
     assert_eq!(page.status, 200);
-    assert!(page.text.contains("<svg class=\"chart\""));
+    assert!(page.text.contains("<figure class=\"chart\""));
     assert_eq!(page.text.matches("<polyline").count(), 4, "four series");
     assert!(page.text.contains("latest 28 uploads"));
     assert!(
@@ -947,5 +947,161 @@ async fn the_report_gives_its_verdict_and_an_absolute_evidence_link() {
             empty.contains("reported no results (an empty upload, not a clean one)"),
             "{empty}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_table() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    // a: problems, then more (regressed); b: clean; c: no results.
+    for (task, body) in [
+        ("task-a", body_with_problems("/data", 1)),
+        ("task-a", body_with_problems("/data", 5)),
+        (
+            "task-b",
+            r#"{"consistency_result": [{"dir_check": "/d", "num_total_files": 9, "num_different_files": 0,
+                "num_target_miss_files": 0, "num_target_more_files": 0}]}"#
+                .to_string(),
+        ),
+        ("task-c", r#"{"consistency_result": []}"#.to_string()),
+    ] {
+        assert_eq!(app.upload(task, &t, &body).await.status, 200);
+    }
+    let browser = app.login(&t).await.ok().unwrap();
+    let page = browser.get("/").await;
+    let card = |key: &str| {
+        let start = page.text.find(&format!("id=\"card-{key}\"")).unwrap();
+        let value = &page.text[start..];
+        let value = &value[value.find("class=\"value\">").unwrap() + 14..];
+        value[..value.find('<').unwrap()].to_string()
+    };
+    assert_eq!(card("problems"), "1");
+    assert_eq!(card("regressed"), "1");
+    assert_eq!(card("no_results"), "1");
+    assert_eq!(card("clean"), "1");
+    // The cards come before the task table, the trend after it.
+    let (cards, table, trend) = (
+        page.text.find("id=\"verdicts\"").unwrap(),
+        page.text.find("id=\"tasks\"").unwrap(),
+        page.text.find("id=\"trend-range\"").unwrap(),
+    );
+    assert!(cards < table && table < trend);
+    for (state, only) in [
+        ("problems", "task-a"),
+        ("regressed", "task-a"),
+        ("no_results", "task-c"),
+        ("clean", "task-b"),
+    ] {
+        let page = browser.get(&format!("/?state={state}")).await;
+        assert_eq!(page.status, 200);
+        let rows = page.text.split("<tbody>").nth(1).unwrap();
+        let rows = rows.split("</tbody>").next().unwrap();
+        for task in ["task-a", "task-b", "task-c"] {
+            assert_eq!(rows.contains(task), task == only, "{state}: {task}");
+        }
+        assert!(page.text.contains(&format!("id=\"card-{state}\"")));
+        // Sorting and paging keep the filter.
+        let sort_link = page
+            .text
+            .split("href=\"")
+            .find(|h| h.starts_with("/?q=&#38;sort=task"))
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&");
+        assert!(
+            sort_link.contains(&format!("&state={state}")),
+            "{sort_link}"
+        );
+    }
+    // As of a moment, the cards count then.
+    let page = browser.get("/?as_of=2001-01-01&state=clean").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"no-history\""), "no flat lines");
+    let refused = browser.get("/?state=broken").await;
+    assert_eq!(refused.status, 400);
+    assert!(refused
+        .text
+        .contains("one of problems, regressed, no_results or clean"));
+}
+
+#[tokio::test]
+async fn refusals_keep_their_message_and_error_pages_their_navigation() {
+    let app = TestApp::spawn().await;
+    let refused = app.upload(TASK, "not-a-token", EXAMPLE).await;
+    assert_eq!(refused.status, 401);
+    let message = refused.json()["error_msg"].as_str().unwrap().to_string();
+    let log = eventually("the refusal is logged", PATIENCE, || async {
+        let reply = app.get("/api/v1/rejections", &app.admin_token).await;
+        let json = reply.json();
+        let first = json["rejections"][0].clone();
+        (!first.is_null()).then_some(first)
+    })
+    .await;
+    assert_eq!(log["error_code"], "APIGW.0301");
+    assert_eq!(log["error_msg"], message.as_str());
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let audit = browser.get("/audit").await;
+    assert!(audit.text.contains(&message), "{}", audit.text);
+
+    // An error page keeps the navigation of the reader logged in; a stranger's has none.
+    let missing = browser.get("/tasks/no-such-task").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text.contains("<nav>") && missing.text.contains("Log out"));
+    let stranger = no_redirects()
+        .get(format!("{}/no-such-page", app.address))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 404);
+    assert!(!stranger.text().await.unwrap().contains("<nav>"));
+
+    // One side of a comparison says what to do.
+    let one_side = browser.get("/compare?a=1").await;
+    assert_eq!(one_side.status, 400);
+    assert!(one_side
+        .text
+        .contains("Pick both uploads to compare (b is missing)"));
+    assert!(one_side.text.contains("<nav>"));
+}
+
+#[tokio::test]
+async fn forwarding_off_is_a_plain_note_and_only_operators_are_told_the_flags() {
+    let app = TestApp::spawn().await;
+    let auditor = app.add_credential("auditor", Role::Auditor, None, false);
+    for (token, operator) in [(app.admin_token.clone(), true), (auditor.token, false)] {
+        let browser = app.login(&token).await.ok().unwrap();
+        let page = browser.get("/deliveries").await;
+        assert!(page.text.contains("id=\"forwarding-off\""));
+        assert!(!page.text.contains("flash bad"));
+        assert_eq!(page.text.contains("--upstream-endpoint"), operator);
+    }
+}
+
+#[tokio::test]
+async fn the_changes_page_says_at_to_when_to_is_past_and_compare_counts_problems() {
+    let app = TestApp::spawn().await;
+    let t = app.admin_token.clone();
+    for d in [1_500, 2_000] {
+        assert_eq!(
+            app.upload(TASK, &t, &body_with_problems("/data", d))
+                .await
+                .status,
+            200
+        );
+    }
+    let browser = app.login(&t).await.ok().unwrap();
+    let now = browser.get("/changes").await;
+    assert!(now.text.contains("Problems now"));
+    let past = browser.get("/changes?from=2001-01-01&to=2002-01-01").await;
+    assert!(past.text.contains("Problems at To") && !past.text.contains("Problems now"));
+    let compare = browser.get("/compare?a=1&b=2").await;
+    assert!(compare.text.contains(">Problems</th>"));
+    // Different 1,500 → 2,000, one missing each: problems 1,501 → 2,001, +500.
+    for figure in ["1,501", "2,001", "+500"] {
+        assert!(compare.text.contains(figure), "{figure}");
     }
 }

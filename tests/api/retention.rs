@@ -121,7 +121,7 @@ async fn purge_empties_old_bodies_keeps_the_ledger_verifiable_and_records_itself
     assert!(audit.text.contains("(command line)"));
     assert!(audit
         .text
-        .contains("before 2100-01-01T00:00:00.000Z (ids up to 4)"));
+        .contains("before <time>2100-01-01T00:00:00.000Z</time> (ids up to 4)"));
     assert!(audit.text.contains("id=\"disk-use\""));
     let page = browser.get("/uploads/1").await;
     assert!(page.text.contains("id=\"purged\""), "{}", page.text);

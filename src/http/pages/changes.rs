@@ -28,6 +28,8 @@ const PER_PAGE: usize = 100;
 #[derive(Template)]
 #[template(path = "changes.html")]
 struct ChangesPage {
+    /// How the table's headings name the second moment: `now` or `at To`.
+    to_word: &'static str,
     nav: Option<Nav>,
     /// As typed (or the preset's), for the form and links.
     from: String,
@@ -127,7 +129,14 @@ pub async fn page(
         ("clean", counts.clean),
     ];
     let now_text = format_timestamp(now);
+    // "now" only when To is now (within the minute it takes to read the page).
+    let to_word = if to_at >= now - 60_000 {
+        "now"
+    } else {
+        "at To"
+    };
     let body = ChangesPage {
+        to_word,
         nav: Some(Nav::from(&session)),
         from: from_text,
         to: to_text,

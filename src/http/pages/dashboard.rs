@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::charts::{daily_chart, DailySeries, SERIES_COLORS};
+use super::charts::{daily_chart, DailySeries, Style};
 use super::{html, page_number, time_field, urlencode, Nav, PageError};
 use crate::domain::fleet::DAY_MS;
 use crate::domain::{now_ms, Timestamp};
@@ -16,9 +16,9 @@ use crate::http::extract::Query;
 use crate::services::fleet::{self, TrendPoint};
 use crate::storage::fleet::TaskState;
 use crate::storage::overview::Overview;
-use crate::storage::tasks::TaskListQuery;
 use crate::storage::tasks::TaskRow;
 use crate::storage::tasks::TaskSort;
+use crate::storage::tasks::{HealthCounts, TaskFilter, TaskListQuery};
 use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 50;
@@ -32,6 +32,7 @@ pub struct DashboardQuery {
     as_of: Option<String>,
     trend_since: Option<String>,
     trend_until: Option<String>,
+    state: Option<String>,
 }
 
 #[derive(Template)]
@@ -62,6 +63,11 @@ struct DashboardPage {
     problems_chart: String,
     tasks_chart: String,
     trend_last: Option<TrendPoint>,
+    /// No task reported on any day of the trend: a note, not flat lines.
+    trend_empty: bool,
+    /// The cards' filter in force (`state=`), by its key.
+    state: Option<String>,
+    health: HealthCounts,
 }
 
 impl DashboardPage {
@@ -73,10 +79,60 @@ impl DashboardPage {
             "desc"
         };
         format!(
-            "/?q={}&sort={key}&dir={dir}{}",
+            "/?q={}&sort={key}&dir={dir}{}{}",
             urlencode(&self.search),
+            self.state_param(),
             self.as_of_param()
         )
+    }
+
+    /// The verdict cards: (filter key, label, tasks, class).
+    fn verdict_cards(&self) -> Vec<(&'static str, &'static str, i64, &'static str)> {
+        TaskFilter::ALL
+            .into_iter()
+            .map(|f| {
+                let n = self.health.of(f);
+                let (label, class) = match f {
+                    TaskFilter::Problems => ("Tasks with problems", "bad"),
+                    TaskFilter::Regressed => ("Regressed", "bad"),
+                    TaskFilter::NoResults => ("No results", "same"),
+                    TaskFilter::Clean => ("Clean", "good"),
+                };
+                (f.key(), label, n, if n == 0 { "zero" } else { class })
+            })
+            .collect()
+    }
+
+    /// The card's label of the filter in force.
+    fn state_label(&self) -> Option<&'static str> {
+        let key = self.state.as_deref()?;
+        self.verdict_cards()
+            .into_iter()
+            .find(|c| c.0 == key)
+            .map(|c| c.1)
+    }
+
+    /// The task list with the filter `key` (empty: none), keeping the search,
+    /// the order and the moment; the filter in force links back to all tasks.
+    fn state_link(&self, key: &str) -> String {
+        let state = if key.is_empty() || self.state.as_deref() == Some(key) {
+            String::new()
+        } else {
+            format!("&state={key}")
+        };
+        format!(
+            "/?q={}&sort={}&dir={}{state}{}#tasks-heading",
+            urlencode(&self.search),
+            self.sort,
+            self.direction,
+            self.as_of_param()
+        )
+    }
+
+    fn state_param(&self) -> String {
+        self.state
+            .as_deref()
+            .map_or(String::new(), |k| format!("&state={k}"))
     }
 
     /// `&as_of=…` for every link that should keep the moment.
@@ -106,10 +162,11 @@ impl DashboardPage {
     fn page_link(&self, page: impl super::Int) -> String {
         let page = page.int();
         format!(
-            "/?q={}&sort={}&dir={}&page={page}{}",
+            "/?q={}&sort={}&dir={}&page={page}{}{}",
             urlencode(&self.search),
             self.sort,
             self.direction,
+            self.state_param(),
             self.as_of_param()
         )
     }
@@ -127,6 +184,14 @@ pub async fn page(
     let sort = TaskSort::parse(query.sort.as_deref());
     let descending = query.dir.as_deref() != Some("asc");
     let page = page_number(query.page)?;
+    let filter = match query.state.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(key) => Some(TaskFilter::parse(key).ok_or_else(|| {
+            PageError::bad_request(format!(
+                "state: {key:?} is not a filter; one of problems, regressed, no_results or clean"
+            ))
+        })?),
+    };
     let Moments {
         as_of_at,
         as_of,
@@ -143,17 +208,24 @@ pub async fn page(
         descending,
         offset: (page - 1).saturating_mul(PER_PAGE),
         limit: PER_PAGE,
+        filter,
     };
-    let (overview, (rows, matching), trend) = reads
+    let (overview, (rows, matching), trend, health) = reads
         .with_blocking(move |conn| {
             let trend = fleet::trend(conn, trend_since, trend_until)?;
             let overview = overview::overview(conn)?;
             Ok(match as_of_at {
-                None => (overview, tasks::task_rows(conn, &list)?, trend),
+                None => (
+                    overview,
+                    tasks::task_rows(conn, &list)?,
+                    trend,
+                    tasks::health_counts(conn)?,
+                ),
                 Some(at) => {
-                    let (overview, rows, then) = as_of_rows(conn, &states, overview, at, &list)?;
+                    let (overview, rows, then, health) =
+                        as_of_rows(conn, &states, overview, at, &list)?;
                     let trend = ending_at(trend, then, at, trend_ends_at_moment);
-                    (overview, rows, trend)
+                    (overview, rows, trend, health)
                 }
             })
         })
@@ -190,6 +262,9 @@ pub async fn page(
         problems_chart,
         tasks_chart,
         trend_last: trend.last().cloned(),
+        trend_empty: trend.iter().all(|p| p.tasks_reporting == 0),
+        state: filter.map(|f| f.key().to_string()),
+        health,
     }
     .render()?;
     Ok(html(body))
@@ -270,7 +345,7 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
         &dates,
         &[DailySeries {
             name: "open problems",
-            color: SERIES_COLORS[1],
+            style: Style::Different,
             values: &problems,
         }],
         "open problems across all tasks",
@@ -280,17 +355,17 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
         &[
             DailySeries {
                 name: "tasks reporting",
-                color: SERIES_COLORS[0],
+                style: Style::Total,
                 values: &reporting,
             },
             DailySeries {
                 name: "tasks clean",
-                color: "#1a7f37",
+                style: Style::Clean,
                 values: &clean,
             },
             DailySeries {
                 name: "tasks with no results",
-                color: "#8c959f",
+                style: Style::Empty,
                 values: &empty,
             },
         ],
@@ -300,7 +375,7 @@ fn trend_charts(trend: &[TrendPoint]) -> (String, String) {
 }
 
 /// The cards, a page of rows with the number matching, and the fleet at a moment.
-type AsOfRows = (Overview, (Vec<TaskRow>, i64), TrendPoint);
+type AsOfRows = (Overview, (Vec<TaskRow>, i64), TrendPoint, HealthCounts);
 
 /// The dashboard's rows as of `at`: every task's latest upload received by then
 /// (searched, sorted and paged here), the cards counted as of then (the head
@@ -318,6 +393,13 @@ fn as_of_rows(
     let mut states = cache.tasks_as_of(conn, at)?.to_vec();
     let then = TrendPoint::of_states(&states, at);
     let reporting = states.len() as i64;
+    let mut health = HealthCounts::default();
+    for s in states.iter() {
+        health.add(s.problems, s.regressed, s.results);
+    }
+    if let Some(f) = list.filter {
+        states.retain(|s| f.holds(s.problems, s.regressed, s.results));
+    }
     let needle = list.search.to_lowercase();
     if !needle.is_empty() {
         let found = |s: &str| s.to_lowercase().contains(&needle);
@@ -365,7 +447,7 @@ fn as_of_rows(
             task_id: s.task_id,
         });
     }
-    Ok((overview, (rows, matching), then))
+    Ok((overview, (rows, matching), then, health))
 }
 
 /// `YYYY-MM-DD` of a moment (the whole text, were it ever shorter).

@@ -41,6 +41,12 @@ struct DirectoriesPage {
 }
 
 impl DirectoriesPage {
+    /// A long path cut for the list: the start (which may be cut with an
+    /// ellipsis) and the end, always whole. Short paths are all start.
+    fn split_path<'p>(&self, path: &'p str) -> (&'p str, &'p str) {
+        split_for_ellipsis(path)
+    }
+
     fn page_link(&self, page: impl super::Int) -> String {
         format!(
             "/directories?path={}&prefix={}&page={}",
@@ -88,4 +94,32 @@ pub async fn page(
     }
     .render()?;
     Ok(html(body))
+}
+
+/// Paths up to this many characters show whole; longer ones keep this many at
+/// their end (the directory's own name) whatever the width.
+const KEPT_END: usize = 24;
+
+fn split_for_ellipsis(path: &str) -> (&str, &str) {
+    let chars = path.chars().count();
+    if chars <= KEPT_END + 8 {
+        return (path, "");
+    }
+    let cut = path
+        .char_indices()
+        .nth(chars - KEPT_END)
+        .map_or(path.len(), |(i, _)| i);
+    path.split_at(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_paths_keep_their_end_and_split_on_a_character() {
+        assert_eq!(super::split_for_ellipsis("/srv/www"), ("/srv/www", ""));
+        let long = format!("/data/{}/ünïcode-tail-of-the-path/final", "x".repeat(60));
+        let (head, tail) = super::split_for_ellipsis(&long);
+        assert_eq!(format!("{head}{tail}"), long);
+        assert_eq!(tail.chars().count(), super::KEPT_END);
+    }
 }

@@ -60,6 +60,11 @@ pub async fn page(
         link
     });
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    // A toggle only where there is a body to show.
+    for c in &mut calls {
+        c.request_body = c.request_body.take().filter(|b| !b.is_empty());
+        c.response_body = c.response_body.take().filter(|b| !b.is_empty());
+    }
     let body = ProxyPage {
         nav: Some(Nav::from(&session)),
         enabled: log.is_some(),

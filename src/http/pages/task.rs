@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::charts::{counts_chart, PROBLEM_SERIES, SERIES_NAMES, TOTAL_SERIES};
+use super::charts::{counts_chart, PROBLEM_SERIES, TOTAL_SERIES};
 use super::{html, time_field, time_range, urlencode, Nav, PageError};
 use crate::domain::{format_timestamp, TaskId, Timestamp, Totals};
 use crate::http::extract::PageUser;
@@ -39,7 +39,6 @@ struct TaskPage {
     since: String,
     until: String,
     regressed_only: bool,
-    series: Vec<(usize, &'static str)>,
     problems_chart: String,
     totals_chart: String,
     chart_points: usize,
@@ -231,7 +230,6 @@ pub async fn page(
         since: query.since.clone().unwrap_or_default(),
         until: query.until.clone().unwrap_or_default(),
         regressed_only,
-        series: SERIES_NAMES.iter().copied().enumerate().collect(),
         problems_chart: counts_chart(&points, PROBLEM_SERIES),
         totals_chart: counts_chart(&points, TOTAL_SERIES),
         chart_points: points.len(),
