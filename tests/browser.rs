@@ -19,8 +19,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+#[path = "api/fake_upstream.rs"]
+#[allow(dead_code)]
+mod fake_upstream;
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
 use sms_audit::domain::{Role, TaskId};
 use sms_audit::storage::credentials::{self, KeyPair, NewCredential};
+use sms_audit::domain::signing::Signer;
+use sms_audit::services::outbox::{RetryPolicy, UpstreamSettings};
+use sms_audit::services::proxy::ProxySettings;
+use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
 use sms_audit::{Application, ServeConfig};
 
 struct Driver(Child);
@@ -468,10 +479,35 @@ fn assert_round_ticks(page: &str, labels: &[String]) {
 #[ignore = "needs chromium, chromedriver and axe-core; run with --ignored"]
 async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     let axe = axe_source();
+    // A fake SMS to forward to and pass calls on to: deliveries and the proxy
+    // log have rows to show.
+    let sms = fake_upstream::FakeUpstream::start().await;
+    sms.script([fake_upstream::Answer::Status(503)]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServeConfig::new(dir.path().join("audit.db"));
     config.listen = "127.0.0.1:0".into();
     config.handle_signals = false;
+    config.upstream = Some(UpstreamSettings {
+        endpoint: sms.url.clone(),
+        auth: UpstreamAuth::Aksk {
+            signer: Signer::new(fake_upstream::AK, fake_upstream::SK),
+            project_id: Some(fake_upstream::PROJECT.into()),
+        },
+        timeout: Duration::from_secs(2),
+        concurrency: 2,
+        forward: true,
+        deliver_all: false,
+        policy: RetryPolicy {
+            first: Duration::from_millis(100),
+            cap: Duration::from_millis(400),
+            max_age: Duration::from_secs(3600),
+        },
+        replay_targets: ReplayTargets::new(Some(&sms.url), &[]).unwrap(),
+    });
+    config.proxy = Some(ProxySettings {
+        log_bodies: true,
+        ..ProxySettings::default()
+    });
     let app = Application::build(config.clone()).await.unwrap();
     let admin = app.admin_token().unwrap().to_string();
     let base = format!("http://{}", app.address());
@@ -496,6 +532,22 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
             };
             upload(&http, &base, &admin, &task, body).await;
         }
+    }
+    // Calls passed on to SMS: with a body and without, answered and refused.
+    for (method, path, body) in [
+        ("GET", "/v3/tasks?limit=10".to_string(), ""),
+        ("PUT", format!("/v3/tasks/{}", host(1)), r#"{"name":"renamed"}"#),
+        ("GET", "/v3/sources/no-such-server".to_string(), ""),
+    ] {
+        let answer = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("X-Auth-Token", &admin)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().as_u16() < 600);
     }
     // A refused upload, for the rejection log.
     let refused = http
@@ -565,7 +617,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         ("report", format!("/tasks/{}/report", host(1))),
         ("not-found", "/tasks/no-such-task".into()),
     ];
-    for (width, height) in [(1400u32, 1000u32), (390, 844)] {
+    for (width, height) in [(1400u32, 1000u32), (390, 844), (2560, 1440)] {
         client.set_window_size(width, height).await.unwrap();
         for (name, path) in &pages {
             client.goto(&format!("{base}{path}")).await.unwrap();
@@ -675,11 +727,19 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         0,
         "the list folds away once a path is chosen"
     );
-    client.goto(&format!("{base}/deliveries")).await.unwrap();
-    assert!(text_of(&client, "#forwarding-off")
+    client.goto(&format!("{base}/proxy")).await.unwrap();
+    assert!(count(&client, "#proxy-calls .status").await >= 3);
+    let request_bodies = client
+        .find_all(Locator::XPath(
+            "//table[@id='proxy-calls']//summary[text()='Request body']",
+        ))
         .await
-        .contains("Forwarding is off"));
-    assert_eq!(count(&client, ".flash.bad").await, 0);
+        .unwrap()
+        .len();
+    assert_eq!(
+        request_bodies, 1,
+        "a request body toggle only where there is a body (the PUT's)"
+    );
     client.goto(&format!("{base}/audit")).await.unwrap();
     let rejections = text_of(&client, "#rejections tbody").await;
     assert!(
