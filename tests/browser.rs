@@ -26,12 +26,12 @@ mod fake_upstream;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
-use sms_audit::domain::{Role, TaskId};
-use sms_audit::storage::credentials::{self, KeyPair, NewCredential};
 use sms_audit::domain::signing::Signer;
+use sms_audit::domain::{Role, TaskId};
 use sms_audit::services::outbox::{RetryPolicy, UpstreamSettings};
 use sms_audit::services::proxy::ProxySettings;
 use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
+use sms_audit::storage::credentials::{self, KeyPair, NewCredential};
 use sms_audit::{Application, ServeConfig};
 
 struct Driver(Child);
@@ -439,6 +439,17 @@ axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag2
   .catch(e => done(['axe failed: ' + e]));
 "#;
 
+/// Injects axe-core into the page and fails on any serious or critical violation.
+async fn assert_axe_clean(client: &Client, axe: &str, page: &str) {
+    client.execute(axe, vec![]).await.unwrap();
+    let violations = client.execute_async(AXE_RUN, vec![]).await.unwrap();
+    assert_eq!(
+        violations.as_array().map(Vec::len),
+        Some(0),
+        "{page}: axe-core: {violations:#}"
+    );
+}
+
 /// A tick label as a number: `2,500`, `250k`, `1.5M`.
 fn tick_value(label: &str) -> f64 {
     let label = label.replace(',', "");
@@ -536,7 +547,11 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     // Calls passed on to SMS: with a body and without, answered and refused.
     for (method, path, body) in [
         ("GET", "/v3/tasks?limit=10".to_string(), ""),
-        ("PUT", format!("/v3/tasks/{}", host(1)), r#"{"name":"renamed"}"#),
+        (
+            "PUT",
+            format!("/v3/tasks/{}", host(1)),
+            r#"{"name":"renamed"}"#,
+        ),
         ("GET", "/v3/sources/no-such-server".to_string(), ""),
     ] {
         let answer = http
@@ -562,6 +577,8 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
 
     let (_driver, client) = browser().await;
     client.goto(&format!("{base}/login")).await.unwrap();
+    assert_axe_clean(&client, &axe, "login").await;
+    screenshot(&client, "login").await;
     client
         .find(Locator::Id("token"))
         .await
@@ -651,13 +668,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
                 assert!(top < 1000.0, "{page}: the task table starts at {top} px");
             }
             if width == 1400 {
-                client.execute(&axe, vec![]).await.unwrap();
-                let violations = client.execute_async(AXE_RUN, vec![]).await.unwrap();
-                assert_eq!(
-                    violations.as_array().map(Vec::len),
-                    Some(0),
-                    "{page}: axe-core: {violations:#}"
-                );
+                assert_axe_clean(&client, &axe, &page).await;
             }
             screenshot(&client, &format!("{name}-{width}")).await;
             if name.starts_with("dashboard") || name.starts_with("task") {
@@ -793,13 +804,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         ("task", format!("/tasks/{}", host(1))),
     ] {
         dark.goto(&format!("{base}{path}")).await.unwrap();
-        dark.execute(&axe, vec![]).await.unwrap();
-        let violations = dark.execute_async(AXE_RUN, vec![]).await.unwrap();
-        assert_eq!(
-            violations.as_array().map(Vec::len),
-            Some(0),
-            "{name} in dark mode: axe-core: {violations:#}"
-        );
+        assert_axe_clean(&dark, &axe, &format!("{name} in dark mode")).await;
         screenshot(&dark, &format!("{name}-dark")).await;
     }
     dark.close().await.unwrap();

@@ -454,8 +454,8 @@ pub fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> actix_web::
     .into()
 }
 
-/// What an error page said, so [`keep_navigation`] can show it again with the
-/// navigation of the reader who is logged in.
+/// What an error page said, so `middleware::keep_navigation` can show it again
+/// with the navigation of the reader who is logged in.
 #[derive(Clone, Debug)]
 pub struct ErrorPageParts {
     status: u16,
@@ -463,47 +463,16 @@ pub struct ErrorPageParts {
     message: String,
 }
 
-/// Error pages keep the navigation of a logged-in reader: `PageError` cannot
-/// see the request, so an error page of a request with a live session is
-/// rendered again here, with the session's navigation.
-pub async fn keep_navigation(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<
-    actix_web::dev::ServiceResponse<
-        actix_web::body::EitherBody<impl actix_web::body::MessageBody, String>,
-    >,
-    actix_web::Error,
-> {
-    let res = next.call(req).await?;
-    let parts = res.response().extensions().get::<ErrorPageParts>().cloned();
-    let cookie = res.request().cookie(super::extract::SESSION_COOKIE);
-    let reads = res
-        .request()
-        .app_data::<actix_web::web::Data<crate::storage::ReadPool>>()
-        .cloned();
-    let (Some(parts), Some(cookie), Some(reads)) = (parts, cookie, reads) else {
-        return Ok(res.map_into_left_body());
-    };
-    let value = cookie.value().to_string();
-    let session = reads
-        .with_blocking(move |c| crate::storage::sessions::find(c, &value))
-        .await
-        .ok()
-        .flatten()
-        .filter(|s| s.credential.role.may_read());
-    let page = session.and_then(|s| {
+impl ErrorPageParts {
+    /// The same error page with `nav` in its frame.
+    pub fn render_with(self, nav: Nav) -> Option<String> {
         ErrorPage {
-            nav: Some(Nav::from(&s)),
-            status: parts.status,
-            heading: parts.heading,
-            message: parts.message,
+            nav: Some(nav),
+            status: self.status,
+            heading: self.heading,
+            message: self.message,
         }
         .render()
         .ok()
-    });
-    Ok(match page {
-        Some(page) => res.map_body(|_, _| actix_web::body::EitherBody::right(page)),
-        None => res.map_into_left_body(),
-    })
+    }
 }

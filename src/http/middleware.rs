@@ -3,7 +3,7 @@
 //! rejection-log entry for every refused request.
 
 use crate::http::metrics::route_name;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, Version};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::CredentialName;
 use super::auth_failures::AuthFailures;
-use super::error::{ApiError, ErrorCode, ErrorMessage};
+use super::error::{ApiError, ErrorCode, ErrorMessage, ErrorPageParts};
 use super::{Access, IngestSettings, Metrics};
 use crate::domain::now_ms;
 use crate::storage::rejections::Rejection;
@@ -251,4 +251,35 @@ fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
     for (name, value) in &SECURITY_HEADERS {
         headers.insert(name.clone(), value.clone());
     }
+}
+
+/// Error pages keep the navigation of a logged-in reader: `PageError` cannot
+/// see the request, so an error page of a request with a live session is
+/// rendered again here, with the session's navigation.
+pub async fn keep_navigation(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, String>>, Error> {
+    let res = next.call(req).await?;
+    let parts = res.response().extensions().get::<ErrorPageParts>().cloned();
+    let cookie = res.request().cookie(super::extract::SESSION_COOKIE);
+    let reads = res
+        .request()
+        .app_data::<web::Data<crate::storage::ReadPool>>()
+        .cloned();
+    let (Some(parts), Some(cookie), Some(reads)) = (parts, cookie, reads) else {
+        return Ok(res.map_into_left_body());
+    };
+    let value = cookie.value().to_string();
+    let session = reads
+        .with_blocking(move |c| crate::storage::sessions::find(c, &value))
+        .await
+        .ok()
+        .flatten()
+        .filter(|s| s.credential.role.may_read());
+    let page = session.and_then(|s| parts.render_with(super::layout::Nav::from(&s)));
+    Ok(match page {
+        Some(page) => res.map_body(|_, _| EitherBody::right(page)),
+        None => res.map_into_left_body(),
+    })
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::domain::fleet::{day_of, Verdict, DAY_MS};
 use crate::domain::Timestamp;
 use crate::storage::fleet::{self, FleetDay, TaskState};
+use crate::storage::tasks::{self, HealthCounts};
 use crate::storage::StorageError;
 
 /// Every task as its latest upload received at or before `at` shows it (tasks
@@ -21,22 +22,45 @@ pub fn tasks_as_of(
 /// Fleet states recently asked for. A state as of an upload id never changes
 /// (the ledger only grows), so paging, sorting and the two moments of a
 /// comparison reuse it; entries still expire after a minute, for renamed tasks.
-pub struct StateCache(moka::sync::Cache<i64, std::sync::Arc<Vec<TaskState>>>);
+/// The dashboard's health counts are kept the same way, by the newest upload id.
+pub struct StateCache {
+    states: moka::sync::Cache<i64, std::sync::Arc<Vec<TaskState>>>,
+    health: parking_lot::Mutex<Option<(i64, HealthCounts)>>,
+}
 
 impl Default for StateCache {
     fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
+        Self {
+            states: moka::sync::Cache::builder()
                 .max_capacity(Self::KEPT)
                 .time_to_live(Self::FRESH)
                 .build(),
-        )
+            health: parking_lot::Mutex::new(None),
+        }
     }
 }
 
 impl StateCache {
     const KEPT: u64 = 8;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Every task's latest upload counted by filter (see
+    /// [`tasks::health_counts`]), computed again only when `head_id`, the newest
+    /// upload's id, has moved: only an upload changes a task's latest upload.
+    pub fn health_now(
+        &self,
+        conn: &rusqlite::Connection,
+        head_id: i64,
+    ) -> Result<HealthCounts, StorageError> {
+        if let Some((id, counts)) = *self.health.lock() {
+            if id == head_id {
+                return Ok(counts);
+            }
+        }
+        let counts = tasks::health_counts(conn)?;
+        *self.health.lock() = Some((head_id, counts));
+        Ok(counts)
+    }
 
     /// Every task as of `at` (see [`tasks_as_of`]), from the cache when it can.
     pub fn tasks_as_of(
@@ -45,11 +69,11 @@ impl StateCache {
         at: Timestamp,
     ) -> Result<std::sync::Arc<Vec<TaskState>>, StorageError> {
         let upto = fleet::last_id_at(conn, at)?;
-        if let Some(states) = self.0.get(&upto) {
+        if let Some(states) = self.states.get(&upto) {
             return Ok(states);
         }
         let states = std::sync::Arc::new(fleet::states_at(conn, upto)?);
-        self.0.insert(upto, states.clone());
+        self.states.insert(upto, states.clone());
         Ok(states)
     }
 

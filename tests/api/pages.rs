@@ -950,6 +950,14 @@ async fn the_report_gives_its_verdict_and_an_absolute_evidence_link() {
     }
 }
 
+/// The figure on one of the dashboard's verdict cards.
+fn card_value(html: &str, key: &str) -> String {
+    let start = html.find(&format!("id=\"card-{key}\"")).unwrap();
+    let value = &html[start..];
+    let value = &value[value.find("class=\"value\">").unwrap() + 14..];
+    value[..value.find('<').unwrap()].to_string()
+}
+
 #[tokio::test]
 async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_table() {
     let app = TestApp::spawn().await;
@@ -970,12 +978,7 @@ async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_
     }
     let browser = app.login(&t).await.ok().unwrap();
     let page = browser.get("/").await;
-    let card = |key: &str| {
-        let start = page.text.find(&format!("id=\"card-{key}\"")).unwrap();
-        let value = &page.text[start..];
-        let value = &value[value.find("class=\"value\">").unwrap() + 14..];
-        value[..value.find('<').unwrap()].to_string()
-    };
+    let card = |key: &str| card_value(&page.text, key);
     assert_eq!(card("problems"), "1");
     assert_eq!(card("regressed"), "1");
     assert_eq!(card("no_results"), "1");
@@ -1020,6 +1023,21 @@ async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_
     let page = browser.get("/?as_of=2001-01-01&state=clean").await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("id=\"no-history\""), "no flat lines");
+    // A new upload moves the counts (they are kept until the ledger grows).
+    assert_eq!(
+        app.upload("task-b", &t, &body_with_problems("/d", 3))
+            .await
+            .status,
+        200
+    );
+    let page = browser.get("/").await;
+    assert_eq!(
+        (
+            card_value(&page.text, "problems"),
+            card_value(&page.text, "clean")
+        ),
+        ("2".into(), "0".into())
+    );
     let refused = browser.get("/?state=broken").await;
     assert_eq!(refused.status, 400);
     assert!(refused

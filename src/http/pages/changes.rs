@@ -129,14 +129,8 @@ pub async fn page(
         ("clean", counts.clean),
     ];
     let now_text = format_timestamp(now);
-    // "now" only when To is now (within the minute it takes to read the page).
-    let to_word = if to_at >= now - 60_000 {
-        "now"
-    } else {
-        "at To"
-    };
     let body = ChangesPage {
-        to_word,
+        to_word: to_word(to_at, now),
         nav: Some(Nav::from(&session)),
         from: from_text,
         to: to_text,
@@ -163,4 +157,14 @@ pub async fn page(
     }
     .render()?;
     Ok(html(body))
+}
+
+/// How the table's headings name the second moment: "now" only when To is now
+/// (within the minute it takes to read the page), else "at To".
+fn to_word(to_at: Timestamp, now: Timestamp) -> &'static str {
+    if to_at >= now - 60_000 {
+        "now"
+    } else {
+        "at To"
+    }
 }

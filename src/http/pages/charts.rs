@@ -57,6 +57,21 @@ impl Style {
     }
 }
 
+/// A coordinate written with one decimal by integer arithmetic: a chart writes
+/// thousands of them, and `{:.1}` on an `f64` often takes float formatting's
+/// slow exact path.
+#[derive(Clone, Copy)]
+struct Px(f64);
+
+impl std::fmt::Display for Px {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = (self.0 * 10.0).round() as i64;
+        let sign = if tenths < 0 { "-" } else { "" };
+        let t = tenths.unsigned_abs();
+        write!(f, "{sign}{}.{}", t / 10, t % 10)
+    }
+}
+
 /// A small line of `values` (oldest first), e.g. problems per upload.
 pub fn sparkline(values: &[i64]) -> String {
     const W: f64 = 100.0;
@@ -74,7 +89,7 @@ pub fn sparkline(values: &[i64]) -> String {
     for (i, v) in values.iter().enumerate() {
         let x = i as f64 * step;
         let y = H - 2.0 - (*v as f64 / max) * (H - 4.0);
-        let _ = write!(points, "{x:.1},{y:.1} ");
+        let _ = write!(points, "{},{} ", Px(x), Px(y));
     }
     let last = values[values.len() - 1];
     let class = if last > 0 { "s1" } else { "s4" };
@@ -140,7 +155,7 @@ pub fn counts_chart(points: &[ChartPoint], series: &[usize]) -> String {
             .join(", "),
         crate::domain::counted(points.len() as u64, "upload")
     );
-    line_chart(&label, &axis, &lines, 220.0)
+    line_chart(&label, &axis, &lines, 220.0, 120)
 }
 
 /// One line of a daily chart: a name, a look, a value per day.
@@ -176,7 +191,8 @@ pub fn daily_chart(dates: &[String], series: &[DailySeries<'_>], label: &str) ->
         "{label}, a point a day over {}",
         crate::domain::counted(dates.len() as u64, "day")
     );
-    line_chart(&label, &axis, &lines, 190.0)
+    // A dot a day only up to a month: 90 dots a line hide the line.
+    line_chart(&label, &axis, &lines, 190.0, 31)
 }
 
 /// A compact note where a chart would be.
@@ -191,10 +207,15 @@ const TOP: f64 = 10.0;
 const BOTTOM: f64 = 24.0;
 /// The stretched viewBox's width: x positions are in thousandths of the plot.
 const VIEW_W: f64 = 1000.0;
-/// Beyond this many points, no dot per point (the line and the hover bands stay).
-const MARKERS_UP_TO: usize = 120;
-
-fn line_chart(label: &str, points: &[Point], lines: &[Line], height: f64) -> String {
+/// A chart of `lines` over `points` (oldest first), `height` pixels high, with a
+/// dot per point up to `dots_up_to` points (beyond, the line and the hover bands).
+fn line_chart(
+    label: &str,
+    points: &[Point],
+    lines: &[Line],
+    height: f64,
+    dots_up_to: usize,
+) -> String {
     let plot_h = height - TOP - BOTTOM;
     let max = lines
         .iter()
@@ -226,9 +247,9 @@ fn line_chart(label: &str, points: &[Point], lines: &[Line], height: f64) -> Str
     for v in &ticks {
         let _ = write!(
             svg,
-            r#"<text class="y-tick" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            r#"<text class="y-tick" x="{}" y="{}" text-anchor="end">{}</text>"#,
             Y_AXIS - 6,
-            y(*v) + 4.0,
+            Px(y(*v) + 4.0),
             compact(*v)
         );
     }
@@ -240,12 +261,37 @@ fn line_chart(label: &str, points: &[Point], lines: &[Line], height: f64) -> Str
     for v in &ticks {
         let _ = write!(
             svg,
-            r#"<line class="grid{}" x1="0" x2="100%" y1="{yy:.1}" y2="{yy:.1}"/>"#,
+            r#"<line class="grid{}" x1="0" x2="100%" y1="{yy}" y2="{yy}"/>"#,
             if *v == 0 { " base" } else { "" },
-            yy = y(*v)
+            yy = Px(y(*v))
         );
     }
     let baseline = TOP + plot_h;
+    x_axis(&mut svg, (t0, t1), baseline, height);
+    let _ = write!(
+        svg,
+        r#"<svg width="100%" height="{height}" viewBox="0 0 {VIEW_W} {height}" preserveAspectRatio="none" overflow="visible">"#
+    );
+    for line in lines {
+        draw_line(&mut svg, line, &x, &y, points.len() <= dots_up_to);
+    }
+    for (i, _) in points.iter().enumerate().filter(|(_, p)| p.empty) {
+        let _ = write!(
+            svg,
+            r#"<path class="no-results" d="M{} {}v-9"/>"#,
+            Px(x(i)),
+            Px(baseline)
+        );
+    }
+    hover_bands(&mut svg, points, lines, &x, plot_h);
+    svg.push_str("</svg></svg></div></figure>");
+    svg
+}
+
+/// The time axis under the plot: a tick and a label at each round moment between
+/// `t0` and `t1` (one label at `t0` when they are the same moment).
+fn x_axis(svg: &mut String, (t0, t1): (Timestamp, Timestamp), baseline: f64, height: f64) {
+    let by_time = t1 > t0;
     let ticks = if by_time {
         time_ticks(t0, t1)
     } else {
@@ -270,23 +316,6 @@ fn line_chart(label: &str, points: &[Point], lines: &[Line], height: f64) -> Str
             pc = p * 100.0
         );
     }
-    let _ = write!(
-        svg,
-        r#"<svg width="100%" height="{height}" viewBox="0 0 {VIEW_W} {height}" preserveAspectRatio="none" overflow="visible">"#
-    );
-    for line in lines {
-        draw_line(&mut svg, line, &x, &y);
-    }
-    for (i, _) in points.iter().enumerate().filter(|(_, p)| p.empty) {
-        let _ = write!(
-            svg,
-            r#"<path class="no-results" d="M{:.1} {baseline:.1}v-9"/>"#,
-            x(i)
-        );
-    }
-    hover_bands(&mut svg, points, lines, &x, plot_h);
-    svg.push_str("</svg></svg></div></figure>");
-    svg
 }
 
 /// The legend: each series' name, its look, and its latest value.
@@ -309,8 +338,14 @@ fn legend(svg: &mut String, lines: &[Line]) {
     svg.push_str("</figcaption>");
 }
 
-/// One series: its line (broken at gaps) and, on short histories, a dot per point.
-fn draw_line(svg: &mut String, line: &Line, x: &dyn Fn(usize) -> f64, y: &dyn Fn(i64) -> f64) {
+/// One series: its line (broken at gaps) and, if asked, a dot per point.
+fn draw_line(
+    svg: &mut String,
+    line: &Line,
+    x: &dyn Fn(usize) -> f64,
+    y: &dyn Fn(i64) -> f64,
+    dots: bool,
+) {
     let class = line.style.class();
     let mut stretch = String::new();
     let flush = |svg: &mut String, stretch: &mut String| {
@@ -327,20 +362,20 @@ fn draw_line(svg: &mut String, line: &Line, x: &dyn Fn(usize) -> f64, y: &dyn Fn
     for (i, v) in line.values.iter().enumerate() {
         match v {
             Some(v) => {
-                let _ = write!(stretch, "{:.1},{:.1} ", x(i), y(*v));
+                let _ = write!(stretch, "{},{} ", Px(x(i)), Px(y(*v)));
             }
             None => flush(svg, &mut stretch),
         }
     }
     flush(svg, &mut stretch);
-    if line.values.len() <= MARKERS_UP_TO {
+    if dots {
         for (i, v) in line.values.iter().enumerate() {
             if let Some(v) = v {
                 let _ = write!(
                     svg,
-                    r#"<path class="dot {class}" d="M{:.1} {:.1}h0"/>"#,
-                    x(i),
-                    y(*v)
+                    r#"<path class="dot {class}" d="M{} {}h0"/>"#,
+                    Px(x(i)),
+                    Px(y(*v))
                 );
             }
         }
@@ -377,9 +412,10 @@ fn hover_bands(
         }
         let _ = write!(
             svg,
-            r#"<rect class="hover" x="{left:.1}" y="0" width="{:.1}" height="{:.1}"><title>{title}</title></rect>"#,
-            (right - left).max(0.5),
-            TOP + plot_h
+            r#"<rect class="hover" x="{}" y="0" width="{}" height="{}"><title>{title}</title></rect>"#,
+            Px(left),
+            Px((right - left).max(0.5)),
+            Px(TOP + plot_h)
         );
     }
 }
@@ -656,6 +692,17 @@ mod tests {
             svg.contains("missing on target <strong class=\"latest\">0</strong>"),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn coordinates_are_written_as_float_formatting_would() {
+        for v in [0.0, 0.04, 0.05, 1.25, 12.34, 999.96, -0.04, -3.46, 260.0] {
+            assert_eq!(
+                Px(v).to_string(),
+                format!("{:.1}", (v * 10.0_f64).round() / 10.0).replace("-0.0", "0.0"),
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,15 @@ use crate::storage::ReadPool;
 
 const PER_PAGE: u32 = 50;
 
+/// The task table's sortable columns: (sort key, label); a key starting with "n"
+/// is a numeric column.
+const COLUMNS: [(&str, &str); 4] = [
+    ("task", "Task"),
+    ("last", "Last upload"),
+    ("nuploads", "Uploads"),
+    ("nproblems", "Problems"),
+];
+
 #[derive(Deserialize)]
 pub struct DashboardQuery {
     q: Option<String>,
@@ -184,14 +193,7 @@ pub async fn page(
     let sort = TaskSort::parse(query.sort.as_deref());
     let descending = query.dir.as_deref() != Some("asc");
     let page = page_number(query.page)?;
-    let filter = match query.state.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(key) => Some(TaskFilter::parse(key).ok_or_else(|| {
-            PageError::bad_request(format!(
-                "state: {key:?} is not a filter; one of problems, regressed, no_results or clean"
-            ))
-        })?),
-    };
+    let filter = task_filter(query.state.as_deref())?;
     let Moments {
         as_of_at,
         as_of,
@@ -212,22 +214,13 @@ pub async fn page(
     };
     let (overview, (rows, matching), trend, health) = reads
         .with_blocking(move |conn| {
-            let trend = fleet::trend(conn, trend_since, trend_until)?;
-            let overview = overview::overview(conn)?;
-            Ok(match as_of_at {
-                None => (
-                    overview,
-                    tasks::task_rows(conn, &list)?,
-                    trend,
-                    tasks::health_counts(conn)?,
-                ),
-                Some(at) => {
-                    let (overview, rows, then, health) =
-                        as_of_rows(conn, &states, overview, at, &list)?;
-                    let trend = ending_at(trend, then, at, trend_ends_at_moment);
-                    (overview, rows, trend, health)
-                }
-            })
+            read_view(
+                conn,
+                &states,
+                &list,
+                (as_of_at, trend_since, trend_until),
+                trend_ends_at_moment,
+            )
         })
         .await?;
     let (problems_chart, tasks_chart) = trend_charts(&trend);
@@ -242,12 +235,7 @@ pub async fn page(
         search,
         sort: sort.key(),
         direction: if descending { "desc" } else { "asc" },
-        columns: [
-            ("task", "Task"),
-            ("last", "Last upload"),
-            ("nuploads", "Uploads"),
-            ("nproblems", "Problems"),
-        ],
+        columns: COLUMNS,
         prev_page: (page > 1).then(|| page - 1),
         next_page: (last_shown < matching).then_some(page + 1),
         rows,
@@ -268,6 +256,45 @@ pub async fn page(
     }
     .render()?;
     Ok(html(body))
+}
+
+/// The figures, a page of rows and the trend, counted now or as of a moment.
+type View = (Overview, (Vec<TaskRow>, i64), Vec<TrendPoint>, HealthCounts);
+
+/// Reads the dashboard's [`View`]: now, or as of `as_of_at` with the trend's last
+/// day ending at that moment when `ends_at_moment`.
+fn read_view(
+    conn: &rusqlite::Connection,
+    states: &fleet::StateCache,
+    list: &TaskListQuery,
+    (as_of_at, trend_since, trend_until): (Option<Timestamp>, Timestamp, Timestamp),
+    ends_at_moment: bool,
+) -> Result<View, crate::storage::StorageError> {
+    let trend = fleet::trend(conn, trend_since, trend_until)?;
+    let overview = overview::overview(conn)?;
+    match as_of_at {
+        None => {
+            let health = states.health_now(conn, overview.head_id)?;
+            Ok((overview, tasks::task_rows(conn, list)?, trend, health))
+        }
+        Some(at) => {
+            let (overview, rows, then, health) = as_of_rows(conn, states, overview, at, list)?;
+            let trend = ending_at(trend, then, at, ends_at_moment);
+            Ok((overview, rows, trend, health))
+        }
+    }
+}
+
+/// The cards' filter a query's `state=` names (none when empty).
+fn task_filter(state: Option<&str>) -> Result<Option<TaskFilter>, PageError> {
+    match state.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(key) => TaskFilter::parse(key).map(Some).ok_or_else(|| {
+            PageError::bad_request(format!(
+                "state: {key:?} is not a filter; one of problems, regressed, no_results or clean"
+            ))
+        }),
+    }
 }
 
 /// The trend with its last day ending at the moment `at` (the fleet `then`), not
