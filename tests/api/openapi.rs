@@ -130,3 +130,99 @@ async fn every_registered_api_route_is_described_and_nothing_else() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_upload_bodys_documented_limits_are_the_parsers() {
+    use sms_audit::domain::upload_body::{
+        COUNT_FIELDS, DEFAULT_MAX_RESULTS, MAX_COUNT, MAX_DIR_CHECK_CHARS, MAX_FINISHED_TIME,
+    };
+    let app = TestApp::spawn().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(format!("{}/api/v1/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let body = &schemas["UploadBodyDoc"];
+    let item = &schemas["ConsistencyResultDoc"];
+    let results = &body["properties"]["consistency_result"];
+    assert_eq!(
+        results["maxItems"].as_u64(),
+        Some(DEFAULT_MAX_RESULTS as u64),
+        "{results}"
+    );
+    let required: Vec<&str> = body["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        !required.contains(&"consistency_result"),
+        "null or absent means no results: {body}"
+    );
+    let finished = &body["properties"]["finished_time"];
+    assert_eq!(finished["minimum"].as_u64(), Some(0), "{finished}");
+    assert_eq!(
+        finished["maximum"].as_u64(),
+        Some(MAX_FINISHED_TIME),
+        "{finished}"
+    );
+    let dir = &item["properties"]["dir_check"];
+    assert_eq!(
+        dir["maxLength"].as_u64(),
+        Some(MAX_DIR_CHECK_CHARS as u64),
+        "{dir}"
+    );
+    for name in COUNT_FIELDS {
+        let count = &item["properties"][name];
+        assert_eq!(count["minimum"].as_u64(), Some(0), "{name}: {count}");
+        assert_eq!(
+            count["maximum"].as_u64(),
+            Some(MAX_COUNT),
+            "{name}: {count}"
+        );
+    }
+    let item_required: Vec<&str> = item["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for name in COUNT_FIELDS.iter().chain(&["dir_check"]) {
+        assert!(item_required.contains(name), "{name} is required: {item}");
+    }
+
+    // And the parser agrees at each limit: the longest directory and the largest
+    // count are stored, one more is refused.
+    let item_with = |dir: &str, total: u64| {
+        format!(
+            r#"{{"consistency_result":[{{"dir_check":"{dir}","num_total_files":{total},"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}}]}}"#
+        )
+    };
+    let longest = "d".repeat(MAX_DIR_CHECK_CHARS);
+    let token = app.admin_token.clone();
+    assert_eq!(
+        app.upload(
+            crate::helpers::TASK,
+            &token,
+            &item_with(&longest, MAX_COUNT)
+        )
+        .await
+        .status,
+        200
+    );
+    for refused in [
+        item_with(&format!("{longest}d"), 0),
+        item_with("/", MAX_COUNT + 1),
+    ] {
+        assert_eq!(
+            app.upload(crate::helpers::TASK, &token, &refused)
+                .await
+                .status,
+            400
+        );
+    }
+}

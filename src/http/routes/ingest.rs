@@ -35,24 +35,34 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// The upload body as SMS defines it (`UpdateConsistencyResultRequestBody`).
+/// Its limits are the parser's (`domain::upload_body`); a test holds them to
+/// its constants.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // described, never built: the endpoint parses the raw bytes
 pub struct UploadBodyDoc {
-    /// 1 to `--max-results` items (default 30).
-    consistency_result: Vec<ConsistencyResultDoc>,
+    /// `null` or absent (no results), or up to `--max-results` items (default 30).
+    #[schema(max_items = 30)]
+    consistency_result: Option<Vec<ConsistencyResultDoc>>,
     /// When the agent finished, in seconds since the epoch (optional).
+    #[schema(minimum = 0, maximum = 100_000_000_000_i64)]
     finished_time: Option<i64>,
 }
 
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ConsistencyResultDoc {
-    /// The checked directory, 1 to 255 characters.
+    /// The checked directory: a string of at most 1,024 characters (required;
+    /// empty is accepted).
+    #[schema(max_length = 1024)]
     dir_check: String,
-    /// Each 0 to 1,000,000, a JSON integer.
+    /// Each 0 to 1,000,000, a JSON integer; all four are required.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     num_total_files: u32,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     num_different_files: u32,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     num_target_miss_files: u32,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     num_target_more_files: u32,
 }
 
