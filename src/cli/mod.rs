@@ -41,6 +41,7 @@ use crate::storage::{self, SyncMode};
 
 pub use config::{parse, ParseError};
 pub use serve::ServeArgs;
+pub use shell::markdown_reference;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -19,8 +19,18 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// Write a page per command (`sms-audit.1`, `sms-audit-serve.1`, …) into this
     /// directory instead of the main page to standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub out: Option<PathBuf>,
+    /// The whole command-line reference as one Markdown page instead (what
+    /// `docs/cli.md` is: `sms-audit man --markdown > docs/cli.md`).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// The command-line reference as Markdown, from the same clap definitions as
+/// the manual pages and `--help`.
+pub fn markdown_reference() -> String {
+    clap_markdown::help_markdown_command(&Cli::command())
 }
 
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode, CliError> {
@@ -31,6 +41,9 @@ pub fn completions(args: CompletionsArgs) -> Result<ExitCode, CliError> {
 }
 
 pub fn man(args: ManArgs) -> Result<ExitCode, CliError> {
+    if args.markdown {
+        return write_stdout(markdown_reference().as_bytes());
+    }
     let command = for_man(Cli::command());
     match args.out {
         Some(dir) => {
