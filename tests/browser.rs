@@ -26,11 +26,8 @@ mod fake_upstream;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
-use sms_audit::domain::signing::Signer;
 use sms_audit::domain::{Role, TaskId};
-use sms_audit::services::outbox::{RetryPolicy, UpstreamSettings};
 use sms_audit::services::proxy::ProxySettings;
-use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
 use sms_audit::storage::credentials::{self, KeyPair, NewCredential};
 use sms_audit::{Application, ServeConfig};
 
@@ -142,6 +139,23 @@ async fn count(client: &Client, css: &str) -> usize {
     client.find_all(Locator::Css(css)).await.unwrap().len()
 }
 
+/// Types `token` into the open login page, submits it, and waits for the dashboard.
+async fn submit_login(client: &Client, token: &str) {
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click(client, Locator::Css("form[action='/login'] button")).await;
+    client
+        .wait()
+        .for_element(Locator::Id("tasks"))
+        .await
+        .unwrap();
+}
+
 async fn click(client: &Client, locator: Locator<'_>) {
     client.find(locator).await.unwrap().click().await.unwrap();
 }
@@ -221,19 +235,7 @@ async fn a_person_logs_in_and_reads_the_history() {
             .starts_with("/login"),
         "sent to the login page"
     );
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&auditor.token)
-        .await
-        .unwrap();
-    click(&client, Locator::Css("form[action='/login'] button")).await;
-    client
-        .wait()
-        .for_element(Locator::Id("tasks"))
-        .await
-        .unwrap();
+    submit_login(&client, &auditor.token).await;
 
     // Dashboard.
     assert_eq!(text_of(&client, "#total-tasks").await, "2");
@@ -498,23 +500,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     let mut config = ServeConfig::new(dir.path().join("audit.db"));
     config.listen = "127.0.0.1:0".into();
     config.handle_signals = false;
-    config.upstream = Some(UpstreamSettings {
-        endpoint: sms.url.clone(),
-        auth: UpstreamAuth::Aksk {
-            signer: Signer::new(fake_upstream::AK, fake_upstream::SK),
-            project_id: Some(fake_upstream::PROJECT.into()),
-        },
-        timeout: Duration::from_secs(2),
-        concurrency: 2,
-        forward: true,
-        deliver_all: false,
-        policy: RetryPolicy {
-            first: Duration::from_millis(100),
-            cap: Duration::from_millis(400),
-            max_age: Duration::from_secs(3600),
-        },
-        replay_targets: ReplayTargets::new(Some(&sms.url), &[]).unwrap(),
-    });
+    config.upstream = Some(sms.settings());
     config.proxy = Some(ProxySettings {
         log_bodies: true,
         ..ProxySettings::default()
@@ -562,7 +548,9 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
             .send()
             .await
             .unwrap();
-        assert!(answer.status().as_u16() < 600);
+        // Passed on and answered by the fake (its first answer may be the 503
+        // scripted for a delivery): never refused by sms-audit itself.
+        assert_ne!(answer.status(), 401, "{method} {path}");
     }
     // A refused upload, for the rejection log.
     let refused = http
@@ -579,19 +567,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     client.goto(&format!("{base}/login")).await.unwrap();
     assert_axe_clean(&client, &axe, "login").await;
     screenshot(&client, "login").await;
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&admin)
-        .await
-        .unwrap();
-    click(&client, Locator::Css("form[action='/login'] button")).await;
-    client
-        .wait()
-        .for_element(Locator::Id("tasks"))
-        .await
-        .unwrap();
+    submit_login(&client, &admin).await;
 
     // Keyboard focus is visible.
     client
@@ -779,14 +755,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     ])
     .await;
     dark.goto(&format!("{base}/login")).await.unwrap();
-    dark.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&admin)
-        .await
-        .unwrap();
-    click(&dark, Locator::Css("form[action='/login'] button")).await;
-    dark.wait().for_element(Locator::Id("tasks")).await.unwrap();
+    submit_login(&dark, &admin).await;
     let is_dark = dark
         .execute(
             "return matchMedia('(prefers-color-scheme: dark)').matches",

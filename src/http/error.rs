@@ -194,9 +194,10 @@ impl ResponseError for ApiError {
         let code = self.error_code();
         let empty: &[String] = &[];
         let forbidden = matches!(self, ApiError::Forbidden(_));
+        let message = self.to_string();
         let body = ErrorBody {
             error_code: code,
-            error_msg: self.to_string(),
+            error_msg: message.clone(),
             error_param: match self {
                 ApiError::BadRequest { params, .. } => params.as_deref(),
                 ApiError::Forbidden(_) => Some(empty),
@@ -219,9 +220,7 @@ impl ResponseError for ApiError {
         }
         let mut response = response.json(body);
         response.extensions_mut().insert(ErrorCode(code));
-        response
-            .extensions_mut()
-            .insert(ErrorMessage(self.to_string()));
+        response.extensions_mut().insert(ErrorMessage(message));
         response
     }
 }

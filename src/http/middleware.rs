@@ -261,13 +261,16 @@ pub async fn keep_navigation(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, String>>, Error> {
     let res = next.call(req).await?;
-    let parts = res.response().extensions().get::<ErrorPageParts>().cloned();
+    // Only an error page is looked at again: every other response passes as is.
+    let Some(parts) = res.response().extensions().get::<ErrorPageParts>().cloned() else {
+        return Ok(res.map_into_left_body());
+    };
     let cookie = res.request().cookie(super::extract::SESSION_COOKIE);
     let reads = res
         .request()
         .app_data::<web::Data<crate::storage::ReadPool>>()
         .cloned();
-    let (Some(parts), Some(cookie), Some(reads)) = (parts, cookie, reads) else {
+    let (Some(cookie), Some(reads)) = (cookie, reads) else {
         return Ok(res.map_into_left_body());
     };
     let value = cookie.value().to_string();

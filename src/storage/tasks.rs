@@ -331,41 +331,21 @@ impl TaskFilter {
     }
 }
 
-/// How many tasks each [`TaskFilter`] passes, by their latest uploads.
+/// How many tasks each [`TaskFilter`] passes, by their latest uploads (in
+/// [`TaskFilter::ALL`]'s order).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HealthCounts {
-    /// Tasks with problems.
-    pub problems: i64,
-    /// Tasks regressed.
-    pub regressed: i64,
-    /// Tasks with no results.
-    pub no_results: i64,
-    /// Tasks clean.
-    pub clean: i64,
-}
+pub struct HealthCounts([i64; 4]);
 
 impl HealthCounts {
     /// The count of one filter.
     pub fn of(&self, filter: TaskFilter) -> i64 {
-        match filter {
-            TaskFilter::Problems => self.problems,
-            TaskFilter::Regressed => self.regressed,
-            TaskFilter::NoResults => self.no_results,
-            TaskFilter::Clean => self.clean,
-        }
+        self.0[filter as usize]
     }
 
     /// Counts one task's latest upload.
     pub fn add(&mut self, problems: i64, regressed: bool, results: i64) {
         for f in TaskFilter::ALL {
-            if f.holds(problems, regressed, results) {
-                match f {
-                    TaskFilter::Problems => self.problems += 1,
-                    TaskFilter::Regressed => self.regressed += 1,
-                    TaskFilter::NoResults => self.no_results += 1,
-                    TaskFilter::Clean => self.clean += 1,
-                }
-            }
+            self.0[f as usize] += i64::from(f.holds(problems, regressed, results));
         }
     }
 }
@@ -379,12 +359,7 @@ pub fn health_counts(conn: &Connection) -> Result<HealthCounts, StorageError> {
             .join(", ")
     );
     Ok(conn.prepare_cached(&sql)?.query_row([], |r| {
-        Ok(HealthCounts {
-            problems: r.get(0)?,
-            regressed: r.get(1)?,
-            no_results: r.get(2)?,
-            clean: r.get(3)?,
-        })
+        Ok(HealthCounts([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
     })?)
 }
 

@@ -88,6 +88,30 @@ impl FakeUpstream {
         FakeUpstream { url, state }
     }
 
+    /// Upstream settings that forward to this fake with its AK/SK, retrying fast
+    /// (the default starts at 5 s).
+    pub fn settings(&self) -> sms_audit::services::outbox::UpstreamSettings {
+        use sms_audit::services::outbox::{RetryPolicy, UpstreamSettings};
+        use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
+        UpstreamSettings {
+            endpoint: self.url.clone(),
+            auth: UpstreamAuth::Aksk {
+                signer: signing::Signer::new(AK, SK),
+                project_id: Some(PROJECT.into()),
+            },
+            timeout: Duration::from_secs(1),
+            concurrency: 4,
+            forward: true,
+            deliver_all: false,
+            policy: RetryPolicy {
+                first: Duration::from_millis(100),
+                cap: Duration::from_millis(400),
+                max_age: Duration::from_secs(3600),
+            },
+            replay_targets: ReplayTargets::new(Some(&self.url), &[]).unwrap(),
+        }
+    }
+
     /// The next answers, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.state.lock().unwrap().script.extend(answers);

@@ -5,34 +5,15 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use sms_audit::domain::signing::Signer;
 use sms_audit::domain::Role;
-use sms_audit::services::outbox::RetryPolicy;
 use sms_audit::services::outbox::UpstreamSettings;
-use sms_audit::services::upstream::{ReplayTargets, UpstreamAuth};
+use sms_audit::services::upstream::UpstreamAuth;
 
 use crate::fake_upstream::{Answer, FakeUpstream, AK, PROJECT, SK};
 use crate::helpers::{body_with_problems, eventually, TestApp, EXAMPLE, PATIENCE, TASK};
 
 pub fn settings(fake: &FakeUpstream) -> UpstreamSettings {
-    UpstreamSettings {
-        endpoint: fake.url.clone(),
-        auth: UpstreamAuth::Aksk {
-            signer: Signer::new(AK, SK),
-            project_id: Some(PROJECT.into()),
-        },
-        timeout: Duration::from_secs(1),
-        concurrency: 4,
-        forward: true,
-        deliver_all: false,
-        // Fast retries for tests; the default starts at 5 s.
-        policy: RetryPolicy {
-            first: Duration::from_millis(100),
-            cap: Duration::from_millis(400),
-            max_age: Duration::from_secs(3600),
-        },
-        replay_targets: ReplayTargets::new(Some(&fake.url), &[]).unwrap(),
-    }
+    fake.settings()
 }
 
 pub async fn forwarding_app(

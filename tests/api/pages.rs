@@ -781,15 +781,7 @@ async fn the_task_page_lists_every_directory_and_exports_its_time_range() {
         "{}",
         page.text
     );
-    let export_link = page
-        .text
-        .split("href=\"")
-        .find(|h| h.starts_with("/api/v1/export?format=csv"))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .replace("&#38;", "&");
+    let export_link = link_starting(&page.text, "/api/v1/export?format=csv");
     assert!(
         export_link.contains("since=2020%2D01%2D01"),
         "{export_link}"
@@ -950,6 +942,18 @@ async fn the_report_gives_its_verdict_and_an_absolute_evidence_link() {
     }
 }
 
+/// The first link on a page whose href starts with `prefix` (as escaped in the
+/// HTML), unescaped.
+fn link_starting(html: &str, prefix: &str) -> String {
+    html.split("href=\"")
+        .find(|h| h.starts_with(prefix))
+        .unwrap_or_else(|| panic!("a link starting {prefix}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+}
+
 /// The figure on one of the dashboard's verdict cards.
 fn card_value(html: &str, key: &str) -> String {
     let start = html.find(&format!("id=\"card-{key}\"")).unwrap();
@@ -1005,15 +1009,7 @@ async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_
         }
         assert!(page.text.contains(&format!("id=\"card-{state}\"")));
         // Sorting and paging keep the filter.
-        let sort_link = page
-            .text
-            .split("href=\"")
-            .find(|h| h.starts_with("/?q=&#38;sort=task"))
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .replace("&#38;", "&");
+        let sort_link = link_starting(&page.text, "/?q=&#38;sort=task");
         assert!(
             sort_link.contains(&format!("&state={state}")),
             "{sort_link}"
