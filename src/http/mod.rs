@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pages;
+pub mod refusals;
 pub mod routes;
 
 use std::net::IpAddr;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use super::routes::ingest::{ConsistencyResultDoc, UploadBodyDoc};
 
 use super::error::SmsErrorDoc;
-use super::routes;
+use super::{refusals, routes};
 
 /// `POST /v3/{task_id}/consistency-result`, the form of SMS's documentation
 /// example: the same handler as the `/v3/tasks/…` path.
@@ -21,9 +21,6 @@ use super::routes;
     request_body(content = UploadBodyDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored and committed to disk: `{}`"),
-        (status = 400, description = "Invalid task id or body (`SMS.9001`), Content-Type missing or wrong (`SMS.2005`/`SMS.2006`)", body = SmsErrorDoc),
-        (status = 401, description = "No or bad credentials (`APIGW.0301`)", body = SmsErrorDoc),
-        (status = 404, description = "Task unknown under --task-policy registered (`SMS.7703`)", body = SmsErrorDoc),
     ),
     security(("token" = []), ("aksk" = []))
 )]
@@ -65,7 +62,7 @@ fn legacy_upload_path() {}
         openapi_json,
     ),
     components(schemas(UploadBodyDoc, ConsistencyResultDoc, SmsErrorDoc)),
-    modifiers(&Credentials),
+    modifiers(&Credentials, &UploadRefusals),
     tags(
         (name = "upload", description = "The SMS upload endpoint (UpdateConsistencyResult)"),
         (name = "api", description = "The read API: auditors and operators"),
@@ -103,6 +100,45 @@ impl Modify for Credentials {
                 "The pages' login session",
             ))),
         );
+    }
+}
+
+/// The upload operations' error answers, from the one table of refusals
+/// (`http::refusals`), so that the description and the manual cannot disagree.
+struct UploadRefusals;
+
+impl Modify for UploadRefusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for path in [
+            "/v3/tasks/{task_id}/consistency-result",
+            "/v3/{task_id}/consistency-result",
+        ] {
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            for status in refusals::upload_statuses() {
+                let Some(description) = refusals::describe_status(status) else {
+                    continue;
+                };
+                let error = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("SmsErrorDoc")))
+                    .build();
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", error)
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), response.into());
+            }
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! The SMS upload endpoint: `POST /v3/tasks/{task_id}/consistency-result`.
-//! Checks run in the order of the README's error table ("The upload endpoint");
+//! Checks run in the order of `http::refusals::UPLOAD_REFUSALS` (the manual's
+//! error table, docs/agents.md);
 //! nothing is stored unless every check passes, and the 200 is sent only after
 //! the commit.
 
-use crate::http::error::SmsErrorDoc;
 use crate::http::Access;
 use crate::storage::tasks;
 use actix_web::http::header;
@@ -99,17 +99,6 @@ impl Authorize for UploadTo<'_> {
         description = "SMS's UpdateConsistencyResultRequestBody; stored byte for byte"),
     responses(
         (status = 200, description = "Stored and committed to disk before this answer: `{}` (and `X-Request-Id`)"),
-        (status = 400, description = "Task id not 1–36 characters of [A-Za-z0-9_-], or body not UTF-8 JSON, not an object, duplicate keys, a field rule broken (`SMS.9001`); Content-Type missing or not JSON (`SMS.2005` / `SMS.2006`)", body = SmsErrorDoc),
-        (status = 401, description = "No credentials, unknown token or AK, bad signature, clock skew, revoked credential, a signature already used, an unsigned body (`APIGW.0301`)", body = SmsErrorDoc),
-        (status = 403, description = "The credential may not upload (role, or a task outside its --tasks) (`SMS.9004`)", body = SmsErrorDoc),
-        (status = 404, description = "Task unknown under --task-policy registered (`SMS.7703`)", body = SmsErrorDoc),
-        (status = 405, description = "Another method (`SMS.2003`)", body = SmsErrorDoc),
-        (status = 408, description = "The body did not arrive within --body-timeout (`SMS.9001`)", body = SmsErrorDoc),
-        (status = 413, description = "Body larger than --max-body-bytes (`SMS.2004`)", body = SmsErrorDoc),
-        (status = 429, description = "Too many uploads from this credential (--rate-limit), or too many failed authentications from this address, with Retry-After (`APIGW.0308`)", body = SmsErrorDoc),
-        (status = 431, description = "More header bytes than --max-header-bytes (`SMS.9001`)", body = SmsErrorDoc),
-        (status = 500, description = "Storage failed; nothing stored (`SMS.2007`)", body = SmsErrorDoc),
-        (status = 503, description = "Write queue full, shutting down, or --max-buffered-bytes of bodies held, with Retry-After: 1 (`SMS.0201`)", body = SmsErrorDoc),
     ),
     security(("token" = []), ("aksk" = []))
 )]
