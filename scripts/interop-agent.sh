@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# An agent's whole run through sms-audit in front of SMS (README, "Putting
+# An agent's whole run through sms-audit in front of SMS (docs/agents.md, "Putting
 # sms-audit in front of SMS"): sms-audit serves HTTPS with a certificate from
 # `tls self-signed`, runs with --proxy --forward in front of a stand-in SMS that
 # checks every signature with the official SDK's signer. The official Python SDK

@@ -8,7 +8,7 @@
 #
 # Replicas: a local file replica, then an S3 replica on a moto server (PyPI
 # `moto[server]`), unless LITESTREAM_S3=0. `--checkpoint-mode off` (what the
-# README recommends) for both, and `passive` once for the file replica.
+# manual recommends) for both, and `passive` once for the file replica.
 # LOAD_SECONDS (default 6) sets how long uploads arrive, RATE (default 1000)
 # how many a second.
 set -euo pipefail

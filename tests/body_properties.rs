@@ -1,5 +1,5 @@
 //! Property tests of the upload body parser: arbitrary input never panics and never
-//! maps to a 5xx, and it accepts exactly what the README's body rules accept.
+//! maps to a 5xx, and it accepts exactly what the manual's body rules (docs/agents.md) accept.
 
 use actix_web::ResponseError;
 use proptest::prelude::*;
@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use sms_audit::domain::upload_body::{UploadBody, DEFAULT_MAX_RESULTS};
 use sms_audit::http::error::ApiError;
 
-/// The README's body rules ("The upload endpoint"), written against serde_json's
+/// The manual's body rules ("The upload endpoint"), written against serde_json's
 /// model independently of the parser.
 fn oracle_accepts(v: &Value) -> bool {
     let Value::Object(top) = v else { return false };

@@ -746,6 +746,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
     assert!(text_of(&client, "main")
         .await
         .contains("Pick both uploads to compare"));
+    doc_images(&client, &base).await;
     client.close().await.unwrap();
 
     // Dark mode, where the system asks for it: still AA.
@@ -777,6 +778,79 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         screenshot(&dark, &format!("{name}-dark")).await;
     }
     dark.close().await.unwrap();
+}
+
+/// The manual's pictures (`docs/images/NAME.png`): each page with what its
+/// picture shows and the manual's text says of it. The survey checks that every
+/// page still shows that; `scripts/doc-screenshots.sh` takes the pictures again
+/// (`SMS_AUDIT_DOC_IMAGES=write`).
+fn doc_pages() -> Vec<(&'static str, String, &'static [&'static str])> {
+    vec![
+        (
+            "dashboard",
+            "/".into(),
+            &[
+                "Dashboard",
+                "Tasks with problems",
+                "Regressed",
+                "No results",
+                "Clean",
+                "Tasks",
+            ],
+        ),
+        (
+            "task",
+            format!("/tasks/{}", host(1)),
+            &["Task", "Counts over time", "problems", "Uploads"],
+        ),
+        (
+            "upload",
+            "/uploads/5".into(),
+            &["Upload #5", "Results", "Raw body", "SHA-256"],
+        ),
+        (
+            "compare",
+            "/compare?a=4&b=6".into(),
+            &["Compare upload #4 with #6", "improved"],
+        ),
+        (
+            "changes",
+            "/changes".into(),
+            &["What changed", "regressed", "improved"],
+        ),
+        (
+            "audit",
+            "/audit".into(),
+            &["Audit", "Ledger", "Checkpoints", "Rejection log"],
+        ),
+    ]
+}
+
+async fn doc_images(client: &Client, base: &str) {
+    let write = std::env::var("SMS_AUDIT_DOC_IMAGES").is_ok_and(|v| v == "write");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/images");
+    client.set_window_size(1280, 800).await.unwrap();
+    for (name, path, shows) in doc_pages() {
+        client.goto(&format!("{base}{path}")).await.unwrap();
+        // As rendered (CSS may change letter case).
+        let text = text_of(client, "main").await.to_lowercase();
+        for words in shows {
+            assert!(
+                text.contains(&words.to_lowercase()),
+                "{path} no longer shows {words:?}, which docs/images/{name}.png shows: \
+                 update the page, or the picture (scripts/doc-screenshots.sh) and the manual"
+            );
+        }
+        let file = dir.join(format!("{name}.png"));
+        if write {
+            std::fs::write(&file, client.screenshot().await.unwrap()).unwrap();
+        }
+        assert!(
+            file.exists(),
+            "{} is missing: run scripts/doc-screenshots.sh",
+            file.display()
+        );
+    }
 }
 
 /// The survey's task ids: some short, some long.

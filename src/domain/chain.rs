@@ -1,5 +1,5 @@
 //! The hash chain over uploads: how an entry is hashed, the head, and what a
-//! verification found. README section "The ledger" describes it for users.
+//! verification found. docs/evidence.md ("The ledger") describes it for users.
 //!
 //! Canonical encoding of an entry: for each of the eight fields below, in this order,
 //! the field's UTF-8 length as an 8-byte big-endian unsigned integer followed by its

@@ -1,5 +1,5 @@
 //! The fleet over time: what a task's change between two moments is called, and
-//! UTC days. README section "Fleet history" describes them for users.
+//! UTC days. docs/pages.md ("Fleet history") describes them for users.
 
 use serde::Serialize;
 

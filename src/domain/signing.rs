@@ -34,7 +34,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The six-part canonical request the SDK signers build: method, path, query,
-/// headers, signed header names, body hash (README, "The upload endpoint").
+/// headers, signed header names, body hash (docs/agents.md, "The upload endpoint").
 pub struct CanonicalRequest<'a> {
     /// The HTTP method.
     pub method: &'a str,

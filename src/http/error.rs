@@ -118,7 +118,7 @@ impl From<ReplayError> for ApiError {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // described, never built: `ErrorBody` is what is sent
 pub struct SmsErrorDoc {
-    /// `SMS.9001`, `APIGW.0301`, … (README "The upload endpoint")
+    /// `SMS.9001`, `APIGW.0301`, … (docs/agents.md, "The upload endpoint")
     error_code: String,
     error_msg: String,
     /// The parameters a `SMS.9001` names.

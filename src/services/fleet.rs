@@ -1,5 +1,5 @@
 //! Fleet history: every task as of a moment, what changed between two moments,
-//! and the fleet's trend by day (README section "Fleet history").
+//! and the fleet's trend by day (docs/pages.md, "Fleet history").
 
 use chrono::{TimeZone, Utc};
 use serde::Serialize;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::domain::signing::{format_sdk_date, parse_query, sha256_hex, CanonicalRequest, Signer};
 use crate::domain::AttemptResult;
 
-/// The SDK's region table (README, "Forwarding to SMS and replays").
+/// The SDK's region table (docs/replay.md).
 pub const REGIONS: &[(&str, &str)] = &[
     ("cn-north-4", "https://sms.cn-north-4.myhuaweicloud.com"),
     (

@@ -809,18 +809,17 @@ async fn files_others_may_read_are_warned_about_or_refused() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("signing key"));
 }
 
-/// The README's `serve` flag table is the command line's: every visible flag has
-/// a row naming its environment variable and (when it has one) its default, and
-/// every row names a flag that exists.
+/// The manual's `serve` flag table (docs/configuration.md) is the command line's:
+/// every visible flag has a row naming its environment variable and (when it has
+/// one) its default, and every row names a flag that exists.
 #[test]
-fn readme_flag_table_matches_the_serve_flags() {
+fn serve_flag_table_matches_the_serve_flags() {
     use clap::CommandFactory;
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let table = readme
-        .split("`serve` options:")
+    let manual = include_str!("../../docs/configuration.md");
+    let table = manual
+        .split("### `serve` options")
         .nth(1)
-        .expect("the README has the serve options table");
+        .expect("docs/configuration.md has the serve options table");
     let rows: Vec<Vec<&str>> = table
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -842,7 +841,7 @@ fn readme_flag_table_matches_the_serve_flags() {
         let row = rows
             .iter()
             .find(|r| names_flag(r[0], long))
-            .unwrap_or_else(|| panic!("--{long} has no row in the README's table"));
+            .unwrap_or_else(|| panic!("--{long} has no row in the manual's table"));
         if let Some(env) = arg.get_env() {
             let env = env.to_string_lossy();
             let named = row[1]
@@ -850,7 +849,7 @@ fn readme_flag_table_matches_the_serve_flags() {
                 .skip(1)
                 .step_by(2)
                 .any(|shown| shown.starts_with(['_', 'S']) && env.ends_with(shown));
-            assert!(named, "--{long}: the README names not {env} but {}", row[1]);
+            assert!(named, "--{long}: the manual names not {env} but {}", row[1]);
         }
         let defaults: Vec<String> = arg
             .get_default_values()
@@ -860,7 +859,7 @@ fn readme_flag_table_matches_the_serve_flags() {
         if let [default] = &defaults[..] {
             assert!(
                 row[2].starts_with(&format!("`{default}`")),
-                "--{long}: the default is {default}, the README says {}",
+                "--{long}: the default is {default}, the manual says {}",
                 row[2]
             );
         }
@@ -875,7 +874,7 @@ fn readme_flag_table_matches_the_serve_flags() {
         for long in named {
             assert!(
                 flags.iter().any(|a| a.get_long() == Some(long)),
-                "the README's table has --{long}, which serve does not take"
+                "the manual's table has --{long}, which serve does not take"
             );
         }
     }
@@ -982,14 +981,14 @@ fn benchmark_switches_are_refused_outside_dev_builds() {
     assert!(!db.exists(), "nothing was created");
 }
 
-/// The README's list of CSV columns is the export's header, in order.
+/// The manual's list of CSV columns (docs/api.md) is the export's header, in order.
 #[test]
-fn the_readme_lists_every_csv_column() {
-    let readme = include_str!("../../README.md");
-    let start = readme
+fn the_manual_lists_every_csv_column() {
+    let manual = include_str!("../../docs/api.md");
+    let start = manual
         .find("- CSV: one row per result item")
         .expect("the CSV section");
-    let list = &readme[start..];
+    let list = &manual[start..];
     let list = &list[list.find("item fields): `").unwrap() + "item fields): `".len()..];
     let list = &list[..list.find('`').unwrap()];
     let columns: Vec<&str> = list.split(',').map(str::trim).collect();

@@ -1,4 +1,4 @@
-//! Every row of the README's error table ("The upload endpoint"), and that nothing
+//! Every row of the manual's error table (docs/agents.md, from `http::refusals`), and that nothing
 //! is stored for any of them.
 
 use std::time::Duration;

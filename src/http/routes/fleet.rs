@@ -1,6 +1,6 @@
 //! Fleet history in the JSON API: what changed between two moments, the
-//! fleet's daily trend, and every task's latest counts for a directory (README
-//! section "Fleet history"). The tasks as of a moment are `GET
+//! fleet's daily trend, and every task's latest counts for a directory (docs/pages.md,
+//! "Fleet history"). The tasks as of a moment are `GET
 //! /api/v1/tasks?as_of=T` (`read_api`).
 
 #[allow(unused_imports)] // named by the OpenAPI annotations
