@@ -1,4 +1,5 @@
 fn main() {
-    // refinery embeds migrations at compile time.
+    // refinery embeds migrations at compile time: the service's and the witness's.
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=witness-migrations");
 }

@@ -2,6 +2,8 @@
 //! each handler takes, and the HTTP server; [`Application::build`] binds (port 0
 //! in tests) and reports its address.
 
+pub mod witness;
+
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::num::NonZeroU32;
 use std::path::PathBuf;

@@ -28,6 +28,7 @@ mod status;
 mod tasks;
 mod tls;
 mod verify;
+mod witness;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -107,6 +108,9 @@ pub enum Command {
     /// Evidence an auditor checks offline: export a task's bundle, verify one.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCommand),
+    /// sms-audit as a C2SP tlog-witness, run by an auditor: serve, key, status.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
     /// What changed in the fleet between two moments: every task's latest upload
     /// at each, its change in problems, and a verdict (new, improved, regressed,
     /// unchanged; clean when it has no problems).
@@ -311,6 +315,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Purge(args) => purge::run(&cli.db, args),
         Command::Status(args) => status::run(&cli.db, args),
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
+        Command::Witness(cmd) => witness::run(&cli.db, cmd).await,
         Command::Replay(args) => replay::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
         Command::Completions(args) => shell::completions(args),

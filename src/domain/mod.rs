@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 mod credential;
 mod delivery;
 pub mod fleet;
@@ -15,6 +16,7 @@ mod task_id;
 mod text;
 mod time;
 pub mod upload_body;
+pub mod witness;
 
 pub use credential::{csrf_equal, random_hex, token_hash, Credential, Session, TaskPolicy};
 pub use delivery::{AttemptResult, DeliveryState, Outcome, ReplayRunner, Runner, Trigger};

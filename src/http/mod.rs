@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod pages;
 pub mod refusals;
 pub mod routes;
+pub mod witness;
 
 use std::net::IpAddr;
 use std::time::Duration;

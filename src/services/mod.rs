@@ -17,3 +17,4 @@ pub mod retention;
 pub mod sessions;
 pub mod upstream;
 pub mod verification;
+pub mod witness;

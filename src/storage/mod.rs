@@ -26,6 +26,7 @@ pub mod tasks;
 pub mod tree;
 pub mod uploads;
 pub mod verifications;
+pub mod witness;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -110,33 +111,35 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates the database file readable by its owner only (before SQLite does, so it
 /// never exists with looser permissions), and applies pending migrations.
 pub fn prepare(path: &Path, sync: SyncMode) -> Result<Connection, StorageError> {
-    let mut created = false;
-    if !path.exists() {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(_) => created = true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(StorageError::Create {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    if created {
-        // Only possible before the database's first page is written (so before
-        // WAL mode): a purge then hands freed pages back a step at a time.
-        let fresh = Connection::open(path)?;
-        fresh.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        fresh.pragma_update(None, "journal_mode", "WAL")?;
-    }
+    create_owner_only(path)?;
     let mut conn = open_write(path, sync)?;
     embedded::migrations::runner().run(&mut conn)?;
     Ok(conn)
+}
+
+/// Creates a database file readable by its owner only, in WAL mode with
+/// incremental auto-vacuum, unless it exists.
+pub(crate) fn create_owner_only(path: &Path) -> Result<(), StorageError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(source) => {
+            return Err(StorageError::Create {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    // Only possible before the database's first page is written (so before
+    // WAL mode): a purge then hands freed pages back a step at a time.
+    let fresh = Connection::open(path)?;
+    fresh.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    fresh.pragma_update(None, "journal_mode", "WAL")?;
+    Ok(())
 }
 
 /// Whether the database has this table (a database from an older version, read

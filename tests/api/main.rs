@@ -26,3 +26,4 @@ mod secrets;
 mod security;
 mod tasks_sync;
 mod tls;
+mod witness;
