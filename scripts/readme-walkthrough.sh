@@ -34,4 +34,4 @@ if ! wait "$group"; then
   cat "$work/home/sms-audit-demo/serve.log" >&2 2>/dev/null || true
   exit 1
 fi
-echo "the README's walkthrough ran: $(grep -c '^echo .== walkthrough block' "$work/walkthrough.sh") shell blocks"
+echo "the README's walkthrough ran: $(grep -c '^echo .== walkthrough shell block' "$work/walkthrough.sh") shell blocks"

@@ -38,6 +38,7 @@ use crate::services::retention::retention_loop;
 use crate::services::retention::RetentionSettings;
 use crate::services::sessions::sweep_loop;
 use crate::services::verification::VerificationJob;
+use crate::services::witnessing::Witnessing;
 use crate::storage::credentials::{self, KeyPair, NewCredential};
 use crate::storage::lock::{LockError, LockKind, ProcessLock};
 use crate::storage::writer::{self, WriterHandle, WriterSettings, WriterThread};
@@ -85,6 +86,8 @@ pub struct ServeConfig {
     pub proxy: Option<ProxySettings>,
     /// Signed checkpoints of the Merkle tree (off only for `--null-store`).
     pub checkpoints: Option<CheckpointSettings>,
+    /// Witnesses asked to cosign each checkpoint (`--witness`, `--witness-quorum`).
+    pub witnesses: Option<crate::services::witnessing::WitnessSettings>,
     /// `/checkpoint` and `/tile/…` open to anyone.
     pub public_log: bool,
     /// The address people reach the service at (`--public-url`), for links
@@ -110,6 +113,7 @@ impl ServeConfig {
         let db = db.into();
         Self {
             checkpoints: Some(CheckpointSettings::for_db(&db)),
+            witnesses: None,
             public_log: false,
             public_url: None,
             strict_permissions: false,
@@ -345,6 +349,16 @@ fn start_background(
     let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
     let c = checkpointer.clone();
     background.spawn("checkpoints", |stop| c.run(stop));
+    if let Some(witnesses) = config.witnesses.clone() {
+        let witnessing = Witnessing::new(
+            witnesses,
+            reads.clone(),
+            writer.clone(),
+            settings.dir.clone(),
+        )
+        .map_err(StartError::Witnesses)?;
+        background.spawn("witnesses", |stop| witnessing.run(stop));
+    }
     Ok((background, Some(checkpointer)))
 }
 
@@ -440,6 +454,7 @@ fn shared_state(
             public_log: config.public_log,
             public_url: config.public_url.clone(),
             verification: VerificationJob::new(reads.clone(), writer.clone()),
+            witnesses: config.witnesses.clone(),
         }),
         fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
         proxy_log: proxy_log.map(web::Data::new),
@@ -567,6 +582,9 @@ pub enum StartError {
     /// The signing key could not be read, made or trusted.
     #[error(transparent)]
     Checkpoints(#[from] checkpoints::CheckpointError),
+    /// The witnesses' client could not be made.
+    #[error("witnesses: {0}")]
+    Witnesses(String),
     /// `--proxy` without an upstream to pass calls on to.
     #[error("--proxy needs an upstream SMS endpoint and credentials")]
     ProxyWithoutUpstream,

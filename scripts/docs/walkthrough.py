@@ -14,13 +14,15 @@ walkthrough = text[start:end]
 out = ["set -euo pipefail"]
 position = 0
 blocks = 0
+shell_blocks = 0
 for block in re.finditer(r"```(\w+)\n(.*?)```", walkthrough, re.S):
     language, body = block.group(1), block.group(2)
     before = walkthrough[position:block.start()]
     position = block.end()
     blocks += 1
     if language == "sh":
-        out.append(f"echo '== walkthrough block {blocks}' >&2")
+        shell_blocks += 1
+        out.append(f"echo '== walkthrough shell block {shell_blocks}' >&2")
         out.append(body)
     elif language == "python":
         saved = re.findall(r"Save this as `([^`]+)`", before)

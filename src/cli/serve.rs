@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{duration_in, fail, CliError, FlagDuration, UpstreamArgs};
+use crate::domain::cosignature::CosignatureVerifier;
 use crate::domain::TaskPolicy;
 use crate::http::HttpSettings;
 use crate::services::checkpoints::CheckpointSettings;
@@ -20,6 +21,7 @@ use crate::services::outbox::{RetryPolicy, UpstreamSettings};
 use crate::services::proxy::ProxySettings;
 use crate::services::retention::RetentionSettings;
 use crate::services::upstream::ReplayTargets;
+use crate::services::witnessing::{WitnessSettings, WitnessTarget};
 use crate::startup::{Application, ServeConfig, TlsFiles, DEFAULT_LISTEN};
 use crate::storage::writer::WriterSettings;
 use crate::storage::{SyncMode, WalCheckpoints};
@@ -199,6 +201,16 @@ pub struct ServeArgs {
     /// Also write each checkpoint to DIR as `<size>.checkpoint` and `latest`.
     #[arg(long, env = "SMS_AUDIT_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// A witness to ask to cosign each checkpoint (C2SP tlog-witness): its
+    /// submission prefix and its cosignature/v1 verifier key (repeatable).
+    #[arg(long = "witness", env = "SMS_AUDIT_WITNESS", value_delimiter = ',',
+        value_name = "URL=VKEY", value_parser = parse_witness)]
+    pub witness: Vec<WitnessTarget>,
+    /// How many witnesses must cosign a checkpoint for it to count as witnessed
+    /// (default: all of them).
+    #[arg(long, env = "SMS_AUDIT_WITNESS_QUORUM", value_name = "K",
+        value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub witness_quorum: Option<u32>,
     /// Serve `/checkpoint` and `/tile/…` (C2SP tlog-tiles) to anyone, for
     /// monitors and witnesses (default: auditors and operators only).
     #[arg(long, env = "SMS_AUDIT_PUBLIC_LOG")]
@@ -302,6 +314,7 @@ impl ServeArgs {
                     dir: self.checkpoint_dir,
                 }
             }),
+            witnesses: witness_settings(self.witness, self.witness_quorum)?,
             public_log: self.public_log,
             public_url: self.public_url,
             tls: match (self.tls_cert, self.tls_key) {
@@ -422,4 +435,46 @@ fn parse_notify_url(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// `--witness URL=VKEY`: an http(s) submission prefix and a cosignature/v1 key.
+fn parse_witness(text: &str) -> Result<WitnessTarget, String> {
+    let (url, vkey) = text
+        .split_once('=')
+        .ok_or("expected URL=VKEY (the witness's submission prefix, then its verifier key)")?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+        return Err(format!(
+            "{url}: a witness's prefix is an http or https URL without a query"
+        ));
+    }
+    let verifier = CosignatureVerifier::new(vkey).map_err(|e| e.to_string())?;
+    Ok(WitnessTarget {
+        url: url.trim_end_matches('/').to_string(),
+        verifier,
+    })
+}
+
+fn witness_settings(
+    targets: Vec<WitnessTarget>,
+    quorum: Option<u32>,
+) -> Result<Option<WitnessSettings>, CliError> {
+    if targets.is_empty() {
+        return match quorum {
+            Some(_) => Err(fail("--witness-quorum needs at least one --witness")),
+            None => Ok(None),
+        };
+    }
+    let quorum = quorum.map_or(targets.len(), |q| q as usize);
+    if quorum > targets.len() {
+        return Err(fail(format!(
+            "--witness-quorum {quorum} is more than the {} --witness given",
+            targets.len()
+        )));
+    }
+    Ok(Some(WitnessSettings {
+        targets,
+        quorum,
+        timeout: WitnessSettings::DEFAULT_TIMEOUT,
+    }))
 }

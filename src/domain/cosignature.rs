@@ -1,6 +1,6 @@
 //! C2SP `tlog-cosignature` v1 with Ed25519: a witness's timestamped signature
 //! on a checkpoint, as a `signed-note` signature line. The key ID is
-//! SHA-256(name ‖ "\n" ‖ 0x04 ‖ public key)[:4]; the signature is the 8-byte
+//! the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x04 ‖ public key); the signature is the 8-byte
 //! big-endian timestamp followed by the Ed25519 signature of
 //! `cosignature/v1\ntime <timestamp>\n` and the checkpoint's note text.
 //! Implemented as `signed_note`'s `Signer` and `Verifier`, so notes carry

@@ -127,6 +127,8 @@ pub struct Evidence {
     /// `--public-url`: where people reach the service, for absolute links.
     pub public_url: Option<String>,
     pub verification: Arc<VerificationJob>,
+    /// `--witness` and `--witness-quorum`, when witnesses cosign.
+    pub witnesses: Option<crate::services::witnessing::WitnessSettings>,
 }
 
 impl Evidence {

@@ -189,7 +189,7 @@ impl Checkpointer {
 
 /// `<size>.checkpoint` and `latest`, each written whole (a temporary file with a
 /// random name renamed over it: a link planted there is replaced, not followed).
-fn write_files(dir: &Path, size: u64, note: &str) -> std::io::Result<()> {
+pub(crate) fn write_files(dir: &Path, size: u64, note: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for name in [format!("{size}.checkpoint"), "latest".to_string()] {
         crate::storage::files::replace(&dir.join(name), note.as_bytes())?;

@@ -18,3 +18,4 @@ pub mod sessions;
 pub mod upstream;
 pub mod verification;
 pub mod witness;
+pub mod witnessing;

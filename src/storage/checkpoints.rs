@@ -86,3 +86,13 @@ pub fn covering(conn: &Connection, id: i64) -> Result<Option<u64>, StorageError>
         .query_row(params![id], |r| r.get(0))?;
     Ok(size.map(|s| s as u64))
 }
+
+/// The checkpoint of exactly `tree_size` uploads, if one was made.
+pub fn at(conn: &Connection, tree_size: u64) -> Result<Option<StoredCheckpoint>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT tree_size, root_hash, made_at, note FROM checkpoints WHERE tree_size = ?1",
+        )?
+        .query_row([tree_size as i64], from_row)
+        .optional()?)
+}

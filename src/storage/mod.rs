@@ -27,6 +27,7 @@ pub mod tree;
 pub mod uploads;
 pub mod verifications;
 pub mod witness;
+pub mod witnesses;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

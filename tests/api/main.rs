@@ -27,3 +27,4 @@ mod security;
 mod tasks_sync;
 mod tls;
 mod witness;
+mod witnessing;

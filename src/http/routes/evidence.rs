@@ -11,9 +11,10 @@ use super::read_api::{page_limit, time_range};
 use crate::domain::TaskId;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiReader, Query};
-use crate::http::json::{self, CheckpointJson};
+use crate::http::json::CheckpointJson;
 use crate::http::Evidence;
 use crate::services::evidence::{self, EvidenceError};
+use crate::services::witnessing;
 use crate::storage::{checkpoints, tree, ReadPool};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -49,12 +50,14 @@ async fn log_checkpoint(
     evidence: web::Data<Evidence>,
 ) -> Result<HttpResponse, ApiError> {
     may_read_log(&req, &evidence).await?;
-    let latest = reads.with_blocking(checkpoints::latest).await?;
-    let latest = latest.ok_or_else(|| ApiError::NotFound("no checkpoint yet".into()))?;
+    let latest = reads
+        .with_blocking(|conn| witnessing::latest_note(conn, None))
+        .await?;
+    let (_, note) = latest.ok_or_else(|| ApiError::NotFound("no checkpoint yet".into()))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
-        .body(latest.note))
+        .body(note))
 }
 
 /// `GET /tile/<L>/<N>[.p/<W>]`: the tree's hashes as C2SP tlog-tiles tiles
@@ -160,14 +163,39 @@ async fn bundle(
     responses((status = 200, description = "The latest signed checkpoint (a C2SP signed note, text/plain)"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
-async fn latest(reads: web::Data<ReadPool>, _: ApiReader) -> Result<HttpResponse, ApiError> {
-    let latest = reads.with_blocking(checkpoints::latest).await?;
-    let latest = latest.ok_or_else(|| {
-        ApiError::NotFound("no checkpoint yet: the first is made once an upload is stored".into())
+async fn latest(
+    query: Query<LatestQuery>,
+    reads: web::Data<ReadPool>,
+    evidence: web::Data<Evidence>,
+    _: ApiReader,
+) -> Result<HttpResponse, ApiError> {
+    let witnessed = match query.witnessed.as_deref() {
+        None | Some("0") => None,
+        Some("1") => Some(evidence.witnesses.clone().ok_or_else(|| {
+            ApiError::bad_request("witnessed=1: this service has no --witness configured")
+        })?),
+        Some(_) => return Err(ApiError::bad_request("witnessed must be 0 or 1")),
+    };
+    let asked_witnessed = witnessed.is_some();
+    let latest = reads
+        .with_blocking(move |conn| witnessing::latest_note(conn, witnessed.as_ref()))
+        .await?;
+    let (_, note) = latest.ok_or_else(|| match asked_witnessed {
+        true => {
+            ApiError::NotFound("no checkpoint has its witnesses' quorum of cosignatures yet".into())
+        }
+        false => ApiError::NotFound(
+            "no checkpoint yet: the first is made once an upload is stored".into(),
+        ),
     })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .body(latest.note))
+        .body(note))
+}
+
+#[derive(Deserialize)]
+struct LatestQuery {
+    witnessed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,8 +229,25 @@ async fn list(
         list.last().map(|c| c.tree_size)
     });
     let verifier_key = evidence.verifier_key();
+    let witnesses = evidence.witnesses.clone();
+    let checkpoints = reads
+        .with_blocking(move |conn| {
+            let mut shown = Vec::with_capacity(list.len());
+            for c in list {
+                let size = c.tree_size;
+                let note = witnessing::cosigned_note(conn, &c.note, size)?;
+                let mut item = serde_json::to_value(CheckpointJson::from(c)).unwrap_or_default();
+                item["note"] = note.into();
+                if let Some(w) = &witnesses {
+                    item["witnesses"] = witnessing::witness_json(conn, size, w)?;
+                }
+                shown.push(item);
+            }
+            Ok(shown)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
-        "checkpoints": json::all::<_, CheckpointJson>(list),
+        "checkpoints": checkpoints,
         "next_before": next_before.flatten(),
         "verifier_key": verifier_key,
     })))
