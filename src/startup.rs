@@ -308,6 +308,25 @@ fn start_storage(config: &ServeConfig) -> Result<Storage, StartError> {
     })
 }
 
+/// Says at start, loudly, when the database is not the history the signing key
+/// signed last (the checkpointer then signs nothing until the fork is accepted).
+fn warn_of_a_fork(config: &ServeConfig, settings: &CheckpointSettings) {
+    use crate::services::fork;
+    let found = fork::read_head(&settings.key_path).and_then(|head| {
+        let Some(head) = head else { return Ok(None) };
+        let conn = crate::storage::open_read(&config.db).map_err(|e| e.to_string())?;
+        fork::fork_in(&conn, head).map_err(|e| e.to_string())
+    });
+    match found {
+        Ok(None) => {}
+        Ok(Some(why)) => tracing::error!(
+            "not signing checkpoints: {why}; if this is intended (a restore), run `sms-audit --db {} evidence accept-fork --reason TEXT`",
+            config.db.display()
+        ),
+        Err(e) => tracing::error!("the signed head could not be checked: {e}"),
+    }
+}
+
 /// The loops that run beside the requests, and the checkpointer (one of them);
 /// none with `--null-store`.
 fn start_background(
@@ -346,6 +365,7 @@ fn start_background(
         why: why.to_string(),
     })?;
     let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
+    warn_of_a_fork(config, settings);
     let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
     let c = checkpointer.clone();
     background.spawn("checkpoints", |stop| c.run(stop));

@@ -44,64 +44,119 @@ pub enum EvidenceCommand {
         #[arg(long, value_parser = crate::domain::checkpoint::parse_verifier_key)]
         vkey: Option<String>,
     },
+    /// Accept that the database is not the history the signing key signed last
+    /// (a restore from an older backup, or another database): the service signs
+    /// again, and the next checkpoint records the fork in an extension line.
+    /// Recorded in the admin log with both heads and the reason.
+    AcceptFork {
+        /// Why (recorded in the admin log and the next checkpoint).
+        #[arg(long)]
+        reason: String,
+        /// The checkpoint signing key (default `<db>.signing-key`).
+        #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+    },
+    /// Print the log's verifier key from the signing key file (no service needed).
+    Vkey {
+        /// The checkpoint signing key (default `<db>.signing-key`).
+        #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+        /// The log's origin (default: the first line of the latest checkpoint, else
+        /// `sms-audit/<hostname>`, as `serve` uses it).
+        #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN")]
+        log_origin: Option<String>,
+    },
+}
+
+fn key_path(db: &Path, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())))
+}
+
+/// `evidence accept-fork`.
+fn accept_fork(
+    db: &Path,
+    reason: &str,
+    signing_key: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    use crate::services::fork;
+    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+    if reason.trim().is_empty() {
+        return Err(fail("--reason: say why the fork is accepted"));
+    }
+    let key = key_path(db, signing_key);
+    let conn = open_existing(db)?;
+    let Some(signed) = fork::read_head(&key).map_err(fail)? else {
+        return Err(fail(format!(
+            "{}: no signed head recorded for this key: there is no fork to accept",
+            fork::head_path(&key).display()
+        )));
+    };
+    let Some(why) = fork::fork_in(&conn, signed).map_err(fail)? else {
+        say!("no fork: the database extends the tree this key signed last ({signed}); nothing changed")?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let size = crate::storage::tree::size(&conn).map_err(fail)?;
+    let root = crate::storage::tree::root(&conn, size).map_err(fail)?;
+    let now = fork::SignedHead { size, root };
+    let detail = format!("signed {signed}; database {now}; reason: {}", reason.trim());
+    super::record_admin_action(
+        db,
+        crate::domain::now_ms(),
+        fork::ACCEPT_FORK,
+        &detail,
+        "done",
+    );
+    fork::write_head(&key, now)
+        .map_err(|e| fail(format!("{}: {e}", fork::head_path(&key).display())))?;
+    say!("fork accepted: {why}")?;
+    say!(
+        "the service signs again from {now}; the next checkpoint records: accepted-fork {detail}"
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `evidence vkey`.
+fn vkey(
+    db: &Path,
+    signing_key: Option<PathBuf>,
+    log_origin: Option<String>,
+) -> Result<ExitCode, CliError> {
+    let key = key_path(db, signing_key);
+    let origin = match log_origin {
+        Some(origin) => origin,
+        None => db
+            .exists()
+            .then(|| crate::storage::open_read(db).ok())
+            .flatten()
+            .and_then(|conn| checkpoints::latest(&conn).ok().flatten())
+            .and_then(|c| c.note.lines().next().map(str::to_string))
+            .unwrap_or_else(crate::services::checkpoints::default_origin),
+    };
+    let text = std::fs::read_to_string(&key)
+        .map_err(|e| fail(format!("signing key {}: {e}", key.display())))?;
+    let parsed = CheckpointKey::parse(&text, &origin)
+        .map_err(|e| fail(format!("signing key {}: {e}", key.display())))?;
+    say!("{}", parsed.verifier_key())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
     match cmd {
+        EvidenceCommand::AcceptFork {
+            reason,
+            signing_key,
+        } => accept_fork(db, &reason, signing_key),
+        EvidenceCommand::Vkey {
+            signing_key,
+            log_origin,
+        } => vkey(db, signing_key, log_origin),
         EvidenceCommand::Export {
             task,
             since,
             until,
             out,
             signing_key,
-        } => {
-            check_range(since, until).map_err(fail)?;
-            let conn = open_existing(db)?;
-            let latest = checkpoints::latest(&conn).map_err(fail)?.ok_or_else(|| {
-                fail("no checkpoint yet: start the service (it makes one within --checkpoint-interval of an upload, and when it stops)")
-            })?;
-            let origin = latest.note.lines().next().unwrap_or_default().to_string();
-            let key_path = signing_key
-                .unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
-            let key_text = std::fs::read_to_string(&key_path)
-                .map_err(|e| fail(format!("signing key {}: {e}", key_path.display())))?;
-            let vkey = CheckpointKey::parse(&key_text, &origin)
-                .map_err(|e| fail(format!("signing key {}: {e}", key_path.display())))?
-                .verifier_key();
-            let (bundle, newer) =
-                evidence::bundle(&conn, task.as_str(), since, until, vkey, None).map_err(fail)?;
-            if bundle.entries.is_empty() {
-                // An empty bundle proves nothing; written, it would pass for evidence.
-                return Err(fail(format!(
-                    "task {task} has no upload in a checkpoint{}: nothing to export, no file written{}",
-                    if since.is_some() || until.is_some() { " in that time range" } else { "" },
-                    if newer > 0 {
-                        format!(" ({} not in a checkpoint yet: the service makes one within --checkpoint-interval)", crate::domain::counted(newer, "newer upload"))
-                    } else {
-                        String::new()
-                    }
-                )));
-            }
-            let json = serde_json::to_vec_pretty(&bundle).map_err(fail)?;
-            crate::storage::files::replace(&out, &json)
-                .map_err(|e| fail(format!("{}: {e}", out.display())))?;
-            say!(
-                "wrote {} of task {task} to {}, with the checkpoint of {}{}",
-                crate::domain::counted(bundle.entries.len() as u64, "entry"),
-                out.display(),
-                crate::domain::counted(latest.tree_size, "upload"),
-                if newer > 0 {
-                    format!(
-                        "; {} of the task {} not in a checkpoint yet",
-                        crate::domain::counted(newer, "newer upload"),
-                        if newer == 1 { "is" } else { "are" }
-                    )
-                } else {
-                    String::new()
-                }
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => export(db, task, since, until, &out, signing_key),
         EvidenceCommand::Verify { file, vkey } => {
             let text =
                 std::fs::read(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
@@ -122,4 +177,65 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
             }
         }
     }
+}
+
+/// `evidence export`.
+fn export(
+    db: &Path,
+    task: TaskId,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    out: &Path,
+    signing_key: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    check_range(since, until).map_err(fail)?;
+    let conn = open_existing(db)?;
+    let latest = checkpoints::latest(&conn).map_err(fail)?.ok_or_else(|| {
+        fail("no checkpoint yet: start the service (it makes one within --checkpoint-interval of an upload, and when it stops)")
+    })?;
+    let origin = latest.note.lines().next().unwrap_or_default().to_string();
+    let key_path =
+        signing_key.unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
+    let key_text = std::fs::read_to_string(&key_path)
+        .map_err(|e| fail(format!("signing key {}: {e}", key_path.display())))?;
+    let vkey = CheckpointKey::parse(&key_text, &origin)
+        .map_err(|e| fail(format!("signing key {}: {e}", key_path.display())))?
+        .verifier_key();
+    let (bundle, newer) =
+        evidence::bundle(&conn, task.as_str(), since, until, vkey, None).map_err(fail)?;
+    if bundle.entries.is_empty() {
+        // An empty bundle proves nothing; written, it would pass for evidence.
+        return Err(fail(format!(
+            "task {task} has no upload in a checkpoint{}: nothing to export, no file written{}",
+            if since.is_some() || until.is_some() {
+                " in that time range"
+            } else {
+                ""
+            },
+            if newer > 0 {
+                format!(" ({} not in a checkpoint yet: the service makes one within --checkpoint-interval)", crate::domain::counted(newer, "newer upload"))
+            } else {
+                String::new()
+            }
+        )));
+    }
+    let json = serde_json::to_vec_pretty(&bundle).map_err(fail)?;
+    crate::storage::files::replace(out, &json)
+        .map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    say!(
+        "wrote {} of task {task} to {}, with the checkpoint of {}{}",
+        crate::domain::counted(bundle.entries.len() as u64, "entry"),
+        out.display(),
+        crate::domain::counted(latest.tree_size, "upload"),
+        if newer > 0 {
+            format!(
+                "; {} of the task {} not in a checkpoint yet",
+                crate::domain::counted(newer, "newer upload"),
+                if newer == 1 { "is" } else { "are" }
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -108,7 +108,26 @@ impl CheckpointKey {
 
     /// The signed checkpoint of the tree of `size` leaves with `root`, made at `time`.
     pub fn sign(&self, size: u64, root: Hash, time: DateTime<Utc>) -> Result<String, KeyError> {
-        let extension = format!("time {}\n", time.to_rfc3339_opts(SecondsFormat::Secs, true));
+        self.sign_with(size, root, time, &[])
+    }
+
+    /// As [`sign`](Self::sign), with more extension lines after `time` (each one
+    /// line, not empty; control characters are dropped).
+    pub fn sign_with(
+        &self,
+        size: u64,
+        root: Hash,
+        time: DateTime<Utc>,
+        extra: &[String],
+    ) -> Result<String, KeyError> {
+        let mut extension = format!("time {}\n", time.to_rfc3339_opts(SecondsFormat::Secs, true));
+        for line in extra {
+            let line: String = line.chars().filter(|c| !c.is_control()).collect();
+            if !line.trim().is_empty() {
+                extension.push_str(line.trim());
+                extension.push('\n');
+            }
+        }
         let checkpoint = Checkpoint::new(&self.origin, size, root, &extension)
             .map_err(|e| KeyError::Signing(e.to_string()))?;
         let mut note =

@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::now_ms;
+use crate::services::fork;
 use crate::storage::writer::WriterHandle;
 use crate::storage::{checkpoints, tree, ReadPool};
 
@@ -69,6 +70,10 @@ pub enum CheckpointError {
     /// Making or storing a checkpoint failed.
     #[error("{0}")]
     Failed(String),
+    /// The database is not the history the key signed: nothing is signed
+    /// until the fork is accepted.
+    #[error("not signing: {0}; if this is intended (a restore), run `sms-audit evidence accept-fork --reason TEXT`")]
+    Fork(String),
 }
 
 /// Reads the key file, or creates it (readable by its owner only) with a new key.
@@ -134,22 +139,36 @@ impl Checkpointer {
     /// returns its size.
     pub async fn make_now(&self) -> Result<Option<u64>, CheckpointError> {
         let _one = self.making.lock().await;
-        let (size, root, latest) = self
+        let signed = fork::read_head(&self.settings.key_path).map_err(CheckpointError::Failed)?;
+        let (size, root, latest, fork_found, accepted) = self
             .reads
-            .with_blocking(|conn| {
+            .with_blocking(move |conn| {
                 let size = tree::size(conn)?;
                 let latest = checkpoints::latest(conn)?.map_or(0, |c| c.tree_size);
-                Ok((size, tree::root(conn, size)?, latest))
+                let fork_found = match signed {
+                    Some(head) => fork::fork_in(conn, head)?,
+                    None => None,
+                };
+                let accepted = fork::accepted_since_last_checkpoint(conn)?;
+                Ok((size, tree::root(conn, size)?, latest, fork_found, accepted))
             })
             .await
             .map_err(|e| CheckpointError::Failed(e.to_string()))?;
+        if let Some(why) = fork_found {
+            return Err(CheckpointError::Fork(why));
+        }
         if size == 0 || size <= latest {
             return Ok(None);
         }
         let made_at = now_ms();
         let note = self
             .key
-            .sign(size, root, Utc::now())
+            .sign_with(
+                size,
+                root,
+                Utc::now(),
+                &accepted.into_iter().collect::<Vec<_>>(),
+            )
             .map_err(|e| CheckpointError::Failed(e.to_string()))?;
         let stored_note = note.clone();
         self.writer
@@ -158,6 +177,14 @@ impl Checkpointer {
             })
             .await
             .map_err(|e| CheckpointError::Failed(e.to_string()))?;
+        fork::write_head(&self.settings.key_path, fork::SignedHead { size, root }).map_err(
+            |e| {
+                CheckpointError::Failed(format!(
+                    "{}: {e}",
+                    fork::head_path(&self.settings.key_path).display()
+                ))
+            },
+        )?;
         if let Some(dir) = &self.settings.dir {
             write_files(dir, size, &note)
                 .map_err(|e| CheckpointError::Failed(format!("{}: {e}", dir.display())))?;

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod evidence;
 pub mod export;
 pub mod fleet;
+pub mod fork;
 pub mod ledger;
 pub mod notify;
 pub mod outbox;

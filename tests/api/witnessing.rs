@@ -209,3 +209,171 @@ async fn witnessed_is_a_flag_that_needs_witnesses() {
         .await
         .assert_error(400, "SMS.9001");
 }
+
+/// The latest checkpoint's size, if any.
+async fn latest_size(app: &TestApp) -> Option<u64> {
+    let reply = app
+        .get("/api/v1/checkpoints/latest", &app.admin_token)
+        .await;
+    (reply.status == 200).then(|| reply.text.lines().nth(1).unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_restore_from_an_older_backup_is_a_fork_until_accepted_and_witnesses_refuse_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key_path, log_vkey) = log_key(keys.path());
+    let w = witness("witness-fork.example/w", &log_vkey).await;
+    let targets = vec![target(&w.url, &w.vkey)];
+    let app = start_witnessed(targets, 1, key_path.clone()).await;
+    let witnessed = |size: u64| {
+        let app = &app;
+        async move {
+            let reply = app
+                .get("/api/v1/checkpoints/latest?witnessed=1", &app.admin_token)
+                .await;
+            (reply.status == 200 && reply.text.starts_with(&format!("{ORIGIN}\n{size}\n")))
+                .then_some(())
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    eventually("size 3 witnessed", PATIENCE, || witnessed(3)).await;
+    let backup = keys.path().join("backup.db");
+    let copied = crate::helpers::run(&app.db_path, &["backup", "--to", backup.to_str().unwrap()]);
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    eventually("size 6 witnessed", PATIENCE, || witnessed(6)).await;
+    let stopped = app.stop().await;
+
+    // The operator restores the older backup and starts again.
+    let db = stopped.db_path.clone();
+    let restored = crate::helpers::run(&db, &["restore", "--from", backup.to_str().unwrap()]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let app = stopped.start().await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    // Five uploads now, but the key signed six: nothing is signed.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        latest_size(&app).await,
+        Some(3),
+        "no checkpoint of the fork"
+    );
+
+    let accepted = crate::helpers::run(
+        &db,
+        &[
+            "evidence",
+            "accept-fork",
+            "--reason",
+            "restored the 3-upload backup",
+            "--signing-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&accepted.stdout).into_owned();
+    assert!(
+        accepted.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    assert!(
+        said.contains("fork accepted") && said.contains("size 6"),
+        "{said}"
+    );
+    assert!(
+        accepted.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let note = eventually("the fork's first checkpoint", PATIENCE, || async {
+        let reply = app
+            .get("/api/v1/checkpoints/latest", &app.admin_token)
+            .await;
+        reply
+            .text
+            .starts_with(&format!("{ORIGIN}\n5\n"))
+            .then_some(reply.text)
+    })
+    .await;
+    assert!(
+        note.contains("\naccepted-fork signed size 6 root "),
+        "{note}"
+    );
+    assert!(
+        note.contains("reason: restored the 3-upload backup\n"),
+        "{note}"
+    );
+    let conn = app.write_conn();
+    let logged: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM admin_log WHERE action = 'accept-fork'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(logged, 1);
+    // The witness, which cosigned 6, never cosigns the fork; the service says so.
+    let (refused, error): (bool, String) =
+        eventually("the witness's refusal", PATIENCE, || async {
+            conn.query_row(
+                "SELECT refused_inconsistent, last_error FROM witnesses",
+                [],
+                |r| Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .ok()
+            .and_then(|(refused, error)| refused.then_some((refused, error?)))
+        })
+        .await;
+    assert!(refused && error.contains("fork"), "{error}");
+    w.handle.stop(true).await;
+}
+
+#[tokio::test]
+async fn evidence_vkey_prints_the_logs_key_without_a_service() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+        200
+    );
+    let served = app
+        .get("/api/v1/checkpoints", &app.admin_token)
+        .await
+        .json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stopped = app.stop().await;
+    let printed = crate::helpers::run(&stopped.db_path, &["evidence", "vkey"]);
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), served);
+    // Without a key file there is nothing to print.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = crate::helpers::run(&elsewhere.path().join("none.db"), &["evidence", "vkey"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
