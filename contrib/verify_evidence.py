@@ -5,6 +5,10 @@ then for every entry its body hash, its entry hash and its RFC 6962 inclusion pr
 against the checkpoint's root (the checks of RFC 9162 section 2.1.3.2).
 
 Usage: verify_evidence.py BUNDLE.json [--vkey VKEY]
+                          [--witness VKEY ... [--quorum K] | --policy FILE]
+With witnesses, the checkpoint's C2SP cosignature/v1 lines (Ed25519) are checked
+too, and their quorum: K of the --witness keys (default all), or a C2SP
+tlog-policy file's quorum (its log lines stand for --vkey when none is given).
 Exit 0 with a summary when everything holds, 1 naming the first failure.
 Needs Python 3 and `cryptography` (pip install cryptography) for Ed25519.
 """
@@ -56,6 +60,73 @@ def check_note(note, vkey):
     raise Broken(f"checkpoint: no signature by {name} with key id {key_id}")
 
 
+def cosigned(note, vkey):
+    """Whether the note carries a valid cosignature/v1 of this witness key."""
+    name, key_id, key = vkey.split("+", 2)
+    key = base64.b64decode(key)
+    if key[0] != 4 or len(key) != 33:
+        raise Broken(f"witness key {vkey}: not an Ed25519 cosignature/v1 key (type 0x04)")
+    if sha256(name.encode(), b"\n", key)[:4].hex() != key_id:
+        raise Broken(f"witness key {vkey}: its id does not match its name and key")
+    text, _, sigs = note.partition("\n\n")
+    text += "\n"
+    for line in sigs.splitlines():
+        if not line.startswith("\u2014 "):
+            continue
+        signer, sig = line[2:].split(" ")
+        sig = base64.b64decode(sig)
+        if signer != name or sig[:4].hex() != key_id or len(sig) != 4 + 8 + 64:
+            continue
+        (timestamp,) = struct.unpack(">Q", sig[4:12])
+        message = b"cosignature/v1\ntime %d\n" % timestamp + text.encode()
+        try:
+            Ed25519PublicKey.from_public_bytes(key[1:]).verify(sig[12:], message)
+            return True
+        except InvalidSignature:
+            return False
+    return False
+
+
+def read_policy(text):
+    """A C2SP tlog-policy: (log vkeys, witness name -> vkey, name -> rule, quorum)."""
+    logs, witnesses, rules, quorum = [], {}, {}, None
+    for number, line in enumerate(text.split("\n"), 1):
+        words = line.replace("\t", " ").split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "log" and len(words) in (2, 3):
+            logs.append(words[1])
+        elif words[0] == "witness" and len(words) in (3, 4) and words[1] not in rules and words[1] != "none":
+            witnesses[words[1]] = words[2]
+            rules[words[1]] = ("witness", words[1])
+        elif words[0] == "group" and len(words) >= 4 and words[1] not in rules and words[1] != "none":
+            members = words[3:]
+            if len(set(members)) != len(members) or any(m not in rules for m in members):
+                raise Broken(f"policy line {number}: a member twice or not defined above")
+            k = {"all": len(members), "any": 1}.get(words[2])
+            if k is None:
+                if not words[2].isdigit() or words[2].startswith("0") or not 1 <= int(words[2]) <= len(members):
+                    raise Broken(f"policy line {number}: threshold {words[2]}")
+                k = int(words[2])
+            rules[words[1]] = ("group", k, members)
+        elif words[0] == "quorum" and len(words) == 2 and quorum is None and (words[1] == "none" or words[1] in rules):
+            quorum = words[1]
+        else:
+            raise Broken(f"policy line {number}: not understood: {line!r}")
+    if quorum is None:
+        raise Broken("policy: no quorum line")
+    return logs, witnesses, rules, quorum
+
+
+def witnessed(name, rules, valid):
+    if name == "none":
+        return True
+    rule = rules[name]
+    if rule[0] == "witness":
+        return rule[1] in valid
+    return sum(witnessed(m, rules, valid) for m in rule[2]) >= rule[1]
+
+
 def entry_hash(e):
     fields = [str(e["id"]), e["request_id"], e["task_id"], e["received_at"], e["credential_name"],
               e["auth_method"], e["body_sha256"], e["prev_hash"]]
@@ -82,9 +153,26 @@ def root_from_inclusion(index, size, leaf, path):
     return r if sn == 0 else None
 
 
-def verify(bundle, vkey):
+def verify(bundle, vkey, policy=None):
     if bundle.get("format") != "sms-audit-evidence/1":
         raise Broken(f"format is {bundle.get('format')!r}")
+    witnessing = ""
+    if policy is not None:
+        logs, witnesses, rules, quorum = policy
+        keys = [vkey] if vkey else (logs or [bundle["vkey"]])
+        for i, key in enumerate(keys):
+            try:
+                check_note(bundle["checkpoint"], key)
+                break
+            except Broken:
+                if i == len(keys) - 1:
+                    raise
+        valid = {name for name, key in witnesses.items() if cosigned(bundle["checkpoint"], key)}
+        if not witnessed(quorum, rules, valid):
+            raise Broken("witnesses: the checkpoint's cosignatures do not meet the quorum (valid: %s)"
+                         % (", ".join(sorted(valid)) or "none"))
+        witnessing = f", cosigned by {len(valid)} witnesses meeting the quorum"
+        vkey = keys[i]
     lines = check_note(bundle["checkpoint"], vkey or bundle["vkey"]).split("\n")
     origin, size, root = lines[0], int(lines[1]), base64.b64decode(lines[2])
     purged = 0
@@ -112,7 +200,7 @@ def verify(bundle, vkey):
         if root_from_inclusion(e["id"] - 1, size, leaf, path) != root:
             raise Broken(at + f"the inclusion proof does not lead to the checkpoint's root (tree of {size})")
     bodies = f" ({purged} with their body purged by retention: hashes and proofs checked)" if purged else ""
-    return (f"evidence intact: {len(bundle['entries'])} entries{bodies}, each in the checkpoint of {size} uploads signed by {origin}; "
+    return (f"evidence intact: {len(bundle['entries'])} entries{bodies}, each in the checkpoint of {size} uploads signed by {origin}{witnessing}; "
             "this proves each entry is in the log, not that the log holds no other upload of the task "
             "(an entry left out of a bundle goes unnoticed)")
 
@@ -121,10 +209,22 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("bundle")
     p.add_argument("--vkey", help="the log's verifier key (default: the bundle's own)")
+    p.add_argument("--witness", action="append", default=[], help="a witness's cosignature/v1 key (repeatable)")
+    p.add_argument("--quorum", type=int, help="how many --witness must have cosigned (default: all)")
+    p.add_argument("--policy", help="a C2SP tlog-policy file")
     a = p.parse_args()
     try:
+        policy = None
+        if a.policy:
+            with open(a.policy) as f:
+                policy = read_policy(f.read())
+        elif a.witness:
+            k = a.quorum or len(a.witness)
+            names = [f"w{i}" for i in range(len(a.witness))]
+            policy = ([], dict(zip(names, a.witness)),
+                      {**{n: ("witness", n) for n in names}, "q": ("group", k, names)}, "q")
         with open(a.bundle) as f:
-            print(verify(json.load(f), a.vkey))
+            print(verify(json.load(f), a.vkey, policy))
         return 0
     except (Broken, KeyError, ValueError) as e:
         print(f"evidence BROKEN: {e}")

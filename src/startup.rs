@@ -327,15 +327,19 @@ fn warn_of_a_fork(config: &ServeConfig, settings: &CheckpointSettings) {
     }
 }
 
+/// The background loops, the checkpointer and the witnessing, as started.
+type Started = (
+    Background,
+    Option<Arc<Checkpointer>>,
+    Option<Arc<Witnessing>>,
+);
+
 /// The loops that run beside the requests, and the checkpointer (one of them);
 /// none with `--null-store`.
-fn start_background(
-    config: &ServeConfig,
-    storage: &Storage,
-) -> Result<(Background, Option<Arc<Checkpointer>>), StartError> {
+fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, StartError> {
     let background = Background::default();
     if config.null_store {
-        return Ok((background, None));
+        return Ok((background, None, None));
     }
     let (reads, writer) = (&storage.reads, &storage.writer);
     let w = writer.clone();
@@ -353,7 +357,7 @@ fn start_background(
         });
     }
     let Some(settings) = &config.checkpoints else {
-        return Ok((background, None));
+        return Ok((background, None, None));
     };
     crate::storage::files::check_private(
         &settings.key_path,
@@ -369,17 +373,15 @@ fn start_background(
     let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
     let c = checkpointer.clone();
     background.spawn("checkpoints", |stop| c.run(stop));
+    let mut witnessing = None;
     if let Some(witnesses) = config.witnesses.clone() {
-        let witnessing = Witnessing::new(
-            witnesses,
-            reads.clone(),
-            writer.clone(),
-            settings.dir.clone(),
-        )
-        .map_err(StartError::Witnesses)?;
-        background.spawn("witnesses", |stop| witnessing.run(stop));
+        let dir = settings.dir.clone();
+        let w = Witnessing::new(witnesses, reads.clone(), writer.clone(), dir)
+            .map_err(StartError::Witnesses)?;
+        witnessing = Some(w.clone());
+        background.spawn("witnesses", |stop| w.run(stop));
     }
-    Ok((background, Some(checkpointer)))
+    Ok((background, Some(checkpointer), witnessing))
 }
 
 /// The `/metrics` registry: every part's metrics, registered once.
@@ -389,6 +391,7 @@ fn metrics_registry(
     writer: &WriterHandle,
     sender: Option<&ServiceSender>,
     proxy_log: Option<&ProxyLog>,
+    witnessing: Option<&Witnessing>,
 ) -> prometheus_client::registry::Registry {
     let mut registry = prometheus_client::registry::Registry::default();
     http.register(&mut registry);
@@ -400,6 +403,9 @@ fn metrics_registry(
     if let Some(log) = proxy_log {
         log.register(&mut registry);
     }
+    if let Some(w) = witnessing {
+        w.metrics().register(&mut registry);
+    }
     registry
 }
 
@@ -409,6 +415,7 @@ fn shared_state(
     storage: &Storage,
     checkpointer: Option<Arc<Checkpointer>>,
     sender: Option<&ServiceSender>,
+    witnessing: Option<&Witnessing>,
 ) -> SharedState {
     let Storage {
         reads,
@@ -431,6 +438,7 @@ fn shared_state(
         writer,
         sender,
         proxy_log.as_ref(),
+        witnessing,
     );
     SharedState {
         metrics: web::Data::new(Metrics {
@@ -631,7 +639,7 @@ impl Application {
         let tls = check_before_start(&config)?;
         let claimed = claim(&config)?;
         let storage = start_storage(&config)?;
-        let (background, checkpointer) = start_background(&config, &storage)?;
+        let (background, checkpointer, witnessing) = start_background(&config, &storage)?;
         let sender = config
             .upstream
             .clone()
@@ -645,7 +653,13 @@ impl Application {
                 } = &storage;
                 ServiceSender::spawn(settings, reads.clone(), writer.clone(), outbox_wake.clone())
             });
-        let state = shared_state(&config, &storage, checkpointer.clone(), sender.as_ref());
+        let state = shared_state(
+            &config,
+            &storage,
+            checkpointer.clone(),
+            sender.as_ref(),
+            witnessing.as_deref(),
+        );
         let server = http_server(&config, state, claimed.listener, tls)?;
         Ok(Self {
             server,

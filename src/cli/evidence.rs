@@ -34,15 +34,39 @@ pub enum EvidenceCommand {
         #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
         signing_key: Option<PathBuf>,
     },
-    /// Check a bundle offline: the checkpoint's signature, every body hash, entry
-    /// hash and inclusion proof. Exit 0 when intact, 1 naming the first failure.
+    /// Check a bundle, or an upload's tlog-proof, offline: the checkpoint's
+    /// signature (and with --witness or --policy, its cosignatures against the
+    /// quorum), every body hash, entry hash and inclusion proof. Exit 0 when
+    /// intact, 1 naming the first failure.
     Verify {
-        /// The bundle to check.
+        /// The bundle (JSON) or tlog-proof (text) to check.
         file: PathBuf,
         /// The log's verifier key to check against (default: the bundle's own,
         /// which proves only that the bundle is consistent with itself).
         #[arg(long, value_parser = crate::domain::checkpoint::parse_verifier_key)]
         vkey: Option<String>,
+        /// A witness's cosignature/v1 verifier key (repeatable): its cosignature
+        /// counts toward --quorum.
+        #[arg(long = "witness", value_name = "VKEY", conflicts_with = "policy")]
+        witnesses: Vec<String>,
+        /// How many of the --witness keys must have cosigned (default: all).
+        #[arg(long, requires = "witnesses", value_parser = clap::value_parser!(u32).range(1..))]
+        quorum: Option<u32>,
+        /// A C2SP tlog-policy file: the logs accepted, the witnesses known and the
+        /// quorum their cosignatures must meet.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Write upload ID's C2SP tlog-proof to FILE: its index, inclusion proof and
+    /// the latest checkpoint with its cosignatures (the entry hash as the extra
+    /// data, tying it to the raw body), for an auditor to keep.
+    Proof {
+        /// The upload.
+        #[arg(long = "upload")]
+        upload: i64,
+        /// The proof file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Accept that the database is not the history the signing key signed last
     /// (a restore from an older backup, or another database): the service signs
@@ -157,24 +181,82 @@ pub fn run(db: &Path, cmd: EvidenceCommand) -> Result<ExitCode, CliError> {
             out,
             signing_key,
         } => export(db, task, since, until, &out, signing_key),
-        EvidenceCommand::Verify { file, vkey } => {
-            let text =
-                std::fs::read(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
-            let bundle: Bundle = serde_json::from_slice(&text)
-                .map_err(|e| fail(format!("{}: not an evidence bundle: {e}", file.display())))?;
-            match evidence::verify_bundle(&bundle, vkey.as_deref()) {
-                Ok(summary) => {
-                    say!("{summary}")?;
-                    if vkey.is_none() {
-                        eprintln!("checked against the bundle's own key; pass --vkey with the log's key to pin it");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(failure) => {
-                    say!("evidence BROKEN: {failure}")?;
-                    Ok(ExitCode::from(1))
-                }
+        EvidenceCommand::Verify {
+            file,
+            vkey,
+            witnesses,
+            quorum,
+            policy,
+        } => verify(&file, vkey.as_deref(), witnesses, quorum, policy),
+        EvidenceCommand::Proof { upload, out } => {
+            let conn = open_existing(db)?;
+            let proof = crate::services::tlog_proof::for_upload(&conn, upload).map_err(fail)?;
+            crate::storage::files::replace(&out, proof.to_text().as_bytes())
+                .map_err(|e| fail(format!("{}: {e}", out.display())))?;
+            say!(
+                "wrote the tlog-proof of upload {upload} to {}",
+                out.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `evidence verify`: a bundle or a tlog-proof, with a policy if given.
+fn verify(
+    file: &Path,
+    vkey: Option<&str>,
+    witnesses: Vec<String>,
+    quorum: Option<u32>,
+    policy: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    use crate::domain::policy::Policy;
+    let policy = match (policy, witnesses.is_empty()) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            Some(Policy::parse(&text).map_err(|e| fail(format!("{}: {e}", path.display())))?)
+        }
+        (None, false) => {
+            let k = quorum.map_or(witnesses.len(), |q| q as usize);
+            if k > witnesses.len() {
+                return Err(fail(format!(
+                    "--quorum {k} is more than the {} --witness given",
+                    witnesses.len()
+                )));
             }
+            Some(
+                Policy::k_of(&witnesses, k)
+                    .map_err(|e| fail(e.replace("policy line", "--witness")))?,
+            )
+        }
+        (None, true) => None,
+    };
+    let text = std::fs::read(file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let checked = if text.starts_with(crate::domain::tlog_proof::HEADER.as_bytes()) {
+        let text =
+            String::from_utf8(text).map_err(|_| fail(format!("{}: not UTF-8", file.display())))?;
+        crate::services::tlog_proof::verify(&text, vkey, policy.as_ref())
+    } else {
+        let bundle: Bundle = serde_json::from_slice(&text).map_err(|e| {
+            fail(format!(
+                "{}: not an evidence bundle or a tlog-proof: {e}",
+                file.display()
+            ))
+        })?;
+        evidence::verify_bundle_with(&bundle, vkey, policy.as_ref())
+    };
+    match checked {
+        Ok(summary) => {
+            say!("{summary}")?;
+            if vkey.is_none() && policy.as_ref().is_none_or(|p| p.logs.is_empty()) {
+                eprintln!("checked against the bundle's own key; pass --vkey with the log's key to pin it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            say!("evidence BROKEN: {failure}")?;
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod cosignature;
 mod credential;
 mod delivery;
 pub mod fleet;
+pub mod policy;
 pub mod proxy;
 mod replay_filter;
 mod role;
@@ -15,6 +16,7 @@ pub mod signing;
 mod task_id;
 mod text;
 mod time;
+pub mod tlog_proof;
 pub mod upload_body;
 pub mod witness;
 

@@ -51,6 +51,7 @@ fn legacy_upload_path() {}
         routes::evidence::latest,
         routes::evidence::list,
         routes::evidence::inclusion,
+        routes::evidence::tlog_proof,
         routes::evidence::consistency,
         routes::evidence::log_checkpoint,
         routes::evidence::tile,

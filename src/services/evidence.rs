@@ -9,9 +9,11 @@ use signed_note::{Note, StandardVerifier, VerifierList};
 use tlog_tiles::{Checkpoint, Hash};
 
 use crate::domain::chain::entry_hash_of;
+use crate::domain::policy::Policy;
 use crate::domain::signing::sha256_hex;
 use crate::domain::{format_timestamp, Timestamp};
 use crate::storage::{checkpoints, ledger, tree, StorageError};
+use std::collections::BTreeSet;
 
 /// The `format` of an evidence bundle.
 pub const BUNDLE_FORMAT: &str = "sms-audit-evidence/1";
@@ -265,7 +267,7 @@ pub fn bundle(
         Bundle {
             format: BUNDLE_FORMAT.into(),
             vkey,
-            checkpoint: checkpoint.note,
+            checkpoint: crate::services::witnessing::cosigned_note(conn, &checkpoint.note, size)?,
             entries,
         },
         newer as u64,
@@ -284,6 +286,9 @@ pub enum BundleError {
     /// The bundle's checkpoint does not verify.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The checkpoint's cosignatures do not meet the policy's quorum.
+    #[error("witnesses: {0}")]
+    Witnesses(String),
     /// An entry that does not verify, and why.
     #[error("entry {id}: {why}")]
     Entry {
@@ -298,10 +303,30 @@ pub enum BundleError {
 /// bundle's own): the checkpoint's signature, then each entry's body hash, entry
 /// hash and inclusion proof. Returns a summary, or the first failure.
 pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, BundleError> {
+    verify_bundle_with(bundle, vkey, None)
+}
+
+/// As [`verify_bundle`], and with a policy, that the checkpoint's cosignatures
+/// meet its quorum (its log lines stand for `vkey` when none is given).
+pub fn verify_bundle_with(
+    bundle: &Bundle,
+    vkey: Option<&str>,
+    policy: Option<&Policy>,
+) -> Result<String, BundleError> {
     if bundle.format != BUNDLE_FORMAT {
         return Err(BundleError::Format(bundle.format.clone()));
     }
-    let checkpoint = signed_checkpoint(bundle, vkey.unwrap_or(&bundle.vkey))?;
+    let (checkpoint, witnessed) = match policy {
+        None => (
+            signed_checkpoint(bundle, vkey.unwrap_or(&bundle.vkey))?,
+            String::new(),
+        ),
+        Some(p) => {
+            let key = vkey.or((p.logs.is_empty()).then_some(bundle.vkey.as_str()));
+            let (checkpoint, _, witnessed) = checked_checkpoint(&bundle.checkpoint, key, Some(p))?;
+            (checkpoint, witnessed)
+        }
+    };
     let mut purged = 0;
     let mut previous: Option<i64> = None;
     for e in &bundle.entries {
@@ -324,7 +349,7 @@ pub fn verify_bundle(bundle: &Bundle, vkey: Option<&str>) -> Result<String, Bund
         String::new()
     };
     Ok(format!(
-        "evidence intact: {}{bodies}, each in the checkpoint of {} signed by {}; \
+        "evidence intact: {}{bodies}, each in the checkpoint of {} signed by {}{witnessed}; \
          this proves each entry is in the log, not that the log holds no other upload of the task \
          (an entry left out of a bundle goes unnoticed)",
         crate::domain::counted(bundle.entries.len() as u64, "entry"),
@@ -462,4 +487,73 @@ pub fn latest_two_consistent(conn: &Connection) -> Result<Option<(u64, u64, bool
         _ => false,
     };
     Ok(Some((from.tree_size, to.tree_size, holds)))
+}
+
+/// The names (in `policy`) of the witnesses whose valid cosignature `note` carries.
+pub fn cosigned_by(note: &str, policy: &Policy) -> BTreeSet<String> {
+    let Ok(parsed) = Note::from_bytes(note.as_bytes()) else {
+        return BTreeSet::new();
+    };
+    policy
+        .witnesses
+        .iter()
+        .filter(|(_, verifier)| {
+            parsed
+                .verify(&VerifierList::new(vec![Box::new((*verifier).clone())]))
+                .is_ok()
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The checkpoint, if the log key (`vkey`, else one of the policy's logs) signed
+/// it and the policy's quorum of witnesses cosigned it; with what the
+/// cosignatures came to, for the summary.
+pub fn checked_checkpoint(
+    note_text: &str,
+    vkey: Option<&str>,
+    policy: Option<&Policy>,
+) -> Result<(Checkpoint, String, String), BundleError> {
+    let bad = |what: String| BundleError::Checkpoint(what);
+    let note = Note::from_bytes(note_text.as_bytes())
+        .map_err(|e| bad(format!("not a signed note: {e}")))?;
+    let candidates: Vec<String> = match (vkey, policy) {
+        (Some(v), _) => vec![v.to_string()],
+        (None, Some(p)) if !p.logs.is_empty() => p.logs.clone(),
+        _ => {
+            return Err(BundleError::VerifierKey(
+                "give the log's verifier key (--vkey) or a policy with a log line".into(),
+            ))
+        }
+    };
+    let signer = candidates.iter().find(|v| {
+        StandardVerifier::new(v).is_ok_and(|verifier| {
+            note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+                .is_ok()
+        })
+    });
+    let Some(signer) = signer else {
+        return Err(bad(format!("not signed by {}", candidates.join(" or "))));
+    };
+    let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|e| bad(e.to_string()))?;
+    let witnessed = match policy {
+        None => String::new(),
+        Some(p) => {
+            let names = cosigned_by(note_text, p);
+            if !p.satisfied(&names) {
+                return Err(BundleError::Witnesses(format!(
+                    "the checkpoint's cosignatures do not meet the policy's quorum (valid cosignatures from: {})",
+                    if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") }
+                )));
+            }
+            match names.len() {
+                0 => ", no cosignature needed by the policy".to_string(),
+                n => format!(
+                    ", cosigned by {} meeting the policy's quorum",
+                    crate::domain::counted(n as u64, "witness")
+                ),
+            }
+        }
+    };
+    Ok((checkpoint, signer.clone(), witnessed))
 }

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod replay;
 pub mod retention;
 pub mod sessions;
+pub mod tlog_proof;
 pub mod upstream;
 pub mod verification;
 pub mod witness;

@@ -246,6 +246,16 @@ fn find_events(
             json!({"verification_id": v.id, "first_bad_id": v.first_bad_id, "problem": v.problem}),
         ));
     }
+    for w in crate::storage::witnesses::refused(conn)? {
+        let at = w.last_error_at.unwrap_or_default();
+        let why = w.last_error.unwrap_or_default();
+        events.push(event(
+            format!("witness-refused:{}:{at}", w.id),
+            "witness_refused",
+            format!("sms-audit: a witness refused a checkpoint: {why}"),
+            json!({"witness": w.vkey, "url": w.url, "error": why, "at": format_timestamp(at)}),
+        ));
+    }
     if let Some(since) = notifications::upstream_failing_since(conn)? {
         let failing = now_ms() - since;
         if failing > upstream_after.as_millis() as i64 {

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use signed_note::{Note, VerifierList};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +73,54 @@ pub enum Asked {
     Failed(String),
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct WitnessLabel {
+    witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct FailureLabels {
+    witness: String,
+    reason: &'static str,
+}
+
+/// Per witness: the size it cosigned last, and its failures by reason.
+#[derive(Default)]
+pub struct WitnessMetrics {
+    cosigned_size: Family<WitnessLabel, Gauge>,
+    failures: Family<FailureLabels, Counter>,
+}
+
+impl WitnessMetrics {
+    /// Adds them to `/metrics`.
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "sms_audit_witness_cosigned_size",
+            "The tree size each witness cosigned last",
+            self.cosigned_size.clone(),
+        );
+        r.register(
+            "sms_audit_witness_failures",
+            "Requests to a witness that did not end in a stored cosignature, by reason (unreachable, refused, http_error, bad_answer)",
+            self.failures.clone(),
+        );
+    }
+
+    fn set_size(&self, vkey: &str, size: u64) {
+        let witness = vkey.split('+').next().unwrap_or_default().to_string();
+        self.cosigned_size
+            .get_or_create(&WitnessLabel { witness })
+            .set(size as i64);
+    }
+
+    fn fail(&self, vkey: &str, reason: &'static str) {
+        let witness = vkey.split('+').next().unwrap_or_default().to_string();
+        self.failures
+            .get_or_create(&FailureLabels { witness, reason })
+            .inc();
+    }
+}
+
 /// The service's side of witnessing.
 pub struct Witnessing {
     settings: WitnessSettings,
@@ -81,6 +132,7 @@ pub struct Witnessing {
     backoff: Mutex<HashMap<i64, (u32, Instant)>>,
     /// Where checkpoint files go, rewritten with cosignatures.
     dir: Option<std::path::PathBuf>,
+    metrics: WitnessMetrics,
 }
 
 impl Witnessing {
@@ -104,12 +156,18 @@ impl Witnessing {
             wake: Notify::new(),
             backoff: Mutex::new(HashMap::new()),
             dir,
+            metrics: WitnessMetrics::default(),
         }))
     }
 
     /// A new checkpoint was stored: ask now.
     pub fn checkpoint_made(&self) {
         self.wake.notify_one();
+    }
+
+    /// Its metrics, for `/metrics`.
+    pub fn metrics(&self) -> &WitnessMetrics {
+        &self.metrics
     }
 
     /// The settings, for the API's "witnessed" views.
@@ -162,6 +220,10 @@ impl Witnessing {
         let Some(latest) = latest else {
             return Ok(vec![]);
         };
+        for row in &rows {
+            self.metrics
+                .set_size(&row.vkey, row.cosigned_size.unwrap_or(0));
+        }
         let now = Instant::now();
         let due: Vec<(WitnessRow, WitnessTarget)> = rows
             .into_iter()
@@ -313,11 +375,22 @@ impl Witnessing {
             return Asked::Failed(e.to_string());
         }
         self.backoff.lock().remove(&row.id);
+        self.metrics.set_size(&row.vkey, size);
         self.rewrite_files(latest).await;
         Asked::Cosigned(size)
     }
 
     async fn failed(&self, row: &WitnessRow, why: String, inconsistent: bool) -> Asked {
+        let reason = match (
+            inconsistent,
+            why.contains("no answer") || why.contains("broke off"),
+        ) {
+            (true, _) => "refused",
+            (false, true) => "unreachable",
+            (false, false) if why.contains(" answered ") => "http_error",
+            (false, false) => "bad_answer",
+        };
+        self.metrics.fail(&row.vkey, reason);
         let id = row.id;
         let error = why.clone();
         let _ = self

@@ -175,3 +175,15 @@ pub fn latest_witnessed(
         .optional()?;
     Ok(size.map(|s| s as u64))
 }
+
+/// The witnesses whose latest refusal was of a checkpoint as inconsistent.
+pub fn refused(conn: &Connection) -> Result<Vec<WitnessRow>, StorageError> {
+    if !super::has_table(conn, "witnesses")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM witnesses WHERE refused_inconsistent AND last_error_at IS NOT NULL"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

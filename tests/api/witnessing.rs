@@ -141,8 +141,113 @@ async fn two_witnesses_cosign_each_checkpoint_and_the_cosigned_note_is_served() 
             .len(),
         2
     );
+    let metrics = app.get("/metrics", &app.admin_token).await.text;
+    assert!(
+        metrics.contains("sms_audit_witness_cosigned_size{witness=\"witness-one.example/w\"} 6"),
+        "{metrics}"
+    );
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let audit = browser.get("/audit").await.text;
+    assert!(
+        audit.contains("id=\"witnesses\"") && audit.contains("witness-two.example/w"),
+        "{audit}"
+    );
+    assert!(audit.contains(">cosigning<"), "{audit}");
+    proofs_and_bundles_carry_the_cosignatures(&app, &log_vkey, &first.vkey, &second.vkey).await;
     first.handle.stop(true).await;
     second.handle.stop(true).await;
+}
+
+/// `evidence verify` of a tlog-proof and of a bundle, against witnesses given
+/// as keys or as a tlog-policy: the quorum holds or the check fails.
+async fn proofs_and_bundles_carry_the_cosignatures(
+    app: &TestApp,
+    log_vkey: &str,
+    w1: &str,
+    w2: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let proof = app
+        .get("/api/v1/uploads/2/tlog-proof", &app.admin_token)
+        .await;
+    assert_eq!(proof.status, 200, "{}", proof.text);
+    assert!(
+        proof.text.starts_with("c2sp.org/tlog-proof@v1\nextra "),
+        "{}",
+        proof.text
+    );
+    let proof_file = dir.path().join("upload-2.tlog-proof");
+    std::fs::write(&proof_file, &proof.text).unwrap();
+    let bundle = app
+        .get(
+            &format!("/api/v1/evidence?task_id={TASK}"),
+            &app.admin_token,
+        )
+        .await;
+    let bundle_file = dir.path().join("bundle.json");
+    std::fs::write(&bundle_file, &bundle.text).unwrap();
+    let stranger = sms_audit::domain::cosignature::WitnessKey::generate("stranger.example/w")
+        .unwrap()
+        .verifier_key();
+    let policy_file = dir.path().join("policy");
+    std::fs::write(
+        &policy_file,
+        format!("log {log_vkey}\nwitness one {w1}\nwitness two {w2}\nwitness three {stranger}\ngroup g 2 one two three\nquorum g\n"),
+    )
+    .unwrap();
+    let strict_file = dir.path().join("strict-policy");
+    std::fs::write(&strict_file, format!("log {log_vkey}\nwitness one {w1}\nwitness three {stranger}\ngroup g all one three\nquorum g\n")).unwrap();
+    let verify = |file: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["evidence", "verify", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = crate::helpers::run(&app.db_path, &args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for file in [&proof_file, &bundle_file] {
+        let (code, said) = verify(
+            file,
+            &["--vkey", log_vkey, "--witness", w1, "--witness", w2],
+        );
+        assert_eq!(code, Some(0), "{said}");
+        assert!(said.contains("cosigned by 2 witnesses"), "{said}");
+        let (code, said) = verify(file, &["--policy", policy_file.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{said}");
+        let (code, said) = verify(
+            file,
+            &["--vkey", log_vkey, "--witness", w1, "--witness", &stranger],
+        );
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("quorum"), "{said}");
+        let (code, _) = verify(
+            file,
+            &[
+                "--vkey",
+                log_vkey,
+                "--witness",
+                w1,
+                "--witness",
+                &stranger,
+                "--quorum",
+                "1",
+            ],
+        );
+        assert_eq!(code, Some(0));
+        let (code, said) = verify(file, &["--policy", strict_file.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{said}");
+    }
+    // A proof whose first inclusion hash was changed fails.
+    let mut lines: Vec<String> = proof.text.lines().map(str::to_string).collect();
+    let changed = format!("AA{}", &lines[3][2..]);
+    assert_ne!(changed, lines[3]);
+    lines[3] = changed;
+    let tampered = dir.path().join("tampered");
+    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+    let (code, said) = verify(&tampered, &["--vkey", log_vkey]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("inclusion proof"), "{said}");
 }
 
 #[tokio::test]
@@ -196,6 +301,11 @@ async fn a_witness_that_is_down_neither_blocks_ingest_nor_the_quorum() {
         .await
         .json();
     assert_eq!(list["checkpoints"][0]["witnesses"]["quorum"], 1);
+    let metrics = app.get("/metrics", &app.admin_token).await.text;
+    assert!(
+        metrics.contains("sms_audit_witness_failures_total{witness=\"witness-down.example/w\",reason=\"unreachable\"}"),
+        "{metrics}"
+    );
     up.handle.stop(true).await;
 }
 
@@ -347,6 +457,18 @@ async fn a_restore_from_an_older_backup_is_a_fork_until_accepted_and_witnesses_r
         })
         .await;
     assert!(refused && error.contains("fork"), "{error}");
+    let audit = app
+        .login(&app.admin_token)
+        .await
+        .ok()
+        .unwrap()
+        .get("/audit")
+        .await
+        .text;
+    assert!(
+        audit.contains("refused a checkpoint as inconsistent"),
+        "{audit}"
+    );
     w.handle.stop(true).await;
 }
 

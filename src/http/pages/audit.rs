@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::login::CsrfOnly;
 use super::{html, Nav, PageError};
-use crate::domain::now_ms;
+use crate::domain::{now_ms, Timestamp};
 use crate::http::extract::Query;
 use crate::http::extract::{CsrfForm, PageUser};
 use crate::services::evidence;
@@ -21,6 +21,7 @@ use crate::storage::rejections::RejectionCount;
 use crate::storage::rejections::RejectionFilter;
 use crate::storage::retention::{self, AdminEntry, DiskUse};
 use crate::storage::verifications::VerificationRecord;
+use crate::storage::witnesses::{self, WitnessRow};
 use crate::storage::writer::REJECTIONS_KEPT;
 use crate::storage::ReadPool;
 
@@ -56,6 +57,39 @@ struct AuditPage {
     consistency: Option<(u64, u64, bool)>,
     disk: DiskUse,
     admin_log: Vec<AdminEntry>,
+    /// The witnesses asked to cosign, and how many make a quorum.
+    witnesses: Vec<WitnessView>,
+    witness_quorum: usize,
+}
+
+/// A witness as the audit page shows it.
+struct WitnessView {
+    name: String,
+    url: String,
+    /// `good`, `same` or `bad`, and its words.
+    state: (&'static str, &'static str),
+    cosigned_size: Option<i64>,
+    cosigned_at: Option<Timestamp>,
+    last_error: String,
+}
+
+impl From<WitnessRow> for WitnessView {
+    fn from(w: WitnessRow) -> Self {
+        let state = match (w.refused_inconsistent, &w.last_error, w.cosigned_size) {
+            (true, _, _) => ("bad", "refused a checkpoint as inconsistent"),
+            (false, Some(_), _) => ("same", "failing, retried"),
+            (false, None, None) => ("same", "not asked yet"),
+            (false, None, Some(_)) => ("good", "cosigning"),
+        };
+        WitnessView {
+            name: w.vkey.split('+').next().unwrap_or_default().to_string(),
+            url: w.url,
+            state,
+            cosigned_size: w.cosigned_size.map(|s| s as i64),
+            cosigned_at: w.cosigned_at,
+            last_error: w.last_error.unwrap_or_default(),
+        }
+    }
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
@@ -83,6 +117,14 @@ pub async fn page(
         credential_name: non_empty(&query.credential),
     };
     let db = reads.path().to_path_buf();
+    let vkeys = evidence
+        .witnesses
+        .as_ref()
+        .map(|w| w.vkeys())
+        .unwrap_or_default();
+    let shown_witnesses = reads
+        .with_blocking(move |conn| witnesses::by_vkeys(conn, &vkeys))
+        .await?;
     let (overview, rejections, floods, checkpoints, consistency, (disk, admin_log)) = reads
         .with_blocking(move |conn| {
             Ok((
@@ -116,6 +158,8 @@ pub async fn page(
         consistency,
         disk,
         admin_log,
+        witnesses: shown_witnesses.into_iter().map(WitnessView::from).collect(),
+        witness_quorum: evidence.witnesses.as_ref().map_or(0, |w| w.quorum),
     }
     .render()?;
     Ok(html(body))

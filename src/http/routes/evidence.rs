@@ -19,6 +19,7 @@ use crate::storage::{checkpoints, tree, ReadPool};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/uploads/{id}/proof", inclusion))
+        .service(get_resource("/api/v1/uploads/{id}/tlog-proof", tlog_proof))
         .service(get_resource("/api/v1/checkpoints/consistency", consistency))
         .service(get_resource("/api/v1/checkpoints/latest", latest))
         .service(get_resource("/api/v1/checkpoints", list))
@@ -291,6 +292,29 @@ async fn inclusion(
         .with_blocking(move |conn| Ok(evidence::inclusion(conn, id, size)))
         .await??;
     Ok(HttpResponse::Ok().json(proof))
+}
+
+/// `GET /api/v1/uploads/{id}/tlog-proof`: C2SP tlog-proof@v1 text.
+#[utoipa::path(
+    get,
+    path = "/api/v1/uploads/{id}/tlog-proof",
+    tag = "api",
+    params(("id" = i64, Path, description = "the upload id")),
+    responses((status = 200, description = "The upload's C2SP tlog-proof@v1 (text/plain): index, inclusion proof and the latest checkpoint with its cosignatures; the entry hash as extra data"), ApiRefusals),
+    security(("token" = []), ("session" = []))
+)]
+async fn tlog_proof(
+    path: web::Path<i64>,
+    reads: web::Data<ReadPool>,
+    _: ApiReader,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let proof = reads
+        .with_blocking(move |conn| Ok(crate::services::tlog_proof::for_upload(conn, id)))
+        .await??;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(proof.to_text()))
 }
 
 #[derive(Deserialize)]
