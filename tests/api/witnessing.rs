@@ -499,3 +499,96 @@ async fn evidence_vkey_prints_the_logs_key_without_a_service() {
     let missing = crate::helpers::run(&elsewhere.path().join("none.db"), &["evidence", "vkey"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_witness_that_answers_garbage_or_hangs_is_recorded_and_never_counted() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key_path, log_vkey) = log_key(keys.path());
+    let good = witness("witness-good.example/w", &log_vkey).await;
+    let garbage = answering(false).await;
+    let hanging = answering(true).await;
+    let garbage_key =
+        sms_audit::domain::cosignature::WitnessKey::generate("garbage.example/w").unwrap();
+    let hanging_key =
+        sms_audit::domain::cosignature::WitnessKey::generate("hanging.example/w").unwrap();
+    let targets = vec![
+        target(&good.url, &good.vkey),
+        target(&garbage, &garbage_key.verifier_key()),
+        target(&hanging, &hanging_key.verifier_key()),
+    ];
+    let app = start_witnessed(targets, 1, key_path).await;
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        assert_eq!(
+            app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
+            200
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "uploads never wait for witnesses"
+    );
+    eventually("witnessed by the good witness", PATIENCE, || async {
+        let reply = app
+            .get("/api/v1/checkpoints/latest?witnessed=1", &app.admin_token)
+            .await;
+        (reply.status == 200 && reply.text.starts_with(&format!("{ORIGIN}\n4\n"))).then_some(())
+    })
+    .await;
+    let conn = app.write_conn();
+    let error_of = |url: String| {
+        let conn = &conn;
+        async move {
+            conn.query_row(
+                "SELECT last_error FROM witnesses WHERE url = ?1",
+                [&url],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+        }
+    };
+    let said = eventually("the garbage recorded", PATIENCE, || {
+        error_of(garbage.clone())
+    })
+    .await;
+    assert!(said.contains("without a valid cosignature"), "{said}");
+    let said = eventually("the hang recorded", PATIENCE, || error_of(hanging.clone())).await;
+    assert!(said.contains("no answer"), "{said}");
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM cosignatures", [], |r| r.get(0))
+        .unwrap();
+    let good_cosigned: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM cosignatures c JOIN witnesses w ON w.id = c.witness_id WHERE w.url = ?1",
+            [&good.url],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        stored, good_cosigned,
+        "only verified cosignatures are stored"
+    );
+    good.handle.stop(true).await;
+}
+
+/// A witness that is not one: it answers every request with 200 and lines that
+/// are no cosignature, or (`hang`) never answers. Returns its URL.
+async fn answering(hang: bool) -> String {
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().default_service(actix_web::web::to(move || async move {
+            if hang {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            actix_web::HttpResponse::Ok()
+                .body("\u{2014} garbage.example/w AAAA\nnot a cosignature\n")
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let url = format!("http://{}", server.addrs()[0]);
+    tokio::spawn(server.run());
+    url
+}
