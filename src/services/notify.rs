@@ -250,7 +250,12 @@ fn find_events(
         let at = w.last_error_at.unwrap_or_default();
         let why = w.last_error.unwrap_or_default();
         events.push(event(
-            format!("witness-refused:{}:{at}", w.id),
+            // One announcement per refusal, not per retry: keyed by what was refused.
+            format!(
+                "witness-refused:{}:{}",
+                w.id,
+                crate::domain::signing::sha256_hex(why.as_bytes())
+            ),
             "witness_refused",
             format!("sms-audit: a witness refused a checkpoint: {why}"),
             json!({"witness": w.vkey, "url": w.url, "error": why, "at": format_timestamp(at)}),

@@ -18,13 +18,13 @@ use crate::helpers::{body_with_problems, eventually, TestApp, PATIENCE, TASK};
 /// A webhook receiver: records each JSON body with the status it answered; the
 /// first `fail_first` requests get 500.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Self {
+    pub(crate) async fn start(fail_first: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks/sms-audit", listener.local_addr().unwrap());
         let got: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
@@ -73,7 +73,7 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    fn delivered(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn delivered(&self) -> Vec<serde_json::Value> {
         self.got
             .lock()
             .unwrap()

@@ -71,6 +71,7 @@ async fn start_witnessed(
         let checkpoints = c.checkpoints.as_mut().unwrap();
         checkpoints.interval = Duration::from_millis(150);
         checkpoints.origin = ORIGIN.into();
+        checkpoints.dir = Some(key.with_file_name("checkpoints"));
         checkpoints.key_path = key;
         c.witnesses = Some(WitnessSettings {
             targets,
@@ -84,6 +85,7 @@ async fn start_witnessed(
 #[tokio::test]
 async fn two_witnesses_cosign_each_checkpoint_and_the_cosigned_note_is_served() {
     let keys = tempfile::tempdir().unwrap();
+    let key_dir = keys.path().to_path_buf();
     let (key_path, log_vkey) = log_key(keys.path());
     let first = witness("witness-one.example/w", &log_vkey).await;
     let second = witness("witness-two.example/w", &log_vkey).await;
@@ -141,6 +143,14 @@ async fn two_witnesses_cosign_each_checkpoint_and_the_cosigned_note_is_served() 
             .len(),
         2
     );
+    // The checkpoint files carry the cosignatures too.
+    let latest_file = key_dir.join("checkpoints").join("latest");
+    eventually("the latest checkpoint file cosigned", PATIENCE, || async {
+        let text = std::fs::read_to_string(&latest_file).unwrap_or_default();
+        (text.starts_with(&format!("{ORIGIN}\n6\n")) && text.matches('\u{2014}').count() == 3)
+            .then_some(())
+    })
+    .await;
     let metrics = app.get("/metrics", &app.admin_token).await.text;
     assert!(
         metrics.contains("sms_audit_witness_cosigned_size{witness=\"witness-one.example/w\"} 6"),
@@ -376,7 +386,18 @@ async fn a_restore_from_an_older_backup_is_a_fork_until_accepted_and_witnesses_r
         "{}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    let app = stopped.start().await;
+    let receiver = crate::notify::Receiver::start(0).await;
+    let hook = receiver.url.clone();
+    let app = stopped
+        .start_with(move |c| {
+            c.notify = Some(sms_audit::services::notify::NotifySettings {
+                urls: vec![hook],
+                upstream_after: Duration::from_secs(600),
+                policy: sms_audit::services::outbox::RetryPolicy::DEFAULT,
+                timeout: Duration::from_secs(2),
+            })
+        })
+        .await;
     for _ in 0..2 {
         assert_eq!(
             app.upload(TASK, &app.admin_token, EXAMPLE).await.status,
@@ -468,6 +489,17 @@ async fn a_restore_from_an_older_backup_is_a_fork_until_accepted_and_witnesses_r
     assert!(
         audit.contains("refused a checkpoint as inconsistent"),
         "{audit}"
+    );
+    let announced = eventually("the refusal announced", PATIENCE, || async {
+        receiver
+            .delivered()
+            .into_iter()
+            .find(|n| n["kind"] == "witness_refused")
+    })
+    .await;
+    assert!(
+        announced["text"].as_str().unwrap().contains("fork"),
+        "{announced}"
     );
     w.handle.stop(true).await;
 }

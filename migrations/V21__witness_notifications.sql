@@ -1,0 +1,39 @@
+-- A witness refusing a checkpoint is announced too (`witness_refused`). SQLite
+-- cannot change a CHECK constraint: both notification tables are copied into
+-- tables that allow it (the child first dropped, so no foreign key is broken on
+-- the way; renaming rewrites the child's reference), and the index made again.
+CREATE TABLE notifications_v21 (
+    id          INTEGER PRIMARY KEY,
+    -- e.g. 'regressed:upload:123', 'delivery:45:dead', 'verification:7',
+    -- 'upstream-down:<failing since>', 'witness-refused:<witness id>:<why>'
+    event       TEXT    NOT NULL UNIQUE,
+    kind        TEXT    NOT NULL CHECK (kind IN ('regressed', 'delivery_failed',
+                    'delivery_dead', 'verification_broken', 'upstream_down', 'witness_refused')),
+    text        TEXT    NOT NULL,
+    -- The JSON object POSTed (has `text`).
+    payload     TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+INSERT INTO notifications_v21 SELECT * FROM notifications;
+
+CREATE TABLE notification_sends_v21 (
+    id               INTEGER PRIMARY KEY,
+    notification_id  INTEGER NOT NULL REFERENCES notifications_v21 (id),
+    url              TEXT    NOT NULL,
+    state            TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dead')),
+    created_at       INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    finished_at      INTEGER,
+    last_status      INTEGER,
+    last_error       TEXT,
+    UNIQUE (notification_id, url)
+);
+INSERT INTO notification_sends_v21 SELECT * FROM notification_sends;
+
+DROP TABLE notification_sends;
+DROP TABLE notifications;
+ALTER TABLE notifications_v21 RENAME TO notifications;
+ALTER TABLE notification_sends_v21 RENAME TO notification_sends;
+CREATE INDEX notification_sends_pending ON notification_sends (next_attempt_at)
+    WHERE state = 'pending';
