@@ -103,8 +103,36 @@ impl Witness {
         body: &[u8],
         now: u64,
     ) -> Result<String, Refusal> {
+        let signed = self.signed_request(body)?;
+        self.cosign(conn, signed, now)
+    }
+
+    /// The request, once its checkpoint is signed by a key trusted for its log:
+    /// everything that needs no database, so that it runs before the state is
+    /// locked.
+    pub fn signed_request(&self, body: &[u8]) -> Result<SignedRequest, Refusal> {
         let request = AddCheckpoint::parse(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
         let (note, checkpoint) = self.verified(&request.checkpoint)?;
+        Ok(SignedRequest {
+            request,
+            note,
+            checkpoint,
+        })
+    }
+
+    /// Checks a signed request against the state and cosigns it, in one
+    /// transaction.
+    pub fn cosign(
+        &self,
+        conn: &mut Connection,
+        signed: SignedRequest,
+        now: u64,
+    ) -> Result<String, Refusal> {
+        let SignedRequest {
+            request,
+            note,
+            checkpoint,
+        } = signed;
         let origin = checkpoint.origin().to_string();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last = store::latest(&tx, &origin)?;
@@ -170,6 +198,13 @@ impl Witness {
             Note::new(note.text(), &verified).map_err(|e| Refusal::Malformed(e.to_string()))?;
         Ok((note, checkpoint))
     }
+}
+
+/// An `add-checkpoint` request whose checkpoint a trusted log key signed.
+pub struct SignedRequest {
+    request: AddCheckpoint,
+    note: Note,
+    checkpoint: Checkpoint,
 }
 
 /// The signature lines of `name` in a note, each with its newline.
