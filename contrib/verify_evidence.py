@@ -34,14 +34,20 @@ def sha256(*parts):
     return h.digest()
 
 
-def check_note(note, vkey):
-    """Returns the note's text once a signature by vkey verifies."""
+def read_vkey(vkey, alg, not_that_kind):
+    """A signed-note verifier key of this type byte: (name, key id hex, type byte and key)."""
     name, key_id, key = vkey.split("+", 2)
     key = base64.b64decode(key)
-    if key[0] != 1 or len(key) != 33:
-        raise Broken("verifier key: not an Ed25519 key")
+    if key[0] != alg or len(key) != 33:
+        raise Broken(not_that_kind)
     if sha256(name.encode(), b"\n", key)[:4].hex() != key_id:
-        raise Broken("verifier key: its id does not match its name and key")
+        raise Broken(f"verifier key {vkey}: its id does not match its name and key")
+    return name, key_id, key
+
+
+def check_note(note, vkey):
+    """Returns the note's text once a signature by vkey verifies."""
+    name, key_id, key = read_vkey(vkey, 1, "verifier key: not an Ed25519 key")
     text, sep, sigs = note.partition("\n\n")
     if not sep:
         raise Broken("checkpoint: not a signed note")
@@ -62,12 +68,7 @@ def check_note(note, vkey):
 
 def cosigned(note, vkey):
     """Whether the note carries a valid cosignature/v1 of this witness key."""
-    name, key_id, key = vkey.split("+", 2)
-    key = base64.b64decode(key)
-    if key[0] != 4 or len(key) != 33:
-        raise Broken(f"witness key {vkey}: not an Ed25519 cosignature/v1 key (type 0x04)")
-    if sha256(name.encode(), b"\n", key)[:4].hex() != key_id:
-        raise Broken(f"witness key {vkey}: its id does not match its name and key")
+    name, key_id, key = read_vkey(vkey, 4, f"witness key {vkey}: not an Ed25519 cosignature/v1 key (type 0x04)")
     text, _, sigs = note.partition("\n\n")
     text += "\n"
     for line in sigs.splitlines():

@@ -203,11 +203,6 @@ impl Policy {
             None => false,
         }
     }
-
-    /// Whether the policy needs any cosignature at all.
-    pub fn needs_witnesses(&self) -> bool {
-        self.quorum.as_deref().is_some_and(|q| q != "none")
-    }
 }
 
 #[cfg(test)]
@@ -232,7 +227,6 @@ mod tests {
         assert!(policy.satisfied(&set(&["X1", "X3", "Y2"])));
         assert!(!policy.satisfied(&set(&["X1", "Y2"])), "one X is not two");
         assert!(!policy.satisfied(&set(&["X1", "X2", "X3"])), "no Y");
-        assert!(policy.needs_witnesses());
     }
 
     #[test]
@@ -263,7 +257,9 @@ mod tests {
             let e = Policy::parse(&text).unwrap_err();
             assert!(e.contains(says), "{text:?}: {e}");
         }
-        assert!(!Policy::parse("quorum none\n").unwrap().needs_witnesses());
+        assert!(Policy::parse("quorum none\n")
+            .unwrap()
+            .satisfied(&BTreeSet::new()));
         let two = Policy::k_of(&[a, vkey("b.example")], 2).unwrap();
         let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
         assert!(two.satisfied(&set(&["w0", "w1"])) && !two.satisfied(&set(&["w1"])));

@@ -85,28 +85,6 @@ impl Witness {
         })
     }
 
-    /// The witness's key.
-    pub fn key(&self) -> &WitnessKey {
-        &self.key
-    }
-
-    /// The logs it witnesses, by origin.
-    pub fn origins(&self) -> impl Iterator<Item = &str> {
-        self.logs.keys().map(String::as_str)
-    }
-
-    /// Answers an `add-checkpoint` request at `now` (POSIX seconds): the
-    /// cosignature line(s), each ending in a newline.
-    pub fn add_checkpoint(
-        &self,
-        conn: &mut Connection,
-        body: &[u8],
-        now: u64,
-    ) -> Result<String, Refusal> {
-        let signed = self.signed_request(body)?;
-        self.cosign(conn, signed, now)
-    }
-
     /// The request, once its checkpoint is signed by a key trusted for its log:
     /// everything that needs no database, so that it runs before the state is
     /// locked.

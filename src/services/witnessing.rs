@@ -1,5 +1,5 @@
 //! Asking witnesses (C2SP `tlog-witness`) to cosign the service's checkpoints:
-//! after each checkpoint, every configured witness gets `add-checkpoint` with
+//! within a second of each checkpoint, every configured witness gets `add-checkpoint` with
 //! the consistency proof from the size it cosigned last. Each returned
 //! cosignature is verified against the witness's key before it is stored. A
 //! witness that is down, slow or answers garbage is retried with the outbox's
@@ -14,7 +14,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use signed_note::{Note, VerifierList};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::cosignature::CosignatureVerifier;
@@ -127,7 +126,6 @@ pub struct Witnessing {
     reads: ReadPool,
     writer: WriterHandle,
     client: reqwest::Client,
-    wake: Notify,
     /// Per witness (by row id): failures in a row and when to try again.
     backoff: Mutex<HashMap<i64, (u32, Instant)>>,
     /// Where checkpoint files go, rewritten with cosignatures.
@@ -153,26 +151,15 @@ impl Witnessing {
             reads,
             writer,
             client,
-            wake: Notify::new(),
             backoff: Mutex::new(HashMap::new()),
             dir,
             metrics: WitnessMetrics::default(),
         }))
     }
 
-    /// A new checkpoint was stored: ask now.
-    pub fn checkpoint_made(&self) {
-        self.wake.notify_one();
-    }
-
     /// Its metrics, for `/metrics`.
     pub fn metrics(&self) -> &WitnessMetrics {
         &self.metrics
-    }
-
-    /// The settings, for the API's "witnessed" views.
-    pub fn settings(&self) -> &WitnessSettings {
-        &self.settings
     }
 
     /// Registers the configured witnesses in the database.
@@ -187,17 +174,16 @@ impl Witnessing {
         Ok(())
     }
 
-    /// Asks every due witness after each checkpoint and every second, until stopped.
+    /// Asks every due witness once a second (so within a second of each
+    /// checkpoint), until stopped.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         if let Err(e) = self.register().await {
             tracing::error!("witnesses not asked: {e}");
             return;
         }
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if super::background::pause(&stop, Duration::from_secs(1)).await {
+                return;
             }
             if let Err(e) = self.round().await {
                 tracing::warn!("witnesses not asked: {e}");

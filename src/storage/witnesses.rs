@@ -109,19 +109,6 @@ pub fn record_failure(
     Ok(())
 }
 
-/// Corrects the size a witness says it cosigned last (its 409).
-pub fn set_cosigned_size(
-    conn: &Connection,
-    witness_id: i64,
-    size: u64,
-) -> Result<(), rusqlite::Error> {
-    conn.execute(
-        "UPDATE witnesses SET cosigned_size = ?2 WHERE id = ?1",
-        params![witness_id, size as i64],
-    )?;
-    Ok(())
-}
-
 /// A checkpoint's cosignature as the API lists it.
 #[derive(Debug, Clone)]
 pub struct CosignatureRow {

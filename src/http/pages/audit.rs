@@ -122,10 +122,14 @@ pub async fn page(
         .as_ref()
         .map(|w| w.vkeys())
         .unwrap_or_default();
-    let shown_witnesses = reads
-        .with_blocking(move |conn| witnesses::by_vkeys(conn, &vkeys))
-        .await?;
-    let (overview, rejections, floods, checkpoints, consistency, (disk, admin_log)) = reads
+    let (
+        overview,
+        rejections,
+        floods,
+        checkpoints,
+        consistency,
+        (disk, admin_log, shown_witnesses),
+    ) = reads
         .with_blocking(move |conn| {
             Ok((
                 overview::overview(conn)?,
@@ -136,6 +140,7 @@ pub async fn page(
                 (
                     retention::disk_use(conn, &db)?,
                     retention::recent(conn, ADMIN_LOG_SHOWN)?,
+                    witnesses::by_vkeys(conn, &vkeys)?,
                 ),
             ))
         })
