@@ -784,10 +784,11 @@ async fn bodies_of_unknown_callers_are_never_read_into_memory() {
         (peak - at_start) >> 20
     );
     // A debug build starts at about 50 MiB (its code is larger and slower); the
-    // shipped build must stay under 100 MiB (CI runs this test against it).
+    // shipped build must stay under 100 MB (CI runs this test against it; it
+    // peaks near 58 MiB).
     if TestApp::binary_is_optimized() {
         assert!(
-            peak < 100 * 1024 * 1024,
+            peak < 100_000_000,
             "peak RSS {} MiB under 150 unauthenticated 10 MiB bodies",
             peak >> 20
         );
