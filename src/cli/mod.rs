@@ -20,6 +20,7 @@ mod dev;
 mod evidence;
 mod export;
 mod purge;
+mod reconcile;
 mod replay;
 mod restore;
 mod serve;
@@ -137,6 +138,11 @@ pub enum Command {
     /// Send stored uploads to SMS again (after an outage, or to another region or
     /// account). Credentials come from the environment as for `serve`.
     Replay(replay::ReplayArgs),
+    /// Read tasks' results back from SMS and match them with the uploads here:
+    /// each task matches, or SMS misses uploads delivered from here, holds rounds
+    /// no upload matches (foreign), or holds other counts (differs). Exit 0 all
+    /// match, 1 a task does not, 3 SMS stopped the run or a task was not checked.
+    Reconcile(reconcile::ReconcileArgs),
     /// The configuration file: check it.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -317,6 +323,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Evidence(cmd) => evidence::run(&cli.db, cmd),
         Command::Witness(cmd) => witness::run(&cli.db, cmd).await,
         Command::Replay(args) => replay::run(&cli.db, args).await,
+        Command::Reconcile(args) => reconcile::run(&cli.db, args).await,
         Command::Tls(cmd) => tls::run(cmd),
         Command::Completions(args) => shell::completions(args),
         Command::Config(config::ConfigCommand::Check) => config::check(

@@ -138,6 +138,18 @@ impl CheckpointKey {
     }
 }
 
+impl CheckpointKey {
+    /// `text` (lines ending in newlines) as a signed note of this key: how other
+    /// evidence (a reconciliation's summary) is signed by the log.
+    pub fn sign_note(&self, text: &str) -> Result<String, KeyError> {
+        let mut note =
+            Note::new(text.as_bytes(), &[]).map_err(|e| KeyError::Signing(e.to_string()))?;
+        note.add_sigs(&[&self.signer])
+            .map_err(|e| KeyError::Signing(e.to_string()))?;
+        String::from_utf8(note.to_bytes()).map_err(|e| KeyError::Signing(e.to_string()))
+    }
+}
+
 /// A verifier key as a flag takes it (`--vkey`): checked when the command line
 /// is read, so that a malformed key is a usage error, never a "broken" verdict.
 pub fn parse_verifier_key(text: &str) -> Result<String, String> {

@@ -10,6 +10,7 @@ mod delivery;
 pub mod fleet;
 pub mod policy;
 pub mod proxy;
+pub mod reconcile;
 mod replay_filter;
 mod role;
 pub mod signing;

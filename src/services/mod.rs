@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod notify;
 pub mod outbox;
 pub mod proxy;
+pub mod reconcile;
 pub mod replay;
 pub mod retention;
 pub mod sessions;

@@ -304,6 +304,23 @@ async fn read_capped(
     Ok(body)
 }
 
+/// The most bytes of one task's results read back from SMS (10,000 rounds of 30
+/// directories are about 6 MiB).
+pub const ANSWER_READ_LIMIT: usize = 16 * 1024 * 1024;
+
+/// SMS's answer to reading a task's results back.
+#[derive(Debug, Clone)]
+pub struct SmsReadBack {
+    /// Its HTTP status.
+    pub status: u16,
+    /// Its body, byte for byte.
+    pub body: Vec<u8>,
+    /// The `error_code` of an error answer.
+    pub error_code: Option<String>,
+    /// How long SMS asked to wait (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
 /// The most bytes of one task-list page read (100 tasks are far less).
 const TASK_LIST_READ_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -419,6 +436,43 @@ impl Upstream {
             request = request.header(name, value);
         }
         request
+    }
+
+    /// A task's results as SMS holds them (`GET .../consistency-result`, the
+    /// SDK's `ShowConsistencyResult`), signed as forwarding signs: SMS's status,
+    /// its answer (at most `ANSWER_READ_LIMIT` bytes; longer is an error) and its
+    /// `Retry-After`.
+    pub async fn consistency_results(&self, task_id: &str) -> Result<SmsReadBack, String> {
+        let url = self.url_for(task_id);
+        let response = self
+            .signed(reqwest::Method::GET, &url, Vec::new(), b"")
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = read_capped(response, ANSWER_READ_LIMIT + 1)
+            .await
+            .map_err(|e| describe(&e))?;
+        if body.len() > ANSWER_READ_LIMIT {
+            return Err(format!(
+                "SMS's answer is longer than {}",
+                crate::domain::counted(ANSWER_READ_LIMIT as u64, "byte")
+            ));
+        }
+        let error_code = serde_json::from_slice::<SmsErrorBody>(&body)
+            .ok()
+            .and_then(|e| e.error_code);
+        Ok(SmsReadBack {
+            status,
+            body,
+            error_code,
+            retry_after,
+        })
     }
 
     /// The consistency-result URL of a task.

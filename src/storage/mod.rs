@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod overview;
 pub mod proxy_log;
+pub mod reconciliation;
 pub mod rejections;
 pub mod replays;
 pub mod retention;

@@ -66,6 +66,9 @@ struct State {
     received: Vec<Captured>,
     /// What `GET /v3/tasks` lists (paged by `limit` and `offset`).
     tasks: Vec<serde_json::Value>,
+    /// Each task's verification rounds, as SMS keeps them: an accepted POST
+    /// appends one; `GET .../consistency-result` lists them.
+    rounds: HashMap<String, Vec<serde_json::Value>>,
 }
 
 #[derive(Clone)]
@@ -120,6 +123,29 @@ impl FakeUpstream {
     /// The tasks `GET /v3/tasks` lists, as SMS's `ListTasks` does.
     pub fn set_tasks(&self, tasks: Vec<serde_json::Value>) {
         self.state.lock().unwrap().tasks = tasks;
+    }
+
+    /// A round SMS holds for `task` that no agent sent through sms-audit.
+    pub fn seed_round(&self, task: &str, round: serde_json::Value) {
+        let mut s = self.state.lock().unwrap();
+        s.rounds.entry(task.to_string()).or_default().push(round);
+    }
+
+    /// SMS loses `task`'s round at `index`.
+    pub fn lose_round(&self, task: &str, index: usize) -> serde_json::Value {
+        self.state
+            .lock()
+            .unwrap()
+            .rounds
+            .get_mut(task)
+            .unwrap()
+            .remove(index)
+    }
+
+    /// `task`'s rounds, as `GET .../consistency-result` lists them.
+    pub fn rounds(&self, task: &str) -> Vec<serde_json::Value> {
+        let s = self.state.lock().unwrap();
+        s.rounds.get(task).cloned().unwrap_or_default()
     }
 
     /// The answer after the script (200 when unset).
@@ -210,6 +236,7 @@ async fn answer(
         } else {
             Answer::ApiError(401, "APIGW.0301")
         };
+        let answer = results(&mut s, &method, &path, &body, answer);
         s.received.push(Captured {
             method,
             path,
@@ -252,6 +279,60 @@ fn signed(
             signing::check_date(&request, chrono::Utc::now()).is_ok()
                 && signing::verify(&auth, &request, SK).is_ok()
         })
+}
+
+/// What SMS does with a task's results when it answers 200: a POST appends a
+/// round (its `finished_time` the body's, or now in milliseconds; `check_result`
+/// `success` without problems, `failed` with); a GET lists the rounds, and a task
+/// SMS never heard of is 404.
+fn results(s: &mut State, method: &str, path: &str, body: &[u8], answer: Answer) -> Answer {
+    let Some(task) = path
+        .strip_prefix("/v3/tasks/")
+        .and_then(|p| p.strip_suffix("/consistency-result"))
+    else {
+        return answer;
+    };
+    if !matches!(answer, Answer::Ok) {
+        return answer;
+    }
+    if method == "POST" {
+        let Ok(sent) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Answer::ApiError(400, "SMS.9001");
+        };
+        let dirs = sent["consistency_result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let problems = dirs.iter().any(|d| {
+            [
+                "num_different_files",
+                "num_target_miss_files",
+                "num_target_more_files",
+            ]
+            .iter()
+            .any(|k| d[*k].as_u64().unwrap_or(0) > 0)
+        });
+        let finished = sent["finished_time"]
+            .as_i64()
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        s.rounds
+            .entry(task.to_string())
+            .or_default()
+            .push(serde_json::json!({
+                "finished_time": finished,
+                "check_result": if problems { "failed" } else { "success" },
+                "consistency_result": dirs,
+            }));
+        return answer;
+    }
+    match s.rounds.get(task) {
+        Some(rounds) => Answer::Custom(
+            200,
+            serde_json::json!({"task_id": task, "result_list": rounds}).to_string(),
+            Vec::new(),
+        ),
+        None => Answer::ApiError(404, "SMS.6503"),
+    }
 }
 
 /// `GET /v3/tasks?limit=&offset=` as SMS's `ListTasks` answers it.

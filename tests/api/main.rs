@@ -20,6 +20,7 @@ mod openapi;
 mod pages;
 mod proxy;
 mod read_api;
+mod reconcile;
 mod replay;
 mod retention;
 mod secrets;

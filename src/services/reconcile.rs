@@ -1,0 +1,359 @@
+//! Reconciliation with SMS: read each task's results back from SMS (paced, signed
+//! as forwarding signs), match them with the ledger, store each task's outcome
+//! with SMS's answer, and sign the finished run's summary with the log's key.
+//! A run that SMS fails mid-way stops as `partial`; resuming checks the rest.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures_util::StreamExt;
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use crate::domain::checkpoint::CheckpointKey;
+use crate::domain::reconcile::{self, finished_time_ms, TaskFindings, Verdict};
+use crate::domain::{format_timestamp, now_ms};
+use crate::services::upstream::{SmsReadBack, Upstream};
+use crate::storage::reconciliation::{self as store, Run, RunState, TaskOutcome};
+use crate::storage::StorageError;
+
+/// How a run reads SMS.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most tasks read per second (`--rate`).
+    pub rate: NonZeroU32,
+    /// Reads at the same time (each still waits for its turn of the rate).
+    pub concurrency: usize,
+    /// How far SMS's `finished_time` may lie from the delivery of an upload that
+    /// sent none of its own.
+    pub tolerance: Duration,
+    /// Tries per task before SMS counts as failing (429, 5xx, no answer).
+    pub tries: u32,
+    /// The wait before the second try (doubled each time; `Retry-After` wins).
+    pub backoff: Duration,
+}
+
+impl Settings {
+    /// `--rate`'s default: 10 tasks a second, so 10,000 tasks take 17 minutes.
+    pub const DEFAULT_RATE: NonZeroU32 = NonZeroU32::new(10).unwrap();
+    /// The default tolerance between a delivery and SMS's clock.
+    pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rate: Self::DEFAULT_RATE,
+            concurrency: 4,
+            tolerance: Self::DEFAULT_TOLERANCE,
+            tries: 3,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Start times one every `1/rate` seconds: each read waits for its slot, so a
+/// fleet is read evenly over time, never in a burst.
+#[derive(Debug)]
+pub struct Pacer {
+    interval: Duration,
+    next: parking_lot::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// A pacer for `rate` starts a second.
+    pub fn new(rate: NonZeroU32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / rate.get(),
+            next: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The start time of the next read asked for at `now`.
+    pub fn slot(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        let mut next = self.next.lock();
+        let slot = next.map_or(now, |n| n.max(now));
+        *next = Some(slot + self.interval);
+        slot
+    }
+
+    /// Waits for the next slot.
+    pub async fn wait(&self) {
+        let slot = self.slot(tokio::time::Instant::now());
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The summary could not be signed.
+    #[error("signing the summary: {0}")]
+    Signing(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Every task in scope has its outcome; the summary is signed.
+    Finished,
+    /// SMS failed: the run stopped here (`--resume` goes on).
+    Partial(String),
+}
+
+/// What one read of SMS came to.
+enum Read {
+    /// An outcome to store.
+    Outcome(Box<TaskOutcome>),
+    /// SMS is failing or refusing the service: stop the run.
+    Stop(String),
+}
+
+/// A run against one SMS endpoint.
+pub struct Reconciler<'a> {
+    /// The database (this process's own connection).
+    pub conn: &'a Connection,
+    /// SMS.
+    pub upstream: Upstream,
+    /// Pace and patience.
+    pub settings: Settings,
+    /// The log's key, which signs finished runs' summaries.
+    pub key: CheckpointKey,
+}
+
+impl Reconciler<'_> {
+    /// Checks every task of `run` not checked yet; `each` sees each outcome as
+    /// it is stored.
+    pub async fn go(
+        &self,
+        run: &Run,
+        mut each: impl FnMut(&TaskOutcome),
+    ) -> Result<Ended, ReconcileError> {
+        let tasks = store::tasks_to_check(self.conn, run.id, &run.scope)?;
+        let pacer = Pacer::new(self.settings.rate);
+        let mut reads = futures_util::stream::iter(tasks)
+            .map(|task| {
+                let pacer = &pacer;
+                async move {
+                    pacer.wait().await;
+                    let answer = self.read(&task).await;
+                    (task, answer)
+                }
+            })
+            .buffered(self.settings.concurrency.max(1));
+        while let Some((task, answer)) = reads.next().await {
+            match self.judge(run, &task, answer)? {
+                Read::Outcome(outcome) => {
+                    store::record_task(self.conn, run.id, &outcome)?;
+                    each(&outcome);
+                }
+                Read::Stop(why) => {
+                    let why = format!("stopped at task {task}: {why}");
+                    store::end_run(
+                        self.conn,
+                        run.id,
+                        RunState::Partial,
+                        Some(&why),
+                        None,
+                        now_ms(),
+                    )?;
+                    return Ok(Ended::Partial(why));
+                }
+            }
+        }
+        let note = self.summary(run)?;
+        store::end_run(
+            self.conn,
+            run.id,
+            RunState::Finished,
+            None,
+            Some(&note),
+            now_ms(),
+        )?;
+        Ok(Ended::Finished)
+    }
+
+    /// SMS's answer for `task`, tried again on 429, 5xx and no answer.
+    async fn read(&self, task: &str) -> Result<SmsReadBack, String> {
+        let mut wait = self.settings.backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let answer = self.upstream.consistency_results(task).await;
+            let retry = match &answer {
+                Ok(a) if a.status == 429 || a.status >= 500 => a.retry_after.or(Some(wait)),
+                Ok(_) => None,
+                Err(_) => Some(wait),
+            };
+            match retry {
+                Some(delay) if tries < self.settings.tries => {
+                    tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
+                    wait *= 2;
+                }
+                _ => return answer,
+            }
+        }
+    }
+
+    /// What SMS's answer for `task` means.
+    fn judge(
+        &self,
+        run: &Run,
+        task: &str,
+        answer: Result<SmsReadBack, String>,
+    ) -> Result<Read, ReconcileError> {
+        let answer = match answer {
+            Err(e) => return Ok(Read::Stop(format!("SMS did not answer: {e}"))),
+            Ok(a) => a,
+        };
+        let code = answer.error_code.as_deref().unwrap_or("");
+        let status = answer.status;
+        if status == 401 || status == 403 {
+            return Ok(Read::Stop(format!(
+                "SMS refused the service's credentials: {status} {code}"
+            )));
+        }
+        if status == 429 || status >= 500 {
+            return Ok(Read::Stop(format!("SMS is failing: {status} {code}")));
+        }
+        let mut outcome = TaskOutcome {
+            task_id: task.to_string(),
+            verdict: Verdict::NotChecked,
+            reason: None,
+            checked_at: now_ms(),
+            http_status: Some(status),
+            answer_sha256: Some(hex::encode(Sha256::digest(&answer.body))),
+            answer: Some(answer.body),
+            findings: TaskFindings::default(),
+        };
+        if !(200..300).contains(&status) {
+            outcome.reason = Some(if status == 404 {
+                format!("task unknown to SMS ({status} {code})")
+            } else {
+                format!("SMS refused the read ({status} {code})")
+            });
+            return Ok(Read::Outcome(Box::new(outcome)));
+        }
+        let rounds = match reconcile::parse_answer(outcome.answer.as_deref().unwrap_or_default()) {
+            Ok(rounds) => rounds,
+            Err(e) => {
+                outcome.reason = Some(e.to_string());
+                return Ok(Read::Outcome(Box::new(outcome)));
+            }
+        };
+        let tolerance = self.settings.tolerance.as_millis() as i64;
+        // Rounds before `--since` are left out, as the uploads before it are.
+        let in_scope: Vec<usize> = (0..rounds.len())
+            .filter(|&i| match (run.scope.since, rounds[i].finished_time) {
+                (Some(since), Some(t)) => finished_time_ms(t) >= since - tolerance,
+                _ => true,
+            })
+            .collect();
+        let kept: Vec<_> = in_scope.iter().map(|&i| rounds[i].clone()).collect();
+        let uploads = store::task_uploads(
+            self.conn,
+            task,
+            run.scope.since,
+            run.ledger_size,
+            &run.target,
+        )?;
+        let mut findings = reconcile::match_task(&kept, &uploads, tolerance);
+        // Round indexes name SMS's own list, as stored.
+        findings
+            .matched
+            .iter_mut()
+            .for_each(|m| m.0 = in_scope[m.0]);
+        findings
+            .differs
+            .iter_mut()
+            .for_each(|d| d.0 = in_scope[d.0]);
+        findings.foreign.iter_mut().for_each(|f| *f = in_scope[*f]);
+        outcome.verdict = findings.verdict();
+        outcome.findings = findings;
+        Ok(Read::Outcome(Box::new(outcome)))
+    }
+
+    /// The finished run's summary, signed by the log's key.
+    fn summary(&self, run: &Run) -> Result<String, ReconcileError> {
+        let text = summary_text(self.conn, run, self.key.origin(), now_ms())?;
+        self.key
+            .sign_note(&text)
+            .map_err(|e| ReconcileError::Signing(e.to_string()))
+    }
+}
+
+/// The first line of every reconciliation summary.
+pub const SUMMARY_HEADER: &str = "sms-audit reconciliation v1";
+
+/// The text a finished run's signed note carries (docs/reconciliation.md).
+pub fn summary_text(
+    conn: &Connection,
+    run: &Run,
+    origin: &str,
+    finished_at: i64,
+) -> Result<String, StorageError> {
+    let counts = store::verdict_counts(conn, run.id)?;
+    let tasks: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut text = format!(
+        "{SUMMARY_HEADER}\norigin {origin}\nrun {}\ntarget {}\nstarted {}\nfinished {}\nledger-size {}\nsince {}\ntasks {tasks}\n",
+        run.id,
+        run.target,
+        format_timestamp(run.started_at),
+        format_timestamp(finished_at),
+        run.ledger_size,
+        run.scope.since.map_or("-".into(), format_timestamp),
+    );
+    for (verdict, n) in counts {
+        text.push_str(&format!("{verdict} {n}\n"));
+    }
+    text.push_str(&format!(
+        "answers-sha256 {}\n",
+        store::answers_digest(conn, run.id)?
+    ));
+    Ok(text)
+}
+
+/// A round's `finished_time` for people: RFC 3339 when it reads as a time.
+pub fn show_finished_time(t: Option<i64>) -> String {
+    match t {
+        None => "no finished_time".into(),
+        Some(t) => Utc
+            .timestamp_millis_opt(finished_time_ms(t))
+            .single()
+            .map_or_else(|| t.to_string(), |_| format_timestamp(finished_time_ms(t))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_thousand_tasks_at_fifty_a_second_span_two_hundred_seconds() {
+        let pacer = Pacer::new(NonZeroU32::new(50).unwrap());
+        let start = tokio::time::Instant::now();
+        // Every read asked for at once, as a run's reads are.
+        let slots: Vec<_> = (0..10_000).map(|_| pacer.slot(start)).collect();
+        let span = *slots.last().unwrap() - start;
+        assert!(span >= Duration::from_millis(199_980), "{span:?}");
+        assert!(span < Duration::from_secs(201), "{span:?}");
+        // Never two in the same 20 ms.
+        assert!(slots
+            .windows(2)
+            .all(|w| w[1] - w[0] == Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn a_late_asker_is_not_sent_into_the_past() {
+        let pacer = Pacer::new(NonZeroU32::new(10).unwrap());
+        let start = tokio::time::Instant::now();
+        assert_eq!(pacer.slot(start), start);
+        let later = start + Duration::from_secs(5);
+        assert_eq!(pacer.slot(later), later);
+        assert_eq!(pacer.slot(later), later + Duration::from_millis(100));
+    }
+}

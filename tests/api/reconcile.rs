@@ -1,0 +1,237 @@
+//! `reconcile`: what SMS holds against what the agents sent, read back from the
+//! stand-in SMS, which keeps each task's rounds as SMS does.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use sms_audit::domain::Role;
+
+use crate::fake_upstream::{command_for, output, Answer, FakeUpstream};
+use crate::forwarding::forwarding_app;
+use crate::helpers::{eventually, TestApp, EXAMPLE, PATIENCE};
+
+/// Uploads the example to each task and waits until SMS accepted each.
+async fn delivered_uploads(app: &TestApp, fake: &FakeUpstream, tasks: &[&str]) {
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    for task in tasks {
+        assert_eq!(app.upload(task, &agent.token, EXAMPLE).await.status, 200);
+    }
+    fake.wait_for("every upload delivered", |r| r.len() >= tasks.len())
+        .await;
+    let conn = app.write_conn();
+    eventually("the deliveries recorded", PATIENCE, || {
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        std::future::ready((n as usize == tasks.len()).then_some(()))
+    })
+    .await;
+}
+
+async fn reconcile(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["reconcile"];
+    all.extend_from_slice(args);
+    output(command_for(fake, &app.db_path, &all)).await
+}
+
+fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == id)
+        .unwrap_or_else(|| panic!("{id} in {report:#}"))
+}
+
+#[tokio::test]
+async fn each_verdict_is_found_and_the_summary_is_signed_by_the_log() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    let tasks = ["t-match", "t-missing", "t-foreign", "t-differs"];
+    delivered_uploads(&app, &fake, &tasks).await;
+    assert_eq!(
+        fake.rounds("t-match").len(),
+        1,
+        "SMS keeps each accepted POST"
+    );
+    // SMS lost one, holds one more that nobody sent here, and holds other counts
+    // for one.
+    fake.lose_round("t-missing", 0);
+    let foreign = json!({"finished_time": 1_900_000_000_000i64, "check_result": "success",
+        "consistency_result": [{"dir_check": "/etc", "num_total_files": 7,
+        "num_different_files": 0, "num_target_miss_files": 0, "num_target_more_files": 0}]});
+    fake.seed_round("t-foreign", foreign);
+    let mut changed = fake.lose_round("t-differs", 0);
+    changed["consistency_result"][1]["num_different_files"] = json!(99);
+    fake.seed_round("t-differs", changed);
+
+    let (code, out) = reconcile(&app, &fake, &["--json"]).await;
+    assert_eq!(code, 1, "a task does not match: {out}");
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(report["state"], "finished", "{report:#}");
+    assert_eq!(
+        report["counts"],
+        json!({"match": 1, "missing-in-sms": 1, "foreign": 1, "differs": 1, "not-checked": 0})
+    );
+    assert_eq!(
+        task(&report, "t-match")["findings"]["matched"],
+        json!([[0, 1]])
+    );
+    assert_eq!(
+        task(&report, "t-missing")["findings"]["missing_in_sms"],
+        json!([2])
+    );
+    assert_eq!(
+        task(&report, "t-foreign")["findings"]["foreign"],
+        json!([1])
+    );
+    assert_eq!(
+        task(&report, "t-differs")["findings"]["differs"],
+        json!([[0, 4]])
+    );
+
+    // Every read reached SMS signed with the service's own key pair.
+    let reads: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|c| c.method == "GET")
+        .collect();
+    assert_eq!(reads.len(), 4);
+    assert!(reads.iter().all(|c| c.signature_ok && c.body.is_empty()));
+
+    // SMS's answers are kept byte for byte, with their hashes.
+    let conn = app.write_conn();
+    let (answer, hash): (Vec<u8>, String) = conn
+        .query_row(
+            "SELECT answer, answer_sha256 FROM reconciliation_tasks WHERE task_id = 't-foreign'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(hash, hex::encode(Sha256::digest(&answer)));
+    let held: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(held["result_list"].as_array().unwrap().len(), 2);
+
+    // The summary is a note signed by the log's key, with the counts.
+    let note = report["summary_note"].as_str().unwrap();
+    let key_text =
+        std::fs::read_to_string(format!("{}.signing-key", app.db_path.display())).unwrap();
+    let origin = sms_audit::services::checkpoints::default_origin();
+    let key = sms_audit::domain::checkpoint::CheckpointKey::parse(&key_text, &origin).unwrap();
+    let verifier = signed_note::StandardVerifier::new(&key.verifier_key()).unwrap();
+    signed_note::Note::from_bytes(note.as_bytes())
+        .unwrap()
+        .verify(&signed_note::VerifierList::new(vec![Box::new(verifier)]))
+        .expect("signed by the log");
+    for line in [
+        "sms-audit reconciliation v1\n",
+        "differs 1\n",
+        "foreign 1\n",
+        "tasks 4\n",
+    ] {
+        assert!(note.contains(line), "{line:?} in {note}");
+    }
+
+    // In words: each task that does not match, with what SMS holds.
+    let (code, out) = reconcile(&app, &fake, &["--task", "t-foreign", "--task", "t-match"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("foreign        t-foreign"), "{out}");
+    assert!(out.contains("/etc 7/0/0/0"), "{out}");
+    assert!(
+        !out.contains("t-match\n"),
+        "matching tasks are not listed: {out}"
+    );
+    assert!(
+        out.contains("2 tasks: 1 match, 0 missing-in-sms, 1 foreign"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_unknown_to_sms_is_not_checked_and_says_why() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    delivered_uploads(&app, &fake, &["t-known"]).await;
+    let (code, out) = reconcile(
+        &app,
+        &fake,
+        &["--task", "never-in-sms", "--task", "t-known"],
+    )
+    .await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("not-checked    never-in-sms"), "{out}");
+    assert!(out.contains("task unknown to SMS (404 SMS.6503)"), "{out}");
+    assert!(out.contains("1 match"), "{out}");
+    // A task id that is not one is refused before SMS is asked.
+    let (code, out) = reconcile(&app, &fake, &["--task", "../x"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        fake.received().iter().filter(|c| c.method == "GET").count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_sms_stops_is_partial_and_resumes_where_it_stopped() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    delivered_uploads(&app, &fake, &["t-a", "t-b", "t-c"]).await;
+    // The first read is answered; then SMS fails (three tries, as Retry-After 0
+    // says); the run stops there.
+    fake.script([
+        Answer::Ok,
+        Answer::RetryAfter(503, 0),
+        Answer::RetryAfter(503, 0),
+        Answer::RetryAfter(503, 0),
+    ]);
+    let (code, out) = reconcile(&app, &fake, &["--rate", "5"]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("is partial (stopped at task t-b: SMS is failing: 503 APIGW.0308)"),
+        "{out}"
+    );
+    assert!(out.contains("1 task so far: 1 match"), "{out}");
+    let (code, out) = reconcile(&app, &fake, &["--resume", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(report["run"], 1, "the same run goes on");
+    assert_eq!(report["state"], "finished");
+    assert_eq!(report["counts"]["match"], 3);
+    // t-a was not read again.
+    let reads: Vec<String> = fake
+        .received()
+        .into_iter()
+        .filter(|c| c.method == "GET")
+        .map(|c| c.task().to_string())
+        .collect();
+    assert_eq!(reads.iter().filter(|t| *t == "t-a").count(), 1, "{reads:?}");
+    let (code, out) = reconcile(&app, &fake, &["--resume"]).await;
+    assert_eq!(code, 2, "nothing left to resume: {out}");
+    assert!(out.contains("no stopped reconciliation to resume"), "{out}");
+}
+
+#[tokio::test]
+async fn reads_are_paced_never_a_burst() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    let tasks = ["p-1", "p-2", "p-3", "p-4", "p-5", "p-6"];
+    delivered_uploads(&app, &fake, &tasks).await;
+    let (code, out) = reconcile(&app, &fake, &["--rate", "20"]).await;
+    assert_eq!(code, 0, "{out}");
+    let mut at: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|c| c.method == "GET")
+        .map(|c| c.at)
+        .collect();
+    at.sort();
+    assert_eq!(at.len(), 6);
+    // One read every 50 ms at the most (a read may arrive a little after its
+    // slot, never before).
+    let span = at[5] - at[0];
+    assert!(span >= std::time::Duration::from_millis(240), "{span:?}");
+}
