@@ -206,6 +206,41 @@ def verify(bundle, vkey, policy=None):
             "(an entry left out of a bundle goes unnoticed)")
 
 
+VERDICTS = ["match", "missing-in-sms", "foreign", "differs", "not-checked"]
+
+
+def verify_reconciliation(export, vkey):
+    """An exported reconciliation (sms-audit-reconciliation/1): the summary's
+    signature, each SMS answer against its hash, the answers' digest and the
+    counts per verdict against what the summary signed."""
+    text = check_note(export["summary"], vkey or export["verifier_key"])
+    lines = text.splitlines()
+    if lines[0] != "sms-audit reconciliation v1":
+        raise Broken("summary: not a reconciliation summary")
+    fields = dict(line.split(" ", 1) for line in lines[1:])
+    if fields["run"] != str(export["run"]):
+        raise Broken(f"summary: it is of run {fields['run']}, not {export['run']}")
+    digest = hashlib.sha256()
+    for task in export["tasks"]:
+        if task.get("answer_base64") is not None:
+            answer = base64.b64decode(task["answer_base64"])
+            if hashlib.sha256(answer).hexdigest() != task["answer_sha256"]:
+                raise Broken(f"task {task['task_id']}: SMS's answer does not match its hash")
+        digest.update(f"{task['task_id']} {task.get('answer_sha256') or '-'}\n".encode())
+    if digest.hexdigest() != fields["answers-sha256"]:
+        raise Broken("summary: the answers are not those it signed (answers-sha256)")
+    counts = []
+    for verdict in VERDICTS:
+        n = sum(1 for t in export["tasks"] if t["verdict"] == verdict)
+        if fields[verdict] != str(n):
+            raise Broken(f"summary: it counts {fields[verdict]} {verdict}, the export holds {n}")
+        counts.append(f"{n} {verdict}")
+    if fields["tasks"] != str(len(export["tasks"])):
+        raise Broken("summary: its task count is not the export's")
+    return (f"reconciliation intact: run {export['run']} against {fields['target']}, "
+            f"{len(export['tasks'])} tasks: {', '.join(counts)}; signed by {fields['origin']}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("bundle")
@@ -225,7 +260,11 @@ def main():
             policy = ([], dict(zip(names, a.witness)),
                       {**{n: ("witness", n) for n in names}, "q": ("group", k, names)}, "q")
         with open(a.bundle) as f:
-            print(verify(json.load(f), a.vkey, policy))
+            document = json.load(f)
+        if document.get("format") == "sms-audit-reconciliation/1":
+            print(verify_reconciliation(document, a.vkey))
+        else:
+            print(verify(document, a.vkey, policy))
         return 0
     except (Broken, KeyError, ValueError) as e:
         print(f"evidence BROKEN: {e}")

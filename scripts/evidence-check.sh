@@ -115,4 +115,26 @@ PY
 set +e; "$bin" evidence verify "$work/purged-changed-hash.json" --vkey "$vkey" >/dev/null; rust=$?
 "$SDK_PYTHON" contrib/verify_evidence.py "$work/purged-changed-hash.json" --vkey "$vkey" >/dev/null; python=$?; set -e
 [ $rust = 1 ] && [ $python = 1 ] || { echo "a purged entry with a changed body hash passed (rust $rust, python $python)" >&2; exit 1; }
-echo "evidence check OK: the bundle verifies with both verifiers, each tampered copy fails both, also after a purge"
+# A reconciliation's signed summary, exported and checked by both verifiers, and
+# a copy with a changed verdict failing both (the stand-in holds no results, so
+# the tasks, never delivered from here, match).
+"$SDK_PYTHON" tests/interop/capture_upstream.py "$work/sms.port" "$work/sms.jsonl" &
+sms_pid=$!
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; kill $sms_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 50); do [ -s "$work/sms.port" ] && break; sleep 0.1; done
+HUAWEICLOUD_SDK_AK=CHECKAK HUAWEICLOUD_SDK_SK=check-secret \
+  "$bin" reconcile --log-origin audit.example/sms --upstream-endpoint "http://127.0.0.1:$(cat "$work/sms.port")"
+"$bin" reconcile export --log-origin audit.example/sms --run 1 --out "$work/reconciliation.json"
+"$bin" evidence verify "$work/reconciliation.json" --vkey "$vkey"
+"$SDK_PYTHON" contrib/verify_evidence.py "$work/reconciliation.json" --vkey "$vkey"
+"$SDK_PYTHON" - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+r = json.load(open(f"{work}/reconciliation.json"))
+r["tasks"][0]["verdict"] = "foreign"
+json.dump(r, open(f"{work}/reconciliation-changed.json", "w"))
+PY
+set +e; "$bin" evidence verify "$work/reconciliation-changed.json" --vkey "$vkey"; rust=$?
+"$SDK_PYTHON" contrib/verify_evidence.py "$work/reconciliation-changed.json" --vkey "$vkey"; python=$?; set -e
+[ $rust = 1 ] && [ $python = 1 ] || { echo "a changed verdict passed (rust $rust, python $python)" >&2; exit 1; }
+echo "evidence check OK: the bundle verifies with both verifiers, each tampered copy fails both, also after a purge; so does a reconciliation"

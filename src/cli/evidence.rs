@@ -36,10 +36,11 @@ pub enum EvidenceCommand {
     },
     /// Check a bundle, or an upload's tlog-proof, offline: the checkpoint's
     /// signature (and with --witness or --policy, its cosignatures against the
-    /// quorum), every body hash, entry hash and inclusion proof. Exit 0 when
+    /// quorum), every body hash, entry hash and inclusion proof; or an exported
+    /// reconciliation: its signed summary against SMS's answers. Exit 0 when
     /// intact, 1 naming the first failure.
     Verify {
-        /// The bundle (JSON) or tlog-proof (text) to check.
+        /// The bundle or exported reconciliation (JSON), or tlog-proof (text), to check.
         file: PathBuf,
         /// The log's verifier key to check against (default: the bundle's own,
         /// which proves only that the bundle is consistent with itself).
@@ -236,7 +237,16 @@ fn verify(
     let checked = if text.starts_with(crate::domain::tlog_proof::HEADER.as_bytes()) {
         let text =
             String::from_utf8(text).map_err(|_| fail(format!("{}: not UTF-8", file.display())))?;
-        crate::services::tlog_proof::verify(&text, vkey, policy.as_ref())
+        crate::services::tlog_proof::verify(&text, vkey, policy.as_ref()).map_err(|e| e.to_string())
+    } else if let Ok(export) = serde_json::from_slice::<crate::services::reconcile::Export>(&text)
+        .map_err(drop)
+        .and_then(|e| {
+            (e.format == crate::services::reconcile::EXPORT_FORMAT)
+                .then_some(e)
+                .ok_or(())
+        })
+    {
+        crate::services::reconcile::verify_export(&export, vkey)
     } else {
         let bundle: Bundle = serde_json::from_slice(&text).map_err(|e| {
             fail(format!(
@@ -244,7 +254,7 @@ fn verify(
                 file.display()
             ))
         })?;
-        evidence::verify_bundle_with(&bundle, vkey, policy.as_ref())
+        evidence::verify_bundle_with(&bundle, vkey, policy.as_ref()).map_err(|e| e.to_string())
     };
     match checked {
         Ok(summary) => {

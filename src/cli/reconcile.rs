@@ -15,8 +15,26 @@ use crate::services::reconcile::{self, Ended, Reconciler, Settings};
 use crate::services::upstream::Upstream;
 use crate::storage::reconciliation::{self as store, Run, Scope, TaskOutcome};
 
+#[derive(clap::Subcommand, Debug)]
+pub enum ReconcileCommand {
+    /// Write a finished run to FILE (JSON): its summary signed by the log's key,
+    /// the log's verifier key, and every task's outcome with SMS's answer, for
+    /// `evidence verify` (or contrib/verify_evidence.py) to check offline.
+    Export {
+        /// The run (`reconcile --json` and /api/v1/reconciliation give its id).
+        #[arg(long)]
+        run: i64,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(Args, Debug)]
+#[command(subcommand_negates_reqs = true)]
 pub struct ReconcileArgs {
+    #[command(subcommand)]
+    pub command: Option<ReconcileCommand>,
     /// Only this task (repeatable); by default every task with an upload here.
     #[arg(long = "task")]
     pub tasks: Vec<String>,
@@ -38,11 +56,11 @@ pub struct ReconcileArgs {
     #[command(flatten)]
     pub upstream: UpstreamArgs,
     /// The log's name, in the signed summary (as `serve --log-origin`).
-    #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN")]
+    #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN", global = true)]
     pub log_origin: Option<String>,
     /// The key that signs the summary: the log's (as `serve --signing-key`;
     /// default `<db>.signing-key`).
-    #[arg(long, env = "SMS_AUDIT_SIGNING_KEY")]
+    #[arg(long, env = "SMS_AUDIT_SIGNING_KEY", global = true)]
     pub signing_key: Option<PathBuf>,
     /// One JSON object on standard output: the run, its counts and every task's
     /// outcome.
@@ -52,16 +70,24 @@ pub struct ReconcileArgs {
 
 pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
     let conn = open_existing(db)?;
+    if let Some(ReconcileCommand::Export { run, out }) = &args.command {
+        let key = signing_key(db, &args)?;
+        let export = reconcile::export(&conn, *run, &key.verifier_key()).map_err(fail)?;
+        let json = serde_json::to_vec_pretty(&export).map_err(fail)?;
+        crate::storage::files::replace(out, &json)
+            .map_err(|e| fail(format!("{}: {e}", out.display())))?;
+        say!(
+            "wrote reconciliation {run} ({}) to {}",
+            counted(export.tasks.len() as u64, "task"),
+            out.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for task in &args.tasks {
         TaskId::parse(task).map_err(fail)?;
     }
     let endpoint = args.upstream.endpoint()?;
-    let key_path = args
-        .signing_key
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
-    let origin = args.log_origin.clone().unwrap_or_else(default_origin);
-    let key = load_or_create_key(&key_path, &origin).map_err(fail)?;
+    let key = signing_key(db, &args)?;
     let run = if args.resume {
         let run = store::resumable(&conn)
             .map_err(fail)?
@@ -109,6 +135,19 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
         .map_err(fail)?;
     printed?;
     report(&conn, &run, &ended, args.json)
+}
+
+/// The log's key, as `serve` finds it.
+fn signing_key(
+    db: &Path,
+    args: &ReconcileArgs,
+) -> Result<crate::domain::checkpoint::CheckpointKey, CliError> {
+    let key_path = args
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
+    let origin = args.log_origin.clone().unwrap_or_else(default_origin);
+    load_or_create_key(&key_path, &origin).map_err(fail)
 }
 
 /// One task that does not match, with what SMS holds and what is missing.

@@ -317,6 +317,161 @@ pub fn summary_text(
     Ok(text)
 }
 
+/// The format name of an exported reconciliation.
+pub const EXPORT_FORMAT: &str = "sms-audit-reconciliation/1";
+
+/// A finished run as `reconcile export` writes it: the signed summary, the log's
+/// verifier key, and every task's outcome with SMS's answer (base64).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Export {
+    /// [`EXPORT_FORMAT`].
+    pub format: String,
+    /// The run.
+    pub run: i64,
+    /// The endpoint read.
+    pub target: String,
+    /// The log's verifier key (an auditor pins their own with `--vkey`).
+    pub verifier_key: String,
+    /// The signed summary.
+    pub summary: String,
+    /// Every task's outcome, in task order.
+    pub tasks: Vec<ExportedTask>,
+}
+
+/// One task of an exported run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExportedTask {
+    /// The task.
+    pub task_id: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why it was not checked.
+    pub reason: Option<String>,
+    /// SMS's HTTP status.
+    pub http_status: Option<u16>,
+    /// SMS's answer, base64.
+    pub answer_base64: Option<String>,
+    /// Its SHA-256 (hex).
+    pub answer_sha256: Option<String>,
+    /// Which rounds matched which uploads, and what did not.
+    pub findings: TaskFindings,
+}
+
+/// Run `run_id` as an [`Export`]; only a finished run has a summary to export.
+pub fn export(conn: &Connection, run_id: i64, verifier_key: &str) -> Result<Export, String> {
+    use base64::Engine;
+    let run = store::run(conn, run_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no reconciliation {run_id}"))?;
+    let summary = run.summary_note.clone().ok_or_else(|| {
+        format!(
+            "reconciliation {run_id} is {}: only a finished run has a signed summary",
+            run.state
+        )
+    })?;
+    let outcomes = store::outcomes(conn, run_id, None, "", u32::MAX).map_err(|e| e.to_string())?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Export {
+        format: EXPORT_FORMAT.into(),
+        run: run_id,
+        target: run.target,
+        verifier_key: verifier_key.into(),
+        summary,
+        tasks: outcomes
+            .into_iter()
+            .map(|o| ExportedTask {
+                task_id: o.task_id,
+                verdict: o.verdict,
+                reason: o.reason,
+                http_status: o.http_status,
+                answer_base64: o.answer.map(|a| b64.encode(a)),
+                answer_sha256: o.answer_sha256,
+                findings: o.findings,
+            })
+            .collect(),
+    })
+}
+
+/// Checks an exported run offline: the summary's signature (by `vkey`, or the
+/// export's own key), each answer against its hash, the answers' digest, the
+/// run and the counts per verdict against the summary.
+pub fn verify_export(export: &Export, vkey: Option<&str>) -> Result<String, String> {
+    use base64::Engine;
+    use signed_note::{Note, StandardVerifier, Verifier, VerifierList};
+    let vkey = vkey.unwrap_or(&export.verifier_key);
+    let verifier = StandardVerifier::new(vkey).map_err(|e| format!("verifier key: {e}"))?;
+    let note = Note::from_bytes(export.summary.as_bytes()).map_err(|e| format!("summary: {e}"))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier.clone())]))
+        .map_err(|e| format!("summary: not signed by {vkey}: {e}"))?;
+    let text = String::from_utf8_lossy(note.text()).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .map(str::to_string)
+            .ok_or_else(|| format!("summary: no {name} line"))
+    };
+    if text.lines().next() != Some(SUMMARY_HEADER) {
+        return Err(format!("summary: not a {SUMMARY_HEADER}"));
+    }
+    if field("run")? != export.run.to_string() {
+        return Err(format!(
+            "summary: it is of run {}, not {}",
+            field("run")?,
+            export.run
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut digest = Sha256::new();
+    for task in &export.tasks {
+        if let Some(answer) = &task.answer_base64 {
+            let bytes = b64
+                .decode(answer)
+                .map_err(|e| format!("task {}: answer: {e}", task.task_id))?;
+            if task.answer_sha256.as_deref() != Some(&hex::encode(Sha256::digest(&bytes))) {
+                return Err(format!(
+                    "task {}: SMS's answer does not match its hash",
+                    task.task_id
+                ));
+            }
+        }
+        digest.update(format!(
+            "{} {}\n",
+            task.task_id,
+            task.answer_sha256.as_deref().unwrap_or("-")
+        ));
+    }
+    if field("answers-sha256")? != hex::encode(digest.finalize()) {
+        return Err("summary: the answers are not those it signed (answers-sha256)".into());
+    }
+    use strum::VariantArray;
+    let mut shown = Vec::new();
+    for verdict in Verdict::VARIANTS {
+        let n = export
+            .tasks
+            .iter()
+            .filter(|t| t.verdict == *verdict)
+            .count();
+        if field(verdict.as_str())? != n.to_string() {
+            return Err(format!(
+                "summary: it counts {} {verdict}, the export holds {n}",
+                field(verdict.as_str())?
+            ));
+        }
+        shown.push(format!("{n} {verdict}"));
+    }
+    if field("tasks")? != export.tasks.len().to_string() {
+        return Err("summary: its task count is not the export's".into());
+    }
+    Ok(format!(
+        "reconciliation intact: run {} against {}, {}: {}; signed by {}",
+        export.run,
+        field("target")?,
+        crate::domain::counted(export.tasks.len() as u64, "task"),
+        shown.join(", "),
+        verifier.name()
+    ))
+}
+
 /// A round's `finished_time` for people: RFC 3339 when it reads as a time.
 pub fn show_finished_time(t: Option<i64>) -> String {
     match t {

@@ -235,3 +235,83 @@ async fn reads_are_paced_never_a_burst() {
     let span = at[5] - at[0];
     assert!(span >= std::time::Duration::from_millis(240), "{span:?}");
 }
+
+#[tokio::test]
+async fn an_exported_run_verifies_offline_and_tampering_is_caught() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    delivered_uploads(&app, &fake, &["e-1", "e-2"]).await;
+    fake.seed_round(
+        "e-2",
+        json!({"finished_time": 1_900_000_000_000i64,
+        "check_result": "failed", "consistency_result": []}),
+    );
+    assert_eq!(reconcile(&app, &fake, &[]).await.0, 1);
+    let file = app.db_path.with_file_name("run-1.json");
+    let file_arg = file.to_str().unwrap();
+    let (code, out) = reconcile(&app, &fake, &["export", "--run", "1", "--out", file_arg]).await;
+    assert_eq!(code, 0, "{out}");
+    let export: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(export["format"], "sms-audit-reconciliation/1");
+    let vkey = export["verifier_key"].as_str().unwrap().to_string();
+    let verify = |path: &std::path::Path| {
+        crate::helpers::sms_audit(
+            &app.db_path,
+            &[
+                "evidence",
+                "verify",
+                path.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+            ],
+        )
+    };
+    let (code, out, err) = verify(&file);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("reconciliation intact: run 1"), "{out}");
+    assert!(
+        out.contains("2 tasks: 1 match, 0 missing-in-sms, 1 foreign"),
+        "{out}"
+    );
+
+    // Each change an operator could make after the fact is caught.
+    let tampered = |change: &dyn Fn(&mut Value)| {
+        let mut copy = export.clone();
+        change(&mut copy);
+        let path = app.db_path.with_file_name("tampered.json");
+        std::fs::write(&path, serde_json::to_vec(&copy).unwrap()).unwrap();
+        let (code, out, _) = verify(&path);
+        assert_eq!(code, 1, "{out}");
+        out
+    };
+    let out = tampered(&|e| e["tasks"][1]["verdict"] = json!("match"));
+    assert!(
+        out.contains("summary: it counts 1 match, the export holds 2"),
+        "{out}"
+    );
+    let out = tampered(&|e| {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        e["tasks"][0]["answer_base64"] = json!(b64.encode(br#"{"result_list":[]}"#));
+    });
+    assert!(
+        out.contains("task e-1: SMS's answer does not match its hash"),
+        "{out}"
+    );
+    let out = tampered(&|e| {
+        e["tasks"].as_array_mut().unwrap().remove(0);
+    });
+    assert!(out.contains("answers-sha256"), "{out}");
+    let out = tampered(&|e| {
+        let s = e["summary"]
+            .as_str()
+            .unwrap()
+            .replace("foreign 1", "foreign 0");
+        e["summary"] = json!(s);
+    });
+    assert!(out.contains("not signed by"), "{out}");
+    // A run that did not finish has no summary to export.
+    let (code, out) = reconcile(&app, &fake, &["export", "--run", "9", "--out", file_arg]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no reconciliation 9"), "{out}");
+}

@@ -1,5 +1,6 @@
 """A stand-in SMS endpoint for the interop run: records each request it receives
-(method, path, headers, body) as JSON lines and answers 200.
+(method, path, headers, body) as JSON lines and answers 200; it answers a read
+of a task's results with none.
 
 Usage: capture_upstream.py PORT_FILE CAPTURE_FILE
 """
@@ -27,6 +28,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    def do_GET(self):
+        # A task's results read back (reconcile): this endpoint holds none.
+        task = self.path.split("/")[3] if self.path.count("/") >= 4 else ""
+        data = json.dumps({"task_id": task, "result_list": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, *args):
         pass
