@@ -44,6 +44,8 @@ fn legacy_upload_path() {}
         routes::read_api::rejection_counts,
         routes::read_api::export,
         routes::read_api::proxy_log,
+        routes::reconciliation::runs,
+        routes::reconciliation::tasks,
         routes::fleet::changes,
         routes::fleet::trend,
         routes::fleet::directories,

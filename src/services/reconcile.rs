@@ -472,6 +472,196 @@ pub fn verify_export(export: &Export, vkey: Option<&str>) -> Result<String, Stri
     ))
 }
 
+/// One task's outcome beside what SMS and the ledger hold: what the page and
+/// the API show.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskDetail {
+    /// The task.
+    pub task_id: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why it was not checked.
+    pub reason: Option<String>,
+    /// SMS's HTTP status.
+    pub http_status: Option<u16>,
+    /// The SHA-256 of SMS's answer.
+    pub answer_sha256: Option<String>,
+    /// Round indexes and upload ids, as stored.
+    pub findings: TaskFindings,
+    /// SMS's rounds, each with what it was found to be.
+    pub sms_rounds: Vec<RoundDetail>,
+    /// The uploads the findings name, each with what it was found to be.
+    pub uploads: Vec<UploadDetail>,
+}
+
+/// One of SMS's rounds, with its finding.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoundDetail {
+    /// Its place in SMS's `result_list`.
+    pub index: usize,
+    /// As SMS gives it, and read as a time.
+    pub finished_time: Option<i64>,
+    /// `finished_time` as RFC 3339, when it reads as a time.
+    pub finished_at: String,
+    /// SMS's own verdict, as given.
+    pub check_result: Option<String>,
+    /// The directories' counts.
+    pub dirs: Vec<reconcile::DirCounts>,
+    /// `match`, `foreign` or `differs`.
+    pub finding: Verdict,
+    /// The upload it matches or differs from.
+    pub upload_id: Option<i64>,
+}
+
+/// One upload the findings name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UploadDetail {
+    /// Its id.
+    pub id: i64,
+    /// When it was received (RFC 3339).
+    pub received_at: String,
+    /// The `finished_time` the agent sent.
+    pub finished_time: Option<i64>,
+    /// Whether it was delivered to this endpoint from here.
+    pub delivered: bool,
+    /// Its directories (`None` once purged).
+    pub dirs: Option<Vec<reconcile::DirCounts>>,
+    /// `match`, `missing-in-sms` or `differs`.
+    pub finding: Verdict,
+    /// The round it matches or differs from.
+    pub round: Option<usize>,
+}
+
+/// `outcome` of `run` with SMS's rounds read from its answer and the uploads its
+/// findings name read from the ledger.
+pub fn detail(
+    conn: &Connection,
+    run: &Run,
+    outcome: TaskOutcome,
+) -> Result<TaskDetail, StorageError> {
+    let rounds = outcome
+        .answer
+        .as_deref()
+        .and_then(|a| reconcile::parse_answer(a).ok())
+        .unwrap_or_default();
+    let f = &outcome.findings;
+    let round_finding = |i: usize| {
+        if let Some((_, u)) = f.matched.iter().find(|m| m.0 == i) {
+            (Verdict::Match, Some(*u))
+        } else if let Some((_, u)) = f.differs.iter().find(|d| d.0 == i) {
+            (Verdict::Differs, Some(*u))
+        } else {
+            (Verdict::Foreign, None)
+        }
+    };
+    let sms_rounds = rounds
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let (finding, upload_id) = round_finding(index);
+            RoundDetail {
+                index,
+                finished_at: show_finished_time(r.finished_time),
+                finished_time: r.finished_time,
+                check_result: r.check_result,
+                dirs: r.dirs,
+                finding,
+                upload_id,
+            }
+        })
+        .collect();
+    let named: Vec<(i64, Verdict, Option<usize>)> = f
+        .matched
+        .iter()
+        .map(|(r, u)| (*u, Verdict::Match, Some(*r)))
+        .chain(
+            f.differs
+                .iter()
+                .map(|(r, u)| (*u, Verdict::Differs, Some(*r))),
+        )
+        .chain(
+            f.missing_in_sms
+                .iter()
+                .map(|u| (*u, Verdict::MissingInSms, None)),
+        )
+        .collect();
+    let mut uploads = Vec::new();
+    if !named.is_empty() {
+        for up in store::task_uploads(conn, &outcome.task_id, None, run.ledger_size, &run.target)? {
+            if let Some((_, finding, round)) = named.iter().find(|n| n.0 == up.id) {
+                uploads.push(UploadDetail {
+                    id: up.id,
+                    received_at: format_timestamp(up.received_at),
+                    finished_time: up.finished_time,
+                    delivered: up.delivered.is_some(),
+                    dirs: up.dirs,
+                    finding: *finding,
+                    round: *round,
+                });
+            }
+        }
+    }
+    Ok(TaskDetail {
+        task_id: outcome.task_id,
+        verdict: outcome.verdict,
+        reason: outcome.reason,
+        http_status: outcome.http_status,
+        answer_sha256: outcome.answer_sha256,
+        findings: outcome.findings,
+        sms_rounds,
+        uploads,
+    })
+}
+
+/// The header of a run's CSV.
+pub const CSV_COLUMNS: [&str; 10] = [
+    "run",
+    "task_id",
+    "verdict",
+    "reason",
+    "http_status",
+    "answer_sha256",
+    "matched",
+    "missing_in_sms",
+    "foreign",
+    "differs",
+];
+
+/// A run's outcomes as CSV, one task a row (`matched` and `differs` as
+/// `round:upload` pairs, SMS's round indexes and upload ids, space-separated).
+pub fn write_csv(
+    run_id: i64,
+    outcomes: &[TaskOutcome],
+    out: impl std::io::Write,
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CSV_COLUMNS)?;
+    let pairs = |p: &[(usize, i64)]| {
+        p.iter()
+            .map(|(r, u)| format!("{r}:{u}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let list = |l: &mut dyn Iterator<Item = String>| l.collect::<Vec<_>>().join(" ");
+    for o in outcomes {
+        let f = &o.findings;
+        w.write_record([
+            run_id.to_string(),
+            crate::services::export::cell(&o.task_id),
+            o.verdict.to_string(),
+            crate::services::export::cell(o.reason.as_deref().unwrap_or("")),
+            o.http_status.map(|s| s.to_string()).unwrap_or_default(),
+            o.answer_sha256.clone().unwrap_or_default(),
+            pairs(&f.matched),
+            list(&mut f.missing_in_sms.iter().map(i64::to_string)),
+            list(&mut f.foreign.iter().map(usize::to_string)),
+            pairs(&f.differs),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// A round's `finished_time` for people: RFC 3339 when it reads as a time.
 pub fn show_finished_time(t: Option<i64>) -> String {
     match t {

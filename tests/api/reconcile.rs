@@ -315,3 +315,137 @@ async fn an_exported_run_verifies_offline_and_tampering_is_caught() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no reconciliation 9"), "{out}");
 }
+
+#[tokio::test]
+async fn runs_show_in_the_api_as_csv_and_on_the_page_side_by_side() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    delivered_uploads(&app, &fake, &["v-match", "v-foreign", "v-missing"]).await;
+    fake.seed_round(
+        "v-foreign",
+        json!({"finished_time": 1_900_000_000_000i64,
+        "check_result": "failed", "consistency_result": [{"dir_check": "/etc",
+        "num_total_files": 7, "num_different_files": 1, "num_target_miss_files": 0,
+        "num_target_more_files": 0}]}),
+    );
+    fake.lose_round("v-missing", 0);
+    assert_eq!(reconcile(&app, &fake, &[]).await.0, 1);
+
+    let runs = app
+        .get("/api/v1/reconciliation", &app.admin_token)
+        .await
+        .json();
+    let run = &runs["runs"][0];
+    assert_eq!(run["id"], 1);
+    assert_eq!(run["state"], "finished");
+    assert_eq!(run["counts"]["foreign"], 1);
+    assert_eq!(run["counts"]["missing-in-sms"], 1);
+    assert!(run["summary_note"]
+        .as_str()
+        .unwrap()
+        .starts_with("sms-audit reconciliation v1\n"));
+
+    let page = app
+        .get(
+            "/api/v1/reconciliation/1/tasks?verdict=foreign",
+            &app.admin_token,
+        )
+        .await
+        .json();
+    let tasks = page["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{page:#}");
+    assert_eq!(tasks[0]["task_id"], "v-foreign");
+    let rounds = tasks[0]["sms_rounds"].as_array().unwrap();
+    assert_eq!(rounds[0]["finding"], "match");
+    assert_eq!(rounds[0]["upload_id"], 2);
+    assert_eq!(rounds[1]["finding"], "foreign");
+    assert_eq!(rounds[1]["finished_at"], "2030-03-17T17:46:40.000Z");
+    assert_eq!(rounds[1]["dirs"][0]["counts"], json!([7, 1, 0, 0]));
+    assert_eq!(tasks[0]["uploads"][0]["id"], 2);
+    // Paged in task order.
+    let first = app
+        .get("/api/v1/reconciliation/1/tasks?limit=2", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(first["next_after"], "v-match");
+    let rest = app
+        .get(
+            "/api/v1/reconciliation/1/tasks?limit=2&after=v-match",
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert_eq!(rest["tasks"][0]["task_id"], "v-missing");
+    assert_eq!(rest["tasks"][0]["uploads"][0]["finding"], "missing-in-sms");
+    assert!(rest["next_after"].is_null());
+    // Bad asks get clear refusals.
+    app.get(
+        "/api/v1/reconciliation/1/tasks?verdict=bogus",
+        &app.admin_token,
+    )
+    .await
+    .assert_error(400, "SMS.9001");
+    app.get("/api/v1/reconciliation/9/tasks", &app.admin_token)
+        .await
+        .assert_error(404, "APIGW.0101");
+
+    let csv = app
+        .get(
+            "/api/v1/reconciliation/1/tasks?format=csv",
+            &app.admin_token,
+        )
+        .await;
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "run,task_id,verdict,reason,http_status,answer_sha256,matched,missing_in_sms,foreign,differs");
+    assert_eq!(lines.len(), 4);
+    assert!(
+        lines[1].starts_with("1,v-foreign,foreign,,200,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with(",0:2,,1,"), "{}", lines[1]);
+
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let html = browser.get("/reconciliation").await;
+    assert_eq!(html.status, 200);
+    assert!(html.text.contains("Run 1: finished"), "{}", html.text);
+    assert!(
+        html.text
+            .contains("href=\"/reconciliation?run=1&#38;verdict=foreign\">1 foreign</a>"),
+        "{}",
+        html.text
+    );
+    assert!(
+        html.text.contains("/etc 7/1/0/0"),
+        "the foreign round, whole"
+    );
+    assert!(
+        html.text.contains("delivered, not in SMS"),
+        "the missing upload"
+    );
+    let filtered = browser.get("/reconciliation?run=1&verdict=match").await;
+    assert!(filtered.text.contains("v-match") && !filtered.text.contains("v-foreign</a>"));
+    assert_eq!(browser.get("/reconciliation?run=7").await.status, 404);
+    assert_eq!(
+        browser.get("/reconciliation?verdict=nope").await.status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn the_page_says_when_there_is_no_run_yet() {
+    let app = TestApp::spawn().await;
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let html = browser.get("/reconciliation").await;
+    assert_eq!(html.status, 200);
+    assert!(html.text.contains("id=\"no-run\""), "{}", html.text);
+    let runs = app
+        .get("/api/v1/reconciliation", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(runs["runs"], json!([]));
+}

@@ -12,6 +12,7 @@ mod directories;
 pub mod filters;
 mod login;
 mod proxy;
+mod reconciliation;
 mod report;
 mod task;
 mod upload;
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_resource("/audit", audit::page))
         .service(get_resource("/deliveries", deliveries::page))
         .service(get_resource("/proxy", proxy::page))
+        .service(get_resource("/reconciliation", reconciliation::page))
         .service(
             web::resource("/deliveries/replay")
                 .route(web::get().to(deliveries::preview))

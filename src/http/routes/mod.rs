@@ -10,6 +10,7 @@ pub(crate) mod ingest;
 pub(crate) mod metrics;
 mod proxy;
 pub(crate) mod read_api;
+pub(crate) mod reconciliation;
 pub(crate) mod replays;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     read_api::configure(cfg);
+    reconciliation::configure(cfg);
     cfg.service(get_resource("/api/v1/compare", compare::api));
     evidence::configure(cfg);
     fleet::configure(cfg);
