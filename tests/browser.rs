@@ -590,6 +590,8 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         "the focused element shows a ring: {outline}"
     );
 
+    seed_reconciliation(&config.db, &sms.url, long);
+
     let long_q = urlencode(long);
     let pages: Vec<(&str, String)> = vec![
         ("dashboard", "/".into()),
@@ -607,6 +609,7 @@ async fn every_page_reads_at_a_glance_at_two_widths_and_passes_axe() {
         ("deliveries", "/deliveries".into()),
         ("proxy", "/proxy".into()),
         ("audit", "/audit".into()),
+        ("reconciliation", "/reconciliation".into()),
         ("report", format!("/tasks/{}/report", host(1))),
         ("not-found", "/tasks/no-such-task".into()),
     ];
@@ -854,6 +857,55 @@ async fn doc_images(client: &Client, base: &str) {
 }
 
 /// The survey's task ids: some short, some long.
+/// A finished reconciliation run as `reconcile` stores it: a task that matches,
+/// one with a foreign round of long paths, and one whose upload SMS lost.
+fn seed_reconciliation(db: &std::path::Path, sms: &str, long: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    conn.execute(
+        "INSERT INTO reconciliation_runs (id, started_at, finished_at, target, scope, ledger_size, state, summary_note)
+         VALUES (1, ?1, ?1, ?2, '{\"tasks\":[],\"since\":null}', 180, 'finished', 'sms-audit reconciliation v1\nrun 1\n')",
+        rusqlite::params![now, sms],
+    )
+    .unwrap();
+    let round = |t: i64, total: u32| {
+        serde_json::json!({"finished_time": t, "check_result": "failed", "consistency_result": [
+            {"dir_check": long, "num_total_files": total, "num_different_files": 40,
+             "num_target_miss_files": 7, "num_target_more_files": 7}]})
+    };
+    let tasks = [
+        (
+            host(1),
+            "match",
+            vec![round(now, 941_000)],
+            r#"{"matched":[[0,4]],"missing_in_sms":[],"foreign":[],"differs":[]}"#,
+        ),
+        (
+            host(2),
+            "foreign",
+            vec![round(now, 942_000), round(1_900_000_000_000, 5)],
+            r#"{"matched":[[0,7]],"missing_in_sms":[],"foreign":[1],"differs":[]}"#,
+        ),
+        (
+            host(3),
+            "missing-in-sms",
+            vec![],
+            r#"{"matched":[],"missing_in_sms":[10],"foreign":[],"differs":[]}"#,
+        ),
+    ];
+    for (task, verdict, rounds, findings) in tasks {
+        let answer = serde_json::json!({"task_id": task, "result_list": rounds}).to_string();
+        conn.execute(
+            "INSERT INTO reconciliation_tasks (run_id, task_id, verdict, checked_at, http_status, answer, answer_sha256, findings)
+             VALUES (1, ?1, ?2, ?3, 200, ?4, 'x', ?5)",
+            rusqlite::params![task, verdict, now, answer.as_bytes(), findings],
+        )
+        .unwrap();
+    }
+}
+
 fn host(t: u32) -> String {
     format!("host-{t:02}-{}", "x".repeat(1 + (t % 3) as usize * 12))
 }

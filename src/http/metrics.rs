@@ -44,6 +44,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: &'static str,
+}
+
 /// A route's name, and its latency histogram per method, looked up once.
 struct RouteEntry {
     name: Arc<str>,
@@ -63,6 +68,7 @@ pub struct HttpMetrics {
     oldest_pending_seconds: Gauge<f64, AtomicU64>,
     verifications: Family<ResultLabels, Gauge>,
     last_verification_intact: Gauge,
+    reconciled_tasks: Family<VerdictLabels, Gauge>,
     database_bytes: Gauge,
     wal_bytes: Gauge,
     free_pages: Gauge,
@@ -83,6 +89,7 @@ impl Default for HttpMetrics {
             oldest_pending_seconds: Gauge::default(),
             verifications: Family::default(),
             last_verification_intact: Gauge::default(),
+            reconciled_tasks: Family::default(),
             database_bytes: Gauge::default(),
             wal_bytes: Gauge::default(),
             free_pages: Gauge::default(),
@@ -131,6 +138,11 @@ impl HttpMetrics {
             "sms_audit_last_verification_intact",
             "1 when the newest ledger verification found it intact, 0 when broken, -1 never run",
             self.last_verification_intact.clone(),
+        );
+        r.register(
+            "sms_audit_reconciliation_tasks",
+            "Tasks per verdict in the newest finished reconciliation with SMS",
+            self.reconciled_tasks.clone(),
         );
         r.register(
             "sms_audit_database_bytes",
@@ -234,6 +246,13 @@ impl HttpMetrics {
         }
         self.last_verification_intact
             .set(db.last_verification_intact.map_or(-1, i64::from));
+        for (verdict, n) in &db.reconciled_tasks {
+            self.reconciled_tasks
+                .get_or_create(&VerdictLabels {
+                    verdict: verdict.as_str(),
+                })
+                .set(*n as i64);
+        }
         self.database_bytes.set(disk.database_bytes as i64);
         self.wal_bytes.set(disk.wal_bytes as i64);
         self.free_pages.set(disk.free_pages as i64);

@@ -1,6 +1,7 @@
 //! Notifications (`--notify-url`): a loop that finds events (a regressed upload, a
 //! delivery to SMS failed or dead, a verification that found damage, SMS failing
-//! for longer than `--notify-upstream-after`), stores each once (its key
+//! for longer than `--notify-upstream-after`, a witness refusing a checkpoint, a
+//! reconciliation that found tasks not matching), stores each once (its key
 //! deduplicates), and POSTs it as JSON with a `text` field (what Slack-,
 //! Mattermost- and Teams-style incoming webhooks show) to every URL, retried with
 //! the outbox's policy until delivered, failed or dead.
@@ -17,7 +18,7 @@ use crate::services::outbox::policy::{self, RetryPolicy};
 use crate::services::upstream::parse_retry_after;
 use crate::storage::notifications::{self, DueSend, Event};
 use crate::storage::writer::WriterHandle;
-use crate::storage::{ledger, ReadPool, StorageError};
+use crate::storage::{ledger, reconciliation, ReadPool, StorageError};
 
 /// How often the loop looks for events and due sends.
 const TICK: Duration = Duration::from_millis(500);
@@ -46,6 +47,8 @@ impl NotifySettings {
 struct Cursors {
     regressed_after: i64,
     verification_after: i64,
+    /// Reconciliation runs announced up to this id.
+    reconciliation_after: i64,
     /// Deliveries given up after this time (ms).
     given_up_since: Timestamp,
 }
@@ -83,6 +86,12 @@ pub async fn notify_loop(
                     "verification:",
                 )?
                 .unwrap_or(verifications),
+                reconciliation_after: notifications::announced_up_to(
+                    conn,
+                    "reconciliation",
+                    "reconciliation:",
+                )?
+                .unwrap_or(reconciliation::last_run_id(conn)?),
                 // Dedup keys make a re-scan of the last minutes harmless.
                 given_up_since: started - 600_000,
             })
@@ -246,6 +255,7 @@ fn find_events(
             json!({"verification_id": v.id, "first_bad_id": v.first_bad_id, "problem": v.problem}),
         ));
     }
+    events.extend(reconciliation_events(conn, &mut c)?);
     for w in crate::storage::witnesses::refused(conn)? {
         let at = w.last_error_at.unwrap_or_default();
         let why = w.last_error.unwrap_or_default();
@@ -276,6 +286,46 @@ fn find_events(
                 json!({"failing_since": format_timestamp(since)}),
             ));
         }
+    }
+    Ok(events)
+}
+
+/// Finished reconciliations since the last look that found tasks SMS holds
+/// otherwise than the agents sent them.
+fn reconciliation_events(
+    conn: &rusqlite::Connection,
+    c: &mut Cursors,
+) -> Result<Vec<Event>, StorageError> {
+    let mut events = Vec::new();
+    for (run, counts, named) in
+        reconciliation::discrepant_runs_after(conn, c.reconciliation_after, 10)?
+    {
+        c.reconciliation_after = run.id;
+        let shown: Vec<String> = counts
+            .iter()
+            .filter(|(v, n)| v.is_discrepancy() && *n > 0)
+            .map(|(v, n)| format!("{n} {v}"))
+            .collect();
+        let tasks: Vec<String> = named.iter().map(|(t, v)| format!("{t} ({v})")).collect();
+        let text = format!(
+            "sms-audit: reconciliation {} with {} found {}: {} (/reconciliation?run={})",
+            run.id,
+            run.target,
+            shown.join(", "),
+            tasks.join(", "),
+            run.id
+        );
+        let counts: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(v, n)| (v.to_string(), json!(n)))
+            .collect();
+        events.push(event(
+            format!("reconciliation:{}", run.id),
+            "reconciliation",
+            text,
+            json!({"run": run.id, "target": run.target, "counts": counts,
+                   "tasks": named.iter().map(|(t, v)| json!({"task_id": t, "verdict": v})).collect::<Vec<_>>()}),
+        ));
     }
     Ok(events)
 }

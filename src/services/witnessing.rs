@@ -130,6 +130,9 @@ pub struct Witnessing {
     backoff: Mutex<HashMap<i64, (u32, Instant)>>,
     /// Where checkpoint files go, rewritten with cosignatures.
     dir: Option<std::path::PathBuf>,
+    /// One rewrite of the files at a time: two witnesses answering together
+    /// must not let the rewrite that read fewer cosignatures write last.
+    rewriting: tokio::sync::Mutex<()>,
     metrics: WitnessMetrics,
 }
 
@@ -153,6 +156,7 @@ impl Witnessing {
             client,
             backoff: Mutex::new(HashMap::new()),
             dir,
+            rewriting: tokio::sync::Mutex::new(()),
             metrics: WitnessMetrics::default(),
         }))
     }
@@ -401,6 +405,9 @@ impl Witnessing {
     /// The checkpoint files carry the cosignatures too.
     async fn rewrite_files(&self, latest: &StoredCheckpoint) {
         let Some(dir) = self.dir.clone() else { return };
+        // Read and written under the lock: each rewrite reads after its own
+        // cosignature was stored, so the last one written holds them all.
+        let _one_at_a_time = self.rewriting.lock().await;
         let size = latest.tree_size;
         let note = latest.note.clone();
         let text = self

@@ -61,6 +61,8 @@ pub struct MetricsSnapshot {
     pub verifications: Vec<(bool, i64)>,
     /// The newest run's verdict.
     pub last_verification_intact: Option<bool>,
+    /// Tasks per verdict in the newest finished reconciliation (none before one).
+    pub reconciled_tasks: Vec<(crate::domain::reconcile::Verdict, u64)>,
 }
 
 /// What `/metrics` reads at a scrape.
@@ -79,5 +81,9 @@ pub fn metrics_snapshot(conn: &Connection) -> Result<MetricsSnapshot, StorageErr
         oldest_pending_created_at: super::outbox::pending_overall(conn)?.1,
         verifications,
         last_verification_intact: last_verification(conn)?.map(|v| v.first_bad_id.is_none()),
+        reconciled_tasks: match super::reconciliation::last_finished_run_id(conn)? {
+            Some(run) => super::reconciliation::verdict_counts(conn, run)?,
+            None => Vec::new(),
+        },
     })
 }

@@ -359,3 +359,61 @@ pub fn answers_digest(conn: &Connection, run_id: i64) -> Result<String, StorageE
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// A finished run that found tasks not matching, with its counts per verdict
+/// and some of those tasks.
+pub type DiscrepantRun = (Run, Vec<(Verdict, u64)>, Vec<(String, Verdict)>);
+
+/// Finished runs after run `after_id` that found tasks not matching, oldest
+/// first, each with its counts and up to `sample` such tasks (what a
+/// notification names).
+pub fn discrepant_runs_after(
+    conn: &Connection,
+    after_id: i64,
+    sample: u32,
+) -> Result<Vec<DiscrepantRun>, StorageError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_runs r
+         WHERE r.id > ?1 AND r.state = 'finished' AND EXISTS (
+           SELECT 1 FROM reconciliation_tasks t WHERE t.run_id = r.id
+             AND t.verdict IN ('missing-in-sms', 'foreign', 'differs'))
+         ORDER BY r.id"
+    ))?;
+    let runs: Vec<Run> = stmt
+        .query_map([after_id], run_from_row)?
+        .collect::<Result<_, _>>()?;
+    let mut tasks = conn.prepare(
+        "SELECT task_id, verdict FROM reconciliation_tasks
+         WHERE run_id = ?1 AND verdict IN ('missing-in-sms', 'foreign', 'differs')
+         ORDER BY task_id LIMIT ?2",
+    )?;
+    let mut found = Vec::new();
+    for run in runs {
+        let named = tasks
+            .query_map(params![run.id, sample], |r| {
+                let v: String = r.get(1)?;
+                Ok((r.get(0)?, v.parse().unwrap_or(Verdict::NotChecked)))
+            })?
+            .collect::<Result<_, _>>()?;
+        found.push((run.clone(), verdict_counts(conn, run.id)?, named));
+    }
+    Ok(found)
+}
+
+/// The newest run's id (0 when there is none).
+pub fn last_run_id(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM reconciliation_runs",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The newest finished run's id.
+pub fn last_finished_run_id(conn: &Connection) -> Result<Option<i64>, StorageError> {
+    Ok(conn.query_row(
+        "SELECT MAX(id) FROM reconciliation_runs WHERE state = 'finished'",
+        [],
+        |r| r.get(0),
+    )?)
+}

@@ -409,6 +409,15 @@ async fn runs_show_in_the_api_as_csv_and_on_the_page_side_by_side() {
     );
     assert!(lines[1].ends_with(",0:2,,1,"), "{}", lines[1]);
 
+    let metrics = app.get("/metrics", &app.admin_token).await.text;
+    for line in [
+        "sms_audit_reconciliation_tasks{verdict=\"foreign\"} 1",
+        "sms_audit_reconciliation_tasks{verdict=\"match\"} 1",
+        "sms_audit_reconciliation_tasks{verdict=\"differs\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
     let browser = app.login(&app.admin_token).await.ok().unwrap();
     let html = browser.get("/reconciliation").await;
     assert_eq!(html.status, 200);
@@ -448,4 +457,65 @@ async fn the_page_says_when_there_is_no_run_yet() {
         .await
         .json();
     assert_eq!(runs["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn a_run_that_finds_tasks_not_matching_is_announced_once() {
+    use sms_audit::services::notify::NotifySettings;
+    use sms_audit::services::outbox::policy::RetryPolicy;
+    let receiver = crate::notify::Receiver::start(0).await;
+    let fake = FakeUpstream::start().await;
+    let url = receiver.url.clone();
+    let upstream = fake.settings();
+    let app = TestApp::spawn_with(move |c| {
+        c.upstream = Some(upstream);
+        c.notify = Some(NotifySettings {
+            urls: vec![url],
+            upstream_after: std::time::Duration::from_secs(3600),
+            policy: RetryPolicy {
+                first: std::time::Duration::from_millis(50),
+                cap: std::time::Duration::from_millis(200),
+                max_age: std::time::Duration::from_secs(3600),
+            },
+            timeout: std::time::Duration::from_secs(2),
+        });
+    })
+    .await;
+    delivered_uploads(&app, &fake, &["n-match", "n-lost"]).await;
+    // A run where everything matches is not announced.
+    assert_eq!(reconcile(&app, &fake, &[]).await.0, 0);
+    fake.lose_round("n-lost", 0);
+    assert_eq!(reconcile(&app, &fake, &[]).await.0, 1);
+    let got = eventually("the reconciliation announced", PATIENCE, || {
+        let got: Vec<Value> = receiver
+            .delivered()
+            .into_iter()
+            .filter(|m| m["kind"] == "reconciliation")
+            .collect();
+        std::future::ready((!got.is_empty()).then_some(got))
+    })
+    .await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["run"], 2);
+    assert_eq!(got[0]["counts"]["missing-in-sms"], 1);
+    assert_eq!(
+        got[0]["tasks"],
+        json!([{"task_id": "n-lost", "verdict": "missing-in-sms"}])
+    );
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("reconciliation 2 with")
+            && text.contains("found 1 missing-in-sms: n-lost (missing-in-sms)"),
+        "{text}"
+    );
+    // Announced once, even across a restart.
+    let app = app.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let again = receiver
+        .delivered()
+        .into_iter()
+        .filter(|m| m["kind"] == "reconciliation")
+        .count();
+    assert_eq!(again, 1);
+    drop(app);
 }
