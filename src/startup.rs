@@ -88,6 +88,8 @@ pub struct ServeConfig {
     pub checkpoints: Option<CheckpointSettings>,
     /// Witnesses asked to cosign each checkpoint (`--witness`, `--witness-quorum`).
     pub witnesses: Option<crate::services::witnessing::WitnessSettings>,
+    /// `--reconcile-interval`: reconciliations with the upstream SMS.
+    pub reconcile: Option<crate::services::reconcile::Schedule>,
     /// `/checkpoint` and `/tile/…` open to anyone.
     pub public_log: bool,
     /// The address people reach the service at (`--public-url`), for links
@@ -114,6 +116,7 @@ impl ServeConfig {
         Self {
             checkpoints: Some(CheckpointSettings::for_db(&db)),
             witnesses: None,
+            reconcile: None,
             public_log: false,
             public_url: None,
             strict_permissions: false,
@@ -373,6 +376,18 @@ fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, 
     let checkpointer = Checkpointer::new(key, settings.clone(), reads.clone(), writer.clone());
     let c = checkpointer.clone();
     background.spawn("checkpoints", |stop| c.run(stop));
+    if let (Some(schedule), Some(upstream)) = (config.reconcile.clone(), config.upstream.as_ref()) {
+        let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
+        let client = crate::services::upstream::Upstream::new(
+            upstream.endpoint.clone(),
+            upstream.auth.clone(),
+            upstream.timeout,
+        );
+        let (r, w) = (reads.clone(), writer.clone());
+        background.spawn("reconciliation", |stop| {
+            crate::services::reconcile::reconcile_loop(schedule, client, key, r, w, stop)
+        });
+    }
     let mut witnessing = None;
     if let Some(witnesses) = config.witnesses.clone() {
         let dir = settings.dir.clone();

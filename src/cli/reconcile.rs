@@ -11,7 +11,7 @@ use super::{fail, open_existing, CliError, FlagDuration, UpstreamArgs};
 use crate::domain::reconcile::{SmsRound, Verdict};
 use crate::domain::{counted, TaskId};
 use crate::services::checkpoints::{default_origin, load_or_create_key};
-use crate::services::reconcile::{self, Ended, Reconciler, Settings};
+use crate::services::reconcile::{self, Ended, Reconciler, RunStorage, Settings};
 use crate::services::upstream::Upstream;
 use crate::storage::reconciliation::{self as store, Run, Scope, TaskOutcome};
 
@@ -110,8 +110,9 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
     if !args.json {
         say!("reconciliation {}: reading SMS at {endpoint}", run.id)?;
     }
+    let conn = std::sync::Mutex::new(conn);
     let reconciler = Reconciler {
-        conn: &conn,
+        storage: RunStorage::Connection(&conn),
         upstream: Upstream::new(
             endpoint,
             args.upstream.auth()?,
@@ -126,7 +127,7 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
     };
     let mut printed = Ok(());
     let ended = reconciler
-        .go(&run, |outcome| {
+        .go(&run, &interrupted(), |outcome| {
             if !args.json && outcome.verdict != Verdict::Match && printed.is_ok() {
                 printed = print_outcome(outcome);
             }
@@ -134,7 +135,26 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(fail)?;
     printed?;
+    let conn = conn.into_inner().unwrap_or_else(|e| e.into_inner());
     report(&conn, &run, &ended, args.json)
+}
+
+/// Cancelled by Ctrl-C or SIGTERM: the run stops as partial, to be resumed.
+fn interrupted() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    actix_web::rt::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        cancel.cancel();
+    });
+    token
 }
 
 /// The log's key, as `serve` finds it.

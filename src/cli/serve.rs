@@ -211,6 +211,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SMS_AUDIT_WITNESS_QUORUM", value_name = "K",
         value_parser = clap::value_parser!(u32).range(1..=100))]
     pub witness_quorum: Option<u32>,
+    /// Reconcile with SMS this often (e.g. 6h): read every task's results back
+    /// from the upstream and match them with the ledger (docs/reconciliation.md);
+    /// off when absent. Needs --upstream-endpoint or --upstream-region.
+    #[arg(long, env = "SMS_AUDIT_RECONCILE_INTERVAL", value_name = "D",
+        value_parser = duration_in(SECOND, SECOND..=Duration::MAX))]
+    pub reconcile_interval: Option<FlagDuration>,
+    /// Most tasks a reconciliation reads from SMS per second.
+    #[arg(long, env = "SMS_AUDIT_RECONCILE_RATE", value_name = "N",
+        default_value_t = crate::services::reconcile::Settings::DEFAULT_RATE)]
+    pub reconcile_rate: std::num::NonZeroU32,
     /// Serve `/checkpoint` and `/tile/…` (C2SP tlog-tiles) to anyone, for
     /// monitors and witnesses (default: auditors and operators only).
     #[arg(long, env = "SMS_AUDIT_PUBLIC_LOG")]
@@ -250,6 +260,7 @@ fn any_duration() -> impl Fn(&str) -> Result<FlagDuration, String> + Clone + Sen
 impl ServeArgs {
     pub fn into_config(self, db: PathBuf) -> Result<ServeConfig, CliError> {
         let upstream = self.upstream_settings()?;
+        let reconcile = self.reconcile_schedule()?;
         let null_store = self.stores_nothing();
         let http = HttpSettings {
             max_body_bytes: self.max_body_bytes,
@@ -273,6 +284,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             upstream,
+            reconcile,
             listen: self.listen,
             task_policy: self.task_policy,
             http,
@@ -323,6 +335,23 @@ impl ServeArgs {
             },
             ..ServeConfig::new(db)
         })
+    }
+
+    /// `--reconcile-interval` and `--reconcile-rate`, which need the upstream.
+    fn reconcile_schedule(&self) -> Result<Option<crate::services::reconcile::Schedule>, CliError> {
+        match (self.reconcile_interval, self.upstream.configured()) {
+            (None, _) => Ok(None),
+            (Some(_), false) => Err(fail(
+                "--reconcile-interval needs --upstream-endpoint URL or --upstream-region R",
+            )),
+            (Some(interval), true) => Ok(Some(crate::services::reconcile::Schedule {
+                interval: interval.0,
+                settings: crate::services::reconcile::Settings {
+                    rate: self.reconcile_rate,
+                    ..Default::default()
+                },
+            })),
+        }
     }
 
     /// The upstream SMS, when one is configured; `--forward` and `--proxy` need one.

@@ -16,7 +16,8 @@ use crate::domain::reconcile::{self, finished_time_ms, TaskFindings, Verdict};
 use crate::domain::{format_timestamp, now_ms};
 use crate::services::upstream::{SmsReadBack, Upstream};
 use crate::storage::reconciliation::{self as store, Run, RunState, TaskOutcome};
-use crate::storage::StorageError;
+use crate::storage::writer::WriterHandle;
+use crate::storage::{ReadPool, StorageError};
 
 /// How a run reads SMS.
 #[derive(Debug, Clone)]
@@ -94,6 +95,9 @@ pub enum ReconcileError {
     /// The summary could not be signed.
     #[error("signing the summary: {0}")]
     Signing(String),
+    /// The service's writer did not take the write.
+    #[error("storing the outcome: {0}")]
+    Writer(String),
 }
 
 /// How a run ended.
@@ -113,10 +117,50 @@ enum Read {
     Stop(String),
 }
 
+/// Where a run reads the ledger and keeps its outcomes: the command's own
+/// connection, or the running service's read pool and writer thread.
+pub enum RunStorage<'a> {
+    /// `reconcile`'s connection (behind a lock, so that a run can be sent
+    /// between threads).
+    Connection(&'a std::sync::Mutex<Connection>),
+    /// The service's storage: reads on blocking threads, writes by the writer.
+    Service {
+        /// Read connections.
+        reads: ReadPool,
+        /// The writer thread.
+        writer: WriterHandle,
+    },
+}
+
+impl RunStorage<'_> {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, ReconcileError> {
+        Ok(match self {
+            RunStorage::Connection(conn) => f(&conn.lock().unwrap_or_else(|e| e.into_inner()))?,
+            RunStorage::Service { reads, .. } => reads.with_blocking(f).await?,
+        })
+    }
+
+    async fn write(
+        &self,
+        f: impl Fn(&Connection) -> Result<(), StorageError> + Send + 'static,
+    ) -> Result<(), ReconcileError> {
+        match self {
+            RunStorage::Connection(conn) => Ok(f(&conn.lock().unwrap_or_else(|e| e.into_inner()))?),
+            RunStorage::Service { writer, .. } => writer
+                .execute_when_room(move |conn| f(conn).map_err(rusqlite::Error::from))
+                .await
+                .map_err(|e| ReconcileError::Writer(e.to_string())),
+        }
+    }
+}
+
 /// A run against one SMS endpoint.
 pub struct Reconciler<'a> {
-    /// The database (this process's own connection).
-    pub conn: &'a Connection,
+    /// Where the ledger is read and outcomes kept.
+    pub storage: RunStorage<'a>,
     /// SMS.
     pub upstream: Upstream,
     /// Pace and patience.
@@ -127,13 +171,18 @@ pub struct Reconciler<'a> {
 
 impl Reconciler<'_> {
     /// Checks every task of `run` not checked yet; `each` sees each outcome as
-    /// it is stored.
+    /// it is stored. Stops early, as a partial run, when `stop` is cancelled.
     pub async fn go(
         &self,
         run: &Run,
+        stop: &tokio_util::sync::CancellationToken,
         mut each: impl FnMut(&TaskOutcome),
     ) -> Result<Ended, ReconcileError> {
-        let tasks = store::tasks_to_check(self.conn, run.id, &run.scope)?;
+        let (id, scope) = (run.id, run.scope.clone());
+        let tasks = self
+            .storage
+            .read(move |conn| store::tasks_to_check(conn, id, &scope))
+            .await?;
         let pacer = Pacer::new(self.settings.rate);
         let mut reads = futures_util::stream::iter(tasks)
             .map(|task| {
@@ -145,36 +194,45 @@ impl Reconciler<'_> {
                 }
             })
             .buffered(self.settings.concurrency.max(1));
-        while let Some((task, answer)) = reads.next().await {
-            match self.judge(run, &task, answer)? {
+        loop {
+            let next = tokio::select! {
+                next = reads.next() => next,
+                () = stop.cancelled() => return self.stop(id, "the service stopped".into()).await,
+            };
+            let Some((task, answer)) = next else { break };
+            match self.judge(run, &task, answer).await? {
                 Read::Outcome(outcome) => {
-                    store::record_task(self.conn, run.id, &outcome)?;
+                    let stored = outcome.clone();
+                    self.storage
+                        .write(move |conn| store::record_task(conn, id, &stored))
+                        .await?;
                     each(&outcome);
                 }
                 Read::Stop(why) => {
-                    let why = format!("stopped at task {task}: {why}");
-                    store::end_run(
-                        self.conn,
-                        run.id,
-                        RunState::Partial,
-                        Some(&why),
-                        None,
-                        now_ms(),
-                    )?;
-                    return Ok(Ended::Partial(why));
+                    return self
+                        .stop(id, format!("stopped at task {task}: {why}"))
+                        .await
                 }
             }
         }
-        let note = self.summary(run)?;
-        store::end_run(
-            self.conn,
-            run.id,
-            RunState::Finished,
-            None,
-            Some(&note),
-            now_ms(),
-        )?;
+        let note = self.summary(run).await?;
+        self.storage
+            .write(move |conn| {
+                store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
+            })
+            .await?;
         Ok(Ended::Finished)
+    }
+
+    /// Ends the run as partial, saying why.
+    async fn stop(&self, id: i64, why: String) -> Result<Ended, ReconcileError> {
+        let stored = why.clone();
+        self.storage
+            .write(move |conn| {
+                store::end_run(conn, id, RunState::Partial, Some(&stored), None, now_ms())
+            })
+            .await?;
+        Ok(Ended::Partial(why))
     }
 
     /// SMS's answer for `task`, tried again on 429, 5xx and no answer.
@@ -200,7 +258,7 @@ impl Reconciler<'_> {
     }
 
     /// What SMS's answer for `task` means.
-    fn judge(
+    async fn judge(
         &self,
         run: &Run,
         task: &str,
@@ -254,13 +312,16 @@ impl Reconciler<'_> {
             })
             .collect();
         let kept: Vec<_> = in_scope.iter().map(|&i| rounds[i].clone()).collect();
-        let uploads = store::task_uploads(
-            self.conn,
-            task,
+        let (task_id, since, last, target) = (
+            task.to_string(),
             run.scope.since,
             run.ledger_size,
-            &run.target,
-        )?;
+            run.target.clone(),
+        );
+        let uploads = self
+            .storage
+            .read(move |conn| store::task_uploads(conn, &task_id, since, last, &target))
+            .await?;
         let mut findings = reconcile::match_task(&kept, &uploads, tolerance);
         // Round indexes name SMS's own list, as stored.
         findings
@@ -278,11 +339,91 @@ impl Reconciler<'_> {
     }
 
     /// The finished run's summary, signed by the log's key.
-    fn summary(&self, run: &Run) -> Result<String, ReconcileError> {
-        let text = summary_text(self.conn, run, self.key.origin(), now_ms())?;
+    async fn summary(&self, run: &Run) -> Result<String, ReconcileError> {
+        let (run, origin) = (run.clone(), self.key.origin().to_string());
+        let text = self
+            .storage
+            .read(move |conn| summary_text(conn, &run, &origin, now_ms()))
+            .await?;
         self.key
             .sign_note(&text)
             .map_err(|e| ReconcileError::Signing(e.to_string()))
+    }
+}
+
+/// `serve --reconcile-interval`: how often the service reconciles, and how.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// Pace and patience of each run.
+    pub settings: Settings,
+}
+
+/// The service's reconciliations: every `schedule.interval`, a run over every
+/// task (or the rest of a run that SMS or a stop cut short), until `stop`.
+pub async fn reconcile_loop(
+    schedule: Schedule,
+    upstream: Upstream,
+    key: CheckpointKey,
+    reads: ReadPool,
+    writer: WriterHandle,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let reconciler = Reconciler {
+        storage: RunStorage::Service { reads, writer },
+        upstream,
+        settings: schedule.settings,
+        key,
+    };
+    loop {
+        if super::background::pause(&stop, schedule.interval).await {
+            return;
+        }
+        match reconciler.next_run(&stop).await {
+            Ok((id, Ended::Finished)) => {
+                tracing::info!(run = id, "reconciliation with SMS finished")
+            }
+            Ok((id, Ended::Partial(why))) => {
+                tracing::warn!(run = id, "reconciliation with SMS is partial: {why}")
+            }
+            Err(e) => tracing::warn!("reconciliation with SMS: {e}"),
+        }
+    }
+}
+
+impl Reconciler<'_> {
+    /// Goes on with the run against this endpoint that was cut short, or starts
+    /// one over every task.
+    async fn next_run(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(i64, Ended), ReconcileError> {
+        let target = self.upstream.endpoint.clone();
+        let stopped = self.storage.read(store::resumable).await?;
+        let id = match stopped.filter(|r| r.target == target) {
+            Some(run) => run.id,
+            None => {
+                let t = target.clone();
+                self.storage
+                    .write(move |conn| {
+                        store::start_run(conn, &t, &store::Scope::default(), now_ms()).map(drop)
+                    })
+                    .await?;
+                let run = self.storage.read(store::resumable).await?;
+                run.map(|r| r.id)
+                    .ok_or_else(|| ReconcileError::Writer("the new run was not found".into()))?
+            }
+        };
+        self.storage
+            .write(move |conn| store::mark_running(conn, id))
+            .await?;
+        let run = self
+            .storage
+            .read(move |conn| store::run(conn, id))
+            .await?
+            .ok_or_else(|| ReconcileError::Writer(format!("run {id} was not found")))?;
+        Ok((id, self.go(&run, stop, |_| {}).await?))
     }
 }
 

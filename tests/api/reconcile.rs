@@ -519,3 +519,78 @@ async fn a_run_that_finds_tasks_not_matching_is_announced_once() {
     assert_eq!(again, 1);
     drop(app);
 }
+
+#[tokio::test]
+async fn the_service_reconciles_on_its_own_every_interval() {
+    let fake = FakeUpstream::start().await;
+    let upstream = fake.settings();
+    let app = TestApp::spawn_with(move |c| {
+        c.upstream = Some(upstream);
+        c.reconcile = Some(sms_audit::services::reconcile::Schedule {
+            interval: std::time::Duration::from_millis(300),
+            settings: sms_audit::services::reconcile::Settings {
+                rate: std::num::NonZeroU32::new(100).unwrap(),
+                ..Default::default()
+            },
+        });
+    })
+    .await;
+    delivered_uploads(&app, &fake, &["s-1", "s-2"]).await;
+    fake.lose_round("s-2", 0);
+    let run = eventually("a run that sees SMS lost s-2", PATIENCE, || async {
+        let runs = app
+            .get("/api/v1/reconciliation", &app.admin_token)
+            .await
+            .json();
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["state"] == "finished" && r["counts"]["missing-in-sms"] == 1)
+            .cloned()
+    })
+    .await;
+    assert_eq!(run["counts"]["match"], 1, "{run:#}");
+    assert_eq!(run["scope"]["tasks"], json!([]));
+    // The summary the service signed verifies as the command's does.
+    let id = run["id"].as_i64().unwrap();
+    let file = app.db_path.with_file_name("service-run.json");
+    let (code, out) = reconcile(
+        &app,
+        &fake,
+        &[
+            "export",
+            "--run",
+            &id.to_string(),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = crate::helpers::sms_audit(
+        &app.db_path,
+        &["evidence", "verify", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    // Reads reached SMS signed, and only at the pace asked.
+    assert!(fake
+        .received()
+        .iter()
+        .filter(|c| c.method == "GET")
+        .all(|c| c.signature_ok));
+}
+
+#[test]
+fn reconcile_interval_needs_an_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = crate::helpers::sms_audit(
+        &dir.path().join("a.db"),
+        &["serve", "--reconcile-interval", "1h"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--reconcile-interval needs --upstream-endpoint"),
+        "{err}"
+    );
+}
