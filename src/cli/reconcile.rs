@@ -15,6 +15,40 @@ use crate::services::reconcile::{self, Ended, Reconciler, RunStorage, Settings};
 use crate::services::upstream::Upstream;
 use crate::storage::reconciliation::{self as store, Run, Scope, TaskOutcome};
 
+/// The log's key, which signs a reconciliation's summary.
+#[derive(Args, Debug, Clone)]
+pub struct SigningKeyArgs {
+    /// The log's name, in the signed summary (as `serve --log-origin`).
+    #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN", global = true)]
+    pub log_origin: Option<String>,
+    /// The key that signs the summary: the log's (as `serve --signing-key`;
+    /// default `<db>.signing-key`).
+    #[arg(long, env = "SMS_AUDIT_SIGNING_KEY", global = true)]
+    pub signing_key: Option<PathBuf>,
+}
+
+impl SigningKeyArgs {
+    /// The log's key, as `serve` finds it.
+    pub fn load(&self, db: &Path) -> Result<crate::domain::checkpoint::CheckpointKey, CliError> {
+        let key_path = self
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
+        let origin = self.log_origin.clone().unwrap_or_else(default_origin);
+        load_or_create_key(&key_path, &origin).map_err(fail)
+    }
+}
+
+/// How to read SMS and what to print.
+pub struct Reading {
+    /// SMS.
+    pub upstream: Upstream,
+    /// Pace and patience.
+    pub settings: Settings,
+    /// One JSON object instead of lines.
+    pub json: bool,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum ReconcileCommand {
     /// Write a finished run to FILE (JSON): its summary signed by the log's key,
@@ -55,13 +89,8 @@ pub struct ReconcileArgs {
     pub tolerance: FlagDuration,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
-    /// The log's name, in the signed summary (as `serve --log-origin`).
-    #[arg(long, env = "SMS_AUDIT_LOG_ORIGIN", global = true)]
-    pub log_origin: Option<String>,
-    /// The key that signs the summary: the log's (as `serve --signing-key`;
-    /// default `<db>.signing-key`).
-    #[arg(long, env = "SMS_AUDIT_SIGNING_KEY", global = true)]
-    pub signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: SigningKeyArgs,
     /// One JSON object on standard output: the run, its counts and every task's
     /// outcome.
     #[arg(long)]
@@ -71,7 +100,7 @@ pub struct ReconcileArgs {
 pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
     let conn = open_existing(db)?;
     if let Some(ReconcileCommand::Export { run, out }) = &args.command {
-        let key = signing_key(db, &args)?;
+        let key = args.key.load(db)?;
         let export = reconcile::export(&conn, *run, &key.verifier_key()).map_err(fail)?;
         let json = serde_json::to_vec_pretty(&export).map_err(fail)?;
         crate::storage::files::replace(out, &json)
@@ -87,7 +116,7 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
         TaskId::parse(task).map_err(fail)?;
     }
     let endpoint = args.upstream.endpoint()?;
-    let key = signing_key(db, &args)?;
+    let key = args.key.load(db)?;
     let run = if args.resume {
         let run = store::resumable(&conn)
             .map_err(fail)?
@@ -107,12 +136,7 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
         };
         store::start_run(&conn, &endpoint, &scope, crate::domain::now_ms()).map_err(fail)?
     };
-    if !args.json {
-        say!("reconciliation {}: reading SMS at {endpoint}", run.id)?;
-    }
-    let conn = std::sync::Mutex::new(conn);
-    let reconciler = Reconciler {
-        storage: RunStorage::Connection(&conn),
+    let reading = Reading {
         upstream: Upstream::new(
             endpoint,
             args.upstream.auth()?,
@@ -123,12 +147,38 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
             tolerance: args.tolerance.0,
             ..Settings::default()
         },
+        json: args.json,
+    };
+    go(conn, run, key, reading).await
+}
+
+/// Runs `run` (new or resumed), printing each task that does not match and the
+/// counts; the exit code says what was found.
+pub async fn go(
+    conn: rusqlite::Connection,
+    run: Run,
+    key: crate::domain::checkpoint::CheckpointKey,
+    reading: Reading,
+) -> Result<ExitCode, CliError> {
+    let json = reading.json;
+    if !json {
+        say!(
+            "reconciliation {}: reading SMS at {}",
+            run.id,
+            reading.upstream.endpoint
+        )?;
+    }
+    let conn = std::sync::Mutex::new(conn);
+    let reconciler = Reconciler {
+        storage: RunStorage::Connection(&conn),
+        upstream: reading.upstream,
+        settings: reading.settings,
         key,
     };
     let mut printed = Ok(());
     let ended = reconciler
         .go(&run, &interrupted(), |outcome| {
-            if !args.json && outcome.verdict != Verdict::Match && printed.is_ok() {
+            if !json && outcome.verdict != Verdict::Match && printed.is_ok() {
                 printed = print_outcome(outcome);
             }
         })
@@ -136,7 +186,7 @@ pub async fn run(db: &Path, args: ReconcileArgs) -> Result<ExitCode, CliError> {
         .map_err(fail)?;
     printed?;
     let conn = conn.into_inner().unwrap_or_else(|e| e.into_inner());
-    report(&conn, &run, &ended, args.json)
+    report(&conn, &run, &ended, json)
 }
 
 /// Cancelled by Ctrl-C or SIGTERM: the run stops as partial, to be resumed.
@@ -155,19 +205,6 @@ fn interrupted() -> tokio_util::sync::CancellationToken {
         cancel.cancel();
     });
     token
-}
-
-/// The log's key, as `serve` finds it.
-fn signing_key(
-    db: &Path,
-    args: &ReconcileArgs,
-) -> Result<crate::domain::checkpoint::CheckpointKey, CliError> {
-    let key_path = args
-        .signing_key
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.signing-key", db.display())));
-    let origin = args.log_origin.clone().unwrap_or_else(default_origin);
-    load_or_create_key(&key_path, &origin).map_err(fail)
 }
 
 /// One task that does not match, with what SMS holds and what is missing.

@@ -59,6 +59,13 @@ pub struct ReplayArgs {
     /// Do not ask before sending.
     #[arg(long)]
     pub yes: bool,
+    /// When the replay ends, read its tasks back from SMS and print the verdicts
+    /// (docs/reconciliation.md): proof that SMS now holds what the agents sent.
+    /// The exit code is then the reconciliation's (when every upload was delivered).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub reconcile: bool,
+    #[command(flatten)]
+    pub key: super::reconcile::SigningKeyArgs,
     /// Continue the last interrupted replay (what was delivered is not sent again).
     #[arg(long, conflicts_with_all = ["tasks", "since", "until", "every_upload", "latest_per_task", "dry_run"])]
     pub resume: bool,
@@ -114,10 +121,46 @@ pub async fn run(db: &Path, args: ReplayArgs) -> Result<ExitCode, CliError> {
         concurrency: args.concurrency,
         rate: args.rate,
     };
+    let auth = replay.auth.clone();
     let sending = replay.start(db, conn);
     let counts = sending.counts.clone();
     let interrupted = watch(sending, total as u64).await?;
-    report(db, replay_id, &counts, interrupted)
+    let code = report(db, replay_id, &counts, interrupted)?;
+    if !args.reconcile || interrupted.is_some() || code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    reconcile_replayed(db, &args, replay_id, &target, auth).await
+}
+
+/// `--reconcile`: a reconciliation of the replay's tasks against its target.
+async fn reconcile_replayed(
+    db: &Path,
+    args: &ReplayArgs,
+    replay_id: i64,
+    target: &str,
+    auth: UpstreamAuth,
+) -> Result<ExitCode, CliError> {
+    use crate::services::reconcile::Settings;
+    use crate::storage::reconciliation::{self as store, Scope};
+    let conn = open_existing(db)?;
+    let scope = Scope {
+        tasks: replays::tasks_of(&conn, replay_id).map_err(fail)?,
+        since: None,
+    };
+    let run = store::start_run(&conn, target, &scope, crate::domain::now_ms()).map_err(fail)?;
+    let reading = super::reconcile::Reading {
+        upstream: crate::services::upstream::Upstream::new(
+            target.to_string(),
+            auth,
+            args.upstream.upstream_timeout.0,
+        ),
+        settings: Settings {
+            rate: args.rate.unwrap_or(Settings::DEFAULT_RATE),
+            ..Settings::default()
+        },
+        json: false,
+    };
+    super::reconcile::go(conn, run, args.key.load(db)?, reading).await
 }
 
 /// What choosing a new replay came to.

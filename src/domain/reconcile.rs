@@ -144,9 +144,9 @@ pub struct OurUpload {
     pub received_at: Timestamp,
     /// The `finished_time` the agent sent, if it sent one.
     pub finished_time: Option<i64>,
-    /// When SMS accepted it from this service (its successful attempt's start and
-    /// end), if it did.
-    pub delivered: Option<(Timestamp, Timestamp)>,
+    /// Each time SMS accepted it from this service (the successful attempt's
+    /// start and end): once live, again for each replay.
+    pub delivered: Vec<(Timestamp, Timestamp)>,
     /// Its directories; `None` once retention purged them.
     pub dirs: Option<Vec<DirCounts>>,
 }
@@ -172,33 +172,59 @@ fn same_counts(a: &[DirCounts], b: &[DirCounts]) -> bool {
 }
 
 impl OurUpload {
-    /// Whether `round` is from this upload's moment: its own `finished_time` when
-    /// the agent sent one; otherwise SMS's time within `tolerance_ms` of the
-    /// delivery (or of the upload's arrival, when it was not delivered from here).
-    fn same_time(&self, round: &SmsRound, tolerance_ms: i64) -> bool {
-        let Some(t) = round.finished_time else {
-            return false;
-        };
-        if let Some(own) = self.finished_time {
-            return own == t;
-        }
-        let (from, to) = self
-            .delivered
-            .unwrap_or((self.received_at, self.received_at));
-        let t = finished_time_ms(t);
-        t >= from.saturating_sub(tolerance_ms) && t <= to.saturating_add(tolerance_ms)
-    }
-
-    /// Whether SMS must hold this upload: it was delivered from here.
-    fn expected(&self) -> bool {
-        self.delivered.is_some()
-    }
-
     fn same_counts(&self, round: &SmsRound) -> bool {
         // A purged upload's counts are gone: its moment alone is compared.
         self.dirs
             .as_ref()
             .is_none_or(|d| same_counts(d, &round.dirs))
+    }
+
+    /// One instance per delivery from here (SMS must hold each), or one for an
+    /// upload never delivered from here (SMS may hold it, sent by the agent).
+    fn instances(&self) -> Vec<Instance<'_>> {
+        if self.delivered.is_empty() {
+            return vec![Instance {
+                upload: self,
+                window: None,
+            }];
+        }
+        self.delivered
+            .iter()
+            .map(|w| Instance {
+                upload: self,
+                window: Some(*w),
+            })
+            .collect()
+    }
+}
+
+/// One time SMS should or may hold an upload.
+struct Instance<'a> {
+    upload: &'a OurUpload,
+    /// The delivery's start and end; none when it was not delivered from here.
+    window: Option<(Timestamp, Timestamp)>,
+}
+
+impl Instance<'_> {
+    /// Whether SMS must hold it: it was delivered from here.
+    fn expected(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Whether `round` is from this moment: the upload's own `finished_time`
+    /// when the agent sent one; otherwise SMS's time within `tolerance_ms` of the
+    /// delivery (or of the upload's arrival, when it was not delivered from here).
+    fn same_time(&self, round: &SmsRound, tolerance_ms: i64) -> bool {
+        let Some(t) = round.finished_time else {
+            return false;
+        };
+        if let Some(own) = self.upload.finished_time {
+            return own == t;
+        }
+        let at = self.upload.received_at;
+        let (from, to) = self.window.unwrap_or((at, at));
+        let t = finished_time_ms(t);
+        t >= from.saturating_sub(tolerance_ms) && t <= to.saturating_add(tolerance_ms)
     }
 }
 
@@ -232,54 +258,58 @@ impl TaskFindings {
 
 /// Matches SMS's rounds of a task with its uploads. A round matches an upload of
 /// the same moment with the same directories' counts (their order does not
-/// matter); each round and each upload is used once, earliest first.
+/// matter); each round and each delivery is used once, earliest first (an upload
+/// replayed is expected in SMS once per delivery).
 pub fn match_task(rounds: &[SmsRound], uploads: &[OurUpload], tolerance_ms: i64) -> TaskFindings {
     let mut order: Vec<usize> = (0..rounds.len()).collect();
     order.sort_by_key(|&i| (rounds[i].finished_time.map(finished_time_ms), i));
-    // Uploads SMS must hold are tried first, so that one that merely could be
-    // there never takes a round from one that must.
-    let mut candidates: Vec<usize> = (0..uploads.len()).collect();
-    candidates.sort_by_key(|&u| !uploads[u].expected());
-    let mut used = vec![false; uploads.len()];
+    // Deliveries SMS must hold are tried first, so that an upload that merely
+    // could be there never takes a round from one that must.
+    let mut instances: Vec<Instance<'_>> = uploads.iter().flat_map(OurUpload::instances).collect();
+    instances.sort_by_key(|i| !i.expected());
+    let mut used = vec![false; instances.len()];
     let mut findings = TaskFindings::default();
     let mut unmatched = Vec::new();
-    for &i in &order {
-        let round = &rounds[i];
-        let found = candidates.iter().copied().find(|&u| {
-            !used[u] && uploads[u].same_time(round, tolerance_ms) && uploads[u].same_counts(round)
+    for &r in &order {
+        let round = &rounds[r];
+        let found = (0..instances.len()).find(|&i| {
+            !used[i]
+                && instances[i].same_time(round, tolerance_ms)
+                && instances[i].upload.same_counts(round)
         });
         match found {
-            Some(u) => {
-                used[u] = true;
-                findings.matched.push((i, uploads[u].id));
+            Some(i) => {
+                used[i] = true;
+                findings.matched.push((r, instances[i].upload.id));
             }
-            None => unmatched.push(i),
+            None => unmatched.push(r),
         }
     }
-    for i in unmatched {
-        let round = &rounds[i];
-        // Only an upload SMS must hold, or one that names this very moment, is
-        // the round's counterpart.
-        let found = candidates.iter().copied().find(|&u| {
-            let up = &uploads[u];
-            !used[u]
-                && (up.expected() || up.finished_time.is_some())
-                && up.same_time(round, tolerance_ms)
+    for r in unmatched {
+        let round = &rounds[r];
+        // Only a delivery SMS must hold, or an upload that names this very
+        // moment, is the round's counterpart.
+        let found = (0..instances.len()).find(|&i| {
+            let inst = &instances[i];
+            !used[i]
+                && (inst.expected() || inst.upload.finished_time.is_some())
+                && inst.same_time(round, tolerance_ms)
         });
         match found {
-            Some(u) => {
-                used[u] = true;
-                findings.differs.push((i, uploads[u].id));
+            Some(i) => {
+                used[i] = true;
+                findings.differs.push((r, instances[i].upload.id));
             }
-            None => findings.foreign.push(i),
+            None => findings.foreign.push(r),
         }
     }
-    findings.missing_in_sms = uploads
+    findings.missing_in_sms = instances
         .iter()
         .zip(&used)
-        .filter(|(up, used)| !**used && up.expected())
-        .map(|(up, _)| up.id)
+        .filter(|(inst, used)| !**used && inst.expected())
+        .map(|(inst, _)| inst.upload.id)
         .collect();
+    findings.missing_in_sms.sort_unstable();
     findings
 }
 
@@ -308,7 +338,7 @@ mod tests {
             id,
             received_at: at - 5,
             finished_time: None,
-            delivered: Some((at, at + 20)),
+            delivered: vec![(at, at + 20)],
             dirs: Some(dirs),
         }
     }
@@ -377,7 +407,7 @@ mod tests {
     #[test]
     fn an_upload_not_delivered_from_here_may_match_but_is_never_missing() {
         let up = OurUpload {
-            delivered: None,
+            delivered: vec![],
             ..delivered(1, T, vec![dir("/a", 1)])
         };
         assert_eq!(
@@ -406,6 +436,24 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_replayed_is_expected_once_per_delivery() {
+        let mut up = delivered(1, T, vec![dir("/a", 1)]);
+        up.delivered.push((T + 600_000, T + 600_020));
+        let first = round(T + 10, vec![dir("/a", 1)]);
+        let again = round(T + 600_010, vec![dir("/a", 1)]);
+        let f = match_task(&[first.clone(), again], std::slice::from_ref(&up), 1000);
+        assert_eq!(
+            (f.verdict(), f.matched),
+            (Verdict::Match, vec![(0, 1), (1, 1)])
+        );
+        let f = match_task(&[first], &[up], 1000);
+        assert_eq!(
+            (f.verdict(), f.missing_in_sms),
+            (Verdict::MissingInSms, vec![1])
+        );
+    }
+
+    #[test]
     fn seconds_and_milliseconds() {
         assert_eq!(finished_time_ms(1_800_000_000), 1_800_000_000_000);
         assert_eq!(finished_time_ms(T), T);
@@ -427,11 +475,11 @@ mod tests {
             extra in proptest::collection::vec((arb_dirs(), 0i64..5), 0..4),
         ) {
             let uploads: Vec<OurUpload> = ups.iter().enumerate().map(|(i, (d, slot, sent))| OurUpload {
-                delivered: sent.then_some((T + slot * 60_000, T + slot * 60_000 + 10)),
+                delivered: sent.then_some((T + slot * 60_000, T + slot * 60_000 + 10)).into_iter().collect(),
                 ..delivered(i as i64 + 1, T + slot * 60_000, d.clone())
             }).collect();
-            let mut rounds: Vec<SmsRound> = uploads.iter().filter(|u| u.delivered.is_some())
-                .map(|u| round(u.delivered.unwrap().0 + 5, u.dirs.clone().unwrap())).collect();
+            let mut rounds: Vec<SmsRound> = uploads.iter().filter(|u| !u.delivered.is_empty())
+                .map(|u| round(u.delivered[0].0 + 5, u.dirs.clone().unwrap())).collect();
             rounds.extend(extra.iter().map(|(d, slot)| round(T + slot * 60_000 + 7, d.clone())));
             let f = match_task(&rounds, &uploads, 1000);
             let mut seen_rounds: Vec<usize> = f.matched.iter().map(|m| m.0)

@@ -734,7 +734,7 @@ pub fn detail(
                     id: up.id,
                     received_at: format_timestamp(up.received_at),
                     finished_time: up.finished_time,
-                    delivered: up.delivered.is_some(),
+                    delivered: !up.delivered.is_empty(),
                     dirs: up.dirs,
                     finding: *finding,
                     round: *round,

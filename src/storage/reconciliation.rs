@@ -288,32 +288,29 @@ pub fn task_uploads(
     target: &str,
 ) -> Result<Vec<OurUpload>, StorageError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT u.id, u.received_at, u.finished_time, length(u.raw_body) = 0,
-           (SELECT a.at FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
-            WHERE d.upload_id = u.id AND d.target = ?4 AND d.state = 'delivered'
-              AND a.http_status BETWEEN 200 AND 299 ORDER BY a.id DESC LIMIT 1),
-           (SELECT a.at + a.latency_ms FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
-            WHERE d.upload_id = u.id AND d.target = ?4 AND d.state = 'delivered'
-              AND a.http_status BETWEEN 200 AND 299 ORDER BY a.id DESC LIMIT 1)
+        "SELECT u.id, u.received_at, u.finished_time, length(u.raw_body) = 0
          FROM uploads u WHERE u.task_id = ?1 AND u.id <= ?2 AND u.received_at >= ?3
          ORDER BY u.id",
     )?;
-    let rows = stmt.query_map(
-        params![task_id, last_id, since.unwrap_or(i64::MIN), target],
-        |r| {
-            let from: Option<i64> = r.get(4)?;
-            let to: Option<i64> = r.get(5)?;
-            Ok((
-                OurUpload {
-                    id: r.get(0)?,
-                    received_at: r.get(1)?,
-                    finished_time: r.get(2)?,
-                    delivered: from.zip(to),
-                    dirs: None,
-                },
-                r.get::<_, bool>(3)?,
-            ))
-        },
+    let rows = stmt.query_map(params![task_id, last_id, since.unwrap_or(i64::MIN)], |r| {
+        Ok((
+            OurUpload {
+                id: r.get(0)?,
+                received_at: r.get(1)?,
+                finished_time: r.get(2)?,
+                delivered: Vec::new(),
+                dirs: None,
+            },
+            r.get::<_, bool>(3)?,
+        ))
+    })?;
+    // Each delivery to `target` that SMS accepted: its successful attempt.
+    let mut deliveries = conn.prepare_cached(
+        "SELECT a.at, a.at + a.latency_ms FROM deliveries d
+         JOIN delivery_attempts a ON a.delivery_id = d.id
+         WHERE d.upload_id = ?1 AND d.target = ?2 AND d.state = 'delivered'
+           AND a.http_status BETWEEN 200 AND 299
+         ORDER BY a.id",
     )?;
     let mut dirs = conn.prepare_cached(
         "SELECT dir_check, num_total_files, num_different_files, num_target_miss_files,
@@ -323,6 +320,9 @@ pub fn task_uploads(
     let mut uploads = Vec::new();
     for row in rows {
         let (mut upload, purged) = row?;
+        upload.delivered = deliveries
+            .query_map(params![upload.id, target], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         if !purged {
             let found = dirs.query_map([upload.id], |r| {
                 Ok(DirCounts {

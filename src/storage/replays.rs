@@ -175,3 +175,11 @@ pub fn finish(conn: &Connection, replay_id: i64) -> rusqlite::Result<()> {
     )?;
     Ok(())
 }
+
+/// The tasks a replay sends uploads of, in task order.
+pub fn tasks_of(conn: &Connection, replay_id: i64) -> Result<Vec<String>, StorageError> {
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT task_id FROM deliveries WHERE replay_id = ?1 ORDER BY task_id")?;
+    let rows = stmt.query_map([replay_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -414,3 +414,44 @@ async fn a_large_web_replay_is_written_in_chunks_and_sent_whole() {
     .await;
     assert_eq!(sms.delivered().len(), UPLOADS);
 }
+
+#[tokio::test]
+async fn after_a_replay_its_tasks_are_read_back_and_the_verdicts_printed() {
+    let fake = FakeUpstream::start().await;
+    let app = seeded().await;
+    // SMS also holds a round of task c that nobody sent here.
+    fake.seed_round(
+        "c",
+        serde_json::json!({"finished_time": 1_900_000_000_000i64, "check_result": "success",
+            "consistency_result": []}),
+    );
+    let (code, out) = run(&app, &fake, &["--every-upload", "--yes", "--reconcile"]).await;
+    assert_eq!(code, 1, "a task does not match: {out}");
+    assert!(out.contains("replay 1: 6 delivered"), "{out}");
+    assert!(out.contains("reconciliation 1: reading SMS at"), "{out}");
+    assert!(out.contains("foreign        c"), "{out}");
+    assert!(
+        out.contains("reconciliation 1 finished: 3 tasks: 2 match, 0 missing-in-sms, 1 foreign"),
+        "{out}"
+    );
+    // Only the replayed tasks were read, each once, after every upload was sent.
+    let received = fake.received();
+    let reads: Vec<&str> = received
+        .iter()
+        .filter(|c| c.method == "GET")
+        .map(|c| c.task())
+        .collect();
+    assert_eq!(reads.len(), 3, "{reads:?}");
+    let last_post = received.iter().rposition(|c| c.method == "POST").unwrap();
+    let first_get = received.iter().position(|c| c.method == "GET").unwrap();
+    assert!(first_get > last_post);
+    // A second replay of a sends its latest upload again: SMS holds it twice, and
+    // each delivery is expected once.
+    let (code, out) = run(&app, &fake, &["--task", "a", "--yes", "--reconcile"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("reconciliation 2 finished: 1 task: 1 match"),
+        "{out}"
+    );
+    assert_eq!(fake.rounds("a").len(), 4);
+}
