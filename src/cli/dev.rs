@@ -41,6 +41,15 @@ pub enum DevCommand {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+    /// A stand-in SMS that holds exactly what the database's agents sent: it
+    /// answers `GET /v3/tasks/{id}/consistency-result` with a round per upload
+    /// (finished at its arrival), read from the database once at start, and
+    /// every other request 200 (reconciliation benchmark).
+    StandinSms {
+        /// The address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// The benchmarks' ceiling: a bare actix-web endpoint at the upload path that
     /// parses the body as JSON and answers `{}` (no auth, no storage).
     BareEndpoint {
@@ -60,7 +69,82 @@ pub async fn run(db: &Path, cmd: DevCommand) -> Result<ExitCode, CliError> {
         } => seed(db, uploads, tasks, forward_to, span).await,
         DevCommand::FakeUpstream { listen, delay_ms } => fake_upstream(&listen, delay_ms).await,
         DevCommand::BareEndpoint { listen } => bare_endpoint(&listen).await,
+        DevCommand::StandinSms { listen } => standin_sms(db, &listen).await,
     }
+}
+
+/// Each task's `ShowConsistencyResult` answer: a round per upload.
+fn answers_of(
+    db: &Path,
+) -> Result<std::collections::HashMap<String, actix_web::web::Bytes>, CliError> {
+    use crate::storage::reconciliation::task_uploads;
+    let conn = super::open_existing(db)?;
+    let tasks: Vec<String> = conn
+        .prepare("SELECT task_id FROM tasks")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(fail)?;
+    let mut answers = std::collections::HashMap::new();
+    for task in tasks {
+        let rounds: Vec<serde_json::Value> = task_uploads(&conn, &task, None, i64::MAX, "")
+            .map_err(fail)?
+            .into_iter()
+            .map(|u| {
+                let dirs: Vec<serde_json::Value> = u
+                    .dirs
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|d| {
+                        serde_json::json!({"dir_check": d.dir_check, "num_total_files": d.counts[0],
+                            "num_different_files": d.counts[1], "num_target_miss_files": d.counts[2],
+                            "num_target_more_files": d.counts[3]})
+                    })
+                    .collect();
+                serde_json::json!({"finished_time": u.received_at, "check_result": "success",
+                    "consistency_result": dirs})
+            })
+            .collect();
+        let body = serde_json::json!({"task_id": task, "result_list": rounds}).to_string();
+        answers.insert(task, actix_web::web::Bytes::from(body));
+    }
+    Ok(answers)
+}
+
+async fn standin_sms(db: &Path, listen: &str) -> Result<ExitCode, CliError> {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let answers = std::sync::Arc::new(answers_of(db)?);
+    eprintln!("stand-in SMS holds the rounds of {} tasks", answers.len());
+    let server = HttpServer::new(move || {
+        let answers = answers.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, _body: web::Bytes| {
+            let answers = answers.clone();
+            async move {
+                let task = req
+                    .path()
+                    .strip_prefix("/v3/tasks/")
+                    .and_then(|p| p.strip_suffix("/consistency-result"));
+                match (req.method().as_str(), task) {
+                    ("GET", Some(task)) => match answers.get(task) {
+                        Some(body) => HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body.clone()),
+                        None => HttpResponse::NotFound()
+                            .content_type("application/json")
+                            .body(r#"{"error_code":"SMS.6503","error_msg":"no such task"}"#),
+                    },
+                    _ => HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body("{}"),
+                }
+            }
+        }))
+    })
+    .bind(listen)
+    .map_err(fail)?;
+    for addr in server.addrs() {
+        eprintln!("stand-in SMS listening on http://{addr}");
+    }
+    server.run().await.map_err(fail)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bare_endpoint(listen: &str) -> Result<ExitCode, CliError> {

@@ -81,6 +81,18 @@ async fn every_registered_api_route_is_described_and_nothing_else() {
         "{}",
         doc["openapi"]
     );
+    // Every operation has an id of its own (validators and client generators
+    // refuse a document where two share one).
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(
+                ids.insert(id.clone()),
+                "{method} {path}: operationId {id:?} is taken"
+            );
+        }
+    }
     let described: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     let registered: BTreeSet<String> = registered_routes()
         .into_iter()

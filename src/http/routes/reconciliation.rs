@@ -16,8 +16,11 @@ use crate::storage::reconciliation::{self as store, Run};
 use crate::storage::ReadPool;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(get_resource("/api/v1/reconciliation", runs))
-        .service(get_resource("/api/v1/reconciliation/{run}/tasks", tasks));
+    cfg.service(get_resource("/api/v1/reconciliation", reconciliation_runs))
+        .service(get_resource(
+            "/api/v1/reconciliation/{run}/tasks",
+            reconciled_tasks,
+        ));
 }
 
 /// A run as the API shows it, with its counts per verdict.
@@ -53,7 +56,7 @@ struct RunsQuery {
     responses((status = 200, description = "Reconciliation runs, newest first (runs): state, scope, counts per verdict, the signed summary"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
-async fn runs(
+async fn reconciliation_runs(
     query: Query<RunsQuery>,
     reads: web::Data<ReadPool>,
     _: ApiReader,
@@ -97,7 +100,7 @@ struct TasksQuery {
     responses((status = 200, description = "The run's tasks in task order (tasks, next_after), or CSV"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
-async fn tasks(
+async fn reconciled_tasks(
     path: web::Path<i64>,
     query: Query<TasksQuery>,
     reads: web::Data<ReadPool>,
