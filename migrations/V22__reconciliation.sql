@@ -34,3 +34,5 @@ CREATE TABLE reconciliation_tasks (
     PRIMARY KEY (run_id, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX reconciliation_tasks_by_verdict ON reconciliation_tasks (run_id, verdict, task_id);
+-- A task's newest outcome (its page).
+CREATE INDEX reconciliation_tasks_by_task ON reconciliation_tasks (task_id, run_id);

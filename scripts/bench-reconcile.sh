@@ -20,7 +20,7 @@ bin=${BENCH_BIN:-$root/target/release/sms-audit}
 . "$root/scripts/bench/lib.sh"
 work=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+trap 'pkill -f "reconcile --rate 100000" 2>/dev/null; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$work"' EXIT
 export HUAWEICLOUD_SDK_AK=BENCHAK HUAWEICLOUD_SDK_SK=bench-secret
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
@@ -59,13 +59,23 @@ SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$db" credentials add --name "bench-$(date +
 pids+=($!)
 address=$(address_of "$work/serve.log")
 wrk -t2 -c64 -d2s -s scripts/bench/upload.lua "$address" >/dev/null
-for pair in $(seq 1 "$pairs"); do
-  echo "alone $pair $(wrk -t2 -c64 -d"${seconds}s" --latency -s scripts/bench/upload.lua "$address" | grep '^BENCH')"
+checked() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM reconciliation_tasks').fetchone()[0])" "$db"; }
+alone() {
+  echo "alone $1 $(wrk -t2 -c64 -d"${seconds}s" --latency -s scripts/bench/upload.lua "$address" | grep '^BENCH')"
+}
+beside() {
   ( while :; do reconcile; done ) &
-  beside=$!
+  local loop=$! before
+  before=$(checked)
   sleep 1
-  echo "beside $pair $(wrk -t2 -c64 -d"${seconds}s" --latency -s scripts/bench/upload.lua "$address" | grep '^BENCH')"
-  kill $beside 2>/dev/null || true; wait $beside 2>/dev/null || true
+  local result
+  result=$(wrk -t2 -c64 -d"${seconds}s" --latency -s scripts/bench/upload.lua "$address" | grep '^BENCH')
+  echo "beside $1 $result tasks_reconciled=$(( $(checked) - before ))"
+  kill $loop 2>/dev/null || true; wait $loop 2>/dev/null || true
   pkill -f "reconcile --rate 100000 --upstream-endpoint $sms" 2>/dev/null || true
   sleep 1
+}
+# The machine warms up round by round: the order alternates within the pairs.
+for pair in $(seq 1 "$pairs"); do
+  if [ $((pair % 2)) = 1 ]; then alone "$pair"; beside "$pair"; else beside "$pair"; alone "$pair"; fi
 done

@@ -112,7 +112,10 @@ fn answers_of(
 async fn standin_sms(db: &Path, listen: &str) -> Result<ExitCode, CliError> {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let answers = std::sync::Arc::new(answers_of(db)?);
-    eprintln!("stand-in SMS holds the rounds of {} tasks", answers.len());
+    eprintln!(
+        "stand-in SMS holds the rounds of {}",
+        crate::domain::counted(answers.len() as u64, "task")
+    );
     let server = HttpServer::new(move || {
         let answers = answers.clone();
         App::new().default_service(web::to(move |req: HttpRequest, _body: web::Bytes| {

@@ -417,3 +417,39 @@ pub fn last_finished_run_id(conn: &Connection) -> Result<Option<i64>, StorageErr
         |r| r.get(0),
     )?)
 }
+
+/// A task's outcome in the newest run that checked it.
+#[derive(Debug, Clone)]
+pub struct LatestOutcome {
+    /// The run.
+    pub run_id: i64,
+    /// Its verdict for the task.
+    pub verdict: Verdict,
+    /// When SMS was asked.
+    pub checked_at: Timestamp,
+    /// Why it was not checked.
+    pub reason: Option<String>,
+}
+
+/// The task's outcome in the newest run that checked it.
+pub fn latest_outcome_of(
+    conn: &Connection,
+    task_id: &str,
+) -> Result<Option<LatestOutcome>, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT run_id, verdict, checked_at, reason FROM reconciliation_tasks
+             WHERE task_id = ?1 ORDER BY run_id DESC LIMIT 1",
+            [task_id],
+            |r| {
+                let verdict: String = r.get(1)?;
+                Ok(LatestOutcome {
+                    run_id: r.get(0)?,
+                    verdict: verdict.parse().unwrap_or(Verdict::NotChecked),
+                    checked_at: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}

@@ -438,6 +438,16 @@ async fn runs_show_in_the_api_as_csv_and_on_the_page_side_by_side() {
     );
     let filtered = browser.get("/reconciliation?run=1&verdict=match").await;
     assert!(filtered.text.contains("v-match") && !filtered.text.contains("v-foreign</a>"));
+    // The task page says where the task stands against SMS.
+    let task = browser.get("/tasks/v-missing").await.text;
+    assert!(task.contains("id=\"reconciled\""), "{task}");
+    assert!(
+        task.contains("<span class=\"verdict missing-in-sms\">missing-in-sms</span>"),
+        "{task}"
+    );
+    assert!(task.contains("reconciliation 1</a>"), "{task}");
+    let never = browser.get("/tasks/v-match").await.text;
+    assert!(never.contains("verdict match"), "{never}");
     assert_eq!(browser.get("/reconciliation?run=7").await.status, 404);
     assert_eq!(
         browser.get("/reconciliation?verdict=nope").await.status,

@@ -52,6 +52,16 @@ struct TaskPage {
     as_of_at: Option<Timestamp>,
     /// The task's state as SMS last listed it (`tasks sync`), and when.
     sms_state: Option<(String, crate::domain::Timestamp)>,
+    /// The newest reconciliation that checked the task: run, verdict, when.
+    reconciled: Option<Reconciled>,
+}
+
+/// A task's newest outcome against SMS.
+struct Reconciled {
+    run: i64,
+    verdict: &'static str,
+    checked_at: Timestamp,
+    reason: Option<String>,
 }
 
 impl TaskPage {
@@ -213,13 +223,13 @@ pub async fn page(
                 regressed_only,
             };
             let (uploads, next) = table_rows(conn, id.as_str(), &page, chart_dir.as_deref())?;
-            let sms_state = tasks::sms_state(conn, id.as_str())?;
-            Ok(Some((task, dirs, points, uploads, next, sms_state)))
+            Ok(Some((task, dirs, points, uploads, next)))
         })
         .await?;
-    let Some((task, mut dirs, points, uploads, next_before_id, sms_state)) = found else {
+    let Some((task, mut dirs, points, uploads, next_before_id)) = found else {
         return Err(PageError::NotFound(format!("no task {task_id}")));
     };
+    let (sms_state, reconciled) = standing(&reads, task_id.clone()).await?;
     // The chosen directory stays in the list even when it is no longer uploaded.
     dirs.extend(dir.clone().filter(|d| !dirs.contains(d)));
     let body = TaskPage {
@@ -241,7 +251,29 @@ pub async fn page(
             .map(|t| t.trim().to_string()),
         as_of_at,
         sms_state,
+        reconciled,
     }
     .render()?;
     Ok(html(body))
+}
+
+/// Where the task stands outside this ledger: its state as SMS last listed it,
+/// and its verdict in the newest reconciliation that checked it.
+async fn standing(
+    reads: &ReadPool,
+    id: TaskId,
+) -> Result<(Option<(String, Timestamp)>, Option<Reconciled>), PageError> {
+    Ok(reads
+        .with_blocking(move |conn| {
+            let sms_state = tasks::sms_state(conn, id.as_str())?;
+            let reconciled = crate::storage::reconciliation::latest_outcome_of(conn, id.as_str())?
+                .map(|o| Reconciled {
+                    run: o.run_id,
+                    verdict: o.verdict.as_str(),
+                    checked_at: o.checked_at,
+                    reason: o.reason,
+                });
+            Ok((sms_state, reconciled))
+        })
+        .await?)
 }
