@@ -51,7 +51,7 @@ endpoint="https://localhost:$port"
 echo "sms-audit at $endpoint, in front of the stand-in SMS"
 
 # 1. The SDK's run, verifying the certificate against cert.pem.
-(cd tests/interop && "$SDK_PYTHON" agent_run.py "$endpoint" "$work/tls/cert.pem" "$ak" "$sk" "$project" "$work/sdk-calls.json")
+(cd tests/interop && "$SDK_PYTHON" agent_run.py "$endpoint" "$work/tls/cert.pem" "$ak" "$sk" "$project" "$work/sdk-calls.json" "$work/standin.jsonl")
 
 # 2. The same with curl: a proxied call, the upload, and reading it back.
 cacurl() { curl -sS --fail-with-body --cacert "$work/tls/cert.pem" "$@"; }
@@ -123,6 +123,13 @@ print(f"proxy log: {len(calls)} calls, each answered by the stand-in with a good
       f"{len(uploads)} uploads stored, {len(forwarded)} forwarded")
 PY
 
+# 4. Reconciliation: SMS holds both uploads, read back with signatures the SDK's
+# own signer checks.
+HUAWEICLOUD_SDK_AK=$upstream_ak HUAWEICLOUD_SDK_SK=$upstream_sk HUAWEICLOUD_SDK_PROJECT_ID=$project \
+  "$bin" reconcile --task "$task" --upstream-endpoint "http://127.0.0.1:$(cat "$work/standin.port")" | tee "$work/reconcile.out"
+grep -q "1 task: 1 match" "$work/reconcile.out"
+tail -1 "$work/standin.jsonl" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["method"] == "GET" and r["signature_ok"] and r["status"] == 200, r'
+
 kill -TERM "$server_pid"; wait "$server_pid" || true
 "$bin" verify
-echo "agent run OK: the SDK over HTTPS and curl --cacert, through sms-audit --proxy --forward"
+echo "agent run OK: the SDK over HTTPS and curl --cacert, through sms-audit --proxy --forward; reconciled"

@@ -3,13 +3,15 @@ over HTTPS with certificate verification on, against sms-audit in front of the
 stand-in SMS: register a source, read the config, list and read the task, update
 it, report progress, post an action, send a log, upload a consistency result and
 read it back. Each call must return exactly what the stand-in answers
-(standin_answers.py); the upload is answered by sms-audit itself.
+(standin_answers.py); the upload is answered by sms-audit itself, and reading it
+back shows the round the stand-in keeps for it once forwarded.
 
-Usage: agent_run.py ENDPOINT CA_CERT AK SK PROJECT_ID OUT_FILE
+Usage: agent_run.py ENDPOINT CA_CERT AK SK PROJECT_ID OUT_FILE STANDIN_RECORD_FILE
 Writes the calls made (method, path, status) to OUT_FILE.
 """
 import json
 import sys
+import time
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
@@ -37,8 +39,36 @@ from huaweicloudsdksms.v3 import (
 from standin_answers import SOURCE, TASK, answer_for
 
 
+UPLOADED = [{"dir_check": "/root/data", "num_total_files": 1235, "num_different_files": 12,
+             "num_target_miss_files": 12, "num_target_more_files": 12}]
+
+
+def wait_for_forwarded_upload(record_file, path):
+    """Forwarding is asynchronous: the stand-in holds the round once the upload
+    reached it."""
+    for _ in range(100):
+        with open(record_file) as f:
+            if any(json.loads(line)["method"] == "POST" and json.loads(line)["path"] == path
+                   for line in f):
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"the upload never reached the stand-in at {path}")
+
+
+def check_rounds(response, got):
+    """SMS's rounds, through the SDK's ShowConsistencyResult: the one uploaded."""
+    assert got["task_id"] == TASK, got
+    rounds = got["result_list"]
+    assert len(rounds) == 1, rounds
+    assert rounds[0]["consistency_result"] == UPLOADED, rounds
+    assert rounds[0]["check_result"] == "failed" and isinstance(rounds[0]["finished_time"], int), rounds
+    # The SDK on PyPI types result_list as strings; newer ones as objects.
+    assert len(response.result_list) == 1, response.result_list
+    print(f"SDK show_consistency_result: SMS holds {len(rounds)} round, the upload's")
+
+
 def main() -> int:
-    endpoint, ca_cert, ak, sk, project_id, out_file = sys.argv[1:7]
+    endpoint, ca_cert, ak, sk, project_id, out_file, record_file = sys.argv[1:8]
     config = HttpConfig.get_default_config()
     config.ignore_ssl_verification = False
     config.ssl_ca_cert = ca_cert
@@ -79,9 +109,14 @@ def main() -> int:
     ]
     made = []
     for method, path, send in calls:
+        if method == "GET" and path.endswith("/consistency-result"):
+            wait_for_forwarded_upload(record_file, path)
         response = send()
         got = json.loads(response.raw_content or b"{}")
         expected = answer_for(method, path)
+        if method == "GET" and path.endswith("/consistency-result"):
+            check_rounds(response, got)
+            expected = got
         if got != expected:
             print(f"{method} {path}: got {got!r}, the stand-in answers {expected!r}")
             return 1
