@@ -453,3 +453,18 @@ pub fn latest_outcome_of(
         )
         .optional()?)
 }
+
+/// The task's verdict in run `run_id`, if that run checked it.
+pub fn verdict_in(
+    conn: &Connection,
+    run_id: i64,
+    task_id: &str,
+) -> Result<Option<Verdict>, StorageError> {
+    let verdict: Option<String> = conn
+        .prepare_cached(
+            "SELECT verdict FROM reconciliation_tasks WHERE run_id = ?1 AND task_id = ?2",
+        )?
+        .query_row(params![run_id, task_id], |r| r.get(0))
+        .optional()?;
+    Ok(verdict.map(|v| v.parse().unwrap_or(Verdict::NotChecked)))
+}

@@ -438,6 +438,14 @@ async fn runs_show_in_the_api_as_csv_and_on_the_page_side_by_side() {
     );
     let filtered = browser.get("/reconciliation?run=1&verdict=match").await;
     assert!(filtered.text.contains("v-match") && !filtered.text.contains("v-foreign</a>"));
+    // The dashboard has a column of the newest run's verdicts.
+    let dashboard = browser.get("/").await.text;
+    assert!(dashboard.contains(">In SMS</a></th>"), "{dashboard}");
+    assert!(
+        dashboard.contains("<span class=\"verdict foreign\">foreign</span>"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("<span class=\"verdict missing-in-sms\">missing-in-sms</span>"));
     // The task page says where the task stands against SMS.
     let task = browser.get("/tasks/v-missing").await.text;
     assert!(task.contains("id=\"reconciled\""), "{task}");
@@ -462,6 +470,11 @@ async fn the_page_says_when_there_is_no_run_yet() {
     let html = browser.get("/reconciliation").await;
     assert_eq!(html.status, 200);
     assert!(html.text.contains("id=\"no-run\""), "{}", html.text);
+    let dashboard = browser.get("/").await.text;
+    assert!(
+        !dashboard.contains("In SMS"),
+        "no column before a first run"
+    );
     let runs = app
         .get("/api/v1/reconciliation", &app.admin_token)
         .await

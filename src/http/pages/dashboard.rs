@@ -77,6 +77,8 @@ struct DashboardPage {
     /// The cards' filter in force (`state=`), by its key.
     state: Option<String>,
     health: HealthCounts,
+    /// The newest finished reconciliation and each row's verdict in it.
+    sms: Option<(i64, Vec<&'static str>)>,
 }
 
 impl DashboardPage {
@@ -223,6 +225,7 @@ pub async fn page(
             )
         })
         .await?;
+    let sms = against_sms(&reads, &rows).await?;
     let (problems_chart, tasks_chart) = trend_charts(&trend);
     let info = req.connection_info();
     let base_url = format!("{}://{}", info.scheme(), info.host());
@@ -253,9 +256,32 @@ pub async fn page(
         trend_empty: trend.iter().all(|p| p.tasks_reporting == 0),
         state: filter.map(|f| f.key().to_string()),
         health,
+        sms,
     }
     .render()?;
     Ok(html(body))
+}
+
+/// Each shown task's verdict in the newest finished reconciliation with SMS
+/// (empty where that run did not check it); none before a first run.
+async fn against_sms(
+    reads: &ReadPool,
+    rows: &[TaskRow],
+) -> Result<Option<(i64, Vec<&'static str>)>, PageError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.task_id.clone()).collect();
+    Ok(reads
+        .with_blocking(move |conn| {
+            use crate::storage::reconciliation as store;
+            let Some(run) = store::last_finished_run_id(conn)? else {
+                return Ok(None);
+            };
+            let verdicts = ids
+                .iter()
+                .map(|id| Ok(store::verdict_in(conn, run, id)?.map_or("", |v| v.as_str())))
+                .collect::<Result<_, crate::storage::StorageError>>()?;
+            Ok(Some((run, verdicts)))
+        })
+        .await?)
 }
 
 /// The figures, a page of rows and the trend, counted now or as of a moment.
