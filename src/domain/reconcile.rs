@@ -43,6 +43,17 @@ impl Verdict {
         self.into()
     }
 
+    /// A `verdict=` filter: none when absent or empty.
+    pub fn parse_filter(v: Option<&str>) -> Result<Option<Self>, String> {
+        v.filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    format!("verdict: must be match, missing-in-sms, foreign, differs or not-checked (got {v:?})")
+                })
+            })
+            .transpose()
+    }
+
     /// Whether an auditor must look (what notifications announce).
     pub fn is_discrepancy(self) -> bool {
         matches!(

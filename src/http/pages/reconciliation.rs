@@ -64,15 +64,8 @@ pub async fn page(
     reads: web::Data<ReadPool>,
     PageUser(session): PageUser,
 ) -> Result<HttpResponse, PageError> {
-    let verdict = query
-        .verdict
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<Verdict>()
-                .map_err(|_| PageError::bad_request(format!("verdict: no such verdict {v:?}")))
-        })
-        .transpose()?;
+    let verdict =
+        Verdict::parse_filter(query.verdict.as_deref()).map_err(PageError::bad_request)?;
     let (asked, after) = (query.run, query.after.clone().unwrap_or_default());
     let (run, counts, mut tasks, older_runs) = reads
         .with_blocking(move |conn| {

@@ -61,15 +61,7 @@ async fn changes(
     let (from, to) = moments(query.from.as_deref(), query.to.as_deref())?;
     let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(ApiError::bad_request)?;
     let sort = ChangeSort::parse(query.sort.as_deref()).map_err(ApiError::bad_request)?;
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "format: must be json or csv (got {other:?})"
-            )))
-        }
-    };
+    let csv = super::read_api::wants_csv(query.format.as_deref())?;
     let changes = reads
         .with_blocking(move |conn| states.changes(conn, from, to))
         .await?;

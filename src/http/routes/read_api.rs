@@ -60,6 +60,17 @@ pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiErr
     }
 }
 
+/// A `format=` of `json` (the default) or `csv`: whether CSV is asked for.
+pub(super) fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format: must be json or csv (got {other:?})"
+        ))),
+    }
+}
+
 #[derive(Deserialize)]
 struct TasksQuery {
     limit: Option<u32>,

@@ -107,27 +107,8 @@ async fn reconciled_tasks(
     _: ApiReader,
 ) -> Result<HttpResponse, ApiError> {
     let run_id = path.into_inner();
-    let verdict = query
-        .verdict
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<Verdict>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "verdict: must be match, missing-in-sms, foreign, differs or not-checked (got {v:?})"
-                ))
-            })
-        })
-        .transpose()?;
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "format: must be json or csv (got {other:?})"
-            )))
-        }
-    };
+    let verdict = Verdict::parse_filter(query.verdict.as_deref()).map_err(ApiError::bad_request)?;
+    let csv = super::read_api::wants_csv(query.format.as_deref())?;
     let run = reads
         .with_blocking(move |conn| store::run(conn, run_id))
         .await?
