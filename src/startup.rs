@@ -33,6 +33,7 @@ use crate::services::fleet::snapshot_loop;
 use crate::services::notify::notify_loop;
 use crate::services::outbox::{ServiceSender, UpstreamSettings};
 use crate::services::proxy::{Proxy, ProxyLog, ProxySettings};
+use crate::services::reconcile::{passive_close_loop, PassiveReconciliation};
 use crate::services::replay::ServerReplays;
 use crate::services::retention::retention_loop;
 use crate::services::retention::RetentionSettings;
@@ -330,19 +331,22 @@ fn warn_of_a_fork(config: &ServeConfig, settings: &CheckpointSettings) {
     }
 }
 
-/// The background loops, the checkpointer and the witnessing, as started.
-type Started = (
-    Background,
-    Option<Arc<Checkpointer>>,
-    Option<Arc<Witnessing>>,
-);
+/// The background loops, and the parts of them handlers reach, as started.
+#[derive(Default)]
+struct Started {
+    background: Background,
+    checkpointer: Option<Arc<Checkpointer>>,
+    witnessing: Option<Arc<Witnessing>>,
+    /// With `--proxy`: reads SMS's answers to the agents' result reads.
+    passive: Option<Arc<PassiveReconciliation>>,
+}
 
 /// The loops that run beside the requests, and the checkpointer (one of them);
 /// none with `--null-store`.
 fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, StartError> {
     let background = Background::default();
     if config.null_store {
-        return Ok((background, None, None));
+        return Ok(Started::default());
     }
     let (reads, writer) = (&storage.reads, &storage.writer);
     let w = writer.clone();
@@ -360,7 +364,10 @@ fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, 
         });
     }
     let Some(settings) = &config.checkpoints else {
-        return Ok((background, None, None));
+        return Ok(Started {
+            background,
+            ..Started::default()
+        });
     };
     crate::storage::files::check_private(
         &settings.key_path,
@@ -388,6 +395,17 @@ fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, 
             crate::services::reconcile::reconcile_loop(schedule, client, key, r, w, stop)
         });
     }
+    let passive = match (&config.proxy, &config.upstream) {
+        (Some(_), Some(upstream)) => {
+            let key = checkpoints::load_or_create_key(&settings.key_path, &settings.origin)?;
+            let (r, w, target) = (reads.clone(), writer.clone(), upstream.endpoint.clone());
+            let passive = Arc::new(PassiveReconciliation::new(r, w, target, key));
+            let p = passive.clone();
+            background.spawn("passive reconciliation", |stop| passive_close_loop(p, stop));
+            Some(passive)
+        }
+        _ => None,
+    };
     let mut witnessing = None;
     if let Some(witnesses) = config.witnesses.clone() {
         let dir = settings.dir.clone();
@@ -396,7 +414,12 @@ fn start_background(config: &ServeConfig, storage: &Storage) -> Result<Started, 
         witnessing = Some(w.clone());
         background.spawn("witnesses", |stop| w.run(stop));
     }
-    Ok((background, Some(checkpointer), witnessing))
+    Ok(Started {
+        background,
+        checkpointer: Some(checkpointer),
+        witnessing,
+        passive,
+    })
 }
 
 /// The `/metrics` registry: every part's metrics, registered once.
@@ -424,6 +447,23 @@ fn metrics_registry(
     registry
 }
 
+/// With `--proxy`, the log of passed-on calls: never keeping the service's own
+/// credential, and handing SMS's answers to the passive reconciliation.
+fn proxy_log(
+    config: &ServeConfig,
+    writer: &WriterHandle,
+    passive: Option<Arc<PassiveReconciliation>>,
+) -> Option<ProxyLog> {
+    let mut log = ProxyLog::new(writer.clone(), config.proxy.clone()?);
+    if let Some(upstream) = &config.upstream {
+        log = log.hiding(&upstream.auth);
+    }
+    Some(match passive {
+        Some(passive) => log.reconciling(passive),
+        None => log,
+    })
+}
+
 /// The state every HTTP worker shares.
 fn shared_state(
     config: &ServeConfig,
@@ -431,6 +471,7 @@ fn shared_state(
     checkpointer: Option<Arc<Checkpointer>>,
     sender: Option<&ServiceSender>,
     witnessing: Option<&Witnessing>,
+    passive: Option<Arc<PassiveReconciliation>>,
 ) -> SharedState {
     let Storage {
         reads,
@@ -438,13 +479,7 @@ fn shared_state(
         outbox_wake,
         ..
     } = storage;
-    let proxy_log = config.proxy.clone().map(|settings| {
-        let log = ProxyLog::new(writer.clone(), settings);
-        match &config.upstream {
-            Some(upstream) => log.hiding(&upstream.auth),
-            None => log,
-        }
-    });
+    let proxy_log = proxy_log(config, writer, passive);
     let http_metrics = HttpMetrics::default();
     let body_budget = BodyBudget::new(config.http.max_buffered_bytes);
     let registry = metrics_registry(
@@ -654,7 +689,12 @@ impl Application {
         let tls = check_before_start(&config)?;
         let claimed = claim(&config)?;
         let storage = start_storage(&config)?;
-        let (background, checkpointer, witnessing) = start_background(&config, &storage)?;
+        let Started {
+            background,
+            checkpointer,
+            witnessing,
+            passive,
+        } = start_background(&config, &storage)?;
         let sender = config
             .upstream
             .clone()
@@ -674,6 +714,7 @@ impl Application {
             checkpointer.clone(),
             sender.as_ref(),
             witnessing.as_deref(),
+            passive,
         );
         let server = http_server(&config, state, claimed.listener, tls)?;
         Ok(Self {

@@ -85,7 +85,7 @@ fn answers_of(
         .map_err(fail)?;
     let mut answers = std::collections::HashMap::new();
     for task in tasks {
-        let rounds: Vec<serde_json::Value> = task_uploads(&conn, &task, None, i64::MAX, "")
+        let rounds: Vec<serde_json::Value> = task_uploads(&conn, &task, None, i64::MAX, "", i64::MAX)
             .map_err(fail)?
             .into_iter()
             .map(|u| {

@@ -234,6 +234,17 @@ impl ProxyPath {
         &self.raw
     }
 
+    /// The task of `GET /v3/tasks/{task_id}/consistency-result` (ShowConsistencyResult),
+    /// whose answer the passive reconciliation reads.
+    pub fn consistency_result_task(&self) -> Option<&str> {
+        match self.segments.as_slice() {
+            [tasks, task, last] if tasks == "tasks" && last == "consistency-result" => {
+                Some(task.as_str())
+            }
+            _ => None,
+        }
+    }
+
     /// Answers that carry secrets (a task's certificate key, its passphrase) are
     /// never kept in the proxy log, even with `--proxy-log-bodies`.
     pub fn answer_is_secret(&self) -> bool {
@@ -378,6 +389,22 @@ mod tests {
             .unwrap()
             .answer_is_secret());
         assert!(!ProxyPath::parse("/v3/tasks/x").unwrap().answer_is_secret());
+        let task = |p: &str| {
+            ProxyPath::parse(p)
+                .unwrap()
+                .consistency_result_task()
+                .map(str::to_string)
+        };
+        assert_eq!(
+            task("/v3/tasks/t-1/consistency-result").as_deref(),
+            Some("t-1")
+        );
+        assert_eq!(
+            task("/v3/tasks/t%2D1/consistency-result").as_deref(),
+            Some("t-1")
+        );
+        assert_eq!(task("/v3/tasks/t-1/progress"), None);
+        assert_eq!(task("/v3/tasks/consistency-result"), None);
     }
 
     #[test]

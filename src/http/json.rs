@@ -328,6 +328,8 @@ pub struct CallJson {
     upstream_request_id: Option<String>,
     request_bytes: i64,
     response_bytes: i64,
+    /// The SHA-256 of SMS's answer, when it passed whole.
+    response_sha256: Option<String>,
     /// The kept start of each body (as text, lossily), with `--proxy-log-bodies`.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_body: Option<String>,
@@ -353,6 +355,7 @@ impl From<CallRow> for CallJson {
             upstream_request_id: c.upstream_request_id,
             request_bytes: c.request_bytes,
             response_bytes: c.response_bytes,
+            response_sha256: c.response_sha256,
             request_body: c.request_body,
             response_body: c.response_body,
         }

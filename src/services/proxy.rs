@@ -15,9 +15,12 @@ use actix_web::web::Bytes;
 use crate::domain::now_ms;
 use crate::domain::proxy::ProxyPath;
 use crate::domain::signing::sha256_hex;
-use crate::services::upstream::{describe, UpstreamAuth};
+use crate::services::reconcile::PassiveReconciliation;
+use crate::services::upstream::{describe, UpstreamAuth, ANSWER_READ_LIMIT};
 use crate::storage::proxy_log::{self, ProxyCall};
 use crate::storage::writer::WriterHandle;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The most of each body kept in the log with `--proxy-log-bodies`.
 pub const LOGGED_BODY_BYTES: usize = 16 * 1024;
@@ -235,6 +238,8 @@ pub struct ProxyLog {
     calls: Family<ProxiedLabels, Counter>,
     /// Never kept in a logged body: the service's upstream credential.
     hidden: Vec<Vec<u8>>,
+    /// Reads the answers to the agents' `ShowConsistencyResult` calls.
+    passive: Option<Arc<PassiveReconciliation>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -272,6 +277,31 @@ impl ProxyLog {
             recorded: AtomicU64::new(0),
             calls: Family::default(),
             hidden: Vec::new(),
+            passive: None,
+        }
+    }
+
+    /// SMS's answers to `ShowConsistencyResult` go to `passive` too.
+    pub fn reconciling(mut self, passive: Arc<PassiveReconciliation>) -> Self {
+        self.passive = Some(passive);
+        self
+    }
+
+    /// Whether answers to `ShowConsistencyResult` are read (passive
+    /// reconciliation is on).
+    pub fn reads_answers(&self) -> bool {
+        self.passive.is_some()
+    }
+
+    /// Hands SMS's whole answer for `task`'s results, to a call that arrived
+    /// at `read_at`, to the passive reconciliation (in the background).
+    pub fn read_back(&self, task: String, read_at: i64, status: u16, body: Vec<u8>) {
+        if let Some(passive) = self.passive.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = passive.observe(task, read_at, status, body).await {
+                    tracing::warn!("passive reconciliation: {e}");
+                }
+            });
         }
     }
 
@@ -343,15 +373,28 @@ pub struct BodyTap {
     pub kept: Option<Vec<u8>>,
     /// Why the body stopped before its end (it came too slowly).
     pub broken: Option<String>,
+    /// An answer's running SHA-256.
+    hasher: Option<Sha256>,
+    /// An answer the passive reconciliation reads, whole while it fits.
+    captured: Option<Vec<u8>>,
 }
 
 impl BodyTap {
     /// A tap that keeps the body's start when `keep` is set.
     pub fn new(keep: bool) -> Self {
         Self {
-            bytes: 0,
             kept: keep.then(Vec::new),
-            broken: None,
+            ..Self::default()
+        }
+    }
+
+    /// A tap on SMS's answer: hashed too, and kept whole (up to
+    /// `ANSWER_READ_LIMIT`) when `capture` is set.
+    pub fn answer(keep: bool, capture: bool) -> Self {
+        Self {
+            hasher: Some(Sha256::new()),
+            captured: capture.then(Vec::new),
+            ..Self::new(keep)
         }
     }
 
@@ -362,5 +405,25 @@ impl BodyTap {
             let room = LOGGED_BODY_BYTES.saturating_sub(kept.len());
             kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(chunk);
+        }
+        if let Some(captured) = &mut self.captured {
+            if captured.len() + chunk.len() > ANSWER_READ_LIMIT {
+                self.captured = None;
+            } else {
+                captured.extend_from_slice(chunk);
+            }
+        }
+    }
+
+    /// The answer's SHA-256 (hex), once it has passed whole.
+    pub fn sha256(&mut self) -> Option<String> {
+        self.hasher.take().map(|h| hex::encode(h.finalize()))
+    }
+
+    /// The whole answer, when it was captured and fitted.
+    pub fn captured(&mut self) -> Option<Vec<u8>> {
+        self.captured.take()
     }
 }

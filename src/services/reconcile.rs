@@ -15,9 +15,12 @@ use crate::domain::checkpoint::CheckpointKey;
 use crate::domain::reconcile::{self, finished_time_ms, TaskFindings, Verdict};
 use crate::domain::{format_timestamp, now_ms};
 use crate::services::upstream::{SmsReadBack, Upstream};
-use crate::storage::reconciliation::{self as store, Run, RunState, TaskOutcome};
+use crate::storage::reconciliation::{self as store, Run, RunKind, RunState, TaskOutcome};
 use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
+
+mod passive;
+pub use passive::{close_loop as passive_close_loop, PassiveReconciliation};
 
 /// How a run reads SMS.
 #[derive(Debug, Clone)]
@@ -189,8 +192,9 @@ impl Reconciler<'_> {
                 let pacer = &pacer;
                 async move {
                     pacer.wait().await;
+                    let read_at = now_ms();
                     let answer = self.read(&task).await;
-                    (task, answer)
+                    (task, read_at, answer)
                 }
             })
             .buffered(self.settings.concurrency.max(1));
@@ -199,8 +203,11 @@ impl Reconciler<'_> {
                 next = reads.next() => next,
                 () = stop.cancelled() => return self.stop(id, "the service stopped".into()).await,
             };
-            let Some((task, answer)) = next else { break };
-            match self.judge(run, &task, answer).await? {
+            let Some((task, read_at, answer)) = next else {
+                break;
+            };
+            let tolerance = self.settings.tolerance;
+            match judge(&self.storage, tolerance, run, &task, read_at, answer).await? {
                 Read::Outcome(outcome) => {
                     let stored = outcome.clone();
                     self.storage
@@ -215,7 +222,7 @@ impl Reconciler<'_> {
                 }
             }
         }
-        let note = self.summary(run).await?;
+        let note = sign_summary(&self.storage, &self.key, run).await?;
         self.storage
             .write(move |conn| {
                 store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
@@ -256,99 +263,104 @@ impl Reconciler<'_> {
             }
         }
     }
+}
 
-    /// What SMS's answer for `task` means.
-    async fn judge(
-        &self,
-        run: &Run,
-        task: &str,
-        answer: Result<SmsReadBack, String>,
-    ) -> Result<Read, ReconcileError> {
-        let answer = match answer {
-            Err(e) => return Ok(Read::Stop(format!("SMS did not answer: {e}"))),
-            Ok(a) => a,
-        };
-        let code = answer.error_code.as_deref().unwrap_or("");
-        let status = answer.status;
-        if status == 401 || status == 403 {
-            return Ok(Read::Stop(format!(
-                "SMS refused the service's credentials: {status} {code}"
-            )));
-        }
-        if status == 429 || status >= 500 {
-            return Ok(Read::Stop(format!("SMS is failing: {status} {code}")));
-        }
-        let mut outcome = TaskOutcome {
-            task_id: task.to_string(),
-            verdict: Verdict::NotChecked,
-            reason: None,
-            checked_at: now_ms(),
-            http_status: Some(status),
-            answer_sha256: Some(hex::encode(Sha256::digest(&answer.body))),
-            answer: Some(answer.body),
-            findings: TaskFindings::default(),
-        };
-        if !(200..300).contains(&status) {
-            outcome.reason = Some(if status == 404 {
-                format!("task unknown to SMS ({status} {code})")
-            } else {
-                format!("SMS refused the read ({status} {code})")
-            });
+/// What SMS's answer for `task`, asked for at `read_at`, means against the
+/// ledger (uploads up to the run's ledger size, deliveries SMS had accepted by
+/// `read_at`).
+async fn judge(
+    storage: &RunStorage<'_>,
+    tolerance: Duration,
+    run: &Run,
+    task: &str,
+    read_at: i64,
+    answer: Result<SmsReadBack, String>,
+) -> Result<Read, ReconcileError> {
+    let answer = match answer {
+        Err(e) => return Ok(Read::Stop(format!("SMS did not answer: {e}"))),
+        Ok(a) => a,
+    };
+    let code = answer.error_code.as_deref().unwrap_or("");
+    let status = answer.status;
+    if status == 401 || status == 403 {
+        return Ok(Read::Stop(format!(
+            "SMS refused the service's credentials: {status} {code}"
+        )));
+    }
+    if status == 429 || status >= 500 {
+        return Ok(Read::Stop(format!("SMS is failing: {status} {code}")));
+    }
+    let mut outcome = TaskOutcome {
+        task_id: task.to_string(),
+        verdict: Verdict::NotChecked,
+        reason: None,
+        checked_at: now_ms(),
+        http_status: Some(status),
+        answer_sha256: Some(hex::encode(Sha256::digest(&answer.body))),
+        answer: Some(answer.body),
+        findings: TaskFindings::default(),
+    };
+    if !(200..300).contains(&status) {
+        outcome.reason = Some(if status == 404 {
+            format!("task unknown to SMS ({status} {code})")
+        } else {
+            format!("SMS refused the read ({status} {code})")
+        });
+        return Ok(Read::Outcome(Box::new(outcome)));
+    }
+    let rounds = match reconcile::parse_answer(outcome.answer.as_deref().unwrap_or_default()) {
+        Ok(rounds) => rounds,
+        Err(e) => {
+            outcome.reason = Some(e.to_string());
             return Ok(Read::Outcome(Box::new(outcome)));
         }
-        let rounds = match reconcile::parse_answer(outcome.answer.as_deref().unwrap_or_default()) {
-            Ok(rounds) => rounds,
-            Err(e) => {
-                outcome.reason = Some(e.to_string());
-                return Ok(Read::Outcome(Box::new(outcome)));
-            }
-        };
-        let tolerance = self.settings.tolerance.as_millis() as i64;
-        // Rounds before `--since` are left out, as the uploads before it are.
-        let in_scope: Vec<usize> = (0..rounds.len())
-            .filter(|&i| match (run.scope.since, rounds[i].finished_time) {
-                (Some(since), Some(t)) => finished_time_ms(t) >= since - tolerance,
-                _ => true,
-            })
-            .collect();
-        let kept: Vec<_> = in_scope.iter().map(|&i| rounds[i].clone()).collect();
-        let (task_id, since, last, target) = (
-            task.to_string(),
-            run.scope.since,
-            run.ledger_size,
-            run.target.clone(),
-        );
-        let uploads = self
-            .storage
-            .read(move |conn| store::task_uploads(conn, &task_id, since, last, &target))
-            .await?;
-        let mut findings = reconcile::match_task(&kept, &uploads, tolerance);
-        // Round indexes name SMS's own list, as stored.
-        findings
-            .matched
-            .iter_mut()
-            .for_each(|m| m.0 = in_scope[m.0]);
-        findings
-            .differs
-            .iter_mut()
-            .for_each(|d| d.0 = in_scope[d.0]);
-        findings.foreign.iter_mut().for_each(|f| *f = in_scope[*f]);
-        outcome.verdict = findings.verdict();
-        outcome.findings = findings;
-        Ok(Read::Outcome(Box::new(outcome)))
-    }
+    };
+    let tolerance = tolerance.as_millis() as i64;
+    // Rounds before `--since` are left out, as the uploads before it are.
+    let in_scope: Vec<usize> = (0..rounds.len())
+        .filter(|&i| match (run.scope.since, rounds[i].finished_time) {
+            (Some(since), Some(t)) => finished_time_ms(t) >= since - tolerance,
+            _ => true,
+        })
+        .collect();
+    let kept: Vec<_> = in_scope.iter().map(|&i| rounds[i].clone()).collect();
+    let (task_id, since, last, target) = (
+        task.to_string(),
+        run.scope.since,
+        run.ledger_size,
+        run.target.clone(),
+    );
+    let uploads = storage
+        .read(move |conn| store::task_uploads(conn, &task_id, since, last, &target, read_at))
+        .await?;
+    let mut findings = reconcile::match_task(&kept, &uploads, tolerance);
+    // Round indexes name SMS's own list, as stored.
+    findings
+        .matched
+        .iter_mut()
+        .for_each(|m| m.0 = in_scope[m.0]);
+    findings
+        .differs
+        .iter_mut()
+        .for_each(|d| d.0 = in_scope[d.0]);
+    findings.foreign.iter_mut().for_each(|f| *f = in_scope[*f]);
+    outcome.verdict = findings.verdict();
+    outcome.findings = findings;
+    Ok(Read::Outcome(Box::new(outcome)))
+}
 
-    /// The finished run's summary, signed by the log's key.
-    async fn summary(&self, run: &Run) -> Result<String, ReconcileError> {
-        let (run, origin) = (run.clone(), self.key.origin().to_string());
-        let text = self
-            .storage
-            .read(move |conn| summary_text(conn, &run, &origin, now_ms()))
-            .await?;
-        self.key
-            .sign_note(&text)
-            .map_err(|e| ReconcileError::Signing(e.to_string()))
-    }
+/// A finished run's summary, signed by the log's key.
+async fn sign_summary(
+    storage: &RunStorage<'_>,
+    key: &CheckpointKey,
+    run: &Run,
+) -> Result<String, ReconcileError> {
+    let (run, origin) = (run.clone(), key.origin().to_string());
+    let text = storage
+        .read(move |conn| summary_text(conn, &run, &origin, now_ms()))
+        .await?;
+    key.sign_note(&text)
+        .map_err(|e| ReconcileError::Signing(e.to_string()))
 }
 
 /// `serve --reconcile-interval`: how often the service reconciles, and how.
@@ -448,6 +460,9 @@ pub fn summary_text(
         run.ledger_size,
         run.scope.since.map_or("-".into(), format_timestamp),
     );
+    if run.kind == RunKind::Passive {
+        text.push_str("kind passive\n");
+    }
     for (verdict, n) in counts {
         text.push_str(&format!("{verdict} {n}\n"));
     }
@@ -728,7 +743,8 @@ pub fn detail(
         .collect();
     let mut uploads = Vec::new();
     if !named.is_empty() {
-        for up in store::task_uploads(conn, &outcome.task_id, None, run.ledger_size, &run.target)? {
+        let (task, last, target) = (&outcome.task_id, run.ledger_size, &run.target);
+        for up in store::task_uploads(conn, task, None, last, target, i64::MAX)? {
             if let Some((_, finding, round)) = named.iter().find(|n| n.0 == up.id) {
                 uploads.push(UploadDetail {
                     id: up.id,

@@ -321,6 +321,13 @@ pub struct SmsReadBack {
     pub retry_after: Option<Duration>,
 }
 
+/// The `error_code` of an SMS error answer.
+pub fn error_code_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<SmsErrorBody>(body)
+        .ok()
+        .and_then(|e| e.error_code)
+}
+
 /// The most bytes of one task-list page read (100 tasks are far less).
 const TASK_LIST_READ_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -464,9 +471,7 @@ impl Upstream {
                 crate::domain::counted(ANSWER_READ_LIMIT as u64, "byte")
             ));
         }
-        let error_code = serde_json::from_slice::<SmsErrorBody>(&body)
-            .ok()
-            .and_then(|e| e.error_code);
+        let error_code = error_code_of(&body);
         Ok(SmsReadBack {
             status,
             body,

@@ -62,6 +62,8 @@ pub struct ProxyCall {
     pub request_bytes: u64,
     /// Bytes of the answer's body.
     pub response_bytes: u64,
+    /// The SHA-256 (hex) of the answer's body, when it passed whole.
+    pub response_sha256: Option<String>,
     /// The kept start of the request's body (`--proxy-log-bodies`).
     pub request_body: Option<Vec<u8>>,
     /// The kept start of the answer's body (`--proxy-log-bodies`).
@@ -73,8 +75,8 @@ pub fn insert(conn: &Connection, c: &ProxyCall) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(
         "INSERT INTO proxy_calls (at, request_id, credential_name, peer_addr, method, path,
             query, status, outcome, error, latency_us, upstream_request_id, request_bytes,
-            response_bytes, request_body, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            response_bytes, request_body, response_body, response_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         c.at,
@@ -93,6 +95,7 @@ pub fn insert(conn: &Connection, c: &ProxyCall) -> Result<(), rusqlite::Error> {
         c.response_bytes as i64,
         c.request_body,
         c.response_body,
+        c.response_sha256,
     ])?;
     Ok(())
 }
@@ -198,6 +201,8 @@ pub struct CallRow {
     pub request_bytes: i64,
     /// Bytes of the answer's body.
     pub response_bytes: i64,
+    /// The SHA-256 (hex) of the answer's body, when it passed whole.
+    pub response_sha256: Option<String>,
     /// The kept start of each body (as text, lossily), with `--proxy-log-bodies`.
     pub request_body: Option<String>,
     /// The kept start of the answer's body (as text, lossily).
@@ -214,7 +219,7 @@ pub fn recent(
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, request_id, credential_name, peer_addr, method, path, query, status,
                 outcome, error, latency_us, upstream_request_id, request_bytes, response_bytes,
-                request_body, response_body
+                request_body, response_body, response_sha256
          FROM proxy_calls
          WHERE id < ?2
            AND (?3 IS NULL OR credential_name = ?3) AND (?4 IS NULL OR method = ?4)
@@ -252,6 +257,7 @@ pub fn recent(
                 response_bytes: r.get(14)?,
                 request_body: text(r.get(15)?),
                 response_body: text(r.get(16)?),
+                response_sha256: r.get(17)?,
             })
         },
     )?;

@@ -31,6 +31,19 @@ pub enum RunState {
     Partial,
 }
 
+/// How a run came to read SMS.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum RunKind {
+    /// `reconcile`, `replay --reconcile` or `serve --reconcile-interval` read
+    /// each task in scope.
+    Active,
+    /// The answers agents read through `--proxy`, gathered over one UTC day.
+    Passive,
+}
+
 /// A run as stored.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -52,10 +65,12 @@ pub struct Run {
     pub stopped_by: Option<String>,
     /// The signed summary, once finished.
     pub summary_note: Option<String>,
+    /// Active or passive.
+    pub kind: RunKind,
 }
 
 const RUN_COLUMNS: &str =
-    "id, started_at, finished_at, target, scope, ledger_size, state, stopped_by, summary_note";
+    "id, started_at, finished_at, target, scope, ledger_size, state, stopped_by, summary_note, kind";
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let scope: String = r.get(4)?;
@@ -70,6 +85,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         state: state.parse().unwrap_or(RunState::Partial),
         stopped_by: r.get(7)?,
         summary_note: r.get(8)?,
+        kind: r.get::<_, String>(9)?.parse().unwrap_or(RunKind::Active),
     })
 }
 
@@ -80,13 +96,24 @@ pub fn start_run(
     scope: &Scope,
     now: Timestamp,
 ) -> Result<Run, StorageError> {
+    start_run_of(conn, RunKind::Active, target, scope, now)
+}
+
+/// Starts a run of `kind`.
+pub fn start_run_of(
+    conn: &Connection,
+    kind: RunKind,
+    target: &str,
+    scope: &Scope,
+    now: Timestamp,
+) -> Result<Run, StorageError> {
     let ledger_size: i64 =
         conn.query_row("SELECT COALESCE(MAX(id), 0) FROM uploads", [], |r| r.get(0))?;
     let scope_json = serde_json::to_string(scope).expect("a scope is JSON");
     conn.execute(
-        "INSERT INTO reconciliation_runs (started_at, target, scope, ledger_size, state)
-         VALUES (?1, ?2, ?3, ?4, 'running')",
-        params![now, target, scope_json, ledger_size],
+        "INSERT INTO reconciliation_runs (started_at, target, scope, ledger_size, state, kind)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+        params![now, target, scope_json, ledger_size, kind.to_string()],
     )?;
     Ok(run(conn, conn.last_insert_rowid())?.expect("the run just stored"))
 }
@@ -111,18 +138,41 @@ pub fn runs(conn: &Connection, limit: u32) -> Result<Vec<Run>, StorageError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The latest run that stopped before its end (partial, or killed while running).
+/// The latest active run that stopped before its end (partial, or killed while
+/// running).
 pub fn resumable(conn: &Connection) -> Result<Option<Run>, StorageError> {
     Ok(conn
         .query_row(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM reconciliation_runs
-                 WHERE state IN ('partial', 'running') ORDER BY id DESC LIMIT 1"
+                 WHERE state IN ('partial', 'running') AND kind = 'active'
+                 ORDER BY id DESC LIMIT 1"
             ),
             [],
             run_from_row,
         )
         .optional()?)
+}
+
+/// The passive runs still gathering answers (one, unless the endpoint changed).
+pub fn open_passive_runs(conn: &Connection) -> Result<Vec<Run>, StorageError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM reconciliation_runs
+         WHERE state = 'running' AND kind = 'passive' ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A passive run's ledger size becomes the ledger's as it closes: each of its
+/// answers was compared with the ledger as it was when read, never a larger one.
+pub fn close_ledger_size(conn: &Connection, id: i64) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE reconciliation_runs SET ledger_size = (SELECT COALESCE(MAX(id), 0) FROM uploads)
+         WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
 }
 
 /// Marks a run as going again (resumed).
@@ -278,14 +328,27 @@ pub fn tasks_to_check(
     Ok(tasks)
 }
 
+/// Whether the ledger holds an upload of the task (only such tasks are
+/// reconciled, actively or passively).
+pub fn has_uploads(conn: &Connection, task_id: &str) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1 AND last_upload_at IS NOT NULL)",
+        )?
+        .query_row([task_id], |r| r.get(0))?)
+}
+
 /// A task's uploads (received from `since` on, up to `last_id`) as the matcher
-/// sees them: counts, `finished_time`, and when `target` accepted each from here.
+/// sees them: counts, `finished_time`, and when `target` accepted each from here
+/// (deliveries SMS had accepted by `delivered_by`, when SMS was read; one still
+/// under way then may or may not be in SMS's answer, so it is not expected).
 pub fn task_uploads(
     conn: &Connection,
     task_id: &str,
     since: Option<Timestamp>,
     last_id: i64,
     target: &str,
+    delivered_by: Timestamp,
 ) -> Result<Vec<OurUpload>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT u.id, u.received_at, u.finished_time, length(u.raw_body) = 0
@@ -309,7 +372,7 @@ pub fn task_uploads(
         "SELECT a.at, a.at + a.latency_ms FROM deliveries d
          JOIN delivery_attempts a ON a.delivery_id = d.id
          WHERE d.upload_id = ?1 AND d.target = ?2 AND d.state = 'delivered'
-           AND a.http_status BETWEEN 200 AND 299
+           AND a.http_status BETWEEN 200 AND 299 AND a.at + a.latency_ms <= ?3
          ORDER BY a.id",
     )?;
     let mut dirs = conn.prepare_cached(
@@ -321,7 +384,9 @@ pub fn task_uploads(
     for row in rows {
         let (mut upload, purged) = row?;
         upload.delivered = deliveries
-            .query_map(params![upload.id, target], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![upload.id, target, delivered_by], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         if !purged {
             let found = dirs.query_map([upload.id], |r| {
@@ -409,10 +474,11 @@ pub fn last_run_id(conn: &Connection) -> Result<i64, StorageError> {
     )?)
 }
 
-/// The newest finished run's id.
+/// The newest finished active run's id (a passive one covers only the tasks
+/// agents read).
 pub fn last_finished_run_id(conn: &Connection) -> Result<Option<i64>, StorageError> {
     Ok(conn.query_row(
-        "SELECT MAX(id) FROM reconciliation_runs WHERE state = 'finished'",
+        "SELECT MAX(id) FROM reconciliation_runs WHERE state = 'finished' AND kind = 'active'",
         [],
         |r| r.get(0),
     )?)
@@ -431,7 +497,8 @@ pub struct LatestOutcome {
     pub reason: Option<String>,
 }
 
-/// The task's outcome in the newest run that checked it.
+/// The task's newest outcome, in whichever run (active or passive) checked it
+/// last.
 pub fn latest_outcome_of(
     conn: &Connection,
     task_id: &str,
@@ -439,7 +506,7 @@ pub fn latest_outcome_of(
     Ok(conn
         .query_row(
             "SELECT run_id, verdict, checked_at, reason FROM reconciliation_tasks
-             WHERE task_id = ?1 ORDER BY run_id DESC LIMIT 1",
+             WHERE task_id = ?1 ORDER BY checked_at DESC, run_id DESC LIMIT 1",
             [task_id],
             |r| {
                 let verdict: String = r.get(1)?;

@@ -18,7 +18,7 @@ mod metrics;
 mod notify;
 mod openapi;
 mod pages;
-mod proxy;
+pub mod proxy;
 mod read_api;
 mod reconcile;
 mod replay;

@@ -617,3 +617,165 @@ fn reconcile_interval_needs_an_upstream() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn answers_agents_read_through_the_proxy_are_reconciled_passively() {
+    let fake = FakeUpstream::start().await;
+    let app = crate::proxy::proxy_app(&fake, |u| u.forward = true, |_| {}).await;
+    delivered_uploads(&app, &fake, &["p-match", "p-foreign"]).await;
+    let foreign = json!({"finished_time": 1_900_000_000_000i64, "check_result": "success",
+        "consistency_result": []});
+    fake.seed_round("p-foreign", foreign);
+    let reader = app.add_credential("reader", Role::Agent, None, false);
+    let read = |task: &str| {
+        let url = format!("/v3/tasks/{task}/consistency-result");
+        let token = reader.token.clone();
+        let app = &app;
+        async move { app.get(&url, &token).await }
+    };
+    let answer = read("p-match").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(read("p-foreign").await.status, 200);
+    // A task nobody uploaded here is not reconciled (SMS says 404 anyway).
+    assert_eq!(read("p-nobody").await.status, 404);
+
+    let passive = |state: &'static str| {
+        let app = &app;
+        move || async move {
+            let runs = app
+                .get("/api/v1/reconciliation", &app.admin_token)
+                .await
+                .json();
+            runs["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| {
+                    r["kind"] == "passive"
+                        && r["state"] == state
+                        && r["counts"]["match"] == 1
+                        && r["counts"]["foreign"] == 1
+                })
+                .cloned()
+        }
+    };
+    let run = eventually(
+        "a passive run with both reads",
+        PATIENCE,
+        passive("running"),
+    )
+    .await;
+    assert_eq!(
+        run["counts"]["not-checked"], 0,
+        "p-nobody is left out: {run:#}"
+    );
+    assert!(
+        run["summary_note"].is_null(),
+        "signed only once its day is over"
+    );
+
+    // The proxy log keeps the hash of what the agent got, the same the
+    // reconciliation stored.
+    let calls = app
+        .get("/api/v1/proxy-log?path=/v3/tasks/p-match", &app.admin_token)
+        .await
+        .json();
+    let call = &calls["calls"][0];
+    let got = hex::encode(Sha256::digest(answer.text.as_bytes()));
+    assert_eq!(call["response_sha256"], got.as_str(), "{call:#}");
+    assert_eq!(call["response_bytes"], answer.text.len());
+    let stored: String = app
+        .write_conn()
+        .query_row(
+            "SELECT answer_sha256 FROM reconciliation_tasks WHERE task_id = 'p-match'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, got);
+    // Nothing more was asked of SMS than the agents asked.
+    let gets = fake.received().iter().filter(|c| c.method == "GET").count();
+    assert_eq!(gets, 3);
+
+    // Once the day is over, the next answer closes the run (signed) and opens
+    // the new day's.
+    let id = run["id"].as_i64().unwrap();
+    app.write_conn()
+        .execute(
+            "UPDATE reconciliation_runs SET started_at = started_at - 86400000 WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    assert_eq!(read("p-match").await.status, 200);
+    let closed = eventually("the passive run closed", PATIENCE, passive("finished")).await;
+    assert_eq!(closed["id"], id);
+    let note = closed["summary_note"].as_str().unwrap();
+    assert!(note.contains("\nkind passive\n"), "{note}");
+    let file = app.db_path.with_file_name("passive-run.json");
+    let (code, out) = reconcile(
+        &app,
+        &fake,
+        &[
+            "export",
+            "--run",
+            &id.to_string(),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = crate::helpers::sms_audit(
+        &app.db_path,
+        &["evidence", "verify", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 foreign"), "{out}");
+    // The read that closed it is the new day's run's first.
+    let runs = app
+        .get("/api/v1/reconciliation", &app.admin_token)
+        .await
+        .json();
+    let open = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "passive" && r["state"] == "running")
+        .cloned()
+        .expect("today's passive run");
+    assert_eq!(open["counts"]["match"], 1, "{open:#}");
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser.get(&format!("/reconciliation?run={id}")).await;
+    assert!(
+        page.text.contains(": finished, passive</h2>"),
+        "{}",
+        page.text
+    );
+    // `reconcile --resume` never takes the open passive run for its own.
+    let (code, out) = reconcile(&app, &fake, &["--resume"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no stopped reconciliation to resume"), "{out}");
+}
+
+#[tokio::test]
+async fn a_delivery_sms_accepted_after_it_was_read_is_not_expected_in_its_answer() {
+    let fake = FakeUpstream::start().await;
+    let app = forwarding_app(&fake, |_| {}).await;
+    delivered_uploads(&app, &fake, &["r-late"]).await;
+    fake.lose_round("r-late", 0);
+    let conn = app.write_conn();
+    let shift = |ms: i64| {
+        conn.execute("UPDATE delivery_attempts SET at = at + ?1", [ms])
+            .unwrap()
+    };
+    // As if SMS accepted it only after the read: SMS's answer could not hold it.
+    shift(3_600_000);
+    let (code, out) = reconcile(&app, &fake, &["--task", "r-late", "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    // Accepted before the read: SMS must hold it, and does not.
+    shift(-3_600_000);
+    let (code, out) = reconcile(&app, &fake, &["--task", "r-late", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(report["counts"]["missing-in-sms"], 1, "{report:#}");
+}

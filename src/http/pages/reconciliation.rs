@@ -11,7 +11,7 @@ use super::{html, urlencode, Nav, PageError};
 use crate::domain::reconcile::{DirCounts, Verdict};
 use crate::http::extract::{PageUser, Query};
 use crate::services::reconcile::{self, TaskDetail};
-use crate::storage::reconciliation::{self as store, Run};
+use crate::storage::reconciliation::{self as store, Run, RunKind};
 use crate::storage::ReadPool;
 
 /// Tasks on one page.

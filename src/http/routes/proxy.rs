@@ -210,8 +210,8 @@ pub async fn pass_through(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (secret, stall) = (path.answer_is_secret(), state.proxy.timeout());
-    Ok(answer(&req, response, start, state.log, secret, stall))
+    let reading = AnswerReading::of(&req, &path, &state);
+    Ok(answer(&req, response, start, state.log, reading))
 }
 
 /// The answer to a call SMS has no such operation for: 404 for a path it does
@@ -336,6 +336,7 @@ fn call_start(
             upstream_request_id: None,
             request_bytes: 0,
             response_bytes: 0,
+            response_sha256: None,
             request_body: None,
             response_body: None,
         },
@@ -370,14 +371,36 @@ fn not_sent(
     answer
 }
 
+/// How an answer is read on its way: never kept when it carries secrets, given
+/// up when SMS stalls, and read whole for the passive reconciliation when it
+/// is a task's results.
+struct AnswerReading {
+    secret: bool,
+    stall: Duration,
+    results_of: Option<String>,
+}
+
+impl AnswerReading {
+    fn of(req: &HttpRequest, path: &ProxyPath, state: &PassThrough) -> Self {
+        Self {
+            secret: path.answer_is_secret(),
+            stall: state.proxy.timeout(),
+            results_of: (req.method() == Method::GET)
+                .then(|| path.consistency_result_task())
+                .flatten()
+                .filter(|_| state.log.reads_answers())
+                .map(str::to_string),
+        }
+    }
+}
+
 /// SMS's answer, passed on: status, end-to-end headers, and the body as it comes.
 fn answer(
     req: &HttpRequest,
     response: reqwest::Response,
     start: CallStart,
     log: web::Data<ProxyLog>,
-    secret: bool,
-    stall: Duration,
+    reading: AnswerReading,
 ) -> HttpResponse {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -406,14 +429,16 @@ fn answer(
         start.finish(&log, CallOutcome::Answered, status.as_u16(), None);
         return builder.finish();
     }
-    let keep = log.settings().log_bodies && !secret;
+    let keep = log.settings().log_bodies && !reading.secret;
+    let stall = reading.stall;
     let tracked = Tracked {
         inner: Box::pin(response.bytes_stream()),
-        tap: BodyTap::new(keep),
+        tap: BodyTap::answer(keep, reading.results_of.is_some()),
         pending: Some((start, log)),
         status: status.as_u16(),
         stall,
         idle: Box::pin(tokio::time::sleep(stall)),
+        results_of: reading.results_of,
     };
     match length {
         Some(n) => builder.body(SizedStream::new(n, tracked)),
@@ -431,6 +456,8 @@ struct Tracked {
     status: u16,
     stall: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// The task whose results this answer is, for the passive reconciliation.
+    results_of: Option<String>,
 }
 
 impl Tracked {
@@ -438,6 +465,13 @@ impl Tracked {
         if let Some((mut start, log)) = self.pending.take() {
             start.call.response_bytes = self.tap.bytes;
             start.call.response_body = self.tap.kept.take();
+            if outcome == CallOutcome::Answered {
+                start.call.response_sha256 = self.tap.sha256();
+                let whole = self.tap.captured();
+                if let (Some(task), Some(body)) = (self.results_of.take(), whole) {
+                    log.read_back(task, start.call.at, self.status, body);
+                }
+            }
             start.finish(&log, outcome, self.status, error);
         }
     }

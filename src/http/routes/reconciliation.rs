@@ -36,6 +36,7 @@ pub fn run_json(run: &Run, counts: &[(Verdict, u64)]) -> serde_json::Value {
         },
         "ledger_size": run.ledger_size,
         "state": run.state.to_string(),
+        "kind": run.kind.to_string(),
         "stopped_by": run.stopped_by,
         "counts": counts.iter().map(|(v, n)| (v.as_str(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
         "summary_note": run.summary_note,

@@ -131,6 +131,7 @@ mod tests {
             upstream_request_id: None,
             request_bytes: body as u64,
             response_bytes: 0,
+            response_sha256: None,
             request_body: Some(vec![b'x'; body]),
             response_body: None,
         }

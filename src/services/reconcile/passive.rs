@@ -1,0 +1,173 @@
+//! Passive reconciliation (`serve --proxy`): the answers SMS gives the agents'
+//! own `ShowConsistencyResult` calls are matched as a run's reads are, and kept
+//! in one passive run per UTC day, closed and signed once its day is over (or
+//! when the endpoint changes). SMS is never asked anything more for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{judge, sign_summary, Read, ReconcileError, RunStorage};
+use crate::domain::{now_ms, Timestamp};
+use crate::services::upstream::SmsReadBack;
+use crate::storage::reconciliation::{self as store, Run, RunKind, RunState, Scope};
+use crate::storage::writer::WriterHandle;
+use crate::storage::ReadPool;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// How often the service looks for a passive run whose day is over.
+const CLOSE_CHECK: Duration = Duration::from_secs(600);
+
+/// The passive side of reconciliation against one SMS endpoint.
+pub struct PassiveReconciliation {
+    storage: RunStorage<'static>,
+    target: String,
+    key: crate::domain::checkpoint::CheckpointKey,
+    tolerance: Duration,
+    /// One answer at a time, so that a day's run is opened once.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl PassiveReconciliation {
+    /// Passive reconciliation against `target`, signed with `key`.
+    pub fn new(
+        reads: ReadPool,
+        writer: WriterHandle,
+        target: String,
+        key: crate::domain::checkpoint::CheckpointKey,
+    ) -> Self {
+        Self {
+            storage: RunStorage::Service { reads, writer },
+            target,
+            key,
+            tolerance: super::Settings::DEFAULT_TOLERANCE,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Judges and stores SMS's answer to a `ShowConsistencyResult` call for `task`
+    /// that arrived at `read_at`. Only an answer that says what SMS holds counts:
+    /// a 2xx, or a 404 (the task unknown to SMS); any other error says nothing.
+    /// Only tasks with an upload here are reconciled, as in an active run.
+    pub async fn observe(
+        &self,
+        task: String,
+        read_at: Timestamp,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Result<(), ReconcileError> {
+        if !(200..300).contains(&status) && status != 404 {
+            return Ok(());
+        }
+        let t = task.clone();
+        if !self
+            .storage
+            .read(move |conn| store::has_uploads(conn, &t))
+            .await?
+        {
+            return Ok(());
+        }
+        let error_code = crate::services::upstream::error_code_of(&body);
+        let _turn = self.turn.lock().await;
+        let run = self.current_run(now_ms()).await?;
+        // Every upload is looked at; those not delivered by `read_at` are never
+        // expected in SMS, only matched.
+        let against = Run {
+            ledger_size: i64::MAX,
+            ..run.clone()
+        };
+        let answer = SmsReadBack {
+            status,
+            body,
+            error_code,
+            retry_after: None,
+        };
+        let judged = judge(
+            &self.storage,
+            self.tolerance,
+            &against,
+            &task,
+            read_at,
+            Ok(answer),
+        )
+        .await?;
+        if let Read::Outcome(outcome) = judged {
+            let id = run.id;
+            self.storage
+                .write(move |conn| store::record_task(conn, id, &outcome))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes and signs the passive runs begun on a day before `now`'s, or
+    /// against another endpoint.
+    pub async fn close_ended(&self, now: Timestamp) -> Result<(), ReconcileError> {
+        for run in self.storage.read(store::open_passive_runs).await? {
+            if run.target != self.target
+                || run.started_at.div_euclid(DAY_MS) < now.div_euclid(DAY_MS)
+            {
+                self.close(run).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Today's passive run, opened when it is the day's first answer.
+    async fn current_run(&self, now: Timestamp) -> Result<Run, ReconcileError> {
+        self.close_ended(now).await?;
+        let target = self.target.clone();
+        let open = |runs: Vec<Run>| runs.into_iter().find(|r| r.target == target);
+        if let Some(run) = open(self.storage.read(store::open_passive_runs).await?) {
+            return Ok(run);
+        }
+        let t = self.target.clone();
+        self.storage
+            .write(move |conn| {
+                store::start_run_of(conn, RunKind::Passive, &t, &Scope::default(), now).map(drop)
+            })
+            .await?;
+        open(self.storage.read(store::open_passive_runs).await?)
+            .ok_or_else(|| ReconcileError::Writer("the new passive run was not found".into()))
+    }
+
+    /// Ends `run` as finished, its summary signed.
+    async fn close(&self, run: Run) -> Result<(), ReconcileError> {
+        let id = run.id;
+        self.storage
+            .write(move |conn| store::close_ledger_size(conn, id))
+            .await?;
+        let run = self
+            .storage
+            .read(move |conn| store::run(conn, id))
+            .await?
+            .ok_or_else(|| ReconcileError::Writer(format!("run {id} was not found")))?;
+        let note = sign_summary(&self.storage, &self.key, &run).await?;
+        self.storage
+            .write(move |conn| {
+                store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
+            })
+            .await?;
+        tracing::info!(run = id, "passive reconciliation closed for its day");
+        Ok(())
+    }
+}
+
+/// Closes each passive run once its day is over, even when no agent reads
+/// anything the next day; at start, and every ten minutes until `stop`.
+pub async fn close_loop(
+    passive: Arc<PassiveReconciliation>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        {
+            let _turn = passive.turn.lock().await;
+            if let Err(e) = passive.close_ended(now_ms()).await {
+                tracing::warn!("passive reconciliation: {e}");
+            }
+        }
+        if crate::services::background::pause(&stop, CLOSE_CHECK).await {
+            return;
+        }
+    }
+}
