@@ -5,7 +5,8 @@
 # checks every signature with the official SDK's signer. The official Python SDK
 # (certificate verification on) and then plain `curl --cacert` make a migration's
 # calls; every answer must be the stand-in's, the upload stored and forwarded,
-# and every proxied call in the proxy log.
+# and every proxied call in the proxy log. The agents' read-backs are reconciled
+# passively; then every operation of the SDK's SmsClient goes through --proxy.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -129,6 +130,20 @@ HUAWEICLOUD_SDK_AK=$upstream_ak HUAWEICLOUD_SDK_SK=$upstream_sk HUAWEICLOUD_SDK_
   "$bin" reconcile --task "$task" --upstream-endpoint "http://127.0.0.1:$(cat "$work/standin.port")" | tee "$work/reconcile.out"
 grep -q "1 task: 1 match" "$work/reconcile.out"
 tail -1 "$work/standin.jsonl" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["method"] == "GET" and r["signature_ok"] and r["status"] == 200, r'
+
+# The SDK's and curl's reads through --proxy were reconciled passively: today's
+# passive run has the task, matching.
+for _ in $(seq 1 100); do
+  cacurl -H "X-Auth-Token: $auditor_token" "$endpoint/api/v1/reconciliation" >"$work/runs.json"
+  python3 -c 'import json,sys; runs=json.load(open(sys.argv[1]))["runs"]; sys.exit(0 if any(r["kind"] == "passive" and r["counts"]["match"] == 1 for r in runs) else 1)' "$work/runs.json" && break
+  sleep 0.1
+done
+python3 -c 'import json,sys; runs=json.load(open(sys.argv[1]))["runs"]; assert any(r["kind"] == "passive" and r["counts"]["match"] == 1 for r in runs), runs' "$work/runs.json"
+echo "passive reconciliation: the agents' own read-backs match"
+
+# 5. Every operation of the SDK's SmsClient through --proxy, each re-signed at the
+# stand-in and in the proxy log.
+(cd tests/interop && "$SDK_PYTHON" all_operations.py "$endpoint" "$work/tls/cert.pem" "$ak" "$sk" "$project" "$work/standin.jsonl" "$auditor_token" "$upstream_ak")
 
 kill -TERM "$server_pid"; wait "$server_pid" || true
 "$bin" verify

@@ -9,15 +9,18 @@ use percent_encoding::percent_decode_str;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPath {
     raw: String,
-    /// The percent-decoded segments after `/v3/`.
+    /// The percent-decoded segments after the leading `/` (`v3` first, but for
+    /// `/`, which has none, and `/v<N>`).
     segments: Vec<String>,
 }
 
 /// Why a path is not passed on even before its operation is looked up.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PathRefusal {
-    /// Not under `/v3/`.
-    #[error("only paths under /v3/ are passed on to SMS")]
+    /// Not under `/v3/`, nor `/` or `/v<N>` (the API's versions).
+    #[error(
+        "only SMS's paths (under /v3/, and / and /v<N> for its API versions) are passed on to SMS"
+    )]
     OutsideV3,
     /// A `.` or `..` segment, which a server further on could resolve.
     #[error("the path has a dot segment ({0:?}); paths are passed on as sent and may not climb")]
@@ -57,6 +60,9 @@ pub enum Subject<'a> {
 /// `SmsClient` names them; the pass-through takes no other. Literal segments
 /// match exactly (case too); `{…}` matches one segment.
 pub const OPERATIONS: &[(&str, &str)] = &[
+    // ListApiVersion and ShowApiVersion.
+    ("GET", "/"),
+    ("GET", "/{version}"),
     ("GET", "/v3/config"),
     ("GET", "/v3/errors"),
     ("GET", "/v3/migprojects"),
@@ -126,9 +132,20 @@ pub enum OperationRefusal {
 impl ProxyPath {
     /// `raw` is the path as it came on the wire (still percent-encoded).
     pub fn parse(raw: &str) -> Result<Self, PathRefusal> {
-        let rest = raw.strip_prefix("/v3/").ok_or(PathRefusal::OutsideV3)?;
+        if raw == "/" {
+            return Ok(Self {
+                raw: raw.to_string(),
+                segments: Vec::new(),
+            });
+        }
+        let version = raw
+            .strip_prefix("/v")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !version && !raw.starts_with("/v3/") {
+            return Err(PathRefusal::OutsideV3);
+        }
         let mut segments = Vec::new();
-        for segment in rest.split('/') {
+        for segment in raw[1..].split('/') {
             if segment.is_empty() {
                 return Err(PathRefusal::EmptySegment);
             }
@@ -162,10 +179,10 @@ impl ProxyPath {
     /// most literal template wins (`/v3/tasks/delete` over `/v3/tasks/{task_id}`).
     /// HEAD goes wherever GET does.
     pub fn operation(&self, method: &str) -> Result<(&'static str, Subject<'_>), OperationRefusal> {
-        let raw: Vec<&str> = self.raw["/v3/".len()..].split('/').collect();
+        let raw: Vec<&str> = self.raw[1..].split('/').collect();
         let mut best: Option<(Vec<bool>, &'static str)> = None;
         for (_, template) in OPERATIONS {
-            let parts: Vec<&str> = template["/v3/".len()..].split('/').collect();
+            let parts: Vec<&str> = template[1..].split('/').collect();
             if parts.len() != raw.len() {
                 continue;
             }
@@ -202,7 +219,7 @@ impl ProxyPath {
             });
         }
         let placeholder = |name: &str| {
-            template["/v3/".len()..]
+            template[1..]
                 .split('/')
                 .position(|p| p == name)
                 .map(|i| self.segments[i].as_str())
@@ -238,7 +255,9 @@ impl ProxyPath {
     /// whose answer the passive reconciliation reads.
     pub fn consistency_result_task(&self) -> Option<&str> {
         match self.segments.as_slice() {
-            [tasks, task, last] if tasks == "tasks" && last == "consistency-result" => {
+            [v3, tasks, task, last]
+                if v3 == "v3" && tasks == "tasks" && last == "consistency-result" =>
+            {
                 Some(task.as_str())
             }
             _ => None,
@@ -378,6 +397,9 @@ mod tests {
             ("GET", "/v3/sources", "Project"),
             ("GET", "/v3/sources/overview", "Project"),
             ("GET", "/v3/tasks/a%2Db", "Task(\"a-b\")"),
+            ("GET", "/", "Unscoped"),
+            ("GET", "/v3", "Unscoped"),
+            ("GET", "/v1", "Unscoped"),
         ] {
             assert_eq!(
                 subject(method, path).as_deref(),
@@ -449,7 +471,9 @@ mod tests {
     fn paths_that_could_climb_or_split_are_refused() {
         for (path, refusal) in [
             ("/v4/x", PathRefusal::OutsideV3),
-            ("/v3", PathRefusal::OutsideV3),
+            ("/v3x", PathRefusal::OutsideV3),
+            ("/v", PathRefusal::OutsideV3),
+            ("/v3%2f", PathRefusal::OutsideV3),
             ("/x/../v3/config", PathRefusal::OutsideV3),
             ("/v3/../x", PathRefusal::DotSegment("..".into())),
             ("/v3/./config", PathRefusal::DotSegment(".".into())),

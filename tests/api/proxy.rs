@@ -942,3 +942,58 @@ async fn an_upstream_credential_echoed_back_is_never_kept_in_the_proxy_log() {
         "token [upstream credential] in a body"
     );
 }
+
+#[tokio::test]
+async fn the_api_versions_at_the_root_go_to_sms_and_browsers_keep_the_dashboard() {
+    let fake = FakeUpstream::start().await;
+    let app = proxy_app(&fake, |_| {}, |_| {}).await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    // ListApiVersion and ShowApiVersion, with SMS credentials.
+    assert_eq!(
+        call(&app, "GET", "/", &agent.token, &[], None).await.status,
+        200
+    );
+    assert_eq!(
+        call(&app, "GET", "/v3", &agent.token, &[], None)
+            .await
+            .status,
+        200
+    );
+    let reached: Vec<_> = fake
+        .received()
+        .into_iter()
+        .map(|c| (c.method, c.path, c.signature_ok))
+        .collect();
+    assert_eq!(
+        reached,
+        [
+            ("GET".to_string(), "/".to_string(), true),
+            ("GET".to_string(), "/v3".to_string(), true)
+        ]
+    );
+    assert_eq!(proxy_log(&app, 2).await.len(), 2);
+    // Not an operation there: 405 with what is.
+    let post = call(&app, "POST", "/v3", &agent.token, &[], Some("{}")).await;
+    assert_eq!(post.status, 405, "{}", post.text);
+    // A browser's `/` (no SMS credentials) is still the dashboard.
+    let page = app
+        .client
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.url().path().starts_with("/login"), "{}", page.url());
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(fake.received().len(), 2, "nothing more reached SMS");
+}
+
+#[tokio::test]
+async fn without_proxy_the_api_versions_are_unknown() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false);
+    let reply = call(&app, "GET", "/v3", &agent.token, &[], None).await;
+    assert_eq!(reply.status, 404, "{}", reply.text);
+}

@@ -1,6 +1,7 @@
 """A stand-in SMS for the agent run: checks every request's signature with the
 official SDK's own signer against the upstream credentials, answers from
-standin_answers.py (401 for a bad signature, 404 for an unknown call), and
+standin_answers.py (401 for a bad signature, `{}` for any other call, 404 for
+the results of a task it does not know), and
 records each request as a JSON line.
 
 Usage: standin_sms.py PORT_FILE RECORD_FILE AK SK
@@ -16,7 +17,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 
-from standin_answers import answer_for, results_answer
+from standin_answers import RESULTS, answer_for, results_answer
 
 PORT_FILE, RECORD_FILE, AK, SK = sys.argv[1:5]
 
@@ -63,6 +64,11 @@ class Handler(BaseHTTPRequestHandler):
         answer = results_answer(self.command, parts.path, body) if ok else None
         if answer is None:
             answer = answer_for(self.command, parts.path)
+        # Any other operation (all_operations.py drives every one) gets an empty
+        # object, as most of SMS's answers are; a task's results stay 404 when
+        # the task is unknown, as in SMS.
+        if answer is None and not RESULTS.fullmatch(parts.path):
+            answer = {}
         if not ok:
             status, payload = 401, {"error_code": "APIGW.0301", "error_msg": "bad signature"}
         elif answer is None:

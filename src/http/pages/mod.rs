@@ -27,41 +27,52 @@ pub use crate::http::urlencode;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use crate::http::routes::{get_resource, not_allowed};
-    cfg.service(get_resource("/", dashboard::page))
-        .service(
-            web::resource("/login")
-                .route(web::get().to(login::form))
-                .route(web::post().to(login::submit))
-                .default_service(not_allowed("GET, POST")),
-        )
-        .service(
-            web::resource("/logout")
-                .route(web::post().to(login::logout))
-                .default_service(not_allowed("POST")),
-        )
-        .service(get_resource("/tasks/{task_id}", task::page))
-        .service(get_resource("/tasks/{task_id}/report", report::page))
-        .service(get_resource("/uploads/{id}", upload::page))
-        .service(get_resource("/compare", compare::page))
-        .service(get_resource("/changes", changes::page))
-        .service(get_resource("/directories", directories::page))
-        .service(get_resource("/audit", audit::page))
-        .service(get_resource("/deliveries", deliveries::page))
-        .service(get_resource("/proxy", proxy::page))
-        .service(get_resource("/reconciliation", reconciliation::page))
-        .service(
-            web::resource("/deliveries/replay")
-                .route(web::get().to(deliveries::preview))
-                .route(web::post().to(deliveries::confirm))
-                .default_service(not_allowed("GET, POST")),
-        )
-        .service(
-            web::resource("/audit/verify")
-                .route(web::post().to(audit::start_verification))
-                .default_service(not_allowed("POST")),
-        )
-        .service(get_resource("/assets/app.css", stylesheet))
-        .service(get_resource("/assets/icon.svg", icon));
+    // With `--proxy`, an SDK's `GET /` (ListApiVersion) is SMS's; a browser's is
+    // the dashboard.
+    cfg.service(
+        web::resource("/")
+            .route(
+                web::route()
+                    .guard(actix_web::guard::fn_guard(crate::http::routes::is_sms_call))
+                    .to(crate::http::routes::sms_path),
+            )
+            .route(web::get().to(dashboard::page))
+            .default_service(not_allowed("GET")),
+    )
+    .service(
+        web::resource("/login")
+            .route(web::get().to(login::form))
+            .route(web::post().to(login::submit))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/logout")
+            .route(web::post().to(login::logout))
+            .default_service(not_allowed("POST")),
+    )
+    .service(get_resource("/tasks/{task_id}", task::page))
+    .service(get_resource("/tasks/{task_id}/report", report::page))
+    .service(get_resource("/uploads/{id}", upload::page))
+    .service(get_resource("/compare", compare::page))
+    .service(get_resource("/changes", changes::page))
+    .service(get_resource("/directories", directories::page))
+    .service(get_resource("/audit", audit::page))
+    .service(get_resource("/deliveries", deliveries::page))
+    .service(get_resource("/proxy", proxy::page))
+    .service(get_resource("/reconciliation", reconciliation::page))
+    .service(
+        web::resource("/deliveries/replay")
+            .route(web::get().to(deliveries::preview))
+            .route(web::post().to(deliveries::confirm))
+            .default_service(not_allowed("GET, POST")),
+    )
+    .service(
+        web::resource("/audit/verify")
+            .route(web::post().to(audit::start_verification))
+            .default_service(not_allowed("POST")),
+    )
+    .service(get_resource("/assets/app.css", stylesheet))
+    .service(get_resource("/assets/icon.svg", icon));
 }
 
 async fn stylesheet() -> HttpResponse {

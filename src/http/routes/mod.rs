@@ -43,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(replays::create))
             .default_service(not_allowed("POST")),
     );
+    // ShowApiVersion: SMS's with `--proxy`.
+    cfg.service(web::resource("/{version:v[0-9]+}").to(sms_path));
     cfg.service(get_resource("/healthz", health::healthz))
         .service(get_resource("/readyz", health::readyz))
         .service(get_resource("/metrics", metrics::scrape));
@@ -79,6 +81,32 @@ async fn upload_path_other_method(
         return Ok(proxy::pass_through(req, payload, state).await?);
     }
     Err(error::method_not_allowed(&req, "POST"))
+}
+
+/// Whether a request is an SMS API call for the pass-through: `--proxy` is on
+/// and it carries SMS credentials (an SDK signature or `X-Auth-Token`).
+pub fn is_sms_call(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    let headers = ctx.head().headers();
+    ctx.app_data::<web::Data<crate::services::proxy::Proxy>>()
+        .is_some()
+        && (headers.contains_key("x-auth-token")
+            || headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("SDK-HMAC-")))
+}
+
+/// A path SMS has outside `/v3/` (`/`, `/v<N>`): passed on with `--proxy`,
+/// unknown without.
+pub async fn sms_path(
+    req: HttpRequest,
+    payload: web::Payload,
+    pass_through: Option<proxy::PassThrough>,
+) -> Result<HttpResponse, actix_web::Error> {
+    match pass_through {
+        Some(state) => Ok(proxy::pass_through(req, payload, state).await?),
+        None => Err(error::not_found(&req, None)),
+    }
 }
 
 /// Every other `/v3/` path is SMS's with `--proxy`; anything else is unknown.
