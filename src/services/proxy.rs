@@ -15,8 +15,8 @@ use actix_web::web::Bytes;
 use crate::domain::now_ms;
 use crate::domain::proxy::ProxyPath;
 use crate::domain::signing::sha256_hex;
-use crate::services::reconcile::PassiveReconciliation;
-use crate::services::upstream::{describe, UpstreamAuth, ANSWER_READ_LIMIT};
+use crate::services::reconcile::{PassiveReconciliation, PASSIVE_ANSWER_LIMIT};
+use crate::services::upstream::{describe, UpstreamAuth};
 use crate::storage::proxy_log::{self, ProxyCall};
 use crate::storage::writer::WriterHandle;
 use sha2::{Digest, Sha256};
@@ -294,15 +294,24 @@ impl ProxyLog {
     }
 
     /// Hands SMS's whole answer for `task`'s results, to a call that arrived
-    /// at `read_at`, to the passive reconciliation (in the background).
-    pub fn read_back(&self, task: String, read_at: i64, status: u16, body: Vec<u8>) {
-        if let Some(passive) = self.passive.clone() {
-            tokio::spawn(async move {
-                if let Err(e) = passive.observe(task, read_at, status, body).await {
-                    tracing::warn!("passive reconciliation: {e}");
-                }
-            });
-        }
+    /// at `read_at`, to the passive reconciliation (in the background; not when
+    /// too many answers already wait).
+    pub fn read_back(&self, task: String, read_at: i64, status: u16, answer: PassedAnswer) {
+        let Some(place) = self.passive.as_ref().map(|p| p.enqueue()) else {
+            return;
+        };
+        let Some(place) = place else {
+            tracing::warn!(
+                task,
+                "passive reconciliation is behind: this read-back is not matched"
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = place.observe(task, read_at, status, answer).await {
+                tracing::warn!("passive reconciliation: {e}");
+            }
+        });
     }
 
     /// The service's own upstream credential (a token, or the access key) is
@@ -364,6 +373,9 @@ impl ProxyLog {
     }
 }
 
+/// SMS's answer as it passed, and its `Content-Encoding`.
+pub type PassedAnswer = (Vec<u8>, Option<String>);
+
 /// The start of a streamed body, kept for the log while it passes.
 #[derive(Debug, Default)]
 pub struct BodyTap {
@@ -389,7 +401,7 @@ impl BodyTap {
     }
 
     /// A tap on SMS's answer: hashed too, and kept whole (up to
-    /// `ANSWER_READ_LIMIT`) when `capture` is set.
+    /// `PASSIVE_ANSWER_LIMIT`) when `capture` is set.
     pub fn answer(keep: bool, capture: bool) -> Self {
         Self {
             hasher: Some(Sha256::new()),
@@ -409,7 +421,7 @@ impl BodyTap {
             hasher.update(chunk);
         }
         if let Some(captured) = &mut self.captured {
-            if captured.len() + chunk.len() > ANSWER_READ_LIMIT {
+            if captured.len() + chunk.len() > PASSIVE_ANSWER_LIMIT {
                 self.captured = None;
             } else {
                 captured.extend_from_slice(chunk);

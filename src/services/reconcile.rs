@@ -20,7 +20,7 @@ use crate::storage::writer::WriterHandle;
 use crate::storage::{ReadPool, StorageError};
 
 mod passive;
-pub use passive::{close_loop as passive_close_loop, PassiveReconciliation};
+pub use passive::{close_loop as passive_close_loop, PassiveReconciliation, PASSIVE_ANSWER_LIMIT};
 
 /// How a run reads SMS.
 #[derive(Debug, Clone)]

@@ -429,6 +429,11 @@ fn answer(
         start.finish(&log, CallOutcome::Answered, status.as_u16(), None);
         return builder.finish();
     }
+    let encoding = response
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let keep = log.settings().log_bodies && !reading.secret;
     let stall = reading.stall;
     let tracked = Tracked {
@@ -438,7 +443,7 @@ fn answer(
         status: status.as_u16(),
         stall,
         idle: Box::pin(tokio::time::sleep(stall)),
-        results_of: reading.results_of,
+        results_of: reading.results_of.map(|task| (task, encoding)),
     };
     match length {
         Some(n) => builder.body(SizedStream::new(n, tracked)),
@@ -456,8 +461,9 @@ struct Tracked {
     status: u16,
     stall: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
-    /// The task whose results this answer is, for the passive reconciliation.
-    results_of: Option<String>,
+    /// The task whose results this answer is, for the passive reconciliation,
+    /// and its `Content-Encoding`.
+    results_of: Option<(String, Option<String>)>,
 }
 
 impl Tracked {
@@ -468,8 +474,8 @@ impl Tracked {
             if outcome == CallOutcome::Answered {
                 start.call.response_sha256 = self.tap.sha256();
                 let whole = self.tap.captured();
-                if let (Some(task), Some(body)) = (self.results_of.take(), whole) {
-                    log.read_back(task, start.call.at, self.status, body);
+                if let (Some((task, encoding)), Some(body)) = (self.results_of.take(), whole) {
+                    log.read_back(task, start.call.at, self.status, (body, encoding));
                 }
             }
             start.finish(&log, outcome, self.status, error);

@@ -18,6 +18,15 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// How often the service looks for a passive run whose day is over.
 const CLOSE_CHECK: Duration = Duration::from_secs(600);
 
+/// The largest answer read passively: far more than any task's rounds (a round
+/// of ten directories is under 1 KiB); a larger one is passed on, hashed in the
+/// proxy log, and not matched.
+pub const PASSIVE_ANSWER_LIMIT: usize = 1024 * 1024;
+
+/// Answers waiting to be matched at most; more are not matched (a burst of
+/// agents reading their results must never grow memory without bound).
+const MAX_WAITING: usize = 256;
+
 /// The passive side of reconciliation against one SMS endpoint.
 pub struct PassiveReconciliation {
     storage: RunStorage<'static>,
@@ -26,6 +35,43 @@ pub struct PassiveReconciliation {
     tolerance: Duration,
     /// One answer at a time, so that a day's run is opened once.
     turn: tokio::sync::Mutex<()>,
+    /// Answers handed over and not yet matched.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// An answer's place in the queue, given back when it has been matched.
+pub struct Waiting(Arc<PassiveReconciliation>);
+
+impl Waiting {
+    /// Matches and stores the answer (see [`PassiveReconciliation::observe`]),
+    /// decoded first when SMS compressed it (`Content-Encoding` gzip or deflate;
+    /// any other encoding is not matched).
+    pub async fn observe(
+        self,
+        task: String,
+        read_at: Timestamp,
+        status: u16,
+        (body, encoding): (Vec<u8>, Option<String>),
+    ) -> Result<(), ReconcileError> {
+        match decoded(body, encoding.as_deref()) {
+            Ok(body) => self.0.observe(task, read_at, status, body).await,
+            Err(why) => {
+                tracing::warn!(
+                    task,
+                    "passive reconciliation: SMS's answer is not matched: {why}"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl PassiveReconciliation {
@@ -42,7 +88,16 @@ impl PassiveReconciliation {
             key,
             tolerance: super::Settings::DEFAULT_TOLERANCE,
             turn: tokio::sync::Mutex::new(()),
+            waiting: Default::default(),
         }
+    }
+
+    /// A place in the queue of answers to match, unless it is full.
+    pub fn enqueue(self: &Arc<Self>) -> Option<Waiting> {
+        use std::sync::atomic::Ordering;
+        let before = self.waiting.fetch_add(1, Ordering::Relaxed);
+        let place = Waiting(self.clone());
+        (before < MAX_WAITING).then_some(place)
     }
 
     /// Judges and stores SMS's answer to a `ShowConsistencyResult` call for `task`
@@ -153,6 +208,31 @@ impl PassiveReconciliation {
     }
 }
 
+/// `body` as sent before its `Content-Encoding`, at most `PASSIVE_ANSWER_LIMIT`.
+fn decoded(body: Vec<u8>, encoding: Option<&str>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let reader: Box<dyn Read> = match encoding.map(|e| e.trim().to_ascii_lowercase()) {
+        None => return Ok(body),
+        Some(e) if e.is_empty() || e == "identity" => return Ok(body),
+        Some(e) if e == "gzip" || e == "x-gzip" => {
+            Box::new(flate2::read::GzDecoder::new(std::io::Cursor::new(body)))
+        }
+        Some(e) if e == "deflate" => {
+            Box::new(flate2::read::ZlibDecoder::new(std::io::Cursor::new(body)))
+        }
+        Some(e) => return Err(format!("it is encoded as {e:?}")),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(PASSIVE_ANSWER_LIMIT as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("it does not decode: {e}"))?;
+    if out.len() > PASSIVE_ANSWER_LIMIT {
+        return Err("decoded, it is longer than 1 MiB".into());
+    }
+    Ok(out)
+}
+
 /// Closes each passive run once its day is over, even when no agent reads
 /// anything the next day; at start, and every ten minutes until `stop`.
 pub async fn close_loop(
@@ -169,5 +249,35 @@ pub async fn close_loop(
         if crate::services::background::pause(&stop, CLOSE_CHECK).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn compressed_answers_are_read_as_sent_and_bounded() {
+        let answer = br#"{"task_id":"t","result_list":[]}"#.to_vec();
+        assert_eq!(decoded(answer.clone(), None).unwrap(), answer);
+        assert_eq!(decoded(answer.clone(), Some("identity")).unwrap(), answer);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&answer).unwrap();
+        assert_eq!(decoded(gz.finish().unwrap(), Some("gzip")).unwrap(), answer);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&answer).unwrap();
+        assert_eq!(
+            decoded(z.finish().unwrap(), Some("Deflate")).unwrap(),
+            answer
+        );
+        assert!(decoded(answer.clone(), Some("br")).is_err());
+        assert!(decoded(answer, Some("gzip")).is_err(), "not gzip");
+        // A small bomb stays small.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        bomb.write_all(&vec![b' '; 4 * PASSIVE_ANSWER_LIMIT])
+            .unwrap();
+        let err = decoded(bomb.finish().unwrap(), Some("gzip")).unwrap_err();
+        assert!(err.contains("longer than 1 MiB"), "{err}");
     }
 }
