@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The pass-through's cost: a GET and a PUT (a progress report) sent straight to a
+# The pass-through's cost: a GET (a task's results) and a PUT (a progress report) sent straight to a
 # stand-in SMS on loopback (`sms-audit dev fake-upstream`, answering at once, then
 # after 2 ms), and the same through
 # `sms-audit serve --proxy` (agent token checked, re-signed with AK/SK, every call
@@ -24,8 +24,12 @@ trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 echo "wrk ${duration}s per measurement; latency with -c1, throughput with -t2 -c$connections; $rounds rounds"
+task=137224b7-8d7c-4919-b33e-ed1597780000
 measure() { # target method connections
-  PROXY_METHOD=$2 PROXY_PATH=/v3/tasks/137224b7-8d7c-4919-b33e-ed1597780000/progress \
+  # GET reads the task's results (ShowConsistencyResult: hashed, and matched by
+  # the passive reconciliation, the task having an upload); PUT reports progress.
+  path=/v3/tasks/$task/progress; [ "$2" = GET ] && path=/v3/tasks/$task/consistency-result
+  PROXY_METHOD=$2 PROXY_PATH=$path \
     wrk -t"$([ "$3" = 1 ] && echo 1 || echo 2)" -c"$3" -d"${duration}s" --latency -s scripts/bench/proxy.lua "$1" | grep '^BENCH'
 }
 # Two stand-ins: one that answers at once (every request costs only CPU, the
@@ -42,6 +46,8 @@ for delay in 0 2; do
     "$bin" --db "$db" serve --listen 127.0.0.1:0 --proxy --upstream-endpoint "$fake" 2>"$work/proxy-$delay.log" &
   pids+=($!)
   proxy=$(address_of "$work/proxy-$delay.log")
+  curl -sf -X POST -H "X-Auth-Token: $SMS_AUDIT_BENCH_TOKEN" -H "Content-Type: application/json" \
+    --data-binary @tests/fixtures/example-upload.json "$proxy/v3/tasks/$task/consistency-result" >/dev/null
   echo "== stand-in answering after ${delay} ms"
   for method in GET PUT; do
     measure "$fake" $method 4 >/dev/null; measure "$proxy" $method 4 >/dev/null # warm-up

@@ -297,14 +297,7 @@ impl ProxyLog {
     /// at `read_at`, to the passive reconciliation (in the background; not when
     /// too many answers already wait).
     pub fn read_back(&self, task: String, read_at: i64, status: u16, answer: PassedAnswer) {
-        let Some(place) = self.passive.as_ref().map(|p| p.enqueue()) else {
-            return;
-        };
-        let Some(place) = place else {
-            tracing::warn!(
-                task,
-                "passive reconciliation is behind: this read-back is not matched"
-            );
+        let Some(place) = self.passive.as_ref().and_then(|p| p.enqueue()) else {
             return;
         };
         tokio::spawn(async move {

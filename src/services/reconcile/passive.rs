@@ -37,6 +37,8 @@ pub struct PassiveReconciliation {
     turn: tokio::sync::Mutex<()>,
     /// Answers handed over and not yet matched.
     waiting: std::sync::atomic::AtomicUsize,
+    /// Answers not matched because too many waited.
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 /// An answer's place in the queue, given back when it has been matched.
@@ -89,15 +91,28 @@ impl PassiveReconciliation {
             tolerance: super::Settings::DEFAULT_TOLERANCE,
             turn: tokio::sync::Mutex::new(()),
             waiting: Default::default(),
+            skipped: Default::default(),
         }
     }
 
-    /// A place in the queue of answers to match, unless it is full.
+    /// A place in the queue of answers to match, unless it is full (then the
+    /// answer is counted as skipped, and said in the log now and then, never
+    /// once per answer).
     pub fn enqueue(self: &Arc<Self>) -> Option<Waiting> {
         use std::sync::atomic::Ordering;
         let before = self.waiting.fetch_add(1, Ordering::Relaxed);
         let place = Waiting(self.clone());
-        (before < MAX_WAITING).then_some(place)
+        if before < MAX_WAITING {
+            return Some(place);
+        }
+        let skipped = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        if skipped % 10_000 == 1 {
+            tracing::warn!(
+                skipped,
+                "passive reconciliation is behind: read-backs passed on but not matched so far"
+            );
+        }
+        None
     }
 
     /// Judges and stores SMS's answer to a `ShowConsistencyResult` call for `task`
