@@ -430,6 +430,7 @@ fn metrics_registry(
     sender: Option<&ServiceSender>,
     proxy_log: Option<&ProxyLog>,
     witnessing: Option<&Witnessing>,
+    tiles: &crate::services::tiles::TileCache,
 ) -> prometheus_client::registry::Registry {
     let mut registry = prometheus_client::registry::Registry::default();
     http.register(&mut registry);
@@ -444,6 +445,7 @@ fn metrics_registry(
     if let Some(w) = witnessing {
         w.metrics().register(&mut registry);
     }
+    tiles.register(&mut registry);
     registry
 }
 
@@ -481,6 +483,7 @@ fn shared_state(
     } = storage;
     let proxy_log = proxy_log(config, writer, passive);
     let http_metrics = HttpMetrics::default();
+    let tiles = Arc::new(crate::services::tiles::TileCache::default());
     let body_budget = BodyBudget::new(config.http.max_buffered_bytes);
     let registry = metrics_registry(
         &http_metrics,
@@ -489,6 +492,7 @@ fn shared_state(
         sender,
         proxy_log.as_ref(),
         witnessing,
+        &tiles,
     );
     SharedState {
         metrics: web::Data::new(Metrics {
@@ -533,6 +537,7 @@ fn shared_state(
             public_url: config.public_url.clone(),
             verification: VerificationJob::new(reads.clone(), writer.clone()),
             witnesses: config.witnesses.clone(),
+            tiles,
         }),
         fleet_states: web::Data::new(crate::services::fleet::StateCache::default()),
         proxy_log: proxy_log.map(web::Data::new),

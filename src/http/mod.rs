@@ -129,6 +129,8 @@ pub struct Evidence {
     pub verification: Arc<VerificationJob>,
     /// `--witness` and `--witness-quorum`, when witnesses cosign.
     pub witnesses: Option<crate::services::witnessing::WitnessSettings>,
+    /// Full tiles, kept once read.
+    pub tiles: Arc<crate::services::tiles::TileCache>,
 }
 
 impl Evidence {

@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod retention;
 pub mod sessions;
+pub mod tiles;
 pub mod tlog_proof;
 pub mod upstream;
 pub mod verification;

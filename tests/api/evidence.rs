@@ -398,6 +398,48 @@ async fn store_more(app: &TestApp, n: usize) {
 }
 
 #[tokio::test]
+async fn a_full_tile_is_read_once_and_then_served_from_memory() {
+    let app = TestApp::spawn().await;
+    store_more(&app, 256).await;
+    let tile = |path: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(format!("{}{path}", app.address))
+                .header("X-Auth-Token", &app.admin_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let control = r.headers()["cache-control"].to_str().unwrap().to_string();
+            (control, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let hits = || async {
+        let metrics = app.get("/metrics", &app.admin_token).await.text;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sms_audit_tile_cache_hits_total "))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .expect("the tile cache's metric")
+    };
+    // A partial tile is read afresh every time: it grows with the tree.
+    let (control, partial) = tile("/tile/0/000.p/255").await;
+    assert_eq!(control, "no-store");
+    tile("/tile/0/000.p/255").await;
+    assert_eq!(hits().await, 0);
+    let (control, first) = tile("/tile/0/000").await;
+    assert_eq!(control, "public, max-age=31536000, immutable");
+    assert_eq!(first.len(), 256 * 32);
+    assert_eq!(&first[..255 * 32], &partial[..]);
+    assert_eq!(hits().await, 0, "read from the database the first time");
+    let (_, again) = tile("/tile/0/000").await;
+    assert_eq!(again, first);
+    assert_eq!(hits().await, 1, "then from memory");
+}
+
+#[tokio::test]
 async fn the_log_is_served_as_c2sp_tiles() {
     let app = TestApp::spawn().await;
     let leaves = store(&app, 3).await;

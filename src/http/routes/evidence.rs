@@ -15,7 +15,7 @@ use crate::http::json::CheckpointJson;
 use crate::http::Evidence;
 use crate::services::evidence::{self, EvidenceError};
 use crate::services::witnessing;
-use crate::storage::{checkpoints, tree, ReadPool};
+use crate::storage::{checkpoints, ReadPool};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_resource("/api/v1/uploads/{id}/proof", inclusion))
@@ -76,10 +76,11 @@ async fn tile(
     evidence: web::Data<Evidence>,
 ) -> Result<HttpResponse, ApiError> {
     may_read_log(&req, &evidence).await?;
-    let path = req.path().trim_start_matches('/').to_string();
+    let path = req.path().trim_start_matches('/');
     let partial = path.contains(".p/");
-    let data = reads
-        .with_blocking(move |conn| tree::tile_data(conn, &path))
+    let data = evidence
+        .tiles
+        .tile(&reads, path)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no such tile: {}", req.path())))?;
     Ok(HttpResponse::Ok()
