@@ -146,6 +146,13 @@ impl RunStorage<'_> {
         })
     }
 
+    /// Run `id`, as stored now.
+    async fn run(&self, id: i64) -> Result<Run, ReconcileError> {
+        self.read(move |conn| store::run(conn, id))
+            .await?
+            .ok_or_else(|| ReconcileError::Writer(format!("run {id} was not found")))
+    }
+
     async fn write(
         &self,
         f: impl Fn(&Connection) -> Result<(), StorageError> + Send + 'static,
@@ -222,12 +229,7 @@ impl Reconciler<'_> {
                 }
             }
         }
-        let note = sign_summary(&self.storage, &self.key, run).await?;
-        self.storage
-            .write(move |conn| {
-                store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
-            })
-            .await?;
+        finish(&self.storage, &self.key, run).await?;
         Ok(Ended::Finished)
     }
 
@@ -349,6 +351,20 @@ async fn judge(
     Ok(Read::Outcome(Box::new(outcome)))
 }
 
+/// Ends `run` as finished, with its summary signed by the log's key.
+async fn finish(
+    storage: &RunStorage<'_>,
+    key: &CheckpointKey,
+    run: &Run,
+) -> Result<(), ReconcileError> {
+    let (id, note) = (run.id, sign_summary(storage, key, run).await?);
+    storage
+        .write(move |conn| {
+            store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
+        })
+        .await
+}
+
 /// A finished run's summary, signed by the log's key.
 async fn sign_summary(
     storage: &RunStorage<'_>,
@@ -430,11 +446,7 @@ impl Reconciler<'_> {
         self.storage
             .write(move |conn| store::mark_running(conn, id))
             .await?;
-        let run = self
-            .storage
-            .read(move |conn| store::run(conn, id))
-            .await?
-            .ok_or_else(|| ReconcileError::Writer(format!("run {id} was not found")))?;
+        let run = self.storage.run(id).await?;
         Ok((id, self.go(&run, stop, |_| {}).await?))
     }
 }

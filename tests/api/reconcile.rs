@@ -38,6 +38,18 @@ async fn reconcile(app: &TestApp, fake: &FakeUpstream, args: &[&str]) -> (i32, S
     output(command_for(fake, &app.db_path, &all)).await
 }
 
+/// Exports run `id` and verifies the export offline (`evidence verify`), which
+/// must succeed; its output.
+async fn export_and_verify(app: &TestApp, fake: &FakeUpstream, id: i64) -> String {
+    let file = app.db_path.with_file_name(format!("run-{id}.json"));
+    let (id, file) = (id.to_string(), file.to_str().unwrap().to_string());
+    let (code, out) = reconcile(app, fake, &["export", "--run", &id, "--out", &file]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = crate::helpers::sms_audit(&app.db_path, &["evidence", "verify", &file]);
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
 fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["tasks"]
         .as_array()
@@ -577,25 +589,7 @@ async fn the_service_reconciles_on_its_own_every_interval() {
     assert_eq!(run["scope"]["tasks"], json!([]));
     // The summary the service signed verifies as the command's does.
     let id = run["id"].as_i64().unwrap();
-    let file = app.db_path.with_file_name("service-run.json");
-    let (code, out) = reconcile(
-        &app,
-        &fake,
-        &[
-            "export",
-            "--run",
-            &id.to_string(),
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{out}");
-    let (code, out, _) = crate::helpers::sms_audit(
-        &app.db_path,
-        &["evidence", "verify", file.to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{out}");
+    export_and_verify(&app, &fake, id).await;
     // Reads reached SMS signed, and only at the pace asked.
     assert!(fake
         .received()
@@ -711,25 +705,7 @@ async fn answers_agents_read_through_the_proxy_are_reconciled_passively() {
     assert_eq!(closed["id"], id);
     let note = closed["summary_note"].as_str().unwrap();
     assert!(note.contains("\nkind passive\n"), "{note}");
-    let file = app.db_path.with_file_name("passive-run.json");
-    let (code, out) = reconcile(
-        &app,
-        &fake,
-        &[
-            "export",
-            "--run",
-            &id.to_string(),
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{out}");
-    let (code, out, _) = crate::helpers::sms_audit(
-        &app.db_path,
-        &["evidence", "verify", file.to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{out}");
+    let out = export_and_verify(&app, &fake, id).await;
     assert!(out.contains("1 foreign"), "{out}");
     // The read that closed it is the new day's run's first.
     let runs = app

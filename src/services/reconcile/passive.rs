@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{judge, sign_summary, Read, ReconcileError, RunStorage};
+use super::{finish, judge, Read, ReconcileError, RunStorage};
 use crate::domain::{now_ms, Timestamp};
 use crate::services::upstream::SmsReadBack;
-use crate::storage::reconciliation::{self as store, Run, RunKind, RunState, Scope};
+use crate::storage::reconciliation::{self as store, Run, RunKind, Scope};
 use crate::storage::writer::WriterHandle;
 use crate::storage::ReadPool;
 
@@ -207,17 +207,8 @@ impl PassiveReconciliation {
         self.storage
             .write(move |conn| store::close_ledger_size(conn, id))
             .await?;
-        let run = self
-            .storage
-            .read(move |conn| store::run(conn, id))
-            .await?
-            .ok_or_else(|| ReconcileError::Writer(format!("run {id} was not found")))?;
-        let note = sign_summary(&self.storage, &self.key, &run).await?;
-        self.storage
-            .write(move |conn| {
-                store::end_run(conn, id, RunState::Finished, None, Some(&note), now_ms())
-            })
-            .await?;
+        let run = self.storage.run(id).await?;
+        finish(&self.storage, &self.key, &run).await?;
         tracing::info!(run = id, "passive reconciliation closed for its day");
         Ok(())
     }
