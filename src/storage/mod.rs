@@ -64,8 +64,9 @@ impl SyncMode {
 /// Who copies the WAL back into the database file (`--checkpoint-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WalCheckpoints {
-    /// sms-audit does, twice a second, without ever waiting for a reader
-    /// (PASSIVE), and truncates the WAL at shutdown when no one else reads it.
+    /// sms-audit does, twice a second and whenever the WAL passes 64 MiB,
+    /// without ever waiting for a reader (PASSIVE), and truncates the WAL at
+    /// shutdown when no one else reads it.
     #[default]
     Passive,
     /// sms-audit never does: another program holding the database open does

@@ -35,6 +35,7 @@ pub(super) struct Writer {
     last_failure: Arc<Mutex<Option<WriteFailure>>>,
     clock: super::Clock,
     wal_checkpoints: WalCheckpoints,
+    wal_too_long: super::checkpoint::WalTooLong,
     metrics: super::WriterMetrics,
 }
 
@@ -65,6 +66,7 @@ pub(super) struct HandleState {
     pub logs: Arc<LogBuffer>,
     pub last_failure: Arc<Mutex<Option<WriteFailure>>>,
     pub metrics: super::WriterMetrics,
+    pub wal_too_long: super::checkpoint::WalTooLong,
 }
 
 /// One batch's jobs, sorted by kind; each kind keeps its callers' order.
@@ -132,6 +134,7 @@ impl Writer {
             last_failure: shared.last_failure,
             clock: config.clock,
             wal_checkpoints: config.settings.wal_checkpoints,
+            wal_too_long: shared.wal_too_long,
             metrics: shared.metrics,
         }
     }
@@ -152,6 +155,9 @@ impl Writer {
             (jobs, stopping) = gather(&rx, first);
             if !jobs.is_empty() {
                 self.commit_batch(Batch::of(jobs));
+            }
+            if self.wal_too_long.take() {
+                super::checkpoint::catch_up_wal(&self.conn);
             }
         }
         self.flush_logs();

@@ -120,6 +120,8 @@ pub struct WriterHandle {
 pub struct WriterThread {
     writer: JoinHandle<()>,
     checkpointer: Option<checkpoint::Checkpointer>,
+    #[cfg(test)]
+    wal_too_long: checkpoint::WalTooLong,
 }
 
 impl WriterThread {
@@ -341,10 +343,17 @@ pub fn spawn(
     } = config.settings;
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // A WAL started over is cut back to this size, giving its space back.
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        checkpoint::WAL_RESTART_FRAMES * 4096,
+    )?;
     catch_up(&conn)?;
     let head = super::ledger::head(&conn)?;
+    let wal_too_long = checkpoint::WalTooLong::default();
     let checkpointer = match wal_checkpoints {
-        WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync)?),
+        WalCheckpoints::Passive => Some(checkpoint::spawn(path, sync, wal_too_long.clone())?),
         WalCheckpoints::Off => None,
     };
     let (tx, rx) = flume::bounded(queue_capacity);
@@ -360,6 +369,7 @@ pub fn spawn(
         logs: handle.logs.clone(),
         last_failure: handle.last_failure.clone(),
         metrics: handle.metrics.clone(),
+        wal_too_long: wal_too_long.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("sms-audit-writer".into())
@@ -368,6 +378,8 @@ pub fn spawn(
     let thread = WriterThread {
         writer: thread,
         checkpointer,
+        #[cfg(test)]
+        wal_too_long,
     };
     Ok((handle, thread))
 }

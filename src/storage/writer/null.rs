@@ -63,6 +63,8 @@ pub fn spawn_null(queue_capacity: usize) -> (WriterHandle, WriterThread) {
         WriterThread {
             writer: thread,
             checkpointer: None,
+            #[cfg(test)]
+            wal_too_long: Default::default(),
         },
     )
 }
