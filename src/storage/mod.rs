@@ -64,7 +64,7 @@ impl SyncMode {
 /// Who copies the WAL back into the database file (`--checkpoint-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WalCheckpoints {
-    /// sms-audit does, twice a second and whenever the WAL passes 64 MiB,
+    /// sms-audit does, twice a second and whenever the WAL passes 1 GiB,
     /// without ever waiting for a reader (PASSIVE), and truncates the WAL at
     /// shutdown when no one else reads it.
     #[default]
