@@ -153,13 +153,15 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
     let moments = moments(&stored);
     check_views(&conn, &stored, &moments)?;
     // And again from snapshots, each made from the one before as the service makes
-    // them (every 4 uploads here), the states in between applied to them.
+    // them (every 4 uploads here, every third one whole and the others the changes
+    // since the one before), the states in between applied to them.
     {
         let write = rusqlite::Connection::open(&db).unwrap();
         for upto in (4..=stored.len() as i64).step_by(4) {
             let states = storage::fleet::states_at(&conn, upto).unwrap();
-            storage::fleet::insert_snapshot(&write, upto, &storage::fleet::encode_states(&states))
-                .unwrap();
+            let since = (upto % 12 != 4).then_some(upto - 4);
+            let packed = storage::fleet::pack_snapshot(&states, since);
+            storage::fleet::insert_snapshot(&write, upto, since, &packed).unwrap();
         }
     }
     check_views(&conn, &stored, &moments)?;
@@ -268,7 +270,14 @@ fn check_trend_and_directories(
     }
 
     for (d, path) in DIRS.iter().enumerate() {
-        let got = storage::fleet::directory(conn, path).unwrap();
+        let (total, got) = storage::fleet::directory(conn, path, 0, usize::MAX).unwrap();
+        prop_assert_eq!(total, got.len());
+        // A page is the same rows, from where it starts.
+        let (_, page) = storage::fleet::directory(conn, path, 1, 2).unwrap();
+        prop_assert_eq!(
+            &page[..],
+            got.get(1..).map_or(&[][..], |r| &r[..r.len().min(2)])
+        );
         // Each task's last item for the directory in its latest upload that has it.
         let mut want: BTreeMap<&str, (i64, [i64; 4])> = BTreeMap::new();
         for s in stored {

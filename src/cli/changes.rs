@@ -55,7 +55,16 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
         ChangesFormat::Json => {
             say!(
                 "{}",
-                crate::http::json::changes(from, to, &changes.counts, &rows)
+                crate::http::json::changes(
+                    from,
+                    to,
+                    &changes.counts,
+                    &crate::http::json::ChangesPage {
+                        total: rows.len(),
+                        next_offset: None,
+                        rows: rows.clone(),
+                    }
+                )
             )?;
         }
         ChangesFormat::Table => {

@@ -424,11 +424,21 @@ fn task_state(s: &TaskState) -> serde_json::Value {
 
 /// What changed between two moments: `GET /api/v1/changes` and
 /// `changes --format json` write this one shape.
+/// One page of the changes the filter kept.
+pub struct ChangesPage<'a> {
+    /// Every row the filter kept.
+    pub total: usize,
+    /// Where the next page starts (none: this is the last).
+    pub next_offset: Option<usize>,
+    /// This page's rows.
+    pub rows: Vec<&'a Change>,
+}
+
 pub fn changes(
     from: Timestamp,
     to: Timestamp,
     counts: &VerdictCounts,
-    rows: &[&Change],
+    page: &ChangesPage,
 ) -> serde_json::Value {
     let task = |c: &Change| {
         serde_json::json!({
@@ -445,7 +455,9 @@ pub fn changes(
         "from": format_timestamp(from),
         "to": format_timestamp(to),
         "counts": counts,
-        "tasks": rows.iter().map(|c| task(c)).collect::<Vec<_>>(),
+        "total": page.total,
+        "next_offset": page.next_offset,
+        "tasks": page.rows.iter().map(|c| task(c)).collect::<Vec<_>>(),
     })
 }
 

@@ -454,6 +454,10 @@ pub fn write_changes_csv(rows: &[&Change], out: impl std::io::Write) -> Result<(
 /// nearest snapshot and applies at most this many uploads.
 pub const SNAPSHOT_EVERY: i64 = 20_000;
 
+/// One snapshot in this many holds the whole fleet; the others hold what changed
+/// since the one before, which a state as of any moment applies in turn.
+pub const WHOLE_EVERY: i64 = 3;
+
 /// Makes the snapshots the ledger is due, one every `every` uploads, oldest
 /// first, each from the one before (on a read connection; the writer only stores
 /// it). Returns how many it made. Blocking.
@@ -474,9 +478,12 @@ pub fn make_due_snapshots(
         if next > head {
             return Ok(made);
         }
-        let packed = reads.with(|conn| Ok(fleet::encode_states(&fleet::states_at(conn, next)?)))?;
+        // Every WHOLE_EVERY-th snapshot is the whole fleet, the others its changes.
+        let since = (last > 0 && (next / every) % WHOLE_EVERY != 0).then_some(last);
+        let stored =
+            reads.with(|conn| Ok(fleet::pack_snapshot(&fleet::states_at(conn, next)?, since)))?;
         writer
-            .execute_blocking(move |conn| fleet::insert_snapshot(conn, next, &packed))
+            .execute_blocking(move |conn| fleet::insert_snapshot(conn, next, since, &stored))
             .map_err(|e| StorageError::Background(e.to_string()))?;
         made += 1;
     }

@@ -59,22 +59,64 @@ pub const MAX_APPLIED: i64 = 50_000;
 /// shows it, by task id: the nearest snapshot at or before `upto` with the
 /// uploads after it applied, or (none near enough) a seek per task.
 pub fn states_at(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, StorageError> {
-    let snapshot: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT upto, states FROM fleet_snapshots WHERE upto <= ?1 ORDER BY upto DESC LIMIT 1",
-        )?
-        .query_row(params![upto], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match snapshot {
-        Some((from, packed)) if upto - from <= MAX_APPLIED => {
-            let mut states = decode_states(&packed).ok_or_else(|| {
-                StorageError::Background(format!("fleet snapshot {from} is damaged"))
-            })?;
+    match snapshot_at(conn, upto)? {
+        Some((from, mut states)) if upto - from <= MAX_APPLIED => {
             apply_uploads(conn, &mut states, from, upto)?;
             add_names(conn, &mut states)?;
             Ok(states)
         }
         _ => states_by_seeks(conn, upto),
+    }
+}
+
+/// The fleet as of the newest snapshot at or before `upto`, and that snapshot's
+/// id: the newest whole snapshot with the changes of each one after it applied,
+/// up to a gap in the chain (none: no whole snapshot by then).
+fn snapshot_at(
+    conn: &Connection,
+    upto: i64,
+) -> Result<Option<(i64, Vec<TaskState>)>, StorageError> {
+    let whole: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT upto, states FROM fleet_snapshots WHERE upto <= ?1 AND since IS NULL
+             ORDER BY upto DESC LIMIT 1",
+        )?
+        .query_row(params![upto], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((mut at, packed)) = whole else {
+        return Ok(None);
+    };
+    let mut states = unpack_snapshot(at, &packed)?;
+    let mut changes = conn.prepare_cached(
+        "SELECT upto, since, states FROM fleet_snapshots WHERE upto > ?1 AND upto <= ?2
+         ORDER BY upto",
+    )?;
+    let mut rows = changes.query(params![at, upto])?;
+    while let Some(r) = rows.next()? {
+        if r.get::<_, Option<i64>>(1)? != Some(at) {
+            break; // the uploads after `at` are applied instead
+        }
+        let next: i64 = r.get(0)?;
+        let blob = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        let changed = unpack_snapshot(next, blob)?;
+        replace_states(&mut states, changed);
+        at = next;
+    }
+    Ok(Some((at, states)))
+}
+
+/// `changed` put in `states` (both by task id), each replacing its task's state.
+fn replace_states(states: &mut Vec<TaskState>, changed: Vec<TaskState>) {
+    let mut added = Vec::new();
+    for state in changed {
+        match states.binary_search_by(|s| s.task_id.cmp(&state.task_id)) {
+            Ok(i) => states[i] = state,
+            Err(_) => added.push(state),
+        }
+    }
+    if !added.is_empty() {
+        states.extend(added);
+        states.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
 }
 
@@ -215,11 +257,51 @@ pub fn last_snapshot(conn: &Connection) -> Result<i64, StorageError> {
     )?)
 }
 
-/// Stores a snapshot made with [`encode_states`] (a second one for the same id is
+/// A snapshot as stored: every task of `states` (`since` none), or only those whose
+/// latest upload is newer than `since` (the snapshot before), packed with
+/// [`encode_states`] and deflated.
+pub fn pack_snapshot(states: &[TaskState], since: Option<i64>) -> Vec<u8> {
+    use std::io::Write;
+    let packed = match since {
+        None => encode_states(states),
+        Some(since) => {
+            let changed: Vec<TaskState> = states
+                .iter()
+                .filter(|s| s.upload_id > since)
+                .cloned()
+                .collect();
+            encode_states(&changed)
+        }
+    };
+    let mut deflate =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflate.write_all(&packed).expect("writing to memory");
+    deflate.finish().expect("writing to memory")
+}
+
+/// The states of a stored snapshot ([`pack_snapshot`]).
+fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageError> {
+    use std::io::Read;
+    let damaged = || StorageError::Background(format!("fleet snapshot {upto} is damaged"));
+    let mut packed = Vec::new();
+    flate2::read::DeflateDecoder::new(stored)
+        .read_to_end(&mut packed)
+        .map_err(|_| damaged())?;
+    decode_states(&packed).ok_or_else(damaged)
+}
+
+/// Stores a snapshot made with [`pack_snapshot`] (a second one for the same id is
 /// the same, and ignored).
-pub fn insert_snapshot(conn: &Connection, upto: i64, packed: &[u8]) -> Result<(), rusqlite::Error> {
-    conn.prepare_cached("INSERT OR IGNORE INTO fleet_snapshots (upto, states) VALUES (?1, ?2)")?
-        .execute(params![upto, packed])?;
+pub fn insert_snapshot(
+    conn: &Connection,
+    upto: i64,
+    since: Option<i64>,
+    stored: &[u8],
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO fleet_snapshots (upto, since, states) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![upto, since, stored])?;
     Ok(())
 }
 
@@ -532,15 +614,30 @@ pub struct DirectoryRow {
 }
 
 /// Every task's latest counts for directory `path` (exact), by task id.
-pub fn directory(conn: &Connection, path: &str) -> Result<Vec<DirectoryRow>, StorageError> {
+pub fn directory(
+    conn: &Connection,
+    path: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<(usize, Vec<DirectoryRow>), StorageError> {
+    let total: i64 = conn
+        .prepare_cached("SELECT count(*) FROM task_directories WHERE dir_check = ?1")?
+        .query_row(params![path], |r| r.get(0))?;
+    // The page's tasks first, from the key alone; their uploads and names after.
     let mut stmt = conn.prepare_cached(
         "SELECT d.task_id, t.name, d.upload_id, u.received_at, d.num_total_files,
                 d.num_different_files, d.num_target_miss_files, d.num_target_more_files
-         FROM task_directories d JOIN uploads u ON u.id = d.upload_id
+         FROM (SELECT * FROM task_directories WHERE dir_check = ?1
+               ORDER BY task_id LIMIT ?2 OFFSET ?3) d
+              JOIN uploads u ON u.id = d.upload_id
               LEFT JOIN tasks t ON t.task_id = d.task_id
-         WHERE d.dir_check = ?1 ORDER BY d.task_id",
+         ORDER BY d.task_id",
     )?;
-    let rows = stmt.query_map(params![path], |r| {
+    let (limit, offset) = (
+        limit.min(i64::MAX as usize) as i64,
+        offset.min(i64::MAX as usize) as i64,
+    );
+    let rows = stmt.query_map(params![path, limit, offset], |r| {
         let totals = totals_from_row(r, 4)?;
         Ok(DirectoryRow {
             task_id: r.get(0)?,
@@ -551,7 +648,7 @@ pub fn directory(conn: &Connection, path: &str) -> Result<Vec<DirectoryRow>, Sto
             totals,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok((total as usize, rows.collect::<Result<_, _>>()?))
 }
 
 /// Up to `limit` directories that start with `prefix`, in order, with how many

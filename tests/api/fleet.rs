@@ -146,6 +146,40 @@ async fn changes_between_two_moments_give_each_task_a_verdict() {
     assert!(rows[1]["from"].is_null());
     assert_eq!(rows[2]["clean"], false, "task-a still misses a file");
     assert_eq!(rows[1]["clean"], true);
+    assert_eq!(
+        (changes["total"].as_i64(), changes["next_offset"].as_i64()),
+        (Some(3), None)
+    );
+
+    // A page at a time, in the same order.
+    let mut paged = Vec::new();
+    let mut offset = Some(0);
+    while let Some(at) = offset {
+        let page = app
+            .get(&format!("{path}&limit=2&offset={at}"), &app.admin_token)
+            .await
+            .json();
+        assert_eq!(page["total"], 3);
+        assert_eq!(
+            page["counts"], changes["counts"],
+            "the counts are of every task"
+        );
+        paged.extend(
+            page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["task_id"].clone()),
+        );
+        offset = page["next_offset"].as_u64();
+    }
+    let whole: Vec<_> = rows.iter().map(|r| r["task_id"].clone()).collect();
+    assert_eq!(paged, whole);
+    let past_the_end = app
+        .get(&format!("{path}&offset=9"), &app.admin_token)
+        .await
+        .json();
+    assert_eq!(past_the_end["tasks"], serde_json::json!([]));
 
     let only = app
         .get(&format!("{path}&verdict=clean&sort=task"), &app.admin_token)
@@ -199,6 +233,14 @@ async fn changes_between_two_moments_give_each_task_a_verdict() {
         (
             "from=2001-01-01&to=2999-01-01&format=xml".to_string(),
             "format: must be",
+        ),
+        (
+            "from=2001-01-01&to=2999-01-01&limit=1001".to_string(),
+            "limit: must be",
+        ),
+        (
+            "from=2001-01-01&to=2999-01-01&offset=-1".to_string(),
+            "offset",
         ),
     ] {
         let reply = app
@@ -257,6 +299,35 @@ async fn a_directory_across_tasks_and_the_directories_by_prefix() {
     assert_eq!(rows[1]["task_id"], "task-b");
     assert_eq!(rows[1]["upload_id"], 4);
     assert_eq!(rows[1]["totals"]["num_different_files"], 7);
+    assert_eq!(
+        (data["total"].as_i64(), data["next_offset"].as_i64()),
+        (Some(3), None)
+    );
+    // A page at a time, by task id.
+    let first = app
+        .get("/api/v1/directories?path=/data&limit=2", &app.admin_token)
+        .await
+        .json();
+    assert_eq!(first["total"], 3);
+    assert_eq!(first["next_offset"], 2);
+    let second = app
+        .get(
+            "/api/v1/directories?path=/data&limit=2&offset=2",
+            &app.admin_token,
+        )
+        .await
+        .json();
+    assert!(second["next_offset"].is_null());
+    let paged: Vec<_> = first["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["tasks"].as_array().unwrap())
+        .collect();
+    assert_eq!(paged, rows.iter().collect::<Vec<_>>());
+    app.get("/api/v1/directories?path=/data&limit=0", &app.admin_token)
+        .await
+        .assert_error(400, "SMS.9001");
     let var = app
         .get("/api/v1/directories?path=/var", &app.admin_token)
         .await

@@ -66,19 +66,18 @@ pub async fn page(
     let page = page_number(query.page)?;
     let prefix = query.prefix.clone().unwrap_or_default();
     let (shown, search) = (path.clone(), prefix.clone());
-    let (listed, rows) = reads
+    let skip = (page as usize - 1) * PER_PAGE;
+    let (listed, (total, rows)) = reads
         .with_blocking(move |conn| {
             let listed = fleet::directories_starting(conn, &search, LISTED)?;
             let rows = match &shown {
-                Some(p) => fleet::directory(conn, p)?,
-                None => Vec::new(),
+                Some(p) => fleet::directory(conn, p, skip, PER_PAGE)?,
+                None => (0, Vec::new()),
             };
             Ok((listed, rows))
         })
         .await?;
-    let total = rows.len();
-    let skip = (page as usize - 1) * PER_PAGE;
-    let rows: Vec<DirectoryRow> = rows.into_iter().skip(skip).take(PER_PAGE).collect();
+    let rows: Vec<DirectoryRow> = rows;
     let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
     let body = DirectoriesPage {
         nav: Some(Nav::from(&session)),

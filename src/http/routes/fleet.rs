@@ -32,6 +32,8 @@ struct ChangesQuery {
     verdict: Option<String>,
     sort: Option<String>,
     format: Option<String>,
+    limit: Option<u32>,
+    offset: Option<usize>,
 }
 
 /// `from` (required) and `to` (now unless given), in order.
@@ -48,7 +50,7 @@ fn moments(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp
     get,
     path = "/api/v1/changes",
     tag = "api",
-    params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "not before from; default now"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged, no_results or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet")),
+    params(("from" = Option<String>, Query, description = "required"), ("to" = Option<String>, Query, description = "not before from; default now"), ("verdict" = Option<String>, Query, description = "new, improved, regressed, unchanged, no_results or clean"), ("sort" = Option<String>, Query, description = "change or task"), ("format" = Option<String>, Query, description = "csv for a spreadsheet (every row)"), ("limit" = Option<u32>, Query, description = "1–1000, default 100"), ("offset" = Option<usize>, Query, description = "rows to skip: the previous page's next_offset")),
     responses((status = 200, description = "What changed in the fleet between two moments"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
@@ -62,6 +64,8 @@ async fn changes(
     let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(ApiError::bad_request)?;
     let sort = ChangeSort::parse(query.sort.as_deref()).map_err(ApiError::bad_request)?;
     let csv = super::read_api::wants_csv(query.format.as_deref())?;
+    let limit = super::read_api::page_limit(query.limit, 100)? as usize;
+    let offset = query.offset.unwrap_or(0);
     let changes = reads
         .with_blocking(move |conn| states.changes(conn, from, to))
         .await?;
@@ -78,7 +82,18 @@ async fn changes(
             ))
             .body(out));
     }
-    Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &changes.counts, &rows)))
+    let page = crate::http::json::ChangesPage {
+        total: rows.len(),
+        next_offset: (rows.len() > offset.saturating_add(limit)).then(|| offset + limit),
+        rows: rows
+            .get(offset..)
+            .unwrap_or_default()
+            .iter()
+            .take(limit)
+            .copied()
+            .collect(),
+    };
+    Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &changes.counts, &page)))
 }
 
 #[derive(Deserialize)]
@@ -124,6 +139,8 @@ async fn trend(
 struct DirectoriesQuery {
     path: Option<String>,
     prefix: Option<String>,
+    limit: Option<u32>,
+    offset: Option<usize>,
 }
 
 /// Directories listed for a prefix.
@@ -144,7 +161,7 @@ fn directory_json(d: &DirectoryRow) -> Value {
     get,
     path = "/api/v1/directories",
     tag = "api",
-    params(("path" = Option<String>, Query, description = "exact directory"), ("prefix" = Option<String>, Query, description = "directories starting with this")),
+    params(("path" = Option<String>, Query, description = "exact directory"), ("prefix" = Option<String>, Query, description = "directories starting with this"), ("limit" = Option<u32>, Query, description = "with path: 1–1000 tasks, default 100"), ("offset" = Option<usize>, Query, description = "with path: tasks to skip, the previous page's next_offset")),
     responses((status = 200, description = "Each task's latest counts for a directory, or directories by prefix"), ApiRefusals),
     security(("token" = []), ("session" = []))
 )]
@@ -153,17 +170,28 @@ async fn directories(
     reads: web::Data<ReadPool>,
     _: ApiReader,
 ) -> Result<HttpResponse, ApiError> {
-    let DirectoriesQuery { path, prefix } = query.into_inner();
+    let DirectoriesQuery {
+        path,
+        prefix,
+        limit,
+        offset,
+    } = query.into_inner();
+    let limit = super::read_api::page_limit(limit, 100)? as usize;
+    let offset = offset.unwrap_or(0);
     match (path, prefix) {
         (Some(path), None) => {
-            let rows = {
+            let (total, rows) = {
                 let path = path.clone();
                 reads
-                    .with_blocking(move |conn| storage::fleet::directory(conn, &path))
+                    .with_blocking(move |conn| {
+                        storage::fleet::directory(conn, &path, offset, limit)
+                    })
                     .await?
             };
             Ok(HttpResponse::Ok().json(json!({
                 "path": path,
+                "total": total,
+                "next_offset": (total > offset.saturating_add(limit)).then(|| offset + limit),
                 "tasks": rows.iter().map(directory_json).collect::<Vec<_>>(),
             })))
         }
