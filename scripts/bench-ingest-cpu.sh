@@ -6,7 +6,10 @@
 # service with --null-store, and durable (--sync full), in alternating rounds, so
 # each ratio to the bare endpoint is of the same machine state. wrk's own CPU is
 # not counted: the 2 cores it shares bound throughput, not this cost.
-# Needs wrk. Usage: scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
+# With BASE_BIN set (a build of another commit), each round also runs that build's
+# --null-store and durable ("base-null", "base-durable") against the same bare
+# endpoint.
+# Needs wrk. Usage: [BASE_BIN=old/sms-audit] scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -30,7 +33,8 @@ cpu_ticks() { # pid: utime + stime of the whole process (fields 14 and 15)
 
 run() { # name, extra serve flags...
   local name=$1; shift
-  local db="$work/$name.db"
+  local db="$work/$name.db" bin=$bin
+  [ "${name#base-}" != "$name" ] && bin=$BASE_BIN
   rm -f "$db"*
   export SMS_AUDIT_BENCH_TOKEN=$("$bin" --db "$db" credentials add --name bench --role agent --json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
@@ -59,18 +63,22 @@ for round in $(seq 1 "$rounds"); do
   run bare
   run null --null-store
   run durable --sync full
+  if [ -n "${BASE_BIN:-}" ]; then
+    run base-null --null-store
+    run base-durable --sync full
+  fi
 done | tee "$work/results.txt"
 python3 - "$work/results.txt" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"(\w+) cpu_us_per_request=([\d.]+) .*rps=([\d.]+) p50_ms=([\d.]+) p99_ms=([\d.]+).* errors=(\d+)", line)
+    m = re.match(r"([\w-]+) cpu_us_per_request=([\d.]+) .*rps=([\d.]+) p50_ms=([\d.]+) p99_ms=([\d.]+).* errors=(\d+)", line)
     if m:
         name, cpu, rps, p50, p99, errors = m.groups()
         assert errors == "0", line
         rows.setdefault(name, []).append((float(cpu), float(rps), float(p99)))
 bare = statistics.median(c for c, _, _ in rows["bare"])
-for name in ("bare", "null", "durable"):
+for name in [n for n in ("bare", "base-null", "null", "base-durable", "durable") if n in rows]:
     cpu = statistics.median(c for c, _, _ in rows[name])
     rps = statistics.median(r for _, r, _ in rows[name])
     p99 = statistics.median(p for _, _, p in rows[name])

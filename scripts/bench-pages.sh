@@ -45,11 +45,10 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-# Log in like a browser.
-curl -s -c "$work/jar" "$address/login" >"$work/login.html"
-csrf=$(grep -o 'name="csrf_token" value="[^"]*"' "$work/login.html" | sed 's/.*value="//;s/"$//')
-curl -s -b "$work/jar" -c "$work/jar" --data-urlencode "token=$token" --data "csrf_token=$csrf&next=/" "$address/login" >/dev/null
-export SMS_AUDIT_BENCH_COOKIE="sms_audit_session=$(awk '$6 == "sms_audit_session" {print $7}' "$work/jar")"
+# shellcheck source=bench/lib.sh
+. "$root/scripts/bench/lib.sh"
+SMS_AUDIT_BENCH_COOKIE=$(login_cookie "$address" "$token" "$work")
+export SMS_AUDIT_BENCH_COOKIE
 
 task=task-$(printf '%05d' $((tasks / 2)))
 # A deep page of that task: its oldest uploads.

@@ -10,3 +10,13 @@ address_of() { # log file
   done
   cat "$1" >&2; exit 1
 }
+
+# Logs in like a browser with TOKEN and prints the session cookie
+# ("sms_audit_session=..."), using WORK for its files.
+login_cookie() { # address token work
+  curl -s -c "$3/jar" "$1/login" >"$3/login.html"
+  local csrf
+  csrf=$(grep -o 'name="csrf_token" value="[^"]*"' "$3/login.html" | sed 's/.*value="//;s/"$//')
+  curl -s -b "$3/jar" -c "$3/jar" --data-urlencode "token=$2" --data "csrf_token=$csrf&next=/" "$1/login" >/dev/null
+  echo "sms_audit_session=$(awk '$6 == "sms_audit_session" {print $7}' "$3/jar")"
+}

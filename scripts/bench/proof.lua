@@ -1,9 +1,15 @@
 -- wrk script: inclusion proofs of random uploads (1..SMS_AUDIT_BENCH_UPLOADS) with
--- an auditor token (SMS_AUDIT_BENCH_TOKEN).
+-- an auditor token (SMS_AUDIT_BENCH_TOKEN); with SMS_AUDIT_BENCH_PROOF=consistency,
+-- consistency proofs from a random tree size to the whole tree instead.
 local uploads = tonumber(os.getenv("SMS_AUDIT_BENCH_UPLOADS"))
+local consistency = os.getenv("SMS_AUDIT_BENCH_PROOF") == "consistency"
 wrk.headers["X-Auth-Token"] = os.getenv("SMS_AUDIT_BENCH_TOKEN")
 math.randomseed(os.time())
 request = function()
+  if consistency then
+    return wrk.format("GET", string.format("/api/v1/checkpoints/consistency?from=%d&to=%d",
+      math.random(1, uploads - 1), uploads))
+  end
   return wrk.format("GET", string.format("/api/v1/uploads/%d/proof", math.random(1, uploads)))
 end
 
