@@ -77,7 +77,6 @@ pub async fn page(
             Ok((listed, rows))
         })
         .await?;
-    let rows: Vec<DirectoryRow> = rows;
     let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
     let body = DirectoriesPage {
         nav: Some(Nav::from(&session)),

@@ -84,7 +84,7 @@ async fn changes(
     }
     let page = crate::http::json::ChangesPage {
         total: rows.len(),
-        next_offset: (rows.len() > offset.saturating_add(limit)).then(|| offset + limit),
+        next_offset: super::read_api::next_offset(rows.len(), offset, limit),
         rows: rows
             .get(offset..)
             .unwrap_or_default()
@@ -191,7 +191,7 @@ async fn directories(
             Ok(HttpResponse::Ok().json(json!({
                 "path": path,
                 "total": total,
-                "next_offset": (total > offset.saturating_add(limit)).then(|| offset + limit),
+                "next_offset": super::read_api::next_offset(total, offset, limit),
                 "tasks": rows.iter().map(directory_json).collect::<Vec<_>>(),
             })))
         }

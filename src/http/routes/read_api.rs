@@ -48,6 +48,12 @@ pub(super) fn time_range(
     Ok((since, until))
 }
 
+/// Where the page after `limit` rows from `offset` starts, out of `total` (none:
+/// that page is the last).
+pub(super) fn next_offset(total: usize, offset: usize, limit: usize) -> Option<usize> {
+    (total > offset.saturating_add(limit)).then(|| offset + limit)
+}
+
 /// A list's `limit`: `default` when absent, else 1 to [`MAX_PAGE`] (400 otherwise).
 pub(super) fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(default);

@@ -59,13 +59,8 @@ pub(super) fn spawn(
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
             {
-                // The row is (busy, frames in the WAL, frames copied back).
-                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-                    Ok(frames) if frames > WAL_RESTART_FRAMES => {
-                        too_long.0.store(true, Ordering::Relaxed)
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                if passive_checkpoint(&conn).is_some_and(|frames| frames > WAL_RESTART_FRAMES) {
+                    too_long.0.store(true, Ordering::Relaxed);
                 }
             }
         })
@@ -78,9 +73,16 @@ pub(super) fn spawn(
 /// `journal_size_limit` truncates its file). Never waits for a reader: one still
 /// reading old frames only postpones the start-over to a later call.
 pub(super) fn catch_up_wal(conn: &rusqlite::Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "checkpoint failed");
-    }
+    passive_checkpoint(conn);
+}
+
+/// Copies WAL frames back without waiting for anyone; the frames in the WAL
+/// (none when the checkpoint failed, which is logged).
+fn passive_checkpoint(conn: &rusqlite::Connection) -> Option<i64> {
+    // The row is (busy, frames in the WAL, frames copied back).
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .inspect_err(|e| tracing::warn!(error = %e, "checkpoint failed"))
+        .ok()
 }
 
 #[cfg(test)]

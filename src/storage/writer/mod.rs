@@ -343,7 +343,6 @@ pub fn spawn(
     } = config.settings;
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    // A WAL started over is cut back to this size, giving its space back.
     // A WAL started over is cut back to its longest allowed size.
     conn.pragma_update(
         None,
