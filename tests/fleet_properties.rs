@@ -3,13 +3,13 @@
 //! then every as-of view, every verdict between two moments, every trend point
 //! and every directory's rows recomputed from the list of uploads.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use sms_audit::domain::fleet::{day_of, Verdict, DAY_MS};
 use sms_audit::domain::Timestamp;
-use sms_audit::services::fleet;
+use sms_audit::services::fleet::{self, ChangeFilter, ChangeSort};
 use sms_audit::storage::uploads::NewUpload;
 use sms_audit::storage::{self, writer};
 
@@ -192,9 +192,28 @@ fn check_views(
         for &to in moments[i..].iter().step_by(3) {
             let changes = fleet::changes(conn, from, to).unwrap();
             let (before, after) = (naive_as_of(stored, from), naive_as_of(stored, to));
-            prop_assert_eq!(changes.tasks.len(), after.len());
+            let by_task: Vec<_> = changes
+                .select(ChangeFilter::All, ChangeSort::Task)
+                .iter()
+                .collect();
+            prop_assert_eq!(by_task.len(), after.len());
+            // By change: the largest increase first, ties by task id.
+            let mut by_change: Vec<_> = by_task
+                .iter()
+                .map(|c| (c.problems_change, &c.task_id))
+                .collect();
+            by_change.sort_by_key(|(change, _)| std::cmp::Reverse(*change));
+            let selected = changes.select(ChangeFilter::All, ChangeSort::Change);
+            let got: Vec<_> = selected
+                .iter()
+                .map(|c| (c.problems_change, c.task_id))
+                .collect();
+            prop_assert_eq!(
+                got.iter().map(|(c, t)| (*c, t)).collect::<Vec<_>>(),
+                by_change
+            );
             let mut counts = BTreeMap::new();
-            for (c, (task, w)) in changes.tasks.iter().zip(&after) {
+            for (c, (task, w)) in by_task.iter().zip(&after) {
                 let was = before.get(task).map(|s| s.problems);
                 // An upload without results is "no results"; one before counts as none.
                 let was_with_results = before
@@ -220,6 +239,9 @@ fn check_views(
             }
             for &v in <Verdict as strum::VariantArray>::VARIANTS {
                 prop_assert_eq!(changes.counts.of(v), counts.get(&v).copied().unwrap_or(0));
+                let kept = changes.select(ChangeFilter::Verdict(v), ChangeSort::Change);
+                prop_assert_eq!(kept.len(), changes.counts.of(v));
+                prop_assert!(kept.iter().all(|c| c.verdict == v));
             }
             prop_assert_eq!(
                 changes.counts.clean,
@@ -268,6 +290,23 @@ fn check_trend_and_directories(
             point.date
         );
     }
+
+    // Every directory reported, with how many tasks have reported it.
+    let listed = storage::fleet::directories_starting(conn, "", 100).unwrap();
+    let mut want_listed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in stored {
+        for (item_dir, _) in &s.items {
+            want_listed
+                .entry(DIRS[*item_dir])
+                .or_default()
+                .insert(&s.task);
+        }
+    }
+    let want_listed: Vec<(String, i64)> = want_listed
+        .into_iter()
+        .map(|(path, tasks)| (path.to_string(), tasks.len() as i64))
+        .collect();
+    prop_assert_eq!(listed, want_listed);
 
     for (d, path) in DIRS.iter().enumerate() {
         let (total, got) = storage::fleet::directory(conn, path, 0, usize::MAX).unwrap();
@@ -318,7 +357,14 @@ fn check_catch_up(db: &std::path::Path, conn: &rusqlite::Connection) -> Result<(
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        (days, dirs)
+        let counts: Vec<(String, i64)> = conn
+            .prepare("SELECT dir_check, tasks FROM directory_tasks ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (days, dirs, counts)
     };
     let kept = read_tables(conn);
     let write = rusqlite::Connection::open(db).unwrap();

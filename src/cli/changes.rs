@@ -62,7 +62,7 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
                     &crate::http::json::ChangesPage {
                         total: rows.len(),
                         next_offset: None,
-                        rows: rows.clone(),
+                        rows: rows.iter().collect(),
                     }
                 )
             )?;
@@ -87,7 +87,7 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
                 "WAS",
                 "CHANGE"
             )?;
-            for r in rows {
+            for r in rows.iter() {
                 say!(
                     "{:<38} {:<10} {:>9} {:>9} {:>+9}  {}",
                     r.task_id,

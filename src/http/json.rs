@@ -425,13 +425,13 @@ fn task_state(s: &TaskState) -> serde_json::Value {
 /// What changed between two moments: `GET /api/v1/changes` and
 /// `changes --format json` write this one shape.
 /// One page of the changes the filter kept.
-pub struct ChangesPage<'a> {
+pub struct ChangesPage {
     /// Every row the filter kept.
     pub total: usize,
     /// Where the next page starts (none: this is the last).
     pub next_offset: Option<usize>,
     /// This page's rows.
-    pub rows: Vec<&'a Change>,
+    pub rows: Vec<Change>,
 }
 
 pub fn changes(
@@ -457,7 +457,7 @@ pub fn changes(
         "counts": counts,
         "total": page.total,
         "next_offset": page.next_offset,
-        "tasks": page.rows.iter().map(|c| task(c)).collect::<Vec<_>>(),
+        "tasks": page.rows.iter().map(task).collect::<Vec<_>>(),
     })
 }
 

@@ -1,13 +1,15 @@
 //! Fleet history: every task as of a moment, what changed between two moments,
 //! and the fleet's trend by day (docs/pages.md, "Fleet history").
 
+use std::sync::{Arc, OnceLock};
+
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
 use crate::domain::fleet::{day_of, Verdict, DAY_MS};
 use crate::domain::Timestamp;
 use crate::storage::fleet::{self, FleetDay, TaskState};
-use crate::storage::tasks::{self, HealthCounts};
+use crate::storage::tasks::{self, HealthCounts, TaskSort};
 use crate::storage::StorageError;
 
 /// Every task as its latest upload received at or before `at` shows it (tasks
@@ -19,22 +21,88 @@ pub fn tasks_as_of(
     fleet::states_at(conn, fleet::last_id_at(conn, at)?)
 }
 
-/// Fleet states recently asked for. A state as of an upload id never changes
-/// (the ledger only grows), so paging, sorting and the two moments of a
-/// comparison reuse it; entries still expire after a minute, for renamed tasks.
-/// The dashboard's health counts are kept the same way, by the newest upload id.
+/// Every task as of one upload id, by task id, with the orders the dashboard
+/// lists them in: each sorted once, when first asked for, so that paging a
+/// fleet of any size reads only its page.
+pub struct FleetAt {
+    /// By task id.
+    pub states: Vec<TaskState>,
+    by_last_upload: OnceLock<Vec<u32>>,
+    by_problems: OnceLock<Vec<u32>>,
+}
+
+impl FleetAt {
+    /// The fleet these states (by task id) make.
+    pub fn new(states: Vec<TaskState>) -> Self {
+        FleetAt {
+            states,
+            by_last_upload: OnceLock::new(),
+            by_problems: OnceLock::new(),
+        }
+    }
+
+    /// The states in `sort`'s order, ties by task id (all reversed when
+    /// `descending`). Upload counts as of a moment are only counted for the rows
+    /// shown, so sorting by them sorts by the latest upload.
+    pub fn in_order(
+        &self,
+        sort: TaskSort,
+        descending: bool,
+    ) -> Box<dyn Iterator<Item = &TaskState> + '_> {
+        let order = match sort {
+            TaskSort::TaskId => None,
+            TaskSort::Problems => Some(
+                self.by_problems
+                    .get_or_init(|| self.sorted(|s| (s.problems, s.received_at))),
+            ),
+            TaskSort::LastUpload | TaskSort::Uploads => Some(
+                self.by_last_upload
+                    .get_or_init(|| self.sorted(|s| (s.received_at, 0))),
+            ),
+        };
+        let state = |i: &u32| &self.states[*i as usize];
+        match (order, descending) {
+            (None, false) => Box::new(self.states.iter()),
+            (None, true) => Box::new(self.states.iter().rev()),
+            (Some(order), false) => Box::new(order.iter().map(state)),
+            (Some(order), true) => Box::new(order.iter().rev().map(state)),
+        }
+    }
+
+    fn sorted(&self, key: impl Fn(&TaskState) -> (i64, i64)) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.states.len() as u32).collect();
+        // Stable, from task id order: ties stay by task id.
+        order.sort_by_key(|&i| key(&self.states[i as usize]));
+        order
+    }
+}
+
+/// Fleet states and comparisons recently asked for. A state as of an upload id
+/// never changes (the ledger only grows), so paging, sorting and the two
+/// moments of a comparison reuse it; entries still expire after a minute, for
+/// renamed tasks. The dashboard's health counts are kept the same way, by the
+/// newest upload id.
 pub struct StateCache {
-    states: moka::sync::Cache<i64, std::sync::Arc<Vec<TaskState>>>,
+    states: moka::sync::Cache<i64, Arc<FleetAt>>,
+    changes: moka::sync::Cache<(i64, i64), Arc<Changes>>,
     health: parking_lot::Mutex<Option<(i64, HealthCounts)>>,
 }
 
 impl Default for StateCache {
     fn default() -> Self {
+        fn cache<K, V>(kept: u64) -> moka::sync::Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            moka::sync::Cache::builder()
+                .max_capacity(kept)
+                .time_to_live(StateCache::FRESH)
+                .build()
+        }
         Self {
-            states: moka::sync::Cache::builder()
-                .max_capacity(Self::KEPT)
-                .time_to_live(Self::FRESH)
-                .build(),
+            states: cache(Self::KEPT),
+            changes: cache(Self::CHANGES_KEPT),
             health: parking_lot::Mutex::new(None),
         }
     }
@@ -42,6 +110,8 @@ impl Default for StateCache {
 
 impl StateCache {
     const KEPT: u64 = 8;
+    /// A comparison holds a few bytes per task besides its two states.
+    const CHANGES_KEPT: u64 = 4;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
     /// Every task's latest upload counted by filter (see
@@ -63,30 +133,52 @@ impl StateCache {
     }
 
     /// Every task as of `at` (see [`tasks_as_of`]), from the cache when it can.
-    pub fn tasks_as_of(
+    pub fn fleet_as_of(
         &self,
         conn: &rusqlite::Connection,
         at: Timestamp,
-    ) -> Result<std::sync::Arc<Vec<TaskState>>, StorageError> {
-        let upto = fleet::last_id_at(conn, at)?;
+    ) -> Result<Arc<FleetAt>, StorageError> {
+        self.fleet_upto(conn, fleet::last_id_at(conn, at)?)
+    }
+
+    fn fleet_upto(
+        &self,
+        conn: &rusqlite::Connection,
+        upto: i64,
+    ) -> Result<Arc<FleetAt>, StorageError> {
         if let Some(states) = self.states.get(&upto) {
             return Ok(states);
         }
-        let states = std::sync::Arc::new(fleet::states_at(conn, upto)?);
+        let states = Arc::new(FleetAt::new(fleet::states_at(conn, upto)?));
         self.states.insert(upto, states.clone());
         Ok(states)
     }
 
-    /// What changed between `from` and `to` (see [`changes`]).
+    /// What changed between `from` and `to` (see [`changes`]), from the cache
+    /// when the same two upload ids were compared lately.
     pub fn changes(
         &self,
         conn: &rusqlite::Connection,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Changes, StorageError> {
-        let before = self.tasks_as_of(conn, from)?;
-        let after = self.tasks_as_of(conn, to)?;
-        Ok(compare_states(from, to, before.to_vec(), after.to_vec()))
+    ) -> Result<Arc<Changes>, StorageError> {
+        let key = (fleet::last_id_at(conn, from)?, fleet::last_id_at(conn, to)?);
+        if let Some(changes) = self.changes.get(&key) {
+            if (changes.from, changes.to) == (from, to) {
+                return Ok(changes);
+            }
+            // The same comparison, asked with other moments.
+            return Ok(Arc::new(Changes {
+                from,
+                to,
+                ..(*changes).clone()
+            }));
+        }
+        let before = self.fleet_upto(conn, key.0)?;
+        let after = self.fleet_upto(conn, key.1)?;
+        let changes = Arc::new(compare_states(from, to, before, after));
+        self.changes.insert(key, changes.clone());
+        Ok(changes)
     }
 }
 
@@ -139,8 +231,10 @@ impl VerdictCounts {
     }
 }
 
-/// What changed between two moments: every task with an upload by `to`.
-#[derive(Debug, Clone)]
+/// What changed between two moments: every task with an upload by `to`, one
+/// row for each of the second moment's states. A [`Change`] is made only for
+/// the rows a caller reads ([`Changes::select`]).
+#[derive(Clone)]
 pub struct Changes {
     /// The first moment.
     pub from: Timestamp,
@@ -148,8 +242,22 @@ pub struct Changes {
     pub to: Timestamp,
     /// Tasks per verdict.
     pub counts: VerdictCounts,
-    /// By task id.
-    pub tasks: Vec<Change>,
+    before: Arc<FleetAt>,
+    after: Arc<FleetAt>,
+    /// One for each of `after`'s states, in the same order (by task id).
+    rows: Vec<ChangeRow>,
+    /// Row numbers, the largest increase in problems first (then by task id).
+    by_change: OnceLock<Vec<u32>>,
+}
+
+/// One task of a comparison, as numbers.
+#[derive(Clone, Copy)]
+struct ChangeRow {
+    /// Its state at the first moment (a position in `before`), if it had one.
+    before: Option<u32>,
+    verdict: Verdict,
+    clean: bool,
+    problems_change: i64,
 }
 
 /// Compares every task's latest upload at `from` with its latest at `to`
@@ -159,32 +267,35 @@ pub fn changes(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Changes, StorageError> {
-    let before = tasks_as_of(conn, from)?;
-    let after = tasks_as_of(conn, to)?;
+    let before = Arc::new(FleetAt::new(tasks_as_of(conn, from)?));
+    let after = Arc::new(FleetAt::new(tasks_as_of(conn, to)?));
     Ok(compare_states(from, to, before, after))
 }
 
-/// The changes between two sets of task states, each by task id.
+/// The changes between two fleets.
 pub fn compare_states(
     from: Timestamp,
     to: Timestamp,
-    before: Vec<TaskState>,
-    after: Vec<TaskState>,
+    before: Arc<FleetAt>,
+    after: Arc<FleetAt>,
 ) -> Changes {
     let mut counts = VerdictCounts::default();
-    let mut before = before.into_iter().peekable();
-    let mut tasks = Vec::with_capacity(after.len());
-    for to_state in after {
+    let mut earlier = before.states.iter().enumerate().peekable();
+    let mut rows = Vec::with_capacity(after.states.len());
+    for to_state in &after.states {
         // Both lists are by task id: skip tasks only the first has (none: a task
         // never loses its uploads).
-        while before.next_if(|b| b.task_id < to_state.task_id).is_some() {}
-        let from_state = before.next_if(|b| b.task_id == to_state.task_id);
+        while earlier
+            .next_if(|(_, b)| b.task_id < to_state.task_id)
+            .is_some()
+        {}
+        let from_state = earlier.next_if(|(_, b)| b.task_id == to_state.task_id);
         // An upload without results says nothing: it neither improves on nor
         // is improved on (before it, a task counts as new).
         let verdict = if to_state.no_results() {
             Verdict::NoResults
         } else {
-            let before = from_state.as_ref().filter(|s| !s.no_results());
+            let before = from_state.map(|(_, s)| s).filter(|s| !s.no_results());
             Verdict::of(before.map(|s| s.problems), to_state.problems)
         };
         let clean = to_state.clean();
@@ -196,21 +307,21 @@ pub fn compare_states(
             Verdict::NoResults => counts.no_results += 1,
         }
         counts.clean += usize::from(clean);
-        tasks.push(Change {
-            task_id: to_state.task_id.clone(),
-            name: to_state.name.clone(),
-            problems_change: to_state.problems - from_state.as_ref().map_or(0, |s| s.problems),
-            from: from_state,
-            to: to_state,
+        rows.push(ChangeRow {
+            before: from_state.map(|(i, _)| i as u32),
             verdict,
             clean,
+            problems_change: to_state.problems - from_state.map_or(0, |(_, s)| s.problems),
         });
     }
     Changes {
         from,
         to,
         counts,
-        tasks,
+        before,
+        after,
+        rows,
+        by_change: OnceLock::new(),
     }
 }
 
@@ -345,7 +456,7 @@ impl ChangeFilter {
         }
     }
 
-    fn keeps(self, c: &Change) -> bool {
+    fn keeps(self, c: &ChangeRow) -> bool {
         match self {
             ChangeFilter::All => true,
             ChangeFilter::Clean => c.clean,
@@ -384,13 +495,73 @@ impl ChangeSort {
 
 impl Changes {
     /// The tasks `filter` keeps, in `sort` order.
-    pub fn select(&self, filter: ChangeFilter, sort: ChangeSort) -> Vec<&Change> {
-        let mut rows: Vec<&Change> = self.tasks.iter().filter(|c| filter.keeps(c)).collect();
-        if sort == ChangeSort::Change {
-            // Stable: equal changes stay in task id order.
-            rows.sort_by_key(|c| std::cmp::Reverse(c.problems_change));
+    pub fn select(&self, filter: ChangeFilter, sort: ChangeSort) -> Selection<'_> {
+        let keeps = |i: &u32| filter.keeps(&self.rows[*i as usize]);
+        let picked = match sort {
+            ChangeSort::Task => (0..self.rows.len() as u32).filter(keeps).collect(),
+            ChangeSort::Change => self.by_change().iter().copied().filter(keeps).collect(),
+        };
+        Selection {
+            changes: self,
+            picked,
         }
-        rows
+    }
+
+    fn by_change(&self) -> &[u32] {
+        self.by_change.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
+            // Stable: equal changes stay in task id order.
+            order.sort_by_key(|&i| std::cmp::Reverse(self.rows[i as usize].problems_change));
+            order
+        })
+    }
+
+    /// Row `i` as a [`Change`].
+    fn change(&self, i: u32) -> Change {
+        let row = self.rows[i as usize];
+        let to = &self.after.states[i as usize];
+        Change {
+            task_id: to.task_id.clone(),
+            name: to.name.clone(),
+            from: row.before.map(|b| self.before.states[b as usize].clone()),
+            to: to.clone(),
+            verdict: row.verdict,
+            clean: row.clean,
+            problems_change: row.problems_change,
+        }
+    }
+}
+
+/// The tasks of a [`Changes`] a filter kept, in order.
+pub struct Selection<'c> {
+    changes: &'c Changes,
+    picked: Vec<u32>,
+}
+
+impl Selection<'_> {
+    /// How many tasks were kept.
+    pub fn len(&self) -> usize {
+        self.picked.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.picked.is_empty()
+    }
+
+    /// Up to `limit` of them, from the `offset`-th on.
+    pub fn page(&self, offset: usize, limit: usize) -> Vec<Change> {
+        let picked = self.picked.get(offset..).unwrap_or_default();
+        picked
+            .iter()
+            .take(limit)
+            .map(|&i| self.changes.change(i))
+            .collect()
+    }
+
+    /// Every one of them.
+    pub fn iter(&self) -> impl Iterator<Item = Change> + '_ {
+        self.picked.iter().map(|&i| self.changes.change(i))
     }
 }
 
@@ -416,12 +587,12 @@ pub const CHANGES_CSV_HEADER: [&str; 17] = [
 ];
 
 /// The rows as CSV (text cells spreadsheet-safe, as in exports).
-pub fn write_changes_csv(rows: &[&Change], out: impl std::io::Write) -> Result<(), csv::Error> {
+pub fn write_changes_csv(rows: &Selection, out: impl std::io::Write) -> Result<(), csv::Error> {
     use crate::domain::format_timestamp;
     use crate::services::export::cell;
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CHANGES_CSV_HEADER)?;
-    for c in rows {
+    for c in rows.iter() {
         let state = |s: Option<&TaskState>| -> [String; 6] {
             match s {
                 None => Default::default(),

@@ -1,6 +1,7 @@
 //! Fleet history: every task as of an upload id, the fleet's state at the end of
 //! each day, and every task's latest counts per directory. The writer keeps
-//! `fleet_days` and `task_directories` in the upload's transaction; the as-of
+//! `fleet_days` and `task_directories` in the upload's transaction (triggers keep
+//! `directory_tasks`, each directory's count of tasks, with the latter); the as-of
 //! state of a task is one seek in the `uploads_task_state` index.
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -621,8 +622,10 @@ pub fn directory(
     limit: usize,
 ) -> Result<(usize, Vec<DirectoryRow>), StorageError> {
     let total: i64 = conn
-        .prepare_cached("SELECT count(*) FROM task_directories WHERE dir_check = ?1")?
-        .query_row(params![path], |r| r.get(0))?;
+        .prepare_cached("SELECT tasks FROM directory_tasks WHERE dir_check = ?1")?
+        .query_row(params![path], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     // The page's tasks first, from the key alone; their uploads and names after.
     let mut stmt = conn.prepare_cached(
         "SELECT d.task_id, t.name, d.upload_id, u.received_at, d.num_total_files,
@@ -661,10 +664,10 @@ pub fn directories_starting(
     // A range of the primary key: every string that starts with `prefix` sorts
     // below `prefix` followed by the highest code point.
     let mut stmt = conn.prepare_cached(
-        "SELECT dir_check, count(*) FROM task_directories
+        "SELECT dir_check, tasks FROM directory_tasks
          WHERE dir_check >= ?1 AND dir_check < ?1 || char(1114111)
            AND substr(dir_check, 1, length(?1)) = ?1
-         GROUP BY dir_check ORDER BY dir_check LIMIT ?2",
+         ORDER BY dir_check LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

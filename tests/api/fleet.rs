@@ -640,3 +640,108 @@ async fn an_upload_without_results_is_no_results_not_clean() {
         "{report}"
     );
 }
+
+/// The task ids a dashboard page lists, in order.
+fn listed_tasks(html: &str) -> Vec<String> {
+    let rows = html.split("<tbody>").nth(1).unwrap_or_default();
+    let rows = rows.split("</tbody>").next().unwrap_or_default();
+    let mut ids: Vec<String> = rows
+        .split("href=\"/tasks/")
+        .skip(1)
+        .map(|h| h.split(['"', '?']).next().unwrap().to_string())
+        .collect();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test]
+async fn the_dashboard_as_of_after_every_upload_lists_as_the_live_one_in_every_order() {
+    let app = TestApp::spawn().await;
+    let agent = app.add_credential("agent", Role::Agent, None, false).token;
+    // More tasks than a page (50), uploaded out of id order, some clean, some not.
+    for i in 0..57u32 {
+        let n = (i * 37) % 57;
+        let body = match n % 4 {
+            0 => r#"{"consistency_result":[{"dir_check":"/data","num_total_files":9,"num_different_files":0,"num_target_miss_files":0,"num_target_more_files":0}]}"#.to_string(),
+            1 => r#"{"consistency_result":[]}"#.to_string(),
+            k => body_with_problems("/data", k),
+        };
+        assert_eq!(
+            app.upload(&format!("task-{n:02}"), &agent, &body)
+                .await
+                .status,
+            200
+        );
+    }
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let mut seen = 0;
+    // (By uploads, a moment sorts by the latest upload: counts as of then are
+    // only counted for the rows shown.)
+    for sort in ["last", "task"] {
+        for dir in ["asc", "desc"] {
+            for filter in [
+                "",
+                "&state=problems",
+                "&state=clean",
+                "&state=no_results",
+                "&q=task-1",
+            ] {
+                for page in [1, 2] {
+                    let query = format!("sort={sort}&dir={dir}{filter}&page={page}");
+                    let live = browser.get(&format!("/?{query}")).await;
+                    let then = browser.get(&format!("/?as_of=2999-01-01&{query}")).await;
+                    assert_eq!((live.status, then.status), (200, 200), "{query}");
+                    let listed = listed_tasks(&live.text);
+                    assert_eq!(listed_tasks(&then.text), listed, "{query}");
+                    seen += listed.len();
+                }
+            }
+        }
+    }
+    // Every task once in each order: 57, 28 with problems, 15 clean, 14 without
+    // results, 10 matching "task-1".
+    assert_eq!(seen, 4 * (57 + 28 + 15 + 14 + 10));
+    // By problems, the most first, then the latest upload first.
+    let page = browser
+        .get("/?as_of=2999-01-01&sort=problems&dir=desc")
+        .await;
+    let listed = listed_tasks(&page.text);
+    assert_eq!(listed.len(), 50);
+    let problems = |task: &str| match task[5..].parse::<u32>().unwrap() % 4 {
+        0 | 1 => 0,
+        k => k + 1,
+    };
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| problems(&w[0]) >= problems(&w[1])),
+        "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_comparison_asked_again_is_the_same_until_an_upload_changes_it() {
+    let (app, agent, first) = two_rounds().await;
+    let ask = |to: &str| format!("/api/v1/changes?from={}&to={to}", enc(&first));
+    let before = app.get(&ask("2999-01-01"), &app.admin_token).await.json();
+    // Other moments with the same uploads between them: the same comparison,
+    // answered with the moments asked.
+    let again = app.get(&ask("2998-01-01"), &app.admin_token).await.json();
+    assert_eq!(again["to"], "2998-01-01T00:00:00.000Z");
+    assert_eq!(
+        (&again["counts"], &again["tasks"]),
+        (&before["counts"], &before["tasks"])
+    );
+    // A new upload before the second moment: compared afresh.
+    let body = body_with_problems("/data", 0);
+    assert_eq!(app.upload("task-d", &agent, &body).await.status, 200);
+    let after = app.get(&ask("2999-01-01"), &app.admin_token).await.json();
+    assert_eq!(
+        after["counts"]["new"],
+        before["counts"]["new"].as_i64().unwrap() + 1
+    );
+    assert_eq!(after["total"], before["total"].as_i64().unwrap() + 1);
+}

@@ -112,12 +112,7 @@ pub async fn page(
     let selected = changes.select(filter, sort);
     let kept = selected.len();
     let skip = (page as usize - 1) * PER_PAGE;
-    let rows: Vec<Change> = selected
-        .into_iter()
-        .skip(skip)
-        .take(PER_PAGE)
-        .cloned()
-        .collect();
+    let rows: Vec<Change> = selected.page(skip, PER_PAGE);
     let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
     let counts = changes.counts.clone();
     let verdicts = [

@@ -443,35 +443,39 @@ fn as_of_rows(
     use crate::storage::fleet as stored;
     let upto = stored::last_id_at(conn, at)?;
     let day_before = stored::last_id_at(conn, at - DAY_MS)?;
-    let mut states = cache.tasks_as_of(conn, at)?.to_vec();
-    let then = TrendPoint::of_states(&states, at);
+    let fleet_then = cache.fleet_as_of(conn, at)?;
+    let states = &fleet_then.states;
+    let then = TrendPoint::of_states(states, at);
     let reporting = states.len() as i64;
     let mut health = HealthCounts::default();
     for s in states.iter() {
         health.add(s.problems, s.regressed, s.results);
     }
-    if let Some(f) = list.filter {
-        states.retain(|s| f.holds(s.problems, s.regressed, s.results));
-    }
     let needle = list.search.to_lowercase();
-    if !needle.is_empty() {
-        let found = |s: &str| s.to_lowercase().contains(&needle);
-        states.retain(|s| found(&s.task_id) || s.name.as_deref().is_some_and(found));
-    }
-    // Upload counts as of a moment are only counted for the rows shown, so they
-    // do not sort; sorting by them sorts by the latest upload.
-    let key = |s: &TaskState| match list.sort {
-        TaskSort::Problems => (s.problems, s.received_at),
-        _ => (s.received_at, 0),
+    let found = |s: &str| s.to_lowercase().contains(&needle);
+    let keeps = |s: &&TaskState| {
+        list.filter
+            .is_none_or(|f| f.holds(s.problems, s.regressed, s.results))
+            && (needle.is_empty() || found(&s.task_id) || s.name.as_deref().is_some_and(found))
     };
-    match list.sort {
-        TaskSort::TaskId => {}
-        _ => states.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.task_id.cmp(&b.task_id))),
+    let (offset, limit) = (list.offset as usize, list.limit as usize);
+    let mut shown = Vec::new();
+    let mut matching = 0;
+    if list.filter.is_none() && needle.is_empty() {
+        matching = reporting;
+        let in_order = fleet_then.in_order(list.sort, list.descending);
+        shown.extend(in_order.skip(offset).take(limit));
+    } else {
+        for s in fleet_then
+            .in_order(list.sort, list.descending)
+            .filter(keeps)
+        {
+            if matching as usize >= offset && shown.len() < limit {
+                shown.push(s);
+            }
+            matching += 1;
+        }
     }
-    if list.descending {
-        states.reverse();
-    }
-    let matching = states.len() as i64;
     let overview = Overview {
         tasks: reporting,
         uploads: upto.max(0),
@@ -481,11 +485,7 @@ fn as_of_rows(
         ..overview
     };
     let mut rows = Vec::new();
-    for s in states
-        .into_iter()
-        .skip(list.offset as usize)
-        .take(list.limit as usize)
-    {
+    for s in shown {
         let (count, _) = stored::upload_count_at(conn, &s.task_id, upto)?;
         rows.push(TaskRow {
             trend: uploads::recent_problems(conn, &s.task_id, s.upload_id)?,
@@ -496,8 +496,8 @@ fn as_of_rows(
             regressed: s.regressed,
             latest: Some(s.totals),
             results: Some(s.results),
-            name: s.name,
-            task_id: s.task_id,
+            name: s.name.clone(),
+            task_id: s.task_id.clone(),
         });
     }
     Ok((overview, (rows, matching), then, health))

@@ -85,13 +85,7 @@ async fn changes(
     let page = crate::http::json::ChangesPage {
         total: rows.len(),
         next_offset: super::read_api::next_offset(rows.len(), offset, limit),
-        rows: rows
-            .get(offset..)
-            .unwrap_or_default()
-            .iter()
-            .take(limit)
-            .copied()
-            .collect(),
+        rows: rows.page(offset, limit),
     };
     Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &changes.counts, &page)))
 }
