@@ -111,7 +111,7 @@ impl Default for StateCache {
 impl StateCache {
     const KEPT: u64 = 8;
     /// A comparison holds a few bytes per task besides its two states.
-    const CHANGES_KEPT: u64 = 4;
+    const CHANGES_KEPT: u64 = 2;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
     /// Every task's latest upload counted by filter (see
