@@ -15,26 +15,51 @@ struct Stored<'a>(&'a Connection);
 
 impl HashReader for Stored<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        let read = || -> Result<Vec<Hash>, rusqlite::Error> {
-            let mut stmt = self
-                .0
-                .prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
-            indexes
-                .iter()
-                .map(|i| {
-                    let bytes: Vec<u8> = stmt.query_row(params![*i as i64], |r| r.get(0))?;
-                    bytes.try_into().map(Hash).map_err(|_| {
-                        rusqlite::Error::InvalidColumnType(
-                            0,
-                            "hash".into(),
-                            rusqlite::types::Type::Blob,
-                        )
-                    })
-                })
-                .collect()
-        };
-        read().map_err(|e| tlog_tiles::Error::InvalidInput(format!("tree hashes: {e}")))
+        read_hashes(self.0, indexes)
+            .map_err(|e| tlog_tiles::Error::InvalidInput(format!("tree hashes: {e}")))
     }
+}
+
+/// Stored hashes `indexes`, in that order (an error when one is missing). A
+/// tile's hashes lie close together among the other levels' (a level-0 tile's
+/// 256 within 511 stored hashes): those are read in one range, not a query each.
+fn read_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, rusqlite::Error> {
+    let as_hash = |bytes: &[u8]| {
+        bytes.try_into().map(Hash).map_err(|_| {
+            rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob)
+        })
+    };
+    let (Some(&low), Some(&high)) = (indexes.iter().min(), indexes.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    if high - low >= 4 * indexes.len() as u64 {
+        // Far apart (a proof's hashes, a tile of a higher level): one seek each.
+        let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+        return indexes
+            .iter()
+            .map(|i| stmt.query_row(params![*i as i64], |r| as_hash(r.get_ref(0)?.as_blob()?)))
+            .collect();
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, hash FROM tree_hashes WHERE idx BETWEEN ?1 AND ?2 ORDER BY idx",
+    )?;
+    let mut in_range = Vec::with_capacity((high - low + 1) as usize);
+    let mut rows = stmt.query(params![low as i64, high as i64])?;
+    while let Some(r) = rows.next()? {
+        in_range.push((
+            r.get::<_, i64>(0)? as u64,
+            as_hash(r.get_ref(1)?.as_blob()?)?,
+        ));
+    }
+    indexes
+        .iter()
+        .map(
+            |i| match in_range.binary_search_by_key(i, |(idx, _)| *idx) {
+                Ok(at) => Ok(in_range[at].1),
+                Err(_) => Err(rusqlite::Error::QueryReturnedNoRows),
+            },
+        )
+        .collect()
 }
 
 fn from_tlog(e: tlog_tiles::Error) -> rusqlite::Error {
@@ -225,5 +250,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn hashes_read_in_a_range_are_those_read_one_by_one() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+        )
+        .unwrap();
+        // Every stored hash its own index's bytes; 1500 and 1501 missing.
+        for idx in (0..2000u64).filter(|i| !(1500..1502).contains(i)) {
+            let hash = [idx.to_be_bytes(); 4].concat();
+            conn.execute(
+                "INSERT INTO tree_hashes VALUES (?1, ?2)",
+                params![idx as i64, hash],
+            )
+            .unwrap();
+        }
+        let expect = |idx: &[u64]| -> Vec<Hash> {
+            let hash = |i: u64| Hash([i.to_be_bytes(); 4].concat().try_into().unwrap());
+            idx.iter().map(|&i| hash(i)).collect()
+        };
+        // A level-0 tile's hashes: close together, read as a range, in the order asked.
+        let close: Vec<u64> = (0..256u64)
+            .map(|n| tlog_tiles::stored_hash_index(0, 256 + n))
+            .collect();
+        let mut shuffled = close.clone();
+        shuffled.reverse();
+        // Far apart: a seek each.
+        let far = [1, 900, 1999, 5];
+        for asked in [&close[..], &shuffled[..], &far[..], &[7][..], &[]] {
+            assert_eq!(read_hashes(&conn, asked).unwrap(), expect(asked));
+        }
+        // A missing hash is an error either way.
+        assert!(read_hashes(&conn, &[1498, 1499, 1500, 1503]).is_err());
+        assert!(read_hashes(&conn, &[5, 1501, 1999]).is_err());
     }
 }
