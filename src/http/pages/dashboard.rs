@@ -462,6 +462,7 @@ fn as_of_rows(
     let mut shown = Vec::new();
     let mut matching = 0;
     if list.filter.is_none() && needle.is_empty() {
+        // Every task matches: only the page's rows are read.
         matching = reporting;
         let in_order = fleet_then.in_order(list.sort, list.descending);
         shown.extend(in_order.skip(offset).take(limit));
