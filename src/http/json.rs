@@ -422,8 +422,6 @@ fn task_state(s: &TaskState) -> serde_json::Value {
     })
 }
 
-/// What changed between two moments: `GET /api/v1/changes` and
-/// `changes --format json` write this one shape.
 /// One page of the changes the filter kept.
 pub struct ChangesPage {
     /// Every row the filter kept.
@@ -434,6 +432,8 @@ pub struct ChangesPage {
     pub rows: Vec<Change>,
 }
 
+/// What changed between two moments: `GET /api/v1/changes` and
+/// `changes --format json` write this one shape.
 pub fn changes(
     from: Timestamp,
     to: Timestamp,

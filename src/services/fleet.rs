@@ -162,21 +162,14 @@ impl StateCache {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Arc<Changes>, StorageError> {
+        // Moments with the same uploads between them make the same comparison.
         let key = (fleet::last_id_at(conn, from)?, fleet::last_id_at(conn, to)?);
         if let Some(changes) = self.changes.get(&key) {
-            if (changes.from, changes.to) == (from, to) {
-                return Ok(changes);
-            }
-            // The same comparison, asked with other moments.
-            return Ok(Arc::new(Changes {
-                from,
-                to,
-                ..(*changes).clone()
-            }));
+            return Ok(changes);
         }
         let before = self.fleet_upto(conn, key.0)?;
         let after = self.fleet_upto(conn, key.1)?;
-        let changes = Arc::new(compare_states(from, to, before, after));
+        let changes = Arc::new(compare_states(before, after));
         self.changes.insert(key, changes.clone());
         Ok(changes)
     }
@@ -233,13 +226,9 @@ impl VerdictCounts {
 
 /// What changed between two moments: every task with an upload by `to`, one
 /// row for each of the second moment's states. A [`Change`] is made only for
-/// the rows a caller reads ([`Changes::select`]).
-#[derive(Clone)]
+/// the rows a caller reads ([`Changes::select`]). The moments are the caller's:
+/// the comparison is the same for any two with the same uploads between them.
 pub struct Changes {
-    /// The first moment.
-    pub from: Timestamp,
-    /// The second moment.
-    pub to: Timestamp,
     /// Tasks per verdict.
     pub counts: VerdictCounts,
     before: Arc<FleetAt>,
@@ -269,16 +258,11 @@ pub fn changes(
 ) -> Result<Changes, StorageError> {
     let before = Arc::new(FleetAt::new(tasks_as_of(conn, from)?));
     let after = Arc::new(FleetAt::new(tasks_as_of(conn, to)?));
-    Ok(compare_states(from, to, before, after))
+    Ok(compare_states(before, after))
 }
 
 /// The changes between two fleets.
-pub fn compare_states(
-    from: Timestamp,
-    to: Timestamp,
-    before: Arc<FleetAt>,
-    after: Arc<FleetAt>,
-) -> Changes {
+pub fn compare_states(before: Arc<FleetAt>, after: Arc<FleetAt>) -> Changes {
     let mut counts = VerdictCounts::default();
     let mut earlier = before.states.iter().enumerate().peekable();
     let mut rows = Vec::with_capacity(after.states.len());
@@ -315,8 +299,6 @@ pub fn compare_states(
         });
     }
     Changes {
-        from,
-        to,
         counts,
         before,
         after,
