@@ -152,6 +152,16 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
     let conn = storage::open_read(&db).unwrap();
     let moments = moments(&stored);
     check_views(&conn, &stored, &moments)?;
+    // Without snapshots, uploads are applied to the empty fleet; a seek per
+    // task (the way far from any snapshot) must agree.
+    for upto in 0..=stored.len() as i64 {
+        prop_assert_eq!(
+            storage::fleet::states_by_seeks(&conn, upto).unwrap(),
+            storage::fleet::states_at(&conn, upto).unwrap(),
+            "as of upload {}",
+            upto
+        );
+    }
     // And again from snapshots, each made from the one before as the service makes
     // them (every 4 uploads here, every third one whole and the others the changes
     // since the one before), the states in between applied to them.

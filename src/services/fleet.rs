@@ -326,12 +326,19 @@ impl TrendPoint {
     /// The fleet as these states show it (every task's latest upload by a moment),
     /// dated with the moment's day.
     pub fn of_states(states: &[TaskState], at: Timestamp) -> Self {
+        // One pass: at 100,000 tasks the states are 12 MB.
+        let (mut open_problems, mut tasks_clean, mut tasks_without_results) = (0, 0, 0);
+        for s in states {
+            open_problems += s.problems;
+            tasks_clean += i64::from(s.clean());
+            tasks_without_results += i64::from(s.no_results());
+        }
         TrendPoint {
             date: date_of(day_of(at)),
             tasks_reporting: states.len() as i64,
-            open_problems: states.iter().map(|s| s.problems).sum(),
-            tasks_clean: states.iter().filter(|s| s.clean()).count() as i64,
-            tasks_without_results: states.iter().filter(|s| s.no_results()).count() as i64,
+            open_problems,
+            tasks_clean,
+            tasks_without_results,
         }
     }
 }

@@ -745,3 +745,48 @@ async fn a_comparison_asked_again_is_the_same_until_an_upload_changes_it() {
     );
     assert_eq!(after["total"], before["total"].as_i64().unwrap() + 1);
 }
+
+#[tokio::test]
+async fn tasks_as_of_a_moment_carry_their_names_now() {
+    let (app, _agent, first) = two_rounds().await;
+    // Named after the uploads: a name is the task's, whatever the moment.
+    for (task, name) in [("task-c", "gamma"), ("task-a", "alpha")] {
+        let task = sms_audit::domain::TaskId::parse(task).unwrap();
+        sms_audit::storage::tasks::register_task(&app.write_conn(), &task, Some(name)).unwrap();
+    }
+    let changes = app
+        .get(
+            &format!(
+                "/api/v1/changes?from={}&to=2999-01-01&sort=task",
+                enc(&first)
+            ),
+            &app.admin_token,
+        )
+        .await
+        .json();
+    let names: Vec<(&str, Option<&str>)> = changes["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["task_id"].as_str().unwrap(), t["name"].as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("task-a", Some("alpha")),
+            ("task-b", None),
+            ("task-c", Some("gamma"))
+        ]
+    );
+    // The dashboard as of the first moment finds a task by its name.
+    let browser = app.login(&app.admin_token).await.ok().unwrap();
+    let page = browser
+        .get(&format!("/?as_of={}&q=alph", enc(&first)))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("alpha") && page.text.contains("task-a"));
+    assert!(
+        !page.text.contains("/tasks/task-b"),
+        "task-b has no such name"
+    );
+}
