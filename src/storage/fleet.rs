@@ -241,7 +241,8 @@ pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
         *packed = rest;
         Some(head)
     }
-    // At least 67 bytes a state: reserving for 64 saves growing the list.
+    // A state takes 59 bytes and its task id: reserving for 64 saves growing
+    // the list (a little too much room when ids are longer).
     let mut states = Vec::with_capacity(packed.len() / 64);
     while !packed.is_empty() {
         let len = u16::from_be_bytes(take(&mut packed, 2)?.try_into().ok()?) as usize;
