@@ -108,34 +108,35 @@ fn snapshot_at(
 }
 
 /// `changed` put in `states` (both by task id), each replacing its task's state.
-/// Each is looked for from where the one before was found, by galloping: a
+/// Each is looked for from where the one before was found ([`gallop`]): a
 /// snapshot of changes may hold a fifth of the fleet, and a search of the whole
 /// list for each cost a tenth of building the fleet at 100,000 tasks.
 fn replace_states(states: &mut Vec<TaskState>, changed: Vec<TaskState>) {
     let mut added = Vec::new();
     let mut from = 0;
     for state in changed {
-        let rest = &states[from..];
-        let mut step = 1;
-        while step < rest.len() && rest[step - 1].task_id < state.task_id {
-            step *= 2;
-        }
-        let window = &rest[step / 2..rest.len().min(step)];
-        match window.binary_search_by(|s| s.task_id.cmp(&state.task_id)) {
-            Ok(i) => {
-                from += step / 2 + i;
-                states[from] = state;
-            }
-            Err(i) => {
-                from += step / 2 + i;
-                added.push(state);
-            }
+        from += gallop(&states[from..], &state.task_id);
+        match states.get_mut(from) {
+            Some(s) if s.task_id == state.task_id => *s = state,
+            _ => added.push(state),
         }
     }
     if !added.is_empty() {
         states.extend(added);
         states.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
+}
+
+/// The first position in `sorted` (by task id) whose task id is not below
+/// `task_id`: a window twice as far each step, then a binary search inside it,
+/// so that a position near the front costs a few comparisons.
+fn gallop(sorted: &[TaskState], task_id: &str) -> usize {
+    let mut end = 1;
+    while end < sorted.len() && sorted[end - 1].task_id.as_str() < task_id {
+        end *= 2;
+    }
+    let start = end / 2;
+    start + sorted[start..sorted.len().min(end)].partition_point(|s| s.task_id.as_str() < task_id)
 }
 
 /// The uploads with ids in `(from, upto]` applied to `states` (by task id).

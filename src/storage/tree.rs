@@ -233,13 +233,18 @@ pub fn tile_data(conn: &Connection, path: &str) -> Result<Option<Vec<u8>>, Stora
 mod tests {
     use super::*;
 
+    /// An empty database with the service's schema, in memory.
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::storage::embedded::migrations::runner()
+            .run(&mut conn)
+            .unwrap();
+        conn
+    }
+
     #[test]
     fn no_tile_path_panics_and_impossible_tiles_are_none() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
-        )
-        .unwrap();
+        let conn = migrated();
         for level in [
             "0", "7", "8", "9", "16", "63", "64", "100", "255", "256", "-1", "x",
         ] {
@@ -254,11 +259,7 @@ mod tests {
 
     #[test]
     fn hashes_read_in_a_range_are_those_read_one_by_one() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
-        )
-        .unwrap();
+        let conn = migrated();
         // Every stored hash its own index's bytes; 1500 and 1501 missing.
         for idx in (0..2000u64).filter(|i| !(1500..1502).contains(i)) {
             let hash = [idx.to_be_bytes(); 4].concat();
