@@ -6,7 +6,7 @@
 # shares of its indexes, fleet snapshots and Merkle tree; start to ready; every
 # fleet-history and task page and API read, warm (p50/p99, the same URL again)
 # and cold (a new moment each request); inclusion and consistency proofs; full
-# tiles; one task's evidence bundle; one day's export; RSS after the page load;
+# tiles (first reads and cached); one task's evidence bundle; one day's export; RSS after the page load;
 # full `verify` and `verify --since-checkpoint`; `backup`.
 # Prints a table of the sizes side by side with the ratio of the last to the first.
 # BENCH_BIN picks the build and BENCH_LABEL names its results: to measure a
@@ -138,7 +138,12 @@ print(f(t[0] + (t[1] - t[0]) / 2), f(t[1] - datetime.timedelta(days=7)), f(t[1])
   done
   SMS_AUDIT_BENCH_PROOF=inclusion load proof.inclusion -s scripts/bench/proof.lua "$address"
   SMS_AUDIT_BENCH_PROOF=consistency load proof.consistency -s scripts/bench/proof.lua "$address"
-  SMS_AUDIT_BENCH_TILES=$((uploads / 256)) load tile.full -s scripts/bench/tile.lua "$address"
+  # Full tiles: each read for the first time (at most once each, at any size),
+  # then a few read again and again (from the cache).
+  for mode in first cached; do
+    SMS_AUDIT_BENCH_TILES=$((uploads / 256)) SMS_AUDIT_BENCH_TILE_MODE=$mode \
+      load "tile.$mode" -s scripts/bench/tile.lua "$address"
+  done
   # Peak resident memory counts the database's pages that SQLite maps (shared,
   # given back under pressure); the heap is what the process itself holds.
   put rss_peak_with_mapped_db_mib "$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")"

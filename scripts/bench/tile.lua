@@ -1,7 +1,14 @@
--- wrk script: GET a random full tile of level 0 (C2SP tlog-tiles path) with an
--- auditor token (env SMS_AUDIT_BENCH_TOKEN); SMS_AUDIT_BENCH_TILES full tiles exist.
+-- wrk script: GET full tiles of level 0 (C2SP tlog-tiles paths) with an auditor
+-- token (env SMS_AUDIT_BENCH_TOKEN); SMS_AUDIT_BENCH_TILES full tiles exist.
+-- SMS_AUDIT_BENCH_TILE_MODE:
+--   random (default): any tile each request, repeats allowed (a small ledger's
+--     tiles are soon all cached, a large one's seldom: not comparable);
+--   first: each tile at most once, in a scattered order, so that every read is
+--     a first read at any size (the thread stops when every tile was asked);
+--   cached: the same 64 tiles over and over, read from the cache after the first.
 wrk.headers["X-Auth-Token"] = os.getenv("SMS_AUDIT_BENCH_TOKEN")
 local tiles = tonumber(os.getenv("SMS_AUDIT_BENCH_TILES"))
+local mode = os.getenv("SMS_AUDIT_BENCH_TILE_MODE") or "random"
 math.randomseed(os.time())
 
 local function tile_index(n)
@@ -14,13 +21,34 @@ local function tile_index(n)
   return table.concat(groups, "/")
 end
 
-request = function()
-  return wrk.format("GET", "/tile/0/" .. tile_index(math.random(0, tiles - 1)))
+local function gcd(a, b)
+  while b ~= 0 do a, b = b, a % b end
+  return a
 end
 
-local non200 = 0
+-- "first": tiles start, start + stride, ... (mod tiles), a stride coprime with
+-- the count, so that no tile comes twice before all have come once.
+local asked, start, stride = 0, math.random(0, tiles - 1), 7919
+while gcd(stride, tiles) ~= 1 do stride = stride + 2 end
+
+request = function()
+  local n
+  if mode == "first" then
+    n = (start + asked * stride) % tiles
+  elseif mode == "cached" then
+    n = math.random(0, math.min(tiles, 64) - 1)
+  else
+    n = math.random(0, tiles - 1)
+  end
+  asked = asked + 1
+  return wrk.format("GET", "/tile/0/" .. tile_index(n))
+end
+
+local non200, answered = 0, 0
 response = function(status, headers, body)
   if status ~= 200 then non200 = non200 + 1 end
+  answered = answered + 1
+  if mode == "first" and answered >= tiles then wrk.thread:stop() end
 end
 
 done = function(summary, latency, requests)
