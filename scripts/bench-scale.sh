@@ -6,8 +6,8 @@
 # shares of its indexes, fleet snapshots and Merkle tree; start to ready; every
 # fleet-history and task page and API read, warm (p50/p99, the same URL again)
 # and cold (a new moment each request); inclusion and consistency proofs; full
-# tiles (first reads and cached); one task's evidence bundle; one day's export; RSS after the page load;
-# full `verify` and `verify --since-checkpoint`; `backup`.
+# tiles (first reads and cached); one task's evidence bundle; one day's export;
+# RSS after the page load; full `verify` and `verify --since-checkpoint`; `backup`.
 # Prints a table of the sizes side by side with the ratio of the last to the first.
 # BENCH_BIN picks the build and BENCH_LABEL names its results: to measure a
 # baseline in the same run, run the older build first (a newer one may migrate

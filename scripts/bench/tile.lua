@@ -3,8 +3,9 @@
 -- SMS_AUDIT_BENCH_TILE_MODE:
 --   random (default): any tile each request, repeats allowed (a small ledger's
 --     tiles are soon all cached, a large one's seldom: not comparable);
---   first: each tile at most once, in a scattered order, so that every read is
---     a first read at any size (the thread stops when every tile was asked);
+--   first: each tile once, in a scattered order, so that every read is a first
+--     read at any size (the thread stops when every tile was answered; the few
+--     requests still in flight then ask the first tiles again);
 --   cached: the same 64 tiles over and over, read from the cache after the first.
 wrk.headers["X-Auth-Token"] = os.getenv("SMS_AUDIT_BENCH_TOKEN")
 local tiles = tonumber(os.getenv("SMS_AUDIT_BENCH_TILES"))
