@@ -324,22 +324,25 @@ pub struct TrendPoint {
 
 impl TrendPoint {
     /// The fleet as these states show it (every task's latest upload by a moment),
-    /// dated with the moment's day.
-    pub fn of_states(states: &[TaskState], at: Timestamp) -> Self {
+    /// dated with the moment's day, and its tasks counted by filter.
+    pub fn of_states(states: &[TaskState], at: Timestamp) -> (Self, HealthCounts) {
         // One pass: at 100,000 tasks the states are 12 MB.
         let (mut open_problems, mut tasks_clean, mut tasks_without_results) = (0, 0, 0);
+        let mut health = HealthCounts::default();
         for s in states {
             open_problems += s.problems;
             tasks_clean += i64::from(s.clean());
             tasks_without_results += i64::from(s.no_results());
+            health.add(s.problems, s.regressed, s.results);
         }
-        TrendPoint {
+        let point = TrendPoint {
             date: date_of(day_of(at)),
             tasks_reporting: states.len() as i64,
             open_problems,
             tasks_clean,
             tasks_without_results,
-        }
+        };
+        (point, health)
     }
 }
 

@@ -308,14 +308,33 @@ pub fn pack_snapshot(states: &[TaskState], since: Option<i64>) -> Vec<u8> {
 
 /// The states of a stored snapshot ([`pack_snapshot`]).
 fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageError> {
-    use std::io::Read;
     let damaged = || StorageError::Background(format!("fleet snapshot {upto} is damaged"));
-    // Snapshots deflate to about a fifth: reserving for that saves growing.
-    let mut packed = Vec::with_capacity(stored.len().saturating_mul(5));
-    flate2::read::DeflateDecoder::new(stored)
-        .read_to_end(&mut packed)
-        .map_err(|_| damaged())?;
-    decode_states(&packed).ok_or_else(damaged)
+    decode_states(&inflate_whole(stored).ok_or_else(damaged)?).ok_or_else(damaged)
+}
+
+/// `deflated` inflated at once into one buffer (none when damaged): libdeflate
+/// does it in about 60 % of a streaming inflater's time (3.3 ms against 5.3 for
+/// a snapshot of 100,000 tasks, a seventh of a new moment's dashboard). It needs
+/// room for the whole: snapshots deflate to about a fifth, and room found short
+/// is doubled, up to deflate's greatest ratio.
+fn inflate_whole(deflated: &[u8]) -> Option<Vec<u8>> {
+    const DEFLATE_MAX_RATIO: usize = 1032;
+    let most = deflated.len().saturating_mul(DEFLATE_MAX_RATIO).max(4096);
+    let mut room = deflated.len().saturating_mul(6).clamp(4096, most);
+    let mut inflater = libdeflater::Decompressor::new();
+    loop {
+        let mut inflated = vec![0; room];
+        match inflater.deflate_decompress(deflated, &mut inflated) {
+            Ok(len) => {
+                inflated.truncate(len);
+                return Some(inflated);
+            }
+            Err(libdeflater::DecompressionError::InsufficientSpace) if room < most => {
+                room = room.saturating_mul(2).min(most);
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Stores a snapshot made with [`pack_snapshot`] (a second one for the same id is
@@ -797,6 +816,30 @@ mod tests {
             let got: Vec<(String, i64)> =
                 states.into_iter().map(|s| (s.task_id, s.upload_id)).collect();
             prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    /// A snapshot that deflates far below a fifth (room found short, doubled),
+    /// an empty one, and damaged ones, which are refused, never misread.
+    #[test]
+    fn snapshots_inflate_whatever_their_ratio_and_damage_is_refused() {
+        let alike: Vec<TaskState> = (0..20_000).map(|n| state(format!("t{n:06}"), 7)).collect();
+        let packed = pack_snapshot(&alike, None);
+        assert!(
+            encode_states(&alike).len() > packed.len() * 12,
+            "compresses far"
+        );
+        assert_eq!(unpack_snapshot(1, &packed).unwrap(), alike);
+        assert_eq!(
+            unpack_snapshot(1, &pack_snapshot(&[], None)).unwrap(),
+            vec![]
+        );
+        for damaged in [&packed[..packed.len() / 2], &[0xff; 64][..], &[][..]] {
+            let error = unpack_snapshot(9, damaged).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                "a background task failed: fleet snapshot 9 is damaged"
+            );
         }
     }
 }

@@ -190,6 +190,11 @@ pub fn open_write(path: &Path, sync: SyncMode) -> Result<Connection, StorageErro
     Ok(conn)
 }
 
+/// How much of the database a read connection maps into memory: all of it (1
+/// TiB; only address space). SQLite caps it at its build's `SQLITE_MAX_MMAP_SIZE`,
+/// which `.cargo/config.toml` raises from 2 GB to this.
+pub const READ_MMAP_BYTES: i64 = 1 << 40;
+
 /// A read-only connection (WAL lets it read while the writer commits).
 pub fn open_read(path: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(
@@ -201,9 +206,8 @@ pub fn open_read(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "query_only", "ON")?;
     // Pages come straight from the OS cache instead of being copied into a small
     // per-connection cache: history pages read rows spread over the whole file,
-    // and the as-of views seek an index once or twice per task. SQLite's largest
-    // mapping (about 2 GB) by default.
-    conn.pragma_update(None, "mmap_size", 0x7fff_0000_i64)?;
+    // and the as-of views seek an index once or twice per task.
+    conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)?;
     conn.pragma_update(None, "cache_size", -8192)?;
     Ok(conn)
 }
@@ -300,5 +304,25 @@ impl ReadPool {
             idle.push(conn);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The build lets SQLite map the whole database (`.cargo/config.toml`): a
+    /// build without it would quietly map only the first 2 GB.
+    #[test]
+    fn read_connections_map_the_whole_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mapped.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let conn = crate::storage::open_read(&path).unwrap();
+        let mapped: i64 = conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mapped, crate::storage::READ_MMAP_BYTES);
     }
 }

@@ -445,12 +445,8 @@ fn as_of_rows(
     let day_before = stored::last_id_at(conn, at - DAY_MS)?;
     let fleet_then = cache.fleet_as_of(conn, at)?;
     let states = &fleet_then.states;
-    let then = TrendPoint::of_states(states, at);
+    let (then, health) = TrendPoint::of_states(states, at);
     let reporting = states.len() as i64;
-    let mut health = HealthCounts::default();
-    for s in states.iter() {
-        health.add(s.problems, s.regressed, s.results);
-    }
     let needle = list.search.to_lowercase();
     let found = |s: &str| s.to_lowercase().contains(&needle);
     let keeps = |s: &&TaskState| {
