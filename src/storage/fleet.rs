@@ -146,6 +146,9 @@ fn apply_uploads(
     from: i64,
     upto: i64,
 ) -> Result<(), StorageError> {
+    if upto <= from {
+        return Ok(()); // a moment at a snapshot: no keys to make for nothing
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
                 target_more_files, regressed, result_count
