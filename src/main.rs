@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use sms_audit::cli::logging::{PlainFields, SecondCache};
 use sms_audit::cli::{parse, run, CliError, LogFormat, ParseError};
 use tracing_subscriber::EnvFilter;
 
@@ -35,9 +36,13 @@ async fn main() -> ExitCode {
         ));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(SecondCache)
         .with_writer(log_writer);
     match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => logs
+            .fmt_fields(PlainFields)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
     let result = run(cli).await;

@@ -19,6 +19,7 @@ mod credentials;
 mod dev;
 mod evidence;
 mod export;
+pub mod logging;
 mod purge;
 mod reconcile;
 mod replay;

@@ -66,7 +66,7 @@ impl EntryFields<'_> {
 
     /// SHA-256 over the fields, each length-prefixed, hex: the entry's hash.
     pub fn entry_hash(&self) -> String {
-        hex::encode(self.digest())
+        super::signing::hex_digest(&self.digest())
     }
 }
 
@@ -84,7 +84,7 @@ fn digest_of(fields: [&[u8]; 8]) -> [u8; 32] {
 
 /// The entry hash of the eight fields as text (as an evidence bundle has them).
 pub fn entry_hash_of(fields: [&str; 8]) -> String {
-    hex::encode(digest_of(fields.map(str::as_bytes)))
+    super::signing::hex_digest(&digest_of(fields.map(str::as_bytes)))
 }
 
 /// The last entry of the chain.

@@ -30,7 +30,16 @@ fn encode(s: &str) -> String {
 
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex_digest(&Sha256::digest(bytes).into())
+}
+
+/// A SHA-256 digest as lower-case hex. `hex::encode` builds the text a `char`
+/// at a time, which cost about 1 % of an upload's CPU for the two hashes written
+/// per upload; its slice encoder does not.
+pub fn hex_digest(digest: &[u8; 32]) -> String {
+    let mut text = [0u8; 64];
+    hex::encode_to_slice(digest, &mut text).expect("64 bytes hold 32 in hex");
+    String::from_utf8(text.to_vec()).expect("hex is ASCII")
 }
 
 /// The six-part canonical request the SDK signers build: method, path, query,
@@ -337,6 +346,13 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    proptest::proptest! {
+        #[test]
+        fn digests_are_written_as_hex_encode_writes_them(digest in proptest::array::uniform32(0u8..)) {
+            proptest::prop_assert_eq!(hex_digest(&digest), hex::encode(digest));
+        }
+    }
 
     #[derive(Deserialize)]
     struct Vector {
