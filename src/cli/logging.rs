@@ -94,28 +94,12 @@ impl Visit for PlainVisitor<'_> {
         }
     }
 
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.begin(field) {
-            self.result = write!(self.writer, "{value}");
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.begin(field) {
-            self.result = write!(self.writer, "{value}");
-        }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.begin(field) {
-            self.result = self.writer.write_str(if value { "true" } else { "false" });
-        }
-    }
-
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.by_default_visitor(field, |v| v.record_error(field, value));
     }
 
+    /// Numbers and booleans come here too (`Visit`'s own defaults), written as
+    /// `{:?}` writes them, as `DefaultVisitor` does.
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             return self.by_default_visitor(field, |v| v.record_debug(field, value));
@@ -165,14 +149,7 @@ impl FormatTime for SecondCache {
             }
             w.write_str(text)
         })?;
-        let micros = now.timestamp_subsec_micros().min(999_999);
-        let mut digits = *b"000000Z";
-        let mut rest = micros;
-        for digit in digits[..6].iter_mut().rev() {
-            *digit = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+        write!(w, "{:06}Z", now.timestamp_subsec_micros())
     }
 }
 
