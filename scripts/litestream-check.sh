@@ -21,8 +21,8 @@ RATE=${RATE:-1000}
 SYNC_INTERVAL_MS=${SYNC_INTERVAL_MS:-1000}
 MONITOR_INTERVAL_MS=${MONITOR_INTERVAL_MS:-100}
 # A sync that is late (CPU) or had not reached the replica at the kill is lost
-# too; on a busy 2-core machine runs have lost uploads 1.19 s (S3 on moto) and
-# 1.46 s (a file replica) old.
+# too; on the 2-core CI machine runs have lost uploads 1.19 s (S3 on moto) and
+# 1.44-1.46 s (a file replica) old.
 TRANSFER_MS=${TRANSFER_MS:-900}
 venv="$root/target/litestream-venv"
 want_s3=${LITESTREAM_S3:-1}
