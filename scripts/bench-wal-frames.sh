@@ -30,7 +30,15 @@ pid=$!
 address=$(address_of "$work/warm.log")
 wrk -t2 -c64 -d"$((tasks / 5000 + 2))s" -s scripts/bench/upload.lua "$address" >/dev/null
 kill -TERM $pid; wait $pid || true; pid=
-before=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM uploads").fetchone()[0])' "$db")
+# Uploads so far, and whether every task has one (else the warm-up was too short).
+before=$(python3 - "$db" "$tasks" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+if con.execute("SELECT count(*) FROM tasks").fetchone()[0] < int(sys.argv[2]):
+    sys.exit("the warm-up did not reach every task: run it longer")
+print(con.execute("SELECT count(*) FROM uploads").fetchone()[0])
+PY
+)
 
 "$bin" --db "$db" serve --listen 127.0.0.1:0 --sync full --checkpoint-mode off 2>"$work/serve.log" &
 pid=$!
