@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use sms_audit::domain::fleet::{day_of, Verdict, DAY_MS};
 use sms_audit::domain::Timestamp;
 use sms_audit::services::fleet::{self, ChangeFilter, ChangeSort};
+use sms_audit::storage::tasks::TaskSort;
 use sms_audit::storage::uploads::NewUpload;
 use sms_audit::storage::{self, writer};
 
@@ -411,20 +412,7 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
         })
         .collect();
     store(&db, &history);
-    let config = writer::WriterConfig {
-        settings: unsynced(),
-        ..Default::default()
-    };
-    let (handle, thread) = writer::spawn(&db, config).unwrap();
-    let reads = storage::ReadPool::new(&db);
-    assert_eq!(fleet::make_due_snapshots(&reads, &handle, 3).unwrap(), 3);
-    assert_eq!(
-        fleet::make_due_snapshots(&reads, &handle, 3).unwrap(),
-        0,
-        "none due"
-    );
-    handle.shutdown();
-    thread.join();
+    assert_eq!(snapshot_every(&db, 3), (3, 0), "three due, then none");
     let conn = storage::open_read(&db).unwrap();
     assert_eq!(storage::fleet::last_snapshot(&conn).unwrap(), 9);
     for upto in 1..=10 {
@@ -433,6 +421,59 @@ fn snapshots_are_made_every_n_uploads_and_read_back_the_same() {
             storage::fleet::states_by_seeks(&conn, upto).unwrap(),
             "as of upload {upto}"
         );
+    }
+}
+
+/// Makes the snapshots due every `every` uploads, twice: how many each time.
+fn snapshot_every(db: &std::path::Path, every: i64) -> (usize, usize) {
+    let config = writer::WriterConfig {
+        settings: unsynced(),
+        ..Default::default()
+    };
+    let (handle, thread) = writer::spawn(db, config).unwrap();
+    let reads = storage::ReadPool::new(db);
+    let first = fleet::make_due_snapshots(&reads, &handle, every).unwrap();
+    let again = fleet::make_due_snapshots(&reads, &handle, every).unwrap();
+    handle.shutdown();
+    thread.join();
+    (first, again)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A new moment's dashboard counts the fleet where each state lies and reads
+    /// its newest tasks back from the moment's upload: the same figures and the
+    /// same tasks, in the same order, as the whole fleet made and sorted, with
+    /// snapshots of changes between whole ones, a named task and times that tie.
+    #[test]
+    fn figures_and_newest_tasks_match_the_whole_fleet(
+        history in prop::collection::vec(upload(), 1..30),
+        every in 1i64..6,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("fleet.db");
+        store(&db, &history);
+        snapshot_every(&db, every);
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE tasks SET name = 'Named' WHERE task_id = 'task-1'", [])
+            .unwrap();
+        let conn = storage::open_read(&db).unwrap();
+        for upto in 0..=history.len() as i64 {
+            let states = storage::fleet::states_at(&conn, upto).unwrap();
+            let (point, health) = fleet::TrendPoint::of_states(&states, 0);
+            let figures = storage::fleet::figures_at(&conn, upto).unwrap().expect("near enough");
+            prop_assert_eq!(fleet::TrendPoint::of_figures(&figures, 0), point);
+            prop_assert_eq!(figures.health, health);
+            let whole = fleet::FleetAt::new(states);
+            for count in [1, 2, 3, 40] {
+                let want: Vec<_> =
+                    whole.in_order(TaskSort::LastUpload, true).take(count).cloned().collect();
+                let got = storage::fleet::newest_at(&conn, upto, count).unwrap();
+                prop_assert_eq!(got, Some(want), "as of upload {}, {} newest", upto, count);
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::domain::fleet::{day_of, Verdict, DAY_MS};
 use crate::domain::Timestamp;
-use crate::storage::fleet::{self, FleetDay, TaskState};
+use crate::storage::fleet::{self, FleetDay, FleetFigures, TaskState};
 use crate::storage::tasks::{self, HealthCounts, TaskSort};
 use crate::storage::StorageError;
 
@@ -84,6 +84,7 @@ impl FleetAt {
 /// newest upload id.
 pub struct StateCache {
     states: moka::sync::Cache<i64, Arc<FleetAt>>,
+    newest: moka::sync::Cache<(i64, usize), Arc<Newest>>,
     changes: moka::sync::Cache<(i64, i64), Arc<Changes>>,
     health: parking_lot::Mutex<Option<(i64, HealthCounts)>>,
 }
@@ -102,6 +103,7 @@ impl Default for StateCache {
         }
         Self {
             states: cache(Self::KEPT),
+            newest: cache(Self::NEWEST_KEPT),
             changes: cache(Self::CHANGES_KEPT),
             health: parking_lot::Mutex::new(None),
         }
@@ -110,6 +112,8 @@ impl Default for StateCache {
 
 impl StateCache {
     const KEPT: u64 = 8;
+    /// A few dozen states each.
+    const NEWEST_KEPT: u64 = 64;
     /// A comparison holds a few bytes per task besides its two states.
     const CHANGES_KEPT: u64 = 2;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
@@ -130,6 +134,34 @@ impl StateCache {
         let counts = tasks::health_counts(conn)?;
         *self.health.lock() = Some((head_id, counts));
         Ok(counts)
+    }
+
+    /// The fleet as of upload `upto` counted and its `count` newest tasks,
+    /// without making the fleet (see [`fleet::figures_at`], [`fleet::newest_at`]),
+    /// from the cache when it can; none when no snapshot is near enough.
+    pub fn newest(
+        &self,
+        conn: &rusqlite::Connection,
+        upto: i64,
+        count: usize,
+    ) -> Result<Option<Arc<Newest>>, StorageError> {
+        if let Some(newest) = self.newest.get(&(upto, count)) {
+            return Ok(Some(newest));
+        }
+        let Some(figures) = fleet::figures_at(conn, upto)? else {
+            return Ok(None);
+        };
+        let Some(tasks) = fleet::newest_at(conn, upto, count)? else {
+            return Ok(None);
+        };
+        let newest = Arc::new(Newest { figures, tasks });
+        self.newest.insert((upto, count), newest.clone());
+        Ok(Some(newest))
+    }
+
+    /// Whether every task as of upload `upto` is kept here.
+    pub fn holds(&self, upto: i64) -> bool {
+        self.states.contains_key(&upto)
     }
 
     /// Every task as of `at` (see [`tasks_as_of`]), from the cache when it can.
@@ -173,6 +205,14 @@ impl StateCache {
         self.changes.insert(key, changes.clone());
         Ok(changes)
     }
+}
+
+/// A fleet counted, and its newest tasks (see [`StateCache::newest`]).
+pub struct Newest {
+    /// Every task counted.
+    pub figures: FleetFigures,
+    /// The newest tasks, newest first.
+    pub tasks: Vec<TaskState>,
 }
 
 /// One task between two moments.
@@ -327,22 +367,22 @@ impl TrendPoint {
     /// dated with the moment's day, and its tasks counted by filter.
     pub fn of_states(states: &[TaskState], at: Timestamp) -> (Self, HealthCounts) {
         // One pass: at 100,000 tasks the states are 12 MB.
-        let (mut open_problems, mut tasks_clean, mut tasks_without_results) = (0, 0, 0);
-        let mut health = HealthCounts::default();
+        let mut figures = FleetFigures::default();
         for s in states {
-            open_problems += s.problems;
-            tasks_clean += i64::from(s.clean());
-            tasks_without_results += i64::from(s.no_results());
-            health.add(s.problems, s.regressed, s.results);
+            figures.add(s.problems, s.regressed, s.results);
         }
-        let point = TrendPoint {
+        (Self::of_figures(&figures, at), figures.health)
+    }
+
+    /// The fleet as counted at the moment `at`, dated with its day.
+    pub fn of_figures(figures: &FleetFigures, at: Timestamp) -> Self {
+        TrendPoint {
             date: date_of(day_of(at)),
-            tasks_reporting: states.len() as i64,
-            open_problems,
-            tasks_clean,
-            tasks_without_results,
-        };
-        (point, health)
+            tasks_reporting: figures.tasks,
+            open_problems: figures.open_problems,
+            tasks_clean: figures.clean,
+            tasks_without_results: figures.without_results,
+        }
     }
 }
 

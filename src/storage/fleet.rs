@@ -7,6 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::tasks::HealthCounts;
 use super::uploads::first_id_at_or_after;
 use super::uploads::totals_from_row;
 use super::StorageError;
@@ -72,12 +73,31 @@ pub fn states_at(conn: &Connection, upto: i64) -> Result<Vec<TaskState>, Storage
 }
 
 /// The fleet as of the newest snapshot at or before `upto`, and that snapshot's
-/// id: the newest whole snapshot with the changes of each one after it applied,
-/// up to a gap in the chain (none: no whole snapshot by then).
+/// id (none: no whole snapshot by then; see [`snapshot_layers`]).
 fn snapshot_at(
     conn: &Connection,
     upto: i64,
 ) -> Result<Option<(i64, Vec<TaskState>)>, StorageError> {
+    let Some((at, layers)) = snapshot_layers(conn, upto)? else {
+        return Ok(None);
+    };
+    let mut layers = layers.into_iter();
+    let Some((whole_at, whole)) = layers.next() else {
+        return Ok(None);
+    };
+    let mut states = decode_states(&whole).ok_or_else(|| damaged(whole_at))?;
+    for (changed_at, changes) in layers {
+        apply_changes(&mut states, &changes).ok_or_else(|| damaged(changed_at))?;
+    }
+    Ok(Some((at, states)))
+}
+
+/// The newest whole snapshot at or before `upto` and each snapshot of changes
+/// after it, up to a gap in the chain, inflated (oldest first, each with its
+/// upload id), and the last one's id; none: no whole snapshot by then.
+type Layers = Vec<(i64, Inflated)>;
+
+fn snapshot_layers(conn: &Connection, upto: i64) -> Result<Option<(i64, Layers)>, StorageError> {
     let whole: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT upto, states FROM fleet_snapshots WHERE upto <= ?1 AND since IS NULL
@@ -88,7 +108,7 @@ fn snapshot_at(
     let Some((mut at, packed)) = whole else {
         return Ok(None);
     };
-    let mut states = unpack_snapshot(at, &packed)?;
+    let mut layers = vec![(at, inflate_whole(&packed).ok_or_else(|| damaged(at))?)];
     let mut changes = conn.prepare_cached(
         "SELECT upto, since, states FROM fleet_snapshots WHERE upto > ?1 AND upto <= ?2
          ORDER BY upto",
@@ -100,31 +120,10 @@ fn snapshot_at(
         }
         let next: i64 = r.get(0)?;
         let blob = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        let changed = unpack_snapshot(next, blob)?;
-        replace_states(&mut states, changed);
+        layers.push((next, inflate_whole(blob).ok_or_else(|| damaged(next))?));
         at = next;
     }
-    Ok(Some((at, states)))
-}
-
-/// `changed` put in `states` (both by task id), each replacing its task's state.
-/// Each is looked for from where the one before was found ([`gallop`]): a
-/// snapshot of changes may hold a fifth of the fleet, and a search of the whole
-/// list for each cost a tenth of building the fleet at 100,000 tasks.
-fn replace_states(states: &mut Vec<TaskState>, changed: Vec<TaskState>) {
-    let mut added = Vec::new();
-    let mut from = 0;
-    for state in changed {
-        from += gallop(&states[from..], &state.task_id);
-        match states.get_mut(from) {
-            Some(s) if s.task_id == state.task_id => *s = state,
-            _ => added.push(state),
-        }
-    }
-    if !added.is_empty() {
-        states.extend(added);
-        states.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-    }
+    Ok(Some((at, layers)))
 }
 
 /// The first position in `sorted` (by task id) whose task id is not below
@@ -246,6 +245,195 @@ impl IdKeys {
     }
 }
 
+/// A fleet counted: its tasks, and their latest uploads by what they show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetFigures {
+    /// Tasks with an upload.
+    pub tasks: i64,
+    /// Problems, summed over each task's latest upload.
+    pub open_problems: i64,
+    /// Tasks whose latest upload has results and no problems.
+    pub clean: i64,
+    /// Tasks whose latest upload has no results.
+    pub without_results: i64,
+    /// The tasks each filter passes.
+    pub health: HealthCounts,
+}
+
+impl FleetFigures {
+    /// Counts one task's latest upload.
+    pub fn add(&mut self, problems: i64, regressed: bool, results: i64) {
+        self.tasks += 1;
+        self.open_problems += problems;
+        self.clean += i64::from(results > 0 && problems == 0);
+        self.without_results += i64::from(results == 0);
+        self.health.add(problems, regressed, results);
+    }
+}
+
+/// The fleet as of upload `upto` counted without making its states: each
+/// task's state is read where it lies (the snapshot, a snapshot of changes
+/// after it, or the uploads since), no state is allocated. None: no snapshot
+/// near enough (then [`states_at`] seeks every task, and so must the caller).
+pub fn figures_at(conn: &Connection, upto: i64) -> Result<Option<FleetFigures>, StorageError> {
+    let (from, layers) = snapshot_layers(conn, upto)?.unwrap_or_default();
+    if upto - from > MAX_APPLIED {
+        return Ok(None);
+    }
+    let latest = latest_since(conn, from, upto)?;
+    let mut packed: Vec<PackedIter> = layers.iter().map(|(_, l)| PackedIter::of(l)).collect();
+    let mut heads: Vec<Option<Packed>> = packed.iter_mut().map(Iterator::next).collect();
+    let mut uploads = latest.iter().map(Packed::of_state).peekable();
+    let mut figures = FleetFigures::default();
+    loop {
+        // The smallest task id among the snapshots' next states; the last
+        // snapshot holding it has its newest, and an upload since, newer still.
+        let next = heads.iter().flatten().map(|p| p.task_id).min();
+        let upload_first = match (next, uploads.peek()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(id), Some(u)) => u.task_id <= id,
+        };
+        let Some(id) = (if upload_first {
+            uploads.peek().map(|u| u.task_id)
+        } else {
+            next
+        }) else {
+            break;
+        };
+        let mut newest = None;
+        for (head, rest) in heads.iter_mut().zip(&mut packed) {
+            if head.as_ref().is_some_and(|p| p.task_id == id) {
+                newest = std::mem::replace(head, rest.next());
+            }
+        }
+        if upload_first {
+            newest = uploads.next();
+        }
+        let state = newest.expect("a state was found for the smallest id");
+        figures.add(state.totals.problems(), state.regressed, state.results);
+    }
+    if let Some(i) = packed.iter().position(|p| p.damaged) {
+        return Err(damaged(layers[i].0));
+    }
+    Ok(Some(figures))
+}
+
+/// Each task's latest upload with an id in `(from, upto]`, by task id: every
+/// upload read, then sorted (a map by task id hashed each one, a tenth of the
+/// count at 10,000 uploads).
+fn latest_since(conn: &Connection, from: i64, upto: i64) -> Result<Vec<TaskState>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
+                target_more_files, regressed, result_count
+         FROM uploads WHERE id > ?1 AND id <= ?2",
+    )?;
+    let mut rows = stmt.query(params![from, upto])?;
+    let mut latest = Vec::new();
+    while let Some(r) = rows.next()? {
+        let totals = totals_from_row(r, 3)?;
+        latest.push(TaskState {
+            task_id: r.get(1)?,
+            name: None,
+            upload_id: r.get(0)?,
+            received_at: r.get(2)?,
+            problems: totals.problems(),
+            totals,
+            regressed: r.get(7)?,
+            results: r.get(8)?,
+        });
+    }
+    // Each task's newest first, then all but it dropped.
+    latest.sort_unstable_by(|a, b| {
+        (a.task_id.as_str(), b.upload_id).cmp(&(b.task_id.as_str(), a.upload_id))
+    });
+    latest.dedup_by(|later, kept| later.task_id == kept.task_id);
+    Ok(latest)
+}
+
+/// The states a packed snapshot holds, in order; `damaged` once one is not whole.
+struct PackedIter<'a> {
+    rest: &'a [u8],
+    damaged: bool,
+}
+
+impl<'a> PackedIter<'a> {
+    fn of(packed: &'a [u8]) -> Self {
+        PackedIter {
+            rest: packed,
+            damaged: false,
+        }
+    }
+}
+
+impl<'a> Iterator for PackedIter<'a> {
+    type Item = Packed<'a>;
+
+    fn next(&mut self) -> Option<Packed<'a>> {
+        if self.rest.is_empty() || self.damaged {
+            return None;
+        }
+        let state = Packed::take(&mut self.rest);
+        self.damaged = state.is_none();
+        state
+    }
+}
+
+/// The `count` tasks whose latest uploads by upload `upto` are the newest,
+/// newest first (the same time: the larger task id first), names added; or
+/// none, when more than [`MAX_APPLIED`] uploads would be read to find them.
+/// Uploads are read back from `upto` (their times never go back): a page of
+/// the dashboard by last upload without making the whole fleet.
+pub fn newest_at(
+    conn: &Connection,
+    upto: i64,
+    count: usize,
+) -> Result<Option<Vec<TaskState>>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
+                target_more_files, regressed, result_count
+         FROM uploads WHERE id <= ?1 ORDER BY id DESC",
+    )?;
+    let mut rows = stmt.query(params![upto])?;
+    let mut seen = std::collections::HashSet::new();
+    let mut newest: Vec<TaskState> = Vec::new();
+    let mut read = 0;
+    let mut before = Timestamp::MAX;
+    while let Some(r) = rows.next()? {
+        let received_at: Timestamp = r.get(2)?;
+        read += 1;
+        if received_at > before || read > MAX_APPLIED {
+            return Ok(None); // a time that went back: not in order by id
+        }
+        before = received_at;
+        // Past the count, only tasks as new as the last counted can still tie.
+        if newest.len() >= count && newest.last().is_some_and(|l| received_at < l.received_at) {
+            break;
+        }
+        let task_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        if !seen.insert(task_id.to_string()) {
+            continue;
+        }
+        let totals = totals_from_row(r, 3)?;
+        newest.push(TaskState {
+            task_id: task_id.to_string(),
+            name: None,
+            upload_id: r.get(0)?,
+            received_at,
+            problems: totals.problems(),
+            totals,
+            regressed: r.get(7)?,
+            results: r.get(8)?,
+        });
+    }
+    newest.sort_by(|a, b| (b.received_at, &b.task_id).cmp(&(a.received_at, &a.task_id)));
+    newest.truncate(count);
+    for state in &mut newest {
+        state.name = task_name(conn, &state.task_id)?.flatten();
+    }
+    Ok(Some(newest))
+}
+
 /// Task names, which snapshots leave out (a task may be renamed): the named
 /// tasks by id from their own index (V27), merged into `states` (by id too).
 fn add_names(conn: &Connection, states: &mut [TaskState]) -> Result<(), StorageError> {
@@ -292,42 +480,113 @@ pub fn encode_states(states: &[TaskState]) -> Vec<u8> {
 
 /// The inverse of [`encode_states`] (names left empty); none when damaged.
 pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
-    fn take<'a>(packed: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = packed.split_at_checked(n)?;
-        *packed = rest;
-        Some(head)
-    }
     // A state takes 59 bytes and its task id: reserving for 64 saves growing
     // the list (a little too much room when ids are longer).
     let mut states = Vec::with_capacity(packed.len() / 64);
     while !packed.is_empty() {
-        let len = u16::from_be_bytes(take(&mut packed, 2)?.try_into().ok()?) as usize;
-        let task_id = std::str::from_utf8(take(&mut packed, len)?)
-            .ok()?
-            .to_string();
-        let mut n = [0i64; 7];
-        for v in &mut n {
-            *v = i64::from_be_bytes(take(&mut packed, 8)?.try_into().ok()?);
-        }
-        let regressed = take(&mut packed, 1)?[0] != 0;
-        let totals = Totals {
-            num_total_files: n[2],
-            num_different_files: n[3],
-            num_target_miss_files: n[4],
-            num_target_more_files: n[5],
-        };
-        states.push(TaskState {
-            task_id,
-            name: None,
-            upload_id: n[0],
-            received_at: n[1],
-            problems: totals.problems(),
-            totals,
-            regressed,
-            results: n[6],
-        });
+        states.push(Packed::take(&mut packed)?.to_state());
     }
     Some(states)
+}
+
+/// The states of a snapshot of changes ([`encode_states`]) put in `states` (by
+/// task id), each replacing its task's state; none when damaged. A task already
+/// there keeps its id and takes the numbers, so only new tasks are allocated.
+/// Each is looked for from where the one before was found ([`gallop`]): a
+/// snapshot of changes may hold a fifth of the fleet, and a search of the whole
+/// list for each cost a tenth of building the fleet at 100,000 tasks.
+fn apply_changes(states: &mut Vec<TaskState>, mut packed: &[u8]) -> Option<()> {
+    let mut added = Vec::new();
+    let mut from = 0;
+    while !packed.is_empty() {
+        let changed = Packed::take(&mut packed)?;
+        from += gallop(&states[from..], changed.task_id);
+        match states.get_mut(from) {
+            Some(s) if s.task_id == changed.task_id => changed.write_to(s),
+            _ => added.push(changed.to_state()),
+        }
+    }
+    if !added.is_empty() {
+        states.extend(added);
+        states.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    }
+    Some(())
+}
+
+/// One state as [`encode_states`] packs it, its task id still in the packed bytes.
+struct Packed<'a> {
+    task_id: &'a str,
+    upload_id: i64,
+    received_at: i64,
+    totals: Totals,
+    regressed: bool,
+    results: i64,
+}
+
+impl<'a> Packed<'a> {
+    /// The state `packed` starts with, taken off it; none when damaged.
+    fn take(packed: &mut &'a [u8]) -> Option<Self> {
+        fn take<'a>(packed: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = packed.split_at_checked(n)?;
+            *packed = rest;
+            Some(head)
+        }
+        let len = u16::from_be_bytes(take(packed, 2)?.try_into().ok()?) as usize;
+        let task_id = std::str::from_utf8(take(packed, len)?).ok()?;
+        let mut n = [0i64; 7];
+        for v in &mut n {
+            *v = i64::from_be_bytes(take(packed, 8)?.try_into().ok()?);
+        }
+        let regressed = take(packed, 1)?[0] != 0;
+        Some(Packed {
+            task_id,
+            upload_id: n[0],
+            received_at: n[1],
+            totals: Totals {
+                num_total_files: n[2],
+                num_different_files: n[3],
+                num_target_miss_files: n[4],
+                num_target_more_files: n[5],
+            },
+            regressed,
+            results: n[6],
+        })
+    }
+
+    /// A state's numbers, its task id borrowed.
+    fn of_state(state: &'a TaskState) -> Self {
+        Packed {
+            task_id: &state.task_id,
+            upload_id: state.upload_id,
+            received_at: state.received_at,
+            totals: state.totals,
+            regressed: state.regressed,
+            results: state.results,
+        }
+    }
+
+    fn to_state(&self) -> TaskState {
+        TaskState {
+            task_id: self.task_id.to_string(),
+            name: None,
+            upload_id: self.upload_id,
+            received_at: self.received_at,
+            problems: self.totals.problems(),
+            totals: self.totals,
+            regressed: self.regressed,
+            results: self.results,
+        }
+    }
+
+    /// Its numbers written over `state`'s (the same task's).
+    fn write_to(&self, state: &mut TaskState) {
+        state.upload_id = self.upload_id;
+        state.received_at = self.received_at;
+        state.problems = self.totals.problems();
+        state.totals = self.totals;
+        state.regressed = self.regressed;
+        state.results = self.results;
+    }
 }
 
 /// The newest snapshot's upload id (0: none).
@@ -361,10 +620,8 @@ pub fn pack_snapshot(states: &[TaskState], since: Option<i64>) -> Vec<u8> {
     deflate.finish().expect("writing to memory")
 }
 
-/// The states of a stored snapshot ([`pack_snapshot`]).
-fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageError> {
-    let damaged = || StorageError::Background(format!("fleet snapshot {upto} is damaged"));
-    decode_states(&inflate_whole(stored).ok_or_else(damaged)?).ok_or_else(damaged)
+fn damaged(upto: i64) -> StorageError {
+    StorageError::Background(format!("fleet snapshot {upto} is damaged"))
 }
 
 /// `deflated` inflated at once into one buffer (none when damaged): libdeflate
@@ -372,22 +629,69 @@ fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageEr
 /// a snapshot of 100,000 tasks, a seventh of a new moment's dashboard). It needs
 /// room for the whole: snapshots deflate to about a fifth, and room found short
 /// is doubled, up to deflate's greatest ratio.
-fn inflate_whole(deflated: &[u8]) -> Option<Vec<u8>> {
+fn inflate_whole(deflated: &[u8]) -> Option<Inflated> {
     const DEFLATE_MAX_RATIO: usize = 1032;
     let most = deflated.len().saturating_mul(DEFLATE_MAX_RATIO).max(4096);
     let mut room = deflated.len().saturating_mul(6).clamp(4096, most);
+    let mut inflated = Inflated::room();
+    room = room.max(inflated.buffer.len().min(most));
     let mut inflater = libdeflater::Decompressor::new();
     loop {
-        let mut inflated = vec![0; room];
-        match inflater.deflate_decompress(deflated, &mut inflated) {
+        if inflated.buffer.len() < room {
+            inflated.buffer.resize(room, 0);
+        }
+        match inflater.deflate_decompress(deflated, &mut inflated.buffer[..room]) {
             Ok(len) => {
-                inflated.truncate(len);
+                inflated.len = len;
                 return Some(inflated);
             }
             Err(libdeflater::DecompressionError::InsufficientSpace) if room < most => {
                 room = room.saturating_mul(2).min(most);
             }
             Err(_) => return None,
+        }
+    }
+}
+
+/// Buffers snapshots were inflated into, kept for the next ones: a new buffer
+/// of several MB at 100,000 tasks was zeroed, and its pages cleared again by
+/// the kernel, for every new moment.
+static INFLATE_BUFFERS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+
+/// A snapshot inflated: the first `len` bytes of a buffer kept for reuse.
+struct Inflated {
+    /// Zeroed once: all of it is room to inflate into.
+    buffer: Vec<u8>,
+    len: usize,
+}
+
+impl Inflated {
+    /// Buffers kept at most: a whole snapshot and the two of changes after it.
+    const KEPT: usize = 3;
+    /// A larger buffer (a fleet of millions of tasks) is not kept.
+    const KEPT_BYTES: usize = 64 << 20;
+
+    fn room() -> Self {
+        Inflated {
+            buffer: INFLATE_BUFFERS.lock().pop().unwrap_or_default(),
+            len: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for Inflated {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl Drop for Inflated {
+    fn drop(&mut self) {
+        let mut kept = INFLATE_BUFFERS.lock();
+        if kept.len() < Self::KEPT && self.buffer.len() <= Self::KEPT_BYTES {
+            kept.push(std::mem::take(&mut self.buffer));
         }
     }
 }
@@ -464,14 +768,18 @@ pub fn state_of(
     task_id: &str,
     upto: i64,
 ) -> Result<Option<TaskState>, StorageError> {
-    let name: Option<Option<String>> = conn
-        .prepare_cached("SELECT name FROM tasks WHERE task_id = ?1")?
-        .query_row(params![task_id], |r| r.get(0))
-        .optional()?;
-    match name {
+    match task_name(conn, task_id)? {
         Some(name) => latest_upload(conn, task_id.to_string(), name, upto),
         None => Ok(None),
     }
+}
+
+/// A task's name: none for a task not known, `Some(None)` for one not named.
+fn task_name(conn: &Connection, task_id: &str) -> Result<Option<Option<String>>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT name FROM tasks WHERE task_id = ?1")?
+        .query_row(params![task_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// The seek behind every as-of view: a task's latest upload with id `<= upto`.
@@ -838,6 +1146,12 @@ pub fn rebuild(conn: &Connection) -> Result<(), rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The states of a stored snapshot ([`pack_snapshot`]).
+    fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageError> {
+        decode_states(&inflate_whole(stored).ok_or_else(|| damaged(upto))?)
+            .ok_or_else(|| damaged(upto))
+    }
     use proptest::prelude::*;
 
     fn state(task_id: String, upload_id: i64) -> TaskState {
@@ -867,7 +1181,7 @@ mod tests {
             let mut want: std::collections::BTreeMap<String, i64> =
                 before.iter().map(|&n| (id(n), 1)).collect();
             want.extend(changed.iter().map(|&n| (id(n), 2)));
-            replace_states(&mut states, changes);
+            apply_changes(&mut states, &encode_states(&changes)).unwrap();
             let got: Vec<(String, i64)> =
                 states.into_iter().map(|s| (s.task_id, s.upload_id)).collect();
             prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());

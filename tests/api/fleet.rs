@@ -3,7 +3,7 @@
 
 use sms_audit::domain::Role;
 
-use crate::helpers::{body_with_problems, TestApp};
+use crate::helpers::{body_with_problems, card_value, TestApp};
 
 /// Three moments: task-a (2 problems) and task-b (5) by the first; then task-a
 /// improves to 1, task-b regresses to 8 and task-c (0) is new by the second.
@@ -654,11 +654,9 @@ fn listed_tasks(html: &str) -> Vec<String> {
     ids
 }
 
-#[tokio::test]
-async fn the_dashboard_as_of_after_every_upload_lists_as_the_live_one_in_every_order() {
-    let app = TestApp::spawn().await;
+/// More tasks than a page (50), uploaded out of id order, some clean, some not.
+async fn upload_57_tasks(app: &TestApp) {
     let agent = app.add_credential("agent", Role::Agent, None, false).token;
-    // More tasks than a page (50), uploaded out of id order, some clean, some not.
     for i in 0..57u32 {
         let n = (i * 37) % 57;
         let body = match n % 4 {
@@ -673,6 +671,60 @@ async fn the_dashboard_as_of_after_every_upload_lists_as_the_live_one_in_every_o
             200
         );
     }
+}
+
+/// A new moment's dashboard, newest first, is read without making the fleet
+/// (counted where its states lie, its rows read back from the moment): the same
+/// rows and cards as the live one, and as the fleet made by another order of
+/// the same moment.
+#[tokio::test]
+async fn a_new_moments_dashboard_newest_first_lists_and_counts_as_the_live_one() {
+    let app = TestApp::spawn().await;
+    upload_57_tasks(&app).await;
+    let browser = app
+        .login(&app.admin_token)
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.text));
+    let cards = |html: &str| {
+        ["problems", "regressed", "no_results", "clean"].map(|key| card_value(html, key))
+    };
+    let mut read_back = Vec::new();
+    for page in [1, 2] {
+        let live = browser.get(&format!("/?page={page}")).await;
+        let then = browser
+            .get(&format!("/?as_of=2999-01-01&page={page}"))
+            .await;
+        assert_eq!((live.status, then.status), (200, 200));
+        assert_eq!(
+            listed_tasks(&then.text),
+            listed_tasks(&live.text),
+            "page {page}"
+        );
+        assert_eq!(listed_tasks(&then.text).len(), [50, 7][page - 1]);
+        assert_eq!(cards(&then.text), cards(&live.text), "page {page}");
+        read_back.push(then.text);
+    }
+    assert_eq!(
+        cards(&read_back[0]),
+        ["28", "0", "14", "15"].map(String::from)
+    );
+    // Another order makes the fleet; newest first then pages it the same.
+    let by_task = browser.get("/?as_of=2999-01-01&sort=task").await;
+    assert_eq!(by_task.status, 200);
+    for page in [1, 2] {
+        let from_fleet = browser
+            .get(&format!("/?as_of=2999-01-01&page={page}"))
+            .await;
+        let read_back = &read_back[page - 1];
+        assert_eq!(listed_tasks(&from_fleet.text), listed_tasks(read_back));
+        assert_eq!(cards(&from_fleet.text), cards(read_back), "page {page}");
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_as_of_after_every_upload_lists_as_the_live_one_in_every_order() {
+    let app = TestApp::spawn().await;
+    upload_57_tasks(&app).await;
     let browser = app
         .login(&app.admin_token)
         .await

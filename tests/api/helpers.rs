@@ -556,3 +556,11 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The figure on the dashboard's card `key` (`problems`, `clean`, ...).
+pub fn card_value(html: &str, key: &str) -> String {
+    let start = html.find(&format!("id=\"card-{key}\"")).unwrap();
+    let value = &html[start..];
+    let value = &value[value.find("class=\"value\">").unwrap() + 14..];
+    value[..value.find('<').unwrap()].to_string()
+}

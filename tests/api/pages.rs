@@ -4,8 +4,8 @@
 use sms_audit::domain::Role;
 
 use crate::helpers::{
-    body_with_problems, eventually, form_value, no_redirects, set_cookie, TestApp, EXAMPLE,
-    PATIENCE, TASK,
+    body_with_problems, card_value, eventually, form_value, no_redirects, set_cookie, TestApp,
+    EXAMPLE, PATIENCE, TASK,
 };
 
 const XSS: &str = "<script>alert(1)</script>";
@@ -955,13 +955,6 @@ fn link_starting(html: &str, prefix: &str) -> String {
 }
 
 /// The figure on one of the dashboard's verdict cards.
-fn card_value(html: &str, key: &str) -> String {
-    let start = html.find(&format!("id=\"card-{key}\"")).unwrap();
-    let value = &html[start..];
-    let value = &value[value.find("class=\"value\">").unwrap() + 14..];
-    value[..value.find('<').unwrap()].to_string()
-}
-
 #[tokio::test]
 async fn the_dashboards_cards_count_tasks_by_their_latest_upload_and_filter_the_table() {
     let app = TestApp::spawn().await;
