@@ -3,7 +3,8 @@
 # moment each request, and changes between two new random moments, on the
 # ledgers `bench-scale.sh` seeded (target/bench/scale-*.db), the builds taking
 # turns for ROUNDS rounds (`wrk -t1 -c4`, SECONDS each). Each `serve` first makes
-# any fleet snapshots the ledger lacks and is measured only then.
+# any fleet snapshots the ledger lacks and is measured only then. Each line also
+# gives the service's CPU time (user + system, /proc) per request.
 # An older build cannot open a ledger a newer one migrated: BENCH_UNDO_SQL, if
 # set, runs on each ledger before each turn (for example, to take back the
 # newer build's migration when it only adds an index).
@@ -20,6 +21,9 @@ pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 ledgers=(target/bench/scale-*.db)
 [ -f "${ledgers[0]}" ] || { echo "no ledgers: run scripts/bench-scale.sh first" >&2; exit 1; }
+cpu_ticks() { # pid -> the process's user + system time so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
 seconds_of() { # upload id -> its received_at, seconds since the epoch
   curl -s -H "X-Auth-Token: $token" "$address/api/v1/uploads/$1" | python3 -c \
     'import json,sys,datetime; print(int(datetime.datetime.fromisoformat(json.load(sys.stdin)["received_at"].replace("Z","+00:00")).timestamp()))'
@@ -38,9 +42,13 @@ for round in $(seq 1 "$rounds"); do
       export SMS_AUDIT_BENCH_COOKIE=$(login_cookie "$address" "$token" "$work")
       export SMS_AUDIT_BENCH_FIRST=$(seconds_of 1) SMS_AUDIT_BENCH_LAST=$(seconds_of "$last")
       for kind in dashboard changes; do
+        cpu_before=$(cpu_ticks $pid)
         line=$(SMS_AUDIT_BENCH_FLEET=$kind wrk -t1 -c4 -d"${seconds}s" --latency \
           -s scripts/bench/fleet.lua "$address" | grep '^BENCH')
-        echo "round $round $(basename "$bin") $(basename "$db" .db) $kind $line"
+        requests=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+        cpu_ms=$(( ($(cpu_ticks $pid) - cpu_before) * 1000 / $(getconf CLK_TCK) ))
+        echo "round $round $(basename "$bin") $(basename "$db" .db) $kind $line" \
+          "cpu_ms_per_request=$(python3 -c "print(round($cpu_ms / max($requests, 1), 2))")"
       done
       kill -TERM $pid
       wait $pid || true
