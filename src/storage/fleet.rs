@@ -320,9 +320,26 @@ pub fn figures_at(conn: &Connection, upto: i64) -> Result<Option<FleetFigures>, 
     Ok(Some(figures))
 }
 
+/// A task's state as one upload shows it, from a row of `id, task_id,
+/// received_at`, the four totals, `regressed, result_count` (`task_id` read off
+/// it by the caller; no name).
+fn state_of_upload(r: &rusqlite::Row<'_>, task_id: String) -> rusqlite::Result<TaskState> {
+    let totals = totals_from_row(r, 3)?;
+    Ok(TaskState {
+        task_id,
+        name: None,
+        upload_id: r.get(0)?,
+        received_at: r.get(2)?,
+        problems: totals.problems(),
+        totals,
+        regressed: r.get(7)?,
+        results: r.get(8)?,
+    })
+}
+
 /// Each task's latest upload with an id in `(from, upto]`, by task id: every
-/// upload read, then sorted (a map by task id, hashing each upload's, took a
-/// tenth of the count's CPU at 10,000 uploads).
+/// upload read, then sorted (a map by task id hashed every upload's id, which
+/// showed in the profile).
 fn latest_since(conn: &Connection, from: i64, upto: i64) -> Result<Vec<TaskState>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
@@ -332,17 +349,7 @@ fn latest_since(conn: &Connection, from: i64, upto: i64) -> Result<Vec<TaskState
     let mut rows = stmt.query(params![from, upto])?;
     let mut latest = Vec::new();
     while let Some(r) = rows.next()? {
-        let totals = totals_from_row(r, 3)?;
-        latest.push(TaskState {
-            task_id: r.get(1)?,
-            name: None,
-            upload_id: r.get(0)?,
-            received_at: r.get(2)?,
-            problems: totals.problems(),
-            totals,
-            regressed: r.get(7)?,
-            results: r.get(8)?,
-        });
+        latest.push(state_of_upload(r, r.get(1)?)?);
     }
     // Each task's newest first, then all but it dropped.
     latest.sort_unstable_by(|a, b| {
@@ -416,17 +423,7 @@ pub fn newest_at(
         if !seen.insert(task_id.to_string()) {
             continue;
         }
-        let totals = totals_from_row(r, 3)?;
-        newest.push(TaskState {
-            task_id: task_id.to_string(),
-            name: None,
-            upload_id: r.get(0)?,
-            received_at,
-            problems: totals.problems(),
-            totals,
-            regressed: r.get(7)?,
-            results: r.get(8)?,
-        });
+        newest.push(state_of_upload(r, task_id.to_string())?);
     }
     newest.sort_by(|a, b| (b.received_at, &b.task_id).cmp(&(a.received_at, &a.task_id)));
     newest.truncate(count);
