@@ -150,6 +150,14 @@ fn check(history: &[Upload]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fleet.db");
     let stored = store(&db, history);
+    // A named task: pages of changes read names where the fleets add them.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE tasks SET name = 'Named' WHERE task_id = 'task-1'",
+            [],
+        )
+        .unwrap();
     let conn = storage::open_read(&db).unwrap();
     let moments = moments(&stored);
     check_views(&conn, &stored, &moments)?;
@@ -203,10 +211,10 @@ fn check_views(
         for &to in moments[i..].iter().step_by(3) {
             let changes = fleet::changes(conn, from, to).unwrap();
             let (before, after) = (naive_as_of(stored, from), naive_as_of(stored, to));
-            let by_task: Vec<_> = changes
+            let by_task = changes
                 .select(ChangeFilter::All, ChangeSort::Task)
-                .iter()
-                .collect();
+                .all(conn)
+                .unwrap();
             prop_assert_eq!(by_task.len(), after.len());
             // By change: the largest increase first, ties by task id.
             let mut by_change: Vec<_> = by_task
@@ -215,8 +223,21 @@ fn check_views(
                 .collect();
             by_change.sort_by_key(|(change, _)| std::cmp::Reverse(*change));
             let selected = changes.select(ChangeFilter::All, ChangeSort::Change);
-            let got: Vec<_> = selected
-                .iter()
+            let all = selected.all(conn).unwrap();
+            // Pages read each state by its upload id; all rows, from the fleets.
+            for (offset, limit) in [(0, all.len()), (1, 2), (all.len() / 2, 3)] {
+                let page = selected.page(conn, offset, limit).unwrap();
+                prop_assert_eq!(
+                    page,
+                    all.iter()
+                        .skip(offset)
+                        .take(limit)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                );
+            }
+            let got: Vec<_> = all
+                .into_iter()
                 .map(|c| (c.problems_change, c.task_id))
                 .collect();
             prop_assert_eq!(
@@ -252,7 +273,7 @@ fn check_views(
                 prop_assert_eq!(changes.counts.of(v), counts.get(&v).copied().unwrap_or(0));
                 let kept = changes.select(ChangeFilter::Verdict(v), ChangeSort::Change);
                 prop_assert_eq!(kept.len(), changes.counts.of(v));
-                prop_assert!(kept.iter().all(|c| c.verdict == v));
+                prop_assert!(kept.all(conn).unwrap().iter().all(|c| c.verdict == v));
             }
             prop_assert_eq!(
                 changes.counts.clean,

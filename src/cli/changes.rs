@@ -43,7 +43,7 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
     let sort = ChangeSort::parse(Some(&args.sort)).map_err(fail)?;
     let conn = open_existing(db)?;
     let changes = fleet::changes(&conn, from, to).map_err(fail)?;
-    let rows = changes.select(filter, sort);
+    let rows = changes.select(filter, sort).all(&conn).map_err(fail)?;
     let stdout = std::io::stdout().lock();
     match args.format {
         ChangesFormat::Csv => {
@@ -62,7 +62,7 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
                     &crate::http::json::ChangesPage {
                         total: rows.len(),
                         next_offset: None,
-                        rows: rows.iter().collect(),
+                        rows,
                     }
                 )
             )?;
@@ -87,7 +87,7 @@ pub fn run(db: &Path, args: ChangesArgs) -> Result<ExitCode, CliError> {
                 "WAS",
                 "CHANGE"
             )?;
-            for r in rows.iter() {
+            for r in &rows {
                 say!(
                     "{:<38} {:<10} {:>9} {:>9} {:>+9}  {}",
                     r.task_id,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::domain::fleet::{day_of, Verdict, DAY_MS};
 use crate::domain::Timestamp;
-use crate::storage::fleet::{self, FleetDay, FleetFigures, TaskState};
+use crate::storage::fleet::{self, FleetDay, FleetFigures, StateRef, TaskState};
 use crate::storage::tasks::{self, HealthCounts, TaskSort};
 use crate::storage::StorageError;
 
@@ -86,6 +86,7 @@ pub struct StateCache {
     states: moka::sync::Cache<i64, Arc<FleetAt>>,
     newest: moka::sync::Cache<(i64, usize), Arc<Newest>>,
     changes: moka::sync::Cache<(i64, i64), Arc<Changes>>,
+    changes_pages: moka::sync::Cache<ChangesPageKey, Arc<ChangesShown>>,
     health: parking_lot::Mutex<Option<(i64, HealthCounts)>>,
 }
 
@@ -105,6 +106,7 @@ impl Default for StateCache {
             states: cache(Self::KEPT),
             newest: cache(Self::NEWEST_KEPT),
             changes: cache(Self::CHANGES_KEPT),
+            changes_pages: cache(Self::NEWEST_KEPT),
             health: parking_lot::Mutex::new(None),
         }
     }
@@ -112,10 +114,10 @@ impl Default for StateCache {
 
 impl StateCache {
     const KEPT: u64 = 8;
-    /// A few dozen states each.
+    /// A few dozen states (or changes) each.
     const NEWEST_KEPT: u64 = 64;
-    /// A comparison holds a few bytes per task besides its two states.
-    const CHANGES_KEPT: u64 = 2;
+    /// A comparison holds about 40 bytes a task (4 MB at 100,000 tasks).
+    const CHANGES_KEPT: u64 = 16;
     const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
     /// Every task's latest upload counted by filter (see
@@ -199,13 +201,42 @@ impl StateCache {
         if let Some(changes) = self.changes.get(&key) {
             return Ok(changes);
         }
-        let before = self.fleet_upto(conn, key.0)?;
-        let after = self.fleet_upto(conn, key.1)?;
-        let changes = Arc::new(compare_states(before, after));
+        let changes = Arc::new(changes_between(conn, key.0, key.1)?);
         self.changes.insert(key, changes.clone());
         Ok(changes)
     }
+
+    /// What changed between the moments `(from, to)`: the counts, and `limit`
+    /// of the tasks `filter` keeps, in `sort` order, from the `offset`-th on;
+    /// the last 64 pages kept (each row shown reads two states).
+    pub fn changes_page(
+        &self,
+        conn: &rusqlite::Connection,
+        (from, to): (Timestamp, Timestamp),
+        filter: ChangeFilter,
+        sort: ChangeSort,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Arc<ChangesShown>, StorageError> {
+        let ids = (fleet::last_id_at(conn, from)?, fleet::last_id_at(conn, to)?);
+        let key = (ids, filter, sort, offset, limit);
+        if let Some(shown) = self.changes_pages.get(&key) {
+            return Ok(shown);
+        }
+        let changes = self.changes(conn, from, to)?;
+        let selected = changes.select(filter, sort);
+        let shown = Arc::new(ChangesShown {
+            counts: changes.counts.clone(),
+            kept: selected.len(),
+            rows: selected.page(conn, offset, limit)?,
+        });
+        self.changes_pages.insert(key, shown.clone());
+        Ok(shown)
+    }
 }
+
+/// A page of changes: the two moments' upload ids, filter, order, offset, limit.
+type ChangesPageKey = ((i64, i64), ChangeFilter, ChangeSort, usize, usize);
 
 /// A fleet counted, and its newest tasks (see [`StateCache::newest`]).
 pub struct Newest {
@@ -216,7 +247,7 @@ pub struct Newest {
 }
 
 /// One task between two moments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The task.
     pub task_id: String,
@@ -264,26 +295,27 @@ impl VerdictCounts {
     }
 }
 
-/// What changed between two moments: every task with an upload by `to`, one
-/// row for each of the second moment's states. A [`Change`] is made only for
-/// the rows a caller reads ([`Changes::select`]). The moments are the caller's:
-/// the comparison is the same for any two with the same uploads between them.
+/// What changed between two moments: every task with an upload by the second,
+/// one row each, by task id, held as upload ids and numbers. A [`Change`] is
+/// read only for the rows a caller shows ([`Selection::page`],
+/// [`Selection::all`]). The moments are the caller's: the comparison is the same
+/// for any two with the same uploads between them.
 pub struct Changes {
     /// Tasks per verdict.
     pub counts: VerdictCounts,
-    before: Arc<FleetAt>,
-    after: Arc<FleetAt>,
-    /// One for each of `after`'s states, in the same order (by task id).
+    /// The last upload at the first moment, and at the second.
+    before_upto: i64,
+    after_upto: i64,
     rows: Vec<ChangeRow>,
-    /// Row numbers, the largest increase in problems first (then by task id).
-    by_change: OnceLock<Vec<u32>>,
 }
 
 /// One task of a comparison, as numbers.
 #[derive(Clone, Copy)]
 struct ChangeRow {
-    /// Its state at the first moment (a position in `before`), if it had one.
-    before: Option<u32>,
+    /// Its latest upload at the first moment, if it had one.
+    before: Option<i64>,
+    /// Its latest upload at the second.
+    after: i64,
     verdict: Verdict,
     clean: bool,
     problems_change: i64,
@@ -296,31 +328,78 @@ pub fn changes(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Changes, StorageError> {
-    let before = Arc::new(FleetAt::new(tasks_as_of(conn, from)?));
-    let after = Arc::new(FleetAt::new(tasks_as_of(conn, to)?));
-    Ok(compare_states(before, after))
+    changes_between(
+        conn,
+        fleet::last_id_at(conn, from)?,
+        fleet::last_id_at(conn, to)?,
+    )
 }
 
-/// The changes between two fleets.
-pub fn compare_states(before: Arc<FleetAt>, after: Arc<FleetAt>) -> Changes {
+/// The changes between the fleets as of two upload ids. Each fleet is read where
+/// its states lie, none made ([`fleet::StoredStates`]); without a snapshot near
+/// enough to both, both are made (a seek per task).
+pub fn changes_between(
+    conn: &rusqlite::Connection,
+    before_upto: i64,
+    after_upto: i64,
+) -> Result<Changes, StorageError> {
+    let stored = (
+        fleet::StoredStates::at(conn, before_upto)?,
+        fleet::StoredStates::at(conn, after_upto)?,
+    );
+    let (counts, rows) = match stored {
+        (Some(before), Some(after)) => compare(before.iter(), after.iter(), after.estimated_len())?,
+        _ => {
+            let before = fleet::states_at(conn, before_upto)?;
+            let after = fleet::states_at(conn, after_upto)?;
+            compare(borrowed(&before), borrowed(&after), after.len())?
+        }
+    };
+    Ok(Changes {
+        counts,
+        before_upto,
+        after_upto,
+        rows,
+    })
+}
+
+/// Made states as the merge's items, for [`compare`].
+fn borrowed(states: &[TaskState]) -> impl Iterator<Item = Result<StateRef<'_>, StorageError>> + '_ {
+    states.iter().map(|s| Ok(StateRef::of_state(s)))
+}
+
+/// Every task's state at the second moment against its state at the first,
+/// both in task id order: the verdicts counted, and a row for each (room made
+/// for `expected`).
+fn compare<'a, 'b>(
+    before: impl Iterator<Item = Result<StateRef<'a>, StorageError>>,
+    after: impl Iterator<Item = Result<StateRef<'b>, StorageError>>,
+    expected: usize,
+) -> Result<(VerdictCounts, Vec<ChangeRow>), StorageError> {
     let mut counts = VerdictCounts::default();
-    let mut earlier = before.states.iter().enumerate().peekable();
-    let mut rows = Vec::with_capacity(after.states.len());
-    for to_state in &after.states {
-        // Both lists are by task id: skip tasks only the first has (none: a task
-        // never loses its uploads).
-        while earlier
-            .next_if(|(_, b)| b.task_id < to_state.task_id)
-            .is_some()
-        {}
-        let from_state = earlier.next_if(|(_, b)| b.task_id == to_state.task_id);
+    let mut rows = Vec::with_capacity(expected);
+    let mut before = before.peekable();
+    for to_state in after {
+        let to_state = to_state?;
+        // Skip tasks only the first moment has (none: a task never loses its
+        // uploads); an error is taken, to be returned.
+        let mut from_state = None;
+        while let Some(b) =
+            before.next_if(|b| b.as_ref().map_or(true, |b| b.task_id <= to_state.task_id))
+        {
+            let b = b?;
+            if b.task_id == to_state.task_id {
+                from_state = Some(b);
+                break;
+            }
+        }
         // An upload without results says nothing: it neither improves on nor
         // is improved on (before it, a task counts as new).
         let verdict = if to_state.no_results() {
             Verdict::NoResults
         } else {
-            let before = from_state.map(|(_, s)| s).filter(|s| !s.no_results());
-            Verdict::of(before.map(|s| s.problems), to_state.problems)
+            let before = from_state.filter(|s| !s.no_results());
+            Verdict::of(before.map(|s| s.problems()), to_state.problems())
         };
         let clean = to_state.clean();
         match verdict {
@@ -332,19 +411,29 @@ pub fn compare_states(before: Arc<FleetAt>, after: Arc<FleetAt>) -> Changes {
         }
         counts.clean += usize::from(clean);
         rows.push(ChangeRow {
-            before: from_state.map(|(i, _)| i as u32),
+            before: from_state.map(|s| s.upload_id),
+            after: to_state.upload_id,
             verdict,
             clean,
-            problems_change: to_state.problems - from_state.map_or(0, |(_, s)| s.problems),
+            problems_change: to_state.problems() - from_state.map_or(0, |s| s.problems()),
         });
     }
-    Changes {
-        counts,
-        before,
-        after,
-        rows,
-        by_change: OnceLock::new(),
+    // A damaged snapshot is said even past the last task compared.
+    for rest in before {
+        rest?;
     }
+    Ok((counts, rows))
+}
+
+/// What a page of changes shows (see [`StateCache::changes_page`]).
+#[derive(Clone)]
+pub struct ChangesShown {
+    /// Tasks per verdict.
+    pub counts: VerdictCounts,
+    /// Rows the filter kept.
+    pub kept: usize,
+    /// The page's rows.
+    pub rows: Vec<Change>,
 }
 
 /// The fleet at the end of one day.
@@ -443,7 +532,7 @@ pub fn date_of(day: i64) -> String {
 }
 
 /// Which tasks of a [`Changes`] to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeFilter {
     /// Every task.
     All,
@@ -498,7 +587,7 @@ impl ChangeFilter {
 }
 
 /// The order of a [`Changes`]' tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeSort {
     /// Largest increase in problems first, largest decrease last (then by id).
     Change,
@@ -528,35 +617,24 @@ impl ChangeSort {
 impl Changes {
     /// The tasks `filter` keeps, in `sort` order.
     pub fn select(&self, filter: ChangeFilter, sort: ChangeSort) -> Selection<'_> {
-        let keeps = |i: &u32| filter.keeps(&self.rows[*i as usize]);
-        let picked = match sort {
-            ChangeSort::Task => (0..self.rows.len() as u32).filter(keeps).collect(),
-            ChangeSort::Change => self.by_change().iter().copied().filter(keeps).collect(),
-        };
+        let mut picked = Vec::with_capacity(self.rows.len());
+        picked
+            .extend((0..self.rows.len() as u32).filter(|&i| filter.keeps(&self.rows[i as usize])));
         Selection {
             changes: self,
+            sort,
             picked,
         }
     }
 
-    fn by_change(&self) -> &[u32] {
-        self.by_change.get_or_init(|| {
-            let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
-            // Stable: equal changes stay in task id order.
-            order.sort_by_key(|&i| std::cmp::Reverse(self.rows[i as usize].problems_change));
-            order
-        })
-    }
-
-    /// Row `i` as a [`Change`].
-    fn change(&self, i: u32) -> Change {
+    /// Row `i` as a [`Change`], its states given.
+    fn change(&self, i: u32, from: Option<TaskState>, to: TaskState) -> Change {
         let row = self.rows[i as usize];
-        let to = &self.after.states[i as usize];
         Change {
             task_id: to.task_id.clone(),
             name: to.name.clone(),
-            from: row.before.map(|b| self.before.states[b as usize].clone()),
-            to: to.clone(),
+            from,
+            to,
             verdict: row.verdict,
             clean: row.clean,
             problems_change: row.problems_change,
@@ -567,6 +645,8 @@ impl Changes {
 /// The tasks of a [`Changes`] a filter kept, in order.
 pub struct Selection<'c> {
     changes: &'c Changes,
+    sort: ChangeSort,
+    /// Row numbers, by task id.
     picked: Vec<u32>,
 }
 
@@ -581,19 +661,91 @@ impl Selection<'_> {
         self.picked.is_empty()
     }
 
-    /// Up to `limit` of them, from the `offset`-th on.
-    pub fn page(&self, offset: usize, limit: usize) -> Vec<Change> {
-        let picked = self.picked.get(offset..).unwrap_or_default();
+    /// Up to `limit` of them, from the `offset`-th on: each state read by its
+    /// upload's id.
+    pub fn page(
+        &self,
+        conn: &rusqlite::Connection,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Change>, StorageError> {
+        let first = self.first(offset.saturating_add(limit));
+        let picked = first.get(offset..).unwrap_or_default();
+        let state = |id: i64| {
+            fleet::state_of_upload_id(conn, id)?
+                .ok_or_else(|| StorageError::Background(format!("upload {id} is missing")))
+        };
         picked
             .iter()
             .take(limit)
-            .map(|&i| self.changes.change(i))
+            .map(|&i| {
+                let row = self.changes.rows[i as usize];
+                let mut to = state(row.after)?;
+                to.name = fleet::name_of(conn, &to.task_id)?;
+                let from = row.before.map(state).transpose()?;
+                let from = from.map(|from| TaskState {
+                    name: to.name.clone(),
+                    ..from
+                });
+                Ok(self.changes.change(i, from, to))
+            })
             .collect()
     }
 
-    /// Every one of them.
-    pub fn iter(&self) -> impl Iterator<Item = Change> + '_ {
-        self.picked.iter().map(|&i| self.changes.change(i))
+    /// The first `n` of them in order. By change, the largest increase first, ties
+    /// by task id: the first `n` found, then only they sorted (a page of a
+    /// hundred tasks sorts a hundred).
+    fn first(&self, n: usize) -> Vec<u32> {
+        let n = n.min(self.picked.len());
+        match self.sort {
+            ChangeSort::Task => self.picked[..n].to_vec(),
+            ChangeSort::Change => {
+                let rows = &self.changes.rows;
+                let key = |&i: &u32| (std::cmp::Reverse(rows[i as usize].problems_change), i);
+                let mut order = self.picked.clone();
+                if n < order.len() {
+                    order.select_nth_unstable_by_key(n, key);
+                    order.truncate(n);
+                }
+                order.sort_unstable_by_key(key);
+                order
+            }
+        }
+    }
+
+    /// Every one of them: both fleets made, for as many rows as there are tasks.
+    pub fn all(&self, conn: &rusqlite::Connection) -> Result<Vec<Change>, StorageError> {
+        let changes = self.changes;
+        let after = fleet::states_at(conn, changes.after_upto)?;
+        let before = fleet::states_at(conn, changes.before_upto)?;
+        let same = after.len() == changes.rows.len()
+            && after
+                .iter()
+                .zip(&changes.rows)
+                .all(|(s, r)| s.upload_id == r.after);
+        if !same {
+            return Err(StorageError::Background(format!(
+                "the fleet as of upload {} is not the one compared",
+                changes.after_upto
+            )));
+        }
+        // Each row's two states, by a walk of both fleets in task id order.
+        let mut earlier = before.into_iter().peekable();
+        let mut states: Vec<Option<(Option<TaskState>, TaskState)>> = after
+            .into_iter()
+            .map(|to| {
+                while earlier.next_if(|b| b.task_id < to.task_id).is_some() {}
+                Some((earlier.next_if(|b| b.task_id == to.task_id), to))
+            })
+            .collect();
+        Ok(self
+            .first(self.picked.len())
+            .iter()
+            .map(|&i| {
+                let (from, to) = states[i as usize].take().expect("each row is picked once");
+                changes.change(i, from, to)
+            })
+            .collect())
     }
 }
 
@@ -619,12 +771,12 @@ pub const CHANGES_CSV_HEADER: [&str; 17] = [
 ];
 
 /// The rows as CSV (text cells spreadsheet-safe, as in exports).
-pub fn write_changes_csv(rows: &Selection, out: impl std::io::Write) -> Result<(), csv::Error> {
+pub fn write_changes_csv(rows: &[Change], out: impl std::io::Write) -> Result<(), csv::Error> {
     use crate::domain::format_timestamp;
     use crate::services::export::cell;
     let mut w = csv::Writer::from_writer(out);
     w.write_record(CHANGES_CSV_HEADER)?;
-    for c in rows.iter() {
+    for c in rows {
         let state = |s: Option<&TaskState>| -> [String; 6] {
             match s {
                 None => Default::default(),

@@ -4,6 +4,8 @@
 //! `directory_tasks`, each directory's count of tasks, with the latter); the as-of
 //! state of a task is one seek in the `uploads_task_state` index.
 
+use std::cmp::Ordering;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -85,12 +87,17 @@ fn snapshot_at(
     let Some((whole_at, whole)) = layers.next() else {
         return Ok(None);
     };
-    let mut states = decode_states(&whole).ok_or_else(|| damaged(whole_at))?;
+    let mut states = decode_states(&whole).ok_or_else(|| damaged_snapshot(whole_at))?;
     for (changed_at, changes) in layers {
-        apply_changes(&mut states, &changes).ok_or_else(|| damaged(changed_at))?;
+        apply_changes(&mut states, &changes).ok_or_else(|| damaged_snapshot(changed_at))?;
     }
     Ok(Some((at, states)))
 }
+
+/// Layers read at most ([`MergedStates`] marks them in 64 bits); the uploads
+/// after the last are applied instead. Snapshots keep two of changes between
+/// whole ones.
+const MAX_LAYERS: usize = 64;
 
 /// Snapshots inflated, oldest first, each with its upload id.
 type Layers = Vec<(i64, Inflated)>;
@@ -109,19 +116,25 @@ fn snapshot_layers(conn: &Connection, upto: i64) -> Result<Option<(i64, Layers)>
     let Some((mut at, packed)) = whole else {
         return Ok(None);
     };
-    let mut layers = vec![(at, inflate_whole(&packed).ok_or_else(|| damaged(at))?)];
+    let mut layers = vec![(
+        at,
+        inflate_whole(&packed).ok_or_else(|| damaged_snapshot(at))?,
+    )];
     let mut changes = conn.prepare_cached(
         "SELECT upto, since, states FROM fleet_snapshots WHERE upto > ?1 AND upto <= ?2
          ORDER BY upto",
     )?;
     let mut rows = changes.query(params![at, upto])?;
     while let Some(r) = rows.next()? {
-        if r.get::<_, Option<i64>>(1)? != Some(at) {
+        if r.get::<_, Option<i64>>(1)? != Some(at) || layers.len() == MAX_LAYERS {
             break; // the uploads after `at` are applied instead
         }
         let next: i64 = r.get(0)?;
         let blob = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        layers.push((next, inflate_whole(blob).ok_or_else(|| damaged(next))?));
+        layers.push((
+            next,
+            inflate_whole(blob).ok_or_else(|| damaged_snapshot(next))?,
+        ));
         at = next;
     }
     Ok(Some((at, layers)))
@@ -272,52 +285,127 @@ impl FleetFigures {
     }
 }
 
-/// The fleet as of upload `upto` counted without making its states: each
-/// task's state is read where it lies (the snapshot, a snapshot of changes
-/// after it, or the uploads since), no state is allocated. None: no snapshot
-/// near enough (then [`states_at`] seeks every task, and so must the caller).
+/// The fleet as of upload `upto` counted without making its states (see
+/// [`StoredStates`]). None: no snapshot near enough (then [`states_at`] seeks
+/// every task, and so must the caller).
 pub fn figures_at(conn: &Connection, upto: i64) -> Result<Option<FleetFigures>, StorageError> {
-    let (from, layers) = snapshot_layers(conn, upto)?.unwrap_or_default();
-    if upto - from > MAX_APPLIED {
+    let Some(stored) = StoredStates::at(conn, upto)? else {
         return Ok(None);
-    }
-    let latest = latest_since(conn, from, upto)?;
-    let mut packed: Vec<PackedIter> = layers.iter().map(|(_, l)| PackedIter::of(l)).collect();
-    let mut heads: Vec<Option<Packed>> = packed.iter_mut().map(Iterator::next).collect();
-    let mut uploads = latest.iter().map(Packed::of_state).peekable();
+    };
     let mut figures = FleetFigures::default();
-    loop {
-        // The smallest task id among the snapshots' next states; the last
-        // snapshot holding it has its newest, and an upload since, newer still.
-        let next = heads.iter().flatten().map(|p| p.task_id).min();
-        let upload_first = match (next, uploads.peek()) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(id), Some(u)) => u.task_id <= id,
-        };
-        let Some(id) = (if upload_first {
-            uploads.peek().map(|u| u.task_id)
-        } else {
-            next
-        }) else {
-            break;
-        };
-        let mut newest = None;
-        for (head, rest) in heads.iter_mut().zip(&mut packed) {
-            if head.as_ref().is_some_and(|p| p.task_id == id) {
-                newest = std::mem::replace(head, rest.next());
-            }
-        }
-        if upload_first {
-            newest = uploads.next();
-        }
-        let state = newest.expect("a state was found for the smallest id");
-        figures.add(state.totals.problems(), state.regressed, state.results);
-    }
-    if let Some(i) = packed.iter().position(|p| p.damaged) {
-        return Err(damaged(layers[i].0));
+    for state in stored.iter() {
+        let state = state?;
+        figures.add(state.problems(), state.regressed, state.results);
     }
     Ok(Some(figures))
+}
+
+/// Every task's state as of an upload id where it lies: the snapshots (a whole
+/// one and the snapshots of changes after it, inflated) and each task's latest
+/// upload since, to be read once in task id order with no state allocated.
+pub struct StoredStates {
+    layers: Layers,
+    latest: Vec<TaskState>,
+}
+
+impl StoredStates {
+    /// As of upload `upto`; none when no snapshot is near enough (more than
+    /// [`MAX_APPLIED`] uploads after it).
+    pub fn at(conn: &Connection, upto: i64) -> Result<Option<Self>, StorageError> {
+        let (from, layers) = snapshot_layers(conn, upto)?.unwrap_or_default();
+        if upto - from > MAX_APPLIED {
+            return Ok(None);
+        }
+        let latest = latest_since(conn, from, upto)?;
+        Ok(Some(StoredStates { layers, latest }))
+    }
+
+    /// About how many tasks there are (room to make for them): the largest
+    /// layer's, at 64 bytes a packed state, and the uploads since.
+    pub fn estimated_len(&self) -> usize {
+        let largest = self.layers.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+        largest / 64 + self.latest.len()
+    }
+
+    /// Every task's state, by task id; an error, last, for a damaged snapshot.
+    pub fn iter(&self) -> MergedStates<'_> {
+        let mut packed: Vec<PackedIter> =
+            self.layers.iter().map(|(_, l)| PackedIter::of(l)).collect();
+        MergedStates {
+            heads: packed.iter_mut().map(Iterator::next).collect(),
+            packed,
+            uploads: self.latest.iter().peekable(),
+            stored: self,
+            failed: false,
+        }
+    }
+}
+
+/// The states of a [`StoredStates`], merged by task id: of the layers holding a
+/// task, the last has its newest state, and an upload since is newer still.
+pub struct MergedStates<'a> {
+    stored: &'a StoredStates,
+    packed: Vec<PackedIter<'a>>,
+    /// Each layer's next state.
+    heads: Vec<Option<StateRef<'a>>>,
+    uploads: std::iter::Peekable<std::slice::Iter<'a, TaskState>>,
+    /// A damaged layer was reported.
+    failed: bool,
+}
+
+impl<'a> Iterator for MergedStates<'a> {
+    type Item = Result<StateRef<'a>, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // A layer stops at a state that is not whole: said before any state
+        // merged without it, once.
+        if let Some(damaged) = self.packed.iter().position(|p| p.damaged) {
+            if std::mem::replace(&mut self.failed, true) {
+                return None;
+            }
+            return Some(Err(damaged_snapshot(self.stored.layers[damaged].0)));
+        }
+        // The smallest task id among the layers' next states, and the layers
+        // holding it (each head compared once).
+        let mut smallest: Option<&'a str> = None;
+        let mut holding = 0u64;
+        for (i, head) in self.heads.iter().enumerate() {
+            let Some(head) = head else { continue };
+            match smallest.map(|s| head.task_id.cmp(s)) {
+                None | Some(Ordering::Less) => {
+                    smallest = Some(head.task_id);
+                    holding = 1 << i;
+                }
+                Some(Ordering::Equal) => holding |= 1 << i,
+                Some(Ordering::Greater) => {}
+            }
+        }
+        // An upload since is newer than any layer.
+        let upload = self.uploads.peek().map(|u| u.task_id.as_str());
+        let (take_upload, advance) = match (upload, smallest) {
+            (None, None) => return None,
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
+            (Some(u), Some(s)) => match u.cmp(s) {
+                Ordering::Less => (true, false),
+                Ordering::Equal => (true, true),
+                Ordering::Greater => (false, true),
+            },
+        };
+        let mut newest = None;
+        if advance {
+            // The last layer holding the task has its newest state.
+            for (i, (head, rest)) in self.heads.iter_mut().zip(&mut self.packed).enumerate() {
+                if holding & (1 << i) != 0 {
+                    newest = std::mem::replace(head, rest.next());
+                }
+            }
+        }
+        if take_upload {
+            newest = self.uploads.next().map(StateRef::of_state);
+        }
+        newest.map(Ok)
+    }
 }
 
 /// A task's state as one upload shows it, from a row of `id, task_id,
@@ -335,6 +423,25 @@ fn state_of_upload(r: &rusqlite::Row<'_>, task_id: String) -> rusqlite::Result<T
         regressed: r.get(7)?,
         results: r.get(8)?,
     })
+}
+
+/// The state of the task of upload `id` as that upload shows it, without its
+/// name (none: no such upload): one seek by id.
+pub fn state_of_upload_id(conn: &Connection, id: i64) -> Result<Option<TaskState>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, task_id, received_at, total_files, different_files, target_miss_files,
+                target_more_files, regressed, result_count
+         FROM uploads WHERE id = ?1",
+    )?;
+    let state = stmt
+        .query_row(params![id], |r| state_of_upload(r, r.get(1)?))
+        .optional()?;
+    Ok(state)
+}
+
+/// A task's name (none: not named, or no such task).
+pub fn name_of(conn: &Connection, task_id: &str) -> Result<Option<String>, StorageError> {
+    Ok(task_name(conn, task_id)?.flatten())
 }
 
 /// Each task's latest upload with an id in `(from, upto]`, by task id: every
@@ -375,13 +482,13 @@ impl<'a> PackedIter<'a> {
 }
 
 impl<'a> Iterator for PackedIter<'a> {
-    type Item = Packed<'a>;
+    type Item = StateRef<'a>;
 
-    fn next(&mut self) -> Option<Packed<'a>> {
+    fn next(&mut self) -> Option<StateRef<'a>> {
         if self.rest.is_empty() || self.damaged {
             return None;
         }
-        let state = Packed::take(&mut self.rest);
+        let state = StateRef::take(&mut self.rest);
         self.damaged = state.is_none();
         state
     }
@@ -483,7 +590,7 @@ pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
     // the list (a little too much room when ids are longer).
     let mut states = Vec::with_capacity(packed.len() / 64);
     while !packed.is_empty() {
-        states.push(Packed::take(&mut packed)?.to_state());
+        states.push(StateRef::take(&mut packed)?.to_state());
     }
     Some(states)
 }
@@ -498,7 +605,7 @@ fn apply_changes(states: &mut Vec<TaskState>, mut packed: &[u8]) -> Option<()> {
     let mut added = Vec::new();
     let mut from = 0;
     while !packed.is_empty() {
-        let changed = Packed::take(&mut packed)?;
+        let changed = StateRef::take(&mut packed)?;
         from += gallop(&states[from..], changed.task_id);
         match states.get_mut(from) {
             Some(s) if s.task_id == changed.task_id => changed.write_to(s),
@@ -512,17 +619,25 @@ fn apply_changes(states: &mut Vec<TaskState>, mut packed: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// One state as [`encode_states`] packs it, its task id still in the packed bytes.
-struct Packed<'a> {
-    task_id: &'a str,
-    upload_id: i64,
-    received_at: i64,
-    totals: Totals,
-    regressed: bool,
-    results: i64,
+/// A task's state, borrowed: as [`encode_states`] packs it (its task id still in
+/// the packed bytes), or from a [`TaskState`]; no name.
+#[derive(Debug, Clone, Copy)]
+pub struct StateRef<'a> {
+    /// The task.
+    pub task_id: &'a str,
+    /// Its latest upload by then.
+    pub upload_id: i64,
+    /// When that upload arrived.
+    pub received_at: i64,
+    /// That upload's totals.
+    pub totals: Totals,
+    /// The upload has more problems than the task's upload before it.
+    pub regressed: bool,
+    /// Result items in that upload.
+    pub results: i64,
 }
 
-impl<'a> Packed<'a> {
+impl<'a> StateRef<'a> {
     /// The state `packed` starts with, taken off it; none when damaged.
     fn take(packed: &mut &'a [u8]) -> Option<Self> {
         fn take<'a>(packed: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -537,7 +652,7 @@ impl<'a> Packed<'a> {
             *v = i64::from_be_bytes(take(packed, 8)?.try_into().ok()?);
         }
         let regressed = take(packed, 1)?[0] != 0;
-        Some(Packed {
+        Some(StateRef {
             task_id,
             upload_id: n[0],
             received_at: n[1],
@@ -552,9 +667,24 @@ impl<'a> Packed<'a> {
         })
     }
 
+    /// Its problems (different + missing + extra files).
+    pub fn problems(&self) -> i64 {
+        self.totals.problems()
+    }
+
+    /// Its latest upload has results and none of them a problem.
+    pub fn clean(&self) -> bool {
+        self.results > 0 && self.problems() == 0
+    }
+
+    /// Its latest upload has no result items at all.
+    pub fn no_results(&self) -> bool {
+        self.results == 0
+    }
+
     /// A state's numbers, its task id borrowed.
-    fn of_state(state: &'a TaskState) -> Self {
-        Packed {
+    pub fn of_state(state: &'a TaskState) -> Self {
+        StateRef {
             task_id: &state.task_id,
             upload_id: state.upload_id,
             received_at: state.received_at,
@@ -564,7 +694,7 @@ impl<'a> Packed<'a> {
         }
     }
 
-    fn to_state(&self) -> TaskState {
+    fn to_state(self) -> TaskState {
         TaskState {
             task_id: self.task_id.to_string(),
             name: None,
@@ -619,7 +749,7 @@ pub fn pack_snapshot(states: &[TaskState], since: Option<i64>) -> Vec<u8> {
     deflate.finish().expect("writing to memory")
 }
 
-fn damaged(upto: i64) -> StorageError {
+fn damaged_snapshot(upto: i64) -> StorageError {
     StorageError::Background(format!("fleet snapshot {upto} is damaged"))
 }
 
@@ -632,12 +762,13 @@ fn inflate_whole(deflated: &[u8]) -> Option<Inflated> {
     const DEFLATE_MAX_RATIO: usize = 1032;
     let most = deflated.len().saturating_mul(DEFLATE_MAX_RATIO).max(4096);
     let mut room = deflated.len().saturating_mul(6).clamp(4096, most);
-    let mut inflated = Inflated::room();
+    let mut inflated = Inflated::room(room);
     room = room.max(inflated.buffer.len().min(most));
     let mut inflater = libdeflater::Decompressor::new();
     loop {
         if inflated.buffer.len() < room {
-            inflated.buffer.resize(room, 0);
+            // Not grown in place: that would copy what it held.
+            inflated.buffer = vec![0; room];
         }
         match inflater.deflate_decompress(deflated, &mut inflated.buffer[..room]) {
             Ok(len) => {
@@ -665,14 +796,22 @@ struct Inflated {
 }
 
 impl Inflated {
-    /// Buffers kept at most: a whole snapshot and the two of changes after it.
-    const KEPT: usize = 3;
+    /// Buffers kept at most: a whole snapshot and the two of changes after it,
+    /// for each of the two moments a comparison reads at once.
+    const KEPT: usize = 6;
     /// A larger buffer (a fleet of millions of tasks) is not kept.
     const KEPT_BYTES: usize = 64 << 20;
 
-    fn room() -> Self {
+    /// A kept buffer: the smallest of at least `need` bytes, or else the largest.
+    fn room(need: usize) -> Self {
+        let mut kept = INFLATE_BUFFERS.lock();
+        let len = |i: &usize| kept[*i].len();
+        let at = (0..kept.len())
+            .filter(|i| len(i) >= need)
+            .min_by_key(len)
+            .or_else(|| (0..kept.len()).max_by_key(len));
         Inflated {
-            buffer: INFLATE_BUFFERS.lock().pop().unwrap_or_default(),
+            buffer: at.map(|i| kept.swap_remove(i)).unwrap_or_default(),
             len: 0,
         }
     }
@@ -1148,8 +1287,8 @@ mod tests {
 
     /// The states of a stored snapshot ([`pack_snapshot`]).
     fn unpack_snapshot(upto: i64, stored: &[u8]) -> Result<Vec<TaskState>, StorageError> {
-        decode_states(&inflate_whole(stored).ok_or_else(|| damaged(upto))?)
-            .ok_or_else(|| damaged(upto))
+        decode_states(&inflate_whole(stored).ok_or_else(|| damaged_snapshot(upto))?)
+            .ok_or_else(|| damaged_snapshot(upto))
     }
     use proptest::prelude::*;
 
@@ -1230,5 +1369,61 @@ mod tests {
                 "a background task failed: fleet snapshot 9 is damaged"
             );
         }
+    }
+
+    fn layer(upto: i64, states: &[TaskState]) -> (i64, Inflated) {
+        let packed = encode_states(states);
+        let len = packed.len();
+        (
+            upto,
+            Inflated {
+                buffer: packed,
+                len,
+            },
+        )
+    }
+
+    /// Merged by task id, each task as its newest source shows it (an upload
+    /// since over a later layer over an earlier one); a layer cut short is an
+    /// error, said once and before any state merged without it.
+    #[test]
+    fn stored_states_merge_newest_first_and_say_damage() {
+        let id = |n: u32| format!("task-{n}");
+        let whole: Vec<TaskState> = (1..=5).map(|n| state(id(n), 10)).collect();
+        let changed = [state(id(2), 20), state(id(4), 20), state(id(6), 20)];
+        let stored = StoredStates {
+            layers: vec![layer(10, &whole), layer(20, &changed)],
+            latest: vec![state(id(4), 25), state(id(7), 25)],
+        };
+        let got: Vec<(String, i64)> = stored
+            .iter()
+            .map(|s| s.map(|s| (s.task_id.to_string(), s.upload_id)).unwrap())
+            .collect();
+        let want = [
+            (1, 10),
+            (2, 20),
+            (3, 10),
+            (4, 25),
+            (5, 10),
+            (6, 20),
+            (7, 25),
+        ];
+        assert_eq!(got, want.map(|(n, u)| (id(n), u)));
+
+        let mut cut = layer(20, &changed);
+        cut.1.len -= 1;
+        let damaged = StoredStates {
+            layers: vec![layer(10, &whole), cut],
+            latest: vec![],
+        };
+        let got: Vec<_> = damaged.iter().collect();
+        let ok = got.iter().take_while(|s| s.is_ok()).count();
+        assert_eq!(ok, 4, "task-1 to task-4 are read whole");
+        assert_eq!(got.len(), ok + 1, "one error, then nothing");
+        let error = got.into_iter().nth(ok).unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "a background task failed: fleet snapshot 20 is damaged"
+        );
     }
 }

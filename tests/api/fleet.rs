@@ -112,6 +112,29 @@ async fn tasks_as_of_a_moment_show_their_latest_upload_then() {
         .assert_error(400, "SMS.9001");
 }
 
+/// Pages of changes are kept per pair of upload ids: the same page asked again
+/// is the same, and an upload after it (a later last upload at `to`) shows at once.
+#[tokio::test]
+async fn a_kept_page_of_changes_gives_way_to_a_new_upload() {
+    let (app, agent, first) = two_rounds().await;
+    let path = format!("/api/v1/changes?from={}&to=2999-01-01", enc(&first));
+    let verdict_of_a = |changes: &serde_json::Value| {
+        let rows = changes["tasks"].as_array().unwrap();
+        let a = rows.iter().find(|r| r["task_id"] == "task-a").unwrap();
+        (a["verdict"].clone(), a["to"]["upload_id"].clone())
+    };
+    let once = app.get(&path, &app.admin_token).await.json();
+    let again = app.get(&path, &app.admin_token).await.json();
+    assert_eq!(once, again);
+    assert_eq!(verdict_of_a(&once), ("improved".into(), 3.into()));
+
+    let body = body_with_problems("/data", 6);
+    assert_eq!(app.upload("task-a", &agent, &body).await.status, 200);
+    let after = app.get(&path, &app.admin_token).await.json();
+    assert_eq!(verdict_of_a(&after), ("regressed".into(), 6.into()));
+    assert_eq!(after["counts"]["regressed"], 2, "{after}");
+}
+
 #[tokio::test]
 async fn changes_between_two_moments_give_each_task_a_verdict() {
     let (app, _, first) = two_rounds().await;

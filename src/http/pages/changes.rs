@@ -10,7 +10,7 @@ use super::{html, page_number, time_field, urlencode, Nav, PageError};
 use crate::domain::fleet::{Verdict, DAY_MS};
 use crate::domain::{format_timestamp, now_ms, Timestamp};
 use crate::http::extract::{PageUser, Query};
-use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort, VerdictCounts};
+use crate::services::fleet::{self, Change, ChangeFilter, ChangeSort, ChangesShown, VerdictCounts};
 use crate::storage::ReadPool;
 
 #[derive(Deserialize)]
@@ -106,15 +106,14 @@ pub async fn page(
     let filter = ChangeFilter::parse(query.verdict.as_deref()).map_err(PageError::bad_request)?;
     let sort = ChangeSort::parse(query.sort.as_deref()).map_err(PageError::bad_request)?;
     let page = page_number(query.page)?;
-    let changes = reads
-        .with_blocking(move |conn| states.changes(conn, from_at, to_at))
-        .await?;
-    let selected = changes.select(filter, sort);
-    let kept = selected.len();
     let skip = (page as usize - 1) * PER_PAGE;
-    let rows: Vec<Change> = selected.page(skip, PER_PAGE);
+    let shown = reads
+        .with_blocking(move |conn| {
+            states.changes_page(conn, (from_at, to_at), filter, sort, skip, PER_PAGE)
+        })
+        .await?;
+    let ChangesShown { counts, kept, rows } = ChangesShown::clone(&shown);
     let (first_shown, last_shown) = (skip + usize::from(!rows.is_empty()), skip + rows.len());
-    let counts = changes.counts.clone();
     let verdicts = [
         ("new", counts.of(Verdict::New)),
         ("improved", counts.of(Verdict::Improved)),

@@ -66,11 +66,15 @@ async fn changes(
     let csv = super::read_api::wants_csv(query.format.as_deref())?;
     let limit = super::read_api::page_limit(query.limit, 100)? as usize;
     let offset = query.offset.unwrap_or(0);
-    let changes = reads
-        .with_blocking(move |conn| states.changes(conn, from, to))
-        .await?;
-    let rows = changes.select(filter, sort);
     if csv {
+        let rows = reads
+            .with_blocking(move |conn| {
+                states
+                    .changes(conn, from, to)?
+                    .select(filter, sort)
+                    .all(conn)
+            })
+            .await?;
         let mut out = Vec::new();
         fleet::write_changes_csv(&rows, &mut out)
             .map_err(|e| ApiError::Storage(format!("writing CSV: {e}")))?;
@@ -82,12 +86,17 @@ async fn changes(
             ))
             .body(out));
     }
+    let shown = reads
+        .with_blocking(move |conn| {
+            states.changes_page(conn, (from, to), filter, sort, offset, limit)
+        })
+        .await?;
     let page = crate::http::json::ChangesPage {
-        total: rows.len(),
-        next_offset: super::read_api::next_offset(rows.len(), offset, limit),
-        rows: rows.page(offset, limit),
+        total: shown.kept,
+        next_offset: super::read_api::next_offset(shown.kept, offset, limit),
+        rows: shown.rows.clone(),
     };
-    Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &changes.counts, &page)))
+    Ok(HttpResponse::Ok().json(crate::http::json::changes(from, to, &shown.counts, &page)))
 }
 
 #[derive(Deserialize)]
