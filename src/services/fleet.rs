@@ -197,12 +197,22 @@ impl StateCache {
         to: Timestamp,
     ) -> Result<Arc<Changes>, StorageError> {
         // Moments with the same uploads between them make the same comparison.
-        let key = (fleet::last_id_at(conn, from)?, fleet::last_id_at(conn, to)?);
-        if let Some(changes) = self.changes.get(&key) {
+        let ids = (fleet::last_id_at(conn, from)?, fleet::last_id_at(conn, to)?);
+        self.changes_upto(conn, ids)
+    }
+
+    /// What changed between the fleets as of two upload ids, from the cache
+    /// when they were compared lately.
+    fn changes_upto(
+        &self,
+        conn: &rusqlite::Connection,
+        ids: (i64, i64),
+    ) -> Result<Arc<Changes>, StorageError> {
+        if let Some(changes) = self.changes.get(&ids) {
             return Ok(changes);
         }
-        let changes = Arc::new(changes_between(conn, key.0, key.1)?);
-        self.changes.insert(key, changes.clone());
+        let changes = Arc::new(changes_between(conn, ids.0, ids.1)?);
+        self.changes.insert(ids, changes.clone());
         Ok(changes)
     }
 
@@ -223,7 +233,7 @@ impl StateCache {
         if let Some(shown) = self.changes_pages.get(&key) {
             return Ok(shown);
         }
-        let changes = self.changes(conn, from, to)?;
+        let changes = self.changes_upto(conn, ids)?;
         let selected = changes.select(filter, sort);
         let shown = Arc::new(ChangesShown {
             counts: changes.counts.clone(),

@@ -327,7 +327,8 @@ impl StoredStates {
         largest / 64 + self.latest.len()
     }
 
-    /// Every task's state, by task id; an error, last, for a damaged snapshot.
+    /// Every task's state, by task id; a damaged snapshot ends it with an error
+    /// where its states stop being whole.
     pub fn iter(&self) -> MergedStates<'_> {
         let mut packed: Vec<PackedIter> =
             self.layers.iter().map(|(_, l)| PackedIter::of(l)).collect();
