@@ -143,13 +143,13 @@ fn snapshot_layers(conn: &Connection, upto: i64) -> Result<Option<(i64, Layers)>
 /// The first position in `sorted` (by task id) whose task id is not below
 /// `task_id`: a window twice as far each step, then a binary search inside it,
 /// so that a position near the front costs a few comparisons.
-fn gallop(sorted: &[TaskState], task_id: &str) -> usize {
+fn gallop(sorted: &[TaskState], task_id: &[u8]) -> usize {
     let mut end = 1;
-    while end < sorted.len() && sorted[end - 1].task_id.as_str() < task_id {
+    while end < sorted.len() && sorted[end - 1].task_id.as_bytes() < task_id {
         end *= 2;
     }
     let start = end / 2;
-    start + sorted[start..sorted.len().min(end)].partition_point(|s| s.task_id.as_str() < task_id)
+    start + sorted[start..sorted.len().min(end)].partition_point(|s| s.task_id.as_bytes() < task_id)
 }
 
 /// The uploads with ids in `(from, upto]` applied to `states` (by task id).
@@ -368,7 +368,7 @@ impl<'a> Iterator for MergedStates<'a> {
         }
         // The smallest task id among the layers' next states, and the layers
         // holding it (each head compared once).
-        let mut smallest: Option<&'a str> = None;
+        let mut smallest: Option<&'a [u8]> = None;
         let mut holding = 0u64;
         for (i, head) in self.heads.iter().enumerate() {
             let Some(head) = head else { continue };
@@ -382,7 +382,7 @@ impl<'a> Iterator for MergedStates<'a> {
             }
         }
         // An upload since is newer than any layer.
-        let upload = self.uploads.peek().map(|u| u.task_id.as_str());
+        let upload = self.uploads.peek().map(|u| u.task_id.as_bytes());
         let (take_upload, advance) = match (upload, smallest) {
             (None, None) => return None,
             (Some(_), None) => (true, false),
@@ -455,7 +455,8 @@ fn latest_since(conn: &Connection, from: i64, upto: i64) -> Result<Vec<TaskState
          FROM uploads WHERE id > ?1 AND id <= ?2",
     )?;
     let mut rows = stmt.query(params![from, upto])?;
-    let mut latest = Vec::new();
+    // Room for them all at once: growing copied thousands of states.
+    let mut latest = Vec::with_capacity((upto - from).clamp(0, MAX_APPLIED) as usize);
     while let Some(r) = rows.next()? {
         latest.push(state_of_upload(r, r.get(1)?)?);
     }
@@ -585,13 +586,17 @@ pub fn encode_states(states: &[TaskState]) -> Vec<u8> {
     out
 }
 
+/// The bytes of a packed state after its task id: seven numbers of eight bytes
+/// and regressed ([`encode_states`]).
+const PACKED_NUMBERS: usize = 7 * 8 + 1;
+
 /// The inverse of [`encode_states`] (names left empty); none when damaged.
 pub fn decode_states(mut packed: &[u8]) -> Option<Vec<TaskState>> {
     // A state takes 59 bytes and its task id: reserving for 64 saves growing
     // the list (a little too much room when ids are longer).
     let mut states = Vec::with_capacity(packed.len() / 64);
     while !packed.is_empty() {
-        states.push(StateRef::take(&mut packed)?.to_state());
+        states.push(StateRef::take(&mut packed)?.to_state()?);
     }
     Some(states)
 }
@@ -609,8 +614,8 @@ fn apply_changes(states: &mut Vec<TaskState>, mut packed: &[u8]) -> Option<()> {
         let changed = StateRef::take(&mut packed)?;
         from += gallop(&states[from..], changed.task_id);
         match states.get_mut(from) {
-            Some(s) if s.task_id == changed.task_id => changed.write_to(s),
-            _ => added.push(changed.to_state()),
+            Some(s) if s.task_id.as_bytes() == changed.task_id => changed.write_to(s),
+            _ => added.push(changed.to_state()?),
         }
     }
     if !added.is_empty() {
@@ -624,8 +629,9 @@ fn apply_changes(states: &mut Vec<TaskState>, mut packed: &[u8]) -> Option<()> {
 /// the packed bytes), or from a [`TaskState`]; no name.
 #[derive(Debug, Clone, Copy)]
 pub struct StateRef<'a> {
-    /// The task.
-    pub task_id: &'a str,
+    /// The task's id, its bytes as stored: merged and compared as bytes (which
+    /// order as the text does), checked as text only when a state is made of it.
+    pub task_id: &'a [u8],
     /// Its latest upload by then.
     pub upload_id: i64,
     /// When that upload arrived.
@@ -639,32 +645,31 @@ pub struct StateRef<'a> {
 }
 
 impl<'a> StateRef<'a> {
-    /// The state `packed` starts with, taken off it; none when damaged.
+    /// The state `packed` starts with, taken off it; none when damaged. Its
+    /// length is checked once and its numbers read at fixed places: the merge
+    /// takes every state of every layer, 200,000 and more for a comparison at
+    /// 100,000 tasks.
     fn take(packed: &mut &'a [u8]) -> Option<Self> {
-        fn take<'a>(packed: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            let (head, rest) = packed.split_at_checked(n)?;
-            *packed = rest;
-            Some(head)
-        }
-        let len = u16::from_be_bytes(take(packed, 2)?.try_into().ok()?) as usize;
-        let task_id = std::str::from_utf8(take(packed, len)?).ok()?;
-        let mut n = [0i64; 7];
-        for v in &mut n {
-            *v = i64::from_be_bytes(take(packed, 8)?.try_into().ok()?);
-        }
-        let regressed = take(packed, 1)?[0] != 0;
+        let (len, rest) = packed.split_first_chunk::<2>()?;
+        let (task_id, rest) = rest.split_at_checked(u16::from_be_bytes(*len) as usize)?;
+        let (numbers, rest) = rest.split_first_chunk::<PACKED_NUMBERS>()?;
+        *packed = rest;
+        let n = |i: usize| {
+            let at = i * 8;
+            i64::from_be_bytes(numbers[at..at + 8].try_into().expect("eight bytes"))
+        };
         Some(StateRef {
             task_id,
-            upload_id: n[0],
-            received_at: n[1],
+            upload_id: n(0),
+            received_at: n(1),
             totals: Totals {
-                num_total_files: n[2],
-                num_different_files: n[3],
-                num_target_miss_files: n[4],
-                num_target_more_files: n[5],
+                num_total_files: n(2),
+                num_different_files: n(3),
+                num_target_miss_files: n(4),
+                num_target_more_files: n(5),
             },
-            regressed,
-            results: n[6],
+            regressed: numbers[PACKED_NUMBERS - 1] != 0,
+            results: n(6),
         })
     }
 
@@ -686,7 +691,7 @@ impl<'a> StateRef<'a> {
     /// A state's numbers, its task id borrowed.
     pub fn of_state(state: &'a TaskState) -> Self {
         StateRef {
-            task_id: &state.task_id,
+            task_id: state.task_id.as_bytes(),
             upload_id: state.upload_id,
             received_at: state.received_at,
             totals: state.totals,
@@ -695,9 +700,10 @@ impl<'a> StateRef<'a> {
         }
     }
 
-    fn to_state(self) -> TaskState {
-        TaskState {
-            task_id: self.task_id.to_string(),
+    /// A state made of it; none when its task id is not text (damaged).
+    fn to_state(self) -> Option<TaskState> {
+        Some(TaskState {
+            task_id: String::from_utf8(self.task_id.to_vec()).ok()?,
             name: None,
             upload_id: self.upload_id,
             received_at: self.received_at,
@@ -705,7 +711,7 @@ impl<'a> StateRef<'a> {
             totals: self.totals,
             regressed: self.regressed,
             results: self.results,
-        }
+        })
     }
 
     /// Its numbers written over `state`'s (the same task's).
@@ -798,10 +804,14 @@ struct Inflated {
 
 impl Inflated {
     /// Buffers kept at most: a whole snapshot and the two of changes after it,
-    /// for each of the two moments a comparison reads at once.
-    const KEPT: usize = 6;
-    /// A larger buffer (a fleet of millions of tasks) is not kept.
-    const KEPT_BYTES: usize = 64 << 20;
+    /// for each of the two moments a comparison reads at once, for four
+    /// comparisons at once (with six, three in four buffers of concurrent
+    /// comparisons were new, and clearing their pages took a tenth of a new
+    /// comparison's CPU at 100,000 tasks).
+    const KEPT: usize = 24;
+    /// Bytes kept at most, all buffers together (about four comparisons at
+    /// 100,000 tasks); a larger buffer is not kept.
+    const KEPT_BYTES: usize = 128 << 20;
 
     /// A kept buffer: the smallest of at least `need` bytes, or else the largest.
     fn room(need: usize) -> Self {
@@ -829,7 +839,8 @@ impl std::ops::Deref for Inflated {
 impl Drop for Inflated {
     fn drop(&mut self) {
         let mut kept = INFLATE_BUFFERS.lock();
-        if kept.len() < Self::KEPT && self.buffer.len() <= Self::KEPT_BYTES {
+        let held: usize = kept.iter().map(Vec::len).sum();
+        if kept.len() < Self::KEPT && held + self.buffer.len() <= Self::KEPT_BYTES {
             kept.push(std::mem::take(&mut self.buffer));
         }
     }
@@ -1384,6 +1395,26 @@ mod tests {
         )
     }
 
+    /// Buffers given back are kept for the next snapshots, but never more than
+    /// `KEPT` of them nor `KEPT_BYTES` in all (other tests may take and give
+    /// back buffers meanwhile: they keep the same bounds).
+    #[test]
+    fn inflate_buffers_kept_are_bounded_in_count_and_bytes() {
+        let large = Inflated::KEPT_BYTES / 10;
+        let given: Vec<Inflated> = (0..Inflated::KEPT + 12)
+            .map(|i| Inflated {
+                // Not touched, so not made resident.
+                buffer: vec![0; if i % 2 == 0 { large } else { 4096 }],
+                len: 0,
+            })
+            .collect();
+        drop(given);
+        let kept = INFLATE_BUFFERS.lock();
+        assert!(kept.len() <= Inflated::KEPT, "buffers kept: {}", kept.len());
+        let bytes: usize = kept.iter().map(Vec::len).sum();
+        assert!(bytes <= Inflated::KEPT_BYTES, "bytes kept: {bytes}");
+    }
+
     /// Merged by task id, each task as its newest source shows it (an upload
     /// since over a later layer over an earlier one); a layer cut short is an
     /// error, said once and before any state merged without it.
@@ -1398,7 +1429,10 @@ mod tests {
         };
         let got: Vec<(String, i64)> = stored
             .iter()
-            .map(|s| s.map(|s| (s.task_id.to_string(), s.upload_id)).unwrap())
+            .map(|s| {
+                s.map(|s| (String::from_utf8(s.task_id.to_vec()).unwrap(), s.upload_id))
+                    .unwrap()
+            })
             .collect();
         let want = [
             (1, 10),
