@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use sms_audit::cli::logging::{PlainFields, SecondCache};
+use sms_audit::cli::logging::{Lingering, PlainFields, SecondCache, LOG_LINGER};
 use sms_audit::cli::{parse, run, CliError, LogFormat, ParseError};
 use tracing_subscriber::EnvFilter;
 
@@ -30,9 +30,9 @@ async fn main() -> ExitCode {
     let (log_writer, flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("sms-audit-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
+        .finish(Lingering::new(
+            std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
+            LOG_LINGER,
         ));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -569,9 +569,6 @@ fn http_server(
             })
             .configure(crate::http::configure)
             .wrap(middleware::from_fn(
-                crate::http::middleware::keep_navigation,
-            ))
-            .wrap(middleware::from_fn(
                 crate::http::middleware::request_context,
             ))
     })

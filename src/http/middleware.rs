@@ -59,7 +59,9 @@ pub async fn request_context(
     };
     let mut res = match refusal {
         Some(refusal) => req.into_response(refusal).map_into_right_body(),
-        None => next.call(req).await?.map_into_left_body(),
+        None => keep_navigation(next.call(req).await?)
+            .await
+            .map_into_left_body(),
     };
     if let Some((access, peer)) = &guessing {
         if res.status() == actix_web::http::StatusCode::UNAUTHORIZED {
@@ -255,15 +257,14 @@ fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
 
 /// Error pages keep the navigation of a logged-in reader: `PageError` cannot
 /// see the request, so an error page of a request with a live session is
-/// rendered again here, with the session's navigation.
-pub async fn keep_navigation(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody, String>>, Error> {
-    let res = next.call(req).await?;
+/// rendered again here, with the session's navigation. (Called by
+/// `request_context`, not a middleware of its own: a layer less per request.)
+async fn keep_navigation<B: MessageBody>(
+    res: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B, String>> {
     // Only an error page is looked at again: every other response passes as is.
     let Some(parts) = res.response().extensions().get::<ErrorPageParts>().cloned() else {
-        return Ok(res.map_into_left_body());
+        return res.map_into_left_body();
     };
     let cookie = res.request().cookie(super::extract::SESSION_COOKIE);
     let reads = res
@@ -271,7 +272,7 @@ pub async fn keep_navigation(
         .app_data::<web::Data<crate::storage::ReadPool>>()
         .cloned();
     let (Some(cookie), Some(reads)) = (cookie, reads) else {
-        return Ok(res.map_into_left_body());
+        return res.map_into_left_body();
     };
     let value = cookie.value().to_string();
     let session = reads
@@ -281,8 +282,8 @@ pub async fn keep_navigation(
         .flatten()
         .filter(|s| s.credential.role.may_read());
     let page = session.and_then(|s| parts.render_with(super::layout::Nav::from(&s)));
-    Ok(match page {
+    match page {
         Some(page) => res.map_body(|_, _| EitherBody::right(page)),
         None => res.map_into_left_body(),
-    })
+    }
 }

@@ -179,7 +179,8 @@ pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Every route: pages first, then the SMS endpoint, the API and health checks.
+/// Every route: the SMS endpoint first (every upload passes the routes before
+/// it), then the pages, the API and health checks.
 /// Input that actix's own extractors refuse is answered like every other error:
 /// SMS-shaped JSON on the API's paths, the site's error page elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -202,6 +203,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ),
         e => error::bad_input(req, "body", e),
     }));
+    routes::configure_upload(cfg);
     pages::configure(cfg);
     cfg.service(routes::get_resource(
         "/api/v1/openapi.json",

@@ -21,7 +21,10 @@ use super::auth::header as header_value;
 use super::body_budget::{BodyBudget, BodyHold};
 use super::error::{self, ApiError};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The SMS upload endpoint. Registered before every other route: actix tries
+/// the routes in order, each pattern with a parameter by a regex (with pages
+/// first, an upload paid for three that could not match).
+pub fn configure_upload(cfg: &mut web::ServiceConfig) {
     // `[^/]*` lets an empty task id reach the handler and get its 400.
     for path in [
         "/v3/tasks/{task_id:[^/]*}/consistency-result",
@@ -33,6 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(upload_path_other_method)),
         );
     }
+}
+
+/// The rest of the JSON side (after `configure_upload` and the pages).
+pub fn configure(cfg: &mut web::ServiceConfig) {
     read_api::configure(cfg);
     reconciliation::configure(cfg);
     cfg.service(get_resource("/api/v1/compare", compare::api));
