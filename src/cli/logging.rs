@@ -119,7 +119,28 @@ impl Visit for PlainVisitor<'_> {
         }
     }
 
-    /// Other numbers and booleans come here too (`Visit`'s own defaults), written
+    /// A latency, without `core::fmt`'s float code where ryu writes what `{:?}`
+    /// does: a plain decimal (`{:?}` writes one from 1e-4 up to 1e16) of at most
+    /// 15 digits, the only decimal that short to give the number. (With 16 or
+    /// 17 digits there can be two, and the two choose differently.)
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "message" {
+            return self.by_default_visitor(field, |v| v.record_f64(field, value));
+        }
+        if self.begin(field) {
+            let mut digits = ryu::Buffer::new();
+            let plain = value == 0.0 || (1e-4..1e16).contains(&value.abs());
+            self.result = match plain.then(|| digits.format_finite(value)) {
+                // A point and at most 15 digits, a sign or not.
+                Some(text) if text.len() <= 16 + usize::from(value < 0.0) => {
+                    self.writer.write_str(text)
+                }
+                _ => write!(self.writer, "{value:?}"),
+            };
+        }
+    }
+
+    /// Booleans come here too (`Visit`'s own defaults), written
     /// as `{:?}` writes them, as `DefaultVisitor` does.
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
@@ -289,7 +310,7 @@ mod tests {
         String::from_utf8(bytes).unwrap()
     }
 
-    fn access_line(text: &str, number: i64, error: Option<&std::io::Error>) {
+    fn access_line(text: &str, number: i64, real: f64, error: Option<&std::io::Error>) {
         let error: Option<&(dyn std::error::Error + 'static)> =
             error.map(|e| e as &(dyn std::error::Error + 'static));
         tracing::info!(
@@ -303,6 +324,7 @@ mod tests {
             count = number,
             latency_ms = number as f64 / 1000.0,
             flag = number % 2 == 0,
+            real,
             r#type = text,
             detail = ?text,
             error,
@@ -312,18 +334,49 @@ mod tests {
         tracing::info!(number);
     }
 
+    /// Numbers at the edges of `{:?}`'s plain decimals, and latencies as they
+    /// are (microseconds over 1000), written as tracing writes them.
+    #[test]
+    fn numbers_are_written_as_tracing_writes_them() {
+        let mut reals = vec![
+            0.0, -0.0, 1.0, -1.0, 0.5, 1e-4, 9.9e-5, 1e16, 9.999e15, 1e15,
+        ];
+        reals.extend([
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            0.1 + 0.2,
+        ]);
+        // 17 digits, where ryu (…297.2) and `{:?}` (…297.3) choose differently.
+        reals.push(1_910_627_685_315_297_152_i64 as f64 / 1000.0);
+        reals.extend((0..5000).map(|us| f64::from(us * 37) / 1000.0));
+        for real in reals {
+            let ours = lines_with(PlainFields, false, || access_line("t", -7, real, None));
+            let theirs = lines_with(DefaultFields::new(), false, || {
+                access_line("t", -7, real, None)
+            });
+            assert_eq!(ours, theirs, "{real:?}");
+        }
+    }
+
     proptest! {
         /// Whatever the text (quotes, backslashes, control characters, escape
         /// sequences, any Unicode), the lines are tracing's own, byte for byte.
         #[test]
-        fn lines_are_tracings_own(text in ".{0,40}|[ -~]{0,40}", number in any::<i64>()) {
+        fn lines_are_tracings_own(
+            text in ".{0,40}|[ -~]{0,40}",
+            number in any::<i64>(),
+            real in any::<f64>(),
+        ) {
             let error = std::io::Error::other(text.clone());
             for error in [None, Some(&error)] {
-                let ours = lines_with(PlainFields, false, || access_line(&text, number, error));
-                let theirs = lines_with(DefaultFields::new(), false, || access_line(&text, number, error));
-                prop_assert_eq!(&ours, &theirs);
-                let coloured = lines_with(PlainFields, true, || access_line(&text, number, error));
-                prop_assert_eq!(coloured, lines_with(DefaultFields::new(), true, || access_line(&text, number, error)));
+                let line = |fields, ansi| match fields {
+                    Some(plain) => lines_with(plain, ansi, || access_line(&text, number, real, error)),
+                    None => lines_with(DefaultFields::new(), ansi, || access_line(&text, number, real, error)),
+                };
+                prop_assert_eq!(line(Some(PlainFields), false), line(None, false));
+                prop_assert_eq!(line(Some(PlainFields), true), line(None, true));
             }
         }
     }

@@ -13,6 +13,10 @@ use crate::storage::credentials;
 
 pub const MAX_TOKEN_LEN: usize = 16384;
 
+/// The token header (a name given as text is parsed, and copied, at each look-up).
+pub const X_AUTH_TOKEN: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-auth-token");
+
 /// The credential name of an authenticated request, kept in the request's
 /// extensions for the rejection log.
 #[derive(Clone, Debug)]
@@ -64,7 +68,7 @@ fn unauthenticated(msg: impl Into<String>) -> ApiError {
 /// Reads the credentials from the headers; checks everything that needs no lookup
 /// (token length, Authorization syntax, signed headers, X-Sdk-Date window).
 pub fn presented(req: &HttpRequest, allow_aksk: bool) -> Result<PresentedCredential, ApiError> {
-    if let Some(token) = req.headers().get("x-auth-token") {
+    if let Some(token) = req.headers().get(X_AUTH_TOKEN) {
         let token = token
             .to_str()
             .map_err(|_| unauthenticated("X-Auth-Token is not a valid token"))?;

@@ -38,6 +38,11 @@ fn forgiven(failures: f64, since: Instant, now: Instant) -> f64 {
 impl AuthFailures {
     /// How long `peer` must wait before presenting credentials again, if at all.
     pub fn wait(&self, peer: IpAddr) -> Option<Duration> {
+        // Most callers have no failures: `contains_key` is not counted as a
+        // read (no record for the eviction policy), so asking costs less.
+        if !self.0.contains_key(&peer) {
+            return None;
+        }
         let (failures, at) = self.0.get(&peer)?;
         let left = forgiven(failures, at, Instant::now());
         // Past the last allowed failure until one is forgiven.

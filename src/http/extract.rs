@@ -46,7 +46,7 @@ impl FromRequest for ApiReader {
 async fn api_reader(req: &HttpRequest) -> Result<Credential, ApiError> {
     let reads = registered::<ReadPool>(req);
     let credential = match req.cookie(SESSION_COOKIE) {
-        Some(cookie) if req.headers().get("x-auth-token").is_none() => {
+        Some(cookie) if req.headers().get(super::auth::X_AUTH_TOKEN).is_none() => {
             let value = cookie.value().to_string();
             let session = reads
                 .with_blocking(move |c| sessions::find(c, &value))

@@ -31,7 +31,11 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     // Time-ordered (v7), so the unique index on stored request ids grows at its end.
-    let request_id = Uuid::now_v7().to_string();
+    let request_id = String::from(
+        Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer()),
+    );
     let started = std::time::Instant::now();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let writer = req.app_data::<web::Data<WriterHandle>>().cloned();
@@ -77,31 +81,41 @@ pub async fn request_context(
     }
     let code = res.response().extensions().get::<ErrorCode>().copied();
     access_log(&res, &request_id, code, started);
-    if let (Some(ErrorCode(code)), Some(writer)) = (code, writer) {
-        let req = res.request();
-        writer.log_rejection(Rejection {
-            at: now_ms(),
-            peer_addr: req
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default(),
-            method: req.method().to_string(),
-            path: req.path().chars().take(512).collect(),
-            status: res.status().as_u16(),
-            error_code: code.to_string(),
-            error_msg: res
-                .response()
-                .extensions()
-                .get::<ErrorMessage>()
-                .map(|m| m.0.clone()),
-            credential_name: req
-                .extensions()
-                .get::<CredentialName>()
-                .map(|c| c.0.clone()),
-            request_id,
-        });
+    if let (Some(code), Some(writer)) = (code, writer) {
+        log_rejection(&res, code, &writer, request_id);
     }
     Ok(res)
+}
+
+/// The rejection log's entry for a refused request.
+fn log_rejection<B>(
+    res: &ServiceResponse<B>,
+    ErrorCode(code): ErrorCode,
+    writer: &WriterHandle,
+    request_id: String,
+) {
+    let req = res.request();
+    writer.log_rejection(Rejection {
+        at: now_ms(),
+        peer_addr: req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        method: req.method().to_string(),
+        path: req.path().chars().take(512).collect(),
+        status: res.status().as_u16(),
+        error_code: code.to_string(),
+        error_msg: res
+            .response()
+            .extensions()
+            .get::<ErrorMessage>()
+            .map(|m| m.0.clone()),
+        credential_name: req
+            .extensions()
+            .get::<CredentialName>()
+            .map(|c| c.0.clone()),
+        request_id,
+    });
 }
 
 /// Marks a request the pass-through handled (`--proxy`): its metrics and access
@@ -176,8 +190,8 @@ fn unsafe_framing(req: &ServiceRequest) -> Option<ApiError> {
             "the request target must be a path (GET /v3/...), not a whole URL: sms-audit is not a forward proxy",
         ));
     }
-    for name in ["host", "content-length"] {
-        if req.headers().get_all(name).count() > 1 {
+    for name in [header::HOST, header::CONTENT_LENGTH] {
+        if req.headers().get_all(&name).count() > 1 {
             return Some(ApiError::bad_request(format!(
                 "the request has more than one {name} header"
             )));
@@ -208,7 +222,7 @@ fn client_address(req: &ServiceRequest) -> Option<IpAddr> {
 
 /// A token, a signature, or the login form.
 fn presents_credentials(req: &ServiceRequest) -> bool {
-    req.headers().contains_key("x-auth-token")
+    req.headers().contains_key(super::auth::X_AUTH_TOKEN)
         || req.headers().contains_key(header::AUTHORIZATION)
         || (req.method() == actix_web::http::Method::POST && req.path() == "/login")
 }
