@@ -8,8 +8,9 @@
 # not counted: the 2 cores it shares bound throughput, not this cost.
 # With BASE_BIN set (a build of another commit), each round also runs that build's
 # --null-store and durable ("base-null", "base-durable") against the same bare
-# endpoint.
-# Needs wrk. Usage: [BASE_BIN=old/sms-audit] scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
+# endpoint, the two builds taking turns going first. BENCH_KINDS="null" (or
+# "durable") measures only that one (default "null durable").
+# Needs wrk. Usage: [BASE_BIN=old/sms-audit] [BENCH_KINDS=...] scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -59,14 +60,23 @@ run() { # name, extra serve flags...
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 echo "wrk -t2 -c$connections -d${duration}s, body $(wc -c <"$SMS_AUDIT_BENCH_BODY") bytes, $rounds rounds"
+kinds=${BENCH_KINDS:-null durable}
+echo "kinds: $kinds"
+flags_of() { # kind: its serve flags
+  case $1 in null) echo --null-store ;; durable) echo --sync full ;; *) echo "unknown kind $1" >&2; exit 1 ;; esac
+}
 for round in $(seq 1 "$rounds"); do
   run bare
-  run null --null-store
-  run durable --sync full
-  if [ -n "${BASE_BIN:-}" ]; then
-    run base-null --null-store
-    run base-durable --sync full
-  fi
+  for kind in $kinds; do
+    # shellcheck disable=SC2046 # the flags are words
+    if [ -z "${BASE_BIN:-}" ]; then
+      run "$kind" $(flags_of "$kind")
+    elif [ $((round % 2)) = 1 ]; then # the two builds take turns going first
+      run "$kind" $(flags_of "$kind"); run "base-$kind" $(flags_of "$kind")
+    else
+      run "base-$kind" $(flags_of "$kind"); run "$kind" $(flags_of "$kind")
+    fi
+  done
 done | tee "$work/results.txt"
 python3 - "$work/results.txt" <<'PY'
 import re, statistics, sys
