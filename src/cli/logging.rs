@@ -74,6 +74,17 @@ impl PlainVisitor<'_> {
         self.result.is_ok()
     }
 
+    /// A number's field, `text` being what `{:?}` writes of `value`
+    /// (`DefaultVisitor` writes every number so, the message too).
+    fn record_number(&mut self, field: &Field, text: &str, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            return self.by_default_visitor(field, |v| v.record_debug(field, value));
+        }
+        if self.begin(field) {
+            self.result = self.writer.write_str(text);
+        }
+    }
+
     /// The message and errors, whose escaping `DefaultVisitor` owns.
     fn by_default_visitor(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         if self.skipped(field) {
@@ -102,21 +113,11 @@ impl Visit for PlainVisitor<'_> {
 
     /// Whole numbers (a status) as `{:?}` writes them, without its machinery.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "message" {
-            return self.by_default_visitor(field, |v| v.record_u64(field, value));
-        }
-        if self.begin(field) {
-            self.result = self.writer.write_str(itoa::Buffer::new().format(value));
-        }
+        self.record_number(field, itoa::Buffer::new().format(value), &value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "message" {
-            return self.by_default_visitor(field, |v| v.record_i64(field, value));
-        }
-        if self.begin(field) {
-            self.result = self.writer.write_str(itoa::Buffer::new().format(value));
-        }
+        self.record_number(field, itoa::Buffer::new().format(value), &value);
     }
 
     /// A latency, without `core::fmt`'s float code where ryu writes what `{:?}`
@@ -124,19 +125,14 @@ impl Visit for PlainVisitor<'_> {
     /// 15 digits, the only decimal that short to give the number. (With 16 or
     /// 17 digits there can be two, and the two choose differently.)
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if field.name() == "message" {
-            return self.by_default_visitor(field, |v| v.record_f64(field, value));
-        }
-        if self.begin(field) {
-            let mut digits = ryu::Buffer::new();
-            let plain = value == 0.0 || (1e-4..1e16).contains(&value.abs());
-            self.result = match plain.then(|| digits.format_finite(value)) {
-                // A point and at most 15 digits, a sign or not.
-                Some(text) if text.len() <= 16 + usize::from(value < 0.0) => {
-                    self.writer.write_str(text)
-                }
-                _ => write!(self.writer, "{value:?}"),
-            };
+        let mut digits = ryu::Buffer::new();
+        let plain = value == 0.0 || (1e-4..1e16).contains(&value.abs());
+        match plain.then(|| digits.format_finite(value)) {
+            // A point and at most 15 digits, a sign or not.
+            Some(text) if text.len() <= 16 + usize::from(value < 0.0) => {
+                self.record_number(field, text, &value)
+            }
+            _ => self.record_debug(field, &value),
         }
     }
 
@@ -332,6 +328,9 @@ mod tests {
         );
         tracing::warn!(text, "plain");
         tracing::info!(number);
+        // A number as the message, which tracing writes without its name.
+        tracing::info!(message = number);
+        tracing::info!(message = real);
     }
 
     /// Numbers at the edges of `{:?}`'s plain decimals, and latencies as they
