@@ -9,8 +9,10 @@
 # With BASE_BIN set (a build of another commit), each round also runs that build's
 # --null-store and durable ("base-null", "base-durable") against the same bare
 # endpoint, the two builds taking turns going first. BENCH_KINDS="null" (or
-# "durable") measures only that one (default "null durable").
-# Needs wrk. Usage: [BASE_BIN=old/sms-audit] [BENCH_KINDS=...] scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
+# "durable") measures only that one (default "null durable"). BENCH_WARMUP sets
+# the seconds of load before the measured ones (default 2; 30 takes a durable
+# run's WAL past 1 GiB, where an older build started it over for the first time).
+# Needs wrk. Usage: [BASE_BIN=old/sms-audit] [BENCH_KINDS=...] [BENCH_WARMUP=...] scripts/bench-ingest-cpu.sh [SECONDS] [ROUNDS] [CONNECTIONS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -47,7 +49,7 @@ run() { # name, extra serve flags...
   pid=$!
   local address
   address=$(address_of "$work/$name.log")
-  wrk -t2 -c"$connections" -d2s -s scripts/bench/upload.lua "$address" >/dev/null # warm-up
+  wrk -t2 -c"$connections" -d"${BENCH_WARMUP:-2}s" -s scripts/bench/upload.lua "$address" >/dev/null # warm-up
   local before after line requests
   before=$(cpu_ticks $pid)
   line=$(wrk -t2 -c"$connections" -d"${duration}s" --latency -s scripts/bench/upload.lua "$address" | grep '^BENCH')
@@ -59,7 +61,7 @@ run() { # name, extra serve flags...
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
-echo "wrk -t2 -c$connections -d${duration}s, body $(wc -c <"$SMS_AUDIT_BENCH_BODY") bytes, $rounds rounds"
+echo "wrk -t2 -c$connections -d${duration}s after ${BENCH_WARMUP:-2} s of warm-up, body $(wc -c <"$SMS_AUDIT_BENCH_BODY") bytes, $rounds rounds"
 kinds=${BENCH_KINDS:-null durable}
 echo "kinds: $kinds"
 flags_of() { # kind: its serve flags

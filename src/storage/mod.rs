@@ -64,9 +64,9 @@ impl SyncMode {
 /// Who copies the WAL back into the database file (`--checkpoint-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WalCheckpoints {
-    /// sms-audit does, twice a second and whenever the WAL passes 1 GiB,
-    /// without ever waiting for a reader (PASSIVE), and truncates the WAL at
-    /// shutdown when no one else reads it.
+    /// sms-audit does, twice a second, without ever waiting for a reader
+    /// (PASSIVE); it starts the WAL over whenever it passes 64 MiB (its file kept
+    /// at most 128 MiB) and truncates it at shutdown when no one else reads it.
     #[default]
     Passive,
     /// sms-audit never does: another program holding the database open does

@@ -343,12 +343,9 @@ pub fn spawn(
     } = config.settings;
     let conn = prepare(path, sync)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    // A WAL started over is cut back to its longest allowed size.
-    conn.pragma_update(
-        None,
-        "journal_size_limit",
-        checkpoint::WAL_RESTART_FRAMES * 4096,
-    )?;
+    // A WAL started over is cut back to twice the length that starts it over:
+    // under steady writes its file keeps its pages, which commits overwrite.
+    conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_FILE_LIMIT)?;
     catch_up(&conn)?;
     let head = super::ledger::head(&conn)?;
     let wal_too_long = checkpoint::WalTooLong::default();
