@@ -90,25 +90,22 @@ pub(super) fn spawn(
 /// before, so what is left shrinks with each). Says whether the writer should
 /// copy the rest and start the WAL over.
 fn copy_back(conn: &rusqlite::Connection, restart_frames: i64, hand_over_frames: i64) -> bool {
-    let Some(mut wal) = passive_checkpoint(conn) else {
-        return false;
-    };
-    let mut copied = wal.copied;
-    for _ in 1..MAX_PASSES {
+    let mut copied_before = None;
+    for _ in 0..MAX_PASSES {
+        let Some(wal) = passive_checkpoint(conn) else {
+            // Past the limit already: the writer may still manage.
+            return copied_before.is_some();
+        };
         if wal.frames <= restart_frames {
             return false; // short, or started over since the last pass
         }
-        match passive_checkpoint(conn) {
-            Some(next) => wal = next,
-            None => break,
-        }
         // A pass that copied little left little: what came in while it ran.
-        if wal.copied - copied <= hand_over_frames {
-            break;
+        if copied_before.is_some_and(|before| wal.copied - before <= hand_over_frames) {
+            return true;
         }
-        copied = wal.copied;
+        copied_before = Some(wal.copied);
     }
-    wal.frames > restart_frames
+    true
 }
 
 /// Copies what is left of the WAL back, on the writer's own connection between
